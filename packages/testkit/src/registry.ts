@@ -1,0 +1,152 @@
+// Starts a real registry (Debian's `docker-registry`, distribution v2) on a free loopback
+// port with temporary storage. Every started registry is stopped on process exit too, so a
+// failing test run never leaves one behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RegistryAuthHtpasswd {
+  kind: 'htpasswd';
+  /** Contents of an htpasswd file (bcrypt entries). */
+  htpasswd: string;
+}
+
+export interface RegistryAuthToken {
+  kind: 'token';
+  realm: string;
+  service: string;
+  issuer: string;
+  /** PEM certificate bundle whose key signs the tokens. */
+  rootCertBundle: string;
+}
+
+export interface RegistryOptions {
+  auth?: RegistryAuthHtpasswd | RegistryAuthToken;
+  /** Existing storage directory (kept on stop); default a new temporary one (deleted on stop). */
+  storageDir?: string;
+  /** Fixed port; default a free one. */
+  port?: number;
+  /** Address to listen on; default 127.0.0.1. */
+  host?: string;
+}
+
+export interface RunningRegistry {
+  /** `127.0.0.1:<port>`, usable as the registry part of an image reference. */
+  host: string;
+  port: number;
+  url: string;
+  storageDir: string;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function configYaml(storageDir: string, addr: string, dir: string, auth: RegistryOptions['auth']): string {
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: false',
+    'storage:',
+    '  delete:',
+    '    enabled: true',
+    '  filesystem:',
+    `    rootdirectory: ${storageDir}`,
+    'http:',
+    `  addr: ${addr}`,
+  ];
+  if (auth?.kind === 'htpasswd') {
+    lines.push('auth:', '  htpasswd:', '    realm: clip-test', `    path: ${join(dir, 'htpasswd')}`);
+  } else if (auth?.kind === 'token') {
+    lines.push(
+      'auth:',
+      '  token:',
+      `    realm: ${auth.realm}`,
+      `    service: ${auth.service}`,
+      `    issuer: ${auth.issuer}`,
+      `    rootcertbundle: ${join(dir, 'token-ca.pem')}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function waitUntilServing(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`registry exited with code ${child.exitCode}`);
+    try {
+      const response = await fetch(`${url}/v2/`);
+      // 200 (anonymous) or 401 (auth configured) both mean the registry is serving.
+      if (response.status === 200 || response.status === 401) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`registry at ${url} did not start within ${timeoutMs} ms`);
+}
+
+export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'clip-registry-'));
+  const storageDir = options.storageDir ?? join(dir, 'storage');
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? (await freePort(host));
+  if (options.auth?.kind === 'htpasswd') await writeFile(join(dir, 'htpasswd'), options.auth.htpasswd);
+  if (options.auth?.kind === 'token') await writeFile(join(dir, 'token-ca.pem'), options.auth.rootCertBundle);
+  const configPath = join(dir, 'config.yml');
+  await writeFile(configPath, configYaml(storageDir, `${host}:${port}`, dir, options.auth));
+
+  const child = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-200_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('exit', () => running.delete(child));
+
+  const url = `http://${host}:${port}`;
+  try {
+    await waitUntilServing(url, child, 15_000);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw new Error(`${(error as Error).message}\n${output}`);
+  }
+  return {
+    host: `${host}:${port}`,
+    port,
+    url,
+    storageDir,
+    logs: () => output,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
