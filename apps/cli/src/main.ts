@@ -1,1 +1,43 @@
-export {};
+#!/usr/bin/env node
+// The `clip` command line. Each subcommand lives in commands/<name>.ts and exports
+// `register(program)`; this file only wires them together and turns errors into exit codes.
+import { Command, CommanderError } from 'commander';
+import { isClipError } from '@clip/shared/errors';
+import { commands } from './commands/index.js';
+import { EXIT } from './exit-codes.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('clip')
+    .description(
+      'Start containers without pulling their images: index an OCI image into a small .clip archive,\n' +
+        'then mount it anywhere through FUSE, fetching only the bytes that are read.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run "clip --help" for usage)')
+    .exitOverride();
+  for (const register of commands) register(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end up here with exit code 0.
+      return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (isClipError(error)) {
+      process.stderr.write(`clip: error: ${error.message} [${error.code}]\n`);
+      return error.code === 'CLIP_E_USAGE' || error.code === 'CLIP_E_REFERENCE' ? EXIT.usage : EXIT.failure;
+    }
+    process.stderr.write(`clip: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return EXIT.internal;
+  }
+}
+
+process.exitCode = await main(process.argv);
