@@ -1,0 +1,151 @@
+// LayerReader over hand-made 'plain' spans (compressed bytes = uncompressed bytes), so the
+// read path's range arithmetic, sharing, caching and verification are tested on their own.
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { Digest } from '../src/digest.ts';
+import { DigestMismatchError } from '../src/errors.ts';
+import type { ArchiveLayer, Inode, Span } from '../src/archive/model.ts';
+import { LayerReader, blockKey, type BlockCache } from '../src/archive/layer-reader.ts';
+import type { SpanCodec } from '../src/read/span-codec.ts';
+
+const sha = (data: Uint8Array): Digest => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+function plainLayer(data: Buffer, spanSize: number, pieceSize: number): ArchiveLayer {
+  const spans: Span[] = [];
+  for (let start = 0; start < data.length; start += spanSize) {
+    const end = Math.min(start + spanSize, data.length);
+    const pieces = [];
+    for (let p = start; p < end; p += pieceSize) {
+      const pe = Math.min(p + pieceSize, end);
+      pieces.push({ compressedEnd: pe, uncompressedEnd: pe, digest: sha(data.subarray(p, pe)) });
+    }
+    spans.push({ checkpoint: { uncompressedOffset: start, compressedBitOffset: start * 8, window: new Uint8Array(), kind: 'plain' }, uncompressedEnd: end, pieces });
+  }
+  return { digest: sha(data), mediaType: 'application/vnd.oci.image.layer.v1.tar', compression: 'none', compressedSize: data.length, uncompressedSize: data.length, diffId: sha(data), spans };
+}
+
+const plainCodec: SpanCodec = {
+  spanIndexAt(layer, offset) {
+    let lo = 0;
+    let hi = layer.spans.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (layer.spans[mid]!.checkpoint.uncompressedOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  },
+  compressedRangeFor(layer, index, uncompressedEnd) {
+    const span = layer.spans[index]!;
+    const start = span.checkpoint.compressedBitOffset / 8;
+    let count = 0;
+    for (const piece of span.pieces) {
+      count++;
+      if (piece.uncompressedEnd >= uncompressedEnd) return { start, end: piece.compressedEnd, pieceCount: count };
+    }
+    return { start, end: span.pieces.at(-1)!.compressedEnd, pieceCount: count };
+  },
+  verifySpanPieces(layer, index, compressed) {
+    const span = layer.spans[index]!;
+    let at = span.checkpoint.compressedBitOffset / 8;
+    const base = at;
+    for (const piece of span.pieces) {
+      if (piece.compressedEnd - base > compressed.length) break;
+      const actual = sha(compressed.subarray(at - base, piece.compressedEnd - base));
+      if (actual !== piece.digest) throw new DigestMismatchError(`piece`, piece.digest, actual);
+      at = piece.compressedEnd;
+    }
+  },
+  async decompressSpan(_layer, _index, compressed) {
+    return Buffer.from(compressed);
+  },
+};
+
+function setup(size = 1000, spanSize = 100, pieceSize = 25) {
+  const data = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) data[i] = (i * 31 + 7) & 0xff;
+  const layer = plainLayer(data, spanSize, pieceSize);
+  const fetches: Array<[number, number]> = [];
+  let corruptNext = 0;
+  const fetchRange = async (_digest: Digest, start: number, end: number) => {
+    fetches.push([start, end]);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    const bytes = Buffer.from(data.subarray(start, end));
+    if (corruptNext > 0) {
+      corruptNext--;
+      bytes[0] = bytes[0]! ^ 0xff;
+    }
+    return bytes;
+  };
+  const store = new Map<string, Buffer>();
+  const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) };
+  const reader = new LayerReader({ layers: [layer] }, { fetchRange, cache, codec: plainCodec });
+  return { data, layer, fetches, store, reader, corrupt: (n: number) => (corruptNext = n) };
+}
+
+describe('LayerReader', () => {
+  it('reads ranges across spans and clamps at the layer end', async () => {
+    const { data, reader } = setup();
+    expect(await reader.read(0, 90, 30)).toEqual(data.subarray(90, 120));
+    expect(await reader.read(0, 950, 100)).toEqual(data.subarray(950, 1000));
+    expect((await reader.read(0, 1000, 10)).length).toBe(0);
+  });
+
+  it('fetches only from the checkpoint to the piece that covers the needed end', async () => {
+    const { fetches, reader } = setup();
+    await reader.read(0, 210, 10);
+    expect(fetches).toEqual([[200, 225]]);
+  });
+
+  it('refetches a partially cached span when a later read needs more of it', async () => {
+    const { data, fetches, reader, store } = setup();
+    await reader.read(0, 200, 10);
+    expect(store.get(blockKey(plainLayer(data, 100, 25).digest, 2))?.length).toBe(25);
+    await reader.read(0, 205, 10); // covered by the cached block
+    expect(fetches.length).toBe(1);
+    expect(await reader.read(0, 260, 20)).toEqual(data.subarray(260, 280));
+    expect(fetches).toEqual([[200, 225], [200, 300]]);
+  });
+
+  it('shares one fetch among concurrent reads of a span', async () => {
+    const { data, fetches, reader } = setup();
+    const reads = await Promise.all([reader.read(0, 300, 90), reader.read(0, 310, 50), reader.read(0, 350, 40)]);
+    expect(reads[1]).toEqual(data.subarray(310, 360));
+    expect(fetches).toEqual([[300, 400]]);
+  });
+
+  it('refetches once on a digest mismatch, then fails with DigestMismatchError', async () => {
+    const ctx = setup();
+    ctx.corrupt(1);
+    expect(await ctx.reader.read(0, 0, 10)).toEqual(ctx.data.subarray(0, 10));
+    expect(ctx.fetches.length).toBe(2);
+    ctx.corrupt(2);
+    await expect(ctx.reader.read(0, 500, 10)).rejects.toBeInstanceOf(DigestMismatchError);
+    expect(ctx.store.has(blockKey(ctx.layer.digest, 5))).toBe(false);
+  });
+
+  it('readFile maps a file range onto its layer', async () => {
+    const { data, reader } = setup();
+    const inode: Inode = { ino: 2, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 150, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, nlink: 1, data: { layer: 0, offset: 420 } };
+    expect(await reader.readFile(inode, 100, 4096)).toEqual(data.subarray(520, 570));
+    expect((await reader.readFile({ ...inode, size: 0, data: undefined }, 0, 10)).length).toBe(0);
+  });
+
+  it('prefetch decodes whole spans', async () => {
+    const { fetches, reader } = setup();
+    await reader.prefetch(0, 150, 100);
+    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([[100, 200], [200, 300]]);
+  });
+
+  it('any read equals the slice of the layer', async () => {
+    const { data, reader } = setup(2000, 128, 32);
+    await fc.assert(
+      fc.asyncProperty(fc.nat(2100), fc.nat(700), async (offset, length) => {
+        const got = await reader.read(0, offset, length);
+        expect(got).toEqual(data.subarray(Math.min(offset, 2000), Math.min(offset + length, 2000)));
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
