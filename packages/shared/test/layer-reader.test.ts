@@ -3,11 +3,11 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Digest } from '../src/digest.ts';
-import { DigestMismatchError } from '../src/errors.ts';
-import type { ArchiveLayer, Inode, Span } from '../src/archive/model.ts';
-import { LayerReader, blockKey, type BlockCache } from '../src/archive/layer-reader.ts';
-import type { SpanCodec } from '../src/read/span-codec.ts';
+import type { Digest } from '../src/digest.js';
+import { DigestMismatchError } from '../src/errors.js';
+import type { ArchiveLayer, Inode, Span } from '../src/archive/model.js';
+import { LayerReader, blockKey, type BlockCache } from '../src/archive/layer-reader.js';
+import type { SpanCodec } from '../src/read/span-codec.js';
 
 const sha = (data: Uint8Array): Digest => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
