@@ -79,6 +79,29 @@ export interface RangeOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Counters every source keeps. For a registry they count HTTP traffic; for local sources
+ * (layout, archive) they count local file reads and `networkBytesReceived` stays 0, so a
+ * caller can prove that indexing a local layout touched no network.
+ */
+export interface SourceStats {
+  /** Requests made (HTTP requests incl. retries and auth round trips; local blob reads). */
+  requests: number;
+  /** Body bytes received (HTTP) or read from local files. */
+  bytesReceived: number;
+  /** Byte-range reads (readBlobRange calls that reached the network or disk). */
+  rangeRequests: number;
+  /** Body bytes that came over the network: always 0 for local sources. */
+  networkBytesReceived: number;
+}
+
+/** A manifest or index as stored, with its media type. */
+export interface RawManifest {
+  digest: Digest;
+  mediaType: string;
+  bytes: Uint8Array;
+}
+
 export interface ImageSource {
   /** What kind of source this is, for logs and metrics. */
   readonly kind: 'oci-layout' | 'oci-archive' | 'registry';
@@ -91,5 +114,9 @@ export interface ImageSource {
   readBlobRange(digest: Digest, start: number, end: number, options?: RangeOptions): Promise<Buffer>;
   /** Whether the blob exists in this source. */
   hasBlob(digest: Digest): Promise<boolean>;
+  /** A manifest or index by digest, digest-verified (push walks indexes with it). */
+  fetchManifest(digest: Digest): Promise<RawManifest>;
+  /** Traffic counters since the source was opened. */
+  stats(): SourceStats;
   close(): Promise<void>;
 }
