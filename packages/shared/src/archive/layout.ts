@@ -1,0 +1,128 @@
+// Constants of the `.clip` v2 binary layout: magic, header, section ids, record sizes and
+// the field offsets inside each record. docs/archive-format.md documents the same
+// numbers field by field; keep the two in step.
+
+export const MAGIC = Uint8Array.of(0x89, 0x43, 0x4c, 0x49, 0x50, 0x0d, 0x0a, 0x1a); // \x89 C L I P \r \n \x1a
+export const FORMAT_MAJOR = 2;
+export const FORMAT_MINOR = 0;
+
+/** Header: magic(8) major(2) minor(2) flags(4) sectionCount(4) inodeCount(4) entryCount(4) reserved(4). */
+export const HEADER_SIZE = 32;
+export const H_MAJOR = 8;
+export const H_MINOR = 10;
+export const H_FLAGS = 12;
+export const H_SECTION_COUNT = 16;
+export const H_INODE_COUNT = 20;
+export const H_ENTRY_COUNT = 24;
+
+/**
+ * Header flags a reader must understand to read the archive (unknown bits → refuse).
+ * Bit 0 is reserved for the data-carrying mode (a DATA section holding file contents);
+ * v2.0 writers never set it.
+ */
+export const FLAG_DATA_SECTION = 1;
+export const KNOWN_FLAGS = 0;
+
+/** Section table entry: id(4) recordSize(4) offset(8) length(8). */
+export const SECTION_ENTRY_SIZE = 24;
+export const MAX_SECTIONS = 64;
+
+export const SECTION = {
+  metadata: 1,
+  layers: 2,
+  spans: 3,
+  pieces: 4,
+  windows: 5,
+  inodes: 6,
+  entries: 7,
+  xattrs: 8,
+  strings: 9,
+  /** Reserved for the data-carrying mode. */
+  data: 10,
+} as const;
+
+export const CHECKSUM_SIZE = 32;
+
+export const LAYER_RECORD = {
+  size: 104,
+  digest: 0, // 32 raw sha256 bytes
+  diffId: 32, // 32 raw sha256 bytes
+  compressedSize: 64, // u64
+  uncompressedSize: 72, // u64
+  mediaTypeOffset: 80, // u32 into strings
+  mediaTypeLength: 84, // u32
+  firstSpan: 88, // u32
+  spanCount: 92, // u32
+  compression: 96, // u8
+  source: 97, // u8: 0 = registry blob; 1 = reserved (archive's own DATA section)
+} as const;
+
+export const SPAN_RECORD = {
+  size: 48,
+  uncompressedOffset: 0, // u64
+  uncompressedEnd: 8, // u64
+  compressedBitOffset: 16, // u64
+  firstPiece: 24, // u32
+  pieceCount: 28, // u32
+  windowOffset: 32, // u32 into windows
+  windowStoredLength: 36, // u32
+  windowLength: 40, // u32 (uncompressed, ≤ 32768)
+  kind: 44, // u8
+  windowEncoding: 45, // u8: 0 = none (no window), 1 = raw deflate
+} as const;
+
+export const PIECE_RECORD = {
+  size: 48,
+  compressedEnd: 0, // u64
+  uncompressedEnd: 8, // u64
+  digest: 16, // 32 raw sha256 bytes
+} as const;
+
+export const INODE_RECORD = {
+  size: 88,
+  type: 0, // u8
+  flags: 1, // u8: bit 0 = has data location, bit 1 = has link target
+  mode: 4, // u32
+  uid: 8, // u32
+  gid: 12, // u32
+  size_: 16, // u64
+  mtimeSec: 24, // i64
+  mtimeNsec: 32, // u32
+  nlink: 36, // u32
+  rdevMajor: 40, // u32
+  rdevMinor: 44, // u32
+  linkTargetOffset: 48, // u32 into strings
+  linkTargetLength: 52, // u32
+  firstXattr: 56, // u32
+  xattrCount: 60, // u32
+  dataOffset: 64, // u64
+  dataLayer: 72, // u32
+  firstChild: 76, // u32 index into entries (directories)
+  childCount: 80, // u32
+} as const;
+export const INODE_FLAG_DATA = 1;
+export const INODE_FLAG_LINK_TARGET = 2;
+
+export const ENTRY_RECORD = {
+  size: 16,
+  parent: 0, // u32 parent inode
+  ino: 4, // u32
+  nameOffset: 8, // u32 into strings
+  nameLength: 12, // u32
+} as const;
+
+export const XATTR_RECORD = {
+  size: 16,
+  nameOffset: 0,
+  nameLength: 4,
+  valueOffset: 8,
+  valueLength: 12,
+} as const;
+
+export const FILE_TYPES = ['file', 'directory', 'symlink', 'char', 'block', 'fifo', 'socket'] as const;
+/** Type byte = index in FILE_TYPES + 1 (0 is invalid). */
+export const DIRECTORY_TYPE_CODE = 2;
+export const COMPRESSIONS = ['none', 'gzip', 'zstd'] as const;
+export const CHECKPOINT_KINDS = ['deflate-block', 'gzip-member', 'zstd-frame', 'plain'] as const;
+export const ROOT_INO = 1;
+export const MAX_WINDOW = 32768;
