@@ -1,0 +1,92 @@
+// Counters and a read-latency histogram for one mount; rendered as Prometheus text for
+// `--metrics host:port` and as a JSON summary on exit.
+
+/** Upper bounds (seconds) of the read-latency buckets. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30];
+
+export interface MetricsSnapshot {
+  fetchRequests: number;
+  fetchBytes: number;
+  fetchErrors: number;
+  memoryCacheHits: number;
+  memoryCacheMisses: number;
+  diskCacheHits: number;
+  diskCacheMisses: number;
+  diskCacheCorrupt: number;
+  digestMismatches: number;
+  reads: number;
+  readBytes: number;
+  readErrors: number;
+  readaheadSpans: number;
+  prefetchedFiles: number;
+  readLatency: { buckets: Array<{ le: number | '+Inf'; count: number }>; sum: number; count: number };
+}
+
+type Counter = Exclude<keyof MetricsSnapshot, 'readLatency'>;
+
+const HELP: Record<Counter, string> = {
+  fetchRequests: 'Range requests sent to the registry',
+  fetchBytes: 'Compressed bytes fetched from the registry',
+  fetchErrors: 'Range requests that failed',
+  memoryCacheHits: 'Decoded blocks served from memory',
+  memoryCacheMisses: 'Decoded blocks not in memory',
+  diskCacheHits: 'Decoded blocks served from the disk cache',
+  diskCacheMisses: 'Decoded blocks not in the disk cache',
+  diskCacheCorrupt: 'Disk cache entries dropped because they failed verification',
+  digestMismatches: 'Fetched pieces whose digest did not match the archive',
+  reads: 'FUSE read requests',
+  readBytes: 'Bytes returned by FUSE reads',
+  readErrors: 'FUSE reads that failed (EIO)',
+  readaheadSpans: 'Spans fetched by sequential readahead',
+  prefetchedFiles: 'Files fetched from the prefetch list',
+};
+
+function snakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+export class MountMetrics {
+  readonly #counters = new Map<Counter, number>();
+  readonly #bucketCounts = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
+  #latencySum = 0;
+  #latencyCount = 0;
+
+  add(counter: Counter, amount = 1): void {
+    this.#counters.set(counter, (this.#counters.get(counter) ?? 0) + amount);
+  }
+
+  observeReadSeconds(seconds: number): void {
+    let index = LATENCY_BUCKETS.findIndex((bound) => seconds <= bound);
+    if (index < 0) index = LATENCY_BUCKETS.length;
+    this.#bucketCounts[index]!++;
+    this.#latencySum += seconds;
+    this.#latencyCount++;
+  }
+
+  snapshot(): MetricsSnapshot {
+    const counters = Object.fromEntries(
+      (Object.keys(HELP) as Counter[]).map((name) => [name, this.#counters.get(name) ?? 0]),
+    ) as Record<Counter, number>;
+    let cumulative = 0;
+    const buckets = this.#bucketCounts.map((count, index) => {
+      cumulative += count;
+      return { le: LATENCY_BUCKETS[index] ?? ('+Inf' as const), count: cumulative };
+    });
+    return { ...counters, readLatency: { buckets, sum: this.#latencySum, count: this.#latencyCount } };
+  }
+
+  /** Prometheus text exposition format 0.0.4. */
+  prometheus(): string {
+    const snap = this.snapshot();
+    const lines: string[] = [];
+    for (const name of Object.keys(HELP) as Counter[]) {
+      const metric = `clip_${snakeCase(name)}_total`;
+      lines.push(`# HELP ${metric} ${HELP[name]}`, `# TYPE ${metric} counter`, `${metric} ${snap[name]}`);
+    }
+    const hist = 'clip_read_latency_seconds';
+    lines.push(`# HELP ${hist} Latency of FUSE read requests`, `# TYPE ${hist} histogram`);
+    for (const bucket of snap.readLatency.buckets) lines.push(`${hist}_bucket{le="${bucket.le}"} ${bucket.count}`);
+    lines.push(`${hist}_sum ${snap.readLatency.sum}`, `${hist}_count ${snap.readLatency.count}`);
+    return `${lines.join('\n')}\n`;
+  }
+}

@@ -1,0 +1,156 @@
+// Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
+// file data fetched lazily by byte range from the image's registry, decoded blocks kept in
+// a memory LRU and (optionally) a bounded disk cache shared between processes.
+import { LayerReader, type FetchRange } from '@clip/shared/archive/layer-reader';
+import { silentLogger, type Logger } from '@clip/shared/log';
+import type { MountableArchive } from './archive-view.js';
+import { DiskBlockCache } from './disk-cache.js';
+import { createFsOperations } from './fuse-ops.js';
+import { createFuseMount } from './fuse-binding.js';
+import { MemoryBlockCache } from './memory-cache.js';
+import { MountMetrics, type MetricsSnapshot } from './metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { checkMountpoint } from './mountpoint.js';
+import { prefetchFiles, readPathList, ReadRecorder } from './prefetch-list.js';
+import { TieredBlockCache } from './tiered-cache.js';
+
+export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
+export const DEFAULT_DISK_CACHE = 4 * 2 ** 30;
+export const DEFAULT_READ_TIMEOUT_MS = 30_000;
+/** Kernel caching of attributes and entries: the image never changes under a mount. */
+const KERNEL_CACHE_SECONDS = 86_400;
+
+/** Reads byte ranges of layer blobs; `close` is called on unmount. */
+export interface LayerFetcher {
+  fetchRange: FetchRange;
+  close?(): Promise<void>;
+}
+
+export interface MountOptions {
+  archive: MountableArchive;
+  mountpoint: string;
+  /** Where layer bytes come from (the CLI opens the archive's storage reference). */
+  fetcher: LayerFetcher;
+  /** Disk cache directory; none when absent. */
+  cacheDir?: string;
+  /** Disk cache bound in bytes (default 4 GiB). */
+  cacheSize?: number;
+  /** Memory cache bound in bytes (default 512 MiB; 0 disables it). */
+  memoryCache?: number;
+  /** File listing paths to fetch in the background after mounting. */
+  prefetch?: string;
+  /** File to write first-read paths to. */
+  record?: string;
+  /** `host:port` to serve Prometheus metrics on. */
+  metrics?: string;
+  /** Unmount a stale FUSE mount at the mountpoint instead of refusing. */
+  forceUnmountStale?: boolean;
+  logger?: Logger;
+  timeouts?: { readMs?: number };
+}
+
+export interface MountHandle {
+  readonly mountpoint: string;
+  /** `host:port` the metrics server listens on, when one was asked for. */
+  readonly metricsAddress: string | undefined;
+  /** Settles when the prefetch list has been fetched (immediately without one). */
+  readonly prefetchDone: Promise<void>;
+  metrics(): MetricsSnapshot;
+  unmount(): Promise<void>;
+}
+
+function mountOptions(): string[] {
+  const options = ['ro', 'use_ino', 'fsname=clip', 'subtype=clip', 'default_permissions', 'kernel_cache'];
+  options.push(`attr_timeout=${KERNEL_CACHE_SECONDS}`, `entry_timeout=${KERNEL_CACHE_SECONDS}`, `negative_timeout=${KERNEL_CACHE_SECONDS}`);
+  // As root, let every user (and containers) in, and keep setuid bits and device nodes working.
+  if (process.getuid?.() === 0) options.push('allow_other', 'suid', 'dev');
+  return options;
+}
+
+export async function mount(options: MountOptions): Promise<MountHandle> {
+  const logger = options.logger ?? silentLogger;
+  const { archive, fetcher } = options;
+  const mountpoint = await checkMountpoint(options.mountpoint, { forceUnmountStale: options.forceUnmountStale, logger });
+  const metrics = new MountMetrics();
+
+  const memory = options.memoryCache === 0 ? undefined : new MemoryBlockCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
+  let disk: DiskBlockCache | undefined;
+  if (options.cacheDir) {
+    disk = new DiskBlockCache(options.cacheDir, options.cacheSize ?? DEFAULT_DISK_CACHE, {
+      logger,
+      onCorrupt: () => metrics.add('diskCacheCorrupt'),
+    });
+    await disk.open();
+  }
+  const countingFetch: FetchRange = async (digest, start, end, signal) => {
+    metrics.add('fetchRequests');
+    try {
+      const bytes = await fetcher.fetchRange(digest, start, end, signal);
+      metrics.add('fetchBytes', bytes.length);
+      return bytes;
+    } catch (error) {
+      metrics.add('fetchErrors');
+      throw error;
+    }
+  };
+  const reader = new LayerReader(archive, {
+    fetchRange: countingFetch,
+    cache: new TieredBlockCache(memory, disk, metrics),
+    onEvent: (event) => {
+      if (event.kind === 'digest-mismatch') {
+        metrics.add('digestMismatches');
+        logger.warn('piece digest mismatch', { layer: event.layer, span: event.span, attempt: event.attempt });
+      }
+    },
+  });
+
+  const recorder = options.record ? new ReadRecorder(options.record, logger) : undefined;
+  const ops = createFsOperations({
+    archive,
+    reader,
+    metrics,
+    logger,
+    readTimeoutMs: options.timeouts?.readMs ?? DEFAULT_READ_TIMEOUT_MS,
+    ...(recorder ? { onFirstRead: (path: string) => recorder.record(path) } : {}),
+  });
+  const fuse = createFuseMount(mountpoint, ops, mountOptions());
+
+  let server: MetricsServer | undefined;
+  if (options.metrics) server = await startMetricsServer(options.metrics, metrics);
+  try {
+    await fuse.mount();
+  } catch (error) {
+    await server?.close();
+    throw error;
+  }
+
+  const stopPrefetch = new AbortController();
+  const prefetchDone = options.prefetch
+    ? readPathList(options.prefetch)
+        .then((paths) =>
+          prefetchFiles({ archive, reader, paths, logger, signal: stopPrefetch.signal, onFile: () => metrics.add('prefetchedFiles') }),
+        )
+        .then(
+          (result) => logger.info('prefetch finished', { files: result.files, failed: result.failed }),
+          (error: unknown) => logger.warn('prefetch list unusable', { file: options.prefetch, error: (error as Error).message }),
+        )
+    : Promise.resolve();
+
+  let unmounting: Promise<void> | undefined;
+  return {
+    mountpoint,
+    metricsAddress: server?.address,
+    prefetchDone,
+    metrics: () => metrics.snapshot(),
+    unmount() {
+      unmounting ??= (async () => {
+        stopPrefetch.abort();
+        await fuse.unmount();
+        await server?.close();
+        await recorder?.flush();
+        await fetcher.close?.();
+      })();
+      return unmounting;
+    },
+  };
+}

@@ -1,0 +1,66 @@
+// Checks a mountpoint before mounting, so users get a clear message instead of libfuse's
+// "fuse failed": missing, not a directory, already a mount, or a stale FUSE mount left by a
+// crashed process (stat fails with ENOTCONN, "Transport endpoint is not connected").
+import { execFile } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { silentLogger, type Logger } from '@clip/shared/log';
+import { MountpointError } from './errors.js';
+
+const run = promisify(execFile);
+
+/** Mount points listed in /proc/self/mountinfo (octal escapes decoded). */
+export async function mountedPaths(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const paths = new Set<string>();
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field) paths.add(field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+  }
+  return paths;
+}
+
+export async function isMounted(path: string): Promise<boolean> {
+  return (await mountedPaths()).has(resolve(path));
+}
+
+/** Detaches a (stale) mount: `fusermount -uz`, falling back to `umount -l`. */
+export async function forceUnmount(path: string): Promise<void> {
+  try {
+    await run('fusermount', ['-uz', path]);
+  } catch {
+    await run('umount', ['-l', path]);
+  }
+}
+
+export async function checkMountpoint(
+  mountpoint: string,
+  options: { forceUnmountStale?: boolean; logger?: Logger } = {},
+): Promise<string> {
+  const path = resolve(mountpoint);
+  const logger = options.logger ?? silentLogger;
+  try {
+    const info = await stat(path);
+    if (!info.isDirectory()) throw new MountpointError(path, `mountpoint ${path} is not a directory`);
+  } catch (error) {
+    if (error instanceof MountpointError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new MountpointError(path, `mountpoint ${path} does not exist (create it with mkdir -p)`);
+    if (code !== 'ENOTCONN') throw new MountpointError(path, `mountpoint ${path} cannot be used: ${(error as Error).message}`);
+    if (!options.forceUnmountStale) {
+      throw new MountpointError(
+        path,
+        `mountpoint ${path} is a stale FUSE mount (Transport endpoint is not connected): ` +
+          `clean it with "fusermount -u ${path}" or "umount -l ${path}", or pass --force-unmount-stale`,
+      );
+    }
+    logger.warn('unmounting stale FUSE mount', { mountpoint: path });
+    await forceUnmount(path);
+    return checkMountpoint(path, { ...options, forceUnmountStale: false });
+  }
+  if (await isMounted(path)) {
+    throw new MountpointError(path, `mountpoint ${path} is busy: something is already mounted there (unmount it first)`);
+  }
+  return path;
+}

@@ -1,0 +1,40 @@
+// Memory in front of disk: a disk hit is promoted to memory; a store goes to both.
+// Counts hits and misses per tier for the metrics.
+import type { BlockCache } from '@clip/shared/archive/layer-reader';
+import type { MountMetrics } from './metrics.js';
+
+export class TieredBlockCache implements BlockCache {
+  readonly #memory: BlockCache | undefined;
+  readonly #disk: BlockCache | undefined;
+  readonly #metrics: MountMetrics;
+
+  constructor(memory: BlockCache | undefined, disk: BlockCache | undefined, metrics: MountMetrics) {
+    this.#memory = memory;
+    this.#disk = disk;
+    this.#metrics = metrics;
+  }
+
+  get(key: string): Buffer | undefined | Promise<Buffer | undefined> {
+    const inMemory = this.#memory?.get(key);
+    if (inMemory instanceof Promise) return inMemory.then((value) => value ?? this.#fromDisk(key));
+    if (inMemory) {
+      this.#metrics.add('memoryCacheHits');
+      return inMemory;
+    }
+    if (this.#memory) this.#metrics.add('memoryCacheMisses');
+    return this.#disk ? this.#fromDisk(key) : undefined;
+  }
+
+  async set(key: string, value: Buffer): Promise<void> {
+    await this.#memory?.set(key, value);
+    await this.#disk?.set(key, value);
+  }
+
+  async #fromDisk(key: string): Promise<Buffer | undefined> {
+    if (!this.#disk) return undefined;
+    const value = await this.#disk.get(key);
+    this.#metrics.add(value ? 'diskCacheHits' : 'diskCacheMisses');
+    if (value) await this.#memory?.set(key, value);
+    return value;
+  }
+}
