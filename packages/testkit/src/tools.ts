@@ -49,6 +49,11 @@ export interface SkopeoCopyOptions {
   all?: boolean;
   srcCreds?: Credentials;
   destCreds?: Credentials;
+  /**
+   * `--preserve-digests` (default true): fail rather than change any blob or manifest.
+   * Without it skopeo gzips uncompressed layers on a push to a registry.
+   */
+  preserveDigests?: boolean;
   /** Extra skopeo arguments (e.g. `--dest-compress-format`). */
   extraArgs?: string[];
 }
@@ -70,6 +75,7 @@ export async function skopeoCopy(src: string, dst: string, options: SkopeoCopyOp
   await prepareDestination(dst);
   const args = ['--insecure-policy', 'copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--retry-times', '0'];
   if (options.all) args.push('--all');
+  if (options.preserveDigests ?? true) args.push('--preserve-digests');
   if (options.srcCreds) args.push('--src-creds', creds(options.srcCreds));
   if (options.destCreds) args.push('--dest-creds', creds(options.destCreds));
   args.push(...(options.extraArgs ?? []), src, dst);
@@ -150,6 +156,7 @@ export async function umociUnpack(layoutRef: string, bundleDir: string, options:
       const sep = image.lastIndexOf(':');
       const tag = image.slice(sep + 1);
       await skopeoCopy(`oci:${image}`, `oci:${converted}:${tag}`, {
+        preserveDigests: false,
         extraArgs: ['--dest-compress', '--dest-compress-format', 'gzip'],
       });
       await rm(bundleDir, { recursive: true, force: true });
