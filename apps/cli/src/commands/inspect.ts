@@ -1,0 +1,114 @@
+// `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
+import { stat } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { readArchiveFile, type ClipArchive } from '@clip/shared/archive/format';
+import type { ArchiveMetadata, FileType } from '@clip/shared/archive/model';
+import { formatSize } from '@clip/shared/size';
+
+export interface ArchiveReport {
+  file: string;
+  formatVersion: number;
+  archiveBytes: number;
+  metadata: ArchiveMetadata;
+  layers: Array<{
+    digest: string;
+    diffId: string;
+    mediaType: string;
+    compression: string;
+    compressedSize: number;
+    uncompressedSize: number;
+    spans: number;
+  }>;
+  /** Names by type (a file with two hardlinked names counts twice), plus inode and name totals. */
+  counts: Record<FileType, number> & { inodes: number; entries: number };
+}
+
+export function describeArchive(file: string, archive: ClipArchive, archiveBytes: number): ArchiveReport {
+  const counts: ArchiveReport['counts'] = {
+    file: 0, directory: 0, symlink: 0, char: 0, block: 0, fifo: 0, socket: 0,
+    inodes: archive.inodeCount, entries: archive.entryCount,
+  };
+  for (const { inode } of archive.walk()) counts[inode.type]++;
+  return {
+    file,
+    formatVersion: archive.formatVersion,
+    archiveBytes,
+    metadata: archive.metadata,
+    layers: archive.layers.map((layer) => ({
+      digest: layer.digest,
+      diffId: layer.diffId,
+      mediaType: layer.mediaType,
+      compression: layer.compression,
+      compressedSize: layer.compressedSize,
+      uncompressedSize: layer.uncompressedSize,
+      spans: layer.spans.length,
+    })),
+    counts,
+  };
+}
+
+function storageText(metadata: ArchiveMetadata): string {
+  const storage = metadata.storage;
+  if (!storage) return '(none: data carried in the archive)';
+  return `${storage.registry}/${storage.repository}${storage.tag ? `:${storage.tag}` : ''}`;
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ').trimEnd());
+}
+
+export function formatReport(report: ArchiveReport): string {
+  const { metadata } = report;
+  const config = metadata.imageConfig;
+  const platform = metadata.platform
+    ? `${metadata.platform.os}/${metadata.platform.architecture}${metadata.platform.variant ? `/${metadata.platform.variant}` : ''}`
+    : '(unknown)';
+  const lines = table([
+    ['archive', `${report.file} (${formatSize(report.archiveBytes)}, format v${report.formatVersion})`],
+    ['source', metadata.sourceRef],
+    ['storage', storageText(metadata)],
+    ['manifest', metadata.storage?.manifestDigest ?? '(none)'],
+    ['platform', platform],
+    ['created by', metadata.createdBy],
+    ['entrypoint', config.entrypoint ? JSON.stringify(config.entrypoint) : '(none)'],
+    ['cmd', config.cmd ? JSON.stringify(config.cmd) : '(none)'],
+    ['workdir', config.workingDir || '(none)'],
+    ['user', config.user || '(none)'],
+    ...(config.env ?? []).map((value, index) => [index === 0 ? 'env' : '', value]),
+    ...Object.entries(config.labels ?? {}).map(([key, value], index) => [index === 0 ? 'labels' : '', `${key}=${value}`]),
+  ]);
+  const c = report.counts;
+  lines.push(
+    '',
+    `files ${c.file}, directories ${c.directory}, symlinks ${c.symlink}, devices ${c.char + c.block}, fifos ${c.fifo}, sockets ${c.socket} (${c.entries + 1} names, ${c.inodes} inodes)`,
+    '',
+  );
+  const layerRows = [['#', 'DIGEST', 'COMPRESSION', 'COMPRESSED', 'UNCOMPRESSED', 'SPANS']];
+  report.layers.forEach((layer, index) =>
+    layerRows.push([
+      String(index),
+      layer.digest,
+      layer.compression,
+      formatSize(layer.compressedSize),
+      formatSize(layer.uncompressedSize),
+      String(layer.spans),
+    ]),
+  );
+  lines.push(...table(layerRows));
+  return `${lines.join('\n')}\n`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('inspect')
+    .description('show what a .clip archive holds: references, image config, layers, counts')
+    .argument('<archive>', 'the .clip file')
+    .option('--json', 'print one JSON object instead of text')
+    .action(async (file: string, options: { json?: boolean }) => {
+      const archive = await readArchiveFile(file);
+      const { size } = await stat(file);
+      const report = describeArchive(file, archive, size);
+      process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+    });
+}
