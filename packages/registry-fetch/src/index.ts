@@ -1,1 +1,10 @@
-export {};
+// @clip/registry-fetch: read images from OCI layouts, oci-archives and registries; push to
+// registries. Import from subpaths (`@clip/registry-fetch/open`); this barrel is for convenience.
+export * from './image-source.js';
+export * from './open.js';
+export * from './layout-source.js';
+export * from './registry-source.js';
+export * from './credentials.js';
+export * from './platform.js';
+export * from './media-types.js';
+export * from './errors.js';
