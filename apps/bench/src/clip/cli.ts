@@ -1,0 +1,123 @@
+// Adapter over the `clip` command line (apps/cli/dist/main.js, or $CLIP_BENCH_CLI). Each
+// command is probed with `--help` first, so a command that has not landed yet turns its
+// scenarios into "skipped: …" rather than a crash.
+import type { ChildProcess } from 'node:child_process';
+import { access } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { onCleanup } from '../util/cleanup.js';
+import { run, startProcess, stopProcess, waitForOutput, type RunResult } from '../util/exec.js';
+
+export type ClipCommand = 'index' | 'push' | 'mount' | 'cat';
+
+export interface MountOptions {
+  cacheDir: string;
+  prefetch?: string;
+  record?: string;
+  netns?: string;
+}
+
+export interface RunningMount {
+  mountpoint: string;
+  /** Unmounts (SIGTERM) and returns the metrics JSON the mount prints on exit, if any. */
+  stop(): Promise<Record<string, unknown> | undefined>;
+}
+
+export function defaultCliPath(): string {
+  return process.env['CLIP_BENCH_CLI'] ?? fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+}
+
+/** The last JSON object printed on its own line(s) in `text`. */
+export function lastJsonObject(text: string): Record<string, unknown> | undefined {
+  const lines = text.split('\n');
+  for (let end = lines.length - 1; end >= 0; end--) {
+    if (!lines[end]!.trim().endsWith('}')) continue;
+    for (let start = end; start >= Math.max(0, end - 200); start--) {
+      if (!lines[start]!.trim().startsWith('{')) continue;
+      try {
+        const value: unknown = JSON.parse(lines.slice(start, end + 1).join('\n'));
+        if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
+      } catch {
+        // keep looking
+      }
+    }
+  }
+  return undefined;
+}
+
+export class ClipCli {
+  private readonly probes = new Map<ClipCommand, Promise<string | undefined>>();
+
+  constructor(readonly path: string = defaultCliPath()) {}
+
+  /** undefined when the command is usable, else why not. */
+  unavailable(command: ClipCommand): Promise<string | undefined> {
+    let probe = this.probes.get(command);
+    if (!probe) {
+      probe = (async () => {
+        try {
+          await access(this.path);
+        } catch {
+          return `clip CLI not built (${this.path} missing; run npx turbo run build)`;
+        }
+        const help = await run(process.execPath, [this.path, command, '--help'], { allowFailure: true, timeoutMs: 30_000 });
+        return help.code === 0 ? undefined : `\`clip ${command}\` not available yet`;
+      })();
+      this.probes.set(command, probe);
+    }
+    return probe;
+  }
+
+  private exec(args: string[], netns?: string, timeoutMs = 30 * 60_000): Promise<RunResult> {
+    return run(process.execPath, [this.path, ...args], { timeoutMs, ...(netns ? { netns } : {}) });
+  }
+
+  /** `clip index <source> -o <archive> [--storage-ref <ref>] --json`; returns timing and the JSON summary. */
+  async index(source: string, archive: string, storageRef: string | undefined, netns?: string): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
+    const args = ['index', source, '-o', archive, '--json'];
+    if (storageRef) args.push('--storage-ref', storageRef);
+    const result = await this.exec(args, netns);
+    const summary = lastJsonObject(result.stdout) ?? lastJsonObject(result.stderr);
+    return { seconds: result.seconds, ...(summary ? { summary } : {}) };
+  }
+
+  async push(source: string, target: string, netns?: string): Promise<RunResult> {
+    return this.exec(['push', source, target], netns);
+  }
+
+  async cat(archive: string, path: string, netns?: string): Promise<RunResult> {
+    return this.exec(['cat', archive, path], netns);
+  }
+
+  /** Starts `clip mount` in the foreground and resolves once it logs that it is mounted. */
+  async mount(archive: string, mountpoint: string, options: MountOptions): Promise<RunningMount> {
+    const args = [this.path, 'mount', archive, mountpoint, '--cache-dir', options.cacheDir];
+    if (options.prefetch) args.push('--prefetch', options.prefetch);
+    if (options.record) args.push('--record', options.record);
+    const child: ChildProcess = startProcess(process.execPath, args, options.netns ? { netns: options.netns } : {});
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-2_000_000);
+    });
+    child.stdout?.on('data', () => undefined);
+    const unmount = async () => {
+      await stopProcess(child, 10_000);
+      await run('fusermount', ['-u', '-z', mountpoint], { allowFailure: true });
+    };
+    const dispose = onCleanup(`unmount ${mountpoint}`, unmount);
+    try {
+      await waitForOutput(child, (text) => /\bmounted\b/.test(text), 60_000);
+    } catch (error) {
+      dispose();
+      await unmount();
+      throw error;
+    }
+    return {
+      mountpoint,
+      stop: async () => {
+        dispose();
+        await unmount();
+        return lastJsonObject(stderr);
+      },
+    };
+  }
+}

@@ -1,0 +1,57 @@
+// Writes bench/results/<date>.{json,md} and the SVG charts.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ResultRow } from './model.js';
+import { markdownReport, type BenchResults } from './results.js';
+import { barChartSvg } from './svg.js';
+
+export function coldStartChart(results: BenchResults, image: string): string {
+  const rows = results.rows.filter((row) => row.scenario === 'start + workload' && row.image === image);
+  const profiles = [...new Set(rows.map((row) => row.profile))];
+  const pick = (profile: string, variant: string) => rows.find((row) => row.profile === profile && row.variant === variant);
+  return barChartSvg({
+    title: `Start + workload, ${image}, by link profile`,
+    unit: 'seconds',
+    series: ['full pull + unpack', 'clip cold cache', 'clip prefetch', 'clip warm cache'],
+    groups: profiles.map((profile) => ({
+      label: profile,
+      values: [pick(profile, 'cold cache')?.baseline, pick(profile, 'cold cache')?.clip, pick(profile, 'prefetch (recorded list)')?.clip, pick(profile, 'warm cache')?.clip],
+    })),
+  });
+}
+
+export function bytesChart(results: BenchResults): string {
+  const cold = (image: string): ResultRow | undefined =>
+    results.rows.find((row) => row.scenario === 'start + workload' && row.variant === 'cold cache' && row.image === image);
+  return barChartSvg({
+    title: 'Bytes fetched at start vs image size',
+    unit: 'MB',
+    series: ['image (compressed)', 'full pull', 'clip cold start', 'image (uncompressed)'],
+    groups: results.images.map((image) => ({
+      label: image.name,
+      values: [image.compressedBytes / 1e6, (cold(image.name)?.baselineBytes ?? Number.NaN) / 1e6, (cold(image.name)?.clipBytes ?? Number.NaN) / 1e6, image.uncompressedBytes / 1e6],
+    })),
+  });
+}
+
+export async function writeResults(outDir: string, results: BenchResults): Promise<{ json: string; md: string; charts: string[] }> {
+  await mkdir(outDir, { recursive: true });
+  const stem = results.date.replaceAll(':', '-');
+  const json = join(outDir, `${stem}.json`);
+  const md = join(outDir, `${stem}.md`);
+  const charts: string[] = [];
+  const headline = results.images.find((image) => results.rows.some((row) => row.image === image.name && row.scenario === 'start + workload'));
+  let markdown = markdownReport(results);
+  if (headline) {
+    const file = join(outDir, `${stem}-cold-start.svg`);
+    await writeFile(file, coldStartChart(results, headline.name));
+    charts.push(file);
+  }
+  const bytesFile = join(outDir, `${stem}-bytes.svg`);
+  await writeFile(bytesFile, bytesChart(results));
+  charts.push(bytesFile);
+  markdown += `\n## Charts\n\n${charts.map((file) => `![${file.split('/').at(-1)}](${file.split('/').at(-1)})`).join('\n\n')}\n`;
+  await writeFile(json, `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(md, markdown);
+  return { json, md, charts };
+}

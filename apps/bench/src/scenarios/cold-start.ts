@@ -1,0 +1,116 @@
+// The headline: time from "start the container" to "workload done" on a worker that does not
+// have the image, clip vs full pull + unpack, with cold cache, warm cache and a recorded
+// prefetch list. Baseline and clip run back to back on the same link.
+import { join } from 'node:path';
+import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
+import { median } from '../util/stats.js';
+import { scratch, type BenchContext, type PublishedImage } from './context.js';
+import { baselineStart, clipStart, type StartMeasurement } from './workers.js';
+
+export interface ColdStartOutcome {
+  rows: ResultRow[];
+  /** An unpacked tree from the baseline, reused by the mount I/O scenario. */
+  unpackedRoot?: string;
+}
+
+function summarize(runs: StartMeasurement[]) {
+  return {
+    seconds: median(runs.map((run) => run.seconds)),
+    bytes: median(runs.map((run) => run.link.bytesDown)),
+    requests: median(runs.map((run) => run.link.requests)),
+    rangeRequests: median(runs.map((run) => run.link.rangeRequests)),
+    phases: runs.map((run) => run.phases),
+    ...(runs.at(-1)?.metrics ? { metrics: runs.at(-1)!.metrics } : {}),
+  };
+}
+
+export async function coldStart(context: BenchContext, image: PublishedImage): Promise<ColdStartOutcome> {
+  const profile = context.link.profile.name;
+  const base = {
+    scenario: 'start + workload',
+    image: image.bench.name,
+    profile,
+    unit: 's' as const,
+    better: 'lower' as const,
+    baselineLabel: 'skopeo copy + umoci unpack + chroot',
+  };
+  const baselineRuns: StartMeasurement[] = [];
+  for (let i = 0; i < context.repetitions; i++) {
+    context.log(`  baseline pull+unpack ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
+    baselineRuns.push(await baselineStart(context, image));
+  }
+  const baseline = summarize(baselineRuns);
+  const unpackedRoot = baselineRuns.at(-1)?.rootfs;
+  const baselineFields = {
+    baseline: baseline.seconds,
+    baselineBytes: baseline.bytes,
+    baselineRequests: baseline.requests,
+    details: { baselinePhases: baseline.phases },
+  };
+  const variants = ['cold cache', 'warm cache', 'prefetch (recorded list)'];
+  const skipReason = image.indexSkipped ?? (await context.clip.unavailable('mount'));
+  if (skipReason || !image.archive) {
+    return { rows: variants.map((variant) => skippedRow({ ...base, variant, ...baselineFields }, skipReason ?? 'no archive')), ...(unpackedRoot ? { unpackedRoot } : {}) };
+  }
+
+  const row = (variant: string, runs: StartMeasurement[]): ResultRow => {
+    const clip = summarize(runs);
+    return finishRow({
+      ...base,
+      variant,
+      ...baselineFields,
+      clip: clip.seconds,
+      clipBytes: clip.bytes,
+      clipRequests: clip.requests,
+      clipRangeRequests: clip.rangeRequests,
+      details: { baselinePhases: baseline.phases, clipPhases: clip.phases, ...(clip.metrics ? { mountMetrics: clip.metrics } : {}) },
+    });
+  };
+  const guarded = async (variant: string, measure: () => Promise<StartMeasurement[]>): Promise<ResultRow> => {
+    try {
+      return row(variant, await measure());
+    } catch (error) {
+      return skippedRow({ ...base, variant, ...baselineFields }, `clip run failed: ${(error as Error).message.slice(0, 400)}`);
+    }
+  };
+
+  const rows: ResultRow[] = [];
+  const warmCaches: string[] = [];
+  rows.push(
+    await guarded('cold cache', async () => {
+      const runs: StartMeasurement[] = [];
+      for (let i = 0; i < context.repetitions; i++) {
+        context.log(`  clip cold ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
+        const cacheDir = join(await scratch(context, 'cache'), 'cache');
+        warmCaches.push(cacheDir);
+        runs.push(await clipStart(context, image, { cacheDir }));
+      }
+      return runs;
+    }),
+  );
+  rows.push(
+    await guarded('warm cache', async () => {
+      const runs: StartMeasurement[] = [];
+      for (let i = 0; i < context.repetitions; i++) {
+        context.log(`  clip warm ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
+        runs.push(await clipStart(context, image, { cacheDir: warmCaches[i] ?? join(await scratch(context, 'cache'), 'cache') }));
+      }
+      return runs;
+    }),
+  );
+  rows.push(
+    await guarded('prefetch (recorded list)', async () => {
+      const recordDir = await scratch(context, 'record');
+      const list = join(recordDir, 'prefetch.txt');
+      context.log(`  clip record ${image.bench.name} @ ${profile}`);
+      await clipStart(context, image, { cacheDir: join(recordDir, 'cache'), record: list });
+      const runs: StartMeasurement[] = [];
+      for (let i = 0; i < context.repetitions; i++) {
+        context.log(`  clip prefetch ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
+        runs.push(await clipStart(context, image, { cacheDir: join(await scratch(context, 'cache'), 'cache'), prefetch: list }));
+      }
+      return runs;
+    }),
+  );
+  return { rows, ...(unpackedRoot ? { unpackedRoot } : {}) };
+}
