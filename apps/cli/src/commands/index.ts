@@ -2,10 +2,14 @@
 import type { Command } from 'commander';
 import { register as inspect } from './inspect.js';
 import { register as ls } from './ls.js';
+import { register as cat } from './cat.js';
+import { register as mount } from './mount.js';
 
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [
   inspect,
   ls,
+  cat,
+  mount,
 ];

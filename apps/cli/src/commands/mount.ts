@@ -1,0 +1,100 @@
+// `clip mount <file.clip> <mountpoint>`: serve the image read-only through FUSE in the
+// foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
+// SIGINT/SIGTERM and prints a JSON metrics summary to stderr.
+import type { Command } from 'commander';
+import { readArchiveFile } from '@clip/shared/archive/format';
+import { UsageError } from '@clip/shared/errors';
+import { createLogger } from '@clip/shared/log';
+import { parseSize } from '@clip/shared/size';
+import { mount } from '@clip/mounter/mount';
+import { checkMountpoint } from '@clip/mounter/mountpoint';
+import { openStorageFetcher } from '@clip/mounter/storage-source';
+
+interface MountCommandOptions {
+  cacheDir?: string;
+  cacheSize: string;
+  memoryCache: string;
+  prefetch?: string;
+  record?: string;
+  metrics?: string;
+  insecure?: boolean;
+  readTimeout: string;
+  retries: string;
+  forceUnmountStale?: boolean;
+}
+
+/** After unmounting, give the event loop this long to drain before exiting anyway. */
+const EXIT_GRACE_MS = 3000;
+
+export function register(program: Command): void {
+  program
+    .command('mount')
+    .description('mount an image read-only through FUSE, fetching only the bytes that are read (foreground)')
+    .argument('<archive>', '.clip archive')
+    .argument('<mountpoint>', 'existing empty directory')
+    .option('--cache-dir <dir>', 'disk cache of decoded blocks, shareable between mounts')
+    .option('--cache-size <size>', 'disk cache bound', '4GiB')
+    .option('--memory-cache <size>', 'memory cache bound (0 disables it)', '512MiB')
+    .option('--prefetch <file>', 'fetch these paths (one per line) in the background after mounting')
+    .option('--record <file>', 'write the paths of files in the order they are first read')
+    .option('--metrics <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
+    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
+    .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
+    .option('--retries <n>', 'retries of a failed registry request', '2')
+    .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
+    .action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
+      const readTimeoutSeconds = Number(options.readTimeout);
+      if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
+      const retries = Number(options.retries);
+      if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`invalid --retries ${JSON.stringify(options.retries)}`);
+      const cacheSize = parseSize(options.cacheSize);
+      const memoryCache = parseSize(options.memoryCache);
+      const logger = createLogger();
+
+      // Refuse a bad mountpoint before touching the network.
+      await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
+      const archive = await readArchiveFile(archivePath);
+      const readMs = readTimeoutSeconds * 1000;
+      const fetcher = await openStorageFetcher(archive, { insecure: options.insecure ?? false, logger, requestTimeoutMs: readMs, retries });
+      let handle;
+      try {
+        handle = await mount({
+          archive,
+          mountpoint,
+          fetcher,
+          cacheSize,
+          memoryCache,
+          logger,
+          timeouts: { readMs },
+          ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+          ...(options.prefetch ? { prefetch: options.prefetch } : {}),
+          ...(options.record ? { record: options.record } : {}),
+          ...(options.metrics ? { metrics: options.metrics } : {}),
+        });
+      } catch (error) {
+        await fetcher.close();
+        throw error;
+      }
+      logger.info('mounted', {
+        mountpoint: handle.mountpoint,
+        reference: fetcher.reference,
+        layers: archive.layers.length,
+        files: archive.inodeCount,
+        metrics: handle.metricsAddress,
+      });
+
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+      });
+      logger.info('unmounting', { mountpoint: handle.mountpoint, signal });
+      // A second signal while unmounting means "now".
+      const forceExit = () => process.exit(1);
+      process.once('SIGINT', forceExit);
+      process.once('SIGTERM', forceExit);
+      await handle.unmount();
+      process.stderr.write(`${JSON.stringify({ metrics: handle.metrics() })}\n`);
+      logger.info('unmounted', { mountpoint: handle.mountpoint });
+      setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+    });
+}

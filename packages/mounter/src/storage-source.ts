@@ -1,0 +1,49 @@
+// Opens the registry an archive's layers live in (its embedded storage reference) as a
+// LayerFetcher: what `clip mount` and `clip cat` read layer byte ranges through.
+import type { StorageReference } from '@clip/shared/archive/model';
+import { ArchiveFormatError } from '@clip/shared/errors';
+import { silentLogger, type Logger } from '@clip/shared/log';
+import { openImageSource } from '@clip/registry-fetch/open';
+import type { ImageSource } from '@clip/registry-fetch/image-source';
+import type { MountableArchive } from './archive-view.js';
+import type { LayerFetcher } from './mount.js';
+
+/** `registry/repository@digest` (pinned to the manifest the archive was built from). */
+export function storageReference(storage: StorageReference): string {
+  return `${storage.registry}/${storage.repository}@${storage.manifestDigest}`;
+}
+
+export interface StorageFetcher extends LayerFetcher {
+  reference: string;
+  source: ImageSource;
+  close(): Promise<void>;
+}
+
+export interface StorageOptions {
+  insecure?: boolean;
+  logger?: Logger;
+  /** Bound on each registry request phase (connect, headers, body pauses), ms. */
+  requestTimeoutMs?: number;
+  retries?: number;
+}
+
+export async function openStorageFetcher(archive: Pick<MountableArchive, 'metadata'>, options: StorageOptions = {}): Promise<StorageFetcher> {
+  const logger = options.logger ?? silentLogger;
+  const storage = archive.metadata.storage;
+  if (!storage) throw new ArchiveFormatError('archive has no storage reference (it was not indexed in OCI mode), so its layers cannot be fetched');
+  const reference = storageReference(storage);
+  logger.info('cached source image reference from metadata', { reference, source: archive.metadata.sourceRef });
+  const timeout = options.requestTimeoutMs;
+  const source = await openImageSource(reference, {
+    logger,
+    ...(options.insecure ? { insecure: true } : {}),
+    ...(timeout ? { timeouts: { connectMs: timeout, headersMs: timeout, bodyMs: timeout } } : {}),
+    ...(options.retries !== undefined ? { retries: options.retries } : {}),
+  });
+  return {
+    reference,
+    source,
+    fetchRange: (digest, start, end, signal) => source.readBlobRange(digest, start, end, signal ? { signal } : {}),
+    close: () => source.close(),
+  };
+}
