@@ -1,0 +1,298 @@
+// `clip index`: turns an OCI image (local layout, oci-archive or registry) into a .clip
+// archive. Layers are scanned concurrently (bounded), merged in layer order, and the archive
+// is written atomically. A local layout with a storage reference is indexed without any
+// network request: the storage reference is only recorded, never contacted.
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { encodeArchive } from '@clip/shared/archive/format';
+import type { ArchiveLayer, ArchiveMetadata, StorageReference } from '@clip/shared/archive/model';
+import { DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
+import { silentLogger, type Logger } from '@clip/shared/log';
+import { formatImageReference, parseImageReference, type ImageReference, type RegistryReference } from '@clip/shared/reference';
+import type { ImageSource, LayerDescriptor, Platform, ResolvedImage } from '@clip/registry-fetch/image-source';
+import { openImageSource } from '@clip/registry-fetch/open';
+import { OverlayTree } from './overlay/overlay-tree.js';
+import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
+import type { IndexedLayer } from './pipeline/index-layer.js';
+
+export const CREATED_BY = 'clip 0.1.0';
+export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
+
+export interface IndexProgress {
+  layersDone: number;
+  layersTotal: number;
+  /** Compressed bytes read from the source so far. */
+  bytesRead: number;
+  /** Sum of the layers' compressed sizes. */
+  bytesTotal: number;
+}
+
+export interface CreateArchiveOptions {
+  /** Image reference: `oci:<dir>[:tag]`, `oci-archive:<file>[:tag]` or `registry/repo[:tag][@digest]`. */
+  source: string;
+  /** Registry reference the runtime fetches layers from. Required for local sources. */
+  storageRef?: string;
+  /** Path of the .clip file to write (atomically). */
+  output: string;
+  /** Uncompressed bytes between checkpoints; default 4 MiB. */
+  spanSize?: number;
+  platform?: Platform;
+  /** Layers scanned at once; default the number of CPUs. */
+  concurrency?: number;
+  /** Scan layers in worker threads (default true when the compiled worker is available). */
+  workers?: boolean;
+  /** Registry options passed to the source. */
+  insecure?: boolean;
+  onProgress?: (progress: IndexProgress) => void;
+  logger?: Logger;
+}
+
+export interface IndexSummary {
+  /** Names of regular files (hardlinks count once per name). */
+  files: number;
+  directories: number;
+  layers: number;
+  /** Decompression checkpoints (spans) over all layers. */
+  checkpoints: number;
+  archiveBytes: number;
+  seconds: number;
+  /** Compressed layer bytes read from the source. */
+  bytesRead: number;
+  /** Bytes received over the network (0 for a local layout). */
+  networkBytes: number;
+  manifestDigest: string;
+  output: string;
+}
+
+const LOCAL_KINDS = new Set(['oci-layout', 'oci-archive']);
+
+/** The registry reference layers will be fetched from at runtime; checked before any I/O. */
+function storageReferenceFor(sourceRef: ImageReference, storageRef: string | undefined): RegistryReference {
+  if (storageRef !== undefined) {
+    const parsed = parseImageReference(storageRef);
+    if (parsed.kind !== 'registry') {
+      throw new UsageError(`--storage-ref must be a registry reference (registry/repository[:tag]), got ${JSON.stringify(storageRef)}`);
+    }
+    return parsed;
+  }
+  if (sourceRef.kind === 'registry') return sourceRef;
+  throw new UsageError(
+    `indexing a local OCI layout (${formatImageReference(sourceRef)}) needs --storage-ref <registry/repository:tag>: ` +
+      'the registry the image is (or will be) pushed to, where the runtime fetches its layers',
+  );
+}
+
+function storageFor(ref: RegistryReference, image: ResolvedImage): StorageReference {
+  return {
+    registry: ref.registry,
+    repository: ref.repository,
+    ...(ref.tag !== undefined ? { tag: ref.tag } : {}),
+    manifestDigest: image.manifestDigest,
+  };
+}
+
+function metadataFor(source: ImageSource, storage: StorageReference, image: ResolvedImage): ArchiveMetadata {
+  const config = image.config.config ?? {};
+  const imageConfig: ArchiveMetadata['imageConfig'] = {};
+  if (config.Entrypoint) imageConfig.entrypoint = config.Entrypoint;
+  if (config.Cmd) imageConfig.cmd = config.Cmd;
+  if (config.Env) imageConfig.env = config.Env;
+  if (config.WorkingDir) imageConfig.workingDir = config.WorkingDir;
+  if (config.User) imageConfig.user = config.User;
+  if (config.Labels && Object.keys(config.Labels).length > 0) imageConfig.labels = config.Labels;
+  const platform = image.platform ?? (image.config.os && image.config.architecture
+    ? { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) }
+    : undefined);
+  return {
+    sourceRef: source.reference,
+    storage,
+    manifestMediaType: image.manifestMediaType,
+    ...(platform ? { platform: { os: platform.os, architecture: platform.architecture, ...(platform.variant ? { variant: platform.variant } : {}) } } : {}),
+    imageConfig,
+    createdBy: CREATED_BY,
+  };
+}
+
+function checkPlatform(wanted: Platform | undefined, image: ResolvedImage): void {
+  const actual = image.platform;
+  if (!wanted || !actual) return;
+  if (wanted.os !== actual.os || wanted.architecture !== actual.architecture) {
+    const show = (p: Platform) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
+    throw new PlatformNotFoundError(show(wanted), [show(actual)]);
+  }
+}
+
+function archiveLayer(descriptor: LayerDescriptor, indexed: IndexedLayer): ArchiveLayer {
+  const { scan } = indexed;
+  if (scan.digest !== descriptor.digest) throw new DigestMismatchError(`layer ${descriptor.digest}`, descriptor.digest, scan.digest);
+  if (scan.diffId !== descriptor.diffId) throw new DigestMismatchError(`uncompressed layer ${descriptor.digest} (diff_id)`, descriptor.diffId, scan.diffId);
+  return {
+    digest: descriptor.digest,
+    mediaType: descriptor.mediaType,
+    compression: descriptor.compression,
+    compressedSize: scan.compressedSize,
+    uncompressedSize: scan.uncompressedSize,
+    diffId: descriptor.diffId,
+    spans: scan.spans,
+  };
+}
+
+/** Writes next to the target, flushes, then renames: readers never see a partial archive. */
+async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temp, 'w', 0o644);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/** Runs `task` over `items` with at most `limit` in flight; results in item order. */
+function boundedAll<T, R>(items: readonly T[], limit: number, task: (item: T, index: number) => Promise<R>): Promise<R>[] {
+  const results: Promise<R>[] = [];
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  const slot = async (): Promise<void> => {
+    if (active < limit) {
+      active++;
+      return;
+    }
+    await new Promise<void>((resolve) => waiting.push(resolve));
+  };
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else active--;
+  };
+  items.forEach((item, index) => {
+    results.push(
+      (async () => {
+        await slot();
+        try {
+          return await task(item, index);
+        } finally {
+          release();
+        }
+      })(),
+    );
+  });
+  return results;
+}
+
+export async function createArchive(options: CreateArchiveOptions): Promise<IndexSummary> {
+  const started = process.hrtime.bigint();
+  const logger = options.logger ?? silentLogger;
+  const spanSize = options.spanSize ?? DEFAULT_SPAN_SIZE;
+  if (!Number.isSafeInteger(spanSize) || spanSize < 64 * 1024) throw new UsageError(`span size must be at least 64 KiB, got ${spanSize}`);
+  const sourceRef = parseImageReference(options.source);
+  const storageRef = storageReferenceFor(sourceRef, options.storageRef);
+  if (LOCAL_KINDS.has(sourceRef.kind)) {
+    // Users grep for this line to confirm the local layout was used and nothing was pulled.
+    logger.info('indexing from local OCI layout with remote storage reference', {
+      source_ref: formatImageReference(sourceRef),
+      storage_ref: formatImageReference(storageRef),
+    });
+  }
+
+  const source = await openImageSource(sourceRef, {
+    logger,
+    ...(options.platform ? { platform: options.platform } : {}),
+    ...(options.insecure ? { insecure: true } : {}),
+  });
+  let scanner: LayerScanner | undefined;
+  try {
+    const image = await source.resolve(options.platform ? { platform: options.platform } : {});
+    checkPlatform(options.platform, image);
+    const storage = storageFor(storageRef, image);
+    if (storageRef.digest !== undefined && storageRef.digest !== image.manifestDigest) {
+      logger.warn('storage reference digest differs from the indexed manifest; recording the indexed one', {
+        storage_ref: formatImageReference(storageRef),
+        manifest_digest: image.manifestDigest,
+      });
+    }
+    const metadata = metadataFor(source, storage, image);
+    logger.info('indexing image', {
+      source_ref: source.reference,
+      manifest_digest: image.manifestDigest,
+      layers: image.layers.length,
+      span_size: spanSize,
+    });
+
+    const layersTotal = image.layers.length;
+    const bytesTotal = image.layers.reduce((sum, layer) => sum + layer.size, 0);
+    let bytesRead = 0;
+    let layersDone = 0;
+    const report = () => options.onProgress?.({ layersDone, layersTotal, bytesRead, bytesTotal });
+    report();
+
+    const concurrency = Math.max(1, options.concurrency ?? availableParallelism());
+    scanner = await createLayerScanner({ workers: options.workers ?? true, concurrency, logger });
+    const activeScanner = scanner;
+    const scans = boundedAll(image.layers, concurrency, async (layer) => {
+      const blob = await source.openBlob(layer.digest);
+      const counted = (async function* () {
+        for await (const chunk of blob as AsyncIterable<Uint8Array>) {
+          bytesRead += chunk.length;
+          report();
+          yield chunk;
+        }
+      })();
+      const indexed = await activeScanner.scan(counted, { digest: layer.digest, compression: layer.compression, spanSize });
+      layersDone++;
+      report();
+      logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });
+      return indexed;
+    });
+    // Failures of later layers must not go unobserved while we wait for earlier ones.
+    for (const scan of scans) scan.catch(() => {});
+
+    // Merge strictly in layer order, as soon as each layer's scan is in.
+    const tree = new OverlayTree();
+    const layers: ArchiveLayer[] = [];
+    for (let index = 0; index < scans.length; index++) {
+      const indexed = await scans[index]!;
+      const descriptor = image.layers[index]!;
+      layers.push(archiveLayer(descriptor, indexed));
+      tree.applyLayer(index, descriptor.digest, indexed.entries);
+    }
+    const { inodes, entries } = tree.toTables();
+    const bytes = encodeArchive({ metadata, layers, inodes, entries });
+    await writeAtomically(options.output, bytes);
+
+    let files = 0;
+    let directories = 0;
+    for (const entry of entries) {
+      const type = inodes[entry.ino - 1]!.type;
+      if (type === 'file') files++;
+      else if (type === 'directory') directories++;
+    }
+    const stats = source.stats();
+    const summary: IndexSummary = {
+      files,
+      directories,
+      layers: layers.length,
+      checkpoints: layers.reduce((sum, layer) => sum + layer.spans.length, 0),
+      archiveBytes: bytes.length,
+      seconds: Number(process.hrtime.bigint() - started) / 1e9,
+      bytesRead,
+      networkBytes: stats.networkBytesReceived,
+      manifestDigest: image.manifestDigest,
+      output: options.output,
+    };
+    logger.info('archive written', { output: options.output, files, directories, layers: layers.length, archive_bytes: bytes.length });
+    return summary;
+  } finally {
+    await scanner?.close();
+    await source.close();
+  }
+}
