@@ -59,8 +59,9 @@ export class ClipCli {
         } catch {
           return `clip CLI not built (${this.path} missing; run npx turbo run build)`;
         }
-        const help = await run(process.execPath, [this.path, command, '--help'], { allowFailure: true, timeoutMs: 30_000 });
-        return help.code === 0 ? undefined : `\`clip ${command}\` not available yet`;
+        // `clip <unknown> --help` still exits 0, so look the command up in the top-level help.
+        const help = await run(process.execPath, [this.path, '--help'], { allowFailure: true, timeoutMs: 30_000 });
+        return new RegExp(`^\\s+${command}\\b`, 'm').test(help.stdout) ? undefined : `\`clip ${command}\` not available yet`;
       })();
       this.probes.set(command, probe);
     }

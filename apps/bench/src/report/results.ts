@@ -39,13 +39,19 @@ function bytes(value: number | undefined): string {
   return value === undefined ? '–' : `${(value / MB).toFixed(1)} MB`;
 }
 
+/** Skip reasons go in full into the JSON; the table gets the first line, cut short. */
+function shorten(reason: string): string {
+  const line = reason.split('\n')[0]!.replaceAll('|', '\\|');
+  return line.length > 140 ? `${line.slice(0, 140)}…` : line;
+}
+
 export function markdownTable(rows: ResultRow[]): string {
   const lines = [
     '| scenario | image | link | baseline | baseline value | clip | ratio | bytes baseline → clip | clip range reqs |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {
-    const clip = row.skipped ? `skipped: ${row.skipped.replaceAll('|', '\\|').replaceAll('\n', ' ')}` : `${num(row.clip)} ${row.unit}`;
+    const clip = row.skipped ? `skipped: ${shorten(row.skipped)}` : `${num(row.clip)} ${row.unit}`;
     const ratio = row.ratio === undefined ? '–' : `${row.ratio.toFixed(2)}×`;
     const moved = row.baselineBytes === undefined && row.clipBytes === undefined ? '–' : `${bytes(row.baselineBytes)} → ${bytes(row.clipBytes)}`;
     lines.push(

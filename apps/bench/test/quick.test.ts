@@ -1,0 +1,65 @@
+// Smoke test: the quick mode on the smallest image completes and writes a well-formed result.
+// A correctness check only; it asserts nothing about speed.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const benchDir = fileURLToPath(new URL('..', import.meta.url));
+const isRoot = process.getuid?.() === 0;
+const outDir = mkdtempSync(join(tmpdir(), 'clipbench-test-'));
+
+afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+describe.skipIf(!isRoot)('bench --quick', () => {
+  it('writes JSON, Markdown and SVG with the expected shape', { timeout: 180_000 }, () => {
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: benchDir, stdio: 'inherit' });
+    const result = spawnSync(process.execPath, [join(benchDir, 'dist', 'main.js'), '--quick', '--images', 'synthetic-quick', '--out', outDir], {
+      encoding: 'utf8',
+      timeout: 170_000,
+    });
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toContain('| scenario |');
+
+    const files = readdirSync(outDir);
+    const jsonFile = files.find((file) => file.endsWith('.json'));
+    expect(jsonFile).toBeDefined();
+    expect(files.some((file) => file.endsWith('.md'))).toBe(true);
+    for (const svg of files.filter((file) => file.endsWith('.svg'))) {
+      expect(readFileSync(join(outDir, svg), 'utf8')).toMatch(/^<svg [^>]*>[\s\S]*<\/svg>\n$/);
+    }
+
+    const results = JSON.parse(readFileSync(join(outDir, jsonFile!), 'utf8')) as Record<string, unknown>;
+    for (const key of ['version', 'date', 'mode', 'command', 'machine', 'profiles', 'linkChecks', 'shaping', 'images', 'rows', 'durationSeconds']) {
+      expect(results).toHaveProperty(key);
+    }
+    expect(results['mode']).toBe('quick');
+    const linkChecks = results['linkChecks'] as { measuredMbit: number }[];
+    expect(linkChecks.length).toBeGreaterThan(0);
+    for (const check of linkChecks) expect(check.measuredMbit).toBeGreaterThan(0);
+
+    const rows = results['rows'] as Record<string, unknown>[];
+    const scenarios = new Set(rows.map((row) => row['scenario']));
+    for (const scenario of ['start + workload', 'indexing', 'mount I/O', 'ranged reads']) expect(scenarios).toContain(scenario);
+    for (const row of rows) {
+      expect(typeof row['scenario']).toBe('string');
+      expect(typeof row['variant']).toBe('string');
+      // A row either measured its baseline or says why it was skipped.
+      if (row['skipped'] === undefined) expect(Number.isFinite(row['baseline'])).toBe(true);
+      else expect(typeof row['skipped']).toBe('string');
+      for (const key of ['baseline', 'clip', 'ratio']) {
+        if (row[key] !== undefined) {
+          expect(Number.isFinite(row[key])).toBe(true);
+          expect(row[key] as number).toBeGreaterThan(0);
+        }
+      }
+    }
+
+    // Nothing left behind: no namespace of ours, no mounts under the work directory.
+    const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    expect(namespaces).not.toMatch(/clipbench-/);
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toMatch(/clipbench-/);
+  });
+});
