@@ -114,6 +114,8 @@ export interface ImageSource {
   readBlobRange(digest: Digest, start: number, end: number, options?: RangeOptions): Promise<Buffer>;
   /** Whether the blob exists in this source. */
   hasBlob(digest: Digest): Promise<boolean>;
+  /** The manifest or index the reference names, before any platform is picked (push copies it). */
+  topManifest(): Promise<RawManifest>;
   /** A manifest or index by digest, digest-verified (push walks indexes with it). */
   fetchManifest(digest: Digest): Promise<RawManifest>;
   /** Traffic counters since the source was opened. */

@@ -76,9 +76,13 @@ abstract class LocalLayoutSource implements ImageSource {
     );
   }
 
-  async resolve(options?: ResolveOptions): Promise<ResolvedImage> {
+  async topManifest(): Promise<RawManifest> {
     const top = await this.topDescriptor();
-    const manifest = await this.fetchManifest(top.digest, top.mediaType);
+    return this.fetchManifest(top.digest, top.mediaType);
+  }
+
+  async resolve(options?: ResolveOptions): Promise<ResolvedImage> {
+    const manifest = await this.topManifest();
     return resolveImage(this.reference, manifest, {
       fetchManifest: (digest) => this.fetchManifest(digest),
       readSmallBlob: (descriptor: Descriptor) => this.readWholeBlob(descriptor.digest),

@@ -51,6 +51,8 @@ export interface RegistryRequest {
   range?: boolean;
   followRedirects?: boolean;
   signal?: AbortSignal;
+  /** Do not retry (upload steps: the caller restarts the whole upload instead). */
+  noRetry?: boolean;
 }
 
 export interface RegistryResponse {
@@ -218,6 +220,7 @@ export class RegistryClient {
    */
   async send(request: RegistryRequest): Promise<RegistryResponse> {
     const auth = await this.auth();
+    const retries = request.noRetry ? 0 : this.policy.retries;
     let authRetried = false;
     for (let attempt = 0; ; ) {
       let response: RegistryResponse;
@@ -231,7 +234,7 @@ export class RegistryClient {
           this.logger.warn('registry does not speak TLS; using plain HTTP (insecure)', {});
           continue;
         }
-        if (isRetryableError(error) && attempt < this.policy.retries) {
+        if (isRetryableError(error) && attempt < retries) {
           const delay = backoffDelay(this.policy, attempt++);
           this.logger.debug('retrying after connection error', { what: request.what, attempt, delay_ms: Math.round(delay) });
           await sleep(delay, request.signal);
@@ -260,7 +263,7 @@ export class RegistryClient {
       if (isRetryableStatus(response.status)) {
         const retryAfter = parseRetryAfter(response.headers['retry-after']);
         const detail = registryErrorDetail(await this.readBody(response, request.what).catch(() => Buffer.alloc(0)));
-        if (attempt < this.policy.retries) {
+        if (attempt < retries) {
           const delay = backoffDelay(this.policy, attempt++, retryAfter);
           this.logger.debug('retrying after HTTP error', { what: request.what, status: response.status, attempt, delay_ms: Math.round(delay) });
           await sleep(delay, request.signal);

@@ -68,8 +68,12 @@ export class RegistrySource implements ImageSource {
     };
   }
 
+  topManifest(): Promise<RawManifest> {
+    return this.getManifest(this.ref.digest ?? this.ref.tag ?? 'latest');
+  }
+
   async resolve(options?: ResolveOptions): Promise<ResolvedImage> {
-    const top = await this.getManifest(this.ref.digest ?? this.ref.tag ?? 'latest');
+    const top = await this.topManifest();
     return resolveImage(this.reference, top, {
       fetchManifest: (digest) => this.fetchManifest(digest),
       readSmallBlob: (descriptor: Descriptor) => this.readSmallBlob(descriptor.digest),

@@ -1,0 +1,164 @@
+import { execFile } from 'node:child_process';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import type { Digest } from '@clip/shared/digest';
+import { openImageSource } from '../src/open.js';
+import { openRegistryTarget, pushBlob, pushImage, pushManifest, type PushProgress } from '../src/push.js';
+import { readAll } from '../src/verify-stream.js';
+import { buildLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+
+const run = promisify(execFile);
+
+let work: string;
+let layout: string;
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let built: BuiltEntry[];
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'clip-push-test-'));
+  registry = await startRegistry();
+  proxy = await startFaultProxy({ hostname: '127.0.0.1', port: registry.port });
+  layout = join(work, 'layout');
+  built = await buildLayout(layout, [
+    { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 3) }, compression: 'none' }] }] },
+    {
+      tag: 'multi',
+      images: [
+        { layers: [{ files: { arch: 'amd64\n' } }], platform: { os: 'linux', architecture: 'amd64' } },
+        { layers: [{ files: { arch: 'arm64\n' } }], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      ],
+    },
+  ]);
+});
+
+afterAll(async () => {
+  await proxy?.stop();
+  await registry?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+async function skopeoRawDigest(reference: string): Promise<Digest> {
+  const { stdout } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reference}`], { encoding: 'buffer' });
+  return sha256(stdout as unknown as Buffer) as Digest;
+}
+
+describe('pushImage', () => {
+  it('pushes a layout so that skopeo sees identical digests, and a second push uploads nothing', async () => {
+    const source = await openImageSource(`oci:${layout}:v1`);
+    const events: PushProgress[] = [];
+    try {
+      const first = await pushImage(source, `${registry.host}/pushed/img:v1`, { onProgress: (p) => events.push(p) });
+      const image = built[0]!.images[0]!;
+      expect(first).toMatchObject({ digest: image.manifest.digest, blobsUploaded: 3, blobsSkipped: 0, manifestsPushed: 1 });
+      expect(first.bytesUploaded).toBe(image.config.bytes.length + image.layers.reduce((sum, l) => sum + l.bytes.length, 0));
+      expect(events.at(-1)).toMatchObject({ event: 'done', blobsDone: 3, bytesDone: first.bytesUploaded });
+      expect(await skopeoRawDigest(`${registry.host}/pushed/img:v1`)).toBe(image.manifest.digest);
+
+      // skopeo copies it back into a layout: the same manifest, config and layer bytes.
+      const back = join(work, 'back');
+      await run('skopeo', ['copy', '--quiet', '--preserve-digests', '--src-tls-verify=false', `docker://${registry.host}/pushed/img:v1`, `oci:${back}:v1`]);
+      const index = JSON.parse(await readFile(join(back, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+      expect(index.manifests[0]!.digest).toBe(image.manifest.digest);
+      for (const blob of [image.config, ...image.layers]) {
+        expect(sha256(await readFile(join(back, 'blobs', 'sha256', blob.digest.slice(7))))).toBe(blob.digest);
+      }
+
+      const second = await pushImage(source, `${registry.host}/pushed/img:v1`);
+      expect(second).toMatchObject({ blobsUploaded: 0, blobsSkipped: 3, bytesUploaded: 0 });
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('pushes every platform of an index, readable per platform', async () => {
+    const source = await openImageSource(`oci:${layout}:multi`);
+    try {
+      const result = await pushImage(source, `${registry.host}/pushed/multi:1`);
+      expect(result).toMatchObject({ digest: built[1]!.top.digest, manifestsPushed: 3, blobsUploaded: 4 });
+      expect(await skopeoRawDigest(`${registry.host}/pushed/multi:1`)).toBe(built[1]!.top.digest);
+      const remote = await openImageSource(`${registry.host}/pushed/multi:1`);
+      try {
+        const arm = await remote.resolve({ platform: { os: 'linux', architecture: 'arm64' } });
+        expect(arm.manifestDigest).toBe(built[1]!.images[1]!.manifest.digest);
+      } finally {
+        await remote.close();
+      }
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('uploads large blobs in PATCH chunks', async () => {
+    const source = await openImageSource(`oci:${layout}:v1`);
+    try {
+      const result = await pushImage(source, `${registry.host}/chunked/img:v1`, { monolithicLimit: 64 * 1024, chunkSize: 50_000 });
+      expect(result.blobsUploaded).toBe(3);
+      const remote = await openImageSource(`${registry.host}/chunked/img:v1`);
+      try {
+        const big = built[0]!.images[0]!.layers[1]!;
+        expect((await readAll(await remote.openBlob(big.digest as Digest))).equals(big.bytes)).toBe(true);
+      } finally {
+        await remote.close();
+      }
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('mounts blobs across repositories of the same registry instead of uploading', async () => {
+    const source = await openImageSource(`${registry.host}/pushed/img:v1`);
+    try {
+      const result = await pushImage(source, `${registry.host}/mounted/img:v1`);
+      expect(result).toMatchObject({ blobsMounted: 3, blobsUploaded: 0, bytesUploaded: 0 });
+      expect(await skopeoRawDigest(`${registry.host}/mounted/img:v1`)).toBe(built[0]!.images[0]!.manifest.digest);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('restarts a blob upload that failed with a 503 or a reset', async () => {
+    const source = await openImageSource(`oci:${layout}:v1`);
+    try {
+      proxy.inject([{ kind: 'status', status: 503 }, { kind: 'reset' }], (method) => method === 'PUT' || method === 'PATCH');
+      const before = proxy.log.length;
+      const result = await pushImage(source, `${proxy.host}/flaky/img:v1`, { concurrency: 1, retries: { retries: 3, baseDelayMs: 10 } });
+      expect(result.blobsUploaded).toBe(3);
+      expect(proxy.log.slice(before).map((entry) => entry.fault).filter((fault) => fault !== 'none')).toEqual(['status', 'reset']);
+      expect(await skopeoRawDigest(`${registry.host}/flaky/img:v1`)).toBe(built[0]!.images[0]!.manifest.digest);
+    } finally {
+      proxy.inject([]);
+      await source.close();
+    }
+  });
+
+  it('pushBlob and pushManifest push an artifact by hand', async () => {
+    const target = openRegistryTarget(`${registry.host}/artifacts/thing:v1`);
+    try {
+      const data = Buffer.from('clip archive bytes');
+      const config = Buffer.from('{}');
+      expect(await pushBlob(target, { digest: sha256(data) as Digest, size: data.length, content: data })).toBe('uploaded');
+      expect(await pushBlob(target, { digest: sha256(config) as Digest, size: config.length, content: config })).toBe('uploaded');
+      expect(await pushBlob(target, { digest: sha256(data) as Digest, size: data.length, content: data })).toBe('exists');
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          artifactType: 'application/vnd.clip.archive.v1',
+          config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: config.length },
+          layers: [{ mediaType: 'application/vnd.clip.archive.v1', digest: sha256(data), size: data.length }],
+        }),
+      );
+      const digest = await pushManifest(target, { bytes: manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json' }, 'v1');
+      expect(digest).toBe(sha256(manifest));
+      expect(await skopeoRawDigest(`${registry.host}/artifacts/thing:v1`)).toBe(digest);
+    } finally {
+      await target.close();
+    }
+  });
+});
