@@ -1,0 +1,79 @@
+// The one-pass layer scanner: decompresses a layer once, hands every uncompressed chunk to
+// the caller (the tar indexer) and records the spans/checkpoints/pieces that later let the
+// mounter fetch and decompress only the ranges it needs.
+import { createHash } from 'node:crypto';
+import type { LayerCompression, Span } from '@clip/shared/archive/model';
+import type { Digest } from '@clip/shared/digest';
+import { UsageError } from '@clip/shared/errors';
+import { scanGzip } from './gzip-scan.js';
+import { scanPlain } from './plain-scan.js';
+import { SpanRecorder } from './span-recorder.js';
+import type { ScanSink } from './scan-sink.js';
+import { scanZstd } from './zstd-scan.js';
+
+export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
+export const DEFAULT_PIECE_SIZE = 512 * 1024;
+
+export interface LayerScan {
+  spans: Span[];
+  compressedSize: number;
+  uncompressedSize: number;
+  /** sha256 of the compressed bytes (the blob digest). */
+  digest: Digest;
+  /** sha256 of the uncompressed bytes. */
+  diffId: Digest;
+}
+
+/**
+ * One pass over a layer's compressed bytes: decompresses, calls onUncompressed with every
+ * uncompressed chunk in order (awaiting it = backpressure), records checkpoints about every
+ * spanSize bytes of uncompressed output (gzip: at deflate block boundaries; zstd: at frame
+ * starts; none: exactly), and pieces of about pieceSize compressed bytes each with a sha256.
+ * Chunks passed to onUncompressed are the callee's to keep.
+ */
+export async function scanLayer(
+  compressed: AsyncIterable<Uint8Array>,
+  compression: LayerCompression,
+  options: { spanSize: number; pieceSize?: number },
+  onUncompressed: (chunk: Uint8Array) => void | Promise<void>,
+): Promise<LayerScan> {
+  const spanSize = options.spanSize;
+  const pieceSize = options.pieceSize ?? DEFAULT_PIECE_SIZE;
+  if (!(Number.isInteger(spanSize) && spanSize > 0)) throw new UsageError(`invalid span size ${spanSize}`);
+  if (!(Number.isInteger(pieceSize) && pieceSize > 0)) throw new UsageError(`invalid piece size ${pieceSize}`);
+  const blobHash = createHash('sha256');
+  const diffHash = createHash('sha256');
+  let compressedSize = 0;
+  const sink: ScanSink = {
+    input(chunk) {
+      blobHash.update(chunk);
+      compressedSize += chunk.length;
+    },
+    async output(chunk) {
+      diffHash.update(chunk);
+      await onUncompressed(chunk);
+    },
+    uncompressedSize: 0,
+  };
+  const recorder = new SpanRecorder(pieceSize, compression === 'none');
+  switch (compression) {
+    case 'gzip':
+      await scanGzip(compressed, spanSize, recorder, sink);
+      break;
+    case 'zstd':
+      await scanZstd(compressed, spanSize, recorder, sink);
+      break;
+    case 'none':
+      await scanPlain(compressed, spanSize, recorder, sink);
+      break;
+    default:
+      throw new UsageError(`unknown layer compression ${JSON.stringify(compression)}`);
+  }
+  return {
+    spans: recorder.spans,
+    compressedSize,
+    uncompressedSize: sink.uncompressedSize,
+    digest: `sha256:${blobHash.digest('hex')}`,
+    diffId: `sha256:${diffHash.digest('hex')}`,
+  };
+}

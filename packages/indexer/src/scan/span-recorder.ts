@@ -1,0 +1,102 @@
+// Cuts a layer's compressed stream into spans (one per checkpoint) and each span into
+// pieces of about pieceSize bytes, hashing every piece as the bytes go by. Each piece also
+// records a lower bound on the uncompressed output its bytes guarantee: the uncompressed
+// offset of the last block/frame boundary reported at or before the piece's end.
+import { createHash, type Hash } from 'node:crypto';
+import type { Checkpoint, Span, SpanPiece } from '@clip/shared/archive/model';
+
+/** A point where decoding is known to have produced `uncompressed` bytes from the first `bit` bits. */
+export interface Boundary {
+  bit: number;
+  uncompressed: number;
+}
+
+export class SpanRecorder {
+  readonly spans: Span[] = [];
+  /** Absolute compressed bytes consumed so far. */
+  position = 0;
+  private current: { checkpoint: Checkpoint; pieces: SpanPiece[] } | undefined;
+  private pieceStart = 0;
+  private hash: Hash = createHash('sha256');
+  private lastBoundary = 0;
+
+  /**
+   * @param identity uncompressed layers: the lower bound of a piece is simply its end.
+   */
+  constructor(
+    private readonly pieceSize: number,
+    private readonly identity = false,
+  ) {}
+
+  /** Uncompressed offset where the current span starts (undefined before the first). */
+  get spanStart(): number | undefined {
+    return this.current?.checkpoint.uncompressedOffset;
+  }
+
+  /**
+   * Ends the current span (if any) at the current position and starts one at `checkpoint`.
+   * `sharedByte` is the byte holding a mid-byte checkpoint's first bit, already consumed:
+   * it is the last byte of the previous span and the first of this one.
+   */
+  start(checkpoint: Checkpoint, sharedByte?: number): void {
+    this.end(checkpoint.uncompressedOffset, true);
+    const startByte = Math.floor(checkpoint.compressedBitOffset / 8);
+    this.current = { checkpoint, pieces: [] };
+    this.pieceStart = startByte;
+    this.hash = createHash('sha256');
+    this.lastBoundary = checkpoint.uncompressedOffset;
+    if (startByte < this.position) {
+      if (sharedByte === undefined || this.position - startByte !== 1) {
+        throw new Error(`internal: span starts at byte ${startByte} but ${this.position} bytes are consumed`);
+      }
+      this.hash.update(Uint8Array.of(sharedByte));
+    }
+  }
+
+  /** Consumes the next compressed bytes; `boundary`, if given, lies at or before their end. */
+  consume(bytes: Uint8Array, boundary?: Boundary): void {
+    let offset = 0;
+    while (offset < bytes.length) {
+      const pieceEnd = this.pieceStart + this.pieceSize;
+      const take = Math.min(bytes.length - offset, pieceEnd - this.position);
+      this.hash.update(bytes.subarray(offset, offset + take));
+      this.position += take;
+      offset += take;
+      if (this.position === pieceEnd && this.current) {
+        const bound = this.identity
+          ? this.current.checkpoint.uncompressedOffset + (pieceEnd - Math.floor(this.current.checkpoint.compressedBitOffset / 8))
+          : boundary && boundary.bit <= pieceEnd * 8 ? boundary.uncompressed : this.lastBoundary;
+        this.closePiece(bound);
+      }
+    }
+    if (boundary) this.lastBoundary = boundary.uncompressed;
+  }
+
+  private closePiece(uncompressedEnd: number, pieces = this.current!.pieces): void {
+    pieces.push({
+      compressedEnd: this.position,
+      uncompressedEnd,
+      digest: `sha256:${this.hash.digest('hex')}`,
+    });
+    this.hash = createHash('sha256');
+    this.pieceStart = this.position;
+  }
+
+  /**
+   * Ends the last span at the current position with the given uncompressed end. A span
+   * that produced no output is dropped (unless it is the only one): it is never needed.
+   */
+  finish(uncompressedEnd: number): void {
+    this.end(uncompressedEnd, this.spans.length > 0);
+  }
+
+  private end(uncompressedEnd: number, dropIfEmpty: boolean): void {
+    const span = this.current;
+    if (!span) return;
+    this.current = undefined;
+    if (dropIfEmpty && uncompressedEnd === span.checkpoint.uncompressedOffset) return;
+    if (this.position > this.pieceStart || span.pieces.length === 0) this.closePiece(uncompressedEnd, span.pieces);
+    else span.pieces[span.pieces.length - 1]!.uncompressedEnd = uncompressedEnd;
+    this.spans.push({ checkpoint: span.checkpoint, uncompressedEnd, pieces: span.pieces });
+  }
+}
