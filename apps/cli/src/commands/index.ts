@@ -4,6 +4,7 @@ import { register as inspect } from './inspect.js';
 import { register as ls } from './ls.js';
 import { register as cat } from './cat.js';
 import { register as mount } from './mount.js';
+import { register as push } from './push.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -12,4 +13,5 @@ export const commands: RegisterCommand[] = [
   ls,
   cat,
   mount,
+  push,
 ];
