@@ -1,0 +1,79 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { AuthError } from '@clip/shared/errors';
+import { openImageSource } from '../src/open.js';
+import { pushImage } from '../src/push.js';
+import { buildLayout, type BuiltEntry } from './helpers/oci-layout.js';
+import { startTokenServer, type TokenServer } from './helpers/token-server.js';
+
+const USER = 'bob';
+const PASSWORD = 'tok-Pw-4471';
+
+let work: string;
+let tokens: TokenServer;
+let registry: RunningRegistry;
+let built: BuiltEntry[];
+const isolated = () => ({ env: {}, dockerConfigDir: join(work, 'no-docker') });
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'clip-bearer-test-'));
+  tokens = await startTokenServer({ username: USER, password: PASSWORD });
+  registry = await startRegistry({
+    auth: { kind: 'token', realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.rootCertBundle },
+  });
+  built = await buildLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }, { files: { b: 'b\n' } }] }] }]);
+});
+
+afterAll(async () => {
+  await registry?.stop();
+  await tokens?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('bearer token auth against the real registry', () => {
+  it('pushes with credentials, pulls anonymously, caches tokens per scope', async () => {
+    const layout = await openImageSource(`oci:${join(work, 'layout')}:v1`);
+    try {
+      const pushed = await pushImage(layout, `${registry.host}/tok/img:v1`, { ...isolated(), credentials: { username: USER, password: PASSWORD } });
+      expect(pushed.blobsUploaded).toBe(3);
+    } finally {
+      await layout.close();
+    }
+    const pushTokenRequests = tokens.log.filter((entry) => entry.user === USER).length;
+    // One token for the push scope, reused for every blob and manifest.
+    expect(pushTokenRequests).toBe(1);
+
+    const before = tokens.log.length;
+    const source = await openImageSource(`${registry.host}/tok/img:v1`, isolated());
+    try {
+      const image = await source.resolve();
+      expect(image.manifestDigest).toBe(built[0]!.top.digest);
+      const layer = image.layers[0]!;
+      await source.readBlobRange(layer.digest, 0, 10);
+      await source.readBlobRange(layer.digest, 5, 20);
+      const anonymous = tokens.log.slice(before);
+      expect(anonymous).toEqual([{ user: 'anonymous', scopes: ['repository:tok/img:pull'], granted: true }]);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('anonymous push is denied with AuthError; wrong password is refused by the token server', async () => {
+    const layout = await openImageSource(`oci:${join(work, 'layout')}:v1`);
+    try {
+      const anonymous = await pushImage(layout, `${registry.host}/tok/other:v1`, isolated()).catch((e: unknown) => e);
+      expect(anonymous).toBeInstanceOf(AuthError);
+      const wrong = await pushImage(layout, `${registry.host}/tok/other:v1`, { ...isolated(), credentials: { username: USER, password: 'nope-wrong-9' } }).catch(
+        (e: unknown) => e,
+      );
+      expect(wrong).toBeInstanceOf(AuthError);
+      expect((wrong as Error).message).toMatch(/token server .* refused credentials from explicit credentials/);
+      expect((wrong as Error).message).not.toContain('nope-wrong-9');
+    } finally {
+      await layout.close();
+    }
+  });
+});
