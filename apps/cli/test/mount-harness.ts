@@ -1,0 +1,141 @@
+// Shared by the mount and cat tests: images pushed to a real registry and indexed into
+// .clip archives (copied alone into a fresh directory, so nothing can read the layout), the
+// BUILT cli run in child processes, and cleanup that survives failures.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createArchive } from '@clip/indexer/create-archive';
+import { buildFixture, type FixtureName } from '@clip/testkit/fixtures';
+import { readTree } from '@clip/testkit/read-tree';
+import type { RunningRegistry } from '@clip/testkit/registry';
+import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
+import type { Tree } from '@clip/testkit/tree';
+
+export const run = promisify(execFile);
+export const CLI = new URL('../dist/main.js', import.meta.url).pathname;
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `clip-${prefix}-`));
+}
+
+export interface PreparedImage {
+  /** The .clip, alone in its own directory. */
+  archive: string;
+  /** umoci's unpacked rootfs of the same image. */
+  rootfs: string;
+  /** readTree(rootfs). */
+  expected: Tree;
+  storageRef: string;
+}
+
+/** Pushes a layout to the registry, indexes it with that storage reference, unpacks it with umoci. */
+export async function prepareLayout(
+  registry: RunningRegistry,
+  work: string,
+  name: string,
+  layout: { ref: string; umociRef: string; tag: string },
+  spanSize = 64 * 1024,
+): Promise<PreparedImage> {
+  const storageRef = `${registry.host}/images/${name}:${layout.tag}`;
+  await skopeoCopy(layout.ref, `docker://${storageRef}`);
+  const built = join(work, `${name}-build.clip`);
+  await createArchive({ source: layout.ref, storageRef, output: built, spanSize, workers: false });
+  const fresh = join(work, `${name}-worker`);
+  await mkdir(fresh, { recursive: true });
+  const archive = join(fresh, `${name}.clip`);
+  await copyFile(built, archive);
+  const rootfs = await umociUnpack(layout.umociRef, join(work, `${name}-bundle`));
+  return { archive, rootfs, expected: await readTree(rootfs), storageRef };
+}
+
+export async function prepareFixture(registry: RunningRegistry, work: string, name: FixtureName): Promise<PreparedImage> {
+  const layout = await buildFixture(name, join(work, `${name}-layout`));
+  return prepareLayout(registry, work, name, layout);
+}
+
+export interface RunningMount {
+  child: ChildProcess;
+  mountpoint: string;
+  stderr(): string;
+  alive(): boolean;
+  /** SIGTERM, wait for exit, return the JSON metrics summary printed on exit. */
+  stop(): Promise<Record<string, number> | undefined>;
+}
+
+/** Starts `clip mount <archive> <mountpoint> ...args` and waits for its `mounted` log line. */
+export async function startMount(archive: string, mountpoint: string, args: string[] = []): Promise<RunningMount> {
+  const child = spawn(process.execPath, [CLI, 'mount', archive, mountpoint, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const handle: RunningMount = {
+    child,
+    mountpoint,
+    stderr: () => stderr,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    async stop() {
+      if (handle.alive()) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await run('fusermount', ['-uz', mountpoint]).catch(() => {});
+      const line = stderr.split('\n').find((l) => l.startsWith('{"metrics"'));
+      return line ? (JSON.parse(line) as { metrics: Record<string, number> }).metrics : undefined;
+    },
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`mount did not come up in time:\n${stderr}`)), 30_000);
+      child.stderr!.on('data', () => {
+        if (/msg="mounted"/.test(stderr)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`clip mount exited with ${code}:\n${stderr}`));
+      });
+    });
+  } catch (error) {
+    await handle.stop();
+    throw error;
+  }
+  return handle;
+}
+
+/** Runs the built cli; never throws on a non-zero exit. */
+export async function runCli(args: string[], options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err });
+    });
+  });
+}
+
+/** Runs a shell command (a child process: never touch the mount synchronously from here). */
+export async function sh(script: string, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run('sh', ['-c', script], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+export async function removeAll(dir: string | undefined): Promise<void> {
+  if (dir) await rm(dir, { recursive: true, force: true }).catch(() => {});
+}
