@@ -22,6 +22,8 @@ export interface RunningMount {
   stop(): Promise<Record<string, unknown> | undefined>;
 }
 
+const FALLBACK_INDEXER = fileURLToPath(new URL('./index-fallback.js', import.meta.url));
+
 export function defaultCliPath(): string {
   return process.env['CLIP_BENCH_CLI'] ?? fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
 }
@@ -61,11 +63,24 @@ export class ClipCli {
         }
         // `clip <unknown> --help` still exits 0, so look the command up in the top-level help.
         const help = await run(process.execPath, [this.path, '--help'], { allowFailure: true, timeoutMs: 30_000 });
-        return new RegExp(`^\\s+${command}\\b`, 'm').test(help.stdout) ? undefined : `\`clip ${command}\` not available yet`;
+        if (new RegExp(`^\\s+${command}\\b`, 'm').test(help.stdout)) return undefined;
+        if (command === 'index' && (await this.libraryIndexWorks())) {
+          this.indexViaLibrary = true;
+          return undefined;
+        }
+        return `\`clip ${command}\` not available yet`;
       })();
       this.probes.set(command, probe);
     }
     return probe;
+  }
+
+  /** True when `clip index` is missing and the indexer library's createArchive stands in for it. */
+  indexViaLibrary = false;
+
+  private async libraryIndexWorks(): Promise<boolean> {
+    const probe = await run(process.execPath, [FALLBACK_INDEXER, '--probe'], { allowFailure: true, timeoutMs: 30_000 });
+    return probe.code === 0;
   }
 
   private exec(args: string[], netns?: string, timeoutMs = 30 * 60_000): Promise<RunResult> {
@@ -74,9 +89,9 @@ export class ClipCli {
 
   /** `clip index <source> -o <archive> [--storage-ref <ref>] --json`; returns timing and the JSON summary. */
   async index(source: string, archive: string, storageRef: string | undefined, netns?: string): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
-    const args = ['index', source, '-o', archive, '--json'];
-    if (storageRef) args.push('--storage-ref', storageRef);
-    const result = await this.exec(args, netns);
+    const result = this.indexViaLibrary
+      ? await run(process.execPath, [FALLBACK_INDEXER, source, archive, ...(storageRef ? [storageRef] : [])], { timeoutMs: 30 * 60_000, ...(netns ? { netns } : {}) })
+      : await this.exec(['index', source, '-o', archive, '--json', ...(storageRef ? ['--storage-ref', storageRef] : [])], netns);
     const summary = lastJsonObject(result.stdout) ?? lastJsonObject(result.stderr);
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };
   }

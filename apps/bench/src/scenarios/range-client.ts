@@ -1,5 +1,5 @@
-// Runs inside the namespace: reads byte ranges of one blob with clip's registry client and
-// prints {"seconds": …}. Exit code 3 = the client API is not there yet (scenario skipped).
+// Runs inside the namespace: reads byte ranges of one blob with clip's registry client
+// (@clip/registry-fetch) and prints {"seconds": …}. Exit code 3 = client not available.
 //   node range-client.js <registry/repo:tag> <digest> <parallel> <json [[start,end],…]>
 const [reference, digest, parallelText, rangesText] = process.argv.slice(2);
 const ranges = JSON.parse(rangesText ?? '[]') as [number, number][];
@@ -7,19 +7,25 @@ const parallel = Number(parallelText ?? 4);
 
 type RangeReader = (digest: string, start: number, end: number) => Promise<Uint8Array>;
 
-/** Finds a registry source in @clip/registry-fetch: `openRegistrySource(ref)` with `readRange`. */
+interface RangeSource {
+  readBlobRange(digest: string, start: number, end: number): Promise<Uint8Array>;
+}
+
+/** clip's registry client: `openImageSource(ref).readBlobRange(digest, start, endExclusive)`. */
 async function openReader(): Promise<RangeReader | string> {
+  // A variable specifier keeps the bench compiling even before registry-fetch is built.
+  const specifier = '@clip/registry-fetch/open';
   let module: Record<string, unknown>;
   try {
-    module = (await import('@clip/registry-fetch/registry-source')) as Record<string, unknown>;
+    module = (await import(specifier)) as Record<string, unknown>;
   } catch {
-    return 'no @clip/registry-fetch/registry-source module yet';
+    return `${specifier} not available (registry-fetch not built?)`;
   }
-  const open = module['openRegistrySource'];
-  if (typeof open !== 'function') return 'no openRegistrySource export yet';
-  const source = (await (open as (ref: string) => Promise<unknown>)(reference ?? '')) as { readRange?: (d: string, s: number, e: number) => Promise<Uint8Array> };
-  if (typeof source.readRange !== 'function') return 'registry source has no readRange';
-  return (d, s, e) => source.readRange!(d, s, e);
+  const open = module['openImageSource'];
+  if (typeof open !== 'function') return 'no openImageSource export';
+  const source = (await (open as (ref: string) => Promise<unknown>)(reference ?? '')) as Partial<RangeSource>;
+  if (typeof source.readBlobRange !== 'function') return 'image source has no readBlobRange';
+  return (d, s, e) => source.readBlobRange!(d, s, e);
 }
 
 const reader = await openReader();

@@ -1,7 +1,6 @@
 // Ranged reads of a layer blob over the link, 4 MiB ranges, 4 in flight: curl (the baseline)
 // and clip's registry client, each as a fraction of the link's measured rate. The clip side
-// runs `range-client.js` inside the namespace; it is skipped until @clip/registry-fetch
-// exposes a registry range reader.
+// runs `range-client.js` inside the namespace (openImageSource + readBlobRange).
 import { fileURLToPath } from 'node:url';
 import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
 import { run, sh } from '../util/exec.js';
