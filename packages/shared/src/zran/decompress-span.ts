@@ -7,6 +7,7 @@ import { decompress as zstdDecompress } from 'fzstd';
 import type { ArchiveLayer, Span } from '../archive/model.js';
 import { DigestMismatchError, LayerFormatError, UsageError } from '../errors.js';
 import { deflateInputAt } from './deflate-prefix.js';
+import { completeFramesLength } from './zstd-frames.js';
 
 const inflateRawAsync = promisify<Uint8Array, ZlibOptions, Buffer>(inflateRaw);
 const gunzipAsync = promisify<Uint8Array, ZlibOptions, Buffer>(gunzip);
@@ -110,9 +111,11 @@ async function inflateSpan(layer: ArchiveLayer, span: Span, compressed: Uint8Arr
       const window = checkpoint.window;
       return inflateRawAsync(input, window.length > 0 ? { ...options, dictionary: window } : options);
     }
-    case 'zstd-frame':
-      // zstd frames are fetched whole (pieces give no partial lower bound), so decode them in one go.
-      return Buffer.from(zstdDecompress(compressed));
+    case 'zstd-frame': {
+      // Only whole frames can be decoded; a piece boundary inside a frame guarantees nothing more.
+      const whole = completeFramesLength(compressed);
+      return whole === 0 ? Buffer.alloc(0) : Buffer.from(zstdDecompress(compressed.subarray(0, whole)));
+    }
     case 'plain':
       return Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength);
   }
