@@ -30,7 +30,7 @@ export function archiveTree(archive: ClipArchive, layers: Uint8Array[]): Tree {
     };
     if (inode.type === 'file') {
       node.size = inode.size;
-      let data = new Uint8Array(0);
+      let data: Uint8Array = new Uint8Array(0);
       if (inode.data) {
         const layer = layers[inode.data.layer];
         if (!layer) throw new Error(`${path}: layer ${inode.data.layer} not loaded`);

@@ -1,0 +1,136 @@
+// createArchive's refusals and guarantees: malformed or hostile layers, wrong platforms,
+// missing storage references, no network for local sources, atomic output.
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readArchiveFile } from '@clip/shared/archive/format';
+import { LayerFormatError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
+import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
+import { createArchive } from '../src/create-archive.js';
+import { tar, type RawMember } from './helpers/raw-tar.js';
+import { writeRawLayout } from './helpers/raw-layout.js';
+
+let work: string;
+let basic: BuiltLayout;
+let multiarch: BuiltLayout;
+const STORAGE = '127.0.0.1:9/never/contacted:v1';
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'clip-indexer-errors-'));
+  basic = await buildFixture('basic', join(work, 'basic'));
+  multiarch = await buildFixture('multiarch', join(work, 'multiarch'));
+});
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function expectRejects<T extends Error>(promise: Promise<unknown>, type: new (...args: never[]) => T, pattern: RegExp): Promise<T> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(type);
+  expect((error as Error).message).toMatch(pattern);
+  return error as T;
+}
+
+describe('malformed layers fail with LayerFormatError naming the layer digest', () => {
+  const good: RawMember = { name: 'etc/ok', data: 'fine\n' };
+  const cases: Array<[string, () => Uint8Array, RegExp]> = [
+    ['bad header checksum', () => tar([good, { name: 'etc/bad', data: 'x', badChecksum: true }]), /checksum/],
+    ['truncated entry', () => tar([good, { name: 'etc/big', data: 'y'.repeat(3000) }], { endMarker: false }).subarray(0, 2048), /truncated/],
+    ['../ in a name', () => tar([good, { name: '../../etc/passwd', data: 'x' }]), /"\.\." component/],
+    ['NUL in a name', () => tar([good, { name: 'x', pax: { path: 'etc/a\0b' } }]), /NUL/],
+    ['sparse member', () => tar([good, { name: 's', typeflag: 'S', magic: 'gnu' }]), /sparse/],
+    ['hardlink to nothing', () => tar([good, { name: 'h', typeflag: '1', linkname: 'missing' }]), /does not exist/],
+  ];
+  it.each(cases)('%s', async (label, makeTar, pattern) => {
+    const dir = join(work, 'bad', label.replace(/\W+/g, '-'));
+    const layout = await writeRawLayout(dir, 'bad', [tar([{ name: 'base', data: 'ok' }]), makeTar()]);
+    const output = join(dir, 'out.clip');
+    const error = await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output, workers: false }), LayerFormatError, pattern);
+    expect(error.message).toContain(layout.layerDigests[1]);
+    // Nothing half-written is left behind.
+    expect((await readdir(dir)).filter((name) => name.includes('.clip'))).toEqual([]);
+  });
+
+  it('absolute names are made relative, not refused', async () => {
+    const dir = join(work, 'absolute');
+    const layout = await writeRawLayout(dir, 'abs', [tar([{ name: '/etc/abs', data: 'abs\n' }, { name: './rel/./x', data: 'x' }])]);
+    await createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip') });
+    const archive = await readArchiveFile(join(dir, 'out.clip'));
+    expect(archive.lookup('/etc/abs')?.size).toBe(4);
+    expect(archive.lookup('/rel/x')?.size).toBe(1);
+  });
+});
+
+describe('platforms', () => {
+  it('picks the requested platform from an index', async () => {
+    for (const image of multiarch.images) {
+      const output = join(work, `multi-${image.platform.architecture}.clip`);
+      const summary = await createArchive({ source: multiarch.ref, storageRef: STORAGE, output, platform: image.platform });
+      expect(summary.manifestDigest).toBe(image.manifestDigest);
+      const archive = await readArchiveFile(output);
+      expect(archive.metadata.platform?.architecture).toBe(image.platform.architecture);
+    }
+  });
+
+  it('a platform the index lacks is a clear error listing what is there', async () => {
+    await expectRejects(
+      createArchive({ source: multiarch.ref, storageRef: STORAGE, output: join(work, 'x.clip'), platform: { os: 'linux', architecture: 's390x' } }),
+      PlatformNotFoundError,
+      /linux\/s390x not found.*linux\/amd64.*linux\/arm64/,
+    );
+  });
+
+  it('a single-platform image of another platform is refused when a platform is asked for', async () => {
+    await expectRejects(
+      createArchive({ source: basic.ref, storageRef: STORAGE, output: join(work, 'x.clip'), platform: { os: 'linux', architecture: 'riscv64' } }),
+      PlatformNotFoundError,
+      /linux\/riscv64 not found.*linux\/amd64/,
+    );
+  });
+});
+
+describe('storage references', () => {
+  it('a local layout without --storage-ref is a usage error that says what to pass', async () => {
+    await expectRejects(createArchive({ source: basic.ref, output: join(work, 'x.clip') }), UsageError, /--storage-ref/);
+  });
+
+  it('a storage reference must be a registry reference', async () => {
+    await expectRejects(createArchive({ source: basic.ref, storageRef: `oci:${work}/other:tag`, output: join(work, 'x.clip') }), UsageError, /registry reference/);
+  });
+});
+
+describe('no network during local indexing', () => {
+  let server: Server;
+  let connections = 0;
+  let port = 0;
+
+  beforeAll(async () => {
+    server = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    port = typeof address === 'object' && address ? address.port : 0;
+  });
+
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('never connects to the storage registry (observed by a listening server)', async () => {
+    const output = join(work, 'nonet.clip');
+    const summary = await createArchive({ source: basic.ref, storageRef: `127.0.0.1:${port}/watched/repo:v1`, output });
+    expect(connections).toBe(0);
+    expect(summary.networkBytes).toBe(0);
+    expect(summary.bytesRead).toBe(basic.image.layers.reduce((sum, layer) => sum + layer.size, 0));
+    const archive = await readArchiveFile(output);
+    expect(archive.metadata.storage).toMatchObject({ registry: `127.0.0.1:${port}`, repository: 'watched/repo', tag: 'v1' });
+  });
+});
