@@ -1,5 +1,6 @@
 // Registry of subcommands: add one import and one list entry per command file.
 import type { Command } from 'commander';
+import { register as indexImage } from './index-image.js';
 import { register as inspect } from './inspect.js';
 import { register as ls } from './ls.js';
 import { register as cat } from './cat.js';
@@ -9,6 +10,7 @@ import { register as push } from './push.js';
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [
+  indexImage,
   inspect,
   ls,
   cat,
