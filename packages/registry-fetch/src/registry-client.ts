@@ -175,7 +175,8 @@ export class RegistryClient {
       default: {
         if ((error as { name?: unknown } | undefined)?.name === 'AbortError') return error as Error;
         const message = error instanceof Error ? error.message : String(error);
-        return new RegistryError(`${this.describe()}: ${what} failed: ${typeof code === 'string' ? `${code} ` : ''}${message}`, { cause: error });
+        const hint = /wrong version number/i.test(message) ? ' (the registry seems to speak plain HTTP; use insecure / --insecure)' : '';
+        return new RegistryError(`${this.describe()}: ${what} failed: ${typeof code === 'string' ? `${code} ` : ''}${message}${hint}`, { cause: error });
       }
     }
   }
