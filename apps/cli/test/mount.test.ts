@@ -123,7 +123,7 @@ describe('clip mount', () => {
     const prefetched = await newMount(image, ['--prefetch', record]);
     // Wait (bounded) for the background prefetch to finish, then reading fetches nothing new.
     for (let i = 0; i < 100 && !/prefetch finished/.test(prefetched.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(prefetched.stderr()).toMatch(/prefetch finished files=3/);
+    expect(prefetched.stderr()).toMatch(/prefetch finished" files=3 failed=0/);
     const before = prefetched.stderr();
     for (const file of files) await sh(`cat '${prefetched.mountpoint}${file}' > /dev/null`);
     const metrics = await prefetched.stop();
