@@ -39,6 +39,8 @@ function bytes(value: number | undefined): string {
   return value === undefined ? '–' : `${(value / MB).toFixed(1)} MB`;
 }
 
+const cell = (text: string) => text.replaceAll('|', '\\|');
+
 /** Skip reasons go in full into the JSON; the table gets the first line, cut short. */
 function shorten(reason: string): string {
   const line = reason.split('\n')[0]!.replaceAll('|', '\\|');
@@ -55,7 +57,7 @@ export function markdownTable(rows: ResultRow[]): string {
     const ratio = row.ratio === undefined ? '–' : `${row.ratio.toFixed(2)}×`;
     const moved = row.baselineBytes === undefined && row.clipBytes === undefined ? '–' : `${bytes(row.baselineBytes)} → ${bytes(row.clipBytes)}`;
     lines.push(
-      `| ${row.scenario}: ${row.variant} | ${row.image} | ${row.profile} | ${row.baselineLabel} | ${num(row.baseline)} ${row.unit} | ${clip} | ${ratio} | ${moved} | ${row.clipRangeRequests ?? '–'} |`,
+      `| ${cell(`${row.scenario}: ${row.variant}`)} | ${row.image} | ${row.profile} | ${cell(row.baselineLabel)} | ${num(row.baseline)} ${row.unit} | ${clip} | ${ratio} | ${moved} | ${row.clipRangeRequests ?? '–'} |`,
     );
   }
   return lines.join('\n');

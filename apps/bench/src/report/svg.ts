@@ -36,9 +36,9 @@ export function barChartSvg(chart: BarChart): string {
   const plotHeight = 220;
   const groupWidth = chart.series.length * barWidth + gap;
   const width = Math.max(360, left + chart.groups.length * groupWidth + 20);
-  const height = top + plotHeight + 70 + 18 * Math.ceil(chart.series.length / 3);
+  const height = top + plotHeight + 40 + 18 * chart.series.length;
   const max = niceMax(Math.max(0, ...chart.groups.flatMap((group) => group.values.filter((v): v is number => v !== undefined && Number.isFinite(v)))));
-  const y = (value: number) => top + plotHeight - (value / max) * plotHeight;
+  const y = (value: number) => Math.round((top + plotHeight - (value / max) * plotHeight) * 10) / 10;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
@@ -61,8 +61,8 @@ export function barChartSvg(chart: BarChart): string {
     parts.push(`<text x="${x0 + (chart.series.length * barWidth) / 2}" y="${top + plotHeight + 16}" text-anchor="middle">${escape(group.label)}</text>`);
   });
   chart.series.forEach((name, s) => {
-    const x = left + (s % 3) * 170;
-    const yy = top + plotHeight + 40 + Math.floor(s / 3) * 18;
+    const x = left;
+    const yy = top + plotHeight + 40 + s * 18;
     parts.push(`<rect x="${x}" y="${yy - 10}" width="12" height="12" fill="${COLORS[s % COLORS.length]}"/><text x="${x + 16}" y="${yy}">${escape(name)}</text>`);
   });
   parts.push('</svg>');
