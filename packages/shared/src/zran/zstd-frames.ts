@@ -53,7 +53,7 @@ export class ZstdFrameSplitter {
       if (this.have < this.need) continue;
       this.onHeader(this.position + i);
       // A header can complete a frame with nothing to skip (empty skippable frame).
-      if (this.state === 'skip' && this.skip === 0 && this.afterSkip === 'frame-end') {
+      if ((this.state as State) === 'skip' && this.skip === 0 && this.afterSkip === 'frame-end') {
         ends.push({ end: i, skippable: this.skippable });
         this.expect('magic', 4);
       }
