@@ -185,8 +185,12 @@ describe('timeouts', () => {
   const sockets = new Set<Socket>();
 
   beforeAll(async () => {
-    // Accepts connections and requests, never answers.
-    server = createServer(() => {});
+    // Never answers manifest requests; for blob ranges sends headers and 10 bytes, then stalls.
+    server = createServer((req, res) => {
+      if (!req.url?.includes('/blobs/')) return;
+      res.writeHead(206, { 'content-range': 'bytes 0-999/5000', 'content-length': '1000' });
+      res.write(Buffer.alloc(10));
+    });
     server.on('connection', (socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
@@ -210,6 +214,21 @@ describe('timeouts', () => {
       expect(error).toBeInstanceOf(TimeoutError);
       expect((error as Error).message).toContain(`registry ${host} repository silent/repo`);
       expect((error as Error).message).toContain('no response within 300 ms');
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('a body that stalls gives TimeoutError', async () => {
+    const source = new RegistrySource(
+      { kind: 'registry', registry: host, repository: 'silent/repo', tag: 'latest' },
+      { timeouts: { bodyMs: 300 }, retries: 0 },
+    );
+    try {
+      const digest = sha256(Buffer.from('whatever')) as Digest;
+      const error = await source.readBlobRange(digest, 0, 1000).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect((error as Error).message).toContain(`registry ${host} repository silent/repo: GET blob ${digest} bytes 0-999: response body stalled for 300 ms`);
     } finally {
       await source.close();
     }
