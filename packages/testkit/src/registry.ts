@@ -7,10 +7,17 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+export interface RegistryUser {
+  username: string;
+  password: string;
+}
+
 export interface RegistryAuthHtpasswd {
   kind: 'htpasswd';
-  /** Contents of an htpasswd file (bcrypt entries). */
-  htpasswd: string;
+  /** Contents of an htpasswd file (bcrypt entries), used as is. */
+  htpasswd?: string;
+  /** Users added to the file, hashed with bcrypt by `htpasswd -B` (apache2-utils). */
+  users?: RegistryUser[];
 }
 
 export interface RegistryAuthToken {
@@ -46,6 +53,25 @@ const running = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
+
+/** One bcrypt htpasswd line (`user:$2y$...`), via `htpasswd -niB` (password on stdin, not argv). */
+export async function htpasswdLine(user: RegistryUser): Promise<string> {
+  if (user.username.includes(':')) throw new Error(`htpasswd user names cannot contain ':' (${user.username})`);
+  return new Promise((resolve, reject) => {
+    const child = spawn('htpasswd', ['-niB', user.username], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    child.once('error', (error) => reject(new Error(`cannot run htpasswd (install apache2-utils): ${error.message}`)));
+    child.once('close', (code) => {
+      const line = out.trim();
+      if (code === 0 && line.startsWith(`${user.username}:$2`)) resolve(line);
+      else reject(new Error(`htpasswd exited with ${code}: ${err.trim()}`));
+    });
+    child.stdin.end(`${user.password}\n`);
+  });
+}
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -110,7 +136,12 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const storageDir = options.storageDir ?? join(dir, 'storage');
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? (await freePort(host));
-  if (options.auth?.kind === 'htpasswd') await writeFile(join(dir, 'htpasswd'), options.auth.htpasswd);
+  if (options.auth?.kind === 'htpasswd') {
+    const lines = options.auth.htpasswd ? [options.auth.htpasswd.trimEnd()] : [];
+    for (const user of options.auth.users ?? []) lines.push(await htpasswdLine(user));
+    if (lines.length === 0) throw new Error('htpasswd auth needs `htpasswd` text or `users`');
+    await writeFile(join(dir, 'htpasswd'), `${lines.join('\n')}\n`);
+  }
   if (options.auth?.kind === 'token') await writeFile(join(dir, 'token-ca.pem'), options.auth.rootCertBundle);
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, configYaml(storageDir, `${host}:${port}`, dir, options.auth));
