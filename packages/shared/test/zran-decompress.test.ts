@@ -76,7 +76,7 @@ describe('span navigation and verification', () => {
   it('verifySpanPieces names layer, span and piece on mismatch', async () => {
     verifySpanPieces(layer, 1, blob.subarray(10_000, 18_000));
     const bad = Buffer.from(blob.subarray(10_000, 18_000));
-    bad[5000] ^= 1;
+    bad[5000] = bad[5000]! ^ 1;
     expect(() => verifySpanPieces(layer, 1, bad)).toThrow(DigestMismatchError);
     expect(() => verifySpanPieces(layer, 1, bad)).toThrow(/span 1 piece 1/);
     expect(() => verifySpanPieces(layer, 1, blob.subarray(10_000, 15_000))).toThrow(/piece 1 \(only 1000 of 4000 bytes/);
