@@ -81,6 +81,8 @@ describe('clip mount', () => {
     const firstSum = await read(first);
     const firstMetrics = await first.stop();
     expect(firstMetrics?.['fetchRequests']).toBeGreaterThan(0);
+    // cat reads sequentially: the span after each read is fetched ahead.
+    expect(firstMetrics?.['readaheadSpans']).toBeGreaterThan(0);
     const second = await newMount(image, ['--cache-dir', cache]);
     expect((await read(second)).stdout).toBe(firstSum.stdout);
     const secondMetrics = await second.stop();
