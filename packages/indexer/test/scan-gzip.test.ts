@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decompressSpan } from '@clip/shared/zran/decompress-span';
 import { sha256Digest } from '@clip/shared/digest';
+import { encodeArchive, openArchive } from '@clip/shared/archive/format';
 import { gzipCli, gzipSync, gzipWithFlushes, layerData, readRange, scanBlob } from './scan-helpers.js';
 
 const SPAN = 64 * 1024;
@@ -80,6 +81,19 @@ describe('scanLayer gzip + decompressSpan', () => {
         }),
         { numRuns: 60 },
       );
+    }
+  });
+
+  it('spans survive encodeArchive/openArchive: reads through the decoded layer (lazy windows) are exact', async () => {
+    const data = layerData(4, 800_000);
+    const blob = gzipCli(data, 6);
+    const { layer } = await scanBlob(blob, 'gzip', { spanSize: 50_000, pieceSize: 10_000 });
+    const root = { ino: 1, type: 'directory' as const, mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, nlink: 2 };
+    const archive = openArchive(encodeArchive({ metadata: { sourceRef: 't', imageConfig: {}, createdBy: 't' }, layers: [layer], inodes: [root], entries: [{ path: '/', ino: 1 }] }));
+    const decoded = archive.layers[0]!;
+    expect(decoded.spans.length).toBe(layer.spans.length);
+    for (const [offset, length] of [[0, 10], [49_990, 20], [123_457, 300_000], [799_000, 1000]] as const) {
+      expect((await readRange(decoded, blob, offset, length)).equals(data.subarray(offset, offset + length))).toBe(true);
     }
   });
 
