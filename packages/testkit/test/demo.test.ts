@@ -1,0 +1,18 @@
+import { stat } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { runDemo } from '@clip/testkit/demo';
+
+describe('demo', () => {
+  it('runs every step and removes what it created', async () => {
+    const lines: string[] = [];
+    await runDemo('basic', (line) => lines.push(line));
+    const output = lines.join('\n');
+    expect(output).toMatch(/digests identical to the layout/);
+    expect(output).toMatch(/^done in /m);
+    const registryUrl = /serving (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+    const layoutDir = /oci:(\/[^:]+):basic/.exec(output)?.[1];
+    if (!registryUrl || !layoutDir) throw new Error(`unexpected demo output:\n${output}`);
+    await expect(fetch(`${registryUrl}/v2/`)).rejects.toThrow(); // registry stopped
+    await expect(stat(layoutDir)).rejects.toThrow(/ENOENT/); // work directory removed
+  });
+});
