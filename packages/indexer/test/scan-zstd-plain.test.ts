@@ -107,3 +107,28 @@ describe('scanLayer uncompressed', () => {
     }
   });
 });
+
+describe('scanLayer edge cases', () => {
+  it('empty layers scan to one empty span in every compression', async () => {
+    const empty = Buffer.alloc(0);
+    const { gzipCli } = await import('./scan-helpers.js');
+    for (const [compression, blob] of [['gzip', gzipCli(empty, 6)], ['zstd', zstdCli(empty)], ['none', empty]] as const) {
+      const { scan, output } = await scanBlob(blob, compression, { spanSize: 1000 });
+      expect(output.length).toBe(0);
+      expect(scan.uncompressedSize).toBe(0);
+      expect(scan.spans.length).toBe(1);
+      expect(scan.spans[0]!.uncompressedEnd).toBe(0);
+      expect(scan.spans[0]!.pieces.at(-1)!.compressedEnd).toBe(blob.length);
+    }
+  });
+
+  it('tiny input chunks (1 byte) give the same spans as large ones', async () => {
+    const { gzipCli } = await import('./scan-helpers.js');
+    const data = layerData(11, 200_000);
+    const blob = gzipCli(data, 6);
+    const big = await scanBlob(blob, 'gzip', { spanSize: 20_000, pieceSize: 3000, chunkSize: 1 << 20 });
+    const small = await scanBlob(blob, 'gzip', { spanSize: 20_000, pieceSize: 3000, chunkSize: 1 });
+    expect(small.output.equals(data)).toBe(true);
+    expect(small.scan.spans).toEqual(big.scan.spans);
+  });
+});
