@@ -3,12 +3,13 @@
 // is written atomically. A local layout with a storage reference is indexed without any
 // network request: the storage reference is only recorded, never contacted.
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, open, rename, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { encodeArchive } from '@clip/shared/archive/format';
 import type { ArchiveLayer, ArchiveMetadata, StorageReference } from '@clip/shared/archive/model';
-import { DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
+import { ClipError, DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { formatImageReference, parseImageReference, type ImageReference, type RegistryReference } from '@clip/shared/reference';
 import type { ImageSource, LayerDescriptor, Platform, ResolvedImage } from '@clip/registry-fetch/image-source';
@@ -139,6 +140,19 @@ function archiveLayer(descriptor: LayerDescriptor, indexed: IndexedLayer): Archi
   };
 }
 
+function ioError(what: string, error: unknown): ClipError {
+  return new ClipError('CLIP_E_IO', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+}
+
+/** Fails before any scanning if the archive could not be written anyway. */
+async function checkOutputDirectory(path: string): Promise<void> {
+  try {
+    await access(dirname(path), constants.W_OK);
+  } catch (error) {
+    throw ioError(`cannot write the archive to ${path}`, error);
+  }
+}
+
 /** Writes next to the target, flushes, then renames: readers never see a partial archive. */
 async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -153,7 +167,7 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
-    throw error;
+    throw ioError(`cannot write the archive to ${path}`, error);
   }
 }
 
@@ -196,6 +210,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
   if (!Number.isSafeInteger(spanSize) || spanSize < 64 * 1024) throw new UsageError(`span size must be at least 64 KiB, got ${spanSize}`);
   const sourceRef = parseImageReference(options.source);
   const storageRef = storageReferenceFor(sourceRef, options.storageRef);
+  await checkOutputDirectory(options.output);
   if (LOCAL_KINDS.has(sourceRef.kind)) {
     // Users grep for this line to confirm the local layout was used and nothing was pulled.
     logger.info('indexing from local OCI layout with remote storage reference', {
@@ -238,10 +253,14 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     const concurrency = Math.max(1, options.concurrency ?? availableParallelism());
     scanner = await createLayerScanner({ workers: options.workers ?? true, concurrency, logger });
     const activeScanner = scanner;
+    // Set when the archive cannot be made: layers still streaming stop at their next chunk.
+    let abandoned: Error | undefined;
     const scans = boundedAll(image.layers, concurrency, async (layer) => {
+      if (abandoned) throw abandoned;
       const blob = await source.openBlob(layer.digest);
       const counted = (async function* () {
         for await (const chunk of blob as AsyncIterable<Uint8Array>) {
+          if (abandoned) throw abandoned;
           bytesRead += chunk.length;
           report();
           yield chunk;
@@ -259,11 +278,17 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     // Merge strictly in layer order, as soon as each layer's scan is in.
     const tree = new OverlayTree();
     const layers: ArchiveLayer[] = [];
-    for (let index = 0; index < scans.length; index++) {
-      const indexed = await scans[index]!;
-      const descriptor = image.layers[index]!;
-      layers.push(archiveLayer(descriptor, indexed));
-      tree.applyLayer(index, descriptor.digest, indexed.entries);
+    try {
+      for (let index = 0; index < scans.length; index++) {
+        const indexed = await scans[index]!;
+        const descriptor = image.layers[index]!;
+        layers.push(archiveLayer(descriptor, indexed));
+        tree.applyLayer(index, descriptor.digest, indexed.entries);
+      }
+    } catch (error) {
+      abandoned = new Error('indexing abandoned');
+      await Promise.allSettled(scans);
+      throw error;
     }
     const { inodes, entries } = tree.toTables();
     const bytes = encodeArchive({ metadata, layers, inodes, entries });

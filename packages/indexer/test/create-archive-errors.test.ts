@@ -105,6 +105,25 @@ describe('storage references', () => {
   });
 });
 
+describe('output', () => {
+  it('an output directory that does not exist is a CLIP_E_IO error', async () => {
+    const error = await createArchive({ source: basic.ref, storageRef: STORAGE, output: join(work, 'no', 'such', 'dir', 'x.clip') }).then(
+      () => undefined,
+      (caught: unknown) => caught as { code?: string; message: string },
+    );
+    expect(error?.code).toBe('CLIP_E_IO');
+    expect(error?.message).toContain('cannot write the archive');
+  });
+
+  it('replaces an existing archive atomically', async () => {
+    const output = join(work, 'replace.clip');
+    await createArchive({ source: multiarch.ref, storageRef: STORAGE, output, platform: { os: 'linux', architecture: 'arm64' } });
+    await createArchive({ source: basic.ref, storageRef: STORAGE, output });
+    expect((await readArchiveFile(output)).lookup('/etc/hostname')).toBeDefined();
+    expect((await readdir(work)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
 describe('no network during local indexing', () => {
   let server: Server;
   let connections = 0;
