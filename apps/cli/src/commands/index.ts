@@ -6,6 +6,8 @@ import { register as ls } from './ls.js';
 import { register as cat } from './cat.js';
 import { register as mount } from './mount.js';
 import { register as push } from './push.js';
+import { register as publish } from './publish.js';
+import { register as pullArchive } from './pull-archive.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -16,4 +18,6 @@ export const commands: RegisterCommand[] = [
   cat,
   mount,
   push,
+  publish,
+  pullArchive,
 ];

@@ -1,0 +1,86 @@
+// `clip publish <local image> <registry/repo:tag>`: the build-worker pipeline — index the
+// local layout and push the image concurrently, then publish the archive into the same
+// registry as an OCI artifact referring to the image (see docs/publish.md).
+import type { Command } from 'commander';
+import { UsageError } from '@clip/shared/errors';
+import { createLogger } from '@clip/shared/log';
+import { formatSize, parseSize } from '@clip/shared/size';
+import { parsePlatform } from '@clip/registry-fetch/platform';
+import { publish, type PublishSummary } from '../publish/pipeline.js';
+import { createPublishDisplay } from '../publish/progress.js';
+
+interface PublishCommandOptions {
+  output?: string;
+  json?: boolean;
+  spanSize: string;
+  platform?: string;
+  concurrency: string;
+  indexConcurrency?: string;
+  insecure?: boolean;
+  progress?: boolean;
+}
+
+function positiveInteger(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > 64) throw new UsageError(`invalid ${flag} ${JSON.stringify(text)}: expected an integer from 1 to 64`);
+  return value;
+}
+
+function formatPublishSummary(s: PublishSummary): string {
+  const { stages } = s;
+  const savings =
+    s.indexingTimeSavedSeconds === null
+      ? 'no layer was uploaded, so there is no push rate to estimate the savings from'
+      : `indexing from the registry instead would have taken ~${s.estimatedRegistryIndexSeconds?.toFixed(1)} s after the push (saved ~${s.indexingTimeSavedSeconds.toFixed(1)} s)`;
+  return (
+    `published ${s.reference}@${s.imageDigest}\n` +
+    `archive ${s.archive.blobDigest} (${formatSize(s.archive.bytes)}) as artifact ${s.archive.artifactDigest}` +
+    `${s.archive.fallbackTag ? ` (referrers tag ${s.archive.fallbackTag})` : ''}${s.archive.path ? `, kept at ${s.archive.path}` : ''}\n` +
+    `index ${stages.indexSeconds.toFixed(1)} s | push ${stages.pushSeconds.toFixed(1)} s | archive push ${stages.archivePushSeconds.toFixed(1)} s | total ${stages.totalSeconds.toFixed(1)} s\n` +
+    `pushed ${formatSize(s.bytesPushed)} (${s.blobs.uploaded} blobs uploaded, ${s.blobs.skipped} already there); ` +
+    `indexed ${formatSize(s.bytesIndexed)} locally, ${formatSize(s.indexNetworkBytes)} over the network; ${savings}\n`
+  );
+}
+
+export function register(program: Command): void {
+  program
+    .command('publish')
+    .description('index a local image and push it concurrently, then publish the archive to the registry as an OCI artifact')
+    .argument('<source>', 'oci:<dir>[:<tag>] or oci-archive:<file>[:<tag>]')
+    .argument('<target>', 'registry reference to publish to, e.g. 127.0.0.1:5000/app:v1')
+    .option('-o, --output <file.clip>', 'also keep the archive here')
+    .option('--json', 'print the summary (stages, bytes, savings) as JSON on stdout')
+    .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '4MiB')
+    .option('--platform <os/arch[/variant]>', 'platform to index from an image index (default: this machine)')
+    .option('--concurrency <n>', 'blobs uploaded at once', '3')
+    .option('--index-concurrency <n>', 'layers scanned at once (default: number of CPUs)')
+    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
+    .option('--no-progress', 'no progress output on stderr')
+    .action(async (source: string, target: string, options: PublishCommandOptions) => {
+      const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');
+      const indexConcurrency = positiveInteger(options.indexConcurrency, '--index-concurrency');
+      const display = options.progress === false ? undefined : createPublishDisplay(process.stderr);
+      try {
+        const summary = await publish({
+          source,
+          target,
+          spanSize: parseSize(options.spanSize),
+          logger: createLogger(),
+          ...(options.output ? { output: options.output } : {}),
+          ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
+          ...(pushConcurrency !== undefined ? { pushConcurrency } : {}),
+          ...(indexConcurrency !== undefined ? { indexConcurrency } : {}),
+          ...(options.insecure ? { insecure: true } : {}),
+          ...(display
+            ? { onPlan: display.plan, onIndexProgress: display.index, onPushProgress: display.push, onStage: display.stage }
+            : {}),
+        });
+        display?.finish();
+        process.stdout.write(options.json ? `${JSON.stringify(summary, null, 2)}\n` : formatPublishSummary(summary));
+      } catch (error) {
+        display?.finish();
+        throw error;
+      }
+    });
+}
