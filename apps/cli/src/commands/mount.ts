@@ -9,6 +9,7 @@ import { parseSize } from '@clip/shared/size';
 import { mount } from '@clip/mounter/mount';
 import { checkMountpoint } from '@clip/mounter/mountpoint';
 import { openStorageFetcher } from '@clip/mounter/storage-source';
+import { resolveArchiveArgument } from '../publish/resolve-argument.js';
 
 interface MountCommandOptions {
   cacheDir?: string;
@@ -30,7 +31,7 @@ export function register(program: Command): void {
   program
     .command('mount')
     .description('mount an image read-only through FUSE, fetching only the bytes that are read (foreground)')
-    .argument('<archive>', '.clip archive')
+    .argument('<archive>', '.clip archive, or a registry reference whose published archive is downloaded (cached)')
     .argument('<mountpoint>', 'existing empty directory')
     .option('--cache-dir <dir>', 'disk cache of decoded blocks, shareable between mounts')
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
@@ -53,7 +54,7 @@ export function register(program: Command): void {
 
       // Refuse a bad mountpoint before touching the network.
       await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
-      const archive = await readArchiveFile(archivePath);
+      const archive = await readArchiveFile(await resolveArchiveArgument(archivePath, { logger, insecure: options.insecure ?? false }));
       const readMs = readTimeoutSeconds * 1000;
       const fetcher = await openStorageFetcher(archive, { insecure: options.insecure ?? false, logger, requestTimeoutMs: readMs, retries });
       let handle;
