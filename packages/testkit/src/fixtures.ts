@@ -54,7 +54,7 @@ const basicEntries: EntrySpec[] = [
   { type: 'dir', path: 'tmp', mode: 0o1777 },
 ];
 
-export type FixtureName = 'basic' | 'layers' | 'special' | 'large' | 'multiarch';
+export type FixtureName = 'basic' | 'layers' | 'special' | 'large' | 'hardlinks' | 'multiarch';
 
 export const FIXTURES: Record<FixtureName, FixtureSpec> = {
   basic: {
@@ -215,6 +215,54 @@ export const FIXTURES: Record<FixtureName, FixtureSpec> = {
           { type: 'file', path: 'members/text.txt', content: { generate: 'text', size: 2 * MiB + 100, seed: 9 } },
           { type: 'file', path: 'members/random.bin', content: { generate: 'random', size: MiB / 2, seed: 10 } },
           { type: 'file', path: 'members/tail', content: 'tail\n' },
+        ],
+      },
+      {
+        compression: 'zstd',
+        zstdFrameSize: 1 * MiB,
+        entries: [
+          { type: 'dir', path: 'frames' },
+          { type: 'file', path: 'frames/mixed.bin', content: { generate: 'mixed', size: 3 * MiB + 777, seed: 12 } },
+          { type: 'file', path: 'frames/tail', content: 'after several zstd frames\n' },
+        ],
+      },
+    ],
+  },
+
+  hardlinks: {
+    description: 'hardlinks across layers: link to a lower file, lower name deleted or replaced above, groups of 3',
+    tag: 'hardlinks',
+    layers: [
+      {
+        compression: 'gzip',
+        entries: [
+          { type: 'dir', path: 'lower' },
+          { type: 'file', path: 'lower/shared', content: 'linked from the next layer\n', mode: 0o755, uid: 7, gid: 8 },
+          { type: 'file', path: 'lower/replaced', content: 'old content, kept by the link\n' },
+          { type: 'file', path: 'lower/trio', content: 'three names\n' },
+          { type: 'hardlink', path: 'lower/trio-2', target: 'lower/trio' },
+          { type: 'hardlink', path: 'lower/trio-3', target: 'lower/trio' },
+        ],
+      },
+      {
+        compression: 'gzip',
+        entries: [
+          { type: 'dir', path: 'upper' },
+          // Target in a lower layer.
+          { type: 'hardlink', path: 'upper/link-to-lower', target: 'lower/shared' },
+          { type: 'hardlink', path: 'upper/keeps-old', target: 'lower/replaced' },
+          // A link whose target comes earlier in the same tar.
+          { type: 'file', path: 'upper/first', content: 'first\n' },
+          { type: 'hardlink', path: 'upper/second', target: 'upper/first' },
+        ],
+      },
+      {
+        compression: 'gzip',
+        entries: [
+          { type: 'whiteout', path: 'lower/shared' }, // upper/link-to-lower survives, nlink 1
+          { type: 'file', path: 'lower/replaced', content: 'new content, new inode\n' },
+          { type: 'whiteout', path: 'lower/trio-2' }, // trio and trio-3 stay linked, nlink 2
+          { type: 'file', path: 'upper/ns-mtime', content: 'PAX mtime with nanoseconds\n', mtime: 1_700_000_001, mtimeNsec: 123_456_789 },
         ],
       },
     ],

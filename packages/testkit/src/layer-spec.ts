@@ -16,6 +16,8 @@ interface EntryAttrs {
   gname?: string;
   /** Seconds since the epoch; default DEFAULT_MTIME. */
   mtime?: number;
+  /** Nanoseconds part of the mtime: written as a PAX `mtime=<sec>.<nsec>` record when set. */
+  mtimeNsec?: number;
   /** Written as PAX `SCHILY.xattr.<name>` records. */
   xattrs?: Record<string, string | Uint8Array>;
 }
@@ -46,6 +48,8 @@ export interface LayerSpec {
   gzipMemberSize?: number;
   /** zstd level (zstd CLI), default 3. */
   zstdLevel?: number;
+  /** zstd only: start a new zstd frame every this many uncompressed bytes (concatenated frames). */
+  zstdFrameSize?: number;
 }
 
 export function normalizePath(path: string): string {
@@ -87,6 +91,9 @@ export function layerTarEntries(layer: LayerSpec): TarEntry[] {
       };
     }
     const pax: Record<string, Uint8Array | string> = {};
+    if (entry.mtimeNsec !== undefined) {
+      pax.mtime = `${entry.mtime ?? DEFAULT_MTIME}.${String(entry.mtimeNsec).padStart(9, '0')}`;
+    }
     for (const [key, value] of Object.entries(entry.xattrs ?? {})) pax[`SCHILY.xattr.${key}`] = value;
     const base = {
       mode: entry.mode ?? (entry.type === 'dir' ? 0o755 : entry.type === 'symlink' ? 0o777 : 0o644),

@@ -147,8 +147,15 @@ export async function compressLayer(tar: Buffer, layer: LayerSpec): Promise<Buff
   switch (layer.compression) {
     case 'none':
       return tar;
-    case 'zstd':
-      return zstdCompress(tar, layer.zstdLevel);
+    case 'zstd': {
+      const frame = layer.zstdFrameSize;
+      if (!frame) return zstdCompress(tar, layer.zstdLevel);
+      const frames: Buffer[] = [];
+      for (let start = 0; start < tar.length; start += frame) {
+        frames.push(await zstdCompress(tar.subarray(start, Math.min(start + frame, tar.length)), layer.zstdLevel));
+      }
+      return Buffer.concat(frames);
+    }
     case 'gzip': {
       const level = layer.gzipLevel ?? 6;
       const member = layer.gzipMemberSize;
