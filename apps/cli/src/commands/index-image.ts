@@ -6,6 +6,7 @@ import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { formatSize, parseSize } from '@clip/shared/size';
 import { parsePlatform } from '@clip/registry-fetch/platform';
+import { reusePublishedArchive } from '../publish/reuse.js';
 
 interface IndexOptions {
   output: string;
@@ -16,6 +17,7 @@ interface IndexOptions {
   insecure?: boolean;
   json?: boolean;
   progress?: boolean;
+  reuse?: boolean;
 }
 
 const BAR_WIDTH = 24;
@@ -83,7 +85,11 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the summary as JSON on stdout')
     .option('--no-progress', 'no progress output on stderr')
+    .option('--reuse', 'registry source with a published archive (clip publish): download that instead of indexing')
     .action(async (source: string, options: IndexOptions) => {
+      const platform = options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {};
+      const reused = await reusePublishedArchive(source, { output: options.output, reuse: options.reuse ?? false, logger: createLogger(), insecure: options.insecure ?? false, ...platform });
+      if (reused) return void process.stdout.write(options.json ? `${JSON.stringify({ reused: true, ...reused })}\n` : `reused the published archive of ${reused.reference}: ${options.output}\n`);
       const spanSize = parseSize(options.spanSize);
       const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);
       if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0)) {
