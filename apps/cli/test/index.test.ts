@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createArchive } from '@clip/indexer/create-archive';
+import { readArchiveFile } from '@clip/shared/archive/format';
 import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
+import { startRegistry } from '@clip/testkit/registry';
+import { skopeoCopy } from '@clip/testkit/tools';
 
 const CLI = new URL('../dist/main.js', import.meta.url).pathname;
 
@@ -63,6 +66,30 @@ describe('clip index', () => {
     expect(result.stdout).toMatch(/^wrote .*plain\.clip: \d+ files, \d+ directories, 1 layers, \d+ checkpoints/);
     expect(result.stderr).toMatch(/indexing: 1\/1 layers/);
     expect(result.stderr).not.toContain('\r');
+  });
+
+  it('indexes straight from a registry (storage = the source), streaming layers over the network', async () => {
+    const registry = await startRegistry();
+    try {
+      const ref = `${registry.host}/clip/special:v1`;
+      await skopeoCopy(special.ref, `docker://${ref}`);
+      const output = join(work, 'from-registry.clip');
+      const result = await clip(['index', ref, '-o', output, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const summary = JSON.parse(result.stdout) as { networkBytes: number; bytesRead: number; manifestDigest: string };
+      expect(summary.networkBytes).toBeGreaterThanOrEqual(summary.bytesRead);
+      expect(summary.manifestDigest).toBe(special.image.manifestDigest);
+      expect(result.stderr).not.toContain('indexing from local OCI layout');
+      const archive = await readArchiveFile(output);
+      expect(archive.metadata.storage).toEqual({ registry: registry.host, repository: 'clip/special', tag: 'v1', manifestDigest: special.image.manifestDigest });
+      const local = join(work, 'local-for-registry.clip');
+      await createArchive({ source: special.ref, storageRef: ref, output: local, workers: false });
+      expect([...archive.walk()].map(({ path, inode }) => [path, inode.ino, inode.size, inode.data?.offset])).toEqual(
+        [...(await readArchiveFile(local)).walk()].map(({ path, inode }) => [path, inode.ino, inode.size, inode.data?.offset]),
+      );
+    } finally {
+      await registry.stop();
+    }
   });
 
   it('a local layout without --storage-ref exits 2 and says what to pass', async () => {
