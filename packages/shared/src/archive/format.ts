@@ -19,7 +19,9 @@ import {
   ENTRY_RECORD as E,
   FILE_TYPES,
   FORMAT_MAJOR,
+  FLAG_DATA_SECTION,
   FORMAT_MINOR,
+  FORMAT_MINOR_DATA,
   H_ENTRY_COUNT,
   H_FLAGS,
   H_INODE_COUNT,
@@ -32,6 +34,8 @@ import {
   INODE_RECORD as I,
   KNOWN_FLAGS,
   LAYER_RECORD as L,
+  LAYER_SOURCE_ARCHIVE,
+  LAYER_SOURCE_REGISTRY,
   MAGIC,
   MAX_SECTIONS,
   MAX_WINDOW,
@@ -59,7 +63,12 @@ export const ARCHIVE_FORMAT_MINOR_VERSION = FORMAT_MINOR;
 
 export interface ClipArchive {
   readonly formatVersion: number;
+  /** Minor version: 0 = v2.0 (OCI mode), 1 = v2.1 (adds the data-carrying mode). */
+  readonly minorVersion?: number;
+  /** Length of the whole archive file (also when only its head was read). */
   readonly byteLength: number;
+  /** Data-carrying archives: where the DATA section lies in the file (absolute offsets). */
+  readonly dataSection?: { offset: number; length: number };
   readonly metadata: ArchiveMetadata;
   readonly layers: readonly ArchiveLayer[];
   readonly inodeCount: number;
@@ -174,8 +183,103 @@ interface PreparedEntry {
   name: Uint8Array;
 }
 
-/** Deterministic: equal contents (up to entry order and object key order) give identical bytes. */
+interface EncodedSection {
+  id: number;
+  recordSize: number;
+  bytes: Uint8Array;
+}
+
+interface EncodedTables {
+  sections: EncodedSection[];
+  inodeCount: number;
+  entryCount: number;
+}
+
+/**
+ * Deterministic: equal contents (up to entry order and object key order) give identical bytes.
+ * OCI mode only; data-carrying contents (layers with source 'archive') go through
+ * encodeDataArchiveHead / encodeDataArchive.
+ */
 export function encodeArchive(contents: ArchiveContents): Uint8Array {
+  if (contents.layers.some((layer) => layer.source === 'archive')) fail('layers with source "archive" need the data-carrying encoder');
+  const { sections, inodeCount, entryCount } = encodeTables(contents);
+  const tableEnd = HEADER_SIZE + sections.length * SECTION_ENTRY_SIZE;
+  const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
+  const out = new ByteWriter(tableEnd + bodyLength + CHECKSUM_SIZE);
+  writeHeader(out, { minor: FORMAT_MINOR, flags: 0, sectionCount: sections.length, inodeCount, entryCount });
+  const end = writeSections(out, sections, tableEnd);
+  out.set(end, createHash('sha256').update(out.bytes.subarray(0, end)).digest());
+  return out.bytes;
+}
+
+/**
+ * The head of a data-carrying archive (v2.1): header, section table, tables and the
+ * TABLES_DIGEST section, ending where the DATA section of `dataLength` bytes starts. The
+ * caller appends the DATA bytes and then the sha256 of everything before (the trailing
+ * checksum). Every layer must have source 'archive' and compressedSize = dataLength.
+ */
+export function encodeDataArchiveHead(contents: ArchiveContents, dataLength: number): Uint8Array {
+  checkU64(dataLength, 'data section length');
+  contents.layers.forEach((layer, li) => {
+    if (layer.source !== 'archive') fail(`layers[${li}] of a data-carrying archive must have source "archive"`);
+    if (layer.compressedSize !== dataLength) fail(`layers[${li}].compressedSize ${layer.compressedSize} is not the data section length ${dataLength}`);
+  });
+  const { sections, inodeCount, entryCount } = encodeTables(contents);
+  const sectionCount = sections.length + 2;
+  const tableEnd = HEADER_SIZE + sectionCount * SECTION_ENTRY_SIZE;
+  const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
+  const digestAt = tableEnd + bodyLength;
+  const out = new ByteWriter(digestAt + CHECKSUM_SIZE);
+  writeHeader(out, { minor: FORMAT_MINOR_DATA, flags: FLAG_DATA_SECTION, sectionCount, inodeCount, entryCount });
+  writeSections(out, sections, tableEnd);
+  writeSectionEntry(out, sections.length, { id: SECTION.tablesDigest, recordSize: 0, offset: digestAt, length: CHECKSUM_SIZE });
+  writeSectionEntry(out, sections.length + 1, { id: SECTION.data, recordSize: 0, offset: digestAt + CHECKSUM_SIZE, length: dataLength });
+  out.set(digestAt, createHash('sha256').update(out.bytes.subarray(0, digestAt)).digest());
+  return out.bytes;
+}
+
+/** A whole data-carrying archive in memory (small archives, fixtures, tests). */
+export function encodeDataArchive(contents: ArchiveContents, data: Uint8Array): Uint8Array {
+  const head = encodeDataArchiveHead(contents, data.length);
+  const out = new Uint8Array(head.length + data.length + CHECKSUM_SIZE);
+  out.set(head, 0);
+  out.set(data, head.length);
+  out.set(createHash('sha256').update(out.subarray(0, head.length + data.length)).digest(), head.length + data.length);
+  return out;
+}
+
+function writeHeader(
+  out: ByteWriter,
+  h: { minor: number; flags: number; sectionCount: number; inodeCount: number; entryCount: number },
+): void {
+  out.set(0, MAGIC);
+  out.u16(H_MAJOR, FORMAT_MAJOR);
+  out.u16(H_MINOR, h.minor);
+  out.u32(H_FLAGS, h.flags);
+  out.u32(H_SECTION_COUNT, h.sectionCount);
+  out.u32(H_INODE_COUNT, h.inodeCount);
+  out.u32(H_ENTRY_COUNT, h.entryCount);
+}
+
+function writeSectionEntry(out: ByteWriter, index: number, s: { id: number; recordSize: number; offset: number; length: number }): void {
+  const at = HEADER_SIZE + index * SECTION_ENTRY_SIZE;
+  out.u32(at, s.id);
+  out.u32(at + 4, s.recordSize);
+  out.u64(at + 8, s.offset);
+  out.u64(at + 16, s.length);
+}
+
+/** Writes table entries 0..n-1 and the sections' bytes from `offset`; returns the end offset. */
+function writeSections(out: ByteWriter, sections: EncodedSection[], offset: number): number {
+  sections.forEach((section, i) => {
+    writeSectionEntry(out, i, { id: section.id, recordSize: section.recordSize, offset, length: section.bytes.length });
+    out.set(offset, section.bytes);
+    offset += section.bytes.length;
+  });
+  return offset;
+}
+
+function encodeTables(contents: ArchiveContents): EncodedTables {
   const { inodes, layers } = contents;
   const inodeCount = checkU32(inodes.length, 'inode count');
   if (inodeCount < 1) fail('no root inode');
@@ -241,7 +345,8 @@ export function encodeArchive(contents: ArchiveContents): Uint8Array {
     const compression = COMPRESSIONS.indexOf(layer.compression);
     if (compression < 0) fail(`layers[${li}].compression ${JSON.stringify(layer.compression)} is unknown`);
     layerBytes.u8(at + L.compression, compression);
-    layerBytes.u8(at + L.source, 0);
+    if (layer.source !== undefined && layer.source !== 'archive') fail(`layers[${li}].source ${JSON.stringify(layer.source)} is unknown`);
+    layerBytes.u8(at + L.source, layer.source === 'archive' ? LAYER_SOURCE_ARCHIVE : LAYER_SOURCE_REGISTRY);
     for (const span of layer.spans) {
       const window = span.checkpoint.window;
       if (window.length > MAX_WINDOW) fail(`layers[${li}] has a checkpoint window of ${window.length} bytes (max ${MAX_WINDOW})`);
@@ -363,7 +468,7 @@ export function encodeArchive(contents: ArchiveContents): Uint8Array {
     windowAt += chunk.length;
   }
 
-  const sections: { id: number; recordSize: number; bytes: Uint8Array }[] = [
+  const sections: EncodedSection[] = [
     { id: SECTION.metadata, recordSize: 0, bytes: textEncoder.encode(canonicalJson(contents.metadata)) },
     { id: SECTION.layers, recordSize: L.size, bytes: layerBytes.bytes },
     { id: SECTION.spans, recordSize: S.size, bytes: spanBytes.bytes },
@@ -375,28 +480,7 @@ export function encodeArchive(contents: ArchiveContents): Uint8Array {
     { id: SECTION.strings, recordSize: 0, bytes: strings.concat() },
   ];
 
-  const tableEnd = HEADER_SIZE + sections.length * SECTION_ENTRY_SIZE;
-  const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
-  const out = new ByteWriter(tableEnd + bodyLength + CHECKSUM_SIZE);
-  out.set(0, MAGIC);
-  out.u16(H_MAJOR, FORMAT_MAJOR);
-  out.u16(H_MINOR, FORMAT_MINOR);
-  out.u32(H_FLAGS, 0);
-  out.u32(H_SECTION_COUNT, sections.length);
-  out.u32(H_INODE_COUNT, inodeCount);
-  out.u32(H_ENTRY_COUNT, prepared.length);
-  let offset = tableEnd;
-  sections.forEach((section, i) => {
-    const at = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
-    out.u32(at, section.id);
-    out.u32(at + 4, section.recordSize);
-    out.u64(at + 8, offset);
-    out.u64(at + 16, section.bytes.length);
-    out.set(offset, section.bytes);
-    offset += section.bytes.length;
-  });
-  out.set(offset, createHash('sha256').update(out.bytes.subarray(0, offset)).digest());
-  return out.bytes;
+  return { sections, inodeCount, entryCount: prepared.length };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -452,10 +536,99 @@ function decodeMetadata(bytes: Uint8Array): ArchiveMetadata {
   return value as unknown as ArchiveMetadata;
 }
 
+function checkHeadStart(bytes: Uint8Array): void {
+  if (bytes.byteLength < MAGIC.length || !MAGIC.every((b, i) => bytes[i] === b)) {
+    throw new ArchiveFormatError('not a clip archive (bad magic)');
+  }
+  if (bytes.byteLength < HEADER_SIZE + CHECKSUM_SIZE) corrupt(`truncated: ${bytes.byteLength} bytes`);
+  const r = new ByteReader(bytes);
+  const major = r.u16(H_MAJOR);
+  const minor = r.u16(H_MINOR);
+  if (major !== FORMAT_MAJOR) {
+    throw new ArchiveFormatError(
+      major > FORMAT_MAJOR
+        ? `archive format version ${major}.${minor} is newer than this clip supports (version ${FORMAT_MAJOR}); upgrade clip`
+        : `archive format version ${major} is no longer supported (this clip reads version ${FORMAT_MAJOR}); re-index the image`,
+    );
+  }
+}
+
+/** The trailing sha256 over everything before it. */
+function verifyChecksum(bytes: Uint8Array): void {
+  const bodyEnd = bytes.byteLength - CHECKSUM_SIZE;
+  const actual = createHash('sha256').update(bytes.subarray(0, bodyEnd)).digest();
+  if (!actual.equals(bytes.subarray(bodyEnd))) corrupt('checksum mismatch (truncated or damaged)');
+}
+
+function readSectionTable(r: ByteReader): Map<number, SectionView> {
+  const sectionCount = r.u32(H_SECTION_COUNT);
+  if (sectionCount > MAX_SECTIONS) corrupt(`${sectionCount} sections`);
+  const found = new Map<number, SectionView>();
+  for (let i = 0; i < sectionCount; i++) {
+    const at = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
+    const id = r.u32(at);
+    const recordSize = r.u32(at + 4);
+    const offset = r.u64(at + 8, 'section offset');
+    const length = r.u64(at + 16, 'section length');
+    if (found.has(id)) corrupt(`section ${id} appears twice`);
+    if (recordSize > 0 && length % recordSize !== 0) corrupt(`section ${id} length ${length} is not a multiple of ${recordSize}`);
+    found.set(id, { offset, length, recordSize, count: recordSize > 0 ? length / recordSize : 0 });
+  }
+  return found;
+}
+
+/**
+ * Data-carrying mode: checks TABLES_DIGEST (sha256 of every byte before it) and that the DATA
+ * section follows it and ends at the trailing checksum of a `fileLength`-byte file. Returns
+ * where the tables end (the digest's offset).
+ */
+function verifyTablesDigest(r: ByteReader, fileLength: number): number {
+  const found = readSectionTable(r);
+  const digest = found.get(SECTION.tablesDigest);
+  const data = found.get(SECTION.data);
+  if (!digest || digest.length !== CHECKSUM_SIZE) corrupt('data-carrying archive without a TABLES_DIGEST section');
+  if (!data) corrupt('data-carrying archive without a DATA section');
+  if (digest.offset + CHECKSUM_SIZE > r.length) corrupt(`truncated: tables end at ${digest.offset + CHECKSUM_SIZE}, only ${r.length} bytes read`);
+  const actual = createHash('sha256').update(r.bytes.subarray(0, digest.offset)).digest();
+  if (!actual.equals(r.bytes.subarray(digest.offset, digest.offset + CHECKSUM_SIZE))) corrupt('tables checksum mismatch (truncated or damaged)');
+  if (data.offset !== digest.offset + CHECKSUM_SIZE) corrupt('DATA section does not follow the tables');
+  const expected = data.offset + data.length + CHECKSUM_SIZE;
+  if (expected !== fileLength) {
+    corrupt(expected > fileLength ? `truncated: the data section needs ${expected} bytes, the file has ${fileLength}` : `${fileLength - expected} unexpected bytes after the data section`);
+  }
+  return digest.offset;
+}
+
+/**
+ * How many bytes from the start of an archive are needed to open it (its "head"), given the
+ * first bytes read. Returns a larger number than `bytes.length` when more must be read to
+ * decide (then call again with at least that many). OCI-mode archives need the whole file; a
+ * data-carrying archive needs everything up to its DATA section.
+ */
+export function archiveHeadLength(bytes: Uint8Array, fileLength: number): number {
+  return guarded(() => {
+    if (bytes.byteLength < HEADER_SIZE && bytes.byteLength < fileLength) return Math.min(HEADER_SIZE, fileLength);
+    checkHeadStart(bytes);
+    const r = new ByteReader(bytes);
+    if ((r.u32(H_FLAGS) & FLAG_DATA_SECTION) === 0) return fileLength;
+    const sectionCount = r.u32(H_SECTION_COUNT);
+    if (sectionCount > MAX_SECTIONS) corrupt(`${sectionCount} sections`);
+    const tableEnd = HEADER_SIZE + sectionCount * SECTION_ENTRY_SIZE;
+    if (tableEnd > fileLength) corrupt(`truncated: ${fileLength} bytes`);
+    if (bytes.byteLength < tableEnd) return tableEnd;
+    const digest = readSectionTable(r).get(SECTION.tablesDigest);
+    if (!digest) corrupt('data-carrying archive without a TABLES_DIGEST section');
+    const headLength = digest.offset + CHECKSUM_SIZE;
+    if (headLength > fileLength) corrupt(`truncated: tables end at ${headLength}, the file has ${fileLength} bytes`);
+    return headLength;
+  });
+}
+
 class ArchiveReader implements ClipArchive {
   readonly formatVersion: number;
   readonly minorVersion: number;
   readonly byteLength: number;
+  readonly dataSection: { offset: number; length: number } | undefined;
   readonly metadata: ArchiveMetadata;
   readonly layers: readonly ArchiveLayer[];
   readonly inodeCount: number;
@@ -466,48 +639,43 @@ class ArchiveReader implements ClipArchive {
   private readonly xattrs: SectionView;
   private readonly strings: SectionView;
 
-  constructor(bytes: Uint8Array) {
+  constructor(bytes: Uint8Array, fileLength: number = bytes.byteLength) {
     const r = new ByteReader(bytes);
     this.r = r;
-    this.byteLength = bytes.byteLength;
-    if (bytes.byteLength < MAGIC.length || !MAGIC.every((b, i) => bytes[i] === b)) {
-      throw new ArchiveFormatError('not a clip archive (bad magic)');
-    }
-    if (bytes.byteLength < HEADER_SIZE + CHECKSUM_SIZE) corrupt(`truncated: ${bytes.byteLength} bytes`);
+    this.byteLength = fileLength;
+    checkHeadStart(bytes);
     const major = r.u16(H_MAJOR);
     this.minorVersion = r.u16(H_MINOR);
-    if (major !== FORMAT_MAJOR) {
-      throw new ArchiveFormatError(
-        major > FORMAT_MAJOR
-          ? `archive format version ${major}.${this.minorVersion} is newer than this clip supports (version ${FORMAT_MAJOR}); upgrade clip`
-          : `archive format version ${major} is no longer supported (this clip reads version ${FORMAT_MAJOR}); re-index the image`,
-      );
-    }
     this.formatVersion = major;
-    const bodyEnd = bytes.byteLength - CHECKSUM_SIZE;
-    const expected = bytes.subarray(bodyEnd);
-    const actual = createHash('sha256').update(bytes.subarray(0, bodyEnd)).digest();
-    if (!actual.equals(expected)) corrupt('checksum mismatch (truncated or damaged)');
     const flags = r.u32(H_FLAGS);
+    const dataMode = (flags & FLAG_DATA_SECTION) !== 0;
+    // Sections other than DATA must end before `tablesEnd`.
+    let tablesEnd: number;
+    if (dataMode) {
+      tablesEnd = verifyTablesDigest(r, fileLength);
+    } else {
+      if (fileLength !== bytes.byteLength) corrupt('only the head of an archive without a data section was read');
+      tablesEnd = bytes.byteLength - CHECKSUM_SIZE;
+      verifyChecksum(bytes);
+    }
     if ((flags & ~KNOWN_FLAGS) !== 0) {
       throw new ArchiveFormatError(`archive uses features this clip does not support (flags 0x${flags.toString(16)}); upgrade clip`);
     }
     this.inodeCount = r.u32(H_INODE_COUNT);
     this.entryCount = r.u32(H_ENTRY_COUNT);
 
-    const sectionCount = r.u32(H_SECTION_COUNT);
-    if (sectionCount > MAX_SECTIONS) corrupt(`${sectionCount} sections`);
-    const found = new Map<number, SectionView>();
-    for (let i = 0; i < sectionCount; i++) {
-      const at = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
-      const id = r.u32(at);
-      const recordSize = r.u32(at + 4);
-      const offset = r.u64(at + 8, 'section offset');
-      const length = r.u64(at + 16, 'section length');
-      if (offset + length > bodyEnd) corrupt(`section ${id} [${offset}, ${offset + length}) runs past the end`);
-      if (found.has(id)) corrupt(`section ${id} appears twice`);
-      if (recordSize > 0 && length % recordSize !== 0) corrupt(`section ${id} length ${length} is not a multiple of ${recordSize}`);
-      found.set(id, { offset, length, recordSize, count: recordSize > 0 ? length / recordSize : 0 });
+    const found = readSectionTable(r);
+    for (const [id, section] of found) {
+      if (id === SECTION.data || id === SECTION.tablesDigest) continue;
+      if (section.offset + section.length > tablesEnd) corrupt(`section ${id} [${section.offset}, ${section.offset + section.length}) runs past the end`);
+    }
+    if (dataMode) {
+      const data = found.get(SECTION.data)!;
+      this.dataSection = { offset: data.offset, length: data.length };
+      // The whole file is here: check the trailing checksum too.
+      if (bytes.byteLength === fileLength) verifyChecksum(bytes);
+    } else if (found.has(SECTION.data)) {
+      corrupt('DATA section without the data-carrying flag');
     }
     const need = (id: number, name: string, minRecord = 0): SectionView => {
       const section = found.get(id);
@@ -550,7 +718,12 @@ class ArchiveReader implements ClipArchive {
       const compression = COMPRESSIONS[r.u8(at + L.compression)];
       if (compression === undefined) corrupt(`layer ${li} has unknown compression ${r.u8(at + L.compression)}`);
       const source = r.u8(at + L.source);
-      if (source !== 0) corrupt(`layer ${li} has source ${source}, which needs a newer clip`);
+      if (source > LAYER_SOURCE_ARCHIVE) corrupt(`layer ${li} has source ${source}, which needs a newer clip`);
+      const compressedSize = r.u64(at + L.compressedSize);
+      if (source === LAYER_SOURCE_ARCHIVE) {
+        if (!this.dataSection) corrupt(`layer ${li} reads from a DATA section the archive does not have`);
+        if (compressedSize !== this.dataSection.length) corrupt(`layer ${li} is ${compressedSize} bytes, its DATA section ${this.dataSection.length}`);
+      }
       const firstSpan = r.u32(at + L.firstSpan);
       const spanCount = r.u32(at + L.spanCount);
       if (firstSpan + spanCount > spans.count) corrupt(`layer ${li} spans [${firstSpan}, ${firstSpan + spanCount}) exceed ${spans.count}`);
@@ -562,10 +735,11 @@ class ArchiveReader implements ClipArchive {
         digest: hexDigest(r.slice(at + L.digest, 32, 'layer digest')),
         mediaType: this.string(r.u32(at + L.mediaTypeOffset), r.u32(at + L.mediaTypeLength), 'media type'),
         compression,
-        compressedSize: r.u64(at + L.compressedSize),
+        compressedSize,
         uncompressedSize: r.u64(at + L.uncompressedSize),
         diffId: hexDigest(r.slice(at + L.diffId, 32, 'layer diffId')),
         spans: layerSpans,
+        ...(source === LAYER_SOURCE_ARCHIVE ? { source: 'archive' as const } : {}),
       });
     }
     return out;
@@ -821,6 +995,15 @@ function lazyCheckpoint(base: Omit<Checkpoint, 'window'>, stored: Uint8Array, wi
 /** Opens an archive held in memory. Throws ArchiveFormatError (only) for anything wrong with it. */
 export function openArchive(bytes: Uint8Array): ClipArchive {
   return guarded(() => new ArchiveReader(bytes));
+}
+
+/**
+ * Opens a data-carrying archive from its head only (`archiveHeadLength` bytes) and the length
+ * of the whole file: the tables are verified by their TABLES_DIGEST, file contents are read
+ * later from the DATA section by range.
+ */
+export function openArchiveHead(head: Uint8Array, fileLength: number): ClipArchive {
+  return guarded(() => new ArchiveReader(head, fileLength));
 }
 
 export async function readArchiveFile(path: string): Promise<ClipArchive> {

@@ -5,6 +5,8 @@
 export const MAGIC = Uint8Array.of(0x89, 0x43, 0x4c, 0x49, 0x50, 0x0d, 0x0a, 0x1a); // \x89 C L I P \r \n \x1a
 export const FORMAT_MAJOR = 2;
 export const FORMAT_MINOR = 0;
+/** Minor version of data-carrying archives (v2.1: DATA + TABLES_DIGEST sections, flag bit 0). */
+export const FORMAT_MINOR_DATA = 1;
 
 /** Header: magic(8) major(2) minor(2) flags(4) sectionCount(4) inodeCount(4) entryCount(4) reserved(4). */
 export const HEADER_SIZE = 32;
@@ -17,11 +19,10 @@ export const H_ENTRY_COUNT = 24;
 
 /**
  * Header flags a reader must understand to read the archive (unknown bits → refuse).
- * Bit 0 is reserved for the data-carrying mode (a DATA section holding file contents);
- * v2.0 writers never set it.
+ * Bit 0 = data-carrying mode (v2.1): the archive holds file contents in a DATA section.
  */
 export const FLAG_DATA_SECTION = 1;
-export const KNOWN_FLAGS = 0;
+export const KNOWN_FLAGS = FLAG_DATA_SECTION;
 
 /** Section table entry: id(4) recordSize(4) offset(8) length(8). */
 export const SECTION_ENTRY_SIZE = 24;
@@ -37,8 +38,10 @@ export const SECTION = {
   entries: 7,
   xattrs: 8,
   strings: 9,
-  /** Reserved for the data-carrying mode. */
+  /** Data-carrying mode: compressed blocks of file contents; the last section, up to the checksum. */
   data: 10,
+  /** Data-carrying mode: sha256 of every byte before it (header, section table, tables). */
+  tablesDigest: 11,
 } as const;
 
 export const CHECKSUM_SIZE = 32;
@@ -54,8 +57,10 @@ export const LAYER_RECORD = {
   firstSpan: 88, // u32
   spanCount: 92, // u32
   compression: 96, // u8
-  source: 97, // u8: 0 = registry blob; 1 = reserved (archive's own DATA section)
+  source: 97, // u8: 0 = registry blob; 1 = the archive's own DATA section
 } as const;
+export const LAYER_SOURCE_REGISTRY = 0;
+export const LAYER_SOURCE_ARCHIVE = 1;
 
 export const SPAN_RECORD = {
   size: 48,

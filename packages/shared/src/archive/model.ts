@@ -39,7 +39,7 @@ export interface Inode {
   linkTarget?: string;
   /** Extended attributes (from PAX `SCHILY.xattr.*` records), name → raw value. */
   xattrs?: Record<string, Uint8Array>;
-  /** Regular files with size > 0 in an OCI-mode (v2) archive. */
+  /** Regular files with size > 0 (in data-carrying archives, an offset in the DATA layer's stream). */
   data?: DataLocation;
 }
 
@@ -99,6 +99,12 @@ export interface ArchiveLayer {
   uncompressedSize: number;
   diffId: Digest;
   spans: Span[];
+  /**
+   * Where the compressed bytes live. Absent = a registry blob named by `digest` (OCI mode);
+   * 'archive' = the archive's own DATA section (data-carrying mode: `digest` is the sha256 of
+   * that section, spans are its blocks).
+   */
+  source?: 'archive';
 }
 
 /** Where the image's layers can be fetched from at runtime. */
