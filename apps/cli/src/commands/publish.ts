@@ -66,7 +66,7 @@ export function register(program: Command): void {
           source,
           target,
           spanSize: parseSize(options.spanSize),
-          logger: createLogger(),
+          logger: createLogger(display ? { write: display.log } : {}),
           ...(options.output ? { output: options.output } : {}),
           ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
           ...(pushConcurrency !== undefined ? { pushConcurrency } : {}),

@@ -17,6 +17,8 @@ export interface PublishDisplay {
   index(progress: IndexProgress): void;
   push(progress: PushProgress): void;
   stage(stage: 'index-done' | 'push-done' | 'archive-push' | 'done'): void;
+  /** Writes a log line above the live block (pass as the logger's `write`). */
+  log(line: string): void;
   finish(): void;
 }
 
@@ -114,6 +116,12 @@ export function createPublishDisplay(stream: NodeJS.WriteStream, now: () => numb
       else if (stage === 'push-done') say('push: done');
       else if (stage === 'archive-push') say('archive: pushing');
       else say('archive: published');
+    },
+    log(line) {
+      if (!tty || drawnLines === 0) return say(line);
+      stream.write(`\x1b[${drawnLines}A\r\x1b[J${line}\n`);
+      drawnLines = 0;
+      draw(true);
     },
     finish() {
       if (tty && drawnLines > 0) draw(true);
