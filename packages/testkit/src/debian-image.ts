@@ -4,7 +4,7 @@
 // per package list and cached under ${XDG_CACHE_HOME:-~/.cache}/clip-testkit/; a lock
 // directory keeps concurrent test processes from building it twice.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Digest } from '@clip/shared/digest';
@@ -202,6 +202,10 @@ export async function buildDebianImage(options: DebianImageOptions = {}): Promis
     () => log(`waiting for another process building ${name}`),
     async () => {
       if (await exists(join(final, 'index.json'))) return describe(final, packages, true);
+      // Builds interrupted earlier (killed test runs) leave their work directories behind.
+      for (const entry of await readdir(root)) {
+        if (entry.startsWith(`${name}.build-`)) await rm(join(root, entry), { recursive: true, force: true });
+      }
       const work = join(root, `${name}.build-${process.pid}`);
       try {
         const layout = await build(work, suite, variant, packages, log);
