@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Digest } from '../src/digest.js';
 import { DigestMismatchError } from '../src/errors.js';
 import type { ArchiveLayer, Inode, Span } from '../src/archive/model.js';
-import { LayerReader, blockKey, type BlockCache } from '../src/archive/layer-reader.js';
+import { LayerReader, blockKey, compressedKey, type BlockCache } from '../src/archive/layer-reader.js';
 import type { SpanCodec } from '../src/read/span-codec.js';
 
 const sha = (data: Uint8Array): Digest => `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -98,14 +98,59 @@ describe('LayerReader', () => {
     expect(fetches).toEqual([[200, 225]]);
   });
 
-  it('refetches a partially cached span when a later read needs more of it', async () => {
+  it('extends a partially cached span by fetching only the pieces it lacks', async () => {
     const { data, fetches, reader, store } = setup();
     await reader.read(0, 200, 10);
     expect(store.get(blockKey(plainLayer(data, 100, 25).digest, 2))?.length).toBe(25);
     await reader.read(0, 205, 10); // covered by the cached block
     expect(fetches.length).toBe(1);
     expect(await reader.read(0, 260, 20)).toEqual(data.subarray(260, 280));
-    expect(fetches).toEqual([[200, 225], [200, 300]]);
+    expect(fetches).toEqual([[200, 225], [225, 300]]);
+  });
+
+  it('keeps a partial span\'s compressed prefix in the cache, so a new reader extends it without refetching', async () => {
+    const { data, layer, fetches, reader, store } = setup();
+    await reader.read(0, 200, 10);
+    expect(store.get(compressedKey(layer.digest, 2))?.length).toBe(25);
+    const fresh = new LayerReader({ layers: [layer] }, {
+      fetchRange: async (_d, start, end) => {
+        fetches.push([start, end]);
+        return Buffer.from(data.subarray(start, end));
+      },
+      cache: { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) },
+      codec: plainCodec,
+    });
+    expect(await fresh.read(0, 240, 20)).toEqual(data.subarray(240, 260));
+    expect(fetches).toEqual([[200, 225], [225, 275]]);
+  });
+
+  it('never fetches a piece twice, whatever the order and overlap of reads', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat(1100), fc.nat(300), fc.boolean()), { minLength: 1, maxLength: 20 }), async (ops) => {
+        const { data, fetches, reader } = setup(1000, 100, 25);
+        let batch: Promise<unknown>[] = [];
+        for (const [offset, length, wait] of ops) {
+          batch.push(reader.read(0, offset, length).then((got) => expect(got).toEqual(data.subarray(Math.min(offset, 1000), Math.min(offset + length, 1000)))));
+          if (wait) {
+            await Promise.all(batch);
+            batch = [];
+          }
+        }
+        await Promise.all(batch);
+        const perByte = new Uint8Array(1000);
+        for (const [start, end] of fetches) for (let i = start; i < end; i++) perByte[i]!++;
+        expect(Math.max(...perByte)).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a read fetches at most from the checkpoint to the piece covering its end', async () => {
+    const { fetches, reader } = setup(1000, 100, 25);
+    await reader.read(0, 330, 1);
+    expect(fetches).toEqual([[300, 350]]);
+    await reader.read(0, 399, 1);
+    expect(fetches).toEqual([[300, 350], [350, 400]]);
   });
 
   it('shares one fetch among concurrent reads of a span', async () => {
@@ -132,10 +177,27 @@ describe('LayerReader', () => {
     expect((await reader.readFile({ ...inode, size: 0, data: undefined }, 0, 10)).length).toBe(0);
   });
 
-  it('prefetch decodes whole spans', async () => {
+  it('prefetch fetches what the range needs in each span', async () => {
     const { fetches, reader } = setup();
     await reader.prefetch(0, 150, 100);
-    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([[100, 200], [200, 300]]);
+    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([[100, 200], [200, 250]]);
+  });
+
+  it('prefetchRanges merges ranges per span: one fetch per span, to the furthest need', async () => {
+    const { fetches, reader, store, layer } = setup();
+    let spans = 0;
+    await reader.prefetchRanges(
+      [
+        { layer: 0, offset: 110, length: 5 },
+        { layer: 0, offset: 560, length: 5 },
+        { layer: 0, offset: 130, length: 20 },
+        { layer: 0, offset: 505, length: 1 },
+      ],
+      { concurrency: 8, onSpan: () => spans++ },
+    );
+    expect(spans).toBe(2);
+    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([[100, 150], [500, 575]]);
+    expect(store.get(blockKey(layer.digest, 5))?.length).toBe(75);
   });
 
   it('any read equals the slice of the layer', async () => {

@@ -4,12 +4,15 @@
 //
 // Decoded spans are cached by (layer digest, span index). A cached block may hold only the
 // start of its span (the pieces a previous read needed); a read that needs more decodes the
-// span again from its checkpoint, fetching up to the further piece.
+// span again from its checkpoint. The verified compressed pieces of such partial spans are
+// kept (a bounded PieceStore in memory, and the BlockCache under `compressedKey`), so the
+// longer decode fetches only the pieces it lacks; a piece being fetched is never fetched twice.
 import type { Digest } from '../digest.js';
-import { ClipError, DigestMismatchError, LayerFormatError } from '../errors.js';
+import { ClipError, LayerFormatError } from '../errors.js';
 import type { ArchiveLayer, Inode } from './model.js';
 import { raceAbort } from '../read/abort.js';
 import { defaultSpanCodec, type SpanCodec } from '../read/span-codec.js';
+import { PieceStore, type PieceRange } from '../read/piece-store.js';
 
 /** Fetches bytes [start, end) of a layer blob (end exclusive). */
 export type FetchRange = (layerDigest: Digest, start: number, end: number, signal?: AbortSignal) => Promise<Uint8Array>;
@@ -19,7 +22,11 @@ export type FetchRange = (layerDigest: Digest, start: number, end: number, signa
  * fails to store must not throw (the read still succeeds).
  */
 export interface BlockCache {
-  get(key: string): Buffer | undefined | Promise<Buffer | undefined>;
+  /**
+   * `minLength`: the length the caller needs; a tiered cache keeps looking (e.g. on disk)
+   * when a faster tier holds a shorter block.
+   */
+  get(key: string, minLength?: number): Buffer | undefined | Promise<Buffer | undefined>;
   set(key: string, value: Buffer): void | Promise<void>;
 }
 
@@ -36,6 +43,17 @@ export interface LayerReaderOptions {
   /** zran operations; defaults to the real ones (tests may pass hand-made codecs). */
   codec?: SpanCodec;
   onEvent?: (event: ReaderEvent) => void;
+  /** Bound on the compressed pieces of partly decoded spans kept in memory (default 64 MiB). */
+  pieceCacheBytes?: number;
+}
+
+export const DEFAULT_PIECE_CACHE_BYTES = 64 * 2 ** 20;
+
+/** A byte range of a layer's uncompressed stream. */
+export interface LayerRange {
+  layer: number;
+  offset: number;
+  length: number;
 }
 
 /** The part of a ClipArchive the reader needs. */
@@ -46,6 +64,11 @@ export interface LayerSource {
 /** Key of a decoded block in a BlockCache. */
 export function blockKey(layer: Digest, spanIndex: number): string {
   return `${layer}/${spanIndex}`;
+}
+
+/** Key of a partial span's verified compressed prefix in a BlockCache. */
+export function compressedKey(layer: Digest, spanIndex: number): string {
+  return `${layer}/${spanIndex}/z`;
 }
 
 interface InFlight {
@@ -61,6 +84,7 @@ export class LayerReader {
   readonly #codec: SpanCodec;
   readonly #onEvent: (event: ReaderEvent) => void;
   readonly #inFlight = new Map<string, InFlight>();
+  readonly #pieces: PieceStore;
 
   constructor(archive: LayerSource, options: LayerReaderOptions) {
     this.#archive = archive;
@@ -68,6 +92,12 @@ export class LayerReader {
     this.#cache = options.cache;
     this.#codec = options.codec ?? defaultSpanCodec;
     this.#onEvent = options.onEvent ?? (() => {});
+    this.#pieces = new PieceStore(options.pieceCacheBytes ?? DEFAULT_PIECE_CACHE_BYTES);
+  }
+
+  /** Compressed bytes of partial spans held in memory. */
+  get pieceCacheBytes(): number {
+    return this.#pieces.bytes;
   }
 
   /** Reads `length` bytes at `offset` of a layer's uncompressed stream (short at the layer's end). */
@@ -103,17 +133,50 @@ export class LayerReader {
     return this.read(inode.data.layer, inode.data.offset + offset, end - offset, signal);
   }
 
-  /** Decodes whole spans covering a layer range in the background (readahead, prefetch). */
+  /**
+   * Fetches and decodes what a layer range needs (from each span's checkpoint to the piece
+   * covering the range's end in that span), without returning it: readahead and prefetch.
+   */
   async prefetch(layerIndex: number, offset: number, length: number, signal?: AbortSignal): Promise<void> {
-    const layer = this.#layer(layerIndex);
-    const end = Math.min(offset + length, layer.uncompressedSize);
-    const pending: Promise<Buffer>[] = [];
-    for (let index = this.#codec.spanIndexAt(layer, offset); index < layer.spans.length; index++) {
-      const span = layer.spans[index]!;
-      if (span.checkpoint.uncompressedOffset >= end) break;
-      pending.push(this.#block(layer, index, span.uncompressedEnd - span.checkpoint.uncompressedOffset, signal));
+    await this.prefetchRanges([{ layer: layerIndex, offset, length }], { signal });
+  }
+
+  /**
+   * Fetches what many ranges need, merged per span first (one decode per span, to the furthest
+   * byte any range needs in it), at most `concurrency` spans at a time, in the order the ranges
+   * first touch them. Resolves when all are done; the first failure rejects.
+   */
+  async prefetchRanges(
+    ranges: readonly LayerRange[],
+    options: { concurrency?: number; signal?: AbortSignal; onSpan?: () => void } = {},
+  ): Promise<void> {
+    const needs = new Map<string, { layer: ArchiveLayer; index: number; need: number }>();
+    for (const range of ranges) {
+      const layer = this.#layer(range.layer);
+      const end = Math.min(range.offset + range.length, layer.uncompressedSize);
+      if (range.offset < 0 || end <= range.offset) continue;
+      for (let index = this.#codec.spanIndexAt(layer, range.offset); index < layer.spans.length; index++) {
+        const span = layer.spans[index]!;
+        const spanStart = span.checkpoint.uncompressedOffset;
+        if (spanStart >= end) break;
+        const need = Math.min(end, span.uncompressedEnd) - spanStart;
+        const key = blockKey(layer.digest, index);
+        const known = needs.get(key);
+        if (!known) needs.set(key, { layer, index, need });
+        else known.need = Math.max(known.need, need);
+      }
     }
-    await Promise.all(pending);
+    const queue = [...needs.values()];
+    const { signal } = options;
+    const worker = async () => {
+      for (let item = queue.shift(); item; item = queue.shift()) {
+        if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+        await this.#block(item.layer, item.index, item.need, signal);
+        options.onSpan?.();
+      }
+    };
+    const workers = Math.max(1, Math.min(options.concurrency ?? 1, queue.length));
+    await Promise.all(Array.from({ length: workers }, worker));
   }
 
   /** Index of the span holding a layer offset (for readahead). */
@@ -137,8 +200,10 @@ export class LayerReader {
     const pending = this.#inFlight.get(key);
     if (pending && pending.covers >= need) return raceAbort(pending.promise, signal);
 
+    let cachedLength = 0;
     if (this.#cache) {
-      const cached = await this.#cache.get(key);
+      const cached = await this.#cache.get(key, need);
+      cachedLength = cached?.length ?? 0;
       if (cached && cached.length >= need) {
         this.#onEvent({ kind: 'cache-hit', key, bytes: cached.length });
         return cached;
@@ -150,9 +215,10 @@ export class LayerReader {
     }
 
     const covers = this.#coverage(layer, index, need);
+    const partial = cachedLength > 0;
     // The decode is shared by everyone who joins, so it runs without any one caller's signal;
     // each caller stops waiting on its own abort. Fetch timeouts bound the decode itself.
-    const entry: InFlight = { covers, promise: this.#decodeAndStore(key, layer, index, covers) };
+    const entry: InFlight = { covers, promise: this.#decodeAndStore(key, layer, index, covers, partial) };
     this.#inFlight.set(key, entry);
     entry.promise
       .finally(() => {
@@ -162,9 +228,16 @@ export class LayerReader {
     return raceAbort(entry.promise, signal);
   }
 
-  async #decodeAndStore(key: string, layer: ArchiveLayer, index: number, covers: number): Promise<Buffer> {
-    const block = await this.#decode(layer, index, covers);
-    if (this.#cache) await this.#storeQuietly(key, block);
+  async #decodeAndStore(key: string, layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<Buffer> {
+    const { block, compressed } = await this.#decode(layer, index, covers, partial);
+    const span = layer.spans[index]!;
+    const complete = block.length >= span.uncompressedEnd - span.checkpoint.uncompressedOffset;
+    if (complete) this.#pieces.discard(key);
+    if (this.#cache) {
+      await this.#storeQuietly(key, block);
+      // A partial span's pieces outlive the memory store (and the process) in the cache.
+      if (!complete) await this.#storeQuietly(compressedKey(layer.digest, index), compressed);
+    }
     return block;
   }
 
@@ -180,24 +253,37 @@ export class LayerReader {
     return spanLength;
   }
 
-  async #decode(layer: ArchiveLayer, index: number, covers: number): Promise<Buffer> {
+  /** Compressed pieces [0, count) of span `index`: where each lies and its digest. */
+  #pieceRanges(layer: ArchiveLayer, index: number, start: number, count: number): PieceRange[] {
+    const pieces = layer.spans[index]!.pieces;
+    const ranges: PieceRange[] = [];
+    let at = start;
+    for (let i = 0; i < count; i++) {
+      const piece = pieces[i]!;
+      ranges.push({ start: at, end: piece.compressedEnd, digest: piece.digest });
+      at = piece.compressedEnd;
+    }
+    return ranges;
+  }
+
+  /** `partial`: the cache holds a shorter block, so it may hold the compressed prefix too. */
+  async #decode(layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<{ block: Buffer; compressed: Buffer }> {
     const span = layer.spans[index]!;
     const spanStart = span.checkpoint.uncompressedOffset;
     const range = this.#codec.compressedRangeFor(layer, index, spanStart + covers);
-    let compressed: Uint8Array | undefined;
-    for (let attempt = 1; ; attempt++) {
-      this.#onEvent({ kind: 'fetch', layer: layer.digest, start: range.start, end: range.end });
-      compressed = await this.#fetchRange(layer.digest, range.start, range.end);
-      try {
-        this.#codec.verifySpanPieces(layer, index, compressed);
-        break;
-      } catch (error) {
-        if (!(error instanceof DigestMismatchError)) throw error;
-        this.#onEvent({ kind: 'digest-mismatch', layer: layer.digest, span: index, attempt });
-        // One refetch: a proxy or a torn response may have handed us bad bytes once.
-        if (attempt >= 2) throw error;
-      }
-    }
+    const pieces = this.#pieceRanges(layer, index, range.start, range.pieceCount);
+    const key = blockKey(layer.digest, index);
+    if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length) await this.#seedFromCache(layer, index, key);
+    const compressed = pieces.length === 0
+      ? Buffer.alloc(0)
+      : await this.#pieces.prefix(key, pieces, {
+          what: `layer ${layer.digest} span ${index}`,
+          fetch: (start, end) => {
+            this.#onEvent({ kind: 'fetch', layer: layer.digest, start, end });
+            return this.#fetchRange(layer.digest, start, end);
+          },
+          onMismatch: (attempt) => this.#onEvent({ kind: 'digest-mismatch', layer: layer.digest, span: index, attempt }),
+        });
     const decoded = await this.#codec.decompressSpan(layer, index, compressed);
     const spanLength = span.uncompressedEnd - spanStart;
     const block = decoded.length > spanLength ? decoded.subarray(0, spanLength) : decoded;
@@ -206,7 +292,21 @@ export class LayerReader {
         `layer ${layer.digest} span ${index}: decoded ${block.length} bytes, expected at least ${covers}`,
       );
     }
-    return block;
+    return { block, compressed };
+  }
+
+  /** Loads a persisted compressed prefix of a partial span into the piece store (each piece re-verified). */
+  async #seedFromCache(layer: ArchiveLayer, index: number, key: string): Promise<void> {
+    let stored: Buffer | undefined;
+    try {
+      stored = await this.#cache!.get(compressedKey(layer.digest, index));
+    } catch {
+      return;
+    }
+    if (!stored || stored.length === 0) return;
+    const span = layer.spans[index]!;
+    const start = this.#codec.compressedRangeFor(layer, index, span.checkpoint.uncompressedOffset).start;
+    this.#pieces.seed(key, this.#pieceRanges(layer, index, start, span.pieces.length), stored);
   }
 
   async #storeQuietly(key: string, block: Buffer): Promise<void> {
