@@ -17,6 +17,15 @@ import { verified } from './verify-stream.js';
 
 const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
+/** A 206 for another range, or shorter than asked: worth asking again (a torn or confused proxy). */
+class RangeAnswerError extends RegistryError {}
+
+/** Drops a response body we will not read; undici emits an abort error on it, which must not go unhandled. */
+function abandon(response: RegistryResponse): void {
+  response.body.on('error', () => {});
+  response.body.destroy();
+}
+
 export class RegistrySource implements ImageSource {
   readonly kind = 'registry' as const;
   readonly reference: string;
@@ -157,7 +166,7 @@ export class RegistrySource implements ImageSource {
           }
           return;
         } catch (error) {
-          response?.body.destroy();
+          if (response) abandon(response);
           response = undefined;
           if (signal?.aborted || !isRetryableError(error) || attempt >= client.retryPolicy.retries) throw client.mapError(error, what);
           await sleep(backoffDelay(client.retryPolicy, attempt++), signal);
@@ -185,7 +194,8 @@ export class RegistrySource implements ImageSource {
         return await this.rangeOnce(digest, start, end, what, signal);
       } catch (error) {
         // Connection dropped mid-body: the whole range is asked for again.
-        if (signal?.aborted || !isRetryableError(error) || attempt >= this.client.retryPolicy.retries) throw this.client.mapError(error, what);
+        const retryable = isRetryableError(error) || error instanceof RangeAnswerError;
+        if (signal?.aborted || !retryable || attempt >= this.client.retryPolicy.retries) throw this.client.mapError(error, what);
         await sleep(backoffDelay(this.client.retryPolicy, attempt++), signal);
       }
     }
@@ -198,11 +208,11 @@ export class RegistrySource implements ImageSource {
       const contentRange = response.headers['content-range'];
       const match = typeof contentRange === 'string' ? CONTENT_RANGE_RE.exec(contentRange) : null;
       if (!match || Number(match[1]) !== start || Number(match[2]) !== end - 1) {
-        response.body.destroy();
-        throw new RegistryError(`${this.client.describe()}: ${what}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)}, expected bytes ${start}-${end - 1}/…`);
+        abandon(response);
+        throw new RangeAnswerError(`${this.client.describe()}: ${what}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)}, expected bytes ${start}-${end - 1}/…`);
       }
       const body = await this.readRangeBody(response, what, length);
-      if (body.length !== length) throw new RegistryError(`${this.client.describe()}: ${what}: got ${body.length} bytes, expected ${length}`);
+      if (body.length !== length) throw new RangeAnswerError(`${this.client.describe()}: ${what}: got ${body.length} bytes, expected ${length}`);
       return body;
     }
     if (response.status === 416) {
@@ -227,7 +237,7 @@ export class RegistrySource implements ImageSource {
       if (filled === length) break;
     }
     // Stop the download of the rest of the blob (closes that connection).
-    response.body.destroy();
+    abandon(response);
     if (filled !== length) throw new UsageError(`byte range [${start}, ${end}) is outside blob ${digest} of ${this.reference} (size ${position})`);
     return out;
   }
