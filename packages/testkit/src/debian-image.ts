@@ -35,7 +35,7 @@ export interface DebianImage {
   /** Tag of the base-only image (one layer). */
   baseTag: string;
   manifestDigest: Digest;
-  /** Layer blobs bottom first (base, then the packages layer). */
+  /** Layer blobs bottom first (base, then the packages layer; only the base when no packages). */
   layers: Array<{ digest: Digest; size: number; mediaType: string }>;
   packages: string[];
   /** True when this call found it in the cache. */
@@ -168,7 +168,7 @@ async function build(work: string, suite: string, variant: string, packages: str
     await extractTar(fullTar, rootfs);
     await rm(fullTar);
   }
-  // With no packages the second tag is the base again (repack adds an empty layer).
+  // With no packages nothing changed: the second tag is the one-layer base image again.
   await runTool('umoci', ['repack', '--image', `${layout}:${TAG}`, bundle]);
   const cmd = packages.includes('python3') ? '/usr/bin/python3' : '/bin/sh';
   await runTool('umoci', ['config', '--image', `${layout}:${TAG}`, `--config.cmd=${cmd}`]);
