@@ -2,7 +2,7 @@
 # Makes a machine ready for `npm test` / `npm run demo`, from a clean clone:
 #   1. Debian packages the tests drive for real (registry, skopeo, umoci, FUSE, ...)
 #   2. node_modules (npm ci when missing or stale vs package-lock.json)
-#   3. native modules load (fuse-native), /dev/fuse exists
+#   3. native modules load (fuse-native), /dev/fuse exists; the optional gzip scanner addon is built
 #   4. build (turbo, cached)
 # Quiet and fast (seconds) when everything is already there; says what it does otherwise.
 # Exits non-zero with a reason when it cannot finish (e.g. packages missing and not root).
@@ -124,6 +124,19 @@ if [[ ! -c /dev/fuse ]]; then
   [[ -c /dev/fuse ]] || die "/dev/fuse is missing: FUSE mounts cannot work here (load the fuse module, or run the container with --device /dev/fuse --cap-add SYS_ADMIN)"
 fi
 verbose "ok: /dev/fuse"
+
+# --- 3b. native gzip scanner (optional) -----------------------------------------------
+# packages/native-zran: makes gzip indexing several times faster. Rebuilt when missing or
+# older than its source; if it cannot be built the indexer uses the portable scanner.
+zran=packages/native-zran
+zran_node=$zran/build/Release/clip_zran.node
+if [[ ! -f $zran_node || -n $(find "$zran/native" "$zran/binding.gyp" -newer "$zran_node" -print -quit 2>/dev/null) ]]; then
+  say "building the native gzip scanner ($zran)"
+  if ! zran_out=$(node "$zran/scripts/build-native.mjs" 2>&1); then
+    say "WARNING: native gzip scanner not built, indexing will use the slower portable scanner: $(tail -n 1 <<<"$zran_out")"
+  fi
+fi
+verbose "ok: native gzip scanner step"
 
 # --- 4. build ------------------------------------------------------------------------
 if [[ "${BOOTSTRAP_SKIP_BUILD:-}" != 1 ]]; then

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decompressSpan } from '@clip/shared/zran/decompress-span';
 import { sha256Digest } from '@clip/shared/digest';
 import { encodeArchive, openArchive } from '@clip/shared/archive/format';
+import { nativeGzipUnavailable, type GzipInflaterKind } from '../src/scan/gzip-inflater.js';
 import { gzipCli, gzipSync, gzipWithFlushes, layerData, readRange, scanBlob } from './scan-helpers.js';
 
 const SPAN = 64 * 1024;
@@ -31,13 +32,17 @@ const cases: Case[] = [
   },
 ];
 
-describe('scanLayer gzip + decompressSpan', () => {
+// Both inflaters run every test; the native one only when its addon is built.
+const nativeMissing = nativeGzipUnavailable();
+const inflaters: GzipInflaterKind[] = ['native', 'portable'];
+
+for (const inflater of inflaters) describe.skipIf(inflater === 'native' && nativeMissing !== undefined)(`scanLayer gzip (${inflater} inflater) + decompressSpan`, () => {
   const residues = new Set<number>();
 
   for (const c of cases) {
     it(`${c.name}: full output, digests, every span and every piece prefix`, async () => {
       const blob = await c.blob();
-      const { scan, layer, output } = await scanBlob(blob, 'gzip', { spanSize: SPAN, pieceSize: PIECE, chunkSize: 50_000 });
+      const { scan, layer, output } = await scanBlob(blob, 'gzip', { spanSize: SPAN, pieceSize: PIECE, chunkSize: 50_000, gzipInflater: inflater });
       expect(output.equals(c.data)).toBe(true);
       expect(scan.uncompressedSize).toBe(c.data.length);
       expect(scan.compressedSize).toBe(blob.length);
@@ -72,7 +77,7 @@ describe('scanLayer gzip + decompressSpan', () => {
     const data = layerData(3, 1_200_000);
     for (const level of [1, 6, 9]) {
       const blob = gzipCli(data, level);
-      const { layer } = await scanBlob(blob, 'gzip', { spanSize: 100_000, pieceSize: 16_384 });
+      const { layer } = await scanBlob(blob, 'gzip', { spanSize: 100_000, pieceSize: 16_384, gzipInflater: inflater });
       await fc.assert(
         fc.asyncProperty(fc.nat({ max: data.length - 1 }), fc.integer({ min: 1, max: 300_000 }), async (offset, length) => {
           const len = Math.min(length, data.length - offset);
@@ -87,7 +92,7 @@ describe('scanLayer gzip + decompressSpan', () => {
   it('spans survive encodeArchive/openArchive: reads through the decoded layer (lazy windows) are exact', async () => {
     const data = layerData(4, 800_000);
     const blob = gzipCli(data, 6);
-    const { layer } = await scanBlob(blob, 'gzip', { spanSize: 50_000, pieceSize: 10_000 });
+    const { layer } = await scanBlob(blob, 'gzip', { spanSize: 50_000, pieceSize: 10_000, gzipInflater: inflater });
     const root = { ino: 1, type: 'directory' as const, mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, nlink: 2 };
     const archive = openArchive(encodeArchive({ metadata: { sourceRef: 't', imageConfig: {}, createdBy: 't' }, layers: [layer], inodes: [root], entries: [{ path: '/', ino: 1 }] }));
     const decoded = archive.layers[0]!;
@@ -99,9 +104,9 @@ describe('scanLayer gzip + decompressSpan', () => {
 
   it('rejects corrupt and truncated gzip with LayerFormatError', async () => {
     const blob = gzipCli(text.subarray(0, 200_000), 6);
-    await expect(scanBlob(blob.subarray(0, blob.length - 100), 'gzip', { spanSize: SPAN })).rejects.toMatchObject({ code: 'CLIP_E_LAYER_FORMAT' });
+    await expect(scanBlob(blob.subarray(0, blob.length - 100), 'gzip', { spanSize: SPAN, gzipInflater: inflater })).rejects.toMatchObject({ code: 'CLIP_E_LAYER_FORMAT' });
     const bad = Buffer.from(blob);
     bad[0] = 0;
-    await expect(scanBlob(bad, 'gzip', { spanSize: SPAN })).rejects.toMatchObject({ code: 'CLIP_E_LAYER_FORMAT' });
+    await expect(scanBlob(bad, 'gzip', { spanSize: SPAN, gzipInflater: inflater })).rejects.toMatchObject({ code: 'CLIP_E_LAYER_FORMAT' });
   });
 });

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { constants, createGzip, deflateRawSync, gzipSync } from 'node:zlib';
 import type { ArchiveLayer, LayerCompression } from '@clip/shared/archive/model';
 import { compressedRangeFor, decompressSpan, spanIndexAt, verifySpanPieces } from '@clip/shared/zran/decompress-span';
+import type { GzipInflaterKind } from '../src/scan/gzip-inflater.js';
 import { scanLayer, type LayerScan } from '../src/scan/scan-layer.js';
 
 /** xorshift32: deterministic bytes without depending on Math.random. */
@@ -87,7 +88,7 @@ export async function* chunked(data: Uint8Array, chunkSize: number): AsyncGenera
 export async function scanBlob(
   blob: Buffer,
   compression: LayerCompression,
-  options: { spanSize: number; pieceSize?: number; chunkSize?: number },
+  options: { spanSize: number; pieceSize?: number; chunkSize?: number; gzipInflater?: GzipInflaterKind },
 ): Promise<{ scan: LayerScan; layer: ArchiveLayer; output: Buffer }> {
   const out: Uint8Array[] = [];
   const scan = await scanLayer(chunked(blob, options.chunkSize ?? 65536), compression, options, (chunk) => {

@@ -1,99 +1,101 @@
-// One pass over a gzip layer with pako's low-level inflate in Z_BLOCK mode (as zlib's zran.c):
-// inflate stops at every deflate block boundary, where we may record a checkpoint (bit offset,
-// uncompressed offset, the 32 KiB window before it). Each gzip member start is a checkpoint too.
-import { ZStream, Z_BLOCK, Z_STREAM_END, zlibInflate, zlibInflateInit2, zlibInflateReset } from 'pako';
+// One pass over a gzip layer (as zlib's zran.c): an inflater stopping at every deflate block
+// boundary reports where blocks and members end; this file is the one checkpoint policy for
+// both inflaters (native addon, pako), so either gives byte-identical spans. A checkpoint is
+// recorded at a block boundary once spanSize bytes of output have passed since the last one
+// (bit offset, uncompressed offset, the 32 KiB window before it); every member start is one too.
+import { ERROR_STALL, EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
 import { LayerFormatError } from '@clip/shared/errors';
-import { SpanRecorder } from './span-recorder.js';
+import type { SpanRecorder } from './span-recorder.js';
 import type { ScanSink } from './scan-sink.js';
 
 const WINDOW = 32768;
 const OUTPUT_CHUNK = 1 << 20;
-/** data_type bits after inflate(): 128 = stopped at a block boundary, 64 = that block was the last, 0-7 = unused bits. */
-const END_OF_BLOCK = 128;
-const LAST_BLOCK = 64;
+/** Room for many boundaries per call: streams with frequent flushes have tiny blocks. */
+const MAX_EVENTS = 1024;
 
 export async function scanGzip(
   compressed: AsyncIterable<Uint8Array>,
   spanSize: number,
   recorder: SpanRecorder,
   sink: ScanSink,
+  inflater: GzipBlockInflater,
 ): Promise<void> {
-  const strm = new ZStream();
-  // 15 + 16: gzip wrapper only, 32 KiB window.
-  if (zlibInflateInit2(strm, 15 + 16) !== 0) throw new LayerFormatError('cannot initialise inflate');
   // Output goes to `out`; its first WINDOW bytes keep the tail of the previous chunk so the
-  // window before a checkpoint is always contiguous at out[next_out - WINDOW, next_out).
+  // window before a checkpoint is always contiguous at out[at - WINDOW, at).
   const out = new Uint8Array(WINDOW + OUTPUT_CHUNK);
-  strm.output = out as Uint8Array<ArrayBuffer>;
-  strm.next_out = 0;
-  strm.avail_out = out.length;
+  const events = new Int32Array(MAX_EVENTS * EVENT_STRIDE);
+  const ends = new Int32Array(2);
+  let outPos = 0;
+  let outBase = 0; // uncompressed offset of out[0]
   let emitFrom = 0;
-  let uncompressed = 0;
-  let memberOutput = 0;
-  let memberEnded = false;
+  let memberStart = 0; // uncompressed offset where the current member's output starts
   let chunkStart = 0; // absolute offset of the current input chunk
   let previousChunk: Uint8Array | undefined;
 
   const emit = async (): Promise<void> => {
-    if (strm.next_out > emitFrom) await sink.output(out.slice(emitFrom, strm.next_out));
-    emitFrom = strm.next_out;
+    if (outPos > emitFrom) await sink.output(out.slice(emitFrom, outPos));
+    emitFrom = outPos;
   };
 
-  recorder.start({ uncompressedOffset: 0, compressedBitOffset: 0, window: new Uint8Array(0), kind: 'gzip-member' });
-  for await (const chunk of compressed) {
-    if (chunk.length === 0) continue;
-    sink.input(chunk);
-    strm.input = chunk;
-    strm.next_in = 0;
-    strm.avail_in = chunk.length;
-    while (strm.avail_in > 0) {
-      if (memberEnded) {
-        // Another gzip member follows: inflation restarts from scratch, with an empty window.
-        memberEnded = false;
-        memberOutput = 0;
-        zlibInflateReset(strm);
-        const at = chunkStart + strm.next_in;
-        recorder.start({ uncompressedOffset: uncompressed, compressedBitOffset: at * 8, window: new Uint8Array(0), kind: 'gzip-member' });
+  try {
+    recorder.start({ uncompressedOffset: 0, compressedBitOffset: 0, window: new Uint8Array(0), kind: 'gzip-member' });
+    for await (const chunk of compressed) {
+      if (chunk.length === 0) continue;
+      sink.input(chunk);
+      let inPos = 0;
+      while (inPos < chunk.length) {
+        const count = inflater.run(chunk, inPos, out, outPos, events, ends);
+        if (count < 0) {
+          const at = chunkStart + ends[0]!;
+          if (count === ERROR_STALL) throw new LayerFormatError(`gzip stream stalls at byte ${at}`);
+          throw new LayerFormatError(`gzip stream is corrupt at byte ${at}: ${inflater.message() ?? `inflate error ${count}`}`);
+        }
+        let consumedTo = inPos;
+        for (let e = 0; e < count * EVENT_STRIDE; e += EVENT_STRIDE) {
+          const kind = events[e]!;
+          const inAt = events[e + 1]!;
+          const outAt = events[e + 2]!;
+          const uncompressed = outBase + outAt;
+          if (kind === EVENT_MEMBER_START) {
+            // Another gzip member: inflation restarts from scratch, with an empty window.
+            recorder.consume(chunk.subarray(consumedTo, inAt));
+            consumedTo = inAt;
+            memberStart = uncompressed;
+            recorder.start({ uncompressedOffset: uncompressed, compressedBitOffset: (chunkStart + inAt) * 8, window: new Uint8Array(0), kind: 'gzip-member' });
+          } else if (kind === EVENT_BOUNDARY) {
+            const position = chunkStart + inAt;
+            const bit = position * 8 - events[e + 3]!;
+            recorder.consume(chunk.subarray(consumedTo, inAt), { bit, uncompressed });
+            consumedTo = inAt;
+            if (uncompressed - recorder.spanStart! >= spanSize) {
+              const windowLength = Math.min(WINDOW, uncompressed - memberStart);
+              const window = out.slice(outAt - windowLength, outAt);
+              const sharedByte = bit % 8 === 0 ? undefined : byteAt(position - 1, chunk, chunkStart, previousChunk);
+              recorder.start({ uncompressedOffset: uncompressed, compressedBitOffset: bit, window, kind: 'deflate-block' }, sharedByte);
+            }
+          }
+          // EVENT_MEMBER_END needs nothing: the next member (if any) starts with EVENT_MEMBER_START.
+        }
+        recorder.consume(chunk.subarray(consumedTo, ends[0]));
+        inPos = ends[0]!;
+        outPos = ends[1]!;
+        if (outPos === out.length) {
+          await emit();
+          out.copyWithin(0, out.length - WINDOW);
+          outBase += out.length - WINDOW;
+          outPos = WINDOW;
+          emitFrom = WINDOW;
+        }
       }
-      const inBefore = strm.next_in;
-      const outBefore = strm.next_out;
-      const ret = zlibInflate(strm, Z_BLOCK);
-      if (ret < 0 && ret !== -5) {
-        throw new LayerFormatError(`gzip stream is corrupt at byte ${chunkStart + strm.next_in}: ${strm.msg || `inflate error ${ret}`}`);
-      }
-      if (ret === -5 && strm.next_in === inBefore && strm.next_out === outBefore) {
-        throw new LayerFormatError(`gzip stream stalls at byte ${chunkStart + strm.next_in}`);
-      }
-      const produced = strm.next_out - outBefore;
-      uncompressed += produced;
-      memberOutput += produced;
-      const consumed = chunk.subarray(inBefore, strm.next_in);
-      const position = chunkStart + strm.next_in;
-      const dataType = strm.data_type;
-      const atBoundary = (dataType & END_OF_BLOCK) !== 0 && (dataType & LAST_BLOCK) === 0 && ret !== Z_STREAM_END;
-      const bit = position * 8 - (dataType & 7);
-      recorder.consume(consumed, atBoundary ? { bit, uncompressed } : undefined);
-      if (atBoundary && uncompressed - recorder.spanStart! >= spanSize) {
-        const windowLength = Math.min(WINDOW, memberOutput);
-        const window = out.slice(strm.next_out - windowLength, strm.next_out);
-        const sharedByte = bit % 8 === 0 ? undefined : byteAt(position - 1, chunk, chunkStart, previousChunk);
-        recorder.start({ uncompressedOffset: uncompressed, compressedBitOffset: bit, window, kind: 'deflate-block' }, sharedByte);
-      }
-      if (ret === Z_STREAM_END) memberEnded = true;
-      if (strm.avail_out === 0) {
-        await emit();
-        out.copyWithin(0, out.length - WINDOW);
-        strm.next_out = WINDOW;
-        strm.avail_out = OUTPUT_CHUNK;
-        emitFrom = WINDOW;
-      }
+      chunkStart += chunk.length;
+      previousChunk = chunk;
+      await emit();
     }
-    chunkStart += chunk.length;
-    previousChunk = chunk;
-    await emit();
+    if (!inflater.memberEnded()) throw new LayerFormatError(`gzip stream is truncated after ${chunkStart} bytes`);
+  } finally {
+    inflater.close();
   }
-  if (!memberEnded) throw new LayerFormatError(`gzip stream is truncated after ${chunkStart} bytes`);
-  await emit();
+  const uncompressed = outBase + outPos;
   recorder.finish(uncompressed);
   sink.uncompressedSize = uncompressed;
 }

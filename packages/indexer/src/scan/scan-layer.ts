@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import type { LayerCompression, Span } from '@clip/shared/archive/model';
 import type { Digest } from '@clip/shared/digest';
 import { UsageError } from '@clip/shared/errors';
+import { createGzipInflater, type GzipInflaterKind } from './gzip-inflater.js';
 import { scanGzip } from './gzip-scan.js';
 import { scanPlain } from './plain-scan.js';
 import { SpanRecorder } from './span-recorder.js';
@@ -34,7 +35,12 @@ export interface LayerScan {
 export async function scanLayer(
   compressed: AsyncIterable<Uint8Array>,
   compression: LayerCompression,
-  options: { spanSize: number; pieceSize?: number },
+  options: {
+    spanSize: number;
+    pieceSize?: number;
+    /** gzip: which inflater finds block boundaries (default: native when built); results are identical. */
+    gzipInflater?: GzipInflaterKind;
+  },
   onUncompressed: (chunk: Uint8Array) => void | Promise<void>,
 ): Promise<LayerScan> {
   const spanSize = options.spanSize;
@@ -58,7 +64,7 @@ export async function scanLayer(
   const recorder = new SpanRecorder(pieceSize, compression === 'none');
   switch (compression) {
     case 'gzip':
-      await scanGzip(compressed, spanSize, recorder, sink);
+      await scanGzip(compressed, spanSize, recorder, sink, createGzipInflater(options.gzipInflater));
       break;
     case 'zstd':
       await scanZstd(compressed, spanSize, recorder, sink);

@@ -1,0 +1,40 @@
+// Picks the gzip block inflater: the native addon (@clip/native-zran) when it loads, else the
+// portable pako one, with one warning per process. CLIP_GZIP_SCANNER=portable forces pako.
+import { isMainThread } from 'node:worker_threads';
+import { loadNativeZran, type GzipBlockInflater } from '@clip/native-zran';
+import { createLogger } from '@clip/shared/log';
+import { PakoBlockInflater } from './pako-inflater.js';
+
+export type GzipInflaterKind = 'native' | 'portable';
+
+/** Why the native inflater cannot be used, or undefined when it can. */
+export function nativeGzipUnavailable(): string | undefined {
+  const load = loadNativeZran();
+  return load.ok ? undefined : load.reason;
+}
+
+function defaultKind(): GzipInflaterKind {
+  if (process.env['CLIP_GZIP_SCANNER'] === 'portable') return 'portable';
+  return nativeGzipUnavailable() === undefined ? 'native' : 'portable';
+}
+
+let warned = false;
+
+function warnOnce(): void {
+  const reason = nativeGzipUnavailable();
+  if (warned || reason === undefined || process.env['CLIP_GZIP_SCANNER'] === 'portable') return;
+  warned = true;
+  createLogger().warn('native gzip scanner unavailable, using the portable scanner (slower)', { reason });
+}
+
+// Checked when the module loads on the main thread: it is imported there even when worker
+// threads do the scanning, so the warning is printed once, not once per worker.
+if (isMainThread) warnOnce();
+
+/** A new inflater of the given kind (default: native when available). Throws if `native` is requested but unavailable. */
+export function createGzipInflater(kind: GzipInflaterKind = defaultKind()): GzipBlockInflater {
+  if (kind === 'portable') return new PakoBlockInflater();
+  const load = loadNativeZran();
+  if (!load.ok) throw new Error(`native gzip scanner unavailable: ${load.reason}`);
+  return new load.binding.GzipBlockInflater();
+}
