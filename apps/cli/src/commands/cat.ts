@@ -2,13 +2,13 @@
 // byte ranges of its layer that hold it (no FUSE). Symlinks are followed inside the image.
 import type { Command } from 'commander';
 import { once } from 'node:events';
-import { readArchiveFile } from '@clip/shared/archive/format';
 import { LayerReader } from '@clip/shared/archive/layer-reader';
 import { ClipError, UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { resolveImagePath } from '@clip/shared/read/resolve-path';
 import { MemoryBlockCache } from '@clip/mounter/memory-cache';
-import { openStorageFetcher } from '@clip/mounter/storage-source';
+import { openArchiveFetcher, openArchiveLocation, type ArchiveFetcher } from '@clip/mounter/archive-location';
+import type { Inode } from '@clip/shared/archive/model';
 
 /** Bytes asked of the reader per step: spans are decoded once and sliced from the cache. */
 const CHUNK = 1 << 20;
@@ -23,7 +23,7 @@ export function register(program: Command): void {
   program
     .command('cat')
     .description('write a file of the image to stdout, fetching only the layer bytes it needs')
-    .argument('<archive>', '.clip archive')
+    .argument('<archive>', '.clip archive (file or http(s) URL)')
     .argument('<path>', 'absolute path inside the image')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--read-timeout <seconds>', 'per-request registry timeout', '30')
@@ -31,10 +31,20 @@ export function register(program: Command): void {
       const timeoutSeconds = Number(options.readTimeout);
       if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
       const logger = createLogger();
-      const archive = await readArchiveFile(archivePath);
-      const { inode, path: resolved } = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
-      if (inode.type !== 'file') throw new ClipError('CLIP_E_NOT_FILE', `${path} is a ${inode.type}${resolved !== path ? ` (${resolved})` : ''}, not a regular file`);
-      const fetcher = await openStorageFetcher(archive, { insecure: options.insecure ?? false, logger, requestTimeoutMs: timeoutSeconds * 1000 });
+      const insecure = options.insecure ?? false;
+      const opened = await openArchiveLocation(archivePath, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
+      const archive = opened.archive;
+      let inode: Inode;
+      let fetcher: ArchiveFetcher;
+      try {
+        const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
+        if (found.inode.type !== 'file') throw new ClipError('CLIP_E_NOT_FILE', `${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
+        inode = found.inode;
+        fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000 });
+      } catch (error) {
+        await opened.close();
+        throw error;
+      }
       try {
         // A small cache so consecutive chunks of one span decode it once.
         const reader = new LayerReader(archive, { fetchRange: fetcher.fetchRange, cache: new MemoryBlockCache(CACHE_BYTES) });

@@ -8,6 +8,7 @@ import { register as mount } from './mount.js';
 import { register as push } from './push.js';
 import { register as publish } from './publish.js';
 import { register as pullArchive } from './pull-archive.js';
+import { register as archive } from './archive.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -20,4 +21,5 @@ export const commands: RegisterCommand[] = [
   push,
   publish,
   pullArchive,
+  archive,
 ];

@@ -1,13 +1,17 @@
 // `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
-import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { readArchiveFile, type ClipArchive } from '@clip/shared/archive/format';
+import type { ClipArchive } from '@clip/shared/archive/format';
+import { openArchiveLocation } from '@clip/mounter/archive-location';
 import type { ArchiveMetadata, FileType } from '@clip/shared/archive/model';
 import { formatSize } from '@clip/shared/size';
 
 export interface ArchiveReport {
   file: string;
   formatVersion: number;
+  /** `2.0`, `2.1`... */
+  version: string;
+  /** 'oci': an index of OCI layers in a registry; 'data': the archive carries the file contents. */
+  mode: 'oci' | 'data';
   archiveBytes: number;
   metadata: ArchiveMetadata;
   layers: Array<{
@@ -32,6 +36,8 @@ export function describeArchive(file: string, archive: ClipArchive, archiveBytes
   return {
     file,
     formatVersion: archive.formatVersion,
+    version: `${archive.formatVersion}.${archive.minorVersion ?? 0}`,
+    mode: archive.dataSection ? 'data' : 'oci',
     archiveBytes,
     metadata: archive.metadata,
     layers: archive.layers.map((layer) => ({
@@ -65,7 +71,8 @@ export function formatReport(report: ArchiveReport): string {
     ? `${metadata.platform.os}/${metadata.platform.architecture}${metadata.platform.variant ? `/${metadata.platform.variant}` : ''}`
     : '(unknown)';
   const lines = table([
-    ['archive', `${report.file} (${formatSize(report.archiveBytes)}, format v${report.formatVersion})`],
+    ['archive', `${report.file} (${formatSize(report.archiveBytes)}, format v${report.version})`],
+    ['mode', report.mode === 'data' ? 'data-carrying (file contents in the archive)' : 'OCI index (file contents in registry layers)'],
     ['source', metadata.sourceRef],
     ['storage', storageText(metadata)],
     ['manifest', metadata.storage?.manifestDigest ?? '(none)'],
@@ -103,12 +110,12 @@ export function register(program: Command): void {
   program
     .command('inspect')
     .description('show what a .clip archive holds: references, image config, layers, counts')
-    .argument('<archive>', 'the .clip file')
+    .argument('<archive>', 'the .clip file (or an http(s) URL)')
     .option('--json', 'print one JSON object instead of text')
     .action(async (file: string, options: { json?: boolean }) => {
-      const archive = await readArchiveFile(file);
-      const { size } = await stat(file);
-      const report = describeArchive(file, archive, size);
+      const opened = await openArchiveLocation(file);
+      await opened.close();
+      const report = describeArchive(file, opened.archive, opened.archive.byteLength);
       process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     });
 }

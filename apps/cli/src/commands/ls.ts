@@ -1,6 +1,7 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
-import { readArchiveFile, type ClipArchive } from '@clip/shared/archive/format';
+import type { ClipArchive } from '@clip/shared/archive/format';
+import { openArchiveLocation } from '@clip/mounter/archive-location';
 import type { FileType, Inode } from '@clip/shared/archive/model';
 import { PathNotFoundError } from '@clip/shared/errors';
 
@@ -76,12 +77,13 @@ export function register(program: Command): void {
   program
     .command('ls')
     .description('list a directory (or show one file) of a .clip archive')
-    .argument('<archive>', 'the .clip file')
+    .argument('<archive>', 'the .clip file (or an http(s) URL)')
     .argument('[path]', 'path inside the image', '/')
     .option('-l, --long', 'long listing: mode, links, uid, gid, size (or major, minor), mtime (UTC), name -> target')
     .action(async (file: string, path: string, options: { long?: boolean }) => {
-      const archive = await readArchiveFile(file);
-      const rows = listPath(archive, path);
+      const opened = await openArchiveLocation(file);
+      await opened.close();
+      const rows = listPath(opened.archive, path);
       const lines = options.long ? longListing(rows) : rows.map((row) => row.name);
       if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
     });

@@ -2,13 +2,13 @@
 // foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
 // SIGINT/SIGTERM and prints a JSON metrics summary to stderr.
 import type { Command } from 'commander';
-import { readArchiveFile } from '@clip/shared/archive/format';
 import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { parseSize } from '@clip/shared/size';
 import { mount } from '@clip/mounter/mount';
 import { checkMountpoint } from '@clip/mounter/mountpoint';
-import { openStorageFetcher } from '@clip/mounter/storage-source';
+import { openArchiveFetcher, openArchiveLocation } from '@clip/mounter/archive-location';
+import { isArchiveUrl } from '@clip/mounter/http-archive-source';
 import { resolveArchiveArgument } from '../publish/resolve-argument.js';
 
 interface MountCommandOptions {
@@ -31,7 +31,7 @@ export function register(program: Command): void {
   program
     .command('mount')
     .description('mount an image read-only through FUSE, fetching only the bytes that are read (foreground)')
-    .argument('<archive>', '.clip archive, or a registry reference whose published archive is downloaded (cached)')
+    .argument('<archive>', '.clip archive (file or http(s) URL), or a registry reference whose published archive is downloaded (cached)')
     .argument('<mountpoint>', 'existing empty directory')
     .option('--cache-dir <dir>', 'disk cache of decoded blocks, shareable between mounts')
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
@@ -54,9 +54,13 @@ export function register(program: Command): void {
 
       // Refuse a bad mountpoint before touching the network.
       await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
-      const archive = await readArchiveFile(await resolveArchiveArgument(archivePath, { logger, insecure: options.insecure ?? false }));
       const readMs = readTimeoutSeconds * 1000;
-      const fetcher = await openStorageFetcher(archive, { insecure: options.insecure ?? false, logger, requestTimeoutMs: readMs, retries });
+      const insecure = options.insecure ?? false;
+      // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
+      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure });
+      const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: readMs, retries });
+      const archive = opened.archive;
+      const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
       let handle;
       try {
         handle = await mount({
@@ -79,6 +83,7 @@ export function register(program: Command): void {
       logger.info('mounted', {
         mountpoint: handle.mountpoint,
         reference: fetcher.reference,
+        mode: opened.mode,
         layers: archive.layers.length,
         files: archive.inodeCount,
         metrics: handle.metricsAddress,
