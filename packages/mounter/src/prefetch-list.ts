@@ -1,5 +1,5 @@
 // `--prefetch <file>`: paths (one per line, as `--record` writes them) fetched in the
-// background after mounting, a few files at a time, so a workload's start-up files are
+// background after mounting, many spans at a time, so a workload's start-up files are
 // local before it asks. `--record <file>` writes the order in which files were first read.
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import type { Inode } from '@clip/shared/archive/model';
@@ -15,10 +15,21 @@ export async function readPathList(file: string): Promise<string[]> {
 }
 
 export interface Prefetcher {
-  prefetch(layerIndex: number, offset: number, length: number): Promise<void>;
+  prefetchRanges(
+    ranges: ReadonlyArray<{ layer: number; offset: number; length: number }>,
+    options: { concurrency?: number; signal?: AbortSignal; onError?: (error: unknown) => void },
+  ): Promise<{ spans: number; failed: number }>;
 }
 
-/** Fetches the listed files' spans; resolves when done or stopped, never rejects. */
+/** Spans fetched at once for a prefetch list (the registry client keeps 8 connections per host). */
+export const DEFAULT_PREFETCH_CONCURRENCY = 8;
+
+/**
+ * Fetches what the listed files need, all up front: their ranges are merged per span (one
+ * fetch and decode per span, up to the last listed byte in it, not the whole span) and
+ * fetched `concurrency` spans at a time, in list order. Resolves when done or stopped, never
+ * rejects.
+ */
 export async function prefetchFiles(options: {
   archive: MountableArchive;
   reader: Prefetcher;
@@ -29,25 +40,18 @@ export async function prefetchFiles(options: {
   onFile?: () => void;
 }): Promise<{ files: number; failed: number }> {
   const { archive, reader, logger, signal } = options;
-  const queue = options.paths
+  const files = options.paths
     .map((path) => ({ path, inode: archive.lookup(path) }))
     .filter((item): item is { path: string; inode: Inode } => item.inode?.type === 'file' && item.inode.data !== undefined);
-  let files = 0;
-  let failed = 0;
-  const worker = async () => {
-    for (let item = queue.shift(); item && !signal?.aborted; item = queue.shift()) {
-      try {
-        await reader.prefetch(item.inode.data!.layer, item.inode.data!.offset, item.inode.size);
-        files++;
-        options.onFile?.();
-      } catch (error) {
-        failed++;
-        logger.debug('prefetch failed', { path: item.path, error: (error as Error).message });
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: options.concurrency ?? 2 }, worker));
-  return { files, failed };
+  const ranges = files.map(({ inode }) => ({ layer: inode.data!.layer, offset: inode.data!.offset, length: inode.size }));
+  const result = await reader.prefetchRanges(ranges, {
+    concurrency: options.concurrency ?? DEFAULT_PREFETCH_CONCURRENCY,
+    ...(signal ? { signal } : {}),
+    onError: (error) => logger.debug('prefetch failed', { error: (error as Error).message }),
+  });
+  const done = result.failed === 0 && !signal?.aborted ? files.length : 0;
+  for (let i = 0; i < done; i++) options.onFile?.();
+  return { files: done, failed: result.failed };
 }
 
 /** Appends first-read paths to a file, in order, one write at a time. */

@@ -1,6 +1,7 @@
 // Sequential-read detection per open file: once a handle reads on from where its previous
-// read ended, the span after the one the read ended in is decoded in the background, so a
-// streaming reader rarely waits on the network.
+// read ended, the span after the one the read ended in is decoded in the background (up to
+// the file's end, never past it), so a streaming reader rarely waits on the network. Files
+// that end in the span being read never trigger it.
 import type { Inode } from '@clip/shared/archive/model';
 
 export interface SpanLocator {
@@ -30,6 +31,6 @@ export class Readahead {
     const next = this.reader.spanAt(inode.data.layer, current.end);
     if (!next || next.index === this.#lastPrefetched) return;
     this.#lastPrefetched = next.index;
-    this.onSpan(this.reader.prefetch(inode.data.layer, next.start, 1));
+    this.onSpan(this.reader.prefetch(inode.data.layer, next.start, Math.min(next.end, fileEnd) - next.start));
   }
 }

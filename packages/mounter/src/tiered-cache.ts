@@ -1,4 +1,5 @@
 // Memory in front of disk: a disk hit is promoted to memory; a store goes to both.
+// A block in memory shorter than the caller needs does not hide a longer one on disk.
 // Counts hits and misses per tier for the metrics.
 import type { BlockCache } from '@clip/shared/archive/layer-reader';
 import type { MountMetrics } from './metrics.js';
@@ -14,15 +15,20 @@ export class TieredBlockCache implements BlockCache {
     this.#metrics = metrics;
   }
 
-  get(key: string): Buffer | undefined | Promise<Buffer | undefined> {
-    const inMemory = this.#memory?.get(key);
-    if (inMemory instanceof Promise) return inMemory.then((value) => value ?? this.#fromDisk(key));
-    if (inMemory) {
+  get(key: string, minLength = 0): Buffer | undefined | Promise<Buffer | undefined> {
+    const inMemory = this.#memory?.get(key, minLength);
+    if (inMemory instanceof Promise) return inMemory.then((value) => this.#afterMemory(key, minLength, value));
+    return this.#afterMemory(key, minLength, inMemory);
+  }
+
+  #afterMemory(key: string, minLength: number, inMemory: Buffer | undefined): Buffer | undefined | Promise<Buffer | undefined> {
+    if (inMemory && (inMemory.length >= minLength || !this.#disk)) {
       this.#metrics.add('memoryCacheHits');
       return inMemory;
     }
     if (this.#memory) this.#metrics.add('memoryCacheMisses');
-    return this.#disk ? this.#fromDisk(key) : undefined;
+    if (!this.#disk) return undefined;
+    return this.#fromDisk(key).then((onDisk) => (onDisk && (!inMemory || onDisk.length > inMemory.length) ? onDisk : inMemory));
   }
 
   async set(key: string, value: Buffer): Promise<void> {

@@ -138,18 +138,25 @@ export class LayerReader {
    * covering the range's end in that span), without returning it: readahead and prefetch.
    */
   async prefetch(layerIndex: number, offset: number, length: number, signal?: AbortSignal): Promise<void> {
-    await this.prefetchRanges([{ layer: layerIndex, offset, length }], { signal });
+    let failure: unknown;
+    const { failed } = await this.prefetchRanges([{ layer: layerIndex, offset, length }], {
+      concurrency: 4,
+      ...(signal ? { signal } : {}),
+      onError: (error) => (failure ??= error),
+    });
+    if (failed > 0) throw failure;
   }
 
   /**
    * Fetches what many ranges need, merged per span first (one decode per span, to the furthest
    * byte any range needs in it), at most `concurrency` spans at a time, in the order the ranges
-   * first touch them. Resolves when all are done; the first failure rejects.
+   * first touch them. Never rejects: failed spans are counted (and passed to `onError`);
+   * an abort stops starting new spans.
    */
   async prefetchRanges(
     ranges: readonly LayerRange[],
-    options: { concurrency?: number; signal?: AbortSignal; onSpan?: () => void } = {},
-  ): Promise<void> {
+    options: { concurrency?: number; signal?: AbortSignal; onError?: (error: unknown) => void } = {},
+  ): Promise<{ spans: number; failed: number }> {
     const needs = new Map<string, { layer: ArchiveLayer; index: number; need: number }>();
     for (const range of ranges) {
       const layer = this.#layer(range.layer);
@@ -168,15 +175,22 @@ export class LayerReader {
     }
     const queue = [...needs.values()];
     const { signal } = options;
+    let spans = 0;
+    let failed = 0;
     const worker = async () => {
-      for (let item = queue.shift(); item; item = queue.shift()) {
-        if (signal?.aborted) throw signal.reason ?? new Error('aborted');
-        await this.#block(item.layer, item.index, item.need, signal);
-        options.onSpan?.();
+      for (let item = queue.shift(); item && !signal?.aborted; item = queue.shift()) {
+        try {
+          await this.#block(item.layer, item.index, item.need, signal);
+          spans++;
+        } catch (error) {
+          failed++;
+          options.onError?.(error);
+        }
       }
     };
     const workers = Math.max(1, Math.min(options.concurrency ?? 1, queue.length));
     await Promise.all(Array.from({ length: workers }, worker));
+    return { spans, failed };
   }
 
   /** Index of the span holding a layer offset (for readahead). */
