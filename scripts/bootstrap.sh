@@ -34,12 +34,15 @@ REQUIREMENTS=(
   "openssl:openssl"                      # certificates for TLS/token registry tests
   "tar:tar"                              # GNU tar (Debian image build)
   "debian-archive-keyring:file:/usr/share/keyrings/debian-archive-keyring.gpg" # mmdebstrap verifies bookworm
+  "g++:g++"                              # node-gyp toolchain for packages/native-zran (step 3b)
+  "make:make"
+  "python3:python3"
 )
 
 have() {
   local probe=$1
   case "$probe" in
-    lib:*) ldconfig -p 2>/dev/null | grep -q "${probe#lib:}" ;;
+    lib:*) "$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null | grep -q "${probe#lib:}" ;;
     file:*) [[ -e "${probe#file:}" ]] ;;
     *) command -v "$probe" >/dev/null 2>&1 ;;
   esac
