@@ -20,9 +20,10 @@ export async function scanGzip(
   sink: ScanSink,
   inflater: GzipBlockInflater,
 ): Promise<void> {
-  // Output goes to `out`; its first WINDOW bytes keep the tail of the previous chunk so the
-  // window before a checkpoint is always contiguous at out[at - WINDOW, at).
-  const out = new Uint8Array(WINDOW + OUTPUT_CHUNK);
+  // Output goes to `out`; its first WINDOW bytes keep the tail of the previous buffer so the
+  // window before a checkpoint is always contiguous at out[at - WINDOW, at). A full buffer is
+  // replaced, never rewritten, so emitted views of it stay valid for the callee to keep.
+  let out = outputBuffer();
   const events = new Int32Array(MAX_EVENTS * EVENT_STRIDE);
   const ends = new Int32Array(2);
   let outPos = 0;
@@ -33,7 +34,7 @@ export async function scanGzip(
   let previousChunk: Uint8Array | undefined;
 
   const emit = async (): Promise<void> => {
-    if (outPos > emitFrom) await sink.output(out.slice(emitFrom, outPos));
+    if (outPos > emitFrom) await sink.output(out.subarray(emitFrom, outPos));
     emitFrom = outPos;
   };
 
@@ -81,7 +82,9 @@ export async function scanGzip(
         outPos = ends[1]!;
         if (outPos === out.length) {
           await emit();
-          out.copyWithin(0, out.length - WINDOW);
+          const next = outputBuffer();
+          next.set(out.subarray(out.length - WINDOW));
+          out = next;
           outBase += out.length - WINDOW;
           outPos = WINDOW;
           emitFrom = WINDOW;
@@ -98,6 +101,12 @@ export async function scanGzip(
   const uncompressed = outBase + outPos;
   recorder.finish(uncompressed);
   sink.uncompressedSize = uncompressed;
+}
+
+/** Uninitialised (only written bytes are ever read or emitted): saves zero-filling 1 MiB per buffer. */
+function outputBuffer(): Uint8Array {
+  const buffer = Buffer.allocUnsafeSlow(WINDOW + OUTPUT_CHUNK);
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
 function byteAt(position: number, chunk: Uint8Array, chunkStart: number, previous: Uint8Array | undefined): number {

@@ -30,7 +30,8 @@ export interface LayerScan {
  * uncompressed chunk in order (awaiting it = backpressure), records checkpoints about every
  * spanSize bytes of uncompressed output (gzip: at deflate block boundaries; zstd: at frame
  * starts; none: exactly), and pieces of about pieceSize compressed bytes each with a sha256.
- * Chunks passed to onUncompressed are the callee's to keep.
+ * Chunks passed to onUncompressed are the callee's to keep (they may be views of a larger
+ * buffer the scanner no longer writes: do not transfer their ArrayBuffer).
  */
 export async function scanLayer(
   compressed: AsyncIterable<Uint8Array>,
