@@ -117,8 +117,9 @@ class HttpArchiveSource implements ArchiveByteSource {
     if (statusCode === 200) {
       // No Range support: usable only when we asked from 0 and got the whole (small) file.
       if (start !== 0) throw new ArchiveFormatError(`cannot read archive ${this.description}: the server ignores Range requests`);
+      // The whole file is kept as the "first bytes", so every later read is served from memory.
       this.logger.warn('archive server ignores Range requests; read the whole file', { url: this.description, bytes: body.length });
-      return { body: body.subarray(0, Math.min(body.length, end)), total: body.length };
+      return { body, total: body.length };
     }
     const contentRange = headers['content-range'];
     const match = typeof contentRange === 'string' ? CONTENT_RANGE_RE.exec(contentRange) : null;
