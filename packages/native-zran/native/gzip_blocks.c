@@ -93,7 +93,7 @@ static int whole(napi_env env, napi_value value, size_t limit, size_t* out) {
   return 1;
 }
 
-// run(input: Uint8Array, inStart, output: Uint8Array, outStart, events: Int32Array, ends: Int32Array)
+// run(input: Uint8Array, inStart, output: Uint8Array, outStart, events: Int32Array (>= 2 events), ends: Int32Array(2))
 // Inflates until the input is used up, the output is full or `events` has no room for two
 // more. Writes [input index, output index] reached into `ends`; returns the number of events,
 // or a negative zlib error code (ERR_STALL when no progress was possible).
@@ -108,7 +108,7 @@ static napi_value run(napi_env env, napi_callback_info info) {
   if (argc < 6 || !typed(env, argv[0], napi_uint8_array, &in, &inLen) || !whole(env, argv[1], inLen, &inStart) ||
       !typed(env, argv[2], napi_uint8_array, &out, &outLen) || !whole(env, argv[3], outLen, &outStart) ||
       !typed(env, argv[4], napi_int32_array, &ev, &evLen) || !typed(env, argv[5], napi_int32_array, &endsData, &endsLen) ||
-      endsLen < 2 || inLen > 0x7fffffff || outLen > 0x7fffffff) {
+      evLen < 2 * EV_STRIDE || endsLen < 2 || inLen > 0x7fffffff || outLen > 0x7fffffff) {
     napi_throw_type_error(env, NULL, "native-zran: run(Uint8Array, start, Uint8Array, start, Int32Array, Int32Array)");
     return NULL;
   }

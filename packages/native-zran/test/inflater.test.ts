@@ -62,6 +62,7 @@ describe.skipIf(!load.ok)('GzipBlockInflater (native)', () => {
     const inflater = new binding!.GzipBlockInflater();
     expect(() => inflater.run(new Uint8Array(4), 5, new Uint8Array(4), 0, new Int32Array(8), new Int32Array(2))).toThrow(TypeError);
     expect(() => inflater.run(new Uint8Array(4), 0, new Uint8Array(4), 0, new Int32Array(8), new Int32Array(1))).toThrow(TypeError);
+    expect(() => inflater.run(new Uint8Array(4), 0, new Uint8Array(4), 0, new Int32Array(7), new Int32Array(2))).toThrow(TypeError);
     inflater.close();
   });
 });

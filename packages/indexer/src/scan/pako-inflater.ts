@@ -25,6 +25,7 @@ export class PakoBlockInflater implements GzipBlockInflater {
     strm.next_out = outStart;
     strm.avail_out = output.length - outStart;
     const capacity = Math.floor(events.length / EVENT_STRIDE);
+    if (capacity < 2 || ends.length < 2) throw new TypeError('pako inflater: events needs room for 2 events and ends for 2 indexes');
     let count = 0;
     let status = 0;
     const push = (kind: number, bits: number): void => {
