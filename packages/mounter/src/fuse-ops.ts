@@ -31,11 +31,40 @@ interface OpenFile {
 
 const O_ACCMODE = 3;
 const W_OK = 2;
+/**
+ * A failed read is remembered this long for its byte range: the kernel retries a failed
+ * readahead page synchronously, and without this one read() would wait for the registry
+ * twice (2 × the read timeout) before seeing EIO.
+ */
+const FAILED_RANGE_MS = 1000;
+
+/** Recently failed byte ranges per inode. */
+class FailedRanges {
+  readonly #ranges = new Map<number, Array<{ start: number; end: number; until: number }>>();
+
+  add(ino: number, start: number, end: number): void {
+    const list = this.#live(ino);
+    list.push({ start, end, until: Date.now() + FAILED_RANGE_MS });
+    this.#ranges.set(ino, list);
+  }
+
+  has(ino: number, start: number, end: number): boolean {
+    return this.#live(ino).some((range) => range.start < end && start < range.end);
+  }
+
+  #live(ino: number): Array<{ start: number; end: number; until: number }> {
+    const now = Date.now();
+    const list = (this.#ranges.get(ino) ?? []).filter((range) => range.until > now);
+    if (list.length === 0) this.#ranges.delete(ino);
+    return list;
+  }
+}
 
 export function createFsOperations(options: FsOptions): FuseOperations {
   const { archive, reader, metrics, logger } = options;
   const open = new Map<number, OpenFile>();
   const seen = new Set<number>();
+  const failed = new FailedRanges();
   let nextHandle = 1;
   const readonly = (cb: (errno: number) => void) => cb(Errno.EROFS);
   const background = (promise: Promise<void>) => {
@@ -89,6 +118,10 @@ export function createFsOperations(options: FsOptions): FuseOperations {
         seen.add(inode.ino);
         options.onFirstRead?.(path, inode);
       }
+      if (failed.has(inode.ino, position, position + length)) {
+        metrics.add('readErrors');
+        return cb(Errno.EIO);
+      }
       const started = process.hrtime.bigint();
       reader.readFile(inode, position, length, AbortSignal.timeout(options.readTimeoutMs)).then(
         (data) => {
@@ -101,6 +134,7 @@ export function createFsOperations(options: FsOptions): FuseOperations {
         (error: unknown) => {
           metrics.observeReadSeconds(Number(process.hrtime.bigint() - started) / 1e9);
           metrics.add('readErrors');
+          failed.add(inode.ino, position, position + length);
           logger.warn('read failed', { path, offset: position, length, error: describe(error) });
           cb(Errno.EIO);
         },
