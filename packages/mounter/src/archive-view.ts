@@ -12,5 +12,7 @@ export interface MountableArchive {
   readonly inodeCount: number;
   inode(ino: number): Inode | undefined;
   lookup(path: string): Inode | undefined;
+  /** One name in directory `parentIno` (lets path lookups start at a cached parent). */
+  lookupChild?(parentIno: number, name: string): Inode | undefined;
   readdir(path: string): readonly DirectoryEntry[] | undefined;
 }

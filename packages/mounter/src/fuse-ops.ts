@@ -6,6 +6,7 @@ import type { MountableArchive } from './archive-view.js';
 import { Errno, type FuseOperations, type FuseStatfs } from './fuse-binding.js';
 import type { MountMetrics } from './metrics.js';
 import { Readahead, type SpanLocator } from './readahead.js';
+import { PathCache } from './path-cache.js';
 import { BLOCK_SIZE, inodeStat } from './stat.js';
 
 export interface FileReader extends SpanLocator {
@@ -62,6 +63,7 @@ class FailedRanges {
 
 export function createFsOperations(options: FsOptions): FuseOperations {
   const { archive, reader, metrics, logger } = options;
+  const paths = new PathCache(archive);
   const open = new Map<number, OpenFile>();
   const seen = new Set<number>();
   const failed = new FailedRanges();
@@ -90,18 +92,20 @@ export function createFsOperations(options: FsOptions): FuseOperations {
   return {
     init: (cb) => cb(0),
     getattr(path, cb) {
-      const inode = archive.lookup(path);
+      metrics.add('getattrs');
+      const inode = paths.lookup(path);
       if (!inode) return cb(Errno.ENOENT);
       cb(0, inodeStat(inode));
     },
     readdir(path, cb) {
+      metrics.add('readdirs');
       const entries = archive.readdir(path);
-      if (!entries) return cb(archive.lookup(path) ? Errno.ENOTDIR : Errno.ENOENT);
+      if (!entries) return cb(paths.lookup(path) ? Errno.ENOTDIR : Errno.ENOENT);
       cb(0, ['.', '..', ...entries.map((entry) => entry.name)]);
     },
     open(path, flags, cb) {
       if ((flags & O_ACCMODE) !== 0) return cb(Errno.EROFS);
-      const inode = archive.lookup(path);
+      const inode = paths.lookup(path);
       if (!inode) return cb(Errno.ENOENT);
       if (inode.type === 'directory') return cb(Errno.EISDIR);
       const handle = nextHandle++;
@@ -110,7 +114,7 @@ export function createFsOperations(options: FsOptions): FuseOperations {
     },
     read(path, fd, buffer, length, position, cb) {
       const file = open.get(fd);
-      const inode = file?.inode ?? archive.lookup(path);
+      const inode = file?.inode ?? paths.lookup(path);
       if (!inode) return cb(Errno.EBADF);
       if (inode.type !== 'file') return cb(Errno.EINVAL);
       metrics.add('reads');
@@ -145,26 +149,26 @@ export function createFsOperations(options: FsOptions): FuseOperations {
       cb(0);
     },
     readlink(path, cb) {
-      const inode = archive.lookup(path);
+      const inode = paths.lookup(path);
       if (!inode) return cb(Errno.ENOENT);
       if (inode.type !== 'symlink') return cb(Errno.EINVAL);
       cb(0, inode.linkTarget ?? '');
     },
     getxattr(path, name, _position, cb) {
-      const inode = archive.lookup(path);
+      const inode = paths.lookup(path);
       if (!inode) return cb(Errno.ENOENT);
       const value = inode.xattrs?.[name];
       if (value === undefined) return cb(Errno.ENODATA);
       cb(0, Buffer.from(value.buffer, value.byteOffset, value.byteLength));
     },
     listxattr(path, cb) {
-      const inode = archive.lookup(path);
+      const inode = paths.lookup(path);
       if (!inode) return cb(Errno.ENOENT);
       cb(0, Object.keys(inode.xattrs ?? {}));
     },
     statfs: (_path, cb) => cb(0, statfs),
     access(path, mode, cb) {
-      if (!archive.lookup(path)) return cb(Errno.ENOENT);
+      if (!paths.lookup(path)) return cb(Errno.ENOENT);
       cb(mode & W_OK ? Errno.EROFS : 0);
     },
     write: (_path, _fd, _buffer, _length, _position, cb) => cb(Errno.EROFS),

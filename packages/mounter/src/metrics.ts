@@ -14,6 +14,8 @@ export interface MetricsSnapshot {
   diskCacheMisses: number;
   diskCacheCorrupt: number;
   digestMismatches: number;
+  getattrs: number;
+  readdirs: number;
   reads: number;
   readBytes: number;
   readErrors: number;
@@ -34,6 +36,8 @@ const HELP: Record<Counter, string> = {
   diskCacheMisses: 'Decoded blocks not in the disk cache',
   diskCacheCorrupt: 'Disk cache entries dropped because they failed verification',
   digestMismatches: 'Fetched pieces whose digest did not match the archive',
+  getattrs: 'FUSE getattr requests (the kernel caches attributes, so about one per entry)',
+  readdirs: 'FUSE readdir requests',
   reads: 'FUSE read requests',
   readBytes: 'Bytes returned by FUSE reads',
   readErrors: 'FUSE reads that failed (EIO)',

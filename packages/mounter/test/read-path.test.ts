@@ -162,3 +162,17 @@ describe('mounter read path', () => {
     expect(fetches.length).toBe(before);
   });
 });
+
+describe('PathCache', () => {
+  it('resolves every path like the archive does, and misses like it too', async () => {
+    const { PathCache } = await import('../src/path-cache.js');
+    const cache = new PathCache(archive, 2);
+    const all = [...archive.walk()].map((entry) => entry.path);
+    for (let round = 0; round < 2; round++) {
+      for (const path of all) expect(cache.lookup(path)?.ino).toBe(archive.lookup(path)?.ino);
+    }
+    for (const path of ['/nope', '/d/nope', '/d/f01/below', '/big/x', '/d/f01/', '//d']) {
+      expect(cache.lookup(path)).toEqual(archive.lookup(path));
+    }
+  });
+});
