@@ -69,6 +69,8 @@ export function detectManifestMediaType(bytes: Uint8Array, declared: string | un
   if (record['schemaVersion'] === 1) throw new ImageFormatError(`${what} is a Docker schema 1 manifest, which is not supported`);
   const inner = record['mediaType'];
   if (typeof inner === 'string' && (isIndexMediaType(inner) || isManifestMediaType(inner))) return inner;
+  // A document that names another media type is not an image, whatever its shape.
+  if (typeof inner === 'string') throw new ImageFormatError(`${what} has media type ${inner}, which is not an image manifest or index`);
   if (Array.isArray(record['manifests'])) return MEDIA_TYPE.ociIndex;
   if (Array.isArray(record['layers'])) return MEDIA_TYPE.ociManifest;
   throw new ImageFormatError(`${what} is neither an image manifest nor an image index (media type ${clean ?? 'unknown'})`);
