@@ -1,19 +1,25 @@
-// `npm run demo`: the build-worker side of clip end to end on this machine, one step at a
-// time with timings. Starts a throwaway registry on 127.0.0.1, builds a fixture image into
-// a local OCI layout, pushes it with skopeo, and checks what the registry serves. Everything
+// `npm run demo`: clip end to end on this machine, one step at a time with timings. Starts a
+// throwaway registry on 127.0.0.1, builds a fixture image into a local OCI layout, publishes
+// it with `clip publish` (index the local layout + push, in parallel, then the archive as a
+// referrer), cross-checks the pushed image with skopeo, then plays a fresh runtime worker:
+// `clip mount <registry ref>` with an empty cache, reads every file through the mount and
+// compares it with the fixture's expected bytes, and reports what was fetched. Everything
 // it started is stopped and removed at the end, also on failure or Ctrl-C.
 //
 // Extending: append to STEPS. Each step gets the shared context (add fields as needed) and
 // returns a one-line summary. To avoid a workspace dependency cycle (indexer/mounter tests
 // depend on this package), later steps should drive the built CLI as a child process
 // (`node apps/cli/dist/main.js ...`) rather than import those packages.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { formatSize } from '@clip/shared/size';
 import { buildFixture, FIXTURE_NAMES, FIXTURES, type BuiltLayout, type FixtureName } from './fixtures.js';
 import { startRegistry, type RunningRegistry } from './registry.js';
-import { skopeoCopy, skopeoInspect } from './tools.js';
+import { runTool, skopeoInspect } from './tools.js';
 
 export interface DemoContext {
   /** Temporary directory for everything the demo writes. */
@@ -23,6 +29,8 @@ export interface DemoContext {
   layout?: BuiltLayout;
   /** `docker://127.0.0.1:<port>/demo/<fixture>:<tag>` once pushed. */
   remoteRef?: string;
+  /** The running `clip mount` of the fresh worker. */
+  mount?: { child: ChildProcess; mountpoint: string; stderr(): string };
   /** Runs at cleanup, last registered first. */
   defer(cleanup: () => Promise<void>): void;
 }
@@ -59,17 +67,19 @@ export const STEPS: DemoStep[] = [
     },
   },
   {
-    title: 'push it to the registry with skopeo',
+    title: 'clip publish: index the local layout and push the image in parallel, then the archive',
     async run(ctx) {
       const layout = need(ctx.layout, 'a layout');
       const registry = need(ctx.registry, 'a registry');
-      ctx.remoteRef = `docker://${registry.host}/demo/${ctx.fixture}:${layout.tag}`;
-      await skopeoCopy(layout.ref, ctx.remoteRef, { all: layout.images.length > 1 });
-      return `pushed ${ctx.remoteRef}`;
+      const target = `${registry.host}/demo/${ctx.fixture}:${layout.tag}`;
+      ctx.remoteRef = `docker://${target}`;
+      const { stdout } = await runClip(['publish', layout.ref, target, '-o', join(ctx.work, 'image.clip'), '--json', '--no-progress']);
+      const summary = JSON.parse(stdout) as Record<string, unknown>;
+      return `published ${target}: ${JSON.stringify(pick(summary, ['archiveBytes', 'bytesPushed', 'indexNetworkBytes', 'seconds', 'stages']))}`;
     },
   },
   {
-    title: 'check what the registry serves',
+    title: 'cross-check the pushed image with skopeo',
     async run(ctx) {
       const layout = need(ctx.layout, 'a layout');
       const summary = await skopeoInspect(need(ctx.remoteRef, 'a pushed image'));
@@ -78,9 +88,125 @@ export const STEPS: DemoStep[] = [
       return `manifest ${summary.Digest}, ${summary.Layers.length} layers, digests identical to the layout`;
     },
   },
-  // Next (other packages): index the layout into a .clip archive, mount it from the
-  // registry, read files and compare with the layout's expected tree.
+  {
+    title: 'fresh worker: clip mount <registry ref> with an empty cache (archive found by referrers)',
+    async run(ctx) {
+      const ref = need(ctx.remoteRef, 'a pushed image').replace(/^docker:\/\//, '');
+      const mountpoint = join(ctx.work, 'mnt');
+      const worker = join(ctx.work, 'worker');
+      await mkdir(mountpoint, { recursive: true });
+      await mkdir(worker, { recursive: true });
+      const mount = await startClipMount(ref, mountpoint, ['--cache-dir', join(worker, 'cache')], {
+        ...process.env,
+        CLIP_ARCHIVE_CACHE: join(worker, 'archives'),
+      });
+      ctx.mount = mount;
+      ctx.defer(async () => {
+        await stopClipMount(mount);
+      });
+      const line = mount.stderr().split('\n').find((l) => l.includes('cached source image reference from metadata'));
+      return `mounted at ${mountpoint}; ${line ? line.replace(/^.*msg=/, 'log: ') : 'storage reference read from the archive'}`;
+    },
+  },
+  {
+    title: 'read every file through the mount and compare with the image',
+    async run(ctx) {
+      const layout = need(ctx.layout, 'a layout');
+      const mount = need(ctx.mount, 'a mount');
+      let files = 0;
+      let bytes = 0;
+      for (const [path, node] of layout.expected) {
+        if (node.type !== 'file' || node.sha256 === undefined) continue;
+        // Async reads from this process: the FUSE server is another process.
+        const data = await readFile(join(mount.mountpoint, path));
+        const sha256 = createHash('sha256').update(data).digest('hex');
+        if (sha256 !== node.sha256) throw new Error(`${path}: read ${sha256} through the mount, expected ${node.sha256}`);
+        files++;
+        bytes += data.length;
+      }
+      return `${files} files, ${formatSize(bytes)}, byte-for-byte identical`;
+    },
+  },
+  {
+    title: 'unmount and report what the fresh worker fetched',
+    async run(ctx) {
+      const mount = need(ctx.mount, 'a mount');
+      const metrics = await stopClipMount(mount);
+      ctx.mount = undefined;
+      if (!metrics) return 'unmounted (no metrics printed)';
+      const keys = ['fetchRequests', 'fetchBytes', 'readBytes', 'memoryCacheHits', 'memoryCacheMisses', 'digestMismatches', 'readErrors'];
+      return `unmounted; ${keys.map((key) => `${key}=${String(metrics[key])}`).join(' ')}`;
+    },
+  },
 ];
+
+/** The built `clip` command (apps/cli/dist/main.js), driven as a child process. */
+const CLIP = fileURLToPath(new URL('../../../apps/cli/dist/main.js', import.meta.url));
+
+function pick(record: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.filter((key) => key in record).map((key) => [key, record[key]]));
+}
+
+async function runClip(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLIP, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code === 0) resolve({ stdout, stderr });
+      else reject(new Error(`clip ${args[0]} exited with ${code}:\n${stderr}`));
+    });
+  });
+}
+
+interface ClipMount {
+  child: ChildProcess;
+  mountpoint: string;
+  stderr(): string;
+}
+
+async function startClipMount(ref: string, mountpoint: string, args: string[], env: NodeJS.ProcessEnv): Promise<ClipMount> {
+  const child = spawn(process.execPath, [CLIP, 'mount', ref, mountpoint, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const mount = { child, mountpoint, stderr: () => stderr };
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`clip mount did not come up within 60 s:\n${stderr}`)), 60_000);
+    child.stderr.on('data', () => {
+      if (/msg="mounted"/.test(stderr)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`clip mount exited with ${code}:\n${stderr}`));
+    });
+  }).catch(async (error: unknown) => {
+    await stopClipMount(mount);
+    throw error;
+  });
+  return mount;
+}
+
+/** SIGTERM (clean unmount), wait, and return the metrics summary the mount prints on exit. */
+async function stopClipMount(mount: ClipMount): Promise<Record<string, unknown> | undefined> {
+  const { child } = mount;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  // A mount process that had to be killed leaves a stale mount behind: detach it.
+  await runTool('fusermount', ['-uz', mount.mountpoint]).catch(() => {});
+  const line = mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'));
+  return line ? (JSON.parse(line) as { metrics: Record<string, unknown> }).metrics : undefined;
+}
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(2)} s`;
