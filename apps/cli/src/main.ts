@@ -11,7 +11,7 @@ export function buildProgram(): Command {
   program
     .name('clip')
     .description(
-      'Start containers without pulling their images: index an OCI image into a small .clip archive,\n' +
+      'Start containers without pulling their images: index an OCI image into a small .clip archive, ' +
         'then mount it anywhere through FUSE, fetching only the bytes that are read.',
     )
     .version('0.1.0')
