@@ -98,6 +98,15 @@ export class DiskBlockCache implements BlockCache {
     }
   }
 
+  async delete(key: string): Promise<void> {
+    await this.open();
+    const file = this.#path(key);
+    const existing = await stat(file).catch(() => undefined);
+    if (!existing) return;
+    await unlink(file).catch(() => {});
+    this.#estimatedBytes = Math.max(0, this.#estimatedBytes - existing.size);
+  }
+
   #name(key: string): string {
     return createHash('sha256').update(key).digest('hex');
   }

@@ -25,6 +25,10 @@ export class MemoryBlockCache implements BlockCache {
     this.#lru.set(key, value);
   }
 
+  delete(key: string): void {
+    this.#lru.delete(key);
+  }
+
   get bytes(): number {
     return this.#lru.calculatedSize;
   }

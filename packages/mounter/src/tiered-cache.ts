@@ -36,6 +36,11 @@ export class TieredBlockCache implements BlockCache {
     await this.#disk?.set(key, value);
   }
 
+  async delete(key: string): Promise<void> {
+    await this.#memory?.delete?.(key);
+    await this.#disk?.delete?.(key);
+  }
+
   async #fromDisk(key: string): Promise<Buffer | undefined> {
     if (!this.#disk) return undefined;
     const value = await this.#disk.get(key);

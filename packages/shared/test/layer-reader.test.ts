@@ -124,6 +124,20 @@ describe('LayerReader', () => {
     expect(fetches).toEqual([[200, 225], [225, 275]]);
   });
 
+  it('drops a span\'s compressed prefix from the cache once the span is decoded whole', async () => {
+    const data = Buffer.alloc(400, 7);
+    const layer = plainLayer(data, 100, 25);
+    const store = new Map<string, Buffer>();
+    const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value), delete: (key) => void store.delete(key) };
+    const reader = new LayerReader({ layers: [layer] }, { fetchRange: async (_d, start, end) => Buffer.from(data.subarray(start, end)), cache, codec: plainCodec });
+    await reader.read(0, 100, 10);
+    expect(store.has(compressedKey(layer.digest, 1))).toBe(true);
+    await reader.read(0, 190, 10);
+    expect(store.has(compressedKey(layer.digest, 1))).toBe(false);
+    expect(store.get(blockKey(layer.digest, 1))?.length).toBe(100);
+    expect(reader.pieceCacheBytes).toBe(0);
+  });
+
   it('never fetches a piece twice, whatever the order and overlap of reads', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(fc.nat(1100), fc.nat(300), fc.boolean()), { minLength: 1, maxLength: 20 }), async (ops) => {

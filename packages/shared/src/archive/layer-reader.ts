@@ -28,6 +28,8 @@ export interface BlockCache {
    */
   get(key: string, minLength?: number): Buffer | undefined | Promise<Buffer | undefined>;
   set(key: string, value: Buffer): void | Promise<void>;
+  /** Drops an entry (optional; used for compressed prefixes a complete block supersedes). */
+  delete?(key: string): void | Promise<void>;
 }
 
 /** What the reader did, for metrics and logs. */
@@ -85,6 +87,8 @@ export class LayerReader {
   readonly #onEvent: (event: ReaderEvent) => void;
   readonly #inFlight = new Map<string, InFlight>();
   readonly #pieces: PieceStore;
+  /** Compressed-prefix keys this reader stored, dropped once their span is decoded whole. */
+  readonly #storedPrefixes = new Set<string>();
 
   constructor(archive: LayerSource, options: LayerReaderOptions) {
     this.#archive = archive;
@@ -250,7 +254,13 @@ export class LayerReader {
     if (this.#cache) {
       await this.#storeQuietly(key, block);
       // A partial span's pieces outlive the memory store (and the process) in the cache.
-      if (!complete) await this.#storeQuietly(compressedKey(layer.digest, index), compressed);
+      const prefixKey = compressedKey(layer.digest, index);
+      if (!complete) {
+        await this.#storeQuietly(prefixKey, compressed);
+        this.#storedPrefixes.add(prefixKey);
+      } else if (this.#storedPrefixes.delete(prefixKey)) {
+        await Promise.resolve(this.#cache.delete?.(prefixKey)).catch(() => {});
+      }
     }
     return block;
   }
