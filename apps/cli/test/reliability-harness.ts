@@ -24,7 +24,7 @@ export const RELIABILITY_IMAGE: LayoutSpec = {
         ...Array.from({ length: 10 }, (_, i) => ({
           type: 'file' as const,
           path: `gz/file-${i}.bin`,
-          content: { generate: (['mixed', 'random', 'text'] as const)[i % 3], size: (i + 1) * 380 * KiB + i * 17, seed: 100 + i },
+          content: { generate: (['mixed', 'random', 'text'] as const)[i % 3]!, size: (i + 1) * 380 * KiB + i * 17, seed: 100 + i },
         })),
         { type: 'dir', path: 'small' },
         ...Array.from({ length: 150 }, (_, i) => ({
