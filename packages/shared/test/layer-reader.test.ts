@@ -101,7 +101,7 @@ describe('LayerReader', () => {
   it('extends a partially cached span by fetching only the pieces it lacks', async () => {
     const { data, fetches, reader, store } = setup();
     await reader.read(0, 200, 10);
-    expect(store.get(blockKey(plainLayer(data, 100, 25).digest, 2))?.length).toBe(25);
+    expect(store.get(blockKey(plainLayer(data, 100, 25), 2))?.length).toBe(25);
     await reader.read(0, 205, 10); // covered by the cached block
     expect(fetches.length).toBe(1);
     expect(await reader.read(0, 260, 20)).toEqual(data.subarray(260, 280));
@@ -111,7 +111,7 @@ describe('LayerReader', () => {
   it('keeps a partial span\'s compressed prefix in the cache, so a new reader extends it without refetching', async () => {
     const { data, layer, fetches, reader, store } = setup();
     await reader.read(0, 200, 10);
-    expect(store.get(compressedKey(layer.digest, 2))?.length).toBe(25);
+    expect(store.get(compressedKey(layer, 2))?.length).toBe(25);
     const fresh = new LayerReader({ layers: [layer] }, {
       fetchRange: async (_d, start, end) => {
         fetches.push([start, end]);
@@ -131,11 +131,23 @@ describe('LayerReader', () => {
     const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value), delete: (key) => void store.delete(key) };
     const reader = new LayerReader({ layers: [layer] }, { fetchRange: async (_d, start, end) => Buffer.from(data.subarray(start, end)), cache, codec: plainCodec });
     await reader.read(0, 100, 10);
-    expect(store.has(compressedKey(layer.digest, 1))).toBe(true);
+    expect(store.has(compressedKey(layer, 1))).toBe(true);
     await reader.read(0, 190, 10);
-    expect(store.has(compressedKey(layer.digest, 1))).toBe(false);
-    expect(store.get(blockKey(layer.digest, 1))?.length).toBe(100);
+    expect(store.has(compressedKey(layer, 1))).toBe(false);
+    expect(store.get(blockKey(layer, 1))?.length).toBe(100);
     expect(reader.pieceCacheBytes).toBe(0);
+  });
+
+  it('archives of one layer with other span sizes can share a cache', async () => {
+    const data = Buffer.alloc(1000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
+    const store = new Map<string, Buffer>();
+    const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) };
+    const fetchRange = async (_d: Digest, start: number, end: number) => Buffer.from(data.subarray(start, end));
+    const a = new LayerReader({ layers: [plainLayer(data, 100, 25)] }, { fetchRange, cache, codec: plainCodec });
+    const b = new LayerReader({ layers: [plainLayer(data, 300, 50)] }, { fetchRange, cache, codec: plainCodec });
+    await a.read(0, 0, 1000);
+    expect(await b.read(0, 250, 400)).toEqual(data.subarray(250, 650));
   });
 
   it('never fetches a piece twice, whatever the order and overlap of reads', async () => {
@@ -181,7 +193,7 @@ describe('LayerReader', () => {
     expect(ctx.fetches.length).toBe(2);
     ctx.corrupt(2);
     await expect(ctx.reader.read(0, 500, 10)).rejects.toBeInstanceOf(DigestMismatchError);
-    expect(ctx.store.has(blockKey(ctx.layer.digest, 5))).toBe(false);
+    expect(ctx.store.has(blockKey(ctx.layer, 5))).toBe(false);
   });
 
   it('readFile maps a file range onto its layer', async () => {
@@ -210,7 +222,7 @@ describe('LayerReader', () => {
     );
     expect(result).toEqual({ spans: 2, failed: 0 });
     expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([[100, 150], [500, 575]]);
-    expect(store.get(blockKey(layer.digest, 5))?.length).toBe(75);
+    expect(store.get(blockKey(layer, 5))?.length).toBe(75);
   });
 
   it('any read equals the slice of the layer', async () => {

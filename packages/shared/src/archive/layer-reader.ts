@@ -63,14 +63,19 @@ export interface LayerSource {
   readonly layers: readonly ArchiveLayer[];
 }
 
-/** Key of a decoded block in a BlockCache. */
-export function blockKey(layer: Digest, spanIndex: number): string {
-  return `${layer}/${spanIndex}`;
+/**
+ * Key of a decoded block in a BlockCache: the layer and the span's uncompressed range, so
+ * caches shared by archives of one image indexed with other span sizes never mix blocks.
+ */
+export function blockKey(layer: ArchiveLayer, spanIndex: number): string {
+  const span = layer.spans[spanIndex];
+  if (!span) throw new LayerFormatError(`layer ${layer.digest} has no span ${spanIndex}`);
+  return `${layer.digest}/${span.checkpoint.uncompressedOffset}-${span.uncompressedEnd}`;
 }
 
-/** Key of a partial span's verified compressed prefix in a BlockCache. */
-export function compressedKey(layer: Digest, spanIndex: number): string {
-  return `${layer}/${spanIndex}/z`;
+/** Key of a partial span's verified compressed prefix in a BlockCache (pieces are re-verified on load). */
+export function compressedKey(layer: ArchiveLayer, spanIndex: number): string {
+  return `${blockKey(layer, spanIndex)}/z`;
 }
 
 interface InFlight {
@@ -171,7 +176,7 @@ export class LayerReader {
         const spanStart = span.checkpoint.uncompressedOffset;
         if (spanStart >= end) break;
         const need = Math.min(end, span.uncompressedEnd) - spanStart;
-        const key = blockKey(layer.digest, index);
+        const key = blockKey(layer, index);
         const known = needs.get(key);
         if (!known) needs.set(key, { layer, index, need });
         else known.need = Math.max(known.need, need);
@@ -214,7 +219,7 @@ export class LayerReader {
 
   /** A decoded block of span `index` holding at least `need` bytes from the span's start. */
   async #block(layer: ArchiveLayer, index: number, need: number, signal?: AbortSignal): Promise<Buffer> {
-    const key = blockKey(layer.digest, index);
+    const key = blockKey(layer, index);
     const pending = this.#inFlight.get(key);
     if (pending && pending.covers >= need) return raceAbort(pending.promise, signal);
 
@@ -254,7 +259,7 @@ export class LayerReader {
     if (this.#cache) {
       await this.#storeQuietly(key, block);
       // A partial span's pieces outlive the memory store (and the process) in the cache.
-      const prefixKey = compressedKey(layer.digest, index);
+      const prefixKey = compressedKey(layer, index);
       if (!complete) {
         await this.#storeQuietly(prefixKey, compressed);
         this.#storedPrefixes.add(prefixKey);
@@ -296,7 +301,7 @@ export class LayerReader {
     const spanStart = span.checkpoint.uncompressedOffset;
     const range = this.#codec.compressedRangeFor(layer, index, spanStart + covers);
     const pieces = this.#pieceRanges(layer, index, range.start, range.pieceCount);
-    const key = blockKey(layer.digest, index);
+    const key = blockKey(layer, index);
     if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length) await this.#seedFromCache(layer, index, key);
     const compressed = pieces.length === 0
       ? Buffer.alloc(0)
@@ -323,7 +328,7 @@ export class LayerReader {
   async #seedFromCache(layer: ArchiveLayer, index: number, key: string): Promise<void> {
     let stored: Buffer | undefined;
     try {
-      stored = await this.#cache!.get(compressedKey(layer.digest, index));
+      stored = await this.#cache!.get(compressedKey(layer, index));
     } catch {
       return;
     }
