@@ -42,7 +42,9 @@ REQUIREMENTS=(
 have() {
   local probe=$1
   case "$probe" in
-    lib:*) "$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null | grep -q "${probe#lib:}" ;;
+    # Not `grep -q`: it exits at the first match, ldconfig dies of SIGPIPE and pipefail
+    # turns that into "missing" at random.
+    lib:*) "$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null | grep -F "${probe#lib:}" >/dev/null ;;
     file:*) [[ -e "${probe#file:}" ]] ;;
     *) command -v "$probe" >/dev/null 2>&1 ;;
   esac
