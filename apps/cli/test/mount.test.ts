@@ -102,7 +102,14 @@ describe('clip mount', () => {
     expect(failed.stderr).toMatch(/Input\/output error/);
     expect(mount.alive()).toBe(true);
     registry = await startRegistry({ storageDir, port: registryPort });
-    const ok = await sh(`sha256sum '${mount.mountpoint}${path}'`);
+    // The mount answers a range that just failed with EIO for a moment (FAILED_RANGE_MS in
+    // fuse-ops.ts, so the kernel's retry of a failed page does not wait out another timeout):
+    // poll until the read goes through, within a generous bound.
+    let ok = await sh(`sha256sum '${mount.mountpoint}${path}'`);
+    for (let attempt = 0; ok.code !== 0 && attempt < 20; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      ok = await sh(`sha256sum '${mount.mountpoint}${path}'`);
+    }
     expect(ok.stdout.split(' ')[0]).toBe(node.sha256);
     expect(mount.alive()).toBe(true);
     expect(mount.stderr()).toMatch(/read failed/);
