@@ -41,6 +41,8 @@ describe.skipIf(!isRoot)('bench --quick', () => {
     for (const check of linkChecks) expect(check.measuredMbit).toBeGreaterThan(0);
 
     const rows = results['rows'] as Record<string, unknown>[];
+    // Here every prerequisite is built and installed, so a skipped row means a clip step failed.
+    expect(rows.filter((row) => row['skipped'] !== undefined).map((row) => `${String(row['scenario'])}: ${String(row['skipped'])}`)).toEqual([]);
     const scenarios = new Set(rows.map((row) => row['scenario']));
     for (const scenario of ['start + workload', 'indexing', 'mount I/O', 'ranged reads']) expect(scenarios).toContain(scenario);
     for (const row of rows) {
