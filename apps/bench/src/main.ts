@@ -19,8 +19,9 @@ import { coldStart } from './scenarios/cold-start.js';
 import type { BenchContext, PublishedImage } from './scenarios/context.js';
 import { indexing } from './scenarios/indexing.js';
 import { mountIo } from './scenarios/mount-io.js';
-import { publishImage } from './scenarios/publish.js';
+import { publishImage, publishScenario } from './scenarios/publish.js';
 import { rangeFetch } from './scenarios/range-fetch.js';
+import { FULL_SCALE, QUICK_SCALE, scale } from './scenarios/scale.js';
 import { runCleanup } from './util/cleanup.js';
 import { run } from './util/exec.js';
 
@@ -41,6 +42,8 @@ interface Plan {
   /** Images measured on every profile (others only on the reference profile). */
   sweepImages: string[];
   repetitions: number;
+  /** File counts of the scale scenario's synthetic images (empty: skip it). */
+  scale: number[];
   outDir: string;
   keepWork: boolean;
 }
@@ -53,6 +56,7 @@ function planFromArgs(argv: string[]): Plan {
       images: { type: 'string' },
       profiles: { type: 'string' },
       repetitions: { type: 'string' },
+      scale: { type: 'string' },
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -60,7 +64,7 @@ function planFromArgs(argv: string[]): Plan {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--out dir] [--keep-work]\n' +
+      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work]\n' +
         `images: ${Object.keys(IMAGE_BUILDERS).join(', ')}\n`,
     );
     process.exit(0);
@@ -77,6 +81,7 @@ function planFromArgs(argv: string[]): Plan {
     reference,
     sweepImages: quick ? images : images.filter((image) => image.startsWith('python')),
     repetitions: Number(values.repetitions ?? (quick ? 1 : 3)),
+    scale: values.scale === 'none' ? [] : values.scale ? values.scale.split(',').map(Number) : quick ? QUICK_SCALE : FULL_SCALE,
     outDir: values.out ?? join(REPO_ROOT, 'bench', 'results'),
     keepWork: values['keep-work'] ?? false,
   };
@@ -84,7 +89,7 @@ function planFromArgs(argv: string[]): Plan {
 
 async function checkPrerequisites(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (network namespaces, tc, mounts)');
-  for (const tool of ['ip', 'tc', 'nsenter', 'skopeo', 'umoci', 'docker-registry', 'curl', 'gzip', 'tar']) {
+  for (const tool of ['ip', 'tc', 'nsenter', 'skopeo', 'umoci', 'docker-registry', 'curl', 'gzip', 'tar', 'python3']) {
     const found = await run('sh', ['-c', `command -v ${tool}`], { allowFailure: true });
     if (found.code !== 0) throw new Error(`missing tool: ${tool}`);
   }
@@ -153,11 +158,17 @@ async function main(): Promise<void> {
         log(`indexing: ${image.bench.name}`);
         rows.push(...(await guard('indexing scenario', { ...base, scenario: 'indexing', variant: 'all' }, () => indexing(context, image))));
         log(`mount I/O: ${image.bench.name}`);
-        rows.push(...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () => mountIo(context, image, unpackedRoot))));
+        rows.push(...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () => mountIo(context, image, unpackedRoot, check.measuredMbit))));
         log(`ranged reads: ${image.bench.name}`);
         rows.push(
           ...(await guard('ranged reads scenario', { ...base, scenario: 'ranged reads', variant: 'all', unit: 's' }, () => rangeFetch(context, image, check.measuredMbit))),
         );
+        log(`publish: ${image.bench.name}`);
+        rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
+      }
+      if (profile.name === plan.reference.name && plan.scale.length > 0) {
+        const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
+        rows.push(...(await guard('scale scenario', base, () => scale(context, plan.scale))));
       }
     }
   } finally {
@@ -173,7 +184,7 @@ async function main(): Promise<void> {
     layers: image.bench.image.layers.length,
     compressedBytes: image.bench.image.compressedBytes,
     uncompressedBytes: image.bench.uncompressedBytes,
-    ...(image.archiveBytes === undefined ? {} : { archiveBytes: image.archiveBytes }),
+    ...(image.archiveBytes === undefined ? {} : { archiveBytes: image.archiveBytes, archivePercentOfUncompressed: (100 * image.archiveBytes) / image.bench.uncompressedBytes }),
     ...(image.indexSkipped ? { indexSkipped: image.indexSkipped } : {}),
   }));
   const results: BenchResults = {

@@ -6,18 +6,23 @@ import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { onCleanup } from '../util/cleanup.js';
 import { run, startProcess, stopProcess, waitForOutput, type RunResult } from '../util/exec.js';
+import { nodeWithPeakRss } from '../util/rusage.js';
 
-export type ClipCommand = 'index' | 'push' | 'mount' | 'cat';
+export type ClipCommand = 'index' | 'push' | 'mount' | 'cat' | 'publish';
 
 export interface MountOptions {
   cacheDir: string;
   prefetch?: string;
   record?: string;
   netns?: string;
+  /** `--memory-cache` bound (clip's default when absent). */
+  memoryCache?: string;
 }
 
 export interface RunningMount {
   mountpoint: string;
+  /** pid of the `clip mount` process (nsenter execs it, so this is the node process). */
+  pid: number;
   /** Unmounts (SIGTERM) and returns the metrics JSON the mount prints on exit, if any. */
   stop(): Promise<Record<string, unknown> | undefined>;
 }
@@ -96,6 +101,22 @@ export class ClipCli {
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };
   }
 
+  /** `clip index` of a local source under rss-wrapper.js: time, summary and peak RSS of the process. */
+  async indexWithPeakRss(source: string, archive: string, storageRef: string, rssFile: string): Promise<{ seconds: number; peakRssBytes: number }> {
+    const args = this.indexViaLibrary
+      ? [FALLBACK_INDEXER, source, archive, storageRef]
+      : [this.path, 'index', source, '-o', archive, '--json', '--no-progress', '--storage-ref', storageRef];
+    const result = await nodeWithPeakRss(args[0]!, args.slice(1), rssFile, { timeoutMs: 60 * 60_000 });
+    return { seconds: result.seconds, peakRssBytes: result.peakRssBytes };
+  }
+
+  /** `clip publish <source> <target> --json`. */
+  async publish(source: string, target: string, output: string, netns?: string): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
+    const result = await this.exec(['publish', source, target, '-o', output, '--json', '--no-progress'], netns);
+    const summary = lastJsonObject(result.stdout);
+    return { seconds: result.seconds, ...(summary ? { summary } : {}) };
+  }
+
   async push(source: string, target: string, netns?: string): Promise<RunResult> {
     return this.exec(['push', source, target], netns);
   }
@@ -109,6 +130,7 @@ export class ClipCli {
     const args = [this.path, 'mount', archive, mountpoint, '--cache-dir', options.cacheDir];
     if (options.prefetch) args.push('--prefetch', options.prefetch);
     if (options.record) args.push('--record', options.record);
+    if (options.memoryCache) args.push('--memory-cache', options.memoryCache);
     const child: ChildProcess = startProcess(process.execPath, args, options.netns ? { netns: options.netns } : {});
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -129,6 +151,7 @@ export class ClipCli {
     }
     return {
       mountpoint,
+      pid: child.pid ?? -1,
       stop: async () => {
         dispose();
         await unmount();

@@ -17,6 +17,8 @@ export interface BenchImage {
   workload: Workload;
   /** A large file (path inside the image) for sequential read tests. */
   bigFile: string;
+  /** A small regular file (path inside the image) for first-read latency. */
+  smallFile: string;
 }
 
 interface LayoutMeta {
@@ -49,7 +51,7 @@ async function debianImage(spec: DebianSpec, workload: Workload, description: st
     const image = await writeOciLayout(join(dir, 'layout'), 'latest', layers, { cmd: ['/usr/bin/python3'] });
     return { image, uncompressedBytes: await treeBytes(rootfs), bigFile: await largestFile(rootfs) };
   });
-  return { name: spec.name, description, workload, ...meta };
+  return { name: spec.name, description, workload, smallFile: 'etc/debian_version', ...meta };
 }
 
 export function pythonMinimalImage(): Promise<BenchImage> {
@@ -83,6 +85,8 @@ export async function syntheticImage(scale: 'quick' | 'full'): Promise<BenchImag
     name,
     description: `synthetic: ${spec.layers} layers × ${spec.smallFilesPerLayer} small files + ${spec.bigFileBytes.length} large`,
     workload: readFilesWorkload('read the hot set (every 20th small file)', join(dir, 'hot.txt')),
+    // Not in the hot set; written by writeSyntheticTree for every spec.
+    smallFile: 'data/l0/d0/f1.txt',
     ...meta,
   };
 }

@@ -69,6 +69,11 @@ export async function writeOciLayout(layoutDir: string, tag: string, layers: Lay
   await mkdir(join(layoutDir, 'blobs', 'sha256'), { recursive: true });
   const built: BuiltImage['layers'] = [];
   for (const layer of layers) built.push(await writeLayer(layoutDir, layer, gzipLevel));
+  return finishOciLayout(layoutDir, tag, built, runtime);
+}
+
+/** Writes config, manifest and index for layer blobs already in `<layoutDir>/blobs/sha256`. */
+export async function finishOciLayout(layoutDir: string, tag: string, built: BuiltImage['layers'], runtime: ImageRuntime = {}): Promise<BuiltImage> {
   const config = JSON.stringify({
     architecture: 'amd64',
     os: 'linux',

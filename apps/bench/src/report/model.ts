@@ -8,7 +8,7 @@ export interface ResultRow {
   image: string;
   /** Link profile name, or "local" when no network is involved. */
   profile: string;
-  unit: 's' | 'MB/s';
+  unit: 's' | 'ms' | 'MB/s' | 'MB';
   /** Which direction is better for `baseline`/`clip` values. */
   better: 'lower' | 'higher';
   baselineLabel: string;
@@ -23,6 +23,8 @@ export interface ResultRow {
   clipRangeRequests?: number;
   clipRequests?: number;
   skipped?: string;
+  /** One short line for the table: a goal, a share, what the ratio means when not obvious. */
+  note?: string;
   details?: Record<string, unknown>;
 }
 

@@ -11,6 +11,8 @@ export interface ImageSummary {
   compressedBytes: number;
   uncompressedBytes: number;
   archiveBytes?: number;
+  /** archiveBytes as a percentage of uncompressedBytes (goal ≤ 0.5%). */
+  archivePercentOfUncompressed?: number;
   indexSkipped?: string;
 }
 
@@ -49,15 +51,15 @@ function shorten(reason: string): string {
 
 export function markdownTable(rows: ResultRow[]): string {
   const lines = [
-    '| scenario | image | link | baseline | baseline value | clip | ratio | bytes baseline → clip | clip range reqs |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| scenario | image | link | baseline | baseline value | clip | ratio | bytes baseline → clip | clip range reqs | note |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {
     const clip = row.skipped ? `skipped: ${shorten(row.skipped)}` : `${num(row.clip)} ${row.unit}`;
     const ratio = row.ratio === undefined ? '–' : `${row.ratio.toFixed(2)}×`;
     const moved = row.baselineBytes === undefined && row.clipBytes === undefined ? '–' : `${bytes(row.baselineBytes)} → ${bytes(row.clipBytes)}`;
     lines.push(
-      `| ${cell(`${row.scenario}: ${row.variant}`)} | ${row.image} | ${row.profile} | ${cell(row.baselineLabel)} | ${num(row.baseline)} ${row.unit} | ${clip} | ${ratio} | ${moved} | ${row.clipRangeRequests ?? '–'} |`,
+      `| ${cell(`${row.scenario}: ${row.variant}`)} | ${row.image} | ${row.profile} | ${cell(row.baselineLabel)} | ${num(row.baseline)} ${row.unit} | ${clip} | ${ratio} | ${moved} | ${row.clipRangeRequests ?? '–'} | ${row.note ? cell(row.note) : ''} |`,
     );
   }
   return lines.join('\n');
@@ -85,11 +87,11 @@ export function markdownReport(results: BenchResults): string {
     '',
     '## Images',
     '',
-    '| image | description | layers | compressed | uncompressed | .clip archive |',
-    '|---|---|---|---|---|---|',
+    '| image | description | layers | compressed | uncompressed | .clip archive | archive % of uncompressed (goal ≤ 0.5%) |',
+    '|---|---|---|---|---|---|---|',
     ...results.images.map(
       (image) =>
-        `| ${image.name} | ${image.description} (workload: ${image.workload}) | ${image.layers} | ${bytes(image.compressedBytes)} | ${bytes(image.uncompressedBytes)} | ${image.archiveBytes === undefined ? `– ${image.indexSkipped ? `(${image.indexSkipped})` : ''}` : bytes(image.archiveBytes)} |`,
+        `| ${image.name} | ${image.description} (workload: ${image.workload}) | ${image.layers} | ${bytes(image.compressedBytes)} | ${bytes(image.uncompressedBytes)} | ${image.archiveBytes === undefined ? `– ${image.indexSkipped ? `(${image.indexSkipped})` : ''}` : bytes(image.archiveBytes)} | ${image.archivePercentOfUncompressed === undefined ? '–' : `${image.archivePercentOfUncompressed.toFixed(2)}%`} |`,
     ),
     '',
     '## Results',

@@ -34,6 +34,19 @@ export function bytesChart(results: BenchResults): string {
   });
 }
 
+/** The scale scenario's fixed workload: bytes over the link vs image size (files). */
+export function scaleBytesChart(results: BenchResults): string | undefined {
+  const rows = results.rows.filter((row) => row.scenario === 'scale' && row.variant.startsWith('cold start') && row.skipped === undefined);
+  if (rows.length === 0) return undefined;
+  const archive = (row: ResultRow) => Number(row.details?.['archiveBytes'] ?? Number.NaN);
+  return barChartSvg({
+    title: 'Read one small file: bytes fetched vs image size',
+    unit: 'MB',
+    series: ['full pull (layer)', 'clip mount + read', '.clip archive (local)'],
+    groups: rows.map((row) => ({ label: row.image, values: [(row.baselineBytes ?? Number.NaN) / 1e6, (row.clipBytes ?? Number.NaN) / 1e6, archive(row) / 1e6] })),
+  });
+}
+
 export async function writeResults(outDir: string, results: BenchResults): Promise<{ json: string; md: string; charts: string[] }> {
   await mkdir(outDir, { recursive: true });
   const stem = results.date.replaceAll(':', '-');
@@ -50,6 +63,12 @@ export async function writeResults(outDir: string, results: BenchResults): Promi
   const bytesFile = join(outDir, `${stem}-bytes.svg`);
   await writeFile(bytesFile, bytesChart(results));
   charts.push(bytesFile);
+  const scale = scaleBytesChart(results);
+  if (scale) {
+    const file = join(outDir, `${stem}-scale-bytes.svg`);
+    await writeFile(file, scale);
+    charts.push(file);
+  }
   markdown += `\n## Charts\n\n${charts.map((file) => `![${file.split('/').at(-1)}](${file.split('/').at(-1)})`).join('\n\n')}\n`;
   await writeFile(json, `${JSON.stringify(results, null, 2)}\n`);
   await writeFile(md, markdown);

@@ -77,6 +77,24 @@ export async function indexing(context: BenchContext, image: PublishedImage): Pr
         details: localSeconds ? { registryOverLocal: remoteSeconds / localSeconds } : {},
       }),
     );
+    if (localSeconds) {
+      // The direct comparison: what indexing over the link costs on top of indexing locally.
+      rows.push(
+        finishRow({
+          scenario: 'indexing',
+          variant: 'registry / local',
+          image: bench.name,
+          profile: context.link.profile.name,
+          unit: 's',
+          better: 'lower',
+          baselineLabel: 'clip index of the local layout',
+          baseline: localSeconds,
+          clip: remoteSeconds,
+          note: `index: registry / local = ${(remoteSeconds / localSeconds).toFixed(2)}×`,
+          details: { registryOverLocal: remoteSeconds / localSeconds },
+        }),
+      );
+    }
   } catch (error) {
     rows.push(skippedRow(remote, `clip index from registry failed: ${(error as Error).message.slice(0, 300)}`));
   }

@@ -1,10 +1,13 @@
 // Worker A: push the local layout to the registry (skopeo, straight to the registry, not
 // over the emulated link) and index it with clip, storage reference = the runtime address.
+// Also the publish scenario: `clip publish` vs `clip push` then `clip index`.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BenchImage } from '../images/catalog.js';
+import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
 import { run } from '../util/exec.js';
-import type { BenchContext, PublishedImage } from './context.js';
+import { median } from '../util/stats.js';
+import { scratch, type BenchContext, type PublishedImage } from './context.js';
 
 export async function publishImage(context: BenchContext, bench: BenchImage): Promise<PublishedImage> {
   const repository = `bench/${bench.name}:latest`;
@@ -23,4 +26,42 @@ export async function publishImage(context: BenchContext, bench: BenchImage): Pr
   } catch (error) {
     return { ...published, indexSkipped: `clip index failed: ${(error as Error).message.slice(0, 300)}` };
   }
+}
+
+/**
+ * `clip publish` (index and push at once) vs `clip push` then `clip index` of the same local
+ * layout, pushing through the shaped link to fresh repositories (so no blob is skipped).
+ * Goal: publish ≤ max(push, index) × 1.1.
+ */
+export async function publishScenario(context: BenchContext, image: PublishedImage): Promise<ResultRow[]> {
+  const { bench } = image;
+  const base = { scenario: 'publish', image: bench.name, profile: context.link.profile.name, unit: 's' as const, better: 'lower' as const };
+  const rowSeq = { ...base, variant: 'clip publish vs clip push then clip index', baselineLabel: 'clip push, then clip index (sequential)' };
+  const rowMax = { ...base, variant: 'clip publish vs max(push, index)', baselineLabel: 'max(clip push, clip index) (perfect overlap)' };
+  for (const command of ['push', 'publish', 'index'] as const) {
+    const reason = await context.clip.unavailable(command);
+    if (reason) return [skippedRow(rowSeq, reason), skippedRow(rowMax, reason)];
+  }
+  const target = (kind: string, i: number) => `${context.link.clientHost}/bench/${kind}-${bench.name}-${i}-${process.pid}:latest`;
+  const dir = await scratch(context, `publish-${bench.name}`);
+  const runs: { push: number; index: number; publish: number; pushUp: number; publishUp: number }[] = [];
+  for (let i = 0; i < context.repetitions; i++) {
+    await context.link.resetCounters();
+    const push = await context.clip.push(bench.image.reference, target('seq', i), context.link.netns);
+    const pushLink = await context.link.resetCounters();
+    const index = await context.clip.index(bench.image.reference, join(dir, `seq-${i}.clip`), target('seq', i));
+    const published = await context.clip.publish(bench.image.reference, target('par', i), join(dir, `par-${i}.clip`), context.link.netns);
+    const publishLink = await context.link.resetCounters();
+    runs.push({ push: push.seconds, index: index.seconds, publish: published.seconds, pushUp: pushLink.bytesUp, publishUp: publishLink.bytesUp });
+  }
+  const pick = (key: keyof (typeof runs)[number]) => median(runs.map((run) => run[key]));
+  const push = pick('push');
+  const index = pick('index');
+  const publish = pick('publish');
+  const ideal = Math.max(push, index);
+  const details = { pushSeconds: push, indexSeconds: index, publishSeconds: publish, pushBytesUp: pick('pushUp'), publishBytesUp: pick('publishUp'), compressedBytes: bench.image.compressedBytes };
+  return [
+    finishRow({ ...rowSeq, baseline: push + index, clip: publish, note: `push ${push.toFixed(2)} s + index ${index.toFixed(2)} s`, details }),
+    finishRow({ ...rowMax, baseline: ideal, clip: publish, note: `publish / max = ${(publish / ideal).toFixed(2)} (goal ≤ 1.1)`, details }),
+  ];
 }
