@@ -15,8 +15,10 @@ afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 
 describe.skipIf(!isRoot)('bench --quick', () => {
   it('writes JSON, Markdown and SVG with the expected shape', { timeout: 180_000 }, () => {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: benchDir, stdio: 'inherit' });
-    const result = spawnSync(process.execPath, [join(benchDir, 'dist', 'main.js'), '--quick', '--images', 'synthetic-quick', '--out', outDir], {
+    // BENCH_DIST: build elsewhere than dist/ while another benchmark runs from dist/.
+    const dist = process.env['BENCH_DIST'] ?? 'dist';
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--outDir', dist], { cwd: benchDir, stdio: 'inherit' });
+    const result = spawnSync(process.execPath, [join(benchDir, dist, 'main.js'), '--quick', '--images', 'synthetic-quick', '--out', outDir], {
       encoding: 'utf8',
       timeout: 170_000,
     });
@@ -44,7 +46,27 @@ describe.skipIf(!isRoot)('bench --quick', () => {
     // Here every prerequisite is built and installed, so a skipped row means a clip step failed.
     expect(rows.filter((row) => row['skipped'] !== undefined).map((row) => `${String(row['scenario'])}: ${String(row['skipped'])}`)).toEqual([]);
     const scenarios = new Set(rows.map((row) => row['scenario']));
-    for (const scenario of ['start + workload', 'indexing', 'mount I/O', 'ranged reads']) expect(scenarios).toContain(scenario);
+    for (const scenario of ['start + workload', 'indexing', 'mount I/O', 'ranged reads', 'publish', 'scale']) expect(scenarios).toContain(scenario);
+    const variants = rows.map((row) => `${String(row['scenario'])}: ${String(row['variant'])}`);
+    const expected = [
+      'indexing: registry / local',
+      'mount I/O: first read ',
+      'mount I/O: read .* again \\(warm: same mount\\)',
+      'mount I/O: .*warm disk',
+      'mount I/O: sequential read .* \\(cold\\), link use',
+      'mount I/O: mounter peak RSS',
+      'publish: clip publish vs clip push then clip index',
+      'publish: clip publish vs max\\(push, index\\)',
+      ...['10000', '100000'].flatMap((files) =>
+        ['clip index', 'index peak RSS', 'archive size', 'open \\+ lookup of a deep path', 'cold start: read one small file'].map((what) => `scale: ${what}, ${files} files`),
+      ),
+    ];
+    for (const pattern of expected) expect(variants.some((variant) => new RegExp(`^${pattern}`).test(variant)), pattern).toBe(true);
+    for (const row of rows.filter((r) => String(r['variant']).startsWith('archive size'))) {
+      expect((row['details'] as Record<string, unknown>)['percentOfUncompressed']).toBeGreaterThan(0);
+    }
+    for (const image of results['images'] as Record<string, unknown>[]) expect(image['archivePercentOfUncompressed']).toBeGreaterThan(0);
+    expect(files.some((file) => file.endsWith('-scale-bytes.svg'))).toBe(true);
     for (const row of rows) {
       expect(typeof row['scenario']).toBe('string');
       expect(typeof row['variant']).toBe('string');
@@ -59,9 +81,10 @@ describe.skipIf(!isRoot)('bench --quick', () => {
       }
     }
 
-    // Nothing left behind: no namespace of ours, no mounts under the work directory.
+    // Nothing left behind: no namespace of ours, no mounts under our work directory (another
+    // benchmark may be running on this machine, with its own clipbench-<pid>).
     const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-    expect(namespaces).not.toMatch(/clipbench-/);
-    expect(readFileSync('/proc/mounts', 'utf8')).not.toMatch(/clipbench-/);
+    expect(namespaces).not.toContain(`clipbench-${result.pid}`);
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(`clipbench-${result.pid}/`);
   });
 });
