@@ -2,7 +2,7 @@
 // code: the checked-in fixtures of each version, read in memory and by range (as a mount of
 // a remote archive does), every file's bytes checked against the recorded sha256.
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { dataSectionFetchRange, openArchiveFromSource, type ArchiveByteSource } from '../src/archive/data-archive.js';
@@ -51,14 +51,18 @@ async function describeTree(archive: ClipArchive, reader: LayerReader | undefine
 }
 
 describe('archive compatibility: every version still reads', () => {
-  it.runIf(process.env.CLIP_WRITE_FIXTURES === '1')('writes the v2.1 (data-carrying) fixture', async () => {
-    const { contents, data } = v21FixtureContents();
-    const bytes = encodeDataArchive(contents, data);
-    writeFileSync(`${dir}v2.1/data.clip`, bytes);
-    const archive = openArchive(bytes);
-    const reader = new LayerReader(archive, { fetchRange: dataSectionFetchRange(archive, memorySource(bytes)) });
-    const expected: Expected = { version: '2.1', mode: 'data', tree: await describeTree(archive, reader) };
-    writeFileSync(`${dir}v2.1/data.expected.json`, `${JSON.stringify(expected, null, 2)}\n`);
+  it.runIf(process.env.CLIP_WRITE_FIXTURES === '1')('writes the v2.1 and v2.2 (data-carrying) fixtures', async () => {
+    // v2.1 is the uncompressed-tables layout; v2.2 the same contents with compressed tables.
+    for (const [version, compressTables] of [['2.1', false], ['2.2', true]] as const) {
+      const { contents, data } = v21FixtureContents();
+      const bytes = encodeDataArchive(contents, data, { compressTables });
+      mkdirSync(`${dir}v${version}`, { recursive: true });
+      writeFileSync(`${dir}v${version}/data.clip`, bytes);
+      const archive = openArchive(bytes);
+      const reader = new LayerReader(archive, { fetchRange: dataSectionFetchRange(archive, memorySource(bytes)) });
+      const expected: Expected = { version, mode: 'data', tree: await describeTree(archive, reader) };
+      writeFileSync(`${dir}v${version}/data.expected.json`, `${JSON.stringify(expected, null, 2)}\n`);
+    }
   });
 
   it('v2.0 (OCI mode) opens, lists and looks up by range as in memory', async () => {
@@ -70,9 +74,9 @@ describe('archive compatibility: every version still reads', () => {
     expect(archive.readdir('/tmp')?.map((e) => e.name)).toEqual(['empty', 'fifo', '日本語 file.txt']);
   });
 
-  it('v2.1 (data-carrying) opens from its head only and reads every file with the recorded digests', async () => {
-    const bytes = readFileSync(`${dir}v2.1/data.clip`);
-    const expected = JSON.parse(readFileSync(`${dir}v2.1/data.expected.json`, 'utf8')) as Expected;
+  it.each(['2.1', '2.2'])('v%s (data-carrying) opens from its head only and reads every file with the recorded digests', async (version) => {
+    const bytes = readFileSync(`${dir}v${version}/data.clip`);
+    const expected = JSON.parse(readFileSync(`${dir}v${version}/data.expected.json`, 'utf8')) as Expected;
     const reads: Array<[number, number]> = [];
     const source = memorySource(bytes, reads);
     // Read as a remote mount would: a head of the tables only, then blocks.
@@ -120,6 +124,32 @@ describe('archive compatibility: every version still reads', () => {
     bytes.writeUInt16LE(3, 8);
     expect(() => openArchive(bytes)).toThrow(/version 3\.1 is newer than this clip supports \(version 2\)/);
     expect(() => archiveHeadLength(bytes, bytes.length)).toThrow(/version 3\.1 is newer/);
+  });
+
+  it('v2.2 (OCI mode, compressed tables) opens by range as in memory', async () => {
+    const bytes = readFileSync(`${dir}v2.2/small.clip`);
+    const archive = await openArchiveFromSource(memorySource(bytes));
+    expect(archive.minorVersion).toBe(2);
+    expect(await describeTree(archive, undefined)).toEqual(await describeTree(openArchive(readFileSync(`${dir}v2/small.clip`)), undefined));
+  });
+
+  it('v2.2 data-carrying: the same tree and file digests as v2.1, a smaller head, flags 0b11', () => {
+    const v21 = readFileSync(`${dir}v2.1/data.clip`);
+    const v22 = readFileSync(`${dir}v2.2/data.clip`);
+    expect(v22.readUInt32LE(12)).toBe(3);
+    const tree = (version: string) => (JSON.parse(readFileSync(`${dir}v${version}/data.expected.json`, 'utf8')) as Expected).tree;
+    expect(tree('2.2')).toEqual(tree('2.1'));
+    expect(openArchive(v22).dataSection!.offset).toBeLessThan(openArchive(v21).dataSection!.offset);
+    expect(Buffer.from(encodeDataArchive(v21FixtureContents().contents, v21FixtureContents().data)).equals(v22)).toBe(true);
+    expect(Buffer.from(encodeDataArchive(v21FixtureContents().contents, v21FixtureContents().data, { compressTables: false })).equals(v21)).toBe(true);
+  });
+
+  it('a reader meeting an unknown flag names the archive version and its own', () => {
+    const bytes = Buffer.from(readFileSync(`${dir}v2.2/small.clip`));
+    bytes.writeUInt16LE(3, 10);
+    bytes.writeUInt32LE(2 | 4, 12);
+    bytes.set(createHash('sha256').update(bytes.subarray(0, bytes.length - 32)).digest(), bytes.length - 32);
+    expect(() => openArchive(bytes)).toThrow(/version 2\.3 uses features this clip does not support \(flags 0x6; this clip reads up to version 2\.2\); upgrade clip/);
   });
 
   it('OCI-mode encoding refuses data-carrying layers', () => {

@@ -1,6 +1,6 @@
 // Checked-in archives of every format version must keep opening and reading the same.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ARCHIVE_FORMAT_VERSION, encodeArchive, openArchive, type ClipArchive } from '../src/archive/format.js';
@@ -13,6 +13,7 @@ function describeArchive(archive: ClipArchive): unknown {
   const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
   return {
     formatVersion: archive.formatVersion,
+    ...(archive.minorVersion ? { minorVersion: archive.minorVersion } : {}),
     inodeCount: archive.inodeCount,
     entryCount: archive.entryCount,
     metadata: archive.metadata,
@@ -32,10 +33,14 @@ function describeArchive(archive: ClipArchive): unknown {
 }
 
 describe('checked-in archive fixtures', () => {
-  it.runIf(process.env.CLIP_WRITE_FIXTURES === '1' && ARCHIVE_FORMAT_VERSION === 2)('writes the v2 fixture', () => {
-    const bytes = encodeArchive(v2FixtureContents());
-    writeFileSync(`${dir}v2/small.clip`, bytes);
-    writeFileSync(`${dir}v2/small.expected.json`, `${JSON.stringify(describeArchive(openArchive(bytes)), null, 2)}\n`);
+  it.runIf(process.env.CLIP_WRITE_FIXTURES === '1' && ARCHIVE_FORMAT_VERSION === 2)('writes the v2 and v2.2 fixtures', () => {
+    // v2.0 is the uncompressed layout; v2.2 the same contents with compressed tables.
+    for (const [name, compressTables] of [['v2/small', false], ['v2.2/small', true]] as const) {
+      const bytes = encodeArchive(v2FixtureContents(), { compressTables });
+      mkdirSync(`${dir}${name.split('/')[0]}`, { recursive: true });
+      writeFileSync(`${dir}${name}.clip`, bytes);
+      writeFileSync(`${dir}${name}.expected.json`, `${JSON.stringify(describeArchive(openArchive(bytes)), null, 2)}\n`);
+    }
   });
 
   it('v2/small.clip opens and reads as its expected tree', () => {
@@ -48,9 +53,27 @@ describe('checked-in archive fixtures', () => {
     expect(archive.readdir('/tmp')?.map((e) => e.name)).toEqual(['empty', 'fifo', '日本語 file.txt']);
   });
 
-  it.runIf(ARCHIVE_FORMAT_VERSION === 2)('the v2 encoder still produces the checked-in bytes', () => {
+  it.runIf(ARCHIVE_FORMAT_VERSION === 2)('the v2 encoder still produces the checked-in bytes (uncompressed-tables layout)', () => {
     expect(existsSync(`${dir}v2/small.clip`)).toBe(true);
     const bytes = readFileSync(`${dir}v2/small.clip`);
+    expect(Buffer.from(encodeArchive(v2FixtureContents(), { compressTables: false })).equals(bytes)).toBe(true);
+  });
+
+  it('v2.2/small.clip (compressed tables) opens and reads as its expected tree, the same tree as v2.0', () => {
+    const bytes = readFileSync(`${dir}v2.2/small.clip`);
+    const expected = JSON.parse(readFileSync(`${dir}v2.2/small.expected.json`, 'utf8')) as Record<string, unknown>;
+    const archive = openArchive(bytes);
+    expect(`${archive.formatVersion}.${archive.minorVersion}`).toBe('2.2');
+    expect(bytes.readUInt32LE(12)).toBe(2);
+    expect(describeArchive(archive)).toEqual(expected);
+    const v20 = JSON.parse(readFileSync(`${dir}v2/small.expected.json`, 'utf8')) as Record<string, unknown>;
+    expect({ ...expected, minorVersion: undefined }).toEqual({ ...v20, minorVersion: undefined });
+    expect(archive.lookup('/tmp/日本語 file.txt')?.data).toEqual({ layer: 1, offset: 1024 });
+    expect(bytes.length).toBeLessThan(readFileSync(`${dir}v2/small.clip`).length);
+  });
+
+  it.runIf(ARCHIVE_FORMAT_VERSION === 2)('the encoder produces the checked-in v2.2 bytes by default', () => {
+    const bytes = readFileSync(`${dir}v2.2/small.clip`);
     expect(Buffer.from(encodeArchive(v2FixtureContents())).equals(bytes)).toBe(true);
   });
 });

@@ -1,16 +1,21 @@
 // Property-based fuzzing of the archive decoder beyond single edits: counts and lengths
 // overwritten with extreme values (the checksum recomputed, so only the structural checks
 // stand between a hostile archive and a huge allocation), chunks spliced out or duplicated,
-// archives truncated and re-checksummed. Outcome: a usable archive or ArchiveFormatError —
-// never another exception — and memory stays bounded.
+// archives truncated and re-checksummed; for compressed tables (v2.2) also edits aimed at the
+// deflate streams and the COMPRESSED list, in memory and through a data-carrying archive's
+// head. Outcome: a usable archive or ArchiveFormatError — never another exception — and memory
+// stays bounded.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeArchive, openArchive, type ClipArchive } from '../src/archive/format.js';
+import { encodeArchive, openArchive, openArchiveHead, type ClipArchive } from '../src/archive/format.js';
+import { SECTION } from '../src/archive/layout.js';
 import { ArchiveFormatError } from '../src/errors.js';
 import { contentsArb } from './archive-arbitraries.js';
 
-export const ARCHIVE_FUZZ_RUNS = { extremes: 1500, splices: 1000, truncations: 500 };
+export const ARCHIVE_FUZZ_RUNS = { extremes: 1500, splices: 1000, truncations: 500, compressed: 800, dataHead: 400 };
 /** Memory a single hostile archive may cost the decoder beyond its own bytes. */
 const MEMORY_BOUND = 256 * 2 ** 20;
 
@@ -48,6 +53,32 @@ function openChecked(bytes: Uint8Array): 'ok' | 'refused' {
   }
 }
 
+/** The stored section table: id → [offset, end) of the section's bytes in the file. */
+function sectionRanges(bytes: Uint8Array): Map<number, [number, number]> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Map<number, [number, number]>();
+  for (let i = 0; i < view.getUint32(16, true); i++) {
+    const at = 32 + i * 24;
+    const offset = Number(view.getBigUint64(at + 8, true));
+    out.set(view.getUint32(at, true), [offset, offset + Number(view.getBigUint64(at + 16, true))]);
+  }
+  return out;
+}
+
+/** Sections the COMPRESSED list names (the deflate streams), and the list itself. */
+function compressedRanges(bytes: Uint8Array): [number, number][] {
+  const ranges = sectionRanges(bytes);
+  const list = ranges.get(SECTION.compressed);
+  if (!list) return [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: [number, number][] = [list];
+  for (let at = list[0]; at < list[1]; at += 16) {
+    const range = ranges.get(view.getUint32(at, true));
+    if (range && range[1] > range[0]) out.push(range);
+  }
+  return out;
+}
+
 const EXTREMES = [0xffffffff, 0x7fffffff, 0x80000000, 0xfffffffe, 0x10000, 0];
 const extremeEdit = fc.record({
   at: fc.nat(),
@@ -60,8 +91,8 @@ describe('archive decoder fuzzing', () => {
   it('counts/lengths/offsets overwritten with extreme values (checksum recomputed): ArchiveFormatError only, bounded memory', () => {
     const outcomes = { ok: 0, refused: 0 };
     fc.assert(
-      fc.property(contentsArb, fc.array(extremeEdit, { minLength: 1, maxLength: 4 }), (contents, edits) => {
-        const bytes = encodeArchive(contents).slice();
+      fc.property(contentsArb, fc.array(extremeEdit, { minLength: 1, maxLength: 4 }), fc.boolean(), (contents, edits, compressTables) => {
+        const bytes = encodeArchive(contents, { compressTables }).slice();
         const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         // Keep the magic and version (12 bytes) so the structure is what is exercised.
         const editable = bytes.length - 32 - 12 - 8;
@@ -86,8 +117,8 @@ describe('archive decoder fuzzing', () => {
 
   it('chunks removed or duplicated (checksum recomputed): ArchiveFormatError only', () => {
     fc.assert(
-      fc.property(contentsArb, fc.nat(), fc.integer({ min: 1, max: 64 }), fc.boolean(), (contents, from, length, duplicate) => {
-        const bytes = encodeArchive(contents);
+      fc.property(contentsArb, fc.nat(), fc.integer({ min: 1, max: 64 }), fc.boolean(), fc.boolean(), (contents, from, length, duplicate, compressTables) => {
+        const bytes = encodeArchive(contents, { compressTables });
         const body = bytes.subarray(0, bytes.length - 32);
         const start = 12 + (from % Math.max(1, body.length - 12));
         const end = Math.min(body.length, start + length);
@@ -103,13 +134,67 @@ describe('archive decoder fuzzing', () => {
 
   it('truncations with a recomputed checksum: ArchiveFormatError', () => {
     fc.assert(
-      fc.property(contentsArb, fc.nat(), (contents, cut) => {
-        const bytes = encodeArchive(contents);
+      fc.property(contentsArb, fc.nat(), fc.boolean(), (contents, cut, compressTables) => {
+        const bytes = encodeArchive(contents, { compressTables });
         const keep = cut % (bytes.length - 32);
         const truncated = Buffer.concat([bytes.subarray(0, keep), Buffer.alloc(32)]);
         expect(openChecked(withChecksum(truncated))).toBe('refused');
       }),
       { numRuns: ARCHIVE_FUZZ_RUNS.truncations },
+    );
+  });
+
+  it('compressed tables: bit flips and extreme values inside the deflate streams and the COMPRESSED list, with and without a recomputed checksum: ArchiveFormatError only', () => {
+    const outcomes = { ok: 0, refused: 0 };
+    fc.assert(
+      fc.property(
+        contentsArb,
+        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.oneof(fc.integer({ min: 0, max: 7 }), fc.constantFrom(...EXTREMES))), { minLength: 1, maxLength: 3 }),
+        fc.boolean(),
+        (contents, edits, recompute) => {
+          const bytes = encodeArchive(contents).slice();
+          const targets = compressedRanges(bytes);
+          if (targets.length === 0) return;
+          const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+          for (const [which, at, change] of edits) {
+            const [start, end] = targets[which % targets.length]!;
+            const pos = start + (at % (end - start));
+            // Small values flip one bit; large ones overwrite a u32 (lengths, ids) where it fits.
+            if (change < 8) bytes[pos]! ^= 1 << change;
+            else if (pos + 4 <= end) view.setUint32(pos, change >>> 0, true);
+            else bytes[pos] = change & 0xff;
+          }
+          if (Buffer.from(bytes).equals(encodeArchive(contents))) return; // the edit wrote what was there
+          const outcome = openChecked(recompute ? withChecksum(bytes) : bytes);
+          if (!recompute) expect(outcome).toBe('refused');
+          outcomes[outcome]++;
+        },
+      ),
+      { numRuns: ARCHIVE_FUZZ_RUNS.compressed },
+    );
+    expect(outcomes.refused).toBeGreaterThan(0);
+    expect(peakGrowth).toBeLessThan(MEMORY_BOUND);
+  });
+
+  it('compressed tables of a data-carrying archive: edited or truncated heads (tables digest recomputed or not): ArchiveFormatError only', () => {
+    const bytes = readFileSync(fileURLToPath(new URL('./fixtures/archives/v2.2/data.clip', import.meta.url)));
+    const headLength = openArchive(bytes).dataSection!.offset;
+    const digestAt = headLength - 32;
+    fc.assert(
+      fc.property(fc.nat(), fc.integer({ min: 1, max: 255 }), fc.boolean(), fc.nat(), (at, xor, recompute, cut) => {
+        const head = Buffer.from(bytes.subarray(0, headLength));
+        const pos = 12 + (at % (digestAt - 12));
+        head[pos]! ^= xor;
+        const edited = cut % 4 === 0 ? head.subarray(0, cut % headLength) : head;
+        if (recompute && edited.length === headLength) head.set(createHash('sha256').update(head.subarray(0, digestAt)).digest(), digestAt);
+        try {
+          readEverything(openArchiveHead(edited, bytes.length));
+          expect(recompute).toBe(true);
+        } catch (error) {
+          if (!(error instanceof ArchiveFormatError)) throw error;
+        }
+      }),
+      { numRuns: ARCHIVE_FUZZ_RUNS.dataHead },
     );
   });
 });

@@ -11,6 +11,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { isDigest, type Digest } from '../digest.js';
 import { ArchiveFormatError, isClipError } from '../errors.js';
 import { ByteReader, ByteWriter, compareBytes } from './binary.js';
+import { compressSections, inflateSections, type EncodedSection, type SectionEntry } from './compressed-tables.js';
 import {
   CHECKPOINT_KINDS,
   CHECKSUM_SIZE,
@@ -19,9 +20,12 @@ import {
   ENTRY_RECORD as E,
   FILE_TYPES,
   FORMAT_MAJOR,
+  FLAG_COMPRESSED_TABLES,
   FLAG_DATA_SECTION,
   FORMAT_MINOR,
+  FORMAT_MINOR_COMPRESSED,
   FORMAT_MINOR_DATA,
+  FORMAT_MINOR_LATEST,
   H_ENTRY_COUNT,
   H_FLAGS,
   H_INODE_COUNT,
@@ -59,11 +63,20 @@ import type {
 } from './model.js';
 
 export const ARCHIVE_FORMAT_VERSION = FORMAT_MAJOR;
-export const ARCHIVE_FORMAT_MINOR_VERSION = FORMAT_MINOR;
+/** The newest minor version this code reads and writes. */
+export const ARCHIVE_FORMAT_MINOR_VERSION = FORMAT_MINOR_LATEST;
+
+export interface EncodeOptions {
+  /**
+   * Store the tables deflate-compressed (v2.2, flag bit 1). Default true; false writes the
+   * v2.0 / v2.1 layout, byte for byte as before compressed tables existed.
+   */
+  compressTables?: boolean;
+}
 
 export interface ClipArchive {
   readonly formatVersion: number;
-  /** Minor version: 0 = v2.0 (OCI mode), 1 = v2.1 (adds the data-carrying mode). */
+  /** Minor version: 0 = v2.0 (OCI mode), 1 = v2.1 (data-carrying mode), 2 = v2.2 (compressed tables, either mode). */
   readonly minorVersion?: number;
   /** Length of the whole archive file (also when only its head was read). */
   readonly byteLength: number;
@@ -183,16 +196,12 @@ interface PreparedEntry {
   name: Uint8Array;
 }
 
-interface EncodedSection {
-  id: number;
-  recordSize: number;
-  bytes: Uint8Array;
-}
-
 interface EncodedTables {
   sections: EncodedSection[];
   inodeCount: number;
   entryCount: number;
+  /** Whether the sections include compressed ones (and the COMPRESSED list). */
+  compressed: boolean;
 }
 
 /**
@@ -200,13 +209,14 @@ interface EncodedTables {
  * OCI mode only; data-carrying contents (layers with source 'archive') go through
  * encodeDataArchiveHead / encodeDataArchive.
  */
-export function encodeArchive(contents: ArchiveContents): Uint8Array {
+export function encodeArchive(contents: ArchiveContents, options: EncodeOptions = {}): Uint8Array {
   if (contents.layers.some((layer) => layer.source === 'archive')) fail('layers with source "archive" need the data-carrying encoder');
-  const { sections, inodeCount, entryCount } = encodeTables(contents);
+  const { sections, inodeCount, entryCount, compressed } = encodeTables(contents, options);
   const tableEnd = HEADER_SIZE + sections.length * SECTION_ENTRY_SIZE;
   const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
   const out = new ByteWriter(tableEnd + bodyLength + CHECKSUM_SIZE);
-  writeHeader(out, { minor: FORMAT_MINOR, flags: 0, sectionCount: sections.length, inodeCount, entryCount });
+  const version = compressed ? { minor: FORMAT_MINOR_COMPRESSED, flags: FLAG_COMPRESSED_TABLES } : { minor: FORMAT_MINOR, flags: 0 };
+  writeHeader(out, { ...version, sectionCount: sections.length, inodeCount, entryCount });
   const end = writeSections(out, sections, tableEnd);
   out.set(end, createHash('sha256').update(out.bytes.subarray(0, end)).digest());
   return out.bytes;
@@ -218,19 +228,22 @@ export function encodeArchive(contents: ArchiveContents): Uint8Array {
  * caller appends the DATA bytes and then the sha256 of everything before (the trailing
  * checksum). Every layer must have source 'archive' and compressedSize = dataLength.
  */
-export function encodeDataArchiveHead(contents: ArchiveContents, dataLength: number): Uint8Array {
+export function encodeDataArchiveHead(contents: ArchiveContents, dataLength: number, options: EncodeOptions = {}): Uint8Array {
   checkU64(dataLength, 'data section length');
   contents.layers.forEach((layer, li) => {
     if (layer.source !== 'archive') fail(`layers[${li}] of a data-carrying archive must have source "archive"`);
     if (layer.compressedSize !== dataLength) fail(`layers[${li}].compressedSize ${layer.compressedSize} is not the data section length ${dataLength}`);
   });
-  const { sections, inodeCount, entryCount } = encodeTables(contents);
+  const { sections, inodeCount, entryCount, compressed } = encodeTables(contents, options);
   const sectionCount = sections.length + 2;
   const tableEnd = HEADER_SIZE + sectionCount * SECTION_ENTRY_SIZE;
   const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
   const digestAt = tableEnd + bodyLength;
   const out = new ByteWriter(digestAt + CHECKSUM_SIZE);
-  writeHeader(out, { minor: FORMAT_MINOR_DATA, flags: FLAG_DATA_SECTION, sectionCount, inodeCount, entryCount });
+  const version = compressed
+    ? { minor: FORMAT_MINOR_COMPRESSED, flags: FLAG_DATA_SECTION | FLAG_COMPRESSED_TABLES }
+    : { minor: FORMAT_MINOR_DATA, flags: FLAG_DATA_SECTION };
+  writeHeader(out, { ...version, sectionCount, inodeCount, entryCount });
   writeSections(out, sections, tableEnd);
   writeSectionEntry(out, sections.length, { id: SECTION.tablesDigest, recordSize: 0, offset: digestAt, length: CHECKSUM_SIZE });
   writeSectionEntry(out, sections.length + 1, { id: SECTION.data, recordSize: 0, offset: digestAt + CHECKSUM_SIZE, length: dataLength });
@@ -239,8 +252,8 @@ export function encodeDataArchiveHead(contents: ArchiveContents, dataLength: num
 }
 
 /** A whole data-carrying archive in memory (small archives, fixtures, tests). */
-export function encodeDataArchive(contents: ArchiveContents, data: Uint8Array): Uint8Array {
-  const head = encodeDataArchiveHead(contents, data.length);
+export function encodeDataArchive(contents: ArchiveContents, data: Uint8Array, options: EncodeOptions = {}): Uint8Array {
+  const head = encodeDataArchiveHead(contents, data.length, options);
   const out = new Uint8Array(head.length + data.length + CHECKSUM_SIZE);
   out.set(head, 0);
   out.set(data, head.length);
@@ -279,7 +292,7 @@ function writeSections(out: ByteWriter, sections: EncodedSection[], offset: numb
   return offset;
 }
 
-function encodeTables(contents: ArchiveContents): EncodedTables {
+function encodeTables(contents: ArchiveContents, options: EncodeOptions): EncodedTables {
   const { inodes, layers } = contents;
   const inodeCount = checkU32(inodes.length, 'inode count');
   if (inodeCount < 1) fail('no root inode');
@@ -480,7 +493,8 @@ function encodeTables(contents: ArchiveContents): EncodedTables {
     { id: SECTION.strings, recordSize: 0, bytes: strings.concat() },
   ];
 
-  return { sections, inodeCount, entryCount: prepared.length };
+  const compressed = options.compressTables ?? true;
+  return { sections: compressed ? compressSections(sections) : sections, inodeCount, entryCount: prepared.length, compressed };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -560,10 +574,11 @@ function verifyChecksum(bytes: Uint8Array): void {
   if (!actual.equals(bytes.subarray(bodyEnd))) corrupt('checksum mismatch (truncated or damaged)');
 }
 
-function readSectionTable(r: ByteReader): Map<number, SectionView> {
+/** The section table as stored (a compressed section's length is its stored length). */
+function readSectionTable(r: ByteReader): Map<number, SectionEntry> {
   const sectionCount = r.u32(H_SECTION_COUNT);
   if (sectionCount > MAX_SECTIONS) corrupt(`${sectionCount} sections`);
-  const found = new Map<number, SectionView>();
+  const found = new Map<number, SectionEntry>();
   for (let i = 0; i < sectionCount; i++) {
     const at = HEADER_SIZE + i * SECTION_ENTRY_SIZE;
     const id = r.u32(at);
@@ -571,10 +586,16 @@ function readSectionTable(r: ByteReader): Map<number, SectionView> {
     const offset = r.u64(at + 8, 'section offset');
     const length = r.u64(at + 16, 'section length');
     if (found.has(id)) corrupt(`section ${id} appears twice`);
-    if (recordSize > 0 && length % recordSize !== 0) corrupt(`section ${id} length ${length} is not a multiple of ${recordSize}`);
-    found.set(id, { offset, length, recordSize, count: recordSize > 0 ? length / recordSize : 0 });
+    found.set(id, { offset, length, recordSize });
   }
   return found;
+}
+
+/** A section (inflated, if it was compressed) as a table of `recordSize`-byte records. */
+function recordView(id: number, entry: SectionEntry): SectionView {
+  const { offset, length, recordSize } = entry;
+  if (recordSize > 0 && length % recordSize !== 0) corrupt(`section ${id} length ${length} is not a multiple of ${recordSize}`);
+  return { offset, length, recordSize, count: recordSize > 0 ? length / recordSize : 0 };
 }
 
 /**
@@ -633,6 +654,7 @@ class ArchiveReader implements ClipArchive {
   readonly layers: readonly ArchiveLayer[];
   readonly inodeCount: number;
   readonly entryCount: number;
+  /** Header, section table and tables, compressed ones inflated (see compressed-tables.ts). */
   private readonly r: ByteReader;
   private readonly inodes: SectionView;
   private readonly entries: SectionView;
@@ -640,48 +662,59 @@ class ArchiveReader implements ClipArchive {
   private readonly strings: SectionView;
 
   constructor(bytes: Uint8Array, fileLength: number = bytes.byteLength) {
-    const r = new ByteReader(bytes);
-    this.r = r;
+    const stored = new ByteReader(bytes);
     this.byteLength = fileLength;
     checkHeadStart(bytes);
-    const major = r.u16(H_MAJOR);
-    this.minorVersion = r.u16(H_MINOR);
+    const major = stored.u16(H_MAJOR);
+    this.minorVersion = stored.u16(H_MINOR);
     this.formatVersion = major;
-    const flags = r.u32(H_FLAGS);
+    const flags = stored.u32(H_FLAGS);
     const dataMode = (flags & FLAG_DATA_SECTION) !== 0;
     // Sections other than DATA must end before `tablesEnd`.
     let tablesEnd: number;
     if (dataMode) {
-      tablesEnd = verifyTablesDigest(r, fileLength);
+      tablesEnd = verifyTablesDigest(stored, fileLength);
     } else {
       if (fileLength !== bytes.byteLength) corrupt('only the head of an archive without a data section was read');
       tablesEnd = bytes.byteLength - CHECKSUM_SIZE;
       verifyChecksum(bytes);
     }
     if ((flags & ~KNOWN_FLAGS) !== 0) {
-      throw new ArchiveFormatError(`archive uses features this clip does not support (flags 0x${flags.toString(16)}); upgrade clip`);
+      throw new ArchiveFormatError(
+        `archive format version ${major}.${this.minorVersion} uses features this clip does not support `
+          + `(flags 0x${flags.toString(16)}; this clip reads up to version ${FORMAT_MAJOR}.${FORMAT_MINOR_LATEST}); upgrade clip`,
+      );
     }
-    this.inodeCount = r.u32(H_INODE_COUNT);
-    this.entryCount = r.u32(H_ENTRY_COUNT);
+    this.inodeCount = stored.u32(H_INODE_COUNT);
+    this.entryCount = stored.u32(H_ENTRY_COUNT);
 
-    const found = readSectionTable(r);
-    for (const [id, section] of found) {
+    const storedSections = readSectionTable(stored);
+    for (const [id, section] of storedSections) {
       if (id === SECTION.data || id === SECTION.tablesDigest) continue;
       if (section.offset + section.length > tablesEnd) corrupt(`section ${id} [${section.offset}, ${section.offset + section.length}) runs past the end`);
     }
     if (dataMode) {
-      const data = found.get(SECTION.data)!;
+      const data = storedSections.get(SECTION.data)!;
       this.dataSection = { offset: data.offset, length: data.length };
       // The whole file is here: check the trailing checksum too.
       if (bytes.byteLength === fileLength) verifyChecksum(bytes);
-    } else if (found.has(SECTION.data)) {
+    } else if (storedSections.has(SECTION.data)) {
       corrupt('DATA section without the data-carrying flag');
     }
+    let tables = { bytes, sections: storedSections };
+    if ((flags & FLAG_COMPRESSED_TABLES) !== 0) {
+      const counts = new Map([[SECTION.inodes, this.inodeCount], [SECTION.entries, this.entryCount]]);
+      tables = inflateSections(bytes, storedSections, tablesEnd, counts);
+    } else if (storedSections.has(SECTION.compressed)) {
+      corrupt('COMPRESSED section without the compressed-tables flag');
+    }
+    const r = new ByteReader(tables.bytes);
+    this.r = r;
     const need = (id: number, name: string, minRecord = 0): SectionView => {
-      const section = found.get(id);
+      const section = tables.sections.get(id);
       if (!section) corrupt(`missing ${name} section`);
       if (minRecord > 0 && section.recordSize < minRecord) corrupt(`${name} records of ${section.recordSize} bytes (need ${minRecord})`);
-      return section;
+      return recordView(id, section);
     };
     const metadata = need(SECTION.metadata, 'metadata');
     const layers = need(SECTION.layers, 'layers', L.size);
@@ -852,7 +885,9 @@ class ArchiveReader implements ClipArchive {
       for (let i = first; i < first + xattrCount; i++) {
         const xat = this.xattrs.offset + i * this.xattrs.recordSize;
         const name = this.string(r.u32(xat + X.nameOffset), r.u32(xat + X.nameLength), 'xattr name');
-        xattrs[name] = this.stringBytes(r.u32(xat + X.valueOffset), r.u32(xat + X.valueLength), 'xattr value').slice();
+        const value = this.stringBytes(r.u32(xat + X.valueOffset), r.u32(xat + X.valueLength), 'xattr value').slice();
+        // defineProperty, not assignment: an xattr named "__proto__" must be an own key, not the prototype.
+        Object.defineProperty(xattrs, name, { value, enumerable: true, writable: true, configurable: true });
       }
       inode.xattrs = xattrs;
     }

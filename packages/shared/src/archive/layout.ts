@@ -7,6 +7,10 @@ export const FORMAT_MAJOR = 2;
 export const FORMAT_MINOR = 0;
 /** Minor version of data-carrying archives (v2.1: DATA + TABLES_DIGEST sections, flag bit 0). */
 export const FORMAT_MINOR_DATA = 1;
+/** Minor version of archives with compressed tables (v2.2: COMPRESSED section, flag bit 1), in either mode. */
+export const FORMAT_MINOR_COMPRESSED = 2;
+/** The newest minor version this code knows (named in "upgrade clip" messages). */
+export const FORMAT_MINOR_LATEST = FORMAT_MINOR_COMPRESSED;
 
 /** Header: magic(8) major(2) minor(2) flags(4) sectionCount(4) inodeCount(4) entryCount(4) reserved(4). */
 export const HEADER_SIZE = 32;
@@ -20,9 +24,11 @@ export const H_ENTRY_COUNT = 24;
 /**
  * Header flags a reader must understand to read the archive (unknown bits → refuse).
  * Bit 0 = data-carrying mode (v2.1): the archive holds file contents in a DATA section.
+ * Bit 1 = compressed tables (v2.2): sections listed in the COMPRESSED section are raw deflate.
  */
 export const FLAG_DATA_SECTION = 1;
-export const KNOWN_FLAGS = FLAG_DATA_SECTION;
+export const FLAG_COMPRESSED_TABLES = 2;
+export const KNOWN_FLAGS = FLAG_DATA_SECTION | FLAG_COMPRESSED_TABLES;
 
 /** Section table entry: id(4) recordSize(4) offset(8) length(8). */
 export const SECTION_ENTRY_SIZE = 24;
@@ -42,7 +48,22 @@ export const SECTION = {
   data: 10,
   /** Data-carrying mode: sha256 of every byte before it (header, section table, tables). */
   tablesDigest: 11,
+  /** Compressed tables (flag bit 1): which sections are stored deflated, and their inflated lengths. */
+  compressed: 12,
 } as const;
+
+/** COMPRESSED section record: one per compressed section. */
+export const COMPRESSED_RECORD = {
+  size: 16,
+  id: 0, // u32: the compressed section's id (a table section, 1–9)
+  encoding: 4, // u8: 1 = raw deflate (RFC 1951); 3 bytes reserved
+  uncompressedLength: 8, // u64: exact length after inflating
+} as const;
+export const TABLE_ENCODING_DEFLATE_RAW = 1;
+/** Deflate cannot expand beyond 1032:1, so a larger declared length is a lie (bounds memory). */
+export const MAX_DEFLATE_RATIO = 1032;
+/** Inflated tables a reader holds at most, in total (about 20 million inodes). */
+export const MAX_INFLATED_TABLES = 2 ** 31;
 
 export const CHECKSUM_SIZE = 32;
 
