@@ -144,6 +144,23 @@ describe('archive compatibility: every version still reads', () => {
     expect(Buffer.from(encodeDataArchive(v21FixtureContents().contents, v21FixtureContents().data, { compressTables: false })).equals(v21)).toBe(true);
   });
 
+  it('v2.2 archives stay refusable by v2.0/v2.1 readers: compressed sections are blobs in the section table', () => {
+    // Older readers check length % recordSize while reading the section table, before the
+    // flags; a compressed INODES section with recordSize 88 would fail there as "corrupt"
+    // instead of reaching "upgrade clip".
+    for (const name of ['v2.2/small.clip', 'v2.2/data.clip']) {
+      const bytes = readFileSync(`${dir}${name}`);
+      const ids: number[] = [];
+      for (let i = 0; i < bytes.readUInt32LE(16); i++) {
+        const at = 32 + i * 24;
+        const recordSize = bytes.readUInt32LE(at + 4);
+        ids.push(bytes.readUInt32LE(at));
+        if (recordSize > 0) expect(Number(bytes.readBigUInt64LE(at + 16)) % recordSize).toBe(0);
+      }
+      expect(ids).toContain(12);
+    }
+  });
+
   it('a reader meeting an unknown flag names the archive version and its own', () => {
     const bytes = Buffer.from(readFileSync(`${dir}v2.2/small.clip`));
     bytes.writeUInt16LE(3, 10);

@@ -72,7 +72,7 @@ function compressedRanges(bytes: Uint8Array): [number, number][] {
   if (!list) return [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: [number, number][] = [list];
-  for (let at = list[0]; at < list[1]; at += 16) {
+  for (let at = list[0]; at < list[1]; at += 24) {
     const range = ranges.get(view.getUint32(at, true));
     if (range && range[1] > range[0]) out.push(range);
   }

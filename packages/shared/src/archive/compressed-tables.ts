@@ -50,23 +50,25 @@ function corrupt(message: string): never {
  */
 export function compressSections(sections: readonly EncodedSection[]): EncodedSection[] {
   const out: EncodedSection[] = [];
-  const listed: { id: number; length: number }[] = [];
+  const listed: { id: number; recordSize: number; length: number }[] = [];
   for (const section of sections) {
     if (WRITER_COMPRESSES.has(section.id) && section.bytes.length > 0) {
       const stored = deflateRawSync(section.bytes, { level: TABLE_DEFLATE_LEVEL });
       if (stored.length < section.bytes.length) {
-        out.push({ ...section, bytes: stored });
-        listed.push({ id: section.id, length: section.bytes.length });
+        // A blob in the section table; its records are described in the COMPRESSED list.
+        out.push({ id: section.id, recordSize: 0, bytes: stored });
+        listed.push({ id: section.id, recordSize: section.recordSize, length: section.bytes.length });
         continue;
       }
     }
     out.push(section);
   }
   const list = new ByteWriter(listed.length * C.size);
-  listed.forEach(({ id, length }, i) => {
+  listed.forEach(({ id, recordSize, length }, i) => {
     list.u32(i * C.size + C.id, id);
-    list.u8(i * C.size + C.encoding, TABLE_ENCODING_DEFLATE_RAW);
+    list.u32(i * C.size + C.recordSize, recordSize);
     list.u64(i * C.size + C.uncompressedLength, length);
+    list.u8(i * C.size + C.encoding, TABLE_ENCODING_DEFLATE_RAW);
   });
   out.push({ id: SECTION.compressed, recordSize: C.size, bytes: list.bytes });
   return out;
@@ -74,7 +76,9 @@ export function compressSections(sections: readonly EncodedSection[]): EncodedSe
 
 interface Planned {
   id: number;
+  /** The stored bytes. */
   entry: SectionEntry;
+  recordSize: number;
   length: number;
 }
 
@@ -87,20 +91,22 @@ function readList(r: ByteReader, sections: ReadonlyMap<number, SectionEntry>, co
   let total = 0;
   for (let at = list.offset; at < list.offset + list.length; at += list.recordSize) {
     const id = r.u32(at + C.id);
-    const encoding = r.u8(at + C.encoding);
+    const recordSize = r.u32(at + C.recordSize);
     const length = r.u64(at + C.uncompressedLength, 'uncompressed length');
+    const encoding = r.u8(at + C.encoding);
     if (!isTableSection(id)) corrupt(`section ${id} is listed as compressed; only tables (1–9) may be`);
     if (encoding !== TABLE_ENCODING_DEFLATE_RAW) corrupt(`section ${id} uses table encoding ${encoding}, which needs a newer clip`);
     const entry = sections.get(id);
     if (!entry) corrupt(`compressed section ${id} is not in the section table`);
     if (planned.some((p) => p.id === id)) corrupt(`section ${id} is listed as compressed twice`);
+    if (entry.recordSize !== 0) corrupt(`compressed section ${id} has record size ${entry.recordSize} in the section table (must be 0)`);
     // Inodes and entries have their record counts in the header: the length must agree.
     const count = counts.get(id);
-    if (count !== undefined && length !== count * entry.recordSize) corrupt(`section ${id} inflates to ${length} bytes, the header implies ${count} × ${entry.recordSize}`);
+    if (count !== undefined && length !== count * recordSize) corrupt(`section ${id} inflates to ${length} bytes, the header implies ${count} × ${recordSize}`);
     if (length > entry.length * MAX_DEFLATE_RATIO) corrupt(`section ${id} of ${entry.length} bytes cannot inflate to ${length}`);
     total += length;
     if (total > MAX_INFLATED_TABLES) corrupt(`compressed tables inflate to more than ${MAX_INFLATED_TABLES} bytes`);
-    planned.push({ id, entry, length });
+    planned.push({ id, entry, recordSize, length });
   }
   return planned;
 }
@@ -133,7 +139,7 @@ function inflateSection(stored: Uint8Array, length: number, id: number): Buffer 
  * section table and tables (entries already checked to lie there); `counts` gives the record
  * counts the header states per section id. Returns a buffer that starts with those bytes and
  * continues with the inflated sections, and the section entries re-pointed into it (lengths
- * now the inflated ones). Anything inconsistent → ArchiveFormatError; memory is bounded by the
+ * and record sizes now the inflated ones). Anything inconsistent → ArchiveFormatError; memory is bounded by the
  * declared lengths, which are bounded by the stored ones.
  */
 export function inflateSections(
@@ -153,9 +159,9 @@ export function inflateSections(
   const joined = new Uint8Array(unfilled.buffer, unfilled.byteOffset, unfilled.byteLength);
   joined.set(r.slice(0, tablesEnd, 'tables'));
   let at = tablesEnd;
-  for (const { id, entry, length } of planned) {
+  for (const { id, entry, recordSize, length } of planned) {
     joined.set(inflateSection(r.slice(entry.offset, entry.length, `section ${id}`), length, id), at);
-    out.set(id, { recordSize: entry.recordSize, offset: at, length });
+    out.set(id, { recordSize, offset: at, length });
     at += length;
   }
   return { bytes: joined, sections: out };

@@ -52,12 +52,17 @@ export const SECTION = {
   compressed: 12,
 } as const;
 
-/** COMPRESSED section record: one per compressed section. */
+/**
+ * COMPRESSED section record: one per compressed section. The section-table entry of a
+ * compressed section says recordSize 0 (a blob), so a v2.0/v2.1 reader that checks lengths
+ * against record sizes before it reads the flags still reaches its "upgrade clip" refusal.
+ */
 export const COMPRESSED_RECORD = {
-  size: 16,
+  size: 24,
   id: 0, // u32: the compressed section's id (a table section, 1–9)
-  encoding: 4, // u8: 1 = raw deflate (RFC 1951); 3 bytes reserved
+  recordSize: 4, // u32: record size of the inflated section (0 for blobs)
   uncompressedLength: 8, // u64: exact length after inflating
+  encoding: 16, // u8: 1 = raw deflate (RFC 1951); 7 bytes reserved
 } as const;
 export const TABLE_ENCODING_DEFLATE_RAW = 1;
 /** Deflate cannot expand beyond 1032:1, so a larger declared length is a lie (bounds memory). */
