@@ -79,8 +79,8 @@ async function scaleRows(context: BenchContext, image: ScaleImage): Promise<Resu
     finishRow({
       ...rows0.rss,
       clip: peakRss / MB,
-      note: `${Math.round(peakRss / image.files)} B per file`,
-      details: { peakRssBytes: peakRss, baselinePeakRssBytes: rows0.rss.baseline * MB, bytesPerFile: peakRss / image.files },
+      note: `peak / files = ${Math.round(peakRss / image.files)} B`,
+      details: { files: image.files, peakRssBytes: peakRss, baselinePeakRssBytes: rows0.rss.baseline * MB, bytesPerFile: peakRss / image.files },
     }),
   );
   rows.push(
@@ -159,5 +159,22 @@ export async function scale(context: BenchContext, sizes: number[]): Promise<Res
       rows.push(skippedRow({ scenario: 'scale', variant: `${files} files`, image: image.name, profile: 'local', unit: 's', better: 'lower', baselineLabel: '–' }, `scale failed: ${(error as Error).message.slice(0, 300)}`));
     }
   }
-  return rows;
+  return withMarginalRss(rows);
+}
+
+/**
+ * Peak RSS / files includes the Node runtime and the CLI (~100 MB), which swamps small images;
+ * the growth between two sizes is the real per-file cost, added to each larger size's row.
+ */
+function withMarginalRss(rows: ResultRow[]): ResultRow[] {
+  const rss = rows.filter((row) => row.variant.startsWith('index peak RSS') && row.clip !== undefined);
+  const files = (row: ResultRow) => Number(row.details?.['files'] ?? Number.NaN);
+  return rows.map((row) => {
+    const index = rss.indexOf(row);
+    if (index <= 0) return row;
+    const previous = rss[index - 1]!;
+    const perFile = ((row.clip! - previous.clip!) * MB) / (files(row) - files(previous));
+    if (!Number.isFinite(perFile)) return row;
+    return { ...row, note: `${row.note ?? ''}; growth from ${previous.image}: ${Math.round(perFile)} B per file`, details: { ...row.details, marginalBytesPerFile: perFile } };
+  });
 }
