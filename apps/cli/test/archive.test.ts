@@ -137,7 +137,7 @@ describe('clip archive (data-carrying)', () => {
     const result = await runCli(['inspect', dirArchive, '--json']);
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout.toString()) as { mode: string; version: string; metadata: { storage?: unknown } };
-    expect(report).toMatchObject({ mode: 'data', version: '2.1' });
+    expect(report).toMatchObject({ mode: 'data', version: '2.2' });
     expect(report.metadata.storage).toBeUndefined();
   });
 
