@@ -6,6 +6,8 @@
 // The size bound is kept by evicting least recently used entries (access = file mtime,
 // touched on every hit) when this process's estimate of the total passes the limit; eviction
 // re-scans the directory, so entries written by other processes are counted too.
+// Writes of one key are coalesced: while one runs, later values wait and only the longest
+// is written next (a span extended piece by piece is not rewritten for every piece).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,6 +31,8 @@ export class DiskBlockCache implements BlockCache {
   #estimatedBytes = 0;
   #ready: Promise<void> | undefined;
   #evicting: Promise<void> | undefined;
+  /** Per key: the write running and the value queued behind it. */
+  readonly #writes = new Map<string, { next: Buffer | undefined; done: Promise<void> }>();
 
   constructor(dir: string, maxBytes: number, options: { logger?: Logger } & DiskCacheEvents = {}) {
     this.#dir = dir;
@@ -48,9 +52,14 @@ export class DiskBlockCache implements BlockCache {
     return this.#ready;
   }
 
-  async get(key: string): Promise<Buffer | undefined> {
+  /** `minLength`: an entry known (from its size) to be shorter is a miss, without reading it. */
+  async get(key: string, minLength = 0): Promise<Buffer | undefined> {
     await this.open();
     const file = this.#path(key);
+    if (minLength > 0) {
+      const info = await stat(file).catch(() => undefined);
+      if (!info || info.size - HEADER_FIXED - Buffer.byteLength(key) < minLength) return undefined;
+    }
     let raw: Buffer;
     try {
       raw = await readFile(file);
@@ -69,7 +78,33 @@ export class DiskBlockCache implements BlockCache {
     return payload;
   }
 
-  async set(key: string, value: Buffer): Promise<void> {
+  set(key: string, value: Buffer): Promise<void> {
+    const queued = this.#writes.get(key);
+    if (queued) {
+      if (!queued.next || queued.next.length < value.length) queued.next = value;
+      return queued.done;
+    }
+    const entry: { next: Buffer | undefined; done: Promise<void> } = { next: value, done: Promise.resolve() };
+    entry.done = (async () => {
+      try {
+        for (let next = entry.next; next; next = entry.next) {
+          entry.next = undefined;
+          await this.#write(key, next);
+        }
+      } finally {
+        this.#writes.delete(key);
+      }
+    })();
+    this.#writes.set(key, entry);
+    return entry.done;
+  }
+
+  /** Settles when every write started so far has. */
+  async flush(): Promise<void> {
+    while (this.#writes.size > 0) await Promise.all([...this.#writes.values()].map((entry) => entry.done.catch(() => {})));
+  }
+
+  async #write(key: string, value: Buffer): Promise<void> {
     await this.open();
     const file = this.#path(key);
     // Keep a longer entry another process (or a wider read) already stored.
@@ -100,6 +135,7 @@ export class DiskBlockCache implements BlockCache {
 
   async delete(key: string): Promise<void> {
     await this.open();
+    await this.#writes.get(key)?.done.catch(() => {});
     const file = this.#path(key);
     const existing = await stat(file).catch(() => undefined);
     if (!existing) return;

@@ -2,6 +2,14 @@
 import { LRUCache } from 'lru-cache';
 import type { BlockCache } from '@clip/shared/archive/layer-reader';
 
+/**
+ * What a block keeps alive: a partly decoded span is a view of a buffer that grows as the span
+ * is extended, so its whole backing store counts (small pooled buffers count by length).
+ */
+function chargedSize(value: Buffer): number {
+  return Math.max(1, value.length >= 4096 ? Math.max(value.length, value.buffer.byteLength) : value.length);
+}
+
 export class MemoryBlockCache implements BlockCache {
   readonly #lru: LRUCache<string, Buffer>;
 
@@ -10,7 +18,7 @@ export class MemoryBlockCache implements BlockCache {
       maxSize: Math.max(1, maxBytes),
       // Blocks larger than the whole cache are simply not kept.
       maxEntrySize: Math.max(1, maxBytes),
-      sizeCalculation: (value) => Math.max(1, value.length),
+      sizeCalculation: chargedSize,
     });
   }
 

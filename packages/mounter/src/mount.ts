@@ -146,6 +146,9 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
       unmounting ??= (async () => {
         stopPrefetch.abort();
         await fuse.unmount();
+        // Cache writes run behind the reads: finish them, so the next mount finds the blocks.
+        await reader.flush();
+        await disk?.flush();
         await server?.close();
         await recorder?.flush();
         await fetcher.close?.();

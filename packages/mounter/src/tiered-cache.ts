@@ -28,7 +28,8 @@ export class TieredBlockCache implements BlockCache {
     }
     if (this.#memory) this.#metrics.add('memoryCacheMisses');
     if (!this.#disk) return undefined;
-    return this.#fromDisk(key).then((onDisk) => (onDisk && (!inMemory || onDisk.length > inMemory.length) ? onDisk : inMemory));
+    // Only a longer block than memory's is worth reading (and verifying) from disk.
+    return this.#fromDisk(key, inMemory ? inMemory.length + 1 : 0).then((onDisk) => (onDisk && (!inMemory || onDisk.length > inMemory.length) ? onDisk : inMemory));
   }
 
   async set(key: string, value: Buffer): Promise<void> {
@@ -41,9 +42,9 @@ export class TieredBlockCache implements BlockCache {
     await this.#disk?.delete?.(key);
   }
 
-  async #fromDisk(key: string): Promise<Buffer | undefined> {
+  async #fromDisk(key: string, minLength: number): Promise<Buffer | undefined> {
     if (!this.#disk) return undefined;
-    const value = await this.#disk.get(key);
+    const value = await this.#disk.get(key, minLength);
     this.#metrics.add(value ? 'diskCacheHits' : 'diskCacheMisses');
     if (value) await this.#memory?.set(key, value);
     return value;

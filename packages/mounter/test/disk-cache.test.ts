@@ -56,7 +56,44 @@ describe('DiskBlockCache', () => {
   });
 });
 
+describe('DiskBlockCache write coalescing and length hints', () => {
+  it('sets of one key while a write runs collapse into one write of the longest value', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
+    const cache = new DiskBlockCache(dir, 1 << 20);
+    const sets = [10, 20, 30, 25].map((length) => cache.set('k', Buffer.alloc(length, length)));
+    await cache.flush();
+    await Promise.all(sets);
+    expect((await cache.get('k'))?.length).toBe(30);
+    expect((await files(dir)).length).toBe(1);
+  });
+
+  it('a delete waits for the key\'s queued writes, so it is not undone by them', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
+    const cache = new DiskBlockCache(dir, 1 << 20);
+    void cache.set('k', Buffer.alloc(10));
+    void cache.set('k', Buffer.alloc(20));
+    await cache.delete('k');
+    await cache.flush();
+    expect(await cache.get('k')).toBeUndefined();
+  });
+
+  it('get with minLength misses an entry known to be shorter without reading it', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
+    const cache = new DiskBlockCache(dir, 1 << 20);
+    await cache.set('k', Buffer.alloc(100, 1));
+    expect(await cache.get('k', 101)).toBeUndefined();
+    expect((await cache.get('k', 100))?.length).toBe(100);
+    expect(await cache.get('missing', 1)).toBeUndefined();
+  });
+});
+
 describe('MemoryBlockCache', () => {
+  it('charges a view of a larger buffer (a growing partial span) for its whole backing store', () => {
+    const cache = new MemoryBlockCache(1 << 20);
+    cache.set('a', Buffer.alloc(100_000).subarray(0, 10_000));
+    expect(cache.bytes).toBe(100_000);
+  });
+
   it('is bounded in bytes and keeps the longer of two blocks', () => {
     const cache = new MemoryBlockCache(1000);
     cache.set('a', Buffer.alloc(600));

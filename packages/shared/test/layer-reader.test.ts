@@ -236,3 +236,112 @@ describe('LayerReader', () => {
     );
   });
 });
+
+describe('LayerReader live decoders', () => {
+  /** plainCodec with an incremental decoder that counts the compressed bytes it is fed. */
+  function countingCodec() {
+    const counts = { pushed: 0, decoders: 0 };
+    const codec: SpanCodec = {
+      ...plainCodec,
+      createSpanDecoder() {
+        counts.decoders++;
+        let consumed = 0;
+        return {
+          get consumed() {
+            return consumed;
+          },
+          get produced() {
+            return consumed;
+          },
+          async push(compressed) {
+            await new Promise((resolve) => setTimeout(resolve, 1));
+            counts.pushed += compressed.length;
+            consumed += compressed.length;
+            return Buffer.from(compressed);
+          },
+          close() {},
+        };
+      },
+    };
+    return { codec, counts };
+  }
+
+  function liveSetup(liveDecoders?: number, fail?: (start: number) => boolean) {
+    const data = Buffer.alloc(1000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 29 + 3) & 0xff;
+    const layer = plainLayer(data, 100, 10);
+    const { codec, counts } = countingCodec();
+    const fetches: Array<[number, number]> = [];
+    const fetchRange = async (_d: Digest, start: number, end: number) => {
+      fetches.push([start, end]);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      if (fail?.(start)) throw new Error('registry down');
+      return Buffer.from(data.subarray(start, end));
+    };
+    const store = new Map<string, Buffer>();
+    const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value), delete: (key) => void store.delete(key) };
+    const reader = new LayerReader({ layers: [layer] }, { fetchRange, cache, codec, ...(liveDecoders !== undefined ? { liveDecoders } : {}) });
+    return { data, layer, counts, fetches, reader, store };
+  }
+
+  it('extending a span piece by piece feeds each compressed byte to one decoder once', async () => {
+    const { data, counts, reader } = liveSetup();
+    for (let at = 200; at < 300; at += 10) expect(await reader.read(0, at, 10)).toEqual(data.subarray(at, at + 10));
+    expect(counts).toEqual({ pushed: 100, decoders: 1 });
+  });
+
+  it('concurrent, overlapping extensions of one span: right bytes, each byte fed once', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat(99), fc.nat(60)), { minLength: 1, maxLength: 12 }), async (reads) => {
+        const { data, counts, reader } = liveSetup();
+        const got = await Promise.all(reads.map(([offset, length]) => reader.read(0, 300 + offset, length).then((bytes) => ({ bytes, offset, length }))));
+        for (const { bytes, offset, length } of got) expect(bytes).toEqual(data.subarray(300 + offset, Math.min(300 + offset + length, 1000)));
+        expect(counts.decoders).toBeGreaterThanOrEqual(1);
+        expect(counts.pushed).toBeLessThanOrEqual(400);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('an evicted decoder is replaced by a decode from the checkpoint, without refetching', async () => {
+    const { data, counts, fetches, reader } = liveSetup(1);
+    await reader.read(0, 100, 10);
+    await reader.read(0, 200, 10); // evicts span 1's decoder
+    expect(await reader.read(0, 120, 30)).toEqual(data.subarray(120, 150));
+    expect(counts.decoders).toBe(3);
+    expect(fetches).toEqual([[100, 110], [200, 210], [110, 150]]);
+  });
+
+  it('liveDecoders 0 still reads right (decoding from the checkpoint each time)', async () => {
+    const { data, counts, reader } = liveSetup(0);
+    for (let at = 0; at < 50; at += 10) expect(await reader.read(0, at, 10)).toEqual(data.subarray(at, at + 10));
+    expect(counts.decoders).toBe(5);
+    expect(counts.pushed).toBe(10 + 20 + 30 + 40 + 50);
+  });
+
+  it('a failed extension fails its read; the next read of the span starts a fresh decoder', async () => {
+    let failing = true;
+    const { data, counts, reader } = liveSetup(undefined, (start) => failing && start >= 410);
+    expect(await reader.read(0, 400, 10)).toEqual(data.subarray(400, 410));
+    await expect(reader.read(0, 400, 40)).rejects.toThrow('registry down');
+    failing = false;
+    expect(await reader.read(0, 400, 60)).toEqual(data.subarray(400, 460));
+    expect(counts.decoders).toBe(2);
+  });
+
+  it('flush waits for cache stores, which never hold up the read', async () => {
+    const data = Buffer.alloc(300, 5);
+    const layer = plainLayer(data, 100, 25);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const stored: string[] = [];
+    const cache: BlockCache = { get: () => undefined, set: async (key) => { await gate; stored.push(key); } };
+    const reader = new LayerReader({ layers: [layer] }, { fetchRange: async (_d, start, end) => Buffer.from(data.subarray(start, end)), cache, codec: plainCodec });
+    expect((await reader.read(0, 0, 10)).length).toBe(10);
+    expect(stored).toEqual([]);
+    const flushed = reader.flush();
+    release();
+    await flushed;
+    expect(stored).toEqual([blockKey(layer, 0), compressedKey(layer, 0)]);
+  });
+});

@@ -3,16 +3,19 @@
 // that covers the needed end → verified, decompressed, cached, sliced.
 //
 // Decoded spans are cached by (layer digest, span index). A cached block may hold only the
-// start of its span (the pieces a previous read needed); a read that needs more decodes the
-// span again from its checkpoint. The verified compressed pieces of such partial spans are
-// kept (a bounded PieceStore in memory, and the BlockCache under `compressedKey`), so the
-// longer decode fetches only the pieces it lacks; a piece being fetched is never fetched twice.
+// start of its span (the pieces a previous read needed). A read that needs more feeds the
+// span's live decoder (kept for recently extended spans) only the pieces it lacks; without
+// one, the span is decoded again from its checkpoint. The verified compressed pieces of such
+// partial spans are kept (a bounded PieceStore in memory, and the BlockCache under
+// `compressedKey`), so that decode fetches only the pieces it lacks; a piece being fetched is
+// never fetched twice. Cache stores do not hold up reads (`flush` awaits them).
 import type { Digest } from '../digest.js';
 import { ClipError, LayerFormatError } from '../errors.js';
 import type { ArchiveLayer, Inode } from './model.js';
 import { raceAbort } from '../read/abort.js';
-import { defaultSpanCodec, type SpanCodec } from '../read/span-codec.js';
+import { defaultSpanCodec, spanDecoderFor, type SpanCodec } from '../read/span-codec.js';
 import { PieceStore, type PieceRange } from '../read/piece-store.js';
+import { LiveSpan, LiveSpans, StaleDecoderError } from '../read/live-spans.js';
 
 /** Fetches bytes [start, end) of a layer blob (end exclusive). */
 export type FetchRange = (layerDigest: Digest, start: number, end: number, signal?: AbortSignal) => Promise<Uint8Array>;
@@ -47,9 +50,12 @@ export interface LayerReaderOptions {
   onEvent?: (event: ReaderEvent) => void;
   /** Bound on the compressed pieces of partly decoded spans kept in memory (default 64 MiB). */
   pieceCacheBytes?: number;
+  /** Live decoders of partly decoded spans kept (default 32, ~200 KiB each; 0: always re-decode). */
+  liveDecoders?: number;
 }
 
 export const DEFAULT_PIECE_CACHE_BYTES = 64 * 2 ** 20;
+export const DEFAULT_LIVE_DECODERS = 32;
 
 /** A byte range of a layer's uncompressed stream. */
 export interface LayerRange {
@@ -94,6 +100,9 @@ export class LayerReader {
   readonly #pieces: PieceStore;
   /** Compressed-prefix keys this reader stored, dropped once their span is decoded whole. */
   readonly #storedPrefixes = new Set<string>();
+  readonly #live: LiveSpans;
+  /** Cache stores still running (reads do not wait for them). */
+  readonly #stores = new Set<Promise<void>>();
 
   constructor(archive: LayerSource, options: LayerReaderOptions) {
     this.#archive = archive;
@@ -102,6 +111,12 @@ export class LayerReader {
     this.#codec = options.codec ?? defaultSpanCodec;
     this.#onEvent = options.onEvent ?? (() => {});
     this.#pieces = new PieceStore(options.pieceCacheBytes ?? DEFAULT_PIECE_CACHE_BYTES);
+    this.#live = new LiveSpans(options.liveDecoders ?? DEFAULT_LIVE_DECODERS);
+  }
+
+  /** Settles when every cache store started so far has (e.g. before unmounting). */
+  async flush(): Promise<void> {
+    while (this.#stores.size > 0) await Promise.all([...this.#stores]);
   }
 
   /** Compressed bytes of partial spans held in memory. */
@@ -252,22 +267,31 @@ export class LayerReader {
   }
 
   async #decodeAndStore(key: string, layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<Buffer> {
-    const { block, compressed } = await this.#decode(layer, index, covers, partial);
+    const { block, pieceCount } = await this.#decode(layer, index, covers, partial);
     const span = layer.spans[index]!;
     const complete = block.length >= span.uncompressedEnd - span.checkpoint.uncompressedOffset;
     if (complete) this.#pieces.discard(key);
-    if (this.#cache) {
-      await this.#storeQuietly(key, block);
-      // A partial span's pieces outlive the memory store (and the process) in the cache.
-      const prefixKey = compressedKey(layer, index);
-      if (!complete) {
-        await this.#storeQuietly(prefixKey, compressed);
-        this.#storedPrefixes.add(prefixKey);
-      } else if (this.#storedPrefixes.delete(prefixKey)) {
-        await Promise.resolve(this.#cache.delete?.(prefixKey)).catch(() => {});
-      }
-    }
+    if (this.#cache) this.#background(this.#store(key, layer, index, block, complete, pieceCount));
     return block;
+  }
+
+  async #store(key: string, layer: ArchiveLayer, index: number, block: Buffer, complete: boolean, pieceCount: number): Promise<void> {
+    await this.#storeQuietly(key, block);
+    // A partial span's pieces outlive the memory store (and the process) in the cache.
+    const prefixKey = compressedKey(layer, index);
+    if (!complete) {
+      const compressed = this.#pieces.held(key, pieceCount);
+      if (!compressed) return;
+      await this.#storeQuietly(prefixKey, compressed);
+      this.#storedPrefixes.add(prefixKey);
+    } else if (this.#storedPrefixes.delete(prefixKey)) {
+      await Promise.resolve(this.#cache!.delete?.(prefixKey)).catch(() => {});
+    }
+  }
+
+  #background(work: Promise<void>): void {
+    const tracked = work.catch(() => {}).finally(() => this.#stores.delete(tracked));
+    this.#stores.add(tracked);
   }
 
   /** Uncompressed bytes (from span start) the pieces needed for `need` bytes will give. */
@@ -295,33 +319,51 @@ export class LayerReader {
     return ranges;
   }
 
-  /** `partial`: the cache holds a shorter block, so it may hold the compressed prefix too. */
-  async #decode(layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<{ block: Buffer; compressed: Buffer }> {
+  /**
+   * Span `index` decoded at least to `covers`: its live decoder fed the pieces it lacks, or a
+   * new decoder fed every piece from the checkpoint. `partial`: the cache holds a shorter
+   * block, so it may hold the compressed prefix too.
+   */
+  async #decode(layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<{ block: Buffer; pieceCount: number }> {
     const span = layer.spans[index]!;
     const spanStart = span.checkpoint.uncompressedOffset;
+    const spanLength = span.uncompressedEnd - spanStart;
     const range = this.#codec.compressedRangeFor(layer, index, spanStart + covers);
     const pieces = this.#pieceRanges(layer, index, range.start, range.pieceCount);
     const key = blockKey(layer, index);
-    if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length) await this.#seedFromCache(layer, index, key);
-    const compressed = pieces.length === 0
-      ? Buffer.alloc(0)
-      : await this.#pieces.prefix(key, pieces, {
-          what: `layer ${layer.digest} span ${index}`,
-          fetch: (start, end) => {
-            this.#onEvent({ kind: 'fetch', layer: layer.digest, start, end });
-            return this.#fetchRange(layer.digest, start, end);
-          },
-          onMismatch: (attempt) => this.#onEvent({ kind: 'digest-mismatch', layer: layer.digest, span: index, attempt }),
-        });
-    const decoded = await this.#codec.decompressSpan(layer, index, compressed);
-    const spanLength = span.uncompressedEnd - spanStart;
-    const block = decoded.length > spanLength ? decoded.subarray(0, spanLength) : decoded;
+    const source = {
+      what: `layer ${layer.digest} span ${index}`,
+      fetch: (start: number, end: number) => {
+        this.#onEvent({ kind: 'fetch', layer: layer.digest, start, end });
+        return this.#fetchRange(layer.digest, start, end);
+      },
+      onMismatch: (attempt: number) => this.#onEvent({ kind: 'digest-mismatch', layer: layer.digest, span: index, attempt }),
+    };
+    const fetchFrom = (from: number) => this.#pieces.prefix(key, pieces, source, from);
+    let block: Buffer | undefined;
+    // A live decoder that failed under an earlier read is replaced; at most twice in a row.
+    for (let attempt = 0; !block; attempt++) {
+      let live = this.#live.get(key);
+      if (!live) {
+        if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length) await this.#seedFromCache(layer, index, key);
+        live = this.#live.get(key) ?? new LiveSpan(spanDecoderFor(this.#codec, layer, index), spanLength);
+        this.#live.add(key, live);
+      }
+      try {
+        block = await live.extend(pieces.length, fetchFrom);
+      } catch (error) {
+        if (!(error instanceof StaleDecoderError) || attempt >= 2) throw error instanceof StaleDecoderError && error.reason !== undefined ? error.reason : error;
+        continue;
+      } finally {
+        if (live.complete || !live.usable) this.#live.remove(key, live);
+      }
+    }
     if (block.length < covers) {
       throw new LayerFormatError(
         `layer ${layer.digest} span ${index}: decoded ${block.length} bytes, expected at least ${covers}`,
       );
     }
-    return { block, compressed };
+    return { block, pieceCount: pieces.length };
   }
 
   /** Loads a persisted compressed prefix of a partial span into the piece store (each piece re-verified). */

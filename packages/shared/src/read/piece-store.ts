@@ -1,6 +1,6 @@
 // Verified compressed pieces of spans, kept so that a read needing more of a partly fetched
-// span fetches only the pieces it lacks (the span is then decoded again from its checkpoint,
-// locally). Consecutive missing pieces go out as one range request; a piece already being
+// span fetches only the pieces it lacks (when its live decoder is gone, the span is decoded
+// again from its checkpoint, locally). Consecutive missing pieces go out as one range request; a piece already being
 // fetched is awaited, never fetched twice. Bounded in bytes: whole spans leave, least
 // recently used first (spans with fetches in flight stay).
 import { createHash } from 'node:crypto';
@@ -75,8 +75,24 @@ export class PieceStore {
     this.#evict();
   }
 
-  /** The verified bytes of pieces [0, pieces.length), fetching only the missing ones. */
-  async prefix(key: string, pieces: readonly PieceRange[], source: PieceFetch): Promise<Buffer> {
+  /** The held bytes of pieces [0, count), or undefined when one of them is not held. */
+  held(key: string, count: number): Buffer | undefined {
+    const state = this.#spans.get(key);
+    if (!state || count <= 0) return undefined;
+    const parts: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const part = state.parts[i];
+      if (!part) return undefined;
+      parts.push(part);
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
+   * The verified bytes of pieces [from, pieces.length) (`pieces` lists the span's pieces from
+   * its first), fetching only the missing ones.
+   */
+  async prefix(key: string, pieces: readonly PieceRange[], source: PieceFetch, from = 0): Promise<Buffer> {
     const state = this.#state(key);
     const waits: Array<Buffer | Promise<Buffer>> = [];
     let runStart = -1;
@@ -85,7 +101,7 @@ export class PieceStore {
       this.#fetchRun(state, pieces, runStart, runEnd, source);
       runStart = -1;
     };
-    for (let i = 0; i < pieces.length; i++) {
+    for (let i = from; i < pieces.length; i++) {
       if (state.parts[i] || state.pending[i]) {
         flush(i);
         continue;
@@ -93,7 +109,7 @@ export class PieceStore {
       if (runStart < 0) runStart = i;
     }
     flush(pieces.length);
-    for (let i = 0; i < pieces.length; i++) waits.push(state.parts[i] ?? state.pending[i]!);
+    for (let i = from; i < pieces.length; i++) waits.push(state.parts[i] ?? state.pending[i]!);
     const parts = await Promise.all(waits);
     this.#evict();
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
