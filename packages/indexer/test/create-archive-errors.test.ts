@@ -9,8 +9,8 @@ import { readArchiveFile } from '@clip/shared/archive/format';
 import { LayerFormatError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
 import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
 import { createArchive } from '../src/create-archive.js';
-import { tar, type RawMember } from './helpers/raw-tar.js';
-import { writeRawLayout } from './helpers/raw-layout.js';
+import { tar, type RawMember } from '@clip/testkit/raw-tar';
+import { writeRawLayout } from '@clip/testkit/raw-layout';
 
 let work: string;
 let basic: BuiltLayout;

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LayerFormatError } from '@clip/shared/errors';
 import { walkTar } from '../src/tar/tar-walker.js';
-import { chunked, tar, type RawMember } from './helpers/raw-tar.js';
+import { chunked, tar, type RawMember } from '@clip/testkit/raw-tar';
 
 const LAYER = `sha256:${'cd'.repeat(32)}`;
 const BLOCK = 512;

@@ -8,7 +8,7 @@ import tarStream from 'tar-stream';
 import { LayerFormatError } from '@clip/shared/errors';
 import { walkTar, TarWalker } from '../src/tar/tar-walker.js';
 import type { TarEntry } from '../src/tar/tar-entry.js';
-import { chunked, tar, type RawMember } from './helpers/raw-tar.js';
+import { chunked, tar, type RawMember } from '@clip/testkit/raw-tar';
 
 const LAYER = 'sha256:' + 'ab'.repeat(32);
 const text = new TextEncoder();
