@@ -13,7 +13,7 @@ import { ClipError, DigestMismatchError, PlatformNotFoundError, UsageError } fro
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { formatImageReference, parseImageReference, type ImageReference, type RegistryReference } from '@clip/shared/reference';
 import type { ImageSource, LayerDescriptor, Platform, ResolvedImage } from '@clip/registry-fetch/image-source';
-import { openImageSource } from '@clip/registry-fetch/open';
+import { LayoutSource, OciArchiveSource } from '@clip/registry-fetch/layout-source';
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
 import type { IndexedLayer } from './pipeline/index-layer.js';
@@ -171,6 +171,33 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/**
+ * Local layouts and archives are opened directly: the registry client (and its HTTP stack,
+ * a tenth of a second to load) is imported only for registry references.
+ */
+async function openSource(ref: ImageReference, options: CreateArchiveOptions, logger: Logger): Promise<ImageSource> {
+  if (ref.kind === 'oci-layout') return new LayoutSource(ref);
+  if (ref.kind === 'oci-archive') return new OciArchiveSource(ref);
+  const { openImageSource } = await import('@clip/registry-fetch/open');
+  return openImageSource(ref, {
+    logger,
+    ...(options.platform ? { platform: options.platform } : {}),
+    ...(options.insecure ? { insecure: true } : {}),
+  });
+}
+
+/** Debug-level timing of the indexing phases (milliseconds since the previous mark). */
+function phaseTimer(logger: Logger): { done(phase: string, fields?: Record<string, number>): void } {
+  let last = performance.now();
+  return {
+    done(phase, fields = {}) {
+      const now = performance.now();
+      logger.debug('indexing phase done', { phase, ms: Math.round(now - last), ...fields });
+      last = now;
+    },
+  };
+}
+
 /** Runs `task` over `items` with at most `limit` in flight; results in item order. */
 function boundedAll<T, R>(items: readonly T[], limit: number, task: (item: T, index: number) => Promise<R>): Promise<R>[] {
   const results: Promise<R>[] = [];
@@ -219,14 +246,12 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     });
   }
 
-  const source = await openImageSource(sourceRef, {
-    logger,
-    ...(options.platform ? { platform: options.platform } : {}),
-    ...(options.insecure ? { insecure: true } : {}),
-  });
+  const source = await openSource(sourceRef, options, logger);
+  const phases = phaseTimer(logger);
   let scanner: LayerScanner | undefined;
   try {
     const image = await source.resolve(options.platform ? { platform: options.platform } : {});
+    phases.done('resolve');
     checkPlatform(options.platform, image);
     const storage = storageFor(storageRef, image);
     if (storageRef.digest !== undefined && storageRef.digest !== image.manifestDigest) {
@@ -266,7 +291,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
           yield chunk;
         }
       })();
-      const indexed = await activeScanner.scan(counted, { digest: layer.digest, compression: layer.compression, spanSize });
+      const indexed = await activeScanner.scan(counted, { digest: layer.digest, compression: layer.compression, spanSize }, layer.size);
       layersDone++;
       report();
       logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });
@@ -283,7 +308,12 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
         const indexed = await scans[index]!;
         const descriptor = image.layers[index]!;
         layers.push(archiveLayer(descriptor, indexed));
+        phases.done('scan', { layer: index });
         tree.applyLayer(index, descriptor.digest, indexed.entries);
+        const count = indexed.entries.length;
+        // The tree holds what it needs: let the layer's entry list go.
+        indexed.entries.length = 0;
+        phases.done('merge', { layer: index, entries: count });
       }
     } catch (error) {
       abandoned = new Error('indexing abandoned');
@@ -291,8 +321,11 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       throw error;
     }
     const { inodes, entries } = tree.toTables();
+    phases.done('tables', { inodes: inodes.length, entries: entries.length });
     const bytes = encodeArchive({ metadata, layers, inodes, entries });
+    phases.done('encode', { archive_bytes: bytes.length });
     await writeAtomically(options.output, bytes);
+    phases.done('write');
 
     let files = 0;
     let directories = 0;

@@ -70,6 +70,26 @@ export interface ArchiveTables {
 export class OverlayTree {
   private readonly root: NameNode = implicitDirectory(-1);
   private layerCount = 0;
+  /**
+   * The directory the last parentFor() resolved, by its path as written: tar members come
+   * grouped by directory, so most entries skip the walk from the root. Forgotten whenever a
+   * directory or symlink name is replaced or removed (that could change what a path resolves to).
+   */
+  private parentPath: string | undefined;
+  private parentNode: NameNode | undefined;
+
+  private forgetParent(): void {
+    this.parentPath = undefined;
+    this.parentNode = undefined;
+  }
+
+  /** Sets a child, forgetting the cached parent when the name held a directory or symlink. */
+  private setChild(dir: NameNode, name: string, node: NameNode): void {
+    const children = dir.children!;
+    const existing = children.get(name);
+    if (existing !== undefined && (existing.children !== undefined || existing.inode.type === 'symlink')) this.forgetParent();
+    children.set(name, node);
+  }
 
   /**
    * Applies one layer's entries (in tar order) on top of the layers applied so far.
@@ -85,13 +105,14 @@ export class OverlayTree {
     const opaqueDirs: TarEntry[] = [];
     const regular: TarEntry[] = [];
     // Whiteouts first: they only ever apply to lower layers.
+    this.forgetParent();
     for (const entry of entries) {
       const slash = entry.path.lastIndexOf('/');
-      const name = entry.path.slice(slash + 1);
-      if (!name.startsWith(WHITEOUT_PREFIX)) {
+      if (!entry.path.startsWith(WHITEOUT_PREFIX, slash + 1)) {
         regular.push(entry);
         continue;
       }
+      const name = entry.path.slice(slash + 1);
       const dirPath = slash < 0 ? '' : entry.path.slice(0, slash);
       if (name === OPAQUE_MARKER) {
         opaqueDirs.push({ ...entry, path: dirPath });
@@ -123,6 +144,7 @@ export class OverlayTree {
     for (const entry of deferredLinks) {
       if (!this.link(entry, layer, fail)) throw fail(entry, `hardlink target ${JSON.stringify(entry.linkTarget)} does not exist`);
     }
+    this.forgetParent();
     for (const marker of opaqueDirs) {
       // The marker implies its directory exists in this layer.
       const dir = this.resolve(splitPath(marker.path), false, true, layer, true);
@@ -195,11 +217,16 @@ export class OverlayTree {
 
   /** The directory that will hold `path`'s last component, creating missing parents. */
   private parentFor(entry: TarEntry, layer: number, fail: (entry: TarEntry, reason: string) => Error): { dir: NameNode; name: string } {
-    const parts = splitPath(entry.path);
-    const name = parts.pop()!;
-    const dir = this.resolve(parts, true, true, layer, true);
+    const path = entry.path;
+    const slash = path.lastIndexOf('/');
+    const parentPath = slash < 0 ? '' : path.slice(0, slash);
+    const name = path.slice(slash + 1);
+    if (parentPath === this.parentPath && this.parentNode !== undefined) return { dir: this.parentNode, name };
+    const dir = this.resolve(splitPath(parentPath), true, true, layer, true);
     if (!dir) throw fail(entry, 'its parent directory cannot be resolved (a component is not a directory, or a symlink loop)');
-    if (!dir.children) throw fail(entry, `its parent ${JSON.stringify(parts.join('/'))} is a ${dir.inode.type}, not a directory`);
+    if (!dir.children) throw fail(entry, `its parent ${JSON.stringify(parentPath)} is a ${dir.inode.type}, not a directory`);
+    this.parentPath = parentPath;
+    this.parentNode = dir;
     return { dir, name };
   }
 
@@ -212,7 +239,7 @@ export class OverlayTree {
       existing.stamp = layer;
       return;
     }
-    dir.children!.set(name, { inode: record, stamp: layer, ...(record.type === 'directory' ? { children: new Map() } : {}) });
+    this.setChild(dir, name, record.type === 'directory' ? { inode: record, stamp: layer, children: new Map() } : { inode: record, stamp: layer });
   }
 
   /** Links `entry` to its target's inode; false when the target does not exist (yet). */
@@ -222,7 +249,7 @@ export class OverlayTree {
     if (target.children) throw fail(entry, `hardlink to directory ${JSON.stringify(entry.linkTarget)}`);
     const { dir, name } = this.parentFor(entry, layer, fail);
     if (dir.children!.get(name) === target) return true;
-    dir.children!.set(name, { inode: target.inode, stamp: layer });
+    this.setChild(dir, name, { inode: target.inode, stamp: layer });
     return true;
   }
 
@@ -239,6 +266,24 @@ export class OverlayTree {
 
   /** Numbers inodes deterministically (root 1, then in entry order) and lists all names. */
   toTables(): ArchiveTables {
+    // Every directory with its path; sorted by path bytes, each one's children sorted by name
+    // bytes, they list the entries in (parent path, name) order: the root first, every
+    // directory's entries contiguous, the order depending only on the tree.
+    const directories: Array<{ path: string; node: NameNode }> = [{ path: '/', node: this.root }];
+    const subdirectoryCount = new Map<InodeRecord, number>();
+    for (let d = 0; d < directories.length; d++) {
+      const { path, node } = directories[d]!;
+      let subdirectories = 0;
+      for (const [name, child] of node.children!) {
+        if (!child.children) continue;
+        subdirectories++;
+        directories.push({ path: path === '/' ? `/${name}` : `${path}/${name}`, node: child });
+      }
+      subdirectoryCount.set(node.inode, subdirectories);
+    }
+    directories.sort((a, b) => compareNames(a.path, b.path));
+
+    // Inodes are numbered in entry order (first name of each).
     const entries: DirEntry[] = [];
     const numbers = new Map<InodeRecord, number>();
     const records: InodeRecord[] = [];
@@ -255,47 +300,35 @@ export class OverlayTree {
       return ino;
     };
     entries.push({ path: '/', ino: number(this.root.inode) });
-    // Directories in sorted path order, each directory's children sorted by name: every
-    // directory's entries are contiguous and the order depends only on the tree.
-    const directories: Array<{ path: string; node: NameNode }> = [{ path: '/', node: this.root }];
-    const subdirectoryCount = new Map<InodeRecord, number>();
-    for (let d = 0; d < directories.length; d++) {
-      const { path, node } = directories[d]!;
-      const names = [...node.children!.keys()].sort(compareNames);
-      let subdirectories = 0;
-      const found: Array<{ path: string; node: NameNode }> = [];
-      for (const name of names) {
-        const child = node.children!.get(name)!;
-        const childPath = path === '/' ? `/${name}` : `${path}/${name}`;
-        entries.push({ path: childPath, ino: number(child.inode) });
-        if (child.children) {
-          subdirectories++;
-          found.push({ path: childPath, node: child });
-        }
-      }
-      subdirectoryCount.set(node.inode, subdirectories);
-      directories.push(...found);
-    }
-    entries.sort((a, b) => compareEntryPaths(a.path, b.path));
-    // Renumber in final entry order so numbers follow sorted paths, not discovery order.
-    const renumber = new Map<number, number>();
-    for (const entry of entries) {
-      if (!renumber.has(entry.ino)) renumber.set(entry.ino, renumber.size + 1);
-      entry.ino = renumber.get(entry.ino)!;
+    for (const { path, node } of directories) {
+      const children = node.children!;
+      const names = [...children.keys()].sort(compareNames);
+      const prefix = path === '/' ? '/' : `${path}/`;
+      for (const name of names) entries.push({ path: prefix + name, ino: number(children.get(name)!.inode) });
     }
     const inodes: Inode[] = new Array(records.length);
-    records.forEach((record, index) => {
-      const ino = renumber.get(index + 1)!;
+    for (let index = 0; index < records.length; index++) {
+      const record = records[index]!;
       const nlink = record.type === 'directory' ? 2 + (subdirectoryCount.get(record) ?? 0) : links[index]!;
-      inodes[ino - 1] = { ino, ...record, nlink };
-    });
+      inodes[index] = { ino: index + 1, ...record, nlink };
+    }
     return { inodes, entries };
   }
 }
 
 /** Byte-wise order of UTF-8 names (code-unit order differs only for astral characters). */
 export function compareNames(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // UTF-16 code-unit order is code-point (= UTF-8 byte) order unless a surrogate meets a
+    // unit above it; then compare the bytes.
+    if (x >= 0xd800 && y >= 0xd800) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+    return x < y ? -1 : 1;
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 function splitParent(path: string): [string, string] {

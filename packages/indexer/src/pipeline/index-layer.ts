@@ -15,12 +15,14 @@ export interface IndexLayerOptions {
   digest: string;
   compression: LayerCompression;
   spanSize: number;
+  /** false: the caller hashes the compressed bytes (scan.digest is a placeholder). */
+  hashCompressed?: boolean;
 }
 
 export async function indexLayer(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions): Promise<IndexedLayer> {
   const entries: TarEntry[] = [];
   const walker = new TarWalker(options.digest, (entry) => entries.push(entry));
-  const scan = await scanLayer(compressed, options.compression, { spanSize: options.spanSize }, (chunk) => walker.push(chunk));
+  const scan = await scanLayer(compressed, options.compression, { spanSize: options.spanSize, ...(options.hashCompressed === false ? { hashCompressed: false } : {}) }, (chunk) => walker.push(chunk));
   walker.end();
   return { scan, entries };
 }

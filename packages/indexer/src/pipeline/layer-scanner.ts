@@ -1,6 +1,10 @@
-// Runs layer scans either on this thread or in a pool of worker threads. Inflating gzip in
-// JavaScript is CPU-bound, so with several layers, workers let them use every core; the main
-// thread only moves compressed bytes (transferred, not copied twice) and merges results.
+// Runs layer scans either on this thread or in a pool of worker threads. Inflating gzip is
+// CPU-bound, so with several layers, workers let them use every core. The main thread reads
+// the compressed bytes, hashes them (the layer digest, in parallel with the worker's scan),
+// packs them into 1 MiB buffers that are transferred, not copied, and merges results.
+// Layers under IN_THREAD_MAX_BYTES are scanned on the main thread: starting a worker costs
+// more than scanning them.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -10,12 +14,17 @@ import { indexLayer, type IndexedLayer, type IndexLayerOptions } from './index-l
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 export interface LayerScanner {
-  scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions): Promise<IndexedLayer>;
+  /** `size`: the layer's compressed size when known (small layers are scanned in-thread). */
+  scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer>;
   close(): Promise<void>;
 }
 
 /** Chunks posted to a worker and not yet consumed by its scanner: bounds memory per layer. */
-const MAX_CHUNKS_IN_FLIGHT = 8;
+const MAX_CHUNKS_IN_FLIGHT = 4;
+/** Compressed bytes per message to a worker. */
+const TRANSFER_SIZE = 1 << 20;
+/** Layers smaller than this are scanned on the calling thread (no worker start-up). */
+export const IN_THREAD_MAX_BYTES = 1 << 20;
 
 const inThread: LayerScanner = {
   scan: (compressed, options) => indexLayer(compressed, options),
@@ -67,7 +76,8 @@ class WorkerPool implements LayerScanner {
     if (next) void this.acquire().then(next);
   }
 
-  async scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions): Promise<IndexedLayer> {
+  async scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer> {
+    if (size !== undefined && size < IN_THREAD_MAX_BYTES) return indexLayer(compressed, options);
     const worker = await this.acquire();
     let inFlight = 0;
     let wakeFeeder: (() => void) | undefined;
@@ -104,16 +114,36 @@ class WorkerPool implements LayerScanner {
       worker.on('exit', onExit);
     });
 
-    post({ type: 'start', options });
+    post({ type: 'start', options: { ...options, hashCompressed: false } });
+    const blobHash = createHash('sha256');
     const feed = async () => {
-      for await (const chunk of compressed) {
+      // Stream chunks often share a pooled ArrayBuffer: they are copied into `pending`,
+      // which is transferred whole once full.
+      let pending = transferBuffer();
+      let filled = 0;
+      const flush = async () => {
         while (inFlight >= MAX_CHUNKS_IN_FLIGHT && !failed) await new Promise<void>((resolve) => (wakeFeeder = resolve));
         if (failed) return;
-        // Stream chunks often share a pooled ArrayBuffer: copy before transferring.
-        const copy = new Uint8Array(chunk);
+        const data = pending.subarray(0, filled);
         inFlight++;
-        post({ type: 'chunk', data: copy }, [copy.buffer]);
+        post({ type: 'chunk', data }, [data.buffer as ArrayBuffer]);
+        pending = transferBuffer();
+        filled = 0;
+      };
+      for await (const chunk of compressed) {
+        if (failed) return;
+        blobHash.update(chunk);
+        let at = 0;
+        while (at < chunk.length) {
+          const take = Math.min(chunk.length - at, pending.length - filled);
+          pending.set(chunk.subarray(at, at + take), filled);
+          filled += take;
+          at += take;
+          if (filled === pending.length) await flush();
+          if (failed) return;
+        }
       }
+      if (filled > 0) await flush();
       if (!failed) post({ type: 'end' });
     };
     const fed = feed();
@@ -128,7 +158,7 @@ class WorkerPool implements LayerScanner {
     try {
       const value = await result;
       this.release(worker);
-      return value;
+      return { ...value, scan: { ...value.scan, digest: `sha256:${blobHash.digest('hex')}` } };
     } catch (error) {
       this.discard(worker);
       throw error;
@@ -140,6 +170,12 @@ class WorkerPool implements LayerScanner {
     this.all.length = 0;
     this.idle.length = 0;
   }
+}
+
+/** Not from Buffer's pool: its whole ArrayBuffer is transferred. */
+function transferBuffer(): Uint8Array {
+  const buffer = Buffer.allocUnsafeSlow(TRANSFER_SIZE);
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
 export async function createLayerScanner(options: { workers: boolean; concurrency: number; logger: Logger }): Promise<LayerScanner> {

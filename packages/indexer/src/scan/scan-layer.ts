@@ -16,6 +16,9 @@ export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
 /** 128 KiB: python-minimal import workload fetches 16.9 MB instead of 20.8 MB (512 KiB) for +1% archive size (docs/benchmarks.md). */
 export const DEFAULT_PIECE_SIZE = 128 * 1024;
 
+/** The `digest` of a scan whose caller hashes the compressed bytes. */
+export const UNHASHED: Digest = `sha256:${'0'.repeat(64)}`;
+
 export interface LayerScan {
   spans: Span[];
   compressedSize: number;
@@ -42,6 +45,11 @@ export async function scanLayer(
     pieceSize?: number;
     /** gzip: which inflater finds block boundaries (default: native when built); results are identical. */
     gzipInflater?: GzipInflaterKind;
+    /**
+     * false: the caller hashes the compressed bytes itself (e.g. on another thread) and the
+     * returned `digest` is only a placeholder; default true.
+     */
+    hashCompressed?: boolean;
   },
   onUncompressed: (chunk: Uint8Array) => void | Promise<void>,
 ): Promise<LayerScan> {
@@ -49,12 +57,12 @@ export async function scanLayer(
   const pieceSize = options.pieceSize ?? DEFAULT_PIECE_SIZE;
   if (!(Number.isInteger(spanSize) && spanSize > 0)) throw new UsageError(`invalid span size ${spanSize}`);
   if (!(Number.isInteger(pieceSize) && pieceSize > 0)) throw new UsageError(`invalid piece size ${pieceSize}`);
-  const blobHash = createHash('sha256');
+  const blobHash = options.hashCompressed === false ? undefined : createHash('sha256');
   const diffHash = createHash('sha256');
   let compressedSize = 0;
   const sink: ScanSink = {
     input(chunk) {
-      blobHash.update(chunk);
+      blobHash?.update(chunk);
       compressedSize += chunk.length;
     },
     async output(chunk) {
@@ -81,7 +89,7 @@ export async function scanLayer(
     spans: recorder.spans,
     compressedSize,
     uncompressedSize: sink.uncompressedSize,
-    digest: `sha256:${blobHash.digest('hex')}`,
+    digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED,
     diffId: `sha256:${diffHash.digest('hex')}`,
   };
 }

@@ -23,42 +23,58 @@ export function isZeroBlock(block: Uint8Array): boolean {
   return true;
 }
 
-/** A NUL-terminated string field. */
+/** A NUL-terminated string field; pure-ASCII names (nearly all) skip the UTF-8 decoder. */
 function readString(block: Uint8Array, start: number, length: number): string {
-  const field = block.subarray(start, start + length);
-  const end = field.indexOf(0);
-  return decoder.decode(end < 0 ? field : field.subarray(0, end));
+  const limit = start + length;
+  let end = start;
+  let ascii = true;
+  for (; end < limit; end++) {
+    const byte = block[end]!;
+    if (byte === 0) break;
+    if (byte > 0x7f) ascii = false;
+  }
+  if (end === start) return '';
+  if (ascii) return latin1(block, start, end);
+  return decoder.decode(block.subarray(start, end));
+}
+
+/** ASCII bytes as a string, in pieces so the argument list stays short. */
+function latin1(block: Uint8Array, start: number, end: number): string {
+  if (end - start <= 64) return String.fromCharCode.apply(null, block.subarray(start, end) as unknown as number[]);
+  let text = '';
+  for (let at = start; at < end; at += 64) text += String.fromCharCode.apply(null, block.subarray(at, Math.min(end, at + 64)) as unknown as number[]);
+  return text;
 }
 
 /** An octal field (space/NUL padded) or a GNU base-256 field (high bit of the first byte set). */
 export function readNumber(block: Uint8Array, start: number, length: number): number | undefined {
-  const field = block.subarray(start, start + length);
-  const first = field[0] ?? 0;
+  const end = start + length;
+  const first = block[start] ?? 0;
   if (first & 0x80) {
     // Base-256, two's complement when the first byte is 0xff.
     const negative = first === 0xff;
     let value = 0;
-    for (let i = 0; i < field.length; i++) {
-      let byte = field[i]!;
-      if (i === 0) byte &= 0x7f;
-      value = value * 256 + (negative ? 0xff - field[i]! : byte);
+    for (let i = start; i < end; i++) {
+      let byte = block[i]!;
+      if (i === start) byte &= 0x7f;
+      value = value * 256 + (negative ? 0xff - block[i]! : byte);
     }
     const result = negative ? -(value + 1) : value;
     return Number.isSafeInteger(result) ? result : undefined;
   }
-  let i = 0;
-  while (i < field.length && field[i] === 0x20) i++;
+  let i = start;
+  while (i < end && block[i] === 0x20) i++;
   let value = 0;
   let digits = 0;
-  for (; i < field.length; i++) {
-    const byte = field[i]!;
+  for (; i < end; i++) {
+    const byte = block[i]!;
     if (byte === 0 || byte === 0x20) break;
     if (byte < 0x30 || byte > 0x37) return undefined;
     value = value * 8 + (byte - 0x30);
     digits++;
   }
   // Trailing bytes after the terminator must be padding.
-  for (; i < field.length; i++) if (field[i] !== 0 && field[i] !== 0x20) return undefined;
+  for (; i < end; i++) if (block[i] !== 0 && block[i] !== 0x20) return undefined;
   return digits === 0 ? 0 : value;
 }
 
@@ -66,14 +82,41 @@ export function readNumber(block: Uint8Array, start: number, length: number): nu
 export function checksumMatches(block: Uint8Array): boolean {
   const stored = readNumber(block, 148, 8);
   if (stored === undefined) return false;
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK_SIZE; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : block[i]!;
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
+  return stored === unsignedChecksum(block) || stored === signedChecksum(block);
+}
+
+/** Sum of the bytes with the checksum field (148..156) counted as spaces. */
+function unsignedChecksum(block: Uint8Array): number {
+  if (block.byteOffset % 4 !== 0 || block.length !== BLOCK_SIZE) {
+    let sum = 8 * 0x20;
+    for (let i = 0; i < BLOCK_SIZE; i++) if (i < 148 || i >= 156) sum += block[i]!;
+    return sum;
   }
-  return stored === unsigned || stored === signed;
+  // Four bytes at a time, in two 16-bit lanes each (128 words cannot overflow a lane).
+  const words = new Uint32Array(block.buffer, block.byteOffset, BLOCK_SIZE / 4);
+  let even = 0;
+  let odd = 0;
+  for (let i = 0; i < BLOCK_SIZE / 4; i++) {
+    if (i === 37) {
+      i = 38; // skip words 37 and 38: bytes 148..156
+      continue;
+    }
+    const word = words[i]!;
+    even += word & 0x00ff00ff;
+    odd += (word >>> 8) & 0x00ff00ff;
+  }
+  return 8 * 0x20 + (even & 0xffff) + (even >>> 16) + (odd & 0xffff) + (odd >>> 16);
+}
+
+/** The same sum with bytes read as signed (old Sun tars). */
+function signedChecksum(block: Uint8Array): number {
+  let sum = 8 * 0x20;
+  for (let i = 0; i < BLOCK_SIZE; i++) {
+    if (i >= 148 && i < 156) continue;
+    const byte = block[i]!;
+    sum += byte > 127 ? byte - 256 : byte;
+  }
+  return sum;
 }
 
 function isUstar(block: Uint8Array): boolean {
@@ -84,15 +127,16 @@ function isUstar(block: Uint8Array): boolean {
 
 /** Decodes a header block, or returns why it cannot be decoded. The checksum is checked by the caller. */
 export function decodeHeader(block: Uint8Array): RawTarHeader | string {
-  const fields: Array<[string, number, number]> = [
-    ['mode', 100, 8], ['uid', 108, 8], ['gid', 116, 8], ['size', 124, 12], ['mtime', 136, 12],
-  ];
-  const numbers: Record<string, number> = {};
-  for (const [field, start, length] of fields) {
-    const value = readNumber(block, start, length);
-    if (value === undefined) return `invalid ${field} field`;
-    numbers[field] = value;
-  }
+  const mode = readNumber(block, 100, 8);
+  if (mode === undefined) return 'invalid mode field';
+  const uid = readNumber(block, 108, 8);
+  if (uid === undefined) return 'invalid uid field';
+  const gid = readNumber(block, 116, 8);
+  if (gid === undefined) return 'invalid gid field';
+  const size = readNumber(block, 124, 12);
+  if (size === undefined) return 'invalid size field';
+  const mtime = readNumber(block, 136, 12);
+  if (mtime === undefined) return 'invalid mtime field';
   let name = readString(block, 0, 100);
   if (isUstar(block)) {
     const prefix = readString(block, 345, 155);
@@ -102,13 +146,13 @@ export function decodeHeader(block: Uint8Array): RawTarHeader | string {
   const isDevice = typeflag === '3' || typeflag === '4';
   return {
     name,
-    mode: numbers['mode']!,
-    uid: numbers['uid']!,
-    gid: numbers['gid']!,
-    size: numbers['size']!,
-    mtime: numbers['mtime']!,
+    mode,
+    uid,
+    gid,
+    size,
+    mtime,
     typeflag,
-    linkname: readString(block, 157, 100),
+    linkname: block[157] === 0 ? '' : readString(block, 157, 100),
     devMajor: isDevice ? (readNumber(block, 329, 8) ?? 0) : 0,
     devMinor: isDevice ? (readNumber(block, 337, 8) ?? 0) : 0,
   };

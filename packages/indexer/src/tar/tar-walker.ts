@@ -210,7 +210,7 @@ export class TarWalker {
   }
 
   private emitEntry(raw: RawTarHeader, at: number): void {
-    const pax = new Map([...this.paxGlobal, ...(this.pax ?? [])]);
+    const pax = this.memberPax();
     const name = paxString(pax, 'path') ?? this.longName ?? raw.name;
     const rawLink = paxString(pax, 'linkpath') ?? this.longLink ?? raw.linkname;
     const memberStart = this.memberStart ?? at;
@@ -220,7 +220,7 @@ export class TarWalker {
     this.lastName = name;
 
     const fail = (reason: string) => this.entryError(name, memberStart, reason);
-    if (raw.typeflag === 'S' || [...pax.keys()].some((key) => key.startsWith('GNU.sparse.'))) {
+    if (raw.typeflag === 'S' || hasSparseKey(pax)) {
       throw fail('sparse files are not supported (re-create the layer without --sparse)');
     }
     let type = ENTRY_TYPES[raw.typeflag];
@@ -282,6 +282,14 @@ export class TarWalker {
     this.finishMember(size);
   }
 
+  /** Global records overlaid with this member's own (shared empty map when there are none). */
+  private memberPax(): PaxRecords {
+    const own = this.pax;
+    if (this.paxGlobal.size === 0) return own ?? NO_RECORDS;
+    if (own === undefined) return this.paxGlobal;
+    return new Map([...this.paxGlobal, ...own]);
+  }
+
   /** Skips the member's data (whatever its type says, the stream holds `size` bytes). */
   private finishMember(size: number): void {
     this.memberStart = undefined;
@@ -290,10 +298,20 @@ export class TarWalker {
   }
 }
 
+/** Never written to: members without any PAX records share it. */
+const NO_RECORDS: PaxRecords = new Map();
+
+function hasSparseKey(pax: PaxRecords): boolean {
+  if (pax.size === 0) return false;
+  for (const key of pax.keys()) if (key.startsWith('GNU.sparse.')) return true;
+  return false;
+}
+
 const SCHILY_XATTR = 'SCHILY.xattr.';
 const LIBARCHIVE_XATTR = 'LIBARCHIVE.xattr.';
 
 function collectXattrs(pax: PaxRecords): Record<string, Uint8Array> | undefined {
+  if (pax.size === 0) return undefined;
   let xattrs: Record<string, Uint8Array> | undefined;
   for (const [key, value] of pax) {
     if (key.startsWith(SCHILY_XATTR)) {

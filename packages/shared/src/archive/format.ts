@@ -110,12 +110,36 @@ const textEncoder = new TextEncoder();
 
 /** A deduplicating byte heap for names, link targets, media types and xattrs. */
 class StringHeap {
-  private readonly chunks: Uint8Array[] = [];
+  /** Byte chunks, and ASCII text kept as strings until concat() (no encoding per name). */
+  private readonly chunks: Array<Uint8Array | string> = [];
   private readonly seen = new Map<string, number>();
   length = 0;
 
   addString(text: string): { offset: number; length: number } {
+    if (isAscii(text)) return this.addAscii(text);
     return this.addBytes(textEncoder.encode(text), text);
+  }
+
+  /**
+   * A directory entry or xattr name, keyed by the Latin-1 reading of its UTF-8 bytes (for
+   * ASCII, the text itself).
+   */
+  addName(text: string): { offset: number; length: number } {
+    if (isAscii(text)) return this.addAscii(text);
+    const encoded = textEncoder.encode(text);
+    return this.addBytes(encoded, latin1Key(encoded));
+  }
+
+  /** ASCII text: one byte per character, keyed by itself. */
+  private addAscii(text: string): { offset: number; length: number } {
+    const known = this.seen.get(text);
+    if (known !== undefined) return { offset: known, length: text.length };
+    const offset = this.length;
+    this.chunks.push(text);
+    this.length += text.length;
+    this.seen.set(text, offset);
+    if (this.length > 0xffffffff) throw new ArchiveFormatError('cannot encode: string table exceeds 4 GiB');
+    return { offset, length: text.length };
   }
 
   addBytes(bytes: Uint8Array, key?: string): { offset: number; length: number } {
@@ -132,14 +156,52 @@ class StringHeap {
   }
 
   concat(): Uint8Array {
-    const out = new Uint8Array(this.length);
+    const out = Buffer.alloc(this.length);
     let at = 0;
+    let text = '';
+    const flushText = () => {
+      if (text.length === 0) return;
+      at += out.write(text, at, 'latin1');
+      text = '';
+    };
     for (const chunk of this.chunks) {
+      if (typeof chunk === 'string') {
+        // Consecutive strings are written in one call.
+        text += chunk;
+        if (text.length >= 1 << 16) flushText();
+        continue;
+      }
+      flushText();
       out.set(chunk, at);
       at += chunk.length;
     }
-    return out;
+    flushText();
+    return new Uint8Array(out.buffer, out.byteOffset, out.length);
   }
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+function latin1Key(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
+
+/** Byte-wise order of UTF-8 strings without encoding them . */
+function compareNameText(a: string, b: string): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // UTF-16 code-unit order is code-point (= UTF-8 byte) order unless a surrogate meets a
+    // unit above it; then compare the bytes.
+    if (x >= 0xd800 && y >= 0xd800) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+    return x < y ? -1 : 1;
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 function fail(message: string): never {
@@ -150,6 +212,12 @@ function checkU32(value: number, what: string): number {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) fail(`${what} = ${value} is not a u32`);
   return value;
 }
+
+function isU32(value: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
+}
+
+const NO_XATTRS: { name: Uint8Array; value: Uint8Array }[] = [];
 
 function checkU64(value: number, what: string): number {
   if (!Number.isSafeInteger(value) || value < 0) fail(`${what} = ${value} is not a non-negative safe integer`);
@@ -193,7 +261,7 @@ function splitPath(path: string): { parent: string; name: string } {
 interface PreparedEntry {
   parent: number;
   ino: number;
-  name: Uint8Array;
+  name: string;
 }
 
 interface EncodedTables {
@@ -319,9 +387,13 @@ function encodeTables(contents: ArchiveContents, options: EncodeOptions): Encode
     const parentIno = inoByPath.get(parent);
     if (parentIno === undefined) fail(`entry ${JSON.stringify(entry.path)} has no parent entry ${JSON.stringify(parent)}`);
     if (inodes[parentIno - 1]!.type !== 'directory') fail(`parent of ${JSON.stringify(entry.path)} is not a directory`);
-    prepared.push({ parent: parentIno, ino: entry.ino, name: textEncoder.encode(name) });
+    prepared.push({ parent: parentIno, ino: entry.ino, name });
   }
-  prepared.sort((a, b) => a.parent - b.parent || Buffer.compare(a.name, b.name));
+  const byParentAndName = (a: PreparedEntry, b: PreparedEntry) => a.parent - b.parent || compareNameText(a.name, b.name);
+  // Indexers hand entries over in this order already: check before sorting.
+  let sorted = true;
+  for (let i = 1; i < prepared.length && sorted; i++) sorted = byParentAndName(prepared[i - 1]!, prepared[i]!) < 0;
+  if (!sorted) prepared.sort(byParentAndName);
   const childRange = new Map<number, { first: number; count: number }>();
   prepared.forEach((entry, index) => {
     const range = childRange.get(entry.parent);
@@ -407,45 +479,49 @@ function encodeTables(contents: ArchiveContents, options: EncodeOptions): Encode
   // Inodes and xattrs.
   const inodeBytes = new ByteWriter(inodeCount * I.size);
   const xattrRecords: { name: { offset: number; length: number }; value: { offset: number; length: number } }[] = [];
+  // Field checks build their messages only on failure: this loop runs once per inode.
+  const inodeU32 = (inode: Inode, field: 'mode' | 'uid' | 'gid' | 'mtimeNsec' | 'nlink' | 'rdevMajor' | 'rdevMinor'): number =>
+    isU32(inode[field]) ? inode[field] : checkU32(inode[field], `inode ${inode.ino} ${field}`);
   inodes.forEach((inode, i) => {
     const at = i * I.size;
-    const what = `inode ${inode.ino}`;
     const type = FILE_TYPES.indexOf(inode.type);
-    if (type < 0) fail(`${what} has unknown type ${JSON.stringify(inode.type)}`);
+    if (type < 0) fail(`inode ${inode.ino} has unknown type ${JSON.stringify(inode.type)}`);
     inodeBytes.u8(at + I.type, type + 1);
     let flags = 0;
-    inodeBytes.u32(at + I.mode, checkU32(inode.mode, `${what} mode`));
-    inodeBytes.u32(at + I.uid, checkU32(inode.uid, `${what} uid`));
-    inodeBytes.u32(at + I.gid, checkU32(inode.gid, `${what} gid`));
-    inodeBytes.u64(at + I.size_, checkU64(inode.size, `${what} size`));
-    if (!Number.isSafeInteger(inode.mtimeSec)) fail(`${what} mtimeSec is not a safe integer`);
-    inodeBytes.i64(at + I.mtimeSec, inode.mtimeSec);
-    inodeBytes.u32(at + I.mtimeNsec, checkU32(inode.mtimeNsec, `${what} mtimeNsec`));
-    inodeBytes.u32(at + I.nlink, checkU32(inode.nlink, `${what} nlink`));
-    inodeBytes.u32(at + I.rdevMajor, checkU32(inode.rdevMajor, `${what} rdevMajor`));
-    inodeBytes.u32(at + I.rdevMinor, checkU32(inode.rdevMinor, `${what} rdevMinor`));
+    inodeBytes.u32(at + I.mode, inodeU32(inode, 'mode'));
+    inodeBytes.u32(at + I.uid, inodeU32(inode, 'uid'));
+    inodeBytes.u32(at + I.gid, inodeU32(inode, 'gid'));
+    inodeBytes.u64(at + I.size_, Number.isSafeInteger(inode.size) && inode.size >= 0 ? inode.size : checkU64(inode.size, `inode ${inode.ino} size`));
+    if (!Number.isSafeInteger(inode.mtimeSec)) fail(`inode ${inode.ino} mtimeSec is not a safe integer`);
+    // Same bytes as i64 for non-negative times, without a BigInt per inode.
+    if (inode.mtimeSec >= 0) inodeBytes.u64(at + I.mtimeSec, inode.mtimeSec);
+    else inodeBytes.i64(at + I.mtimeSec, inode.mtimeSec);
+    inodeBytes.u32(at + I.mtimeNsec, inodeU32(inode, 'mtimeNsec'));
+    inodeBytes.u32(at + I.nlink, inodeU32(inode, 'nlink'));
+    inodeBytes.u32(at + I.rdevMajor, inodeU32(inode, 'rdevMajor'));
+    inodeBytes.u32(at + I.rdevMinor, inodeU32(inode, 'rdevMinor'));
     if (inode.linkTarget !== undefined) {
       flags |= INODE_FLAG_LINK_TARGET;
       const target = strings.addString(inode.linkTarget);
       inodeBytes.u32(at + I.linkTargetOffset, target.offset);
       inodeBytes.u32(at + I.linkTargetLength, target.length);
     }
-    const xattrs = Object.entries(inode.xattrs ?? {})
+    const xattrs = inode.xattrs === undefined ? NO_XATTRS : Object.entries(inode.xattrs)
       .map(([name, value]) => ({ name: textEncoder.encode(name), value }))
       .sort((a, b) => Buffer.compare(a.name, b.name));
     inodeBytes.u32(at + I.firstXattr, checkU32(xattrRecords.length, 'xattr count'));
     inodeBytes.u32(at + I.xattrCount, xattrs.length);
     for (const { name, value } of xattrs) {
-      if (name.length === 0) fail(`${what} has an xattr with an empty name`);
-      xattrRecords.push({ name: strings.addBytes(name, Buffer.from(name).toString('latin1')), value: strings.addBytes(value) });
+      if (name.length === 0) fail(`inode ${inode.ino} has an xattr with an empty name`);
+      xattrRecords.push({ name: strings.addBytes(name, latin1Key(name)), value: strings.addBytes(value) });
     }
     if (inode.data !== undefined) {
       flags |= INODE_FLAG_DATA;
       if (!Number.isInteger(inode.data.layer) || inode.data.layer < 0 || inode.data.layer >= layers.length) {
-        fail(`${what} data names missing layer ${inode.data.layer}`);
+        fail(`inode ${inode.ino} data names missing layer ${inode.data.layer}`);
       }
       inodeBytes.u32(at + I.dataLayer, inode.data.layer);
-      inodeBytes.u64(at + I.dataOffset, checkU64(inode.data.offset, `${what} data offset`));
+      inodeBytes.u64(at + I.dataOffset, checkU64(inode.data.offset, `inode ${inode.ino} data offset`));
     }
     const children = childRange.get(inode.ino);
     if (children) {
@@ -458,7 +534,7 @@ function encodeTables(contents: ArchiveContents, options: EncodeOptions): Encode
   const entryBytes = new ByteWriter(checkU32(prepared.length, 'entry count') * E.size);
   prepared.forEach((entry, i) => {
     const at = i * E.size;
-    const name = strings.addBytes(entry.name, Buffer.from(entry.name).toString('latin1'));
+    const name = strings.addName(entry.name);
     entryBytes.u32(at + E.parent, entry.parent);
     entryBytes.u32(at + E.ino, entry.ino);
     entryBytes.u32(at + E.nameOffset, name.offset);
