@@ -6,8 +6,9 @@
 // The size bound is kept by evicting least recently used entries (access = file mtime,
 // touched on every hit) when this process's estimate of the total passes the limit; eviction
 // re-scans the directory, so entries written by other processes are counted too.
-// Writes of one key are coalesced: while one runs, later values wait and only the longest
-// is written next (a span extended piece by piece is not rewritten for every piece).
+// Writes of one key are coalesced: a write waits `writeDelayMs` first, and values set while
+// it waits or runs are replaced by the longest, written next (a span extended piece by piece
+// is written a few times, not once per piece: each write hashes and writes the whole block).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +24,12 @@ export interface DiskCacheEvents {
   onCorrupt?: (key: string) => void;
 }
 
+export interface DiskCacheOptions extends DiskCacheEvents {
+  logger?: Logger;
+  /** How long a write waits for a longer value of its key (default 0; `flush` ends the wait). */
+  writeDelayMs?: number;
+}
+
 export class DiskBlockCache implements BlockCache {
   readonly #dir: string;
   readonly #maxBytes: number;
@@ -33,12 +40,16 @@ export class DiskBlockCache implements BlockCache {
   #evicting: Promise<void> | undefined;
   /** Per key: the write running and the value queued behind it. */
   readonly #writes = new Map<string, { next: Buffer | undefined; done: Promise<void> }>();
+  readonly #writeDelayMs: number;
+  /** Wakes writes waiting out their delay (flush). */
+  #wake = new AbortController();
 
-  constructor(dir: string, maxBytes: number, options: { logger?: Logger } & DiskCacheEvents = {}) {
+  constructor(dir: string, maxBytes: number, options: DiskCacheOptions = {}) {
     this.#dir = dir;
     this.#maxBytes = maxBytes;
     this.#logger = options.logger ?? silentLogger;
     this.#events = options;
+    this.#writeDelayMs = options.writeDelayMs ?? 0;
   }
 
   /** Creates the directory and measures what is already there. */
@@ -88,6 +99,8 @@ export class DiskBlockCache implements BlockCache {
     entry.done = (async () => {
       try {
         for (let next = entry.next; next; next = entry.next) {
+          await this.#delay();
+          next = entry.next ?? next;
           entry.next = undefined;
           await this.#write(key, next);
         }
@@ -99,9 +112,25 @@ export class DiskBlockCache implements BlockCache {
     return entry.done;
   }
 
-  /** Settles when every write started so far has. */
+  /** Settles when every write started so far has (without waiting out their delays). */
   async flush(): Promise<void> {
+    this.#wake.abort();
+    this.#wake = new AbortController();
     while (this.#writes.size > 0) await Promise.all([...this.#writes.values()].map((entry) => entry.done.catch(() => {})));
+  }
+
+  #delay(): Promise<void> {
+    if (this.#writeDelayMs <= 0) return Promise.resolve();
+    const wake = this.#wake.signal;
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.#writeDelayMs);
+      function done() {
+        clearTimeout(timer);
+        wake.removeEventListener('abort', done);
+        resolve();
+      }
+      wake.addEventListener('abort', done, { once: true });
+    });
   }
 
   async #write(key: string, value: Buffer): Promise<void> {
@@ -119,7 +148,7 @@ export class DiskBlockCache implements BlockCache {
     const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     await mkdir(join(this.#dir, this.#shard(key)), { recursive: true });
     try {
-      await writeFile(temp, Buffer.concat([header, keyBytes, value]));
+      await writeFile(temp, [header, keyBytes, value]);
       await rename(temp, file);
     } catch (error) {
       await unlink(temp).catch(() => {});

@@ -17,6 +17,8 @@ import { TieredBlockCache } from './tiered-cache.js';
 export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
 export const DEFAULT_DISK_CACHE = 4 * 2 ** 30;
 export const DEFAULT_READ_TIMEOUT_MS = 30_000;
+/** Disk writes of a block wait this long for the span to be extended further (flushed on unmount). */
+const DISK_WRITE_DELAY_MS = 250;
 /** Kernel caching of attributes and entries: the image never changes under a mount. */
 const KERNEL_CACHE_SECONDS = 86_400;
 
@@ -78,6 +80,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
   if (options.cacheDir) {
     disk = new DiskBlockCache(options.cacheDir, options.cacheSize ?? DEFAULT_DISK_CACHE, {
       logger,
+      writeDelayMs: DISK_WRITE_DELAY_MS,
       onCorrupt: () => metrics.add('diskCacheCorrupt'),
     });
     await disk.open();

@@ -67,6 +67,20 @@ describe('DiskBlockCache write coalescing and length hints', () => {
     expect((await files(dir)).length).toBe(1);
   });
 
+  it('with a write delay, values set meanwhile are written once; flush ends the wait', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
+    const cache = new DiskBlockCache(dir, 1 << 20, { writeDelayMs: 60_000 });
+    const first = cache.set('k', Buffer.alloc(10, 1));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    void cache.set('k', Buffer.alloc(40, 2));
+    expect(await files(dir)).toEqual([]);
+    const started = Date.now();
+    await cache.flush();
+    await first;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect((await cache.get('k'))?.equals(Buffer.alloc(40, 2))).toBe(true);
+  });
+
   it('a delete waits for the key\'s queued writes, so it is not undone by them', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
     const cache = new DiskBlockCache(dir, 1 << 20);
