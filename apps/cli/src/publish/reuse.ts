@@ -6,8 +6,7 @@ import { isClipError } from '@clip/shared/errors';
 import type { Logger } from '@clip/shared/log';
 import { parseImageReference } from '@clip/shared/reference';
 import type { Platform } from '@clip/registry-fetch/image-source';
-import { RegistrySource } from '@clip/registry-fetch/registry-source';
-import { findPublishedArchive, pullArchive, type PullArchiveResult } from './pull.js';
+import type { PullArchiveResult } from './pull.js';
 
 export interface ReuseOptions {
   output: string;
@@ -30,6 +29,9 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
     return undefined;
   }
   if (ref.kind !== 'registry') return undefined;
+  // The registry client (undici) is loaded only for registry sources: local layouts skip it.
+  const { RegistrySource } = await import('@clip/registry-fetch/registry-source');
+  const { findPublishedArchive, pullArchive } = await import('./pull.js');
   const source = new RegistrySource(ref, { logger: options.logger, ...(options.insecure ? { insecure: true } : {}) });
   let found;
   try {
