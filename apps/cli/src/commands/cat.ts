@@ -2,12 +2,9 @@
 // byte ranges of its layer that hold it (no FUSE). Symlinks are followed inside the image.
 import type { Command } from 'commander';
 import { once } from 'node:events';
-import { LayerReader } from '@clip/shared/archive/layer-reader';
 import { ClipError, UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
-import { resolveImagePath } from '@clip/shared/read/resolve-path';
-import { MemoryBlockCache } from '@clip/mounter/memory-cache';
-import { openArchiveFetcher, openArchiveLocation, type ArchiveFetcher } from '@clip/mounter/archive-location';
+import type { ArchiveFetcher } from '@clip/mounter/archive-location';
 import type { Inode } from '@clip/shared/archive/model';
 
 /** Bytes asked of the reader per step: spans are decoded once and sliced from the cache. */
@@ -30,6 +27,12 @@ export function register(program: Command): void {
     .action(async (archivePath: string, path: string, options: CatOptions) => {
       const timeoutSeconds = Number(options.readTimeout);
       if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
+      const [{ LayerReader }, { resolveImagePath }, { MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
+        import('@clip/shared/archive/layer-reader'),
+        import('@clip/shared/read/resolve-path'),
+        import('@clip/mounter/memory-cache'),
+        import('@clip/mounter/archive-location'),
+      ]);
       const logger = createLogger();
       const insecure = options.insecure ?? false;
       const opened = await openArchiveLocation(archivePath, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
