@@ -6,8 +6,7 @@ import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { parseRegistryReference } from '@clip/shared/reference';
 import { formatSize } from '@clip/shared/size';
-import { openImageSource } from '@clip/registry-fetch/open';
-import { pushImage, type PushProgress } from '@clip/registry-fetch/push';
+import type { PushProgress } from '@clip/registry-fetch/push';
 
 interface PushCommandOptions {
   json?: boolean;
@@ -97,6 +96,7 @@ export function register(program: Command): void {
         throw new UsageError(`--concurrency must be an integer from 1 to 32, got ${JSON.stringify(options.concurrency)}`);
       }
       const target = parseRegistryReference(targetText);
+      const [{ openImageSource }, { pushImage }] = await Promise.all([import('@clip/registry-fetch/open'), import('@clip/registry-fetch/push')]);
       const logger = createLogger();
       const source = await openImageSource(sourceText, { logger, ...(options.srcInsecure ? { insecure: true } : {}) });
       const printer = progressPrinter(process.stderr);
