@@ -6,7 +6,7 @@ import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { formatSize, parseSize } from '@clip/shared/size';
 import { parsePlatform } from '@clip/registry-fetch/platform';
-import { publish, type PublishSummary } from '../publish/pipeline.js';
+import type { PublishSummary } from '../publish/pipeline.js';
 import { createPublishDisplay } from '../publish/progress.js';
 
 interface PublishCommandOptions {
@@ -60,6 +60,7 @@ export function register(program: Command): void {
     .action(async (source: string, target: string, options: PublishCommandOptions) => {
       const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');
       const indexConcurrency = positiveInteger(options.indexConcurrency, '--index-concurrency');
+      const { publish } = await import('../publish/pipeline.js');
       const display = options.progress === false ? undefined : createPublishDisplay(process.stderr);
       try {
         const summary = await publish({
