@@ -4,7 +4,6 @@ import type { Command } from 'commander';
 import { createLogger } from '@clip/shared/log';
 import { formatSize } from '@clip/shared/size';
 import { parsePlatform } from '@clip/registry-fetch/platform';
-import { pullArchive } from '../publish/pull.js';
 
 interface PullArchiveOptions {
   output?: string;
@@ -27,6 +26,7 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the result as JSON on stdout')
     .action(async (image: string, options: PullArchiveOptions) => {
+      const { pullArchive } = await import('../publish/pull.js');
       const result = await pullArchive(image, {
         logger: createLogger(),
         ...(options.output ? { output: options.output } : {}),
