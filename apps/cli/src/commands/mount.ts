@@ -5,11 +5,7 @@ import type { Command } from 'commander';
 import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { parseSize } from '@clip/shared/size';
-import { mount } from '@clip/mounter/mount';
 import { checkMountpoint } from '@clip/mounter/mountpoint';
-import { openArchiveFetcher, openArchiveLocation } from '@clip/mounter/archive-location';
-import { isArchiveUrl } from '@clip/mounter/http-archive-source';
-import { resolveArchiveArgument } from '../publish/resolve-argument.js';
 
 interface MountCommandOptions {
   cacheDir?: string;
@@ -54,6 +50,13 @@ export function register(program: Command): void {
 
       // Refuse a bad mountpoint before touching the network.
       await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
+      // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
+      const [{ mount }, { openArchiveFetcher, openArchiveLocation }, { isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
+        import('@clip/mounter/mount'),
+        import('@clip/mounter/archive-location'),
+        import('@clip/mounter/http-archive-source'),
+        import('../publish/resolve-argument.js'),
+      ]);
       const readMs = readTimeoutSeconds * 1000;
       const insecure = options.insecure ?? false;
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
