@@ -5,8 +5,10 @@ import type { ArchiveByteSource } from '@clip/shared/archive/data-archive';
 import { dataSectionFetchRange, openArchiveFromSource } from '@clip/shared/archive/data-archive';
 import { openFileByteSource } from '@clip/shared/archive/data-archive-file';
 import type { ClipArchive } from '@clip/shared/archive/format';
-import { isArchiveUrl, openHttpByteSource, type HttpSourceOptions } from './http-archive-source.js';
-import { openStorageFetcher, type StorageOptions } from './storage-source.js';
+import { isArchiveUrl } from './archive-url.js';
+// The HTTP and registry clients (undici) are loaded only when a URL or a registry is read.
+import type { HttpSourceOptions } from './http-archive-source.js';
+import type { StorageOptions } from './storage-source.js';
 import type { LayerFetcher } from './mount.js';
 
 export interface OpenedArchive {
@@ -23,7 +25,9 @@ function once(fn: () => Promise<void>): () => Promise<void> {
 }
 
 export async function openArchiveLocation(location: string, options: HttpSourceOptions = {}): Promise<OpenedArchive> {
-  const source = isArchiveUrl(location) ? await openHttpByteSource(location, options) : await openFileByteSource(location);
+  const source = isArchiveUrl(location)
+    ? await (await import('./http-archive-source.js')).openHttpByteSource(location, options)
+    : await openFileByteSource(location);
   try {
     const archive = await openArchiveFromSource(source);
     return { archive, mode: archive.dataSection ? 'data' : 'oci', source, close: once(() => source.close()) };
@@ -47,5 +51,6 @@ export async function openArchiveFetcher(opened: OpenedArchive, options: Storage
   }
   // The whole OCI-mode archive is already in memory.
   await opened.close();
+  const { openStorageFetcher } = await import('./storage-source.js');
   return openStorageFetcher(opened.archive, options);
 }

@@ -139,9 +139,7 @@ class HttpArchiveSource implements ArchiveByteSource {
   }
 }
 
-export function isArchiveUrl(text: string): boolean {
-  return /^https?:\/\//i.test(text);
-}
+export { isArchiveUrl } from './archive-url.js';
 
 export async function openHttpByteSource(
   url: string,
