@@ -346,20 +346,3 @@ describe('LayerReader live decoders', () => {
   });
 });
 
-describe('LayerReader wholeSpanAfterExtensions', () => {
-  it('fetches the rest of a span in one request once it was extended that many times', async () => {
-    const data = Buffer.alloc(200, 9);
-    const layer = plainLayer(data, 100, 10);
-    const fetches: Array<[number, number]> = [];
-    const store = new Map<string, Buffer>();
-    const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) };
-    const reader = new LayerReader({ layers: [layer] }, {
-      fetchRange: async (_d, start, end) => (fetches.push([start, end]), Buffer.from(data.subarray(start, end))),
-      cache,
-      codec: plainCodec,
-      wholeSpanAfterExtensions: 2,
-    });
-    for (let at = 0; at < 50; at += 10) await reader.read(0, at, 10);
-    expect(fetches).toEqual([[0, 10], [10, 20], [20, 30], [30, 100]]);
-  });
-});

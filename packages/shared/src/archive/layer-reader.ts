@@ -52,11 +52,6 @@ export interface LayerReaderOptions {
   pieceCacheBytes?: number;
   /** Live decoders of partly decoded spans kept (default 32, ~200 KiB each; 0: always re-decode). */
   liveDecoders?: number;
-  /**
-   * A span extended this many times is fetched to its end at the next extension, in one
-   * request (fewer round trips for big files read piece by piece; more bytes). 0: never (default).
-   */
-  wholeSpanAfterExtensions?: number;
 }
 
 export const DEFAULT_PIECE_CACHE_BYTES = 64 * 2 ** 20;
@@ -106,9 +101,6 @@ export class LayerReader {
   /** Compressed-prefix keys this reader stored, dropped once their span is decoded whole. */
   readonly #storedPrefixes = new Set<string>();
   readonly #live: LiveSpans;
-  readonly #wholeSpanAfter: number;
-  /** Extensions per partly decoded span (for wholeSpanAfterExtensions). */
-  readonly #extensions = new Map<string, number>();
   /** Cache stores still running (reads do not wait for them). */
   readonly #stores = new Set<Promise<void>>();
 
@@ -120,7 +112,6 @@ export class LayerReader {
     this.#onEvent = options.onEvent ?? (() => {});
     this.#pieces = new PieceStore(options.pieceCacheBytes ?? DEFAULT_PIECE_CACHE_BYTES);
     this.#live = new LiveSpans(options.liveDecoders ?? DEFAULT_LIVE_DECODERS);
-    this.#wholeSpanAfter = options.wholeSpanAfterExtensions ?? 0;
   }
 
   /** Settles when every cache store started so far has (e.g. before unmounting). */
@@ -262,7 +253,7 @@ export class LayerReader {
     }
 
     const partial = cachedLength > 0;
-    const covers = this.#coverage(layer, index, partial && this.#extendedEnough(key) ? Number.MAX_SAFE_INTEGER : need);
+    const covers = this.#coverage(layer, index, need);
     // The decode is shared by everyone who joins, so it runs without any one caller's signal;
     // each caller stops waiting on its own abort. Fetch timeouts bound the decode itself.
     const entry: InFlight = { covers, promise: this.#decodeAndStore(key, layer, index, covers, partial) };
@@ -279,10 +270,7 @@ export class LayerReader {
     const { block, pieceCount } = await this.#decode(layer, index, covers, partial);
     const span = layer.spans[index]!;
     const complete = block.length >= span.uncompressedEnd - span.checkpoint.uncompressedOffset;
-    if (complete) {
-      this.#pieces.discard(key);
-      this.#extensions.delete(key);
-    }
+    if (complete) this.#pieces.discard(key);
     if (this.#cache) this.#background(this.#store(key, layer, index, block, complete, pieceCount));
     return block;
   }
@@ -304,14 +292,6 @@ export class LayerReader {
   #background(work: Promise<void>): void {
     const tracked = work.catch(() => {}).finally(() => this.#stores.delete(tracked));
     this.#stores.add(tracked);
-  }
-
-  /** Counts an extension of `key`; true when the span should now be fetched to its end. */
-  #extendedEnough(key: string): boolean {
-    if (this.#wholeSpanAfter <= 0) return false;
-    const count = (this.#extensions.get(key) ?? 0) + 1;
-    this.#extensions.set(key, count);
-    return count > this.#wholeSpanAfter;
   }
 
   /** Uncompressed bytes (from span start) the pieces needed for `need` bytes will give. */
