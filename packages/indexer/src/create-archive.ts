@@ -2,12 +2,12 @@
 // archive. Layers are scanned concurrently (bounded), merged in layer order, and the archive
 // is written atomically. A local layout with a storage reference is indexed without any
 // network request: the storage reference is only recorded, never contacted.
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, open, rename, rm } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { encodeArchive } from '@clip/shared/archive/format';
+import { writeFileAtomically } from '@clip/shared/fs-atomic';
 import type { ArchiveLayer, ArchiveMetadata, StorageReference } from '@clip/shared/archive/model';
 import { ClipError, DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
 import { silentLogger, type Logger } from '@clip/shared/log';
@@ -153,20 +153,11 @@ async function checkOutputDirectory(path: string): Promise<void> {
   }
 }
 
-/** Writes next to the target, flushes, then renames: readers never see a partial archive. */
+/** Atomic write (temp file + rename); failures name the archive being written. */
 async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    const handle = await open(temp, 'w', 0o644);
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
+    await writeFileAtomically(path, bytes);
   } catch (error) {
-    await rm(temp, { force: true });
     throw ioError(`cannot write the archive to ${path}`, error);
   }
 }
