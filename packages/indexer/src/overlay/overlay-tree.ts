@@ -13,6 +13,7 @@
 import { LayerFormatError } from '@clip/shared/errors';
 import type { DirEntry, FileType, Inode } from '@clip/shared/archive/model';
 import type { TarEntry } from '../tar/tar-entry.js';
+import { compareNames } from '@clip/shared/archive/name-order';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
@@ -314,21 +315,6 @@ export class OverlayTree {
     }
     return { inodes, entries };
   }
-}
-
-/** Byte-wise order of UTF-8 names (code-unit order differs only for astral characters). */
-export function compareNames(a: string, b: string): number {
-  const length = Math.min(a.length, b.length);
-  for (let i = 0; i < length; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x === y) continue;
-    // UTF-16 code-unit order is code-point (= UTF-8 byte) order unless a surrogate meets a
-    // unit above it; then compare the bytes.
-    if (x >= 0xd800 && y >= 0xd800) return Buffer.compare(Buffer.from(a), Buffer.from(b));
-    return x < y ? -1 : 1;
-  }
-  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 function splitParent(path: string): [string, string] {

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { compareNames } from './name-order.js';
 import { isDigest, type Digest } from '../digest.js';
 import { ArchiveFormatError, isClipError } from '../errors.js';
 import { ByteReader, ByteWriter, compareBytes } from './binary.js';
@@ -187,21 +188,6 @@ function isAscii(text: string): boolean {
 
 function latin1Key(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-}
-
-/** Byte-wise order of UTF-8 strings without encoding them . */
-function compareNameText(a: string, b: string): number {
-  const length = Math.min(a.length, b.length);
-  for (let i = 0; i < length; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x === y) continue;
-    // UTF-16 code-unit order is code-point (= UTF-8 byte) order unless a surrogate meets a
-    // unit above it; then compare the bytes.
-    if (x >= 0xd800 && y >= 0xd800) return Buffer.compare(Buffer.from(a), Buffer.from(b));
-    return x < y ? -1 : 1;
-  }
-  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 function fail(message: string): never {
@@ -389,7 +375,7 @@ function encodeTables(contents: ArchiveContents, options: EncodeOptions): Encode
     if (inodes[parentIno - 1]!.type !== 'directory') fail(`parent of ${JSON.stringify(entry.path)} is not a directory`);
     prepared.push({ parent: parentIno, ino: entry.ino, name });
   }
-  const byParentAndName = (a: PreparedEntry, b: PreparedEntry) => a.parent - b.parent || compareNameText(a.name, b.name);
+  const byParentAndName = (a: PreparedEntry, b: PreparedEntry) => a.parent - b.parent || compareNames(a.name, b.name);
   // Indexers hand entries over in this order already: check before sorting.
   let sorted = true;
   for (let i = 1; i < prepared.length && sorted; i++) sorted = byParentAndName(prepared[i - 1]!, prepared[i]!) < 0;
