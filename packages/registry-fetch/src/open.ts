@@ -1,29 +1,17 @@
 // One entry point for every reference kind: picks the ImageSource implementation.
 import { formatImageReference, parseImageReference, type ImageReference } from '@clip/shared/reference';
-import type { Logger } from '@clip/shared/log';
-import type { Credentials } from './credentials.js';
 import type { ImageSource, Platform } from './image-source.js';
 import { LayoutSource, OciArchiveSource } from './layout-source.js';
-import type { TimeoutOptions } from './registry-client.js';
+import type { RegistryClientOptions } from './registry-client.js';
 import { RegistrySource } from './registry-source.js';
-import type { RetryOptions } from './retry.js';
 
-export interface OpenImageSourceOptions {
+/** The registry client's options (credentials, TLS, timeouts, retries...) plus a default platform. */
+export interface OpenImageSourceOptions extends RegistryClientOptions {
   /**
    * Platform wanted from an image index. Sources pick it on resolve(); kept here so callers
    * can pass one options object around. resolve({ platform }) overrides it.
    */
   platform?: Platform;
-  credentials?: Credentials;
-  /** Non-loopback registries: skip TLS verification, fall back to plain HTTP. */
-  insecure?: boolean;
-  logger?: Logger;
-  timeouts?: TimeoutOptions;
-  retries?: number | RetryOptions;
-  /** Concurrent connections per registry host; default 8. */
-  connectionsPerHost?: number;
-  env?: NodeJS.ProcessEnv;
-  dockerConfigDir?: string;
 }
 
 /** An ImageSource with the default platform baked into resolve(). */
