@@ -11,6 +11,7 @@ describe('demo', () => {
     expect(output).toMatch(/digests identical to the layout/);
     expect(output).toMatch(/cached source image reference from metadata/);
     expect(output).toMatch(/\d+ files, .* byte-for-byte identical/);
+    expect(output).toMatch(/correct; fetched \d[^?]* of the /); // one small file, bytes from the metrics endpoint
     expect(output).toMatch(/^done in /m);
     const registryUrl = /serving (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
     const layoutDir = /oci:(\/[^:]+):basic/.exec(output)?.[1];

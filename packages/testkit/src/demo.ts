@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatSize } from '@clip/shared/size';
 import { buildFixture, FIXTURE_NAMES, FIXTURES, type BuiltLayout, type FixtureName } from './fixtures.js';
-import { startRegistry, type RunningRegistry } from './registry.js';
+import { freePort, startRegistry, type RunningRegistry } from './registry.js';
 import { runTool, skopeoInspect } from './tools.js';
 
 export interface DemoContext {
@@ -29,8 +29,8 @@ export interface DemoContext {
   layout?: BuiltLayout;
   /** `docker://127.0.0.1:<port>/demo/<fixture>:<tag>` once pushed. */
   remoteRef?: string;
-  /** The running `clip mount` of the fresh worker. */
-  mount?: { child: ChildProcess; mountpoint: string; stderr(): string };
+  /** The running `clip mount` of the fresh worker, with its Prometheus metrics address. */
+  mount?: { child: ChildProcess; mountpoint: string; stderr(): string; metricsUrl?: string };
   /** Runs at cleanup, last registered first. */
   defer(cleanup: () => Promise<void>): void;
 }
@@ -96,16 +96,34 @@ export const STEPS: DemoStep[] = [
       const worker = join(ctx.work, 'worker');
       await mkdir(mountpoint, { recursive: true });
       await mkdir(worker, { recursive: true });
-      const mount = await startClipMount(ref, mountpoint, ['--cache-dir', join(worker, 'cache')], {
+      const metricsAddress = `127.0.0.1:${await freePort()}`;
+      const mount = await startClipMount(ref, mountpoint, ['--cache-dir', join(worker, 'cache'), '--metrics', metricsAddress], {
         ...process.env,
         CLIP_ARCHIVE_CACHE: join(worker, 'archives'),
       });
-      ctx.mount = mount;
+      ctx.mount = { ...mount, metricsUrl: `http://${metricsAddress}/metrics` };
       ctx.defer(async () => {
         await stopClipMount(mount);
       });
       const line = mount.stderr().split('\n').find((l) => l.includes('cached source image reference from metadata'));
       return `mounted at ${mountpoint}; ${line ? line.replace(/^.*msg=/, 'log: ') : 'storage reference read from the archive'}`;
+    },
+  },
+  {
+    title: 'read one small file: only the bytes it needs cross the network',
+    async run(ctx) {
+      const layout = need(ctx.layout, 'a layout');
+      const mount = need(ctx.mount, 'a mount');
+      const files = [...layout.expected].filter(([, node]) => node.type === 'file' && node.sha256 !== undefined && (node.size ?? 0) > 0);
+      const smallest = files.sort(([, a], [, b]) => (a.size ?? 0) - (b.size ?? 0))[0];
+      if (!smallest) return 'no regular file in this image';
+      const [path, node] = smallest;
+      const data = await readFile(join(mount.mountpoint, path));
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      if (sha256 !== node.sha256) throw new Error(`${path}: read ${sha256} through the mount, expected ${node.sha256}`);
+      const fetched = mount.metricsUrl ? await fetchedBytes(mount.metricsUrl) : undefined;
+      const imageBytes = layout.image.layers.reduce((sum, layer) => sum + layer.size, 0);
+      return `${path} (${formatSize(data.length)}) correct; fetched ${fetched === undefined ? '?' : formatSize(fetched)} of the ${formatSize(imageBytes)} image`;
     },
   },
   {
@@ -190,6 +208,13 @@ async function startClipMount(ref: string, mountpoint: string, args: string[], e
     throw error;
   });
   return mount;
+}
+
+/** Bytes fetched so far, from the mount's Prometheus endpoint. */
+async function fetchedBytes(metricsUrl: string): Promise<number | undefined> {
+  const text = await (await fetch(metricsUrl)).text();
+  const match = /^clip_fetch_bytes_total (\d+)/m.exec(text);
+  return match ? Number(match[1]) : undefined;
 }
 
 /** SIGTERM (clean unmount), wait, and return the metrics summary the mount prints on exit. */
