@@ -14,6 +14,7 @@ import { skopeoInspect, skopeoInspectRaw, umociUnpack } from '@clip/testkit/tool
 import { diffTrees, type Tree } from '@clip/testkit/tree';
 import { CLI, removeAll, runCli, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import { startCountingProxy, type CountingProxy } from './publish-proxy.js';
+import type { PublishSummary } from '../src/publish/pipeline.js';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -23,21 +24,8 @@ let registry: RunningRegistry;
 let proxy: CountingProxy;
 const mounts: RunningMount[] = [];
 
-interface PublishJson {
-  reference: string;
-  imageDigest: string;
-  manifestDigest: string;
-  archive: { blobDigest: string; bytes: number; artifactDigest: string; fallbackTag?: string };
-  stages: { indexSeconds: number; pushSeconds: number; archivePushSeconds: number; totalSeconds: number };
-  bytesPushed: number;
-  blobs: { uploaded: number; skipped: number; mounted: number };
-  bytesIndexed: number;
-  indexNetworkBytes: number;
-  layerBytes: number;
-  pushRateBytesPerSecond: number | null;
-  estimatedRegistryIndexSeconds: number | null;
-  indexingTimeSavedSeconds: number | null;
-}
+/** `clip publish --json` prints the pipeline's summary as is. */
+type PublishJson = PublishSummary;
 
 /** A fresh worker's environment: its own archive cache. */
 function useCache(dir: string): void {
