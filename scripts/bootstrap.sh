@@ -137,7 +137,7 @@ zran=packages/native-zran
 zran_node=$zran/build/Release/clip_zran.node
 if [[ ! -f $zran_node || -n $(find "$zran/native" "$zran/binding.gyp" -newer "$zran_node" -print -quit 2>/dev/null) ]]; then
   say "building the native gzip scanner ($zran)"
-  if ! zran_out=$(node "$zran/scripts/build-native.mjs" 2>&1); then
+  if ! zran_out=$(node scripts/build-native-addon.mjs "$zran" clip_zran 2>&1); then
     say "WARNING: native gzip scanner not built, indexing will use the slower portable scanner: $(tail -n 1 <<<"$zran_out")"
   fi
 fi
