@@ -2,7 +2,7 @@
 # Makes a machine ready for `npm test` / `npm run demo`, from a clean clone:
 #   1. Debian packages the tests drive for real (registry, skopeo, umoci, FUSE, ...)
 #   2. node_modules (npm ci when missing or stale vs package-lock.json)
-#   3. native modules load (fuse-native), /dev/fuse exists; the optional gzip scanner addon is built
+#   3. /dev/fuse exists; the FUSE addon is built (required) and the gzip scanner addon (optional)
 #   4. build (turbo, cached)
 # Quiet and fast (seconds) when everything is already there; says what it does otherwise.
 # Exits non-zero with a reason when it cannot finish (e.g. packages missing and not root).
@@ -22,8 +22,8 @@ die() {
 # --- 1. Debian packages -------------------------------------------------------------
 # Each requirement: "<package>:<probe>", probe = a command on PATH, or lib:<soname>.
 REQUIREMENTS=(
-  "libfuse2:lib:libfuse.so.2"            # fuse-native links against libfuse 2
-  "fuse:fusermount"                      # fuse-native unmounts with `fusermount -uz`
+  "libfuse3-dev:file:/usr/include/fuse3/fuse_lowlevel.h" # packages/native-fuse builds against libfuse 3
+  "fuse:fusermount"                      # detaches stale mounts (`fusermount -uz`); fuse3 would conflict with it
   "docker-registry:docker-registry"      # the real registry tests push to (testkit/registry.ts)
   "skopeo:skopeo"                        # copies images between OCI layouts and registries
   "umoci:umoci"                          # reference unpacker the mount is compared against
@@ -34,7 +34,7 @@ REQUIREMENTS=(
   "openssl:openssl"                      # certificates for TLS/token registry tests
   "tar:tar"                              # GNU tar (Debian image build)
   "debian-archive-keyring:file:/usr/share/keyrings/debian-archive-keyring.gpg" # mmdebstrap verifies bookworm
-  "g++:g++"                              # node-gyp toolchain for packages/native-zran (step 3b)
+  "g++:g++"                              # node-gyp toolchain for packages/native-fuse and native-zran (step 3)
   "make:make"
   "python3:python3"
 )
@@ -114,14 +114,22 @@ else
   stamp
 fi
 
-# --- 3. native modules and FUSE ------------------------------------------------------
-if ! (cd packages/mounter && node -e "require('fuse-native')" >/dev/null 2>&1); then
-  say "fuse-native does not load; rebuilding it"
-  npm rebuild fuse-native --loglevel=error >/dev/null 2>&1 || true
-  (cd packages/mounter && node -e "require('fuse-native')") ||
-    die "fuse-native cannot be loaded (needs libfuse2 and a prebuild or a C toolchain)"
+# --- 3. native addons and FUSE --------------------------------------------------------
+# An addon is rebuilt when missing or older than its source.
+stale_addon() {
+  local dir=$1 node=$1/build/Release/$2.node
+  [[ ! -f $node || -n $(find "$dir/native" "$dir/binding.gyp" -newer "$node" -print -quit 2>/dev/null) ]]
+}
+
+# packages/native-fuse: the mounter's FUSE binding (libfuse 3 low-level API). Required.
+fuse_addon=packages/native-fuse
+if stale_addon "$fuse_addon" clip_fuse; then
+  say "building the FUSE addon ($fuse_addon)"
+  fuse_out=$(node scripts/build-native-addon.mjs "$fuse_addon" clip_fuse 2>&1) ||
+    die "the FUSE addon did not build (needs libfuse3-dev, g++, make): $(tail -n 3 <<<"$fuse_out")"
 fi
-verbose "ok: fuse-native loads"
+(cd "$fuse_addon" && node -e "require('./build/Release/clip_fuse.node')") || die "the FUSE addon does not load"
+verbose "ok: FUSE addon loads"
 
 if [[ ! -c /dev/fuse ]]; then
   modprobe fuse >/dev/null 2>&1 || true
@@ -134,8 +142,7 @@ verbose "ok: /dev/fuse"
 # packages/native-zran: makes gzip indexing several times faster. Rebuilt when missing or
 # older than its source; if it cannot be built the indexer uses the portable scanner.
 zran=packages/native-zran
-zran_node=$zran/build/Release/clip_zran.node
-if [[ ! -f $zran_node || -n $(find "$zran/native" "$zran/binding.gyp" -newer "$zran_node" -print -quit 2>/dev/null) ]]; then
+if stale_addon "$zran" clip_zran; then
   say "building the native gzip scanner ($zran)"
   if ! zran_out=$(node scripts/build-native-addon.mjs "$zran" clip_zran 2>&1); then
     say "WARNING: native gzip scanner not built, indexing will use the slower portable scanner: $(tail -n 1 <<<"$zran_out")"

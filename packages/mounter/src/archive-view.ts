@@ -12,7 +12,6 @@ export interface MountableArchive {
   readonly inodeCount: number;
   inode(ino: number): Inode | undefined;
   lookup(path: string): Inode | undefined;
-  /** One name in directory `parentIno` (lets path lookups start at a cached parent). */
-  lookupChild?(parentIno: number, name: string): Inode | undefined;
-  readdir(path: string): readonly DirectoryEntry[] | undefined;
+  /** The entries of directory `ino` (undefined when it is not a directory). */
+  readdirIno(ino: number): readonly DirectoryEntry[] | undefined;
 }

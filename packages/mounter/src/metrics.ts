@@ -14,6 +14,7 @@ export interface MetricsSnapshot {
   diskCacheMisses: number;
   diskCacheCorrupt: number;
   digestMismatches: number;
+  lookups: number;
   getattrs: number;
   readdirs: number;
   reads: number;
@@ -25,6 +26,8 @@ export interface MetricsSnapshot {
 }
 
 type Counter = Exclude<keyof MetricsSnapshot, 'readLatency'>;
+/** Counters kept outside JS (the FUSE addon's), read at snapshot time. */
+type ExternalCounters = () => Partial<Record<Counter, number>>;
 
 const HELP: Record<Counter, string> = {
   fetchRequests: 'Range requests sent to the registry',
@@ -36,8 +39,9 @@ const HELP: Record<Counter, string> = {
   diskCacheMisses: 'Decoded blocks not in the disk cache',
   diskCacheCorrupt: 'Disk cache entries dropped because they failed verification',
   digestMismatches: 'Fetched pieces whose digest did not match the archive',
-  getattrs: 'FUSE getattr requests (the kernel caches attributes, so about one per entry)',
-  readdirs: 'FUSE readdir requests',
+  lookups: 'FUSE lookup requests (answered by the FUSE addon; the kernel caches entries)',
+  getattrs: 'FUSE getattr requests (answered by the FUSE addon; the kernel caches attributes)',
+  readdirs: 'FUSE readdir(plus) requests (answered by the FUSE addon)',
   reads: 'FUSE read requests',
   readBytes: 'Bytes returned by FUSE reads',
   readErrors: 'FUSE reads that failed (EIO)',
@@ -54,9 +58,15 @@ export class MountMetrics {
   readonly #bucketCounts = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
   #latencySum = 0;
   #latencyCount = 0;
+  #external: ExternalCounters | undefined;
 
   add(counter: Counter, amount = 1): void {
     this.#counters.set(counter, (this.#counters.get(counter) ?? 0) + amount);
+  }
+
+  /** Counters of the FUSE session; they replace same-named local ones in snapshots. */
+  attachExternal(counters: ExternalCounters): void {
+    this.#external = counters;
   }
 
   observeReadSeconds(seconds: number): void {
@@ -68,8 +78,9 @@ export class MountMetrics {
   }
 
   snapshot(): MetricsSnapshot {
+    const external = this.#external?.() ?? {};
     const counters = Object.fromEntries(
-      (Object.keys(HELP) as Counter[]).map((name) => [name, this.#counters.get(name) ?? 0]),
+      (Object.keys(HELP) as Counter[]).map((name) => [name, external[name] ?? this.#counters.get(name) ?? 0]),
     ) as Record<Counter, number>;
     let cumulative = 0;
     const buckets = this.#bucketCounts.map((count, index) => {

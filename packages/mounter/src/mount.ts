@@ -1,17 +1,19 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
 // file data fetched lazily by byte range from the image's registry, decoded blocks kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
+import { FuseSession } from '@clip/native-fuse';
 import { LayerReader, type FetchRange } from '@clip/shared/archive/layer-reader';
+import type { Inode } from '@clip/shared/archive/model';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import type { MountableArchive } from './archive-view.js';
 import { DiskBlockCache } from './disk-cache.js';
-import { createFsOperations } from './fuse-ops.js';
-import { createFuseMount } from './fuse-binding.js';
 import { MemoryBlockCache } from './memory-cache.js';
+import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPathList, ReadRecorder } from './prefetch-list.js';
+import { createReadHandler, imageStatfs } from './read-handler.js';
 import { TieredBlockCache } from './tiered-cache.js';
 
 export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
@@ -62,8 +64,7 @@ export interface MountHandle {
 }
 
 function mountOptions(): string[] {
-  const options = ['ro', 'use_ino', 'fsname=clip', 'subtype=clip', 'default_permissions', 'kernel_cache'];
-  options.push(`attr_timeout=${KERNEL_CACHE_SECONDS}`, `entry_timeout=${KERNEL_CACHE_SECONDS}`, `negative_timeout=${KERNEL_CACHE_SECONDS}`);
+  const options = ['ro', 'fsname=clip', 'subtype=clip', 'default_permissions'];
   // As root, let every user (and containers) in, and keep setuid bits and device nodes working.
   if (process.getuid?.() === 0) options.push('allow_other', 'suid', 'dev');
   return options;
@@ -108,24 +109,44 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
   });
 
   const recorder = options.record ? new ReadRecorder(options.record, logger) : undefined;
-  const ops = createFsOperations({
+  const table = archiveTable(archive);
+  const read = createReadHandler({
     archive,
     reader,
     metrics,
     logger,
     readTimeoutMs: options.timeouts?.readMs ?? DEFAULT_READ_TIMEOUT_MS,
-    ...(recorder ? { onFirstRead: (path: string) => recorder.record(path) } : {}),
+    ...(recorder
+      ? {
+          onFirstRead: (inode: Inode) => {
+            const path = pathOf(archive, table, inode.ino);
+            if (path) recorder.record(path);
+          },
+        }
+      : {}),
   });
-  const fuse = createFuseMount(mountpoint, ops, mountOptions());
 
   let server: MetricsServer | undefined;
   if (options.metrics) server = await startMetricsServer(options.metrics, metrics);
+  let unmounting: Promise<void> | undefined;
+  let fuse: FuseSession;
   try {
-    await fuse.mount();
+    fuse = await FuseSession.mount({
+      mountpoint,
+      options: mountOptions(),
+      table,
+      statfs: imageStatfs(archive),
+      cacheSeconds: KERNEL_CACHE_SECONDS,
+      read,
+      onExit: () => {
+        if (!unmounting) logger.warn('the mount was detached from outside (umount or fusermount -u)', { mountpoint });
+      },
+    });
   } catch (error) {
     await server?.close();
     throw error;
   }
+  metrics.attachExternal(() => fuse.counters());
 
   const stopPrefetch = new AbortController();
   const prefetchDone = options.prefetch
@@ -139,7 +160,6 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
         )
     : Promise.resolve();
 
-  let unmounting: Promise<void> | undefined;
   return {
     mountpoint,
     metricsAddress: server?.address,

@@ -1,8 +1,9 @@
 // Checks a mountpoint before mounting, so users get a clear message instead of libfuse's
 // "fuse failed": missing, not a directory, already a mount, or a stale FUSE mount left by a
-// crashed process (stat fails with ENOTCONN, "Transport endpoint is not connected").
+// crashed process (statfs fails with ENOTCONN, "Transport endpoint is not connected"; stat may
+// still succeed from the kernel's attribute cache).
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { silentLogger, type Logger } from '@clip/shared/log';
@@ -43,6 +44,7 @@ export async function checkMountpoint(
   try {
     const info = await stat(path);
     if (!info.isDirectory()) throw new MountpointError(path, `mountpoint ${path} is not a directory`);
+    await statfs(path);
   } catch (error) {
     if (error instanceof MountpointError) throw error;
     const code = (error as NodeJS.ErrnoException).code;

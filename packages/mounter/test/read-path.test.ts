@@ -1,6 +1,6 @@
-// The mounter's read path without a kernel: FUSE read ops driven directly over an archive of
-// hand-made plain spans, counting the bytes and requests each read costs; the tiered cache;
-// readahead bounds; prefetch lists.
+// The mounter's read path without a kernel: the FUSE read handler driven directly over an
+// archive of hand-made plain spans, counting the bytes and requests each read costs; the tiered
+// cache; readahead bounds; prefetch lists; the metadata table the FUSE addon serves.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,8 @@ import { readArchiveFile, type ClipArchive } from '@clip/shared/archive/format';
 import { LayerReader } from '@clip/shared/archive/layer-reader';
 import { silentLogger } from '@clip/shared/log';
 import type { Digest } from '@clip/shared/digest';
-import { createFsOperations } from '../src/fuse-ops.js';
+import { createReadHandler } from '../src/read-handler.js';
+import { archiveTable, pathOf } from '../src/metadata-table.js';
 import { MemoryBlockCache } from '../src/memory-cache.js';
 import { DiskBlockCache } from '../src/disk-cache.js';
 import { TieredBlockCache } from '../src/tiered-cache.js';
@@ -48,17 +49,17 @@ function reader(cache = new TieredBlockCache(new MemoryBlockCache(64 << 20), und
   });
 }
 
+/** open() resolves a path to its inode number; read() clamps to the file size as the FUSE addon does. */
 function fsOps(layerReader: LayerReader) {
   const metrics = new MountMetrics();
-  const ops = createFsOperations({ archive, reader: layerReader, metrics, logger: silentLogger, readTimeoutMs: 10_000 });
-  const open = (path: string) =>
-    new Promise<number>((resolve, reject) => ops.open(path, 0, (errno, fd) => (errno ? reject(new Error(`open ${errno}`)) : resolve(fd!))));
-  const read = (path: string, fd: number, position: number, length: number) =>
-    new Promise<Buffer>((resolve, reject) => {
-      const buffer = Buffer.alloc(length);
-      ops.read(path, fd, buffer, length, position, (n) => (n < 0 ? reject(new Error(`read ${n}`)) : resolve(buffer.subarray(0, n))));
-    });
-  return { ops, metrics, open, read };
+  const handler = createReadHandler({ archive, reader: layerReader, metrics, logger: silentLogger, readTimeoutMs: 10_000 });
+  const open = async (path: string) => archive.lookup(path)!.ino;
+  const read = async (_path: string, ino: number, position: number, length: number) => {
+    const size = archive.inode(ino).size;
+    if (position >= size) return Buffer.alloc(0);
+    return handler(ino, position, Math.min(length, size - position));
+  };
+  return { metrics, open, read };
 }
 
 function maxFetchesPerByte(): number {
@@ -163,16 +164,21 @@ describe('mounter read path', () => {
   });
 });
 
-describe('PathCache', () => {
-  it('resolves every path like the archive does, and misses like it too', async () => {
-    const { PathCache } = await import('../src/path-cache.js');
-    const cache = new PathCache(archive, 2);
-    const all = [...archive.walk()].map((entry) => entry.path);
-    for (let round = 0; round < 2; round++) {
-      for (const path of all) expect(cache.lookup(path)?.ino).toBe(archive.lookup(path)?.ino);
-    }
-    for (const path of ['/nope', '/d/nope', '/d/f01/below', '/big/x', '/d/f01/', '//d']) {
-      expect(cache.lookup(path)).toEqual(archive.lookup(path));
+describe('metadata table', () => {
+  it("lists every directory's children sorted by name bytes and leads each inode back to its path", () => {
+    const table = archiveTable(archive);
+    for (const { path, inode } of archive.walk()) {
+      if (path !== '/') expect(pathOf(archive, table, inode.ino)).toBe(path);
+      const row = (inode.ino - 1) * 7;
+      const children = archive.readdirIno(inode.ino) ?? [];
+      expect(table.index[row + 2]).toBe(children.length);
+      const names = [];
+      for (let i = 0; i < children.length; i++) {
+        const [offset, length] = table.children.subarray((table.index[row + 1]! + i) * 3, (table.index[row + 1]! + i) * 3 + 2);
+        names.push(Buffer.from(table.blob.subarray(offset!, offset! + length!)).toString());
+      }
+      expect(names).toEqual(children.map((child) => child.name).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+      expect(table.attrs[(inode.ino - 1) * 9 + 3]).toBe(inode.type === 'directory' ? 4096 : inode.size);
     }
   });
 });

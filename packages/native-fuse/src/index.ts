@@ -10,7 +10,7 @@ import { access, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { MetadataTable } from './table.js';
 
-export { buildMetadataTable, type MetadataTable, type TableNode } from './table.js';
+export { buildMetadataTable, parentOf, type MetadataTable, type TableNode } from './table.js';
 
 export interface StatfsValues {
   bsize: number;

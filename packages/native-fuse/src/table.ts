@@ -33,8 +33,6 @@ export interface TableNode {
   mtimeNsec: number;
   /** 512-byte blocks. */
   blocks: number;
-  /** Parent directory's inode (the root names itself). */
-  parent: number;
   linkTarget?: string;
   xattrs?: Readonly<Record<string, Uint8Array>>;
   /** Directories: every entry except `.` and `..`. */
@@ -76,12 +74,14 @@ export function buildMetadataTable(count: number, nodeAt: (ino: number) => Table
     const node = nodeAt(ino);
     attrs.set([node.mode, node.uid, node.gid, node.size, node.nlink, node.rdev, node.mtimeSec, node.mtimeNsec, node.blocks], (ino - 1) * ATTR_STRIDE);
     const row = (ino - 1) * INDEX_STRIDE;
-    index[row] = node.parent;
     if (node.children?.length) {
       index[row + 1] = children.length / CHILD_STRIDE;
       index[row + 2] = node.children.length;
       for (const child of sortedByBytes(node.children)) {
         children.push(blob.add(child.bytes, true), child.bytes.length, child.ino);
+        // A directory has one parent; a file with several names keeps the first directory listing it.
+        const childRow = (child.ino - 1) * INDEX_STRIDE;
+        if (child.ino > 1 && child.ino <= count && index[childRow] === 0) index[childRow] = ino;
       }
     }
     if (node.linkTarget !== undefined) {
@@ -101,6 +101,11 @@ export function buildMetadataTable(count: number, nodeAt: (ino: number) => Table
     }
   }
   return { attrs, index, children: Uint32Array.from(children), xattrs: Uint32Array.from(xattrs), blob: blob.bytes() };
+}
+
+/** The directory that lists `ino` (the root and unlisted inodes: 0). */
+export function parentOf(table: MetadataTable, ino: number): number {
+  return ino > 1 ? (table.index[(ino - 1) * INDEX_STRIDE] ?? 0) : 0;
 }
 
 function sortedByBytes(entries: ReadonlyArray<{ name: string; ino: number }>): Array<{ bytes: Buffer; ino: number }> {
