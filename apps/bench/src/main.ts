@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ClipCli } from './clip/cli.js';
-import { pythonMinimalImage, pythonSciImage, syntheticImage, type BenchImage } from './images/catalog.js';
+import { nodeAppImage, pythonFatImage, pythonMinimalImage, pythonSciImage, syntheticImage, type BenchImage } from './images/catalog.js';
 import { openLink, type Link } from './net/link.js';
 import { deleteStaleNamespaces } from './net/namespace.js';
 import { allProfiles, parseProfile, type LinkProfile } from './net/profiles.js';
@@ -29,6 +29,8 @@ const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const IMAGE_BUILDERS: Record<string, () => Promise<BenchImage>> = {
   'python-minimal': pythonMinimalImage,
   'python-sci': pythonSciImage,
+  'python-fat': pythonFatImage,
+  'node-app': nodeAppImage,
   'synthetic-quick': () => syntheticImage('quick'),
   'synthetic-full': () => syntheticImage('full'),
 };
@@ -70,7 +72,7 @@ function planFromArgs(argv: string[]): Plan {
     process.exit(0);
   }
   const quick = values.quick ?? false;
-  const images = values.images?.split(',') ?? (quick ? ['synthetic-quick', 'python-minimal'] : ['python-sci', 'python-minimal', 'synthetic-full']);
+  const images = values.images?.split(',') ?? (quick ? ['synthetic-quick', 'python-minimal'] : ['python-fat', 'python-sci', 'python-minimal', 'node-app', 'synthetic-full']);
   for (const image of images) if (!IMAGE_BUILDERS[image]) throw new Error(`unknown image ${image} (known: ${Object.keys(IMAGE_BUILDERS).join(', ')})`);
   const profiles = values.profiles ? values.profiles.split(',').map(parseProfile) : quick ? [parseProfile('100mbit-10ms')] : allProfiles();
   const reference = profiles.find((profile) => profile.name === '100mbit-10ms') ?? profiles[0]!;

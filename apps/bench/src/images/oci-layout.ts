@@ -12,6 +12,8 @@ export interface LayerSource {
   include?: string[];
   /** Paths relative to root to leave out. */
   exclude?: string[];
+  /** Exactly these entries (relative paths, parents first), without recursion; overrides include. */
+  list?: string[];
 }
 
 export interface ImageRuntime {
@@ -45,7 +47,13 @@ function quote(text: string): string {
 async function writeLayer(layoutDir: string, source: LayerSource, gzipLevel: number): Promise<BuiltImage['layers'][number]> {
   const tmp = join(layoutDir, 'layer.tmp');
   const diffFile = join(layoutDir, 'diffid.tmp');
-  const members = (source.include ?? ['.']).map((path) => quote(path.startsWith('.') ? path : `./${path}`)).join(' ');
+  const listFile = join(layoutDir, 'members.tmp');
+  let members = (source.include ?? ['.']).map((path) => quote(path.startsWith('.') ? path : `./${path}`)).join(' ');
+  if (source.list) {
+    // NUL-separated: names are taken verbatim (a leading '-' is not an option).
+    await writeFile(listFile, source.list.map((path) => `./${path}\0`).join(''));
+    members = `--no-recursion --null --verbatim-files-from -T ${quote(listFile)}`;
+  }
   const excludes = (source.exclude ?? []).map((path) => `--exclude=${quote(`./${path}`)}`).join(' ');
   await sh(
     `tar -C ${quote(source.root)} --sort=name --numeric-owner --xattrs ${excludes} -cf - ${members}` +
@@ -61,6 +69,7 @@ async function writeLayer(layoutDir: string, source: LayerSource, gzipLevel: num
   const size = (await stat(tmp)).size;
   await rename(tmp, join(layoutDir, 'blobs', 'sha256', digestHex));
   await rm(diffFile, { force: true });
+  await rm(listFile, { force: true });
   return { digest: `sha256:${digestHex}`, size, diffId: `sha256:${diffHex}` };
 }
 
