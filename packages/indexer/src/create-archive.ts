@@ -17,6 +17,7 @@ import { LayoutSource, OciArchiveSource } from '@clip/registry-fetch/layout-sour
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
 import type { IndexedLayer } from './pipeline/index-layer.js';
+import { UNHASHED } from './scan/scan-layer.js';
 
 export const CREATED_BY = 'clip 0.1.0';
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
@@ -127,7 +128,7 @@ function checkPlatform(wanted: Platform | undefined, image: ResolvedImage): void
 
 function archiveLayer(descriptor: LayerDescriptor, indexed: IndexedLayer): ArchiveLayer {
   const { scan } = indexed;
-  if (scan.digest !== descriptor.digest) throw new DigestMismatchError(`layer ${descriptor.digest}`, descriptor.digest, scan.digest);
+  if (scan.digest !== UNHASHED && scan.digest !== descriptor.digest) throw new DigestMismatchError(`layer ${descriptor.digest}`, descriptor.digest, scan.digest);
   if (scan.diffId !== descriptor.diffId) throw new DigestMismatchError(`uncompressed layer ${descriptor.digest} (diff_id)`, descriptor.diffId, scan.diffId);
   return {
     digest: descriptor.digest,
@@ -282,7 +283,9 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
           yield chunk;
         }
       })();
-      const indexed = await activeScanner.scan(counted, { digest: layer.digest, compression: layer.compression, spanSize }, layer.size);
+      // hashCompressed false: ImageSource.openBlob's stream already fails on a digest
+      // mismatch (every source verifies what it serves), so the blob is not hashed twice.
+      const indexed = await activeScanner.scan(counted, { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false }, layer.size);
       layersDone++;
       report();
       logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });

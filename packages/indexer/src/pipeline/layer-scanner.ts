@@ -1,7 +1,9 @@
 // Runs layer scans either on this thread or in a pool of worker threads. Inflating gzip is
-// CPU-bound, so with several layers, workers let them use every core. The main thread reads
-// the compressed bytes, hashes them (the layer digest, in parallel with the worker's scan),
-// packs them into 1 MiB buffers that are transferred, not copied, and merges results.
+// CPU-bound: a worker decompresses and records checkpoints while the main thread reads the
+// compressed bytes, packs them into 1 MiB buffers that are transferred, not copied, and
+// walks and hashes (diffId) the uncompressed bytes the worker transfers back, so even one
+// layer keeps two cores busy, and several layers' inflates run in parallel. Buffers go back
+// and forth for reuse rather than being allocated per MiB.
 // Layers under IN_THREAD_MAX_BYTES are scanned on the main thread: starting a worker costs
 // more than scanning them.
 import { createHash } from 'node:crypto';
@@ -10,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ClipError, LayerFormatError } from '@clip/shared/errors';
 import type { Logger } from '@clip/shared/log';
+import { UNHASHED, type LayerScan } from '../scan/scan-layer.js';
+import type { TarEntry } from '../tar/tar-entry.js';
+import { TarWalker } from '../tar/tar-walker.js';
 import { indexLayer, type IndexedLayer, type IndexLayerOptions } from './index-layer.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
@@ -83,30 +88,59 @@ class WorkerPool implements LayerScanner {
     let wakeFeeder: (() => void) | undefined;
     let failed = false;
     const post = (message: ToWorker, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
+    // The worker decompresses; this thread walks the tar stream and hashes it as it comes back.
+    const entries: TarEntry[] = [];
+    const walker = new TarWalker(options.digest, (entry) => entries.push(entry));
+    const diffHash = createHash('sha256');
+    /** Transfer buffers the worker gave back. */
+    const freeChunks: ArrayBuffer[] = [];
 
-    const result = new Promise<IndexedLayer>((resolve, reject) => {
+    const result = new Promise<LayerScan>((resolve, reject) => {
       const cleanup = () => {
         worker.off('message', onMessage);
         worker.off('error', onError);
         worker.off('exit', onExit);
       };
-      const onMessage = (message: FromWorker) => {
-        if (message.type === 'ack') {
-          inFlight--;
-          wakeFeeder?.();
-          return;
-        }
-        cleanup();
-        failed = message.type === 'error';
-        wakeFeeder?.();
-        if (message.type === 'done') resolve(message.result);
-        else reject(rehydrateError(message.error));
-      };
-      const onError = (error: Error) => {
+      const onError = (error: unknown) => {
         cleanup();
         failed = true;
         wakeFeeder?.();
         reject(error);
+      };
+      const onMessage = (message: FromWorker) => {
+        switch (message.type) {
+          case 'ack':
+            inFlight--;
+            if (message.buffer?.byteLength === TRANSFER_SIZE && freeChunks.length < MAX_CHUNKS_IN_FLIGHT) freeChunks.push(message.buffer);
+            wakeFeeder?.();
+            return;
+          case 'output': {
+            const { data } = message;
+            try {
+              diffHash.update(data);
+              walker.push(data);
+            } catch (error) {
+              onError(error);
+              return;
+            }
+            if (message.reusable) post({ type: 'free', buffer: data.buffer as ArrayBuffer }, [data.buffer as ArrayBuffer]);
+            else post({ type: 'free' });
+            return;
+          }
+          case 'done':
+            try {
+              walker.end();
+            } catch (error) {
+              onError(error);
+              return;
+            }
+            cleanup();
+            wakeFeeder?.();
+            resolve(message.scan);
+            return;
+          case 'error':
+            onError(rehydrateError(message.error));
+        }
       };
       const onExit = (code: number) => onError(new Error(`layer scan worker exited with code ${code}`));
       worker.on('message', onMessage);
@@ -115,11 +149,11 @@ class WorkerPool implements LayerScanner {
     });
 
     post({ type: 'start', options: { ...options, hashCompressed: false } });
-    const blobHash = createHash('sha256');
+    const blobHash = options.hashCompressed === false ? undefined : createHash('sha256');
     const feed = async () => {
       // Stream chunks often share a pooled ArrayBuffer: they are copied into `pending`,
-      // which is transferred whole once full.
-      let pending = transferBuffer();
+      // which is transferred whole once full (and comes back with a later ack).
+      let pending = transferBuffer(freeChunks);
       let filled = 0;
       const flush = async () => {
         while (inFlight >= MAX_CHUNKS_IN_FLIGHT && !failed) await new Promise<void>((resolve) => (wakeFeeder = resolve));
@@ -127,12 +161,12 @@ class WorkerPool implements LayerScanner {
         const data = pending.subarray(0, filled);
         inFlight++;
         post({ type: 'chunk', data }, [data.buffer as ArrayBuffer]);
-        pending = transferBuffer();
+        pending = transferBuffer(freeChunks);
         filled = 0;
       };
       for await (const chunk of compressed) {
         if (failed) return;
-        blobHash.update(chunk);
+        blobHash?.update(chunk);
         let at = 0;
         while (at < chunk.length) {
           const take = Math.min(chunk.length - at, pending.length - filled);
@@ -156,9 +190,12 @@ class WorkerPool implements LayerScanner {
       throw error;
     }
     try {
-      const value = await result;
+      const scan = await result;
       this.release(worker);
-      return { ...value, scan: { ...value.scan, digest: `sha256:${blobHash.digest('hex')}` } };
+      return {
+        scan: { ...scan, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED, diffId: `sha256:${diffHash.digest('hex')}` },
+        entries,
+      };
     } catch (error) {
       this.discard(worker);
       throw error;
@@ -172,8 +209,10 @@ class WorkerPool implements LayerScanner {
   }
 }
 
-/** Not from Buffer's pool: its whole ArrayBuffer is transferred. */
-function transferBuffer(): Uint8Array {
+/** A given-back buffer, or a new one not from Buffer's pool: its whole ArrayBuffer is transferred. */
+function transferBuffer(free: ArrayBuffer[]): Uint8Array {
+  const reused = free.pop();
+  if (reused) return new Uint8Array(reused);
   const buffer = Buffer.allocUnsafeSlow(TRANSFER_SIZE);
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }

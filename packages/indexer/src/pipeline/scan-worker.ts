@@ -1,23 +1,40 @@
-// Worker thread body: scans one layer at a time from chunks the main thread posts, acking
-// each chunk once the scanner has taken it (that is the backpressure), and posts the result.
+// Worker thread body: decompresses one layer at a time from chunks the main thread posts and
+// records its checkpoints, acking each chunk once the scanner has taken it (backpressure
+// towards the reader) and posting the uncompressed output back in order, for the main
+// thread's tar walk and diffId. At most MAX_OUTPUT_IN_FLIGHT output buffers are out at once
+// (backpressure towards the main thread); gzip output buffers come back to be reused, and so
+// do the compressed chunks' buffers, so a layer scan touches only a few MiB of fresh memory.
 import { parentPort } from 'node:worker_threads';
-import { indexLayer } from './index-layer.js';
+import { GZIP_OUTPUT_BUFFER_SIZE } from '../scan/gzip-scan.js';
+import { scanLayer } from '../scan/scan-layer.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('scan-worker must run in a worker thread');
 
-const send = (message: FromWorker) => port.postMessage(message);
+/** Output buffers (1 MiB each) posted and not yet given back. */
+const MAX_OUTPUT_IN_FLIGHT = 8;
+
+const send = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
 let queue: Uint8Array[] = [];
 let ended = false;
 let wake: (() => void) | undefined;
+/** Given-back gzip output buffers. */
+const freeOutput: ArrayBuffer[] = [];
+let outputInFlight = 0;
+let wakeOutput: (() => void) | undefined;
 
-async function* chunks(): AsyncGenerator<Uint8Array> {
+/** `recycle`: the previous chunk's buffer goes back to the main thread once the next one is taken. */
+async function* chunks(recycle: boolean): AsyncGenerator<Uint8Array> {
+  let previous: Uint8Array | undefined;
   for (;;) {
     const chunk = queue.shift();
     if (chunk) {
-      send({ type: 'ack' });
+      const buffer = recycle && previous && previous.byteOffset === 0 ? (previous.buffer as ArrayBuffer) : undefined;
+      if (buffer) send({ type: 'ack', buffer }, [buffer]);
+      else send({ type: 'ack' });
+      previous = chunk;
       yield chunk;
       continue;
     }
@@ -27,19 +44,47 @@ async function* chunks(): AsyncGenerator<Uint8Array> {
   }
 }
 
+function outputBuffer(): Uint8Array {
+  const buffer = freeOutput.pop();
+  if (buffer) return new Uint8Array(buffer);
+  const fresh = Buffer.allocUnsafeSlow(GZIP_OUTPUT_BUFFER_SIZE);
+  return new Uint8Array(fresh.buffer, fresh.byteOffset, fresh.length);
+}
+
+async function output(chunk: Uint8Array, reusable: boolean): Promise<void> {
+  while (outputInFlight >= MAX_OUTPUT_IN_FLIGHT) await new Promise<void>((resolve) => (wakeOutput = resolve));
+  outputInFlight++;
+  if (reusable) {
+    send({ type: 'output', data: chunk, reusable }, [chunk.buffer as ArrayBuffer]);
+  } else {
+    // A view of a buffer the scanner may share (zstd, plain): post a copy.
+    const copy = chunk.slice();
+    send({ type: 'output', data: copy, reusable }, [copy.buffer]);
+  }
+}
+
 port.on('message', (message: ToWorker) => {
   switch (message.type) {
-    case 'start':
+    case 'start': {
       queue = [];
       ended = false;
-      indexLayer(chunks(), message.options).then(
-        (result) => send({ type: 'done', result }),
+      outputInFlight = 0;
+      const { options } = message;
+      const gzip = options.compression === 'gzip';
+      scanLayer(
+        chunks(gzip),
+        options.compression,
+        { spanSize: options.spanSize, hashCompressed: false, hashUncompressed: false, storeWindows: true, ...(gzip ? { outputBuffer } : {}) },
+        (chunk) => output(chunk, gzip),
+      ).then(
+        (scan) => send({ type: 'done', scan }),
         (error: unknown) => {
           const { code, message: text } = error as { code?: string; message?: string };
           send({ type: 'error', error: { ...(typeof code === 'string' ? { code } : {}), message: text ?? String(error) } });
         },
       );
       return;
+    }
     case 'chunk':
       queue.push(message.data);
       wake?.();
@@ -47,5 +92,11 @@ port.on('message', (message: ToWorker) => {
     case 'end':
       ended = true;
       wake?.();
+      return;
+    case 'free':
+      if (message.buffer?.byteLength === GZIP_OUTPUT_BUFFER_SIZE && freeOutput.length < MAX_OUTPUT_IN_FLIGHT + 2) freeOutput.push(message.buffer);
+      outputInFlight--;
+      wakeOutput?.();
+      wakeOutput = undefined;
   }
 });

@@ -1,12 +1,22 @@
-// Messages between the layer scanner and its worker threads.
-import type { IndexedLayer, IndexLayerOptions } from './index-layer.js';
+// Messages between the layer scanner and its worker threads. The worker decompresses and
+// records checkpoints; the main thread walks the tar stream and hashes it (diffId), so the
+// two halves of a layer's work run on two cores and no entry list ever crosses threads.
+import type { LayerScan } from '../scan/scan-layer.js';
+import type { IndexLayerOptions } from './index-layer.js';
 
 export type ToWorker =
   | { type: 'start'; options: IndexLayerOptions }
+  /** Compressed bytes; the ArrayBuffer is transferred. */
   | { type: 'chunk'; data: Uint8Array }
-  | { type: 'end' };
+  | { type: 'end' }
+  /** The main thread is done with an output; `buffer` (reusable ones) is given back, transferred. */
+  | { type: 'free'; buffer?: ArrayBuffer };
 
 export type FromWorker =
-  | { type: 'ack' }
-  | { type: 'done'; result: IndexedLayer }
+  /** A chunk was taken; `buffer`, when present, is an earlier chunk's ArrayBuffer, free for reuse. */
+  | { type: 'ack'; buffer?: ArrayBuffer }
+  /** The next uncompressed bytes, in order; a view of a transferred buffer to give back with `free` (gzip). */
+  | { type: 'output'; data: Uint8Array; reusable: boolean }
+  /** The scan without the hashes the main thread computes (digest and diffId are placeholders). */
+  | { type: 'done'; scan: LayerScan }
   | { type: 'error'; error: { code?: string; message: string } };

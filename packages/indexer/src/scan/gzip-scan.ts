@@ -10,6 +10,8 @@ import type { ScanSink } from './scan-sink.js';
 
 const WINDOW = 32768;
 const OUTPUT_CHUNK = 1 << 20;
+/** Bytes of every output buffer scanGzip uses: the previous window, then 1 MiB of new output. */
+export const GZIP_OUTPUT_BUFFER_SIZE = WINDOW + OUTPUT_CHUNK;
 /** Room for many boundaries per call: streams with frequent flushes have tiny blocks. */
 const MAX_EVENTS = 1024;
 
@@ -19,11 +21,15 @@ export async function scanGzip(
   recorder: SpanRecorder,
   sink: ScanSink,
   inflater: GzipBlockInflater,
+  newOutputBuffer: () => Uint8Array = outputBuffer,
 ): Promise<void> {
   // Output goes to `out`; its first WINDOW bytes keep the tail of the previous buffer so the
-  // window before a checkpoint is always contiguous at out[at - WINDOW, at). A full buffer is
-  // replaced, never rewritten, so emitted views of it stay valid for the callee to keep.
-  let out = outputBuffer();
+  // window before a checkpoint is always contiguous at out[at - WINDOW, at). A buffer is
+  // emitted once, when it is full (or at the end), and never read or written again: the
+  // callee may keep it or transfer its ArrayBuffer (newOutputBuffer may hand it out again
+  // once the callee has given it back).
+  let out = newOutputBuffer();
+  if (out.length !== GZIP_OUTPUT_BUFFER_SIZE) throw new Error(`internal: gzip output buffers must be ${GZIP_OUTPUT_BUFFER_SIZE} bytes`);
   const events = new Int32Array(MAX_EVENTS * EVENT_STRIDE);
   const ends = new Int32Array(2);
   let outPos = 0;
@@ -31,7 +37,7 @@ export async function scanGzip(
   let emitFrom = 0;
   let memberStart = 0; // uncompressed offset where the current member's output starts
   let chunkStart = 0; // absolute offset of the current input chunk
-  let previousChunk: Uint8Array | undefined;
+  let previousLastByte = -1; // the last byte of the previous input chunk
 
   const emit = async (): Promise<void> => {
     if (outPos > emitFrom) await sink.output(out.subarray(emitFrom, outPos));
@@ -71,7 +77,7 @@ export async function scanGzip(
             if (uncompressed - recorder.spanStart! >= spanSize) {
               const windowLength = Math.min(WINDOW, uncompressed - memberStart);
               const window = out.slice(outAt - windowLength, outAt);
-              const sharedByte = bit % 8 === 0 ? undefined : byteAt(position - 1, chunk, chunkStart, previousChunk);
+              const sharedByte = bit % 8 === 0 ? undefined : byteAt(position - 1, chunk, chunkStart, previousLastByte);
               recorder.start({ uncompressedOffset: uncompressed, compressedBitOffset: bit, window, kind: 'deflate-block' }, sharedByte);
             }
           }
@@ -81,19 +87,21 @@ export async function scanGzip(
         inPos = ends[0]!;
         outPos = ends[1]!;
         if (outPos === out.length) {
-          await emit();
-          const next = outputBuffer();
+          // Copy the window out of the full buffer before it is handed over.
+          const next = newOutputBuffer();
+          if (next.length !== GZIP_OUTPUT_BUFFER_SIZE) throw new Error(`internal: gzip output buffers must be ${GZIP_OUTPUT_BUFFER_SIZE} bytes`);
           next.set(out.subarray(out.length - WINDOW));
+          await emit();
           out = next;
-          outBase += out.length - WINDOW;
+          outBase += OUTPUT_CHUNK;
           outPos = WINDOW;
           emitFrom = WINDOW;
         }
       }
       chunkStart += chunk.length;
-      previousChunk = chunk;
-      await emit();
+      previousLastByte = chunk[chunk.length - 1]!;
     }
+    await emit();
     if (!inflater.memberEnded()) throw new LayerFormatError(`gzip stream is truncated after ${chunkStart} bytes`);
   } finally {
     inflater.close();
@@ -109,9 +117,8 @@ function outputBuffer(): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
-function byteAt(position: number, chunk: Uint8Array, chunkStart: number, previous: Uint8Array | undefined): number {
+function byteAt(position: number, chunk: Uint8Array, chunkStart: number, previousLastByte: number): number {
   if (position >= chunkStart) return chunk[position - chunkStart]!;
-  const value = previous?.[previous.length - (chunkStart - position)];
-  if (value === undefined) throw new Error(`internal: byte ${position} is no longer available`);
-  return value;
+  if (position !== chunkStart - 1 || previousLastByte < 0) throw new Error(`internal: byte ${position} is no longer available`);
+  return previousLastByte;
 }

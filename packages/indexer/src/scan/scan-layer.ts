@@ -2,7 +2,8 @@
 // the caller (the tar indexer) and records the spans/checkpoints/pieces that later let the
 // mounter fetch and decompress only the ranges it needs.
 import { createHash } from 'node:crypto';
-import type { LayerCompression, Span } from '@clip/shared/archive/model';
+import { storeWindowAsync } from '@clip/shared/archive/window-store';
+import type { Checkpoint, LayerCompression, Span } from '@clip/shared/archive/model';
 import type { Digest } from '@clip/shared/digest';
 import { UsageError } from '@clip/shared/errors';
 import { createGzipInflater, type GzipInflaterKind } from './gzip-inflater.js';
@@ -25,7 +26,7 @@ export interface LayerScan {
   uncompressedSize: number;
   /** sha256 of the compressed bytes (the blob digest). */
   digest: Digest;
-  /** sha256 of the uncompressed bytes. */
+  /** sha256 of the uncompressed bytes (UNHASHED when the caller hashes them). */
   diffId: Digest;
 }
 
@@ -35,7 +36,8 @@ export interface LayerScan {
  * spanSize bytes of uncompressed output (gzip: at deflate block boundaries; zstd: at frame
  * starts; none: exactly), and pieces of about pieceSize compressed bytes each with a sha256.
  * Chunks passed to onUncompressed are the callee's to keep (they may be views of a larger
- * buffer the scanner no longer writes: do not transfer their ArrayBuffer).
+ * buffer the scanner no longer writes). Only with gzip and `outputBuffer` may the callee
+ * transfer a chunk's ArrayBuffer: each is then one whole buffer from `outputBuffer`.
  */
 export async function scanLayer(
   compressed: AsyncIterable<Uint8Array>,
@@ -50,6 +52,18 @@ export async function scanLayer(
      * returned `digest` is only a placeholder; default true.
      */
     hashCompressed?: boolean;
+    /** false: the caller hashes the uncompressed chunks itself (`diffId` is a placeholder); default true. */
+    hashUncompressed?: boolean;
+    /**
+     * gzip: supplies the output buffers (GZIP_OUTPUT_BUFFER_SIZE bytes, contents irrelevant),
+     * e.g. from a pool of buffers the callee gave back; each is emitted whole, exactly once.
+     */
+    outputBuffer?: () => Uint8Array;
+    /**
+     * Deflate each checkpoint window on the thread pool during the scan and keep the result
+     * as `checkpoint.storedWindow` (the encoder then has nothing left to compress); default false.
+     */
+    storeWindows?: boolean;
   },
   onUncompressed: (chunk: Uint8Array) => void | Promise<void>,
 ): Promise<LayerScan> {
@@ -58,7 +72,7 @@ export async function scanLayer(
   if (!(Number.isInteger(spanSize) && spanSize > 0)) throw new UsageError(`invalid span size ${spanSize}`);
   if (!(Number.isInteger(pieceSize) && pieceSize > 0)) throw new UsageError(`invalid piece size ${pieceSize}`);
   const blobHash = options.hashCompressed === false ? undefined : createHash('sha256');
-  const diffHash = createHash('sha256');
+  const diffHash = options.hashUncompressed === false ? undefined : createHash('sha256');
   let compressedSize = 0;
   const sink: ScanSink = {
     input(chunk) {
@@ -66,15 +80,25 @@ export async function scanLayer(
       compressedSize += chunk.length;
     },
     async output(chunk) {
-      diffHash.update(chunk);
+      diffHash?.update(chunk);
       await onUncompressed(chunk);
     },
     uncompressedSize: 0,
   };
-  const recorder = new SpanRecorder(pieceSize, compression === 'none');
+  const storing: Promise<void>[] = [];
+  const onWindow = options.storeWindows
+    ? (checkpoint: Checkpoint) => {
+        const stored = storeWindowAsync(checkpoint.window).then((bytes) => {
+          checkpoint.storedWindow = new Uint8Array(bytes);
+        });
+        stored.catch(() => {}); // awaited below, unless the scan fails first
+        storing.push(stored);
+      }
+    : undefined;
+  const recorder = new SpanRecorder(pieceSize, compression === 'none', onWindow);
   switch (compression) {
     case 'gzip':
-      await scanGzip(compressed, spanSize, recorder, sink, createGzipInflater(options.gzipInflater));
+      await scanGzip(compressed, spanSize, recorder, sink, createGzipInflater(options.gzipInflater), options.outputBuffer);
       break;
     case 'zstd':
       await scanZstd(compressed, spanSize, recorder, sink);
@@ -85,11 +109,12 @@ export async function scanLayer(
     default:
       throw new UsageError(`unknown layer compression ${JSON.stringify(compression)}`);
   }
+  await Promise.all(storing);
   return {
     spans: recorder.spans,
     compressedSize,
     uncompressedSize: sink.uncompressedSize,
     digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED,
-    diffId: `sha256:${diffHash.digest('hex')}`,
+    diffId: diffHash ? `sha256:${diffHash.digest('hex')}` : UNHASHED,
   };
 }

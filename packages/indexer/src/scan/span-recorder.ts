@@ -22,10 +22,13 @@ export class SpanRecorder {
 
   /**
    * @param identity uncompressed layers: the lower bound of a piece is simply its end.
+   * @param onWindow e.g. starts compressing the window while the scan goes on.
    */
   constructor(
     private readonly pieceSize: number,
     private readonly identity = false,
+    /** Called with every checkpoint that has a window, when its span starts. */
+    private readonly onWindow?: (checkpoint: Checkpoint) => void,
   ) {}
 
   /** Uncompressed offset where the current span starts (undefined before the first). */
@@ -42,6 +45,7 @@ export class SpanRecorder {
     this.end(checkpoint.uncompressedOffset, true);
     const startByte = Math.floor(checkpoint.compressedBitOffset / 8);
     this.current = { checkpoint, pieces: [] };
+    if (checkpoint.window.length > 0) this.onWindow?.(checkpoint);
     this.pieceStart = startByte;
     this.hash = createHash('sha256');
     this.lastBoundary = checkpoint.uncompressedOffset;

@@ -7,7 +7,8 @@
 // children.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { inflateRawSync } from 'node:zlib';
+import { storeWindow } from './window-store.js';
 import { compareNames } from './name-order.js';
 import { isDigest, type Digest } from '../digest.js';
 import { ArchiveFormatError, isClipError } from '../errors.js';
@@ -424,7 +425,7 @@ function encodeTables(contents: ArchiveContents, options: EncodeOptions): Encode
       let windowStored = 0;
       const windowOffset = windowsLength;
       if (window.length > 0) {
-        const stored = deflateRawSync(window, { level: 6 });
+        const stored = span.checkpoint.storedWindow ?? storeWindow(window);
         windowChunks.push(stored);
         windowsLength += stored.length;
         windowStored = stored.length;

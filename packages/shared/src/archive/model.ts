@@ -65,6 +65,12 @@ export interface Checkpoint {
   compressedBitOffset: number;
   /** gzip: up to 32 KiB of uncompressed data that precedes this point (the LZ77 dictionary). */
   window: Uint8Array;
+  /**
+   * Optional, writers only: `window` already stored as the archive stores it (storeWindow()
+   * in format.ts), e.g. deflated while the layer was still being scanned. The encoder uses it
+   * instead of deflating the window again; it is never read from an archive.
+   */
+  storedWindow?: Uint8Array;
   /** What decompression starts with here. */
   kind: 'deflate-block' | 'gzip-member' | 'zstd-frame' | 'plain';
 }
