@@ -26,8 +26,7 @@ export function archiveTable(archive: MountableArchive): MetadataTable {
   return buildMetadataTable(archive.inodeCount, (ino) => {
     const inode = archive.inode(ino);
     if (!inode) throw new Error(`archive has no inode ${ino}`);
-    const children = inode.type === 'directory' ? (archive.readdirIno(ino) ?? []).map((entry) => ({ name: entry.name, ino: entry.inode.ino })) : undefined;
-    return tableNode(inode, children);
+    return tableNode(inode, inode.type === 'directory' ? (archive.childNames(ino) ?? []) : undefined);
   });
 }
 
@@ -37,7 +36,7 @@ export function pathOf(archive: MountableArchive, table: MetadataTable, ino: num
   for (let current = ino, depth = 0; current !== 1; depth++) {
     const parent = parentOf(table, current);
     if (parent === 0 || depth > 4096) return undefined;
-    const entry = archive.readdirIno(parent)?.find((candidate) => candidate.inode.ino === current);
+    const entry = archive.childNames(parent)?.find((candidate) => candidate.ino === current);
     if (!entry) return undefined;
     names.push(entry.name);
     current = parent;
@@ -45,7 +44,7 @@ export function pathOf(archive: MountableArchive, table: MetadataTable, ino: num
   return `/${names.reverse().join('/')}`;
 }
 
-function tableNode(inode: Inode, children: Array<{ name: string; ino: number }> | undefined): TableNode {
+function tableNode(inode: Inode, children: ReadonlyArray<{ name: string; ino: number }> | undefined): TableNode {
   const size = inode.type === 'symlink' ? Buffer.byteLength(inode.linkTarget ?? '') : inode.type === 'directory' ? BLOCK_SIZE : inode.size;
   return {
     mode: TYPE_BITS[inode.type] | (inode.mode & 0o7777),

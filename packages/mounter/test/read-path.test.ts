@@ -170,7 +170,7 @@ describe('metadata table', () => {
     for (const { path, inode } of archive.walk()) {
       if (path !== '/') expect(pathOf(archive, table, inode.ino)).toBe(path);
       const row = (inode.ino - 1) * 7;
-      const children = archive.readdirIno(inode.ino) ?? [];
+      const children = archive.childNames(inode.ino) ?? [];
       expect(table.index[row + 2]).toBe(children.length);
       const names = [];
       for (let i = 0; i < children.length; i++) {

@@ -72,7 +72,16 @@ export function buildMetadataTable(count: number, nodeAt: (ino: number) => Table
   const blob = new Blob();
   for (let ino = 1; ino <= count; ino++) {
     const node = nodeAt(ino);
-    attrs.set([node.mode, node.uid, node.gid, node.size, node.nlink, node.rdev, node.mtimeSec, node.mtimeNsec, node.blocks], (ino - 1) * ATTR_STRIDE);
+    const at = (ino - 1) * ATTR_STRIDE;
+    attrs[at] = node.mode;
+    attrs[at + 1] = node.uid;
+    attrs[at + 2] = node.gid;
+    attrs[at + 3] = node.size;
+    attrs[at + 4] = node.nlink;
+    attrs[at + 5] = node.rdev;
+    attrs[at + 6] = node.mtimeSec;
+    attrs[at + 7] = node.mtimeNsec;
+    attrs[at + 8] = node.blocks;
     const row = (ino - 1) * INDEX_STRIDE;
     if (node.children?.length) {
       index[row + 1] = children.length / CHILD_STRIDE;

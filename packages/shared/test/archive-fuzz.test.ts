@@ -34,6 +34,7 @@ function readEverything(archive: ClipArchive): void {
   for (let ino = 1; ino <= Math.min(archive.inodeCount, 100); ino++) {
     archive.inode(ino);
     archive.readdirIno(ino);
+    archive.childNames(ino);
   }
   for (const layer of archive.layers) for (const span of layer.spans) void span.checkpoint.window;
   archive.contents();

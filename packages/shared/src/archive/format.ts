@@ -99,6 +99,8 @@ export interface ClipArchive {
   readdir(path: string): { name: string; inode: Inode }[] | undefined;
   /** Children of directory `ino` in name-byte order; undefined if not a directory. */
   readdirIno(ino: number): { name: string; inode: Inode }[] | undefined;
+  /** Names and inode numbers of directory `ino`'s children, name-byte order, without decoding their inodes. */
+  childNames(ino: number): { name: string; ino: number }[] | undefined;
   /** Every entry, the root first, parents before children. */
   walk(): Iterable<{ path: string; inode: Inode }>;
   /** Everything decoded back into the in-memory model (entries in walk order). */
@@ -1016,6 +1018,16 @@ class ArchiveReader implements ClipArchive {
 
   readdirIno(ino: number): { name: string; inode: Inode }[] | undefined {
     return guarded(() => this.listChildren(ino));
+  }
+
+  childNames(ino: number): { name: string; ino: number }[] | undefined {
+    return guarded(() => {
+      const range = this.childRange(ino);
+      if (!range) return undefined;
+      const out: { name: string; ino: number }[] = [];
+      for (let i = range.first; i < range.first + range.count; i++) out.push(this.entryName(i, ino));
+      return out;
+    });
   }
 
   private listChildren(ino: number): { name: string; inode: Inode }[] | undefined {
