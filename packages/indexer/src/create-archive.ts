@@ -16,6 +16,7 @@ import type { ImageSource, LayerDescriptor, Platform, ResolvedImage } from '@cli
 import { LayoutSource, OciArchiveSource } from '@clip/registry-fetch/layout-source';
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
+import { openLocalBlob } from './pipeline/local-blob.js';
 import type { IndexedLayer } from './pipeline/index-layer.js';
 import { UNHASHED } from './scan/scan-layer.js';
 
@@ -272,19 +273,28 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     const activeScanner = scanner;
     // Set when the archive cannot be made: layers still streaming stop at their next chunk.
     let abandoned: Error | undefined;
-    const scans = boundedAll(image.layers, concurrency, async (layer) => {
+    const counting = (count: number) => {
       if (abandoned) throw abandoned;
+      bytesRead += count;
+      report();
+    };
+    /** A local layout's blob file, read directly (see local-blob.ts); undefined for other sources. */
+    const openLocal = (layer: LayerDescriptor) =>
+      sourceRef.kind === 'oci-layout' ? openLocalBlob(sourceRef.dir, layer, `blob in ${source.reference}`, counting) : Promise.resolve(undefined);
+    const openFromSource = async (layer: LayerDescriptor) => {
       const blob = await source.openBlob(layer.digest);
-      const counted = (async function* () {
+      return (async function* () {
         for await (const chunk of blob as AsyncIterable<Uint8Array>) {
-          if (abandoned) throw abandoned;
-          bytesRead += chunk.length;
-          report();
+          counting(chunk.length);
           yield chunk;
         }
       })();
-      // hashCompressed false: ImageSource.openBlob's stream already fails on a digest
-      // mismatch (every source verifies what it serves), so the blob is not hashed twice.
+    };
+    const scans = boundedAll(image.layers, concurrency, async (layer) => {
+      if (abandoned) throw abandoned;
+      const counted = (await openLocal(layer)) ?? (await openFromSource(layer));
+      // hashCompressed false: ImageSource.openBlob's stream, and a local blob read directly,
+      // already fail on a digest mismatch, so the blob is not hashed twice.
       const indexed = await activeScanner.scan(counted, { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false }, layer.size);
       layersDone++;
       report();

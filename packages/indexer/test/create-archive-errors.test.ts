@@ -1,12 +1,13 @@
 // createArchive's refusals and guarantees: malformed or hostile layers, wrong platforms,
 // missing storage references, no network for local sources, atomic output.
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readArchiveFile } from '@clip/shared/archive/format';
-import { LayerFormatError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
+import { DigestMismatchError, LayerFormatError, LayerNotFoundError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
 import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
 import { createArchive } from '../src/create-archive.js';
 import { tar, type RawMember } from '@clip/testkit/raw-tar';
@@ -151,5 +152,33 @@ describe('no network during local indexing', () => {
     expect(summary.bytesRead).toBe(basic.image.layers.reduce((sum, layer) => sum + layer.size, 0));
     const archive = await readArchiveFile(output);
     expect(archive.metadata.storage).toMatchObject({ registry: `127.0.0.1:${port}`, repository: 'watched/repo', tag: 'v1' });
+  });
+});
+
+describe('local layout blobs are read directly and still verified', () => {
+  async function layoutWithBlob(label: string): Promise<{ layout: Awaited<ReturnType<typeof writeRawLayout>>; blob: string; dir: string }> {
+    const dir = join(work, 'local-blob', label);
+    const layout = await writeRawLayout(dir, 'img', [tar([{ name: 'etc/a', data: 'a'.repeat(5000) }])]);
+    const blob = join(dir, 'blobs', 'sha256', layout.layerDigests[0]!.slice('sha256:'.length));
+    return { layout, blob, dir };
+  }
+
+  it('a blob whose bytes do not match its digest is a DigestMismatchError', async () => {
+    const { layout, blob, dir } = await layoutWithBlob('tampered');
+    // Another valid gzip'd tar under the same name: the scan succeeds, the digest does not.
+    await writeFile(blob, gzipSync(tar([{ name: 'etc/a', data: 'b'.repeat(5000) }])));
+    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), DigestMismatchError, /digest mismatch/);
+  });
+
+  it('a blob with extra bytes after the declared size is refused', async () => {
+    const { layout, blob, dir } = await layoutWithBlob('longer');
+    await appendFile(blob, gzipSync(Buffer.alloc(0))); // an empty gzip member: still a valid stream
+    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), DigestMismatchError, /digest mismatch/);
+  });
+
+  it('a missing blob is reported by the source as a missing layer', async () => {
+    const { layout, blob, dir } = await layoutWithBlob('missing');
+    await rm(blob);
+    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), LayerNotFoundError, /not found/);
   });
 });

@@ -16,10 +16,14 @@ import { UNHASHED, type LayerScan } from '../scan/scan-layer.js';
 import type { TarEntry } from '../tar/tar-entry.js';
 import { TarWalker } from '../tar/tar-walker.js';
 import { indexLayer, type IndexedLayer, type IndexLayerOptions } from './index-layer.js';
+import { isFillable } from './local-blob.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 export interface LayerScanner {
-  /** `size`: the layer's compressed size when known (small layers are scanned in-thread). */
+  /**
+   * `size`: the layer's compressed size when known (small layers are scanned in-thread).
+   * A FillableBlob (local-blob.ts) is read straight into the buffers sent to the worker.
+   */
   scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer>;
   close(): Promise<void>;
 }
@@ -151,6 +155,22 @@ class WorkerPool implements LayerScanner {
     post({ type: 'start', options: { ...options, hashCompressed: false } });
     const blobHash = options.hashCompressed === false ? undefined : createHash('sha256');
     const feed = async () => {
+      if (isFillable(compressed)) {
+        // Read straight into the buffers that are transferred (a local layout's blob file).
+        for (;;) {
+          while (inFlight >= MAX_CHUNKS_IN_FLIGHT && !failed) await new Promise<void>((resolve) => (wakeFeeder = resolve));
+          if (failed) return;
+          const buffer = transferBuffer(freeChunks);
+          const count = await compressed.fill(buffer);
+          if (failed) return;
+          if (count === 0) break;
+          blobHash?.update(buffer.subarray(0, count));
+          inFlight++;
+          post({ type: 'chunk', data: buffer.subarray(0, count) }, [buffer.buffer as ArrayBuffer]);
+        }
+        post({ type: 'end' });
+        return;
+      }
       // Stream chunks often share a pooled ArrayBuffer: they are copied into `pending`,
       // which is transferred whole once full (and comes back with a later ack).
       let pending = transferBuffer(freeChunks);
