@@ -12,7 +12,7 @@ import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { checkMountpoint } from './mountpoint.js';
-import { prefetchFiles, readPathList, ReadRecorder } from './prefetch-list.js';
+import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
 import { TieredBlockCache } from './tiered-cache.js';
 
@@ -41,9 +41,9 @@ export interface MountOptions {
   cacheSize?: number;
   /** Memory cache bound in bytes (default 512 MiB; 0 disables it). */
   memoryCache?: number;
-  /** File listing paths to fetch in the background after mounting. */
+  /** Prefetch list (paths, optionally with byte ranges; see prefetch-list.ts) fetched in the background after mounting. */
   prefetch?: string;
-  /** File to write first-read paths to. */
+  /** File to write what was read (paths and byte ranges, first-read order) to, on unmount. */
   record?: string;
   /** `host:port` to serve Prometheus metrics on. */
   metrics?: string;
@@ -108,22 +108,15 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
     },
   });
 
-  const recorder = options.record ? new ReadRecorder(options.record, logger) : undefined;
   const table = archiveTable(archive);
+  const recorder = options.record ? new ReadRecorder(options.record, logger, (inode) => pathOf(archive, table, inode.ino)) : undefined;
   const read = createReadHandler({
     archive,
     reader,
     metrics,
     logger,
     readTimeoutMs: options.timeouts?.readMs ?? DEFAULT_READ_TIMEOUT_MS,
-    ...(recorder
-      ? {
-          onFirstRead: (inode: Inode) => {
-            const path = pathOf(archive, table, inode.ino);
-            if (path) recorder.record(path);
-          },
-        }
-      : {}),
+    ...(recorder ? { onRead: (inode: Inode, position: number, length: number) => recorder.record(inode, position, length) } : {}),
   });
 
   let server: MetricsServer | undefined;
@@ -150,9 +143,9 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
 
   const stopPrefetch = new AbortController();
   const prefetchDone = options.prefetch
-    ? readPathList(options.prefetch)
-        .then((paths) =>
-          prefetchFiles({ archive, reader, paths, logger, signal: stopPrefetch.signal, onFile: () => metrics.add('prefetchedFiles') }),
+    ? readPrefetchList(options.prefetch)
+        .then((entries) =>
+          prefetchFiles({ archive, reader, entries, logger, signal: stopPrefetch.signal, onFile: () => metrics.add('prefetchedFiles') }),
         )
         .then(
           (result) => logger.info('prefetch finished', { files: result.files, failed: result.failed }),

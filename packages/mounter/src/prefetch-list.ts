@@ -1,17 +1,49 @@
-// `--prefetch <file>`: paths (one per line, as `--record` writes them) fetched in the
-// background after mounting, many spans at a time, so a workload's start-up files are
-// local before it asks. `--record <file>` writes the order in which files were first read.
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+// `--record <file>` writes which parts of which files a workload read, in the order it first
+// read them; `--prefetch <file>` fetches exactly those parts in the background after mounting,
+// many spans at a time, so the workload finds them local.
+//
+// Format: one file per line, `<path>` (the whole file) or `<path>\t<start>-<end>[,<start>-<end>…]`
+// (byte ranges of the file, end exclusive, in RANGE_GRAIN units except at the file's end).
+// Lines starting with `#` are comments. Recording ranges instead of whole files matters for
+// shared libraries: a loader maps a 7 MB library and touches a fraction of it.
+import { readFile } from 'node:fs/promises';
 import type { Inode } from '@clip/shared/archive/model';
+import { writeFileAtomically } from '@clip/shared/fs-atomic';
 import type { Logger } from '@clip/shared/log';
 import type { MountableArchive } from './archive-view.js';
 
-export async function readPathList(file: string): Promise<string[]> {
+/** Recorded ranges are widened to this grain, so a file's list stays short. */
+export const RANGE_GRAIN = 64 * 1024;
+
+export interface PrefetchEntry {
+  path: string;
+  /** Byte ranges of the file; absent = the whole file. */
+  ranges?: Array<[number, number]>;
+}
+
+export async function readPrefetchList(file: string): Promise<PrefetchEntry[]> {
   const text = await readFile(file, 'utf8');
-  return text
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#'));
+  const entries: PrefetchEntry[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trimEnd();
+    if (line.trim() === '' || line.startsWith('#')) continue;
+    const tab = line.lastIndexOf('\t');
+    const ranges = tab < 0 ? undefined : parseRanges(line.slice(tab + 1));
+    entries.push(ranges ? { path: line.slice(0, tab), ranges } : { path: line.trim() });
+  }
+  return entries;
+}
+
+function parseRanges(text: string): Array<[number, number]> | undefined {
+  const ranges: Array<[number, number]> = [];
+  for (const part of text.split(',')) {
+    const match = /^(\d+)-(\d+)$/.exec(part);
+    if (!match) return undefined;
+    const start = Number(match[1]);
+    const end = Number(match[2]);
+    if (end > start) ranges.push([start, end]);
+  }
+  return ranges;
 }
 
 export interface Prefetcher {
@@ -33,17 +65,24 @@ export const DEFAULT_PREFETCH_CONCURRENCY = 8;
 export async function prefetchFiles(options: {
   archive: MountableArchive;
   reader: Prefetcher;
-  paths: string[];
+  entries: readonly PrefetchEntry[];
   logger: Logger;
   concurrency?: number;
   signal?: AbortSignal;
   onFile?: () => void;
 }): Promise<{ files: number; failed: number }> {
   const { archive, reader, logger, signal } = options;
-  const files = options.paths
-    .map((path) => ({ path, inode: archive.lookup(path) }))
-    .filter((item): item is { path: string; inode: Inode } => item.inode?.type === 'file' && item.inode.data !== undefined);
-  const ranges = files.map(({ inode }) => ({ layer: inode.data!.layer, offset: inode.data!.offset, length: inode.size }));
+  const files = options.entries
+    .map((entry) => ({ entry, inode: archive.lookup(entry.path) }))
+    .filter((item): item is { entry: PrefetchEntry; inode: Inode } => item.inode?.type === 'file' && item.inode.data !== undefined);
+  const ranges = files.flatMap(({ entry, inode }) => {
+    const { layer, offset } = inode.data!;
+    const parts = entry.ranges ?? [[0, inode.size]];
+    return parts
+      .map(([start, end]) => [Math.min(start, inode.size), Math.min(end, inode.size)] as const)
+      .filter(([start, end]) => end > start)
+      .map(([start, end]) => ({ layer, offset: offset + start, length: end - start }));
+  });
   const result = await reader.prefetchRanges(ranges, {
     concurrency: options.concurrency ?? DEFAULT_PREFETCH_CONCURRENCY,
     ...(signal ? { signal } : {}),
@@ -54,23 +93,49 @@ export async function prefetchFiles(options: {
   return { files: done, failed: result.failed };
 }
 
-/** Appends first-read paths to a file, in order, one write at a time. */
+/** Collects what a workload reads (per file, in first-read order) and writes it on flush(). */
 export class ReadRecorder {
-  #chain: Promise<void>;
+  /** ino → path and merged ranges; Map keeps first-read order. */
+  readonly #files = new Map<number, { path: string; size: number; ranges: Array<[number, number]> }>();
 
-  constructor(private readonly file: string, private readonly logger: Logger) {
-    this.#chain = writeFile(file, '').catch((error: unknown) => this.#fail(error));
+  constructor(
+    private readonly file: string,
+    private readonly logger: Logger,
+    private readonly pathOf: (inode: Inode) => string | undefined,
+  ) {}
+
+  record(inode: Inode, position: number, length: number): void {
+    let file = this.#files.get(inode.ino);
+    if (!file) {
+      const path = this.pathOf(inode);
+      if (path === undefined) return;
+      file = { path, size: inode.size, ranges: [] };
+      this.#files.set(inode.ino, file);
+    }
+    const start = Math.floor(position / RANGE_GRAIN) * RANGE_GRAIN;
+    const end = Math.min(Math.ceil((position + length) / RANGE_GRAIN) * RANGE_GRAIN, file.size);
+    if (end > start) addRange(file.ranges, start, end);
   }
 
-  record(path: string): void {
-    this.#chain = this.#chain.then(() => appendFile(this.file, `${path}\n`)).catch((error: unknown) => this.#fail(error));
+  async flush(): Promise<void> {
+    const lines = [...this.#files.values()].map((file) => `${file.path}\t${file.ranges.map(([start, end]) => `${start}-${end}`).join(',')}`);
+    try {
+      await writeFileAtomically(this.file, Buffer.from(lines.length ? `${lines.join('\n')}\n` : ''));
+    } catch (error) {
+      this.logger.warn('cannot write record file', { file: this.file, error: (error as Error).message });
+    }
   }
+}
 
-  flush(): Promise<void> {
-    return this.#chain;
+/** Adds [start, end) to sorted, disjoint `ranges`, merging what touches it. */
+export function addRange(ranges: Array<[number, number]>, start: number, end: number): void {
+  let i = 0;
+  while (i < ranges.length && ranges[i]![1] < start) i++;
+  let j = i;
+  while (j < ranges.length && ranges[j]![0] <= end) {
+    start = Math.min(start, ranges[j]![0]);
+    end = Math.max(end, ranges[j]![1]);
+    j++;
   }
-
-  #fail(error: unknown): void {
-    this.logger.warn('cannot write record file', { file: this.file, error: (error as Error).message });
-  }
+  ranges.splice(i, j - i, [start, end]);
 }

@@ -19,8 +19,8 @@ export interface ReadHandlerOptions {
   logger: Logger;
   /** Longest a FUSE read waits for data before answering EIO. */
   readTimeoutMs: number;
-  /** Called once per inode, on its first read (for `--record`). */
-  onFirstRead?: (inode: Inode) => void;
+  /** Called after every successful read (for `--record`). */
+  onRead?: (inode: Inode, position: number, length: number) => void;
 }
 
 /** Rejections carry the errno FUSE answers with. */
@@ -95,7 +95,6 @@ export function createReadHandler(options: ReadHandlerOptions): ReadHandler {
   const { archive, reader, metrics, logger } = options;
   const inodes = new RecentMap<Inode>(RECENT_FILES);
   const readaheads = new RecentMap<Readahead>(RECENT_FILES);
-  const seen = new Set<number>();
   const failed = new FailedRanges();
   const background = (promise: Promise<void>) => {
     metrics.add('readaheadSpans');
@@ -118,10 +117,6 @@ export function createReadHandler(options: ReadHandlerOptions): ReadHandler {
       if (inode.type !== 'file') throw new ReadError(`inode ${ino} is not a regular file`, EINVAL);
       inodes.set(ino, inode);
     }
-    if (options.onFirstRead && !seen.has(ino)) {
-      seen.add(ino);
-      options.onFirstRead(inode);
-    }
     metrics.add('reads');
     if (failed.has(ino, position, position + length)) {
       metrics.add('readErrors');
@@ -133,6 +128,7 @@ export function createReadHandler(options: ReadHandlerOptions): ReadHandler {
       metrics.observeReadSeconds(Number(process.hrtime.bigint() - started) / 1e9);
       metrics.add('readBytes', data.length);
       readaheadFor(ino).observe(inode, position, data.length);
+      options.onRead?.(inode, position, data.length);
       return data.length > length ? data.subarray(0, length) : data;
     } catch (error) {
       metrics.observeReadSeconds(Number(process.hrtime.bigint() - started) / 1e9);

@@ -15,7 +15,7 @@ import { MemoryBlockCache } from '../src/memory-cache.js';
 import { DiskBlockCache } from '../src/disk-cache.js';
 import { TieredBlockCache } from '../src/tiered-cache.js';
 import { MountMetrics } from '../src/metrics.js';
-import { prefetchFiles } from '../src/prefetch-list.js';
+import { addRange, prefetchFiles, readPrefetchList, ReadRecorder, RANGE_GRAIN } from '../src/prefetch-list.js';
 import { writeTestArchive, type FileSpec } from './helpers.js';
 
 const SPAN = 64 * 1024;
@@ -151,7 +151,7 @@ describe('mounter read path', () => {
   it('a prefetch list fetches each needed span once, only up to the listed files', async () => {
     const r = reader();
     const paths = ['/d/f02', '/d/f05', '/d/f03', '/d/f09', '/missing'];
-    const result = await prefetchFiles({ archive, reader: r, paths, logger: silentLogger, concurrency: 8 });
+    const result = await prefetchFiles({ archive, reader: r, entries: paths.map((path) => ({ path })), logger: silentLogger, concurrency: 8 });
     expect(result).toEqual({ files: 4, failed: 0 });
     const furthest = Math.max(...paths.slice(0, 4).map((p) => archive.lookup(p)!).map((i) => i.data!.offset + i.size));
     for (const [, end] of fetches) expect(end).toBeLessThanOrEqual(Math.ceil(furthest / PIECE) * PIECE);
@@ -161,6 +161,39 @@ describe('mounter read path', () => {
     const { open, read } = fsOps(r);
     for (const path of paths.slice(0, 4)) await read(path, await open(path), 0, 128 * 1024);
     expect(fetches.length).toBe(before);
+  });
+});
+
+describe('record and prefetch lists', () => {
+  it('merges recorded reads into grain-aligned ranges, writes them in first-read order, and reads them back', async () => {
+    const big = archive.lookup('/big')!;
+    const small = archive.lookup('/d/f01')!;
+    const file = join(dir, 'record.txt');
+    const recorder = new ReadRecorder(file, silentLogger, (inode) => (inode.ino === big.ino ? '/big' : '/d/f01'));
+    recorder.record(big, 3 * RANGE_GRAIN + 10, 100);
+    recorder.record(small, 0, small.size);
+    recorder.record(big, 0, 4096);
+    recorder.record(big, RANGE_GRAIN, 1);
+    await recorder.flush();
+    expect(await readFile(file, 'utf8')).toBe(`/big\t0-${2 * RANGE_GRAIN},${3 * RANGE_GRAIN}-${4 * RANGE_GRAIN}\n/d/f01\t0-${small.size}\n`);
+    expect(await readPrefetchList(file)).toEqual([
+      { path: '/big', ranges: [[0, 2 * RANGE_GRAIN], [3 * RANGE_GRAIN, 4 * RANGE_GRAIN]] },
+      { path: '/d/f01', ranges: [[0, small.size]] },
+    ]);
+  });
+
+  it('addRange keeps ranges sorted and disjoint', () => {
+    const ranges: Array<[number, number]> = [];
+    for (const [start, end] of [[50, 60], [10, 20], [30, 40], [15, 35], [60, 70], [0, 5]] as const) addRange(ranges, start, end);
+    expect(ranges).toEqual([[0, 5], [10, 40], [50, 70]]);
+  });
+
+  it('a ranged prefetch fetches only up to the listed part of a file', async () => {
+    const r = reader();
+    const big = archive.lookup('/big')!;
+    await prefetchFiles({ archive, reader: r, entries: [{ path: '/big', ranges: [[0, PIECE]] }], logger: silentLogger });
+    expect(fetches.length).toBeGreaterThan(0);
+    for (const [, end] of fetches) expect(end).toBeLessThanOrEqual(Math.ceil((big.data!.offset + PIECE) / PIECE) * PIECE);
   });
 });
 
