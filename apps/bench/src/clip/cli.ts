@@ -93,10 +93,16 @@ export class ClipCli {
   }
 
   /** `clip index <source> -o <archive> [--storage-ref <ref>] --json`; returns timing and the JSON summary. */
-  async index(source: string, archive: string, storageRef: string | undefined, netns?: string): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
+  async index(
+    source: string,
+    archive: string,
+    storageRef: string | undefined,
+    netns?: string,
+    spanSize?: string,
+  ): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
     const result = this.indexViaLibrary
       ? await run(process.execPath, [FALLBACK_INDEXER, source, archive, ...(storageRef ? [storageRef] : [])], { timeoutMs: 30 * 60_000, ...(netns ? { netns } : {}) })
-      : await this.exec(['index', source, '-o', archive, '--json', ...(storageRef ? ['--storage-ref', storageRef] : [])], netns);
+      : await this.exec(['index', source, '-o', archive, '--json', ...(storageRef ? ['--storage-ref', storageRef] : []), ...(spanSize ? ['--span-size', spanSize] : [])], netns);
     const summary = lastJsonObject(result.stdout) ?? lastJsonObject(result.stderr);
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };
   }

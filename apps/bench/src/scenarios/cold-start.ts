@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
 import { median } from '../util/stats.js';
-import { scratch, type BenchContext, type PublishedImage } from './context.js';
+import { DENSE_SPAN_SIZE, scratch, type BenchContext, type PublishedImage } from './context.js';
 import { baselineStart, clipStart, type StartMeasurement } from './workers.js';
 
 export interface ColdStartOutcome {
@@ -53,11 +53,12 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     return { rows: variants.map((variant) => skippedRow({ ...base, variant, ...baselineFields }, skipReason ?? 'no archive')), ...(unpackedRoot ? { unpackedRoot } : {}) };
   }
 
-  const row = (variant: string, runs: StartMeasurement[]): ResultRow => {
+  const row = (variant: string, runs: StartMeasurement[], note?: string): ResultRow => {
     const clip = summarize(runs);
     return finishRow({
       ...base,
       variant,
+      ...(note ? { note } : {}),
       ...baselineFields,
       clip: clip.seconds,
       clipBytes: clip.bytes,
@@ -66,9 +67,9 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
       details: { baselinePhases: baseline.phases, clipPhases: clip.phases, ...(clip.metrics ? { mountMetrics: clip.metrics } : {}) },
     });
   };
-  const guarded = async (variant: string, measure: () => Promise<StartMeasurement[]>): Promise<ResultRow> => {
+  const guarded = async (variant: string, measure: () => Promise<StartMeasurement[]>, note?: string): Promise<ResultRow> => {
     try {
-      return row(variant, await measure());
+      return row(variant, await measure(), note);
     } catch (error) {
       return skippedRow({ ...base, variant, ...baselineFields }, `clip run failed: ${(error as Error).message.slice(0, 400)}`);
     }
@@ -98,19 +99,34 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
       return runs;
     }),
   );
-  rows.push(
-    await guarded('prefetch (recorded list)', async () => {
-      const recordDir = await scratch(context, 'record');
-      const list = join(recordDir, 'prefetch.txt');
-      context.log(`  clip record ${image.bench.name} @ ${profile}`);
-      await clipStart(context, image, { cacheDir: join(recordDir, 'cache'), record: list });
-      const runs: StartMeasurement[] = [];
-      for (let i = 0; i < context.repetitions; i++) {
-        context.log(`  clip prefetch ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
-        runs.push(await clipStart(context, image, { cacheDir: join(await scratch(context, 'cache'), 'cache'), prefetch: list }));
-      }
-      return runs;
-    }),
-  );
+  const coldRuns = async (label: string, archive?: string): Promise<StartMeasurement[]> => {
+    const runs: StartMeasurement[] = [];
+    for (let i = 0; i < context.repetitions; i++) {
+      context.log(`  clip ${label} ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
+      runs.push(await clipStart(context, image, { cacheDir: join(await scratch(context, 'cache'), 'cache'), ...(archive ? { archive } : {}) }));
+    }
+    return runs;
+  };
+  /** Worker A records the workload's reads once; fresh workers then prefetch them. */
+  const prefetchRuns = async (label: string, archive?: string): Promise<StartMeasurement[]> => {
+    const recordDir = await scratch(context, 'record');
+    const list = join(recordDir, 'prefetch.txt');
+    context.log(`  clip record ${label} ${image.bench.name} @ ${profile}`);
+    await clipStart(context, image, { cacheDir: join(recordDir, 'cache'), record: list, ...(archive ? { archive } : {}) });
+    const runs: StartMeasurement[] = [];
+    for (let i = 0; i < context.repetitions; i++) {
+      context.log(`  clip prefetch ${label} ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
+      runs.push(await clipStart(context, image, { cacheDir: join(await scratch(context, 'cache'), 'cache'), prefetch: list, ...(archive ? { archive } : {}) }));
+    }
+    return runs;
+  };
+  rows.push(await guarded('prefetch (recorded list)', () => prefetchRuns('')));
+  if (image.denseArchive) {
+    const dense = image.denseArchive;
+    const share = ((100 * (image.denseArchiveBytes ?? 0)) / image.bench.uncompressedBytes).toFixed(2);
+    const note = `archive ${((image.denseArchiveBytes ?? 0) / 1e6).toFixed(1)} MB (${share}% of uncompressed)`;
+    rows.push(await guarded(`cold cache, ${DENSE_SPAN_SIZE} spans`, () => coldRuns(`cold ${DENSE_SPAN_SIZE}`, dense), note));
+    rows.push(await guarded(`prefetch (recorded list), ${DENSE_SPAN_SIZE} spans`, () => prefetchRuns(DENSE_SPAN_SIZE, dense), note));
+  }
   return { rows, ...(unpackedRoot ? { unpackedRoot } : {}) };
 }

@@ -23,8 +23,14 @@ export interface PublishedImage {
   /** Archive built from the local layout with the client reference as storage, if clip index is available. */
   archive?: string;
   archiveBytes?: number;
+  /** The same image indexed with DENSE_SPAN_SIZE spans (full mode only): fewer bytes per first touch, bigger archive. */
+  denseArchive?: string;
+  denseArchiveBytes?: number;
   indexSkipped?: string;
 }
+
+/** Span size of the dense variant (the default is 4 MiB). */
+export const DENSE_SPAN_SIZE = '1MiB';
 
 export type Scenario = (context: BenchContext, image: PublishedImage) => Promise<ResultRow[]>;
 

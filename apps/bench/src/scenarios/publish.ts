@@ -7,7 +7,7 @@ import type { BenchImage } from '../images/catalog.js';
 import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
 import { run } from '../util/exec.js';
 import { median } from '../util/stats.js';
-import { scratch, type BenchContext, type PublishedImage } from './context.js';
+import { scratch, DENSE_SPAN_SIZE, type BenchContext, type PublishedImage } from './context.js';
 
 export async function publishImage(context: BenchContext, bench: BenchImage): Promise<PublishedImage> {
   const repository = `bench/${bench.name}:latest`;
@@ -22,7 +22,12 @@ export async function publishImage(context: BenchContext, bench: BenchImage): Pr
   const archive = join(context.workDir, `${bench.name}.clip`);
   try {
     await context.clip.index(bench.image.reference, archive, clientRef);
-    return { ...published, archive, archiveBytes: (await stat(archive)).size };
+    const indexed = { ...published, archive, archiveBytes: (await stat(archive)).size };
+    if (context.quick) return indexed;
+    // Same local layout and storage reference, denser checkpoints: no second push needed.
+    const denseArchive = join(context.workDir, `${bench.name}-dense.clip`);
+    await context.clip.index(bench.image.reference, denseArchive, clientRef, undefined, DENSE_SPAN_SIZE);
+    return { ...indexed, denseArchive, denseArchiveBytes: (await stat(denseArchive)).size };
   } catch (error) {
     return { ...published, indexSkipped: `clip index failed: ${(error as Error).message.slice(0, 300)}` };
   }

@@ -35,19 +35,22 @@ export async function baselineStart(context: BenchContext, image: PublishedImage
 
 export interface ClipStartOptions {
   cacheDir: string;
+  /** Archive to mount instead of image.archive (the dense variant). */
+  archive?: string;
   prefetch?: string;
   record?: string;
 }
 
 /** `clip mount` + overlayfs + chroot workload. */
 export async function clipStart(context: BenchContext, image: PublishedImage, options: ClipStartOptions): Promise<StartMeasurement> {
-  if (!image.archive) throw new Error('no archive');
+  const archive = options.archive ?? image.archive;
+  if (!archive) throw new Error('no archive');
   const dir = await scratch(context, `clip-${image.bench.name}`);
   const mountpoint = join(dir, 'image');
   await run('mkdir', ['-p', mountpoint]);
   await context.link.resetCounters();
   const started = performance.now();
-  const mount = await context.clip.mount(image.archive, mountpoint, { ...options, netns: context.link.netns });
+  const mount = await context.clip.mount(archive, mountpoint, { ...options, netns: context.link.netns });
   const mounted = (performance.now() - started) / 1000;
   let overlay;
   let workloadSeconds = 0;
