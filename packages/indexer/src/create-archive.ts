@@ -294,8 +294,10 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       if (abandoned) throw abandoned;
       const counted = (await openLocal(layer)) ?? (await openFromSource(layer));
       // hashCompressed false: ImageSource.openBlob's stream, and a local blob read directly,
-      // already fail on a digest mismatch, so the blob is not hashed twice.
-      const indexed = await activeScanner.scan(counted, { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false }, layer.size);
+      // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
+      // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
+      const options = { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false, digestVerified: true } as const;
+      const indexed = await activeScanner.scan(counted, options, layer.size);
       layersDone++;
       report();
       logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });

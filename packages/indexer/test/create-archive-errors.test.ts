@@ -1,6 +1,6 @@
 // createArchive's refusals and guarantees: malformed or hostile layers, wrong platforms,
 // missing storage references, no network for local sources, atomic output.
-import { appendFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -167,6 +167,15 @@ describe('local layout blobs are read directly and still verified', () => {
     const { layout, blob, dir } = await layoutWithBlob('tampered');
     // Another valid gzip'd tar under the same name: the scan succeeds, the digest does not.
     await writeFile(blob, gzipSync(tar([{ name: 'etc/a', data: 'b'.repeat(5000) }])));
+    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), DigestMismatchError, /digest mismatch/);
+  });
+
+  it('a blob with a wrong gzip CRC-32 is refused by the digest check (the scan skips the CRC)', async () => {
+    const { layout, blob, dir } = await layoutWithBlob('bad-crc');
+    const bytes = await readFile(blob);
+    bytes[bytes.length - 8]! ^= 0xff;
+    await writeFile(blob, bytes);
+    // Without the opt-out this would be a LayerFormatError ("incorrect data check") before the digest is known.
     await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), DigestMismatchError, /digest mismatch/);
   });
 

@@ -82,6 +82,22 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
     });
   }
 
+  it('digestVerified skips the gzip CRC-32 on the worker as in-thread; by default a wrong CRC fails', async () => {
+    const gz = Buffer.from(gzipCli(tar, 6));
+    gz[gz.length - 8]! ^= 0xff;
+    const checked = { digest: 'sha256:test', compression: 'gzip' as const, spanSize: 256 * 1024 };
+    await expect(scanner.scan(chunked(gz, 65_536), checked, gz.length)).rejects.toThrow(LayerFormatError);
+    await expect(indexLayer(chunked(gz, 65_536), checked)).rejects.toThrow(/check/);
+    const skipped = { ...checked, digestVerified: true };
+    const remote = await scanner.scan(chunked(gz, 65_536), skipped, gz.length);
+    expect(comparable(remote)).toEqual(comparable(await indexLayer(chunked(gz, 65_536), skipped)));
+    // Only the blob digest and the last piece's digest tell it from the intact blob.
+    const intact = await indexLayer(chunked(gzipCli(tar, 6), 65_536), checked);
+    expect(remote.entries).toEqual(intact.entries);
+    expect(remote.scan.diffId).toBe(intact.scan.diffId);
+    expect(remote.scan.digest).not.toBe(intact.scan.digest);
+  });
+
   it('a corrupt tar and a truncated gzip fail with LayerFormatError, and the pool still works after', async () => {
     // Headers: 'dir' at 0, 'a' at 512, its data, then 'dir/b': garble that header's name field.
     const headerOfB = 1024 + Math.ceil(2_500_000 / 512) * 512;

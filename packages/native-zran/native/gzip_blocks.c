@@ -39,9 +39,40 @@ static void finalize(napi_env env, void* data, void* hint) {
   free(data);
 }
 
+// Reads options.validate (default true) from an optional options object.
+static int validate_option(napi_env env, size_t argc, napi_value* argv, int* validate) {
+  *validate = 1;
+  if (argc < 1) return 1;
+  napi_valuetype type;
+  if (napi_typeof(env, argv[0], &type) != napi_ok) return 0;
+  if (type == napi_undefined) return 1;
+  if (type != napi_object) return 0;
+  bool has = false;
+  if (napi_has_named_property(env, argv[0], "validate", &has) != napi_ok) return 0;
+  if (!has) return 1;
+  napi_value value;
+  if (napi_get_named_property(env, argv[0], "validate", &value) != napi_ok || napi_typeof(env, value, &type) != napi_ok) return 0;
+  if (type == napi_undefined) return 1;
+  bool flag;
+  if (type != napi_boolean || napi_get_value_bool(env, value, &flag) != napi_ok) return 0;
+  *validate = flag;
+  return 1;
+}
+
+// new GzipBlockInflater({ validate?: boolean })
+// validate false: zlib skips the gzip trailer's CRC-32 and length checks (inflateValidate),
+// for callers that verify the compressed bytes' digest themselves. It survives the reset
+// between members (inflateReset keeps the wrap flags).
 static napi_value construct(napi_env env, napi_callback_info info) {
   napi_value self;
-  CHECK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  int validate;
+  if (!validate_option(env, argc, argv, &validate)) {
+    napi_throw_type_error(env, NULL, "native-zran: new GzipBlockInflater({ validate?: boolean })");
+    return NULL;
+  }
   inflater* s = calloc(1, sizeof *s);
   if (!s) {
     napi_throw_error(env, NULL, "native-zran: out of memory");
@@ -54,6 +85,12 @@ static napi_value construct(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->live = 1;
+  if (!validate && inflateValidate(&s->strm, 0) != Z_OK) {
+    release(s);
+    free(s);
+    napi_throw_error(env, NULL, "native-zran: inflateValidate failed");
+    return NULL;
+  }
   if (napi_wrap(env, self, s, finalize, NULL, NULL) != napi_ok) {
     release(s);
     free(s);

@@ -48,7 +48,7 @@ describe.skipIf(!load.ok)('GzipBlockInflater (native)', () => {
     inflater.close();
   });
 
-  it('returns a negative code and a message on corrupt input', () => {
+  it('returns a negative code and a message on corrupt input (the CRC-32 is checked by default)', () => {
     const blob = gzipSync(Buffer.alloc(10_000, 'q'));
     blob[blob.length - 5]! ^= 0xff; // CRC32
     const inflater = new binding!.GzipBlockInflater();
@@ -56,6 +56,49 @@ describe.skipIf(!load.ok)('GzipBlockInflater (native)', () => {
     expect(code).toBeLessThan(0);
     expect(inflater.message()).toMatch(/check/);
     inflater.close();
+  });
+
+  it('validate: false skips the CRC-32 and length checks only, and survives member resets', () => {
+    const data = Buffer.alloc(10_000, 'q');
+    const bad = (at: number) => {
+      const blob = gzipSync(data);
+      blob[blob.length - at]! ^= 0xff; // 8: CRC-32, 4: ISIZE
+      return blob;
+    };
+    const inflate = (blob: Uint8Array, options?: { validate?: boolean }) => {
+      const inflater = new binding!.GzipBlockInflater(options);
+      const out = new Uint8Array(40_000);
+      const ends = new Int32Array(2);
+      const code = inflater.run(blob, 0, out, 0, new Int32Array(64 * EVENT_STRIDE), ends);
+      const result = { code, output: Buffer.from(out.subarray(0, ends[1])), ended: inflater.memberEnded(), message: inflater.message() };
+      inflater.close();
+      return result;
+    };
+    for (const at of [8, 4]) {
+      expect(inflate(bad(at)).code).toBeLessThan(0);
+      expect(inflate(bad(at), { validate: true }).code).toBeLessThan(0);
+      const skipped = inflate(bad(at), { validate: false });
+      expect(skipped.code).toBeGreaterThan(0);
+      expect(skipped.ended).toBe(true);
+      expect(skipped.output.equals(data)).toBe(true);
+    }
+    // A second member's trailer is not checked either (the flag survives inflateReset).
+    const two = Buffer.concat([gzipSync(data), bad(8)]);
+    const both = inflate(two, { validate: false });
+    expect(both.code).toBeGreaterThan(0);
+    expect(both.output.equals(Buffer.concat([data, data]))).toBe(true);
+    expect(inflate(two).code).toBeLessThan(0);
+    // Corrupt deflate data is still refused.
+    const corrupt = gzipSync(Buffer.from(Array.from({ length: 20_000 }, (_, i) => (i * 7919) % 251)));
+    corrupt[20]! ^= 0xff;
+    expect(inflate(corrupt, { validate: false }).code).toBeLessThan(0);
+  });
+
+  it('rejects a bad options argument', () => {
+    expect(() => new binding!.GzipBlockInflater({ validate: 'no' as unknown as boolean })).toThrow(TypeError);
+    expect(() => new binding!.GzipBlockInflater(42 as unknown as object)).toThrow(TypeError);
+    new binding!.GzipBlockInflater({}).close();
+    new binding!.GzipBlockInflater({ validate: undefined }).close();
   });
 
   it('rejects wrong argument types', () => {

@@ -7,6 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { GZIP_OUTPUT_BUFFER_SIZE } from '../scan/gzip-scan.js';
 import { scanLayer } from '../scan/scan-layer.js';
+import { scanOptionsFor } from './layer-options.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 const port = parentPort;
@@ -74,7 +75,7 @@ port.on('message', (message: ToWorker) => {
       scanLayer(
         chunks(gzip),
         options.compression,
-        { spanSize: options.spanSize, hashCompressed: false, hashUncompressed: false, storeWindows: true, ...(gzip ? { outputBuffer } : {}) },
+        { ...scanOptionsFor(options), hashCompressed: false, hashUncompressed: false, storeWindows: true, ...(gzip ? { outputBuffer } : {}) },
         (chunk) => output(chunk, gzip),
       ).then(
         (scan) => send({ type: 'done', scan }),

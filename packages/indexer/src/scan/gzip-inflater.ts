@@ -31,10 +31,15 @@ function warnOnce(): void {
 // threads do the scanning, so the warning is printed once, not once per worker.
 if (isMainThread) warnOnce();
 
-/** A new inflater of the given kind (default: native when available). Throws if `native` is requested but unavailable. */
-export function createGzipInflater(kind: GzipInflaterKind = defaultKind()): GzipBlockInflater {
+/**
+ * A new inflater of the given kind (default: native when available). Throws if `native` is
+ * requested but unavailable. `validate: false` skips the gzip CRC-32 and length checks where
+ * the inflater can (native only; the portable one always checks): for blobs whose digest is
+ * verified anyway.
+ */
+export function createGzipInflater(kind: GzipInflaterKind = defaultKind(), options: { validate?: boolean } = {}): GzipBlockInflater {
   if (kind === 'portable') return new PakoBlockInflater();
   const load = loadNativeZran();
   if (!load.ok) throw new Error(`native gzip scanner unavailable: ${load.reason}`);
-  return new load.binding.GzipBlockInflater();
+  return new load.binding.GzipBlockInflater(options.validate === false ? { validate: false } : undefined);
 }

@@ -55,6 +55,12 @@ export async function scanLayer(
     /** false: the caller hashes the uncompressed chunks itself (`diffId` is a placeholder); default true. */
     hashUncompressed?: boolean;
     /**
+     * gzip: false skips zlib's CRC-32 and length checks of each member's trailer (native
+     * inflater). Only when the compressed bytes' digest is verified (and the diffId checked):
+     * that catches what the CRC would, and a corrupt deflate stream still fails. Default true.
+     */
+    gzipValidate?: boolean;
+    /**
      * gzip: supplies the output buffers (GZIP_OUTPUT_BUFFER_SIZE bytes, contents irrelevant),
      * e.g. from a pool of buffers the callee gave back; each is emitted whole, exactly once.
      */
@@ -98,7 +104,7 @@ export async function scanLayer(
   const recorder = new SpanRecorder(pieceSize, compression === 'none', onWindow);
   switch (compression) {
     case 'gzip':
-      await scanGzip(compressed, spanSize, recorder, sink, createGzipInflater(options.gzipInflater), options.outputBuffer);
+      await scanGzip(compressed, spanSize, recorder, sink, createGzipInflater(options.gzipInflater, { validate: options.gzipValidate !== false }), options.outputBuffer);
       break;
     case 'zstd':
       await scanZstd(compressed, spanSize, recorder, sink);
