@@ -17,6 +17,7 @@ import type { TarEntry } from '../tar/tar-entry.js';
 import { TarWalker } from '../tar/tar-walker.js';
 import { indexLayer, type IndexedLayer, type IndexLayerOptions } from './index-layer.js';
 import { isFillable } from './local-blob.js';
+import { PieceHasher } from './piece-hasher.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 export interface LayerScanner {
@@ -98,6 +99,11 @@ class WorkerPool implements LayerScanner {
     const diffHash = createHash('sha256');
     /** Transfer buffers the worker gave back. */
     const freeChunks: ArrayBuffer[] = [];
+    const recycle = (buffer: ArrayBuffer | undefined) => {
+      if (buffer?.byteLength === TRANSFER_SIZE && freeChunks.length < MAX_CHUNKS_IN_FLIGHT) freeChunks.push(buffer);
+    };
+    // gzip: the worker leaves the piece hashes to this thread (piece-hasher.ts).
+    const pieces = new PieceHasher((bytes) => recycle(bytes.buffer as ArrayBuffer));
 
     const result = new Promise<LayerScan>((resolve, reject) => {
       const cleanup = () => {
@@ -115,7 +121,17 @@ class WorkerPool implements LayerScanner {
         switch (message.type) {
           case 'ack':
             inFlight--;
-            if (message.buffer?.byteLength === TRANSFER_SIZE && freeChunks.length < MAX_CHUNKS_IN_FLIGHT) freeChunks.push(message.buffer);
+            if (message.cuts && message.buffer) {
+              try {
+                pieces.bytes(new Uint8Array(message.buffer, message.offset, message.length));
+                pieces.cuts(message.cuts);
+              } catch (error) {
+                onError(error);
+                return;
+              }
+            } else {
+              recycle(message.buffer);
+            }
             wakeFeeder?.();
             return;
           case 'output': {
@@ -134,6 +150,12 @@ class WorkerPool implements LayerScanner {
           case 'done':
             try {
               walker.end();
+              if (message.pieces) {
+                const { buffer, offset, length, cuts, kept } = message.pieces;
+                pieces.bytes(new Uint8Array(buffer, offset, length));
+                pieces.cuts(cuts);
+                pieces.finish(message.scan.spans, kept);
+              }
             } catch (error) {
               onError(error);
               return;

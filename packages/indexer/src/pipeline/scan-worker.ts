@@ -7,6 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { GZIP_OUTPUT_BUFFER_SIZE } from '../scan/gzip-scan.js';
 import { scanLayer } from '../scan/scan-layer.js';
+import type { PieceCuts } from '../scan/span-recorder.js';
 import { scanOptionsFor } from './layer-options.js';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
@@ -26,20 +27,37 @@ const freeOutput: ArrayBuffer[] = [];
 let outputInFlight = 0;
 let wakeOutput: (() => void) | undefined;
 
-/** `recycle`: the previous chunk's buffer goes back to the main thread once the next one is taken. */
-async function* chunks(recycle: boolean): AsyncGenerator<Uint8Array> {
+/** The layer's last chunk, once the scanner is done with it (given back with the pieces' cuts). */
+let last: Uint8Array | undefined;
+
+/**
+ * `recycle`: the previous chunk's buffer goes back to the main thread once the next one is
+ * taken. With `cuts` it always goes back, with the piece ranges closed so far: the scanner
+ * is done with the previous chunk when it asks for the next one, so every piece ending in
+ * it is closed (a piece ending exactly at its end may close later, with the next chunk).
+ */
+async function* chunks(recycle: boolean, cuts?: PieceCuts): AsyncGenerator<Uint8Array> {
   let previous: Uint8Array | undefined;
+  last = undefined;
   for (;;) {
     const chunk = queue.shift();
     if (chunk) {
-      const buffer = recycle && previous && previous.byteOffset === 0 ? (previous.buffer as ArrayBuffer) : undefined;
-      if (buffer) send({ type: 'ack', buffer }, [buffer]);
-      else send({ type: 'ack' });
+      if (cuts && previous) {
+        const buffer = previous.buffer as ArrayBuffer;
+        send({ type: 'ack', buffer, offset: previous.byteOffset, length: previous.byteLength, cuts: cuts.ranges.splice(0) }, [buffer]);
+      } else {
+        const buffer = recycle && previous && previous.byteOffset === 0 ? (previous.buffer as ArrayBuffer) : undefined;
+        if (buffer) send({ type: 'ack', buffer }, [buffer]);
+        else send({ type: 'ack' });
+      }
       previous = chunk;
       yield chunk;
       continue;
     }
-    if (ended) return;
+    if (ended) {
+      last = previous;
+      return;
+    }
     await new Promise<void>((resolve) => (wake = resolve));
     wake = undefined;
   }
@@ -72,13 +90,31 @@ port.on('message', (message: ToWorker) => {
       outputInFlight = 0;
       const { options } = message;
       const gzip = options.compression === 'gzip';
+      // gzip: the main thread hashes the pieces (it has the compressed bytes back anyway).
+      const cuts: PieceCuts | undefined = gzip ? { ranges: [], kept: [] } : undefined;
       scanLayer(
-        chunks(gzip),
+        chunks(gzip, cuts),
         options.compression,
-        { ...scanOptionsFor(options), hashCompressed: false, hashUncompressed: false, storeWindows: true, ...(gzip ? { outputBuffer } : {}) },
+        {
+          ...scanOptionsFor(options),
+          hashCompressed: false,
+          hashUncompressed: false,
+          storeWindows: true,
+          ...(gzip ? { outputBuffer, pieceCuts: cuts } : {}),
+        },
         (chunk) => output(chunk, gzip),
       ).then(
-        (scan) => send({ type: 'done', scan }),
+        (scan) => {
+          if (!cuts) {
+            send({ type: 'done', scan });
+            return;
+          }
+          const bytes = last ?? new Uint8Array(0);
+          const buffer = bytes.buffer as ArrayBuffer;
+          last = undefined;
+          const pieces = { buffer, offset: bytes.byteOffset, length: bytes.byteLength, cuts: cuts.ranges.splice(0), kept: cuts.kept };
+          send({ type: 'done', scan, pieces }, bytes.byteLength > 0 ? [buffer] : []);
+        },
         (error: unknown) => {
           const { code, message: text } = error as { code?: string; message?: string };
           send({ type: 'error', error: { ...(typeof code === 'string' ? { code } : {}), message: text ?? String(error) } });

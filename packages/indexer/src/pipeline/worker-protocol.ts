@@ -13,10 +13,18 @@ export type ToWorker =
   | { type: 'free'; buffer?: ArrayBuffer };
 
 export type FromWorker =
-  /** A chunk was taken; `buffer`, when present, is an earlier chunk's ArrayBuffer, free for reuse. */
-  | { type: 'ack'; buffer?: ArrayBuffer }
+  /**
+   * A chunk was taken; `buffer`, when present, is an earlier chunk's ArrayBuffer, free for reuse.
+   * With `cuts` (gzip: the main thread hashes the pieces) the buffer is the previous chunk's,
+   * always given back, its bytes at [offset, offset + length), and `cuts` the [start, end)
+   * ranges of the pieces closed since the last message (PieceCuts.ranges).
+   */
+  | { type: 'ack'; buffer?: ArrayBuffer; offset?: number; length?: number; cuts?: number[] }
   /** The next uncompressed bytes, in order; a view of a transferred buffer to give back with `free` (gzip). */
   | { type: 'output'; data: Uint8Array; reusable: boolean }
-  /** The scan without the hashes the main thread computes (digest and diffId are placeholders). */
-  | { type: 'done'; scan: LayerScan }
+  /**
+   * The scan without the hashes the main thread computes (digest and diffId are placeholders;
+   * with `pieces`, the piece digests too: the last chunk's bytes, the last ranges, PieceCuts.kept).
+   */
+  | { type: 'done'; scan: LayerScan; pieces?: { buffer: ArrayBuffer; offset: number; length: number; cuts: number[]; kept: number[] } }
   | { type: 'error'; error: { code?: string; message: string } };

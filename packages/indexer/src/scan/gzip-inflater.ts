@@ -1,9 +1,9 @@
 // Picks the gzip block inflater: the native addon (@clip/native-zran) when it loads, else the
 // portable pako one, with one warning per process. CLIP_GZIP_SCANNER=portable forces pako.
+// pako is loaded only when it is used (it is not needed to start a scan worker).
 import { isMainThread } from 'node:worker_threads';
 import { loadNativeZran, type GzipBlockInflater } from '@clip/native-zran';
 import { createLogger } from '@clip/shared/log';
-import { PakoBlockInflater } from './pako-inflater.js';
 
 export type GzipInflaterKind = 'native' | 'portable';
 
@@ -37,8 +37,11 @@ if (isMainThread) warnOnce();
  * the inflater can (native only; the portable one always checks): for blobs whose digest is
  * verified anyway.
  */
-export function createGzipInflater(kind: GzipInflaterKind = defaultKind(), options: { validate?: boolean } = {}): GzipBlockInflater {
-  if (kind === 'portable') return new PakoBlockInflater();
+export async function createGzipInflater(kind: GzipInflaterKind = defaultKind(), options: { validate?: boolean } = {}): Promise<GzipBlockInflater> {
+  if (kind === 'portable') {
+    const { PakoBlockInflater } = await import('./pako-inflater.js');
+    return new PakoBlockInflater();
+  }
   const load = loadNativeZran();
   if (!load.ok) throw new Error(`native gzip scanner unavailable: ${load.reason}`);
   return new load.binding.GzipBlockInflater(options.validate === false ? { validate: false } : undefined);

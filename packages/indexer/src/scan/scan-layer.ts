@@ -9,9 +9,8 @@ import { UsageError } from '@clip/shared/errors';
 import { createGzipInflater, type GzipInflaterKind } from './gzip-inflater.js';
 import { scanGzip } from './gzip-scan.js';
 import { scanPlain } from './plain-scan.js';
-import { SpanRecorder } from './span-recorder.js';
+import { SpanRecorder, type PieceCuts } from './span-recorder.js';
 import type { ScanSink } from './scan-sink.js';
-import { scanZstd } from './zstd-scan.js';
 
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
 /** 128 KiB: python-minimal import workload fetches 16.9 MB instead of 20.8 MB (512 KiB) for +1% archive size (docs/benchmarks.md). */
@@ -70,6 +69,11 @@ export async function scanLayer(
      * as `checkpoint.storedWindow` (the encoder then has nothing left to compress); default false.
      */
     storeWindows?: boolean;
+    /**
+     * Record where pieces lie here instead of hashing them (their digests in `spans` are
+     * placeholders until the caller fills them in; see PieceCuts).
+     */
+    pieceCuts?: PieceCuts;
   },
   onUncompressed: (chunk: Uint8Array) => void | Promise<void>,
 ): Promise<LayerScan> {
@@ -101,14 +105,17 @@ export async function scanLayer(
         storing.push(stored);
       }
     : undefined;
-  const recorder = new SpanRecorder(pieceSize, compression === 'none', onWindow);
+  const recorder = new SpanRecorder(pieceSize, compression === 'none', onWindow, options.pieceCuts);
   switch (compression) {
     case 'gzip':
-      await scanGzip(compressed, spanSize, recorder, sink, createGzipInflater(options.gzipInflater, { validate: options.gzipValidate !== false }), options.outputBuffer);
+      await scanGzip(compressed, spanSize, recorder, sink, await createGzipInflater(options.gzipInflater, { validate: options.gzipValidate !== false }), options.outputBuffer);
       break;
-    case 'zstd':
+    case 'zstd': {
+      // Loaded on first use: most layers are gzip, and a scan worker starts faster without fzstd.
+      const { scanZstd } = await import('./zstd-scan.js');
       await scanZstd(compressed, spanSize, recorder, sink);
       break;
+    }
     case 'none':
       await scanPlain(compressed, spanSize, recorder, sink);
       break;

@@ -2,6 +2,8 @@
 // pieces of about pieceSize bytes, hashing every piece as the bytes go by. Each piece also
 // records a lower bound on the uncompressed output its bytes guarantee: the uncompressed
 // offset of the last block/frame boundary reported at or before the piece's end.
+// With PieceCuts the recorder only reports where pieces lie and another thread hashes them
+// (the worker scan: the main thread has the compressed bytes too, see piece-hasher.ts).
 import { createHash, type Hash } from 'node:crypto';
 import type { Checkpoint, Span, SpanPiece } from '@clip/shared/archive/model';
 
@@ -11,14 +13,30 @@ export interface Boundary {
   uncompressed: number;
 }
 
+/**
+ * Pieces left for someone else to hash. `ranges`: [start, end) compressed byte offsets of
+ * every closed piece, flat and in order, appended as pieces close (a consumer may drain it);
+ * pieces of a dropped empty span are included. `kept`: for each piece of `spans` (in order),
+ * its index among all closed pieces. Their digests in `spans` are placeholders meanwhile.
+ */
+export interface PieceCuts {
+  ranges: number[];
+  kept: number[];
+}
+
+/** The digest of a piece whose hash is computed elsewhere (PieceCuts). */
+export const UNHASHED_PIECE = `sha256:${'0'.repeat(64)}` as const;
+
 export class SpanRecorder {
   readonly spans: Span[] = [];
   /** Absolute compressed bytes consumed so far. */
   position = 0;
-  private current: { checkpoint: Checkpoint; pieces: SpanPiece[] } | undefined;
+  private current: { checkpoint: Checkpoint; pieces: SpanPiece[]; cutIndexes: number[] } | undefined;
   private pieceStart = 0;
-  private hash: Hash = createHash('sha256');
+  /** Undefined with PieceCuts: nothing is hashed here. */
+  private hash: Hash | undefined;
   private lastBoundary = 0;
+  private closedPieces = 0;
 
   /**
    * @param identity uncompressed layers: the lower bound of a piece is simply its end.
@@ -29,7 +47,11 @@ export class SpanRecorder {
     private readonly identity = false,
     /** Called with every checkpoint that has a window, when its span starts. */
     private readonly onWindow?: (checkpoint: Checkpoint) => void,
-  ) {}
+    /** Record piece ranges here instead of hashing them. */
+    private readonly cuts?: PieceCuts,
+  ) {
+    this.hash = cuts ? undefined : createHash('sha256');
+  }
 
   /** Uncompressed offset where the current span starts (undefined before the first). */
   get spanStart(): number | undefined {
@@ -44,16 +66,17 @@ export class SpanRecorder {
   start(checkpoint: Checkpoint, sharedByte?: number): void {
     this.end(checkpoint.uncompressedOffset, true);
     const startByte = Math.floor(checkpoint.compressedBitOffset / 8);
-    this.current = { checkpoint, pieces: [] };
+    this.current = { checkpoint, pieces: [], cutIndexes: [] };
     if (checkpoint.window.length > 0) this.onWindow?.(checkpoint);
     this.pieceStart = startByte;
-    this.hash = createHash('sha256');
+    if (!this.cuts) this.hash = createHash('sha256');
     this.lastBoundary = checkpoint.uncompressedOffset;
     if (startByte < this.position) {
       if (sharedByte === undefined || this.position - startByte !== 1) {
         throw new Error(`internal: span starts at byte ${startByte} but ${this.position} bytes are consumed`);
       }
-      this.hash.update(Uint8Array.of(sharedByte));
+      // With cuts the piece's range simply starts one byte early.
+      this.hash?.update(Uint8Array.of(sharedByte));
     }
   }
 
@@ -63,7 +86,7 @@ export class SpanRecorder {
     while (offset < bytes.length) {
       const pieceEnd = this.pieceStart + this.pieceSize;
       const take = Math.min(bytes.length - offset, pieceEnd - this.position);
-      this.hash.update(bytes.subarray(offset, offset + take));
+      this.hash?.update(bytes.subarray(offset, offset + take));
       this.position += take;
       offset += take;
       if (this.position === pieceEnd && this.current) {
@@ -76,13 +99,18 @@ export class SpanRecorder {
     if (boundary) this.lastBoundary = boundary.uncompressed;
   }
 
-  private closePiece(uncompressedEnd: number, pieces = this.current!.pieces): void {
-    pieces.push({
-      compressedEnd: this.position,
-      uncompressedEnd,
-      digest: `sha256:${this.hash.digest('hex')}`,
-    });
-    this.hash = createHash('sha256');
+  private closePiece(uncompressedEnd: number, span = this.current!): void {
+    let digest: SpanPiece['digest'];
+    if (this.cuts) {
+      this.cuts.ranges.push(this.pieceStart, this.position);
+      span.cutIndexes.push(this.closedPieces);
+      digest = UNHASHED_PIECE;
+    } else {
+      digest = `sha256:${this.hash!.digest('hex')}`;
+      this.hash = createHash('sha256');
+    }
+    this.closedPieces++;
+    span.pieces.push({ compressedEnd: this.position, uncompressedEnd, digest });
     this.pieceStart = this.position;
   }
 
@@ -99,8 +127,9 @@ export class SpanRecorder {
     if (!span) return;
     this.current = undefined;
     if (dropIfEmpty && uncompressedEnd === span.checkpoint.uncompressedOffset) return;
-    if (this.position > this.pieceStart || span.pieces.length === 0) this.closePiece(uncompressedEnd, span.pieces);
+    if (this.position > this.pieceStart || span.pieces.length === 0) this.closePiece(uncompressedEnd, span);
     else span.pieces[span.pieces.length - 1]!.uncompressedEnd = uncompressedEnd;
     this.spans.push({ checkpoint: span.checkpoint, uncompressedEnd, pieces: span.pieces });
+    this.cuts?.kept.push(...span.cutIndexes);
   }
 }
