@@ -200,7 +200,10 @@ export async function runRandomReads(work: string, plan: ReadPlan, graceMs = 60_
   await writeFile(script, READER_SCRIPT);
   await writeFile(planFile, JSON.stringify(plan));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, planFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Every reader may block in read() for the read timeout: with libuv's default 4 threads,
+    // opens and closes of other readers would queue behind them and count as read latency.
+    const threads = String(Math.min(1024, plan.concurrency * 2 + 4));
+    const child = spawn(process.execPath, [script, planFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, UV_THREADPOOL_SIZE: threads } });
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));

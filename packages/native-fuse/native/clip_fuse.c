@@ -171,13 +171,18 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, (const char *)s->blob + index_of(s, ino)[I_LINK_OFF]);
 }
 
+/*
+ * open and opendir answer ENOSYS once: the kernel then opens every file and directory itself
+ * without asking (no open/release round trips), keeping page cache and cached listings
+ * (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR is its default then). Writes never get this far: the
+ * mount is read-only.
+ */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  (void)fi;
   session_t *s = fuse_req_userdata(req);
-  if (!valid_ino(s, ino)) return (void)fuse_reply_err(req, ENOENT);
-  if (!is_dir(s, ino)) return (void)fuse_reply_err(req, ENOTDIR);
-  fi->cache_readdir = 1; // listings never change: let the kernel keep them
-  fi->keep_cache = 1;
-  fuse_reply_open(req, fi);
+  atomic_fetch_add(&s->counters[COUNT_OPEN], 1);
+  fuse_reply_err(req, ENOSYS);
 }
 
 /** readdir and readdirplus: offsets 0 and 1 are "." and "..", then the children in order. */
@@ -234,13 +239,11 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  (void)fi;
   session_t *s = fuse_req_userdata(req);
   atomic_fetch_add(&s->counters[COUNT_OPEN], 1);
-  if (!valid_ino(s, ino)) return (void)fuse_reply_err(req, ENOENT);
-  if ((fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
-  if (is_dir(s, ino)) return (void)fuse_reply_err(req, EISDIR);
-  fi->keep_cache = 1; // file data never changes: page cache survives close and reopen
-  fuse_reply_open(req, fi);
+  fuse_reply_err(req, ENOSYS);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
