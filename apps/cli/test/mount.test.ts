@@ -115,6 +115,19 @@ describe('clip mount', () => {
     expect(mount.stderr()).toMatch(/read failed/);
   });
 
+  it('exits cleanly, with its metrics, when the mount is detached from outside', async () => {
+    const image = images.get('basic')!;
+    const mount = await newMount(image);
+    expect((await sh(`umount '${mount.mountpoint}'`)).code).toBe(0);
+    const code = await new Promise<number | null>((resolve) => {
+      if (!mount.alive()) resolve(mount.child.exitCode);
+      mount.child.once('exit', (exitCode) => resolve(exitCode));
+    });
+    expect(code).toBe(0);
+    expect(mount.stderr()).toMatch(/msg="unmounting" .*reason="detached from outside"/);
+    expect(mount.stderr()).toMatch(/^\{"metrics":/m);
+  });
+
   it('records first reads, prefetches a list, and serves Prometheus metrics', async () => {
     const image = images.get('basic')!;
     const dir = await tempDir('record');

@@ -59,6 +59,8 @@ export interface MountHandle {
   readonly metricsAddress: string | undefined;
   /** Settles when the prefetch list has been fetched (immediately without one). */
   readonly prefetchDone: Promise<void>;
+  /** Settles when the kernel ended the mount: unmount() or someone's umount/fusermount -u. */
+  readonly ended: Promise<void>;
   metrics(): MetricsSnapshot;
   unmount(): Promise<void>;
 }
@@ -157,6 +159,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
     mountpoint,
     metricsAddress: server?.address,
     prefetchDone,
+    ended: fuse.ended,
     metrics: () => metrics.snapshot(),
     unmount() {
       unmounting ??= (async () => {

@@ -92,11 +92,15 @@ export function register(program: Command): void {
         metrics: handle.metricsAddress,
       });
 
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGINT', () => resolve('SIGINT'));
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-      });
-      logger.info('unmounting', { mountpoint: handle.mountpoint, signal });
+      // Runs until a signal, or until the mount is detached from outside (umount, fusermount -u).
+      const stop = await Promise.race([
+        new Promise<NodeJS.Signals>((resolve) => {
+          process.once('SIGINT', () => resolve('SIGINT'));
+          process.once('SIGTERM', () => resolve('SIGTERM'));
+        }),
+        handle.ended.then(() => 'detached' as const),
+      ]);
+      logger.info('unmounting', { mountpoint: handle.mountpoint, ...(stop === 'detached' ? { reason: 'detached from outside' } : { signal: stop }) });
       // A second signal while unmounting means "now".
       const forceExit = () => process.exit(1);
       process.once('SIGINT', forceExit);
