@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import { encodeArchive } from '@clip/shared/archive/format';
+import { encodeArchiveAsync } from '@clip/shared/archive/format';
 import { writeFileAtomically } from '@clip/shared/fs-atomic';
 import type { ArchiveLayer, ArchiveMetadata, StorageReference } from '@clip/shared/archive/model';
 import { ClipError, DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
@@ -269,7 +269,12 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     report();
 
     const concurrency = Math.max(1, options.concurrency ?? availableParallelism());
-    scanner = await createLayerScanner({ workers: options.workers ?? true, concurrency, logger });
+    scanner = await createLayerScanner({
+      workers: options.workers ?? true,
+      concurrency,
+      logger,
+      layerSizes: image.layers.map((layer) => layer.size),
+    });
     const activeScanner = scanner;
     // Set when the archive cannot be made: layers still streaming stop at their next chunk.
     let abandoned: Error | undefined;
@@ -328,7 +333,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     }
     const { inodes, entries } = tree.toTables();
     phases.done('tables', { inodes: inodes.length, entries: entries.length });
-    const bytes = encodeArchive({ metadata, layers, inodes, entries });
+    const bytes = await encodeArchiveAsync({ metadata, layers, inodes, entries });
     phases.done('encode', { archive_bytes: bytes.length });
     await writeAtomically(options.output, bytes);
     phases.done('write');

@@ -82,6 +82,26 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
     });
   }
 
+  it('several large layers: the workers hash the diffIds, the same scans as in-thread', async () => {
+    const { createLayerScanner } = (await import(compiled.href)) as { createLayerScanner: (o: object) => Promise<Scanner> };
+    const size = 2 << 20;
+    const shared = await createLayerScanner({ workers: true, concurrency: 2, logger: silentLogger, layerSizes: [size, size] });
+    try {
+      for (const [compression, blob] of [['gzip', gzipCli(tar, 6)], ['zstd', zstdCli(tar, ['-B1MiB'])], ['none', tar]] as const) {
+        const options = { digest: 'sha256:test', compression, spanSize: 256 * 1024 };
+        const local = await indexLayer(chunked(blob, 65_536), options);
+        const [one, two] = await Promise.all([
+          shared.scan(chunked(blob, 100_003), options, blob.length),
+          shared.scan(chunked(blob, 65_536), options, blob.length),
+        ]);
+        expect(comparable(one!)).toEqual(comparable(local));
+        expect(comparable(two!)).toEqual(comparable(local));
+      }
+    } finally {
+      await shared.close();
+    }
+  });
+
   it('digestVerified skips the gzip CRC-32 on the worker as in-thread; by default a wrong CRC fails', async () => {
     const gz = Buffer.from(gzipCli(tar, 6));
     gz[gz.length - 8]! ^= 0xff;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ARCHIVE_FORMAT_VERSION, encodeArchive, openArchive, type ClipArchive } from '../src/archive/format.js';
+import { ARCHIVE_FORMAT_VERSION, encodeArchive, encodeArchiveAsync, openArchive, type ClipArchive } from '../src/archive/format.js';
 import type { ArchiveContents, Inode } from '../src/archive/model.js';
 import { ArchiveFormatError } from '../src/errors.js';
 import { contentsArb, normalised } from './archive-arbitraries.js';
@@ -200,5 +200,58 @@ describe('archive format v2', () => {
     expect(hit?.data).toEqual({ layer: 0, offset: hit!.ino * 512 });
     expect(archive.lookup('/usr/d321/file-123.pyc')).toBeUndefined();
     expect(archive.readdir('/usr')?.length).toBe(500);
+  });
+});
+
+describe('entry order handed to the encoder', () => {
+  /** A tree whose directories are numbered breadth-first but listed in path order, like the indexer's. */
+  function deepContents(): ArchiveContents {
+    const inodes: Inode[] = [baseInode(1, 'directory')];
+    const entries: ArchiveContents['entries'] = [{ path: '/', ino: 1 }];
+    const add = (type: Inode['type']) => {
+      inodes.push(baseInode(inodes.length + 1, type, type === 'file' ? { size: 1 } : {}));
+      return inodes.length;
+    };
+    // Root: b (dir), a (dir), z (file), é (file, non-ASCII); a: x (dir), y (file); x: q (file); b: c (file).
+    const b = add('directory');
+    const a = add('directory');
+    const z = add('file');
+    const accent = add('file');
+    const x = add('directory');
+    const y = add('file');
+    const q = add('file');
+    const c = add('file');
+    // Path order of directories: /, /a, /a/x, /b; children in name-byte order.
+    entries.push({ path: '/a', ino: a }, { path: '/b', ino: b }, { path: '/z', ino: z }, { path: '/é', ino: accent });
+    entries.push({ path: '/a/x', ino: x }, { path: '/a/y', ino: y });
+    entries.push({ path: '/a/x/q', ino: q });
+    entries.push({ path: '/b/c', ino: c }, { path: '/b/hard', ino: c });
+    inodes[c - 1]!.nlink = 2;
+    return { metadata: smallContents().metadata, layers: [], inodes, entries };
+  }
+
+  it('path-ordered runs, shuffled entries and the async encoder give the same bytes', async () => {
+    const contents = deepContents();
+    const expected = Buffer.from(encodeArchive(contents));
+    const shuffled = { ...contents, entries: [...contents.entries].reverse() };
+    expect(Buffer.from(encodeArchive(shuffled)).equals(expected)).toBe(true);
+    expect(Buffer.from(await encodeArchiveAsync(contents)).equals(expected)).toBe(true);
+    expect(Buffer.from(await encodeArchiveAsync(contents, { compressTables: false })).equals(Buffer.from(encodeArchive(contents, { compressTables: false })))).toBe(true);
+    const archive = openArchive(expected);
+    expect(archive.childNames(1)!.map((child) => child.name)).toEqual(['a', 'b', 'z', 'é']);
+    expect(archive.lookup('/a/x/q')?.type).toBe('file');
+    expect(archive.lookup('/b/hard')?.ino).toBe(archive.lookup('/b/c')?.ino);
+  });
+
+  it('the fast path leaves errors to the general one', async () => {
+    const contents = deepContents();
+    const duplicate = { ...contents, entries: [...contents.entries, { path: '/b/c', ino: 9 }] };
+    expect(() => encodeArchive(duplicate)).toThrow(/duplicate entry "\/b\/c"/);
+    const orphan = { ...contents, entries: [...contents.entries, { path: '/nowhere/f', ino: 9 }] };
+    expect(() => encodeArchive(orphan)).toThrow(/has no parent entry "\/nowhere"/);
+    const underFile = { ...contents, entries: [...contents.entries, { path: '/z/f', ino: 9 }] };
+    await expect(encodeArchiveAsync(underFile)).rejects.toThrow(/parent of "\/z\/f" is not a directory/);
+    const unsorted = { ...contents, entries: contents.entries.map((entry) => (entry.path === '/a/y' ? { path: '/a/w', ino: entry.ino } : entry)) };
+    expect(openArchive(encodeArchive(unsorted)).childNames(2 + 1)!.map((child) => child.name)).toEqual(['w', 'x']);
   });
 });

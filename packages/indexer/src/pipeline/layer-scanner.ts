@@ -58,7 +58,13 @@ class WorkerPool implements LayerScanner {
   private readonly all: Worker[] = [];
   private readonly waiting: Array<(worker: Worker) => void> = [];
 
-  constructor(private readonly script: URL, private readonly size: number) {}
+  /**
+   * `hashDiffIds`: the workers hash the uncompressed output (diffId). Worth it when several
+   * large layers are scanned at once: the main thread walks all of them and is the busier
+   * side; with one large layer the worker's inflate is the longer path and the main thread
+   * hashes.
+   */
+  constructor(private readonly script: URL, private readonly size: number, private readonly hashDiffIds: boolean) {}
 
   private async acquire(): Promise<Worker> {
     const worker = this.idle.pop();
@@ -96,7 +102,7 @@ class WorkerPool implements LayerScanner {
     // The worker decompresses; this thread walks the tar stream and hashes it as it comes back.
     const entries: TarEntry[] = [];
     const walker = new TarWalker(options.digest, (entry) => entries.push(entry));
-    const diffHash = createHash('sha256');
+    const diffHash = this.hashDiffIds ? undefined : createHash('sha256');
     /** Transfer buffers the worker gave back. */
     const freeChunks: ArrayBuffer[] = [];
     const recycle = (buffer: ArrayBuffer | undefined) => {
@@ -137,7 +143,7 @@ class WorkerPool implements LayerScanner {
           case 'output': {
             const { data } = message;
             try {
-              diffHash.update(data);
+              diffHash?.update(data);
               walker.push(data);
             } catch (error) {
               onError(error);
@@ -174,7 +180,7 @@ class WorkerPool implements LayerScanner {
       worker.on('exit', onExit);
     });
 
-    post({ type: 'start', options: { ...options, hashCompressed: false } });
+    post({ type: 'start', options: { ...options, hashCompressed: false }, hashDiffId: this.hashDiffIds });
     const blobHash = options.hashCompressed === false ? undefined : createHash('sha256');
     const feed = async () => {
       if (isFillable(compressed)) {
@@ -235,7 +241,7 @@ class WorkerPool implements LayerScanner {
       const scan = await result;
       this.release(worker);
       return {
-        scan: { ...scan, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED, diffId: `sha256:${diffHash.digest('hex')}` },
+        scan: { ...scan, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED, diffId: diffHash ? `sha256:${diffHash.digest('hex')}` : scan.diffId },
         entries,
       };
     } catch (error) {
@@ -259,12 +265,22 @@ function transferBuffer(free: ArrayBuffer[]): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
-export async function createLayerScanner(options: { workers: boolean; concurrency: number; logger: Logger }): Promise<LayerScanner> {
+/**
+ * `layerSizes`: the compressed sizes of the layers to be scanned, when known; with two or more
+ * layers large enough for a worker (and room to run them at once) the workers hash the diffIds.
+ */
+export async function createLayerScanner(options: {
+  workers: boolean;
+  concurrency: number;
+  logger: Logger;
+  layerSizes?: readonly number[];
+}): Promise<LayerScanner> {
   if (!options.workers) return inThread;
   const script = workerScript();
   if (!script) {
     options.logger.debug('layer scan workers unavailable (running from sources); scanning on the main thread');
     return inThread;
   }
-  return new WorkerPool(script, options.concurrency);
+  const large = (options.layerSizes ?? []).filter((size) => size >= IN_THREAD_MAX_BYTES).length;
+  return new WorkerPool(script, options.concurrency, options.concurrency > 1 && large > 1);
 }

@@ -4,11 +4,13 @@
 // thread's tar walk and diffId. At most MAX_OUTPUT_IN_FLIGHT output buffers are out at once
 // (backpressure towards the main thread); gzip output buffers come back to be reused, and so
 // do the compressed chunks' buffers, so a layer scan touches only a few MiB of fresh memory.
+import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { GZIP_OUTPUT_BUFFER_SIZE } from '../scan/gzip-scan.js';
 import { scanLayer } from '../scan/scan-layer.js';
 import type { PieceCuts } from '../scan/span-recorder.js';
 import { scanOptionsFor } from './layer-options.js';
+import type { Digest } from '@clip/shared/digest';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 const port = parentPort;
@@ -25,6 +27,8 @@ let wake: (() => void) | undefined;
 /** Given-back gzip output buffers. */
 const freeOutput: ArrayBuffer[] = [];
 let outputInFlight = 0;
+/** The layer's diffId, hashed here as the output is posted when the main thread asked (`start.hashDiffId`). */
+let diffHash: Hash | undefined;
 let wakeOutput: (() => void) | undefined;
 
 /** The layer's last chunk, once the scanner is done with it (given back with the pieces' cuts). */
@@ -73,6 +77,7 @@ function outputBuffer(): Uint8Array {
 async function output(chunk: Uint8Array, reusable: boolean): Promise<void> {
   while (outputInFlight >= MAX_OUTPUT_IN_FLIGHT) await new Promise<void>((resolve) => (wakeOutput = resolve));
   outputInFlight++;
+  diffHash?.update(chunk);
   if (reusable) {
     send({ type: 'output', data: chunk, reusable }, [chunk.buffer as ArrayBuffer]);
   } else {
@@ -88,6 +93,7 @@ port.on('message', (message: ToWorker) => {
       queue = [];
       ended = false;
       outputInFlight = 0;
+      diffHash = message.hashDiffId ? createHash('sha256') : undefined;
       const { options } = message;
       const gzip = options.compression === 'gzip';
       // gzip: the main thread hashes the pieces (it has the compressed bytes back anyway).
@@ -104,7 +110,9 @@ port.on('message', (message: ToWorker) => {
         },
         (chunk) => output(chunk, gzip),
       ).then(
-        (scan) => {
+        (result) => {
+          const scan = diffHash ? { ...result, diffId: `sha256:${diffHash.digest('hex')}` as Digest } : result;
+          diffHash = undefined;
           if (!cuts) {
             send({ type: 'done', scan });
             return;

@@ -5,7 +5,8 @@ import type { LayerScan } from '../scan/scan-layer.js';
 import type { IndexLayerOptions } from './index-layer.js';
 
 export type ToWorker =
-  | { type: 'start'; options: IndexLayerOptions }
+  /** `hashDiffId`: the worker hashes its output (the diffId) instead of the main thread. */
+  | { type: 'start'; options: IndexLayerOptions; hashDiffId: boolean }
   /** Compressed bytes; the ArrayBuffer is transferred. */
   | { type: 'chunk'; data: Uint8Array }
   | { type: 'end' }

@@ -13,7 +13,7 @@ import { compareNames } from './name-order.js';
 import { isDigest, type Digest } from '../digest.js';
 import { ArchiveFormatError, isClipError } from '../errors.js';
 import { ByteReader, ByteWriter, compareBytes } from './binary.js';
-import { compressSections, inflateSections, type EncodedSection, type SectionEntry } from './compressed-tables.js';
+import { compressSections, compressSectionsAsync, inflateSections, type EncodedSection, type SectionEntry } from './compressed-tables.js';
 import {
   CHECKPOINT_KINDS,
   CHECKSUM_SIZE,
@@ -253,11 +253,104 @@ interface PreparedEntry {
   name: string;
 }
 
+const byParentAndName = (a: PreparedEntry, b: PreparedEntry) => a.parent - b.parent || compareNames(a.name, b.name);
+
+/**
+ * The general case: entries in any order, parents resolved through a map of every path, then
+ * sorted by (parent, name bytes). Reports what is wrong with invalid entry lists.
+ */
+function prepareEntries(entries: readonly DirEntry[], inodes: readonly Inode[]): PreparedEntry[] {
+  const inoByPath = new Map<string, number>([['/', ROOT_INO]]);
+  for (const entry of entries) {
+    if (entry.path === '/') {
+      if (entry.ino !== ROOT_INO) fail(`root entry names inode ${entry.ino}, expected 1`);
+      continue;
+    }
+    if (inoByPath.has(entry.path)) fail(`duplicate entry ${JSON.stringify(entry.path)}`);
+    if (!Number.isInteger(entry.ino) || entry.ino < 1 || entry.ino > inodes.length) fail(`entry ${JSON.stringify(entry.path)} names missing inode ${entry.ino}`);
+    inoByPath.set(entry.path, entry.ino);
+  }
+  const prepared: PreparedEntry[] = [];
+  for (const entry of entries) {
+    if (entry.path === '/') continue;
+    const { parent, name } = splitPath(entry.path);
+    const parentIno = inoByPath.get(parent);
+    if (parentIno === undefined) fail(`entry ${JSON.stringify(entry.path)} has no parent entry ${JSON.stringify(parent)}`);
+    if (inodes[parentIno - 1]!.type !== 'directory') fail(`parent of ${JSON.stringify(entry.path)} is not a directory`);
+    prepared.push({ parent: parentIno, ino: entry.ino, name });
+  }
+  // Indexers hand entries over in this order already: check before sorting.
+  let sorted = true;
+  for (let i = 1; i < prepared.length && sorted; i++) sorted = byParentAndName(prepared[i - 1]!, prepared[i]!) < 0;
+  if (!sorted) prepared.sort(byParentAndName);
+  return prepared;
+}
+
+/**
+ * The common case, in one pass: each directory's entries contiguous and in name-byte order,
+ * every directory listed before its own entries, as indexers hand them over (the overlay tree
+ * lists directories in path order, so a directory's name comes before its children). Only
+ * directories' paths are kept, and consecutive entries of one directory look their parent up
+ * once; the runs are then put in parent-inode order, which sorts the whole list without
+ * comparing names again. Returns undefined at the first entry that does not fit;
+ * prepareEntries then redoes the work and reports any error. Strictly increasing names within
+ * a directory, and one run per directory, also rule out duplicates.
+ */
+function prepareSortedEntries(entries: readonly DirEntry[], inodes: readonly Inode[]): PreparedEntry[] | undefined {
+  const inodeCount = inodes.length;
+  const prepared: PreparedEntry[] = [];
+  const directoryIno = new Map<string, number>([['/', ROOT_INO]]);
+  /** Runs of one parent's entries: parent inode, first index; in list order. */
+  const runParents: number[] = [];
+  const runStarts: number[] = [];
+  const hadRun = new Uint8Array(inodeCount + 1);
+  let lastParent: string | undefined;
+  let lastParentIno = 0;
+  let previousName = '';
+  let inOrder = true;
+  for (const entry of entries) {
+    const { path, ino } = entry;
+    if (path === '/') {
+      if (ino !== ROOT_INO) return undefined;
+      continue;
+    }
+    if (!Number.isInteger(ino) || ino < 1 || ino > inodeCount) return undefined;
+    const cut = path.lastIndexOf('/');
+    if (cut < 0 || cut === path.length - 1 || path.charCodeAt(0) !== 47) return undefined;
+    const parent = cut === 0 ? '/' : path.slice(0, cut);
+    const name = path.slice(cut + 1);
+    if (invalidNameReason(name) !== undefined) return undefined;
+    if (parent === lastParent) {
+      if (compareNames(previousName, name) >= 0) return undefined;
+    } else {
+      const found = directoryIno.get(parent);
+      if (found === undefined || hadRun[found] === 1) return undefined;
+      hadRun[found] = 1;
+      if (runParents.length > 0 && found < runParents[runParents.length - 1]!) inOrder = false;
+      runParents.push(found);
+      runStarts.push(prepared.length);
+      lastParent = parent;
+      lastParentIno = found;
+    }
+    previousName = name;
+    if (inodes[ino - 1]!.type === 'directory') directoryIno.set(path, ino);
+    prepared.push({ parent: lastParentIno, ino, name });
+  }
+  if (inOrder) return prepared;
+  const order = runParents.map((_, run) => run).sort((a, b) => runParents[a]! - runParents[b]!);
+  const sorted: PreparedEntry[] = [];
+  for (const run of order) {
+    const end = run + 1 < runStarts.length ? runStarts[run + 1]! : prepared.length;
+    for (let i = runStarts[run]!; i < end; i++) sorted.push(prepared[i]!);
+  }
+  return sorted;
+}
+
 interface EncodedTables {
   sections: EncodedSection[];
   inodeCount: number;
   entryCount: number;
-  /** Whether the sections include compressed ones (and the COMPRESSED list). */
+  /** Whether the sections are to be compressed (compressSections: deflated ones and the COMPRESSED list). */
   compressed: boolean;
 }
 
@@ -268,7 +361,21 @@ interface EncodedTables {
  */
 export function encodeArchive(contents: ArchiveContents, options: EncodeOptions = {}): Uint8Array {
   if (contents.layers.some((layer) => layer.source === 'archive')) fail('layers with source "archive" need the data-carrying encoder');
-  const { sections, inodeCount, entryCount, compressed } = encodeTables(contents, options);
+  const tables = encodeTables(contents, options);
+  return writeArchive(tables.compressed ? { ...tables, sections: compressSections(tables.sections) } : tables);
+}
+
+/**
+ * encodeArchive with the table sections deflated in parallel on the libuv thread pool (the
+ * indexer's serial tail); byte-identical to encodeArchive.
+ */
+export async function encodeArchiveAsync(contents: ArchiveContents, options: EncodeOptions = {}): Promise<Uint8Array> {
+  if (contents.layers.some((layer) => layer.source === 'archive')) fail('layers with source "archive" need the data-carrying encoder');
+  const tables = encodeTables(contents, options);
+  return writeArchive(tables.compressed ? { ...tables, sections: await compressSectionsAsync(tables.sections) } : tables);
+}
+
+function writeArchive({ sections, inodeCount, entryCount, compressed }: EncodedTables): Uint8Array {
   const tableEnd = HEADER_SIZE + sections.length * SECTION_ENTRY_SIZE;
   const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
   const out = new ByteWriter(tableEnd + bodyLength + CHECKSUM_SIZE);
@@ -291,7 +398,9 @@ export function encodeDataArchiveHead(contents: ArchiveContents, dataLength: num
     if (layer.source !== 'archive') fail(`layers[${li}] of a data-carrying archive must have source "archive"`);
     if (layer.compressedSize !== dataLength) fail(`layers[${li}].compressedSize ${layer.compressedSize} is not the data section length ${dataLength}`);
   });
-  const { sections, inodeCount, entryCount, compressed } = encodeTables(contents, options);
+  const tables = encodeTables(contents, options);
+  const { inodeCount, entryCount, compressed } = tables;
+  const sections = compressed ? compressSections(tables.sections) : tables.sections;
   const sectionCount = sections.length + 2;
   const tableEnd = HEADER_SIZE + sectionCount * SECTION_ENTRY_SIZE;
   const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
@@ -359,30 +468,7 @@ function encodeTables(contents: ArchiveContents, options: EncodeOptions): Encode
   if (inodes[0]!.type !== 'directory') fail('inode 1 (the root) is not a directory');
 
   // Directory entries: resolve parents, validate names, sort by (parent, name bytes).
-  const inoByPath = new Map<string, number>([['/', ROOT_INO]]);
-  for (const entry of contents.entries) {
-    if (entry.path === '/') {
-      if (entry.ino !== ROOT_INO) fail(`root entry names inode ${entry.ino}, expected 1`);
-      continue;
-    }
-    if (inoByPath.has(entry.path)) fail(`duplicate entry ${JSON.stringify(entry.path)}`);
-    if (!Number.isInteger(entry.ino) || entry.ino < 1 || entry.ino > inodeCount) fail(`entry ${JSON.stringify(entry.path)} names missing inode ${entry.ino}`);
-    inoByPath.set(entry.path, entry.ino);
-  }
-  const prepared: PreparedEntry[] = [];
-  for (const entry of contents.entries) {
-    if (entry.path === '/') continue;
-    const { parent, name } = splitPath(entry.path);
-    const parentIno = inoByPath.get(parent);
-    if (parentIno === undefined) fail(`entry ${JSON.stringify(entry.path)} has no parent entry ${JSON.stringify(parent)}`);
-    if (inodes[parentIno - 1]!.type !== 'directory') fail(`parent of ${JSON.stringify(entry.path)} is not a directory`);
-    prepared.push({ parent: parentIno, ino: entry.ino, name });
-  }
-  const byParentAndName = (a: PreparedEntry, b: PreparedEntry) => a.parent - b.parent || compareNames(a.name, b.name);
-  // Indexers hand entries over in this order already: check before sorting.
-  let sorted = true;
-  for (let i = 1; i < prepared.length && sorted; i++) sorted = byParentAndName(prepared[i - 1]!, prepared[i]!) < 0;
-  if (!sorted) prepared.sort(byParentAndName);
+  const prepared = prepareSortedEntries(contents.entries, inodes) ?? prepareEntries(contents.entries, inodes);
   const childRange = new Map<number, { first: number; count: number }>();
   prepared.forEach((entry, index) => {
     const range = childRange.get(entry.parent);
@@ -559,7 +645,7 @@ function encodeTables(contents: ArchiveContents, options: EncodeOptions): Encode
   ];
 
   const compressed = options.compressTables ?? true;
-  return { sections: compressed ? compressSections(sections) : sections, inodeCount, entryCount: prepared.length, compressed };
+  return { sections, inodeCount, entryCount: prepared.length, compressed };
 }
 
 // ---------------------------------------------------------------------------------------
