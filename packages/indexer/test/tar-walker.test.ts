@@ -87,6 +87,30 @@ describe('TarWalker on hand-built streams', () => {
     expect(hosts.mtimeNsec).toBe(0);
   });
 
+  it('a PAX header per member (shared slabs, fast paths): same values as the general parse, xattrs kept whole', () => {
+    const members: RawMember[] = [];
+    for (let i = 0; i < 1500; i++) {
+      const pax: Record<string, string | Uint8Array> = {
+        mtime: i % 3 === 0 ? `${1_700_000_000 + i}.${String(i).padStart(9, '0')}` : i % 3 === 1 ? `${i}.5` : `${i}`,
+        atime: '1700000000.1',
+        ctime: '1700000000.123456789012',
+      };
+      if (i % 500 === 0) pax[`SCHILY.xattr.user.n${i}`] = new Uint8Array([i & 0xff, 0, 0xff, 0x80]);
+      if (i === 7) pax.path = `p/${'é'.repeat(40)}`;
+      members.push({ name: `m${i}`, data: '', pax });
+    }
+    const entries = walk(tar(members), 4096);
+    expect(entries).toHaveLength(1500);
+    expect([entries[0]!.mtimeSec, entries[0]!.mtimeNsec]).toEqual([1_700_000_000, 0]);
+    expect([entries[3]!.mtimeSec, entries[3]!.mtimeNsec]).toEqual([1_700_000_003, 3]);
+    expect([entries[4]!.mtimeSec, entries[4]!.mtimeNsec]).toEqual([4, 500_000_000]);
+    expect([entries[5]!.mtimeSec, entries[5]!.mtimeNsec]).toEqual([5, 0]);
+    expect(entries[7]!.path).toBe(`p/${'é'.repeat(40)}`);
+    for (const i of [0, 500, 1000]) expect(entries[i]!.xattrs![`user.n${i}`]).toEqual(new Uint8Array([i & 0xff, 0, 0xff, 0x80]));
+    // Copies: a later slab, or the walk's own buffers, cannot change them.
+    expect(entries[0]!.xattrs!['user.n0']!.buffer.byteLength).toBe(4);
+  });
+
   it('reads PAX long names, link names, uid/gid, nanosecond mtimes and binary xattrs', () => {
     const longName = `${'deep/'.repeat(40)}file-with-a-long-name.txt`;
     const longTarget = `${'t/'.repeat(80)}target`;

@@ -38,12 +38,12 @@ function readString(block: Uint8Array, start: number, length: number): string {
   return decoder.decode(block.subarray(start, end));
 }
 
-/** ASCII bytes as a string, in pieces so the argument list stays short. */
+/** Node's native Latin-1 decoder (Buffer.prototype.latin1Slice), which takes any Uint8Array. */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
+/** ASCII bytes as a string. */
 function latin1(block: Uint8Array, start: number, end: number): string {
-  if (end - start <= 64) return String.fromCharCode.apply(null, block.subarray(start, end) as unknown as number[]);
-  let text = '';
-  for (let at = start; at < end; at += 64) text += String.fromCharCode.apply(null, block.subarray(at, Math.min(end, at + 64)) as unknown as number[]);
-  return text;
+  return latin1Slice.call(block, start, end);
 }
 
 /** An octal field (space/NUL padded) or a GNU base-256 field (high bit of the first byte set). */

@@ -11,6 +11,9 @@ import { parsePaxRecords, paxString, type PaxRecords } from './pax.js';
 import { BLOCK_SIZE, checksumMatches, decodeHeader, isZeroBlock, type RawTarHeader } from './tar-header.js';
 import type { TarEntry, TarEntryType } from './tar-entry.js';
 
+/** Extended headers up to an eighth of this share slabs of this size (TarWalker.metaBuffer). */
+const SLAB_SIZE = 64 * 1024;
+
 /** Upper bound for one PAX or GNU long-name record set; real ones are a few KiB. */
 const MAX_META_SIZE = 16 * 1024 * 1024;
 
@@ -43,12 +46,27 @@ function stripNul(bytes: Uint8Array): string {
 }
 
 function parsePaxTime(text: string): { sec: number; nsec: number } | undefined {
+  // The usual shape, `<seconds>.<up to 9 digits>`, without a regular expression.
+  const dot = text.indexOf('.');
+  if (dot > 0 && dot <= 15 && text.length - dot - 1 <= 9 && text.length - dot > 1 && allDigits(text, 0, dot) && allDigits(text, dot + 1, text.length)) {
+    let nsec = 0;
+    for (let i = dot + 1; i < dot + 10; i++) nsec = nsec * 10 + (i < text.length ? text.charCodeAt(i) - 48 : 0);
+    return { sec: Number(text.slice(0, dot)), nsec };
+  }
   const match = /^(-?)(\d+)(?:\.(\d*))?$/.exec(text);
   if (!match) return undefined;
   const sec = Number(match[2]);
   const nsec = Number((match[3] ?? '').slice(0, 9).padEnd(9, '0'));
   if (match[1] === '-') return nsec === 0 ? { sec: -sec, nsec: 0 } : { sec: -sec - 1, nsec: 1e9 - nsec };
   return { sec, nsec };
+}
+
+function allDigits(text: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 48 || code > 57) return false;
+  }
+  return true;
 }
 
 function parsePaxInteger(text: string | undefined): number | undefined {
@@ -79,6 +97,27 @@ export class TarWalker {
     private readonly layer: string,
     private readonly onEntry: (entry: TarEntry) => void,
   ) {}
+
+  /** Where small extended headers are collected (see metaBuffer). */
+  private slab = new Uint8Array(0);
+  private slabUsed = 0;
+
+  /**
+   * A buffer for one extended header's bytes. Small ones are carved from a shared 64 KiB slab
+   * rather than allocated each (a fresh ArrayBuffer per member costs more than parsing it, and
+   * most layers have a PAX header per member). The records' values are views into it: they are
+   * read before the slab is replaced, and xattr values are copied out.
+   */
+  private metaBuffer(size: number): Uint8Array {
+    if (size > SLAB_SIZE / 8) return new Uint8Array(size);
+    if (this.slabUsed + size > this.slab.length) {
+      this.slab = new Uint8Array(SLAB_SIZE);
+      this.slabUsed = 0;
+    }
+    const buffer = this.slab.subarray(this.slabUsed, this.slabUsed + size);
+    this.slabUsed += size;
+    return buffer;
+  }
 
   /** Feeds the next bytes of the uncompressed stream. Throws LayerFormatError on malformed input. */
   push(chunk: Uint8Array): void {
@@ -174,7 +213,7 @@ export class TarWalker {
         this.applyMeta(meta, new Uint8Array(0));
         this.state = { kind: 'header' };
       } else {
-        this.state = { kind: 'meta', meta, buffer: new Uint8Array(raw.size), filled: 0, padding: padding(raw.size) };
+        this.state = { kind: 'meta', meta, buffer: this.metaBuffer(raw.size), filled: 0, padding: padding(raw.size) };
       }
       return;
     }
@@ -316,7 +355,8 @@ function collectXattrs(pax: PaxRecords): Record<string, Uint8Array> | undefined 
   for (const [key, value] of pax) {
     if (key.startsWith(SCHILY_XATTR)) {
       xattrs ??= {};
-      xattrs[key.slice(SCHILY_XATTR.length)] = value;
+      // A copy: the value is a view into the walker's shared extended-header slab.
+      xattrs[key.slice(SCHILY_XATTR.length)] = value.slice();
     }
   }
   for (const [key, value] of pax) {
