@@ -1,7 +1,8 @@
 // Runs layer scans either on this thread or in a pool of worker threads. Inflating gzip is
 // CPU-bound: a worker decompresses and records checkpoints while the main thread reads the
 // compressed bytes, packs them into 1 MiB buffers that are transferred, not copied, and
-// walks and hashes (diffId) the uncompressed bytes the worker transfers back, so even one
+// walks and hashes (diffId; with several large layers the workers hash instead) the
+// uncompressed bytes the worker transfers back, so even one
 // layer keeps two cores busy, and several layers' inflates run in parallel. Buffers go back
 // and forth for reuse rather than being allocated per MiB.
 // Layers under IN_THREAD_MAX_BYTES are scanned on the main thread: starting a worker costs

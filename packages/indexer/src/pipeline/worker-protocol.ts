@@ -1,5 +1,6 @@
 // Messages between the layer scanner and its worker threads. The worker decompresses and
-// records checkpoints; the main thread walks the tar stream and hashes it (diffId), so the
+// records checkpoints; the main thread walks the tar stream and hashes it (diffId; the worker
+// does when asked, `start.hashDiffId`, with several large layers at once), so the
 // two halves of a layer's work run on two cores and no entry list ever crosses threads.
 import type { LayerScan } from '../scan/scan-layer.js';
 import type { IndexLayerOptions } from './index-layer.js';
