@@ -189,11 +189,16 @@ describe('clip mount refuses bad mountpoints', () => {
     const crashed = await startMount(image.archive, mountpoint);
     crashed.child.kill('SIGKILL');
     await new Promise((resolve) => crashed.child.once('exit', resolve));
-    const refused = await runCli(['mount', image.archive, mountpoint]);
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount -u/);
-    const forced = await startMount(image.archive, mountpoint, ['--force-unmount-stale']);
-    mounts.push(forced);
-    expect((await sh(`ls '${mountpoint}'`)).code).toBe(0);
+    try {
+      const refused = await runCli(['mount', image.archive, mountpoint]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount -u/);
+      const forced = await startMount(image.archive, mountpoint, ['--force-unmount-stale']);
+      mounts.push(forced);
+      expect((await sh(`ls '${mountpoint}'`)).code).toBe(0);
+    } finally {
+      // Whatever failed above, leave no stale mount behind.
+      await sh(`fusermount -uz '${mountpoint}' 2>/dev/null; true`);
+    }
   });
 });
