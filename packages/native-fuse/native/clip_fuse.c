@@ -515,9 +515,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return external;
 }
 
-static session_t *session_arg(napi_env env, napi_value value) {
+/** The session passed as a call's first argument (NULL when there is none). */
+static session_t *session_of_call(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
   session_t *s = NULL;
-  napi_get_value_external(env, value, (void **)&s);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return NULL;
+  napi_get_value_external(env, argv[0], (void **)&s);
   return s;
 }
 
@@ -552,10 +556,7 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
  * session once nothing uses it; the loop then reports kind 1. Returns 0 or an errno.
  */
 static napi_value js_detach(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session_t *s = session_arg(env, argv[0]);
+  session_t *s = session_of_call(env, info);
   int result = 0;
   if (s && s->se) {
     fuse_session_exit(s->se);
@@ -568,10 +569,7 @@ static napi_value js_detach(napi_env env, napi_callback_info info) {
 
 /** destroy(session): after the loop ended and every read was answered; frees everything. */
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session_t *s = session_arg(env, argv[0]);
+  session_t *s = session_of_call(env, info);
   if (!s || !s->se) return NULL;
   if (s->thread_started && !s->joined) {
     pthread_join(s->thread, NULL);
@@ -587,10 +585,7 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
 
 /** counters(session) → Float64Array [lookups, getattrs, readdirs, opens, reads, xattrs]. */
 static napi_value js_counters(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session_t *s = session_arg(env, argv[0]);
+  session_t *s = session_of_call(env, info);
   napi_value buffer, array;
   double *data;
   CHECK(napi_create_arraybuffer(env, COUNT_MAX * sizeof(double), (void **)&data, &buffer));
