@@ -129,7 +129,7 @@ export function createReadHandler(options: ReadHandlerOptions): ReadHandler {
       metrics.add('readBytes', data.length);
       readaheadFor(ino).observe(inode, position, data.length);
       options.onRead?.(inode, position, data.length);
-      return data.length > length ? data.subarray(0, length) : data;
+      return data;
     } catch (error) {
       metrics.observeReadSeconds(Number(process.hrtime.bigint() - started) / 1e9);
       metrics.add('readErrors');

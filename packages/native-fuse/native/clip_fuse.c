@@ -177,7 +177,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
  * (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR is its default then). Writes never get this far: the
  * mount is read-only.
  */
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+static void op_open_without_handle(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;
   (void)fi;
   session_t *s = fuse_req_userdata(req);
@@ -236,20 +236,6 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   list_directory(req, ino, size, off, 1);
-}
-
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  (void)ino;
-  (void)fi;
-  session_t *s = fuse_req_userdata(req);
-  atomic_fetch_add(&s->counters[COUNT_OPEN], 1);
-  fuse_reply_err(req, ENOSYS);
-}
-
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  (void)ino;
-  (void)fi;
-  fuse_reply_err(req, 0);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -324,13 +310,11 @@ static const struct fuse_lowlevel_ops operations = {
     .lookup = op_lookup,
     .getattr = op_getattr,
     .readlink = op_readlink,
-    .open = op_open,
+    .open = op_open_without_handle,
     .read = op_read,
-    .release = op_release,
-    .opendir = op_opendir,
+    .opendir = op_open_without_handle,
     .readdir = op_readdir,
     .readdirplus = op_readdirplus,
-    .releasedir = op_release,
     .statfs = op_statfs,
     .getxattr = op_getxattr,
     .listxattr = op_listxattr,

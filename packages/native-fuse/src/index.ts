@@ -1,8 +1,8 @@
 // A read-only FUSE session on libfuse 3's low-level API (build/Release/clip_fuse.node).
 //
 // The caller hands over the whole metadata tree once, as a MetadataTable; the addon answers
-// lookup, getattr, readdir(plus), readlink, xattrs, open and statfs on its own FUSE thread,
-// so none of those wait for the JS thread. Reads arrive here and are answered with whatever
+// lookup, getattr, readdir(plus), readlink, xattrs and statfs on its own FUSE thread (opens
+// need no answer at all), so none of those wait for the JS thread. Reads arrive here and are answered with whatever
 // the `read` callback resolves to. Because metadata never enters JS, synchronous fs calls on
 // the mount from this process are safe for everything except file reads.
 import { execFile } from 'node:child_process';
@@ -103,8 +103,7 @@ export class FuseSession {
   readonly #native: NativeFuse;
   readonly #handle: SessionHandle;
   readonly #pending = new Set<number>();
-  #closed = false;
-  #destroyed = false;
+  #ended = false;
   #device = -1;
 
   private constructor(native: NativeFuse, options: FuseSessionOptions) {
@@ -149,7 +148,7 @@ export class FuseSession {
    * files after a grace period are cut off (the connection is aborted) so unmount never hangs.
    */
   async unmount(): Promise<void> {
-    if (!this.#closed) {
+    if (!this.#ended) {
       const errno = this.#native.detach(this.#handle);
       if (errno !== 0) await detachWithFusermount(this.mountpoint, errno);
       if (!(await settlesWithin(this.ended, DETACH_GRACE_MS))) {
@@ -179,16 +178,15 @@ export class FuseSession {
 
   #reply(request: number, data: Uint8Array | null, errno: number): void {
     // After the session ended every pending read was already answered (see #finish).
-    if (!this.#pending.delete(request) || this.#destroyed) return;
+    if (!this.#pending.delete(request)) return;
     this.#native.reply(this.#handle, request, data, errno);
   }
 
   /** The loop has ended: answer what is still pending, then free the session. */
   #finish(): void {
-    this.#closed = true;
+    this.#ended = true;
     for (const request of this.#pending) this.#native.reply(this.#handle, request, null, EIO);
     this.#pending.clear();
-    this.#destroyed = true;
     this.#native.destroy(this.#handle);
   }
 }

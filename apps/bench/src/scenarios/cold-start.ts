@@ -75,20 +75,20 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     }
   };
 
+  /** Fresh cache directories each run; `caches` collects them (the warm runs reuse them). */
+  const coldRuns = async (label: string, archive?: string, caches?: string[]): Promise<StartMeasurement[]> => {
+    const runs: StartMeasurement[] = [];
+    for (let i = 0; i < context.repetitions; i++) {
+      context.log(`  clip ${label} ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
+      const cacheDir = join(await scratch(context, 'cache'), 'cache');
+      caches?.push(cacheDir);
+      runs.push(await clipStart(context, image, { cacheDir, ...(archive ? { archive } : {}) }));
+    }
+    return runs;
+  };
   const rows: ResultRow[] = [];
   const warmCaches: string[] = [];
-  rows.push(
-    await guarded('cold cache', async () => {
-      const runs: StartMeasurement[] = [];
-      for (let i = 0; i < context.repetitions; i++) {
-        context.log(`  clip cold ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
-        const cacheDir = join(await scratch(context, 'cache'), 'cache');
-        warmCaches.push(cacheDir);
-        runs.push(await clipStart(context, image, { cacheDir }));
-      }
-      return runs;
-    }),
-  );
+  rows.push(await guarded('cold cache', () => coldRuns('cold', undefined, warmCaches)));
   rows.push(
     await guarded('warm cache', async () => {
       const runs: StartMeasurement[] = [];
@@ -99,14 +99,6 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
       return runs;
     }),
   );
-  const coldRuns = async (label: string, archive?: string): Promise<StartMeasurement[]> => {
-    const runs: StartMeasurement[] = [];
-    for (let i = 0; i < context.repetitions; i++) {
-      context.log(`  clip ${label} ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
-      runs.push(await clipStart(context, image, { cacheDir: join(await scratch(context, 'cache'), 'cache'), ...(archive ? { archive } : {}) }));
-    }
-    return runs;
-  };
   /** Worker A records the workload's reads once; fresh workers then prefetch them. */
   const prefetchRuns = async (label: string, archive?: string): Promise<StartMeasurement[]> => {
     const recordDir = await scratch(context, 'record');
