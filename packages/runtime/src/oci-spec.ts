@@ -184,7 +184,7 @@ export function buildRuntimeSpec(input: SpecInput): RuntimeSpec {
         inheritable: [],
         ambient: [],
       },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
       noNewPrivileges: false,
     },
     root: { path: 'rootfs', readonly: false },
