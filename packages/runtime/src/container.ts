@@ -49,6 +49,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   const id = options.name ?? randomBytes(6).toString('hex');
   if (!NAME.test(id)) throw new ContainerConfigError(`invalid container name ${JSON.stringify(id)}: letters, digits, '_', '.', '-' (at most 64)`);
   const runtime = new OciRuntime({ root: options.runtimeRoot ?? join(pool.stateDir, 'runtime'), ...(options.runtime ? { path: options.runtime } : {}), logger });
+  await pool.checkStateDir();
   await runtime.check();
   const dir = join(pool.stateDir, 'containers', id);
   if (existsSync(dir)) throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
@@ -69,7 +70,8 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   try {
     bundle = await prepareBundle(pool, image, dir, { ...options, id, holder: `container:${id}` });
     const prepared = performance.now();
-    fetchedBefore = await pool.fetchedBytes(bundle.lease.imageKey);
+    // A new mount fetched nothing before this container (its /etc/passwd read counts as its own).
+    fetchedBefore = bundle.lease.reused ? await pool.fetchedBytes(bundle.lease.imageKey) : 0;
     for (const signal of SIGNALS) process.off(signal, cancel);
     if (cancelled) {
       exitCode = 128 + (SIGNAL_NUMBERS[cancelled] ?? 0);

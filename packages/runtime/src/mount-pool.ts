@@ -11,8 +11,8 @@
 // statfs ENOTCONN) is detached and replaced, never reused. The last release stops it.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { openArchiveLocation } from '@clip/mounter/archive-location';
@@ -202,12 +202,18 @@ export class ImageMountPool {
     if (await isMounted(record.mountpoint)) throw new MountServerError(`cannot unmount ${record.mountpoint}`);
   }
 
-  async acquire(image: string, holder: string): Promise<ImageMountLease> {
+  /** Creates the state directory's layout; a clear error when it cannot be used. */
+  async checkStateDir(): Promise<void> {
     try {
       await mkdir(join(this.stateDir, 'locks'), { recursive: true });
+      await access(this.stateDir, constants.W_OK);
     } catch (error) {
       throw new StateDirError(`cannot use the state directory ${this.stateDir}: ${(error as Error).message}`, { cause: error });
     }
+  }
+
+  async acquire(image: string, holder: string): Promise<ImageMountLease> {
+    await this.checkStateDir();
     const resolved = await this.resolveImage(image);
     const dir = this.mountDir(resolved.imageKey);
     return withFileLock(this.lockPath(resolved.imageKey), async () => {

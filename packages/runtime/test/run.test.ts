@@ -58,8 +58,9 @@ describe('clip run', () => {
       'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt');
     expect(result.stdout).toBe('from-host\nimage data\n');
     expect(result.code).toBe(0);
-    const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as { keptUpper: string; exitCode: number; timings: { totalMs: number } };
+    const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as { keptUpper: string; exitCode: number; fetchedBytes: number };
     expect(summary.exitCode).toBe(0);
+    expect(summary.fetchedBytes).toBeGreaterThan(0);
     expect((await run('cat', [join(summary.keptUpper, 'work/new.txt')])).stdout).toBe('written\n');
     expect((await run('cat', [join(host, 'out.txt')])).stdout).toBe('out\n');
     await rm(summary.keptUpper, { recursive: true, force: true });
