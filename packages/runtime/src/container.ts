@@ -18,6 +18,8 @@ export interface RunContainerOptions extends Omit<PrepareBundleOptions, 'id' | '
   runtime?: string;
   /** The runtime's --root; default `<stateDir>/runtime`. */
   runtimeRoot?: string;
+  /** Global runtime flags (e.g. crun's `--cgroup-manager=disabled` on a cgroup v1 hybrid host). */
+  runtimeFlags?: string[];
   /** Keep the container's upper directory after exit. */
   keep?: boolean;
   /** After a forwarded SIGINT/SIGTERM, kill the container this much later (default 10 s). */
@@ -48,7 +50,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   const logger = options.logger ?? silentLogger;
   const id = options.name ?? randomBytes(6).toString('hex');
   if (!NAME.test(id)) throw new ContainerConfigError(`invalid container name ${JSON.stringify(id)}: letters, digits, '_', '.', '-' (at most 64)`);
-  const runtime = new OciRuntime({ root: options.runtimeRoot ?? join(pool.stateDir, 'runtime'), ...(options.runtime ? { path: options.runtime } : {}), logger });
+  const runtime = new OciRuntime({ root: options.runtimeRoot ?? join(pool.stateDir, 'runtime'), ...(options.runtime ? { path: options.runtime } : {}), ...(options.runtimeFlags ? { flags: options.runtimeFlags } : {}), logger });
   await pool.checkStateDir();
   await runtime.check();
   const dir = join(pool.stateDir, 'containers', id);

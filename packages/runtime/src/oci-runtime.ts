@@ -16,6 +16,8 @@ export interface OciRuntimeOptions {
   path?: string;
   /** The runtime's state root (`--root`), private to this worker. */
   root: string;
+  /** Global flags put before the command, e.g. crun's `--cgroup-manager=disabled`. */
+  flags?: string[];
   logger?: Logger;
 }
 
@@ -40,17 +42,19 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
 export class OciRuntime {
   readonly path: string;
   readonly root: string;
+  private readonly flags: string[];
   private readonly logger: Logger;
 
   constructor(options: OciRuntimeOptions) {
     this.path = options.path ?? 'runc';
     this.root = options.root;
+    this.flags = options.flags ?? [];
     this.logger = options.logger ?? silentLogger;
   }
 
   private async exec(args: string[]): Promise<string> {
     try {
-      return (await run(this.path, ['--root', this.root, ...args], { maxBuffer: 16 << 20 })).stdout;
+      return (await run(this.path, ['--root', this.root, ...this.flags, ...args], { maxBuffer: 16 << 20 })).stdout;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new OciRuntimeError(`OCI runtime ${this.path} not found (install runc, or pass --runtime <path>)`);
@@ -75,7 +79,7 @@ export class OciRuntime {
     // Own process group: a terminal's Ctrl-C reaches the container once (through us), not twice.
     // stdin of a terminal is piped through (a background group reading the tty would stop).
     const ttyIn = process.stdin.isTTY === true;
-    const child = spawn(this.path, ['--root', this.root, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, '--pid-file', pidFile, id], {
+    const child = spawn(this.path, ['--root', this.root, ...this.flags, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, '--pid-file', pidFile, id], {
       stdio: [ttyIn ? 'pipe' : 'inherit', 'inherit', 'inherit'],
       detached: true,
     });

@@ -73,6 +73,21 @@ describe('clip run', () => {
     expect(result.code).toBe(7);
   });
 
+  it('runs with another OCI runtime given by path; crun where the host allows it, else its error', async () => {
+    const runc = await clipRun('--runtime', '/usr/sbin/runc', image, '--', 'sh', '-c', 'id -u; exit 3');
+    expect(runc.stdout).toBe('1000\n');
+    expect(runc.code).toBe(3);
+    // crun refuses cgroup v1 hybrid hosts whose cgroup2 hierarchy has controllers (this CI machine).
+    const crun = await clipRun('--runtime', 'crun', '--runtime-flag=--cgroup-manager=disabled', image, '--', 'sh', '-c', 'id -u; exit 3');
+    if (crun.code === 1) {
+      expect(crun.stderr).toMatch(/clip: error: crun could not start container \S+: .*cgroup.* \[CLIP_E_OCI_RUNTIME\]/);
+    } else {
+      expect(crun.stdout).toBe('1000\n');
+      expect(crun.code).toBe(3);
+    }
+    expect(await mountsUnder(stateDir)).toEqual([]);
+  });
+
   it('forwards SIGTERM to the container and exits 143, leaving nothing behind', async () => {
     const running = startCli(['run', '--state-dir', stateDir, image, '--', 'sleep', '60']);
     for (let i = 0; i < 400 && !/container started/.test(running.output().stderr); i++) await new Promise((r) => setTimeout(r, 50));

@@ -10,6 +10,7 @@ interface RunCommandOptions extends ContainerCommandOptions {
   name?: string;
   runtime?: string;
   runtimeRoot?: string;
+  runtimeFlag: string[];
   keep?: boolean;
   stopTimeout: string;
   json?: boolean;
@@ -27,6 +28,7 @@ export function register(program: Command): void {
     .option('--name <id>', 'container id (default: random)')
     .option('--runtime <path>', 'OCI runtime binary (runc, crun, ...)', 'runc')
     .option('--runtime-root <dir>', "the runtime's --root (default <state-dir>/runtime)")
+    .option('--runtime-flag <flag>', 'global flag for the runtime, repeatable (e.g. --runtime-flag=--cgroup-manager=disabled for crun on a cgroup v1 hybrid host)', (v: string, p: string[]) => [...p, v], [] as string[])
     .option('--keep', "keep the container's upper (written) directory after exit")
     .option('--stop-timeout <seconds>', 'after forwarding SIGINT/SIGTERM, kill the container this much later', '10')
     .option('--json', 'print a JSON summary (times, bytes fetched) to stderr on exit')
@@ -42,6 +44,7 @@ export function register(program: Command): void {
         ...(options.name ? { name: options.name } : {}),
         runtime: options.runtime ?? 'runc',
         ...(options.runtimeRoot ? { runtimeRoot: options.runtimeRoot } : {}),
+        ...(options.runtimeFlag.length > 0 ? { runtimeFlags: options.runtimeFlag } : {}),
         ...(options.keep ? { keep: true } : {}),
         stopTimeoutMs: stopTimeout * 1000,
         logger,
