@@ -67,11 +67,13 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   let fetchedBefore: number | undefined;
   let fetchedAfter: number | undefined;
   let runMs = 0;
+  let preparedMs = 0;
   let keptUpper: string | undefined;
   let cleanupStart = 0;
   try {
     bundle = await prepareBundle(pool, image, dir, { ...options, id, holder: `container:${id}` });
     const prepared = performance.now();
+    preparedMs = prepared - began;
     // A new mount fetched nothing before this container (its /etc/passwd read counts as its own).
     fetchedBefore = bundle.lease.reused ? await pool.fetchedBytes(bundle.lease.imageKey) : 0;
     for (const signal of SIGNALS) process.off(signal, cancel);
@@ -124,7 +126,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
     mountReused: lease.reused,
     exitCode,
     timings: {
-      acquireAndPrepareMs: Math.round(cleanupStart - began - runMs),
+      acquireAndPrepareMs: Math.round(preparedMs),
       ...(timeToExecMs !== undefined ? { timeToExecMs: Math.round(timeToExecMs) } : {}),
       runMs: Math.round(runMs),
       cleanupMs: Math.round(end - cleanupStart),
