@@ -3,12 +3,13 @@
 // runtime, then remove container, overlay and state and release the mount, whatever happened.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { prepareBundle, removeBundle, type PrepareBundleOptions, type PreparedBundle } from './bundle.js';
 import { ContainerConfigError, StateDirError } from './errors.js';
 import type { ImageMountPool } from './mount-pool.js';
+import { pidAlive } from './mount-server.js';
 import { OciRuntime } from './oci-runtime.js';
 
 export interface RunContainerOptions extends Omit<PrepareBundleOptions, 'id' | 'holder'> {
@@ -53,6 +54,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   const runtime = new OciRuntime({ root: options.runtimeRoot ?? join(pool.stateDir, 'runtime'), ...(options.runtime ? { path: options.runtime } : {}), ...(options.runtimeFlags ? { flags: options.runtimeFlags } : {}), logger });
   await pool.checkStateDir();
   await runtime.check();
+  await pruneContainers(pool, runtime, logger);
   const dir = join(pool.stateDir, 'containers', id);
   if (existsSync(dir)) throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
 
@@ -71,6 +73,9 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   let keptUpper: string | undefined;
   let cleanupStart = 0;
   try {
+    // Who runs this container: a later clip run cleans up after a clip run that was killed.
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, OWNER_FILE), `${JSON.stringify({ pid: process.pid, image })}\n`);
     bundle = await prepareBundle(pool, image, dir, { ...options, id, holder: `container:${id}` });
     const prepared = performance.now();
     preparedMs = prepared - began;
@@ -102,6 +107,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   } finally {
     for (const signal of SIGNALS) process.off(signal, cancel);
     cleanupStart = performance.now();
+    if (!bundle) await rm(dir, { recursive: true, force: true });
     if (bundle) {
       // Cleanup must finish even when the user presses Ctrl-C again.
       const hold = () => logger.warn('cleaning up the container; please wait', { id });
@@ -135,4 +141,34 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
     ...(fetchedBefore !== undefined && fetchedAfter !== undefined ? { fetchedBytes: fetchedAfter - fetchedBefore } : {}),
     ...(keptUpper ? { keptUpper } : {}),
   };
+}
+
+const OWNER_FILE = 'clip-run.json';
+
+/**
+ * Removes containers whose `clip run` died without cleaning up (SIGKILL, crash): the runtime's
+ * container, the overlay and its state, and their hold on the image mount.
+ */
+export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime, logger: Logger = silentLogger): Promise<string[]> {
+  const root = join(pool.stateDir, 'containers');
+  const pruned: string[] = [];
+  for (const id of await readdir(root).catch(() => [] as string[])) {
+    const dir = join(root, id);
+    const owner = await readFile(join(dir, OWNER_FILE), 'utf8').then((text) => JSON.parse(text) as { pid: number }, () => undefined);
+    // No owner file yet: a clip run is just creating it.
+    if (!owner || pidAlive(owner.pid)) continue;
+    logger.warn('removing a container whose clip run is gone', { id, pid: owner.pid });
+    await runtime.delete(id).catch((error: unknown) => logger.warn('cannot delete stale container', { id, error: (error as Error).message }));
+    await removeBundle(pool, dir).catch((error: unknown) => logger.warn('cannot remove stale bundle', { id, error: (error as Error).message }));
+    const imageKey = await imageKeyOf(pool, id);
+    if (imageKey) await pool.release(imageKey, `container:${id}`).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    pruned.push(id);
+  }
+  return pruned;
+}
+
+/** The image key a container holds (from the holder files), for a release after a crash. */
+async function imageKeyOf(pool: ImageMountPool, id: string): Promise<string | undefined> {
+  return (await pool.list()).find((mount) => mount.holders.includes(`container:${id}`))?.imageKey;
 }

@@ -3,7 +3,7 @@ export { ImageMountPool } from './mount-pool.js';
 export type { ImageMountPoolOptions, ImageMountLease, PooledMount, ArchiveResolver } from './mount-pool.js';
 export { prepareBundle, removeBundle, findInit } from './bundle.js';
 export type { PrepareBundleOptions, PreparedBundle, RemoveBundleOptions } from './bundle.js';
-export { runContainer } from './container.js';
+export { runContainer, pruneContainers } from './container.js';
 export type { RunContainerOptions, ContainerSummary } from './container.js';
 export { OciRuntime } from './oci-runtime.js';
 export type { OciRuntimeOptions, RunOptions, RunResult } from './oci-runtime.js';

@@ -99,6 +99,22 @@ describe('clip run', () => {
     expect(await runtimeContainers()).toBe('');
   });
 
+  it('the next clip run cleans up after a clip run that was killed (SIGKILL)', async () => {
+    const killed = startCli(['run', '--state-dir', stateDir, '--name', 'doomed', image, '--', 'sleep', '60']);
+    for (let i = 0; i < 400 && !/container started/.test(killed.output().stderr); i++) await new Promise((r) => setTimeout(r, 50));
+    const exited = new Promise((resolve) => killed.child.once('exit', resolve));
+    killed.child.kill('SIGKILL');
+    // Not `done`: the orphaned container still holds the output pipes.
+    await exited;
+    expect((await mountsUnder(stateDir)).length).toBeGreaterThan(0);
+    expect(await runtimeContainers()).toBe('doomed');
+    const next = await clipRun(image, '--', 'true');
+    expect(next.code).toBe(0);
+    expect(next.stderr).toMatch(/msg="removing a container whose clip run is gone" id=doomed/);
+    expect(await mountsUnder(stateDir)).toEqual([]);
+    expect(await runtimeContainers()).toBe('');
+  });
+
   it('fails clearly on an unknown user', async () => {
     const result = await clipRun('-u', 'nobody-here', image, '--', 'true');
     expect(result.code).toBe(1);
