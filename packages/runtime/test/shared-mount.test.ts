@@ -66,6 +66,16 @@ describe('shared image mounts', () => {
     expect(spec.process.env).toContain('GREETING=clip');
     expect(spec.annotations).toMatchObject({ 'org.example.role': 'test', 'org.opencontainers.image.stopSignal': 'SIGTERM' });
 
+    // Mountpoint/state problems: the directory already holds a bundle; the directory is a file.
+    const twice = await cli(['bundle', '--state-dir', stateDir, image, bundle]);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toMatch(/clip: error: \S+bundle already holds a bundle .*\[CLIP_E_STATE_DIR\]/);
+    const file = join(work, 'a-file');
+    await run('touch', [file]);
+    const onFile = await cli(['bundle', '--state-dir', stateDir, image, file]);
+    expect(onFile.code).toBe(1);
+    expect(onFile.stderr).toMatch(/clip: error: cannot create the bundle directory \S+a-file: .*\[CLIP_E_STATE_DIR\]/);
+
     const runtimeRoot = join(work, 'runc-root');
     const ran = await run('runc', ['--root', runtimeRoot, 'run', '--bundle', bundle, 'bundle-test']);
     expect(ran.stdout).toBe('image data\napp\n');
