@@ -29,7 +29,7 @@ export const TEST_IMAGE_CONFIG = {
 };
 
 /** Busybox image layout: Cmd/Env/WorkingDir/User set; user `app` (1000:1000, also in group `extra` 2000). */
-export async function buildBusyboxLayout(dir: string, tag = 'v1') {
+export async function buildBusyboxLayout(dir: string, tag = 'v1', labels: Record<string, string> = {}) {
   const busybox = new Uint8Array(await readFile(BUSYBOX));
   const entries: EntrySpec[] = [
     { type: 'dir', path: 'bin' },
@@ -44,7 +44,7 @@ export async function buildBusyboxLayout(dir: string, tag = 'v1') {
     { type: 'dir', path: 'tmp', mode: 0o1777 },
     { type: 'dir', path: 'root', mode: 0o700 },
   ];
-  return buildLayout(dir, { tag, layers: [{ compression: 'gzip', entries }], config: TEST_IMAGE_CONFIG });
+  return buildLayout(dir, { tag, layers: [{ compression: 'gzip', entries }], config: { ...TEST_IMAGE_CONFIG, Labels: { ...TEST_IMAGE_CONFIG.Labels, ...labels } } });
 }
 
 /** Builds the busybox image and `clip publish`es it; returns the registry reference. */

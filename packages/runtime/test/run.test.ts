@@ -54,7 +54,7 @@ describe('clip run', () => {
     const host = join(work, 'volume');
     await run('mkdir', ['-p', host]);
     await run('sh', ['-c', `echo from-host > ${host}/in.txt`]);
-    const result = await clipRun('-u', 'root', '-v', `${host}:/data`, '--keep', '--json', image, '--', 'sh', '-c',
+    const result = await clipRun('-u', 'root', '-v', `${host}:/data`, '--keep', '--json', '--cache-dir', join(work, 'fresh-cache'), image, '--', 'sh', '-c',
       'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt');
     expect(result.stdout).toBe('from-host\nimage data\n');
     expect(result.code).toBe(0);
@@ -130,7 +130,8 @@ describe('clip run', () => {
 
     const bare = `${registry.host}/test/bare:v1`;
     const { buildBusyboxLayout } = await import('./helpers.js');
-    const layout = await buildBusyboxLayout(join(work, 'bare-layout'));
+    // Another image (its own manifest digest) that is pushed but never published.
+    const layout = await buildBusyboxLayout(join(work, 'bare-layout'), 'v1', { 'org.example.variant': 'unpublished' });
     await run('skopeo', ['copy', '--dest-tls-verify=false', `oci:${layout.dir}:v1`, `docker://${bare}`]);
     const unpublished = await clipRun(bare);
     expect(unpublished.code).toBe(1);
