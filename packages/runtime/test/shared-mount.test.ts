@@ -18,6 +18,8 @@ beforeAll(async () => {
   registry = await startRegistry();
   work = await tempDir('shared');
   stateDir = join(work, 'state');
+  // Archive and block caches of the CLI children: private to this test.
+  process.env['XDG_CACHE_HOME'] = join(work, 'xdg-cache');
   process.env['CLIP_ARCHIVE_CACHE'] = join(work, 'archives');
   image = await publishBusybox(registry, work);
 });

@@ -1,5 +1,7 @@
 // Options shared by `clip run` and `clip bundle`: the container's config overrides and the
 // image mount pool (state directory, caches, registry options of `clip mount`).
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { ContainerOptions, ImageMountPoolOptions } from '@clip/runtime';
@@ -42,7 +44,7 @@ export function registerContainerOptions(command: Command): void {
 export function registerPoolOptions(command: Command): void {
   command
     .option('--state-dir <dir>', 'state of mounts, bundles and containers (shared by all clip run/bundle of this worker)', '/run/clip')
-    .option('--cache-dir <dir>', 'disk cache of decoded blocks, shared by all images (default <state-dir>/cache)')
+    .option('--cache-dir <dir>', 'disk cache of decoded blocks, shared by all images (default ${XDG_CACHE_HOME:-~/.cache}/clip/blocks)')
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
     .option('--memory-cache <size>', 'memory cache bound of each image mount', '512MiB')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
@@ -85,7 +87,8 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
   const { isArchiveUrl } = await import('@clip/mounter/archive-url');
   return {
     stateDir: options.stateDir,
-    cacheDir: options.cacheDir ?? `${options.stateDir.replace(/\/+$/, '')}/cache`,
+    // On disk, not in the state directory (/run is usually tmpfs, i.e. memory).
+    cacheDir: options.cacheDir ?? defaultBlockCacheDir(),
     cacheSize: options.cacheSize,
     memoryCache: options.memoryCache,
     readTimeoutMs: readTimeout * 1000,
@@ -97,4 +100,10 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
     resolveArchive: async (image) => (isArchiveUrl(image) ? image : resolveArchiveArgument(image, { logger, insecure })),
     logger,
   };
+}
+
+/** `${XDG_CACHE_HOME:-~/.cache}/clip/blocks`, next to the archive cache. */
+function defaultBlockCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env['XDG_CACHE_HOME'];
+  return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'clip', 'blocks');
 }
