@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { ImageMountPool } from '../src/mount-pool.js';
 import { cleanupStateDir, cli, mountsUnder, publishBusybox, run, startCli, tempDir } from './helpers.js';
 
 let registry: RunningRegistry;
@@ -44,12 +45,17 @@ describe('clip run', () => {
   });
 
   it('applies the config: uid and groups, working directory, environment, default PATH and HOME', async () => {
+    // Held for the whole test, so every run reuses one mount (and the test stays fast).
+    const hold = await new ImageMountPool({ stateDir }).acquire(image, 'test:hold');
+    expect((await clipRun(image, '--', 'true')).stderr).toMatch(/mount_reused=true/);
     expect((await clipRun(image, '--', 'id', '-u')).stdout).toBe('1000\n');
     expect((await clipRun(image, '--', 'id', '-G')).stdout).toBe('1000 2000\n');
     expect((await clipRun(image, '--', 'pwd')).stdout).toBe('/work\n');
     expect((await clipRun(image, '--', 'sh', '-c', 'echo $VAR $PATH $HOME')).stdout).toBe('from-image /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/app\n');
     expect((await clipRun('-e', 'VAR=override', '-w', '/tmp', '-u', '0:0', image, '--', 'sh', '-c', 'echo $VAR $(pwd) $(id -u):$(id -g)')).stdout).toBe('override /tmp 0:0\n');
     expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
+    await hold.release();
+    expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
   it('gives the container a writable root and bind mounts; --keep keeps the upper directory', async () => {
@@ -69,9 +75,10 @@ describe('clip run', () => {
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
-  it("exits with the container's exit code", async () => {
-    const result = await clipRun(image, '--', 'sh', '-c', 'echo bye; exit 7');
-    expect(result.stdout).toBe('bye\n');
+  it("passes stdin/stdout/stderr through and exits with the container's exit code", async () => {
+    const result = await startCli(['run', '--state-dir', stateDir, image, '--', 'sh', '-c', 'cat; echo to-stderr >&2; exit 7'], {}, 'from stdin\n').done;
+    expect(result.stdout).toBe('from stdin\n');
+    expect(result.stderr).toMatch(/^to-stderr$/m);
     expect(result.code).toBe(7);
   });
 
