@@ -15,6 +15,7 @@ interface BundleCommandOptions extends ContainerCommandOptions {
 export function register(program: Command): void {
   const command = program
     .command('bundle')
+    .usage('[options] <image> <dir> [-- command args...]  |  --remove <dir>')
     .description('prepare an OCI bundle (config.json + overlay rootfs over the lazy mount) without running it; --remove tears it down')
     .argument('[image]', 'registry reference, .clip file or http(s) URL (not with --remove)')
     .argument('[dir]', 'bundle directory (created)')
