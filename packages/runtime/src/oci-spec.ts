@@ -3,19 +3,12 @@
 // Entrypoint + Cmd, Env (+ default PATH), WorkingDir, resolved User, Labels and StopSignal as
 // annotations, the usual kernel file systems, Docker's default capability set.
 import { isAbsolute, posix } from 'node:path';
+import type { ArchiveMetadata } from '@clip/shared/archive/model';
 import { ContainerConfigError } from './errors.js';
 import type { ResolvedUser } from './users.js';
 
-/** The runtime-relevant part of an image config (as kept in the .clip archive). */
-export interface ImageRuntimeConfig {
-  entrypoint?: string[];
-  cmd?: string[];
-  env?: string[];
-  workingDir?: string;
-  user?: string;
-  labels?: Record<string, string>;
-  stopSignal?: string;
-}
+/** The runtime-relevant part of an image config, as the .clip archive keeps it. */
+export type ImageRuntimeConfig = ArchiveMetadata['imageConfig'];
 
 export type NetworkMode = 'host' | 'none';
 

@@ -2,32 +2,27 @@
 // dead mount server is replaced (never reused), the last release unmounts. Real registry,
 // FUSE, overlayfs and runc.
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import type { RunningRegistry } from '@clip/testkit/registry';
 import { ImageMountPool } from '../src/mount-pool.js';
-import { cleanupStateDir, cli, mountsUnder, publishBusybox, run, startCli, tempDir } from './helpers.js';
+import { cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
 let registry: RunningRegistry;
 let work: string;
 let stateDir: string;
 let image: string;
 
+let world: RuntimeTestWorld | undefined;
+
 beforeAll(async () => {
-  registry = await startRegistry();
-  work = await tempDir('shared');
-  stateDir = join(work, 'state');
-  // Archive and block caches of the CLI children: private to this test.
-  process.env['XDG_CACHE_HOME'] = join(work, 'xdg-cache');
-  process.env['CLIP_ARCHIVE_CACHE'] = join(work, 'archives');
-  image = await publishBusybox(registry, work);
+  world = await startRuntimeWorld('shared');
+  ({ registry, work, stateDir, image } = world);
 });
 
 afterAll(async () => {
-  if (stateDir) await cleanupStateDir(stateDir);
-  await registry?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
+  await world?.close();
 });
 
 async function expectNothingLeft(): Promise<void> {
