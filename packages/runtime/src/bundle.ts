@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { isMounted } from '@clip/mounter/mountpoint';
 import { StateDirError } from './errors.js';
 import type { ImageMountLease, ImageMountPool } from './mount-pool.js';
-import { buildRuntimeSpec, type ContainerOptions, type RuntimeSpec } from './oci-spec.js';
+import { buildRuntimeSpec, checkImageConfig, type ContainerOptions, type RuntimeSpec } from './oci-spec.js';
 import { mountOverlay, unmountOverlay } from './overlay.js';
 import { resolveUser } from './users.js';
 
@@ -79,6 +79,7 @@ export async function prepareBundle(pool: ImageMountPool, image: string, bundleD
     await writeFile(join(state, 'bundle.json'), `${JSON.stringify(record)}\n`);
     await mountOverlay({ lower: lease.mountpoint, upper, work: join(state, 'work'), target: rootfs });
     // The user is looked up in the image itself (its lower layer: nothing the container wrote).
+    checkImageConfig(lease.imageConfig);
     const user = await resolveUser(lease.mountpoint, options.user ?? lease.imageConfig.user, image);
     const init = options.init === false ? undefined : (options.init ?? findInit());
     const spec = buildRuntimeSpec({ config: lease.imageConfig, options, user, id, ...(init ? { init } : {}) });

@@ -131,8 +131,22 @@ export interface SpecInput {
 /** Where the init binary appears inside the container (a tmpfs, so nothing is added to the root). */
 export const INIT_PATH = '/dev/init';
 
+const isStringArray = (value: unknown): value is string[] => Array.isArray(value) && value.every((item) => typeof item === 'string');
+
+/** The archive's config is only checked to be an object; a container needs the right shapes. */
+export function checkImageConfig(config: ImageRuntimeConfig): void {
+  const bad = (field: string) => {
+    throw new ContainerConfigError(`the image config's ${field} is malformed`);
+  };
+  for (const field of ['entrypoint', 'cmd', 'env'] as const) if (config[field] !== undefined && !isStringArray(config[field])) bad(field);
+  for (const field of ['workingDir', 'user', 'stopSignal'] as const) if (config[field] !== undefined && typeof config[field] !== 'string') bad(field);
+  const labels: unknown = config.labels;
+  if (labels !== undefined && (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string'))) bad('labels');
+}
+
 export function buildRuntimeSpec(input: SpecInput): RuntimeSpec {
   const { config, options, user, id } = input;
+  checkImageConfig(config);
   const hostname = options.hostname ?? id.slice(0, 12);
   const args = containerArgs(config, options);
   const cwd = options.workingDir ?? (config.workingDir || '/');
