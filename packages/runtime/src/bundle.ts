@@ -68,7 +68,7 @@ export async function prepareBundle(pool: ImageMountPool, image: string, bundleD
   const lease = await pool.acquire(image, holder);
   const upper = join(state, 'upper');
   const cleanup = async () => {
-    await unmountOverlay(rootfs).catch(() => undefined);
+    await unmountOverlay(rootfs, { lazy: true }).catch(() => undefined);
     await rmdir(rootfs).catch(() => undefined);
     await rm(state, { recursive: true, force: true });
     await lease.release();
@@ -94,6 +94,8 @@ export async function prepareBundle(pool: ImageMountPool, image: string, bundleD
 export interface RemoveBundleOptions {
   /** Keep the upper (written) directory for inspection; its path is returned. */
   keepUpper?: boolean;
+  /** Detach a busy rootfs lazily instead of failing (the caller knows its container is gone). */
+  lazyUnmount?: boolean;
 }
 
 /** Unmounts the bundle's rootfs, removes config.json and its state, releases the image mount. */
@@ -103,7 +105,7 @@ export async function removeBundle(pool: ImageMountPool, bundleDir: string, opti
   const text = await readFile(join(state, 'bundle.json'), 'utf8').catch(() => undefined);
   if (text === undefined) throw new StateDirError(`${dir} is not a bundle prepared by clip with state directory ${pool.stateDir}`);
   const record = JSON.parse(text) as BundleRecord;
-  await unmountOverlay(join(dir, 'rootfs'));
+  await unmountOverlay(join(dir, 'rootfs'), { lazy: options.lazyUnmount ?? false });
   await rmdir(join(dir, 'rootfs')).catch(() => undefined);
   await rm(join(dir, 'config.json'), { force: true });
   if (options.keepUpper) {

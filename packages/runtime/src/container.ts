@@ -114,7 +114,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
       for (const signal of SIGNALS) process.on(signal, hold);
       try {
         await runtime.delete(id);
-        keptUpper = (await removeBundle(pool, dir, { keepUpper: options.keep ?? false })).keptUpper;
+        keptUpper = (await removeBundle(pool, dir, { keepUpper: options.keep ?? false, lazyUnmount: true })).keptUpper;
         await rm(dir, { recursive: true, force: true });
       } finally {
         for (const signal of SIGNALS) process.off(signal, hold);
@@ -159,7 +159,7 @@ export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime,
     if (!owner || pidAlive(owner.pid)) continue;
     logger.warn('removing a container whose clip run is gone', { id, pid: owner.pid });
     await runtime.delete(id).catch((error: unknown) => logger.warn('cannot delete stale container', { id, error: (error as Error).message }));
-    await removeBundle(pool, dir).catch((error: unknown) => logger.warn('cannot remove stale bundle', { id, error: (error as Error).message }));
+    await removeBundle(pool, dir, { lazyUnmount: true }).catch((error: unknown) => logger.warn('cannot remove stale bundle', { id, error: (error as Error).message }));
     const imageKey = await imageKeyOf(pool, id);
     if (imageKey) await pool.release(imageKey, `container:${id}`).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

@@ -103,7 +103,7 @@ async function fileDigest(path: string): Promise<string> {
 /** Holder names become file names: readable when short and safe, hashed otherwise. */
 function holderFile(holder: string): string {
   const encoded = encodeURIComponent(holder);
-  return encoded.length <= 200 ? encoded : `h-${hex(holder)}`;
+  return encoded.length <= 200 && encoded !== '.' && encoded !== '..' ? encoded : `h-${hex(holder)}`;
 }
 
 export class ImageMountPool {

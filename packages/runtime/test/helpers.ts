@@ -136,7 +136,10 @@ export async function startRuntimeWorld(name: string): Promise<RuntimeTestWorld>
     stateDir,
     image,
     close: async () => {
+      // Containers the tests ran with runc directly (their own --root under work) first.
+      await run('sh', ['-c', `for c in $(runc --root ${work}/runc-root list -q 2>/dev/null); do runc --root ${work}/runc-root delete --force $c; done`]).catch(() => undefined);
       await cleanupStateDir(stateDir);
+      for (const mount of (await mountsUnder(work)).sort((a, b) => b.path.length - a.path.length)) await run('umount', ['-l', mount.path]).catch(() => undefined);
       await registry.stop();
       await rm(work, { recursive: true, force: true });
     },

@@ -79,13 +79,20 @@ describe('shared image mounts', () => {
     await run('runc', ['--root', runtimeRoot, 'delete', '--force', 'bundle-test']).catch(() => undefined);
 
     // A second bundle of the same image reuses the mount.
-    const second = await cli(['bundle', '--state-dir', stateDir, '--json', image, join(work, 'bundle2')]);
+    const second = await cli(['bundle', '--state-dir', stateDir, '--json', image, join(work, 'bundle2'), '--', 'sleep', '60']);
     expect(JSON.parse(second.stdout)).toMatchObject({ mountReused: true });
     expect((await mountsUnder(stateDir)).filter((m) => m.type.startsWith('fuse'))).toHaveLength(1);
 
     expect((await cli(['bundle', '--remove', bundle, '--state-dir', stateDir])).code).toBe(0);
     expect(existsSync(join(bundle, 'config.json'))).toBe(false);
     expect((await mountsUnder(stateDir)).filter((m) => m.type.startsWith('fuse'))).toHaveLength(1);
+    // A container still running in a bundle keeps it: --remove refuses instead of pulling the root away.
+    // (stdio to /dev/null: the detached container would hold our pipes open)
+    await run('sh', ['-c', `runc --root ${runtimeRoot} run --detach --bundle ${join(work, 'bundle2')} busy </dev/null >/dev/null 2>&1`]);
+    const busy = await cli(['bundle', '--remove', join(work, 'bundle2'), '--state-dir', stateDir]);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/clip: error: cannot unmount the root \S+bundle2\/rootfs \(is a container still running in it\?\): process(es)? [\d, ]+ uses? it as root \[CLIP_E_OVERLAY\]/);
+    await run('runc', ['--root', runtimeRoot, 'delete', '--force', 'busy']);
     expect((await cli(['bundle', '--remove', join(work, 'bundle2'), '--state-dir', stateDir])).code).toBe(0);
     await expectNothingLeft();
     expect(await mountsUnder(work)).toEqual([]);
