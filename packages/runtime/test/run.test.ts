@@ -42,14 +42,18 @@ describe('clip run', () => {
   it('applies the config: uid and groups, working directory, environment, default PATH and HOME', async () => {
     // Held for the whole test, so every run reuses one mount (and the test stays fast).
     const hold = await new ImageMountPool({ stateDir }).acquire(image, 'test:hold');
-    expect((await clipRun(image, '--', 'true')).stderr).toMatch(/mount_reused=true/);
-    expect((await clipRun(image, '--', 'id', '-u')).stdout).toBe('1000\n');
-    expect((await clipRun(image, '--', 'id', '-G')).stdout).toBe('1000 2000\n');
-    expect((await clipRun(image, '--', 'pwd')).stdout).toBe('/work\n');
-    expect((await clipRun(image, '--', 'sh', '-c', 'echo $VAR $PATH $HOME')).stdout).toBe('from-image /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/app\n');
-    expect((await clipRun('-e', 'VAR=override', '-w', '/tmp', '-u', '0:0', image, '--', 'sh', '-c', 'echo $VAR $(pwd) $(id -u):$(id -g)')).stdout).toBe('override /tmp 0:0\n');
-    expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
-    await hold.release();
+    try {
+      // `true` may exit before the start is polled: the start is still logged.
+      expect((await clipRun(image, '--', 'true')).stderr).toMatch(/msg="container started" .*mount_reused=true/);
+      expect((await clipRun(image, '--', 'id', '-u')).stdout).toBe('1000\n');
+      expect((await clipRun(image, '--', 'id', '-G')).stdout).toBe('1000 2000\n');
+      expect((await clipRun(image, '--', 'pwd')).stdout).toBe('/work\n');
+      expect((await clipRun(image, '--', 'sh', '-c', 'echo $VAR $PATH $HOME')).stdout).toBe('from-image /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/app\n');
+      expect((await clipRun('-e', 'VAR=override', '-w', '/tmp', '-u', '0:0', image, '--', 'sh', '-c', 'echo $VAR $(pwd) $(id -u):$(id -g)')).stdout).toBe('override /tmp 0:0\n');
+      expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
+    } finally {
+      await hold.release();
+    }
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
