@@ -41,6 +41,8 @@ export interface ContainerSummary {
   /** Compressed bytes the image's mount fetched while this container ran (shared mounts: all its users). */
   fetchedBytes?: number;
   keptUpper?: string;
+  /** Cleanup failed (logged; something may be left in the state directory). */
+  cleanupError?: string;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -72,6 +74,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   let preparedMs = 0;
   let keptUpper: string | undefined;
   let cleanupStart = 0;
+  let cleanupError: Error | undefined;
   try {
     // Who runs this container: a later clip run cleans up after a clip run that was killed.
     await mkdir(dir, { recursive: true });
@@ -116,6 +119,10 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
         await runtime.delete(id);
         keptUpper = (await removeBundle(pool, dir, { keepUpper: options.keep ?? false, lazyUnmount: true })).keptUpper;
         await rm(dir, { recursive: true, force: true });
+      } catch (error) {
+        // Reported, but the container's exit code stays the result: scripts depend on it.
+        cleanupError = error as Error;
+        logger.error('cleaning up the container failed', { id, error: cleanupError.message });
       } finally {
         for (const signal of SIGNALS) process.off(signal, hold);
       }
@@ -140,6 +147,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
     },
     ...(fetchedBefore !== undefined && fetchedAfter !== undefined ? { fetchedBytes: fetchedAfter - fetchedBefore } : {}),
     ...(keptUpper ? { keptUpper } : {}),
+    ...(cleanupError ? { cleanupError: cleanupError.message } : {}),
   };
 }
 

@@ -253,14 +253,21 @@ export class ImageMountPool {
     const mountpoint = join(dir, 'mnt');
     if (await isMounted(mountpoint)) await forceUnmount(mountpoint).catch(() => undefined);
     await mkdir(mountpoint, { recursive: true });
-    const metrics = await freeLoopbackAddress();
-    const pid = await startMountServer({
-      clipCommand: this.options.clipCommand ?? defaultClipCommand(),
-      archive: resolved.archive,
-      mountpoint,
-      logFile: join(dir, 'server.log'),
-      mountArgs: this.mountArgs(),
-      metrics,
+    let metrics = await freeLoopbackAddress();
+    const server = () =>
+      startMountServer({
+        clipCommand: this.options.clipCommand ?? defaultClipCommand(),
+        archive: resolved.archive,
+        mountpoint,
+        logFile: join(dir, 'server.log'),
+        mountArgs: this.mountArgs(),
+        metrics,
+      });
+    // The metrics port is picked before the server binds it: another process may take it first.
+    const pid = await server().catch(async (error: unknown) => {
+      if (!/EADDRINUSE/.test((error as Error).message)) throw error;
+      metrics = await freeLoopbackAddress();
+      return server();
     });
     const record: ServerRecord = {
       image,
