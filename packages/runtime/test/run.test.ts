@@ -1,11 +1,12 @@
 // `clip run` end to end: real registry, real FUSE mount (served by a detached `clip mount`),
 // real overlayfs, real runc; the image's config applied; exit codes, signals, cleanup.
+import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningRegistry } from '@clip/testkit/registry';
 import { ImageMountPool } from '../src/mount-pool.js';
-import { cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
+import { CLI, cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
 let registry: RunningRegistry;
 let work: string;
@@ -105,6 +106,29 @@ describe('clip run', () => {
     expect(result.code).toBe(143);
     expect(await mountsUnder(stateDir)).toEqual([]);
     expect(await runtimeContainers()).toBe('');
+  });
+
+  it('in a terminal: stdin is passed through and Ctrl-C reaches the container once (exit 130)', async () => {
+    // script(1) gives clip run a pty: typed input, then ^C from the terminal's line discipline.
+    const command = `${process.execPath} ${CLI} run --state-dir ${stateDir} ${image} -- sh -c 'read line; echo got:$line; sleep 30'; echo exit=$?`;
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    const waitFor = async (pattern: RegExp) => {
+      for (let i = 0; i < 600 && !pattern.test(output); i++) await new Promise((r) => setTimeout(r, 25));
+    };
+    await waitFor(/container started/);
+    child.stdin.write('typed\n');
+    await waitFor(/got:typed/);
+    child.stdin.write('\x03');
+    await waitFor(/exit=\d+/);
+    child.stdin.end();
+    await closed;
+    expect(output).toMatch(/got:typed/);
+    expect(output.match(/forwarding signal to container/g)).toHaveLength(1);
+    expect(output).toMatch(/exit=130/);
+    expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
   it('the next clip run cleans up after a clip run that was killed (SIGKILL)', async () => {
