@@ -5,6 +5,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningRegistry } from '@clip/testkit/registry';
+import { startRangeServer } from '../../../apps/cli/test/archive-http-server.js';
 import { ImageMountPool } from '../src/mount-pool.js';
 import { CLI, cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
@@ -145,6 +146,26 @@ describe('clip run', () => {
     expect(next.stderr).toMatch(/msg="removing a container whose clip run is gone" id=doomed/);
     expect(await mountsUnder(stateDir)).toEqual([]);
     expect(await runtimeContainers()).toBe('');
+  });
+
+  it('runs from a .clip file and from an archive URL (data-carrying archive read by range)', async () => {
+    const rootfs = join(work, 'plain-rootfs');
+    await run('sh', ['-c', `mkdir -p ${rootfs}/bin ${rootfs}/etc && cp /bin/busybox ${rootfs}/bin/ && ln -sf busybox ${rootfs}/bin/sh && ln -sf busybox ${rootfs}/bin/cat && echo plain > ${rootfs}/etc/motd`]);
+    const archive = join(work, 'plain.clip');
+    await run(process.execPath, [CLI, 'archive', rootfs, '-o', archive]);
+    const fromFile = await clipRun(archive, '--', 'cat', '/etc/motd');
+    expect(fromFile.stdout).toBe('plain\n');
+    expect(fromFile.code).toBe(0);
+    const server = await startRangeServer(new Map([['plain.clip', archive]]));
+    try {
+      const fromUrl = await clipRun(server.url('plain.clip'), '--', 'cat', '/etc/motd');
+      expect(fromUrl.stdout).toBe('plain\n');
+      expect(fromUrl.code).toBe(0);
+      expect(server.stats.ranges.length).toBeGreaterThan(0);
+    } finally {
+      await server.close();
+    }
+    expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
   it('fails clearly on an unknown user', async () => {
