@@ -4,10 +4,10 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture } from '@clip/testkit/fixtures';
-import { readTree } from '@clip/testkit/read-tree';
-import { umociUnpack } from '@clip/testkit/tools';
-import { diffTrees, type Tree } from '@clip/testkit/tree';
+import { buildFixture } from '@clip/testkit';
+import { readTree } from '@clip/testkit';
+import { umociUnpack } from '@clip/testkit';
+import { diffTrees, type Tree } from '@clip/testkit';
 import { startRangeServer, type RangeServer } from './archive-http-server.js';
 import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 

@@ -8,7 +8,7 @@ import { copyFile, mkdir, open, readdir, rm, stat, truncate, writeFile } from 'n
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
 import { removeAll, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import { indexWithCli, prepareReliabilityImage, rssBytes, runRandomReads, type ReliabilityImage } from './reliability-harness.js';
 

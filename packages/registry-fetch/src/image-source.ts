@@ -2,7 +2,7 @@
 // Image/Layer): an OCI layout directory, an oci-archive tarball, or a registry. The indexer
 // reads through it, the mounter reads byte ranges of layers through it, push copies between two.
 import type { Readable } from 'node:stream';
-import type { Digest } from '@clip/shared/digest';
+import type { Digest } from '@clip/shared';
 
 /** `os/arch[/variant]`, e.g. `linux/amd64` or `linux/arm64/v8`. */
 export interface Platform {

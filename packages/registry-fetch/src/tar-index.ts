@@ -3,7 +3,7 @@
 // stream every layer byte through JS just to learn offsets and does not expose them; its
 // header decoder is not exported, so the few header fields we need are decoded here.)
 import { open } from 'node:fs/promises';
-import { LayerFormatError } from '@clip/shared/errors';
+import { LayerFormatError } from '@clip/shared';
 
 export interface TarEntry {
   /** Offset of the file's first data byte in the tar. */

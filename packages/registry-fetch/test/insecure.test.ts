@@ -6,8 +6,8 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { RegistryError } from '@clip/shared/errors';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { RegistryError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { buildLayout, type BuiltEntry } from './helpers/oci-layout.js';
 

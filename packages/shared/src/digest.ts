@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DigestMismatchError, ReferenceError } from './errors.js';
+import { DigestMismatchError, InvalidReferenceError } from './errors.js';
 
 /** An OCI content digest, `sha256:<64 hex>`. */
 export type Digest = `sha256:${string}`;
@@ -11,7 +11,7 @@ export function isDigest(value: string): value is Digest {
 }
 
 export function parseDigest(value: string): Digest {
-  if (!isDigest(value)) throw new ReferenceError(`invalid digest ${JSON.stringify(value)}: expected sha256:<64 lowercase hex>`);
+  if (!isDigest(value)) throw new InvalidReferenceError(`invalid digest ${JSON.stringify(value)}: expected sha256:<64 lowercase hex>`);
   return value;
 }
 

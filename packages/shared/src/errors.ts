@@ -12,7 +12,7 @@ export class ClipError extends Error {
 }
 
 /** A reference string (image, layout, archive) that cannot be parsed. */
-export class ReferenceError extends ClipError {
+export class InvalidReferenceError extends ClipError {
   constructor(message: string) {
     super('CLIP_E_REFERENCE', message);
   }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { Digest } from '@clip/shared/digest';
+import type { Digest } from '@clip/shared';
 import { layerTarEntries, type LayerCompression, type LayerSpec } from './layer-spec.js';
 import { expectedTree } from './overlay.js';
 import { encodeTar } from './tar-writer.js';

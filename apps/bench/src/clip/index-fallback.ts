@@ -3,7 +3,7 @@
 //   node index-fallback.js <source> <output> [storageRef]
 // `--probe` exits 0 when the library is there; exit code 3 = it is not.
 const [source, output, storageRef] = process.argv.slice(2);
-const specifier = '@clip/indexer/create-archive';
+const specifier = '@clip/indexer';
 let module: Record<string, unknown>;
 try {
   module = (await import(specifier)) as Record<string, unknown>;

@@ -1,9 +1,9 @@
 // `clip pull-archive <registry/repo:tag> [-o file.clip]`: what a runtime worker does before
 // mounting — find the archive published for the image, download and verify it, cache it.
 import type { Command } from 'commander';
-import { createLogger } from '@clip/shared/log';
-import { formatSize } from '@clip/shared/size';
-import { parsePlatform } from '@clip/registry-fetch/platform';
+import { createLogger } from '@clip/shared';
+import { formatSize } from '@clip/shared';
+import { parsePlatform } from '@clip/registry-fetch';
 
 interface PullArchiveOptions {
   output?: string;
@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the result as JSON on stdout')
     .action(async (image: string, options: PullArchiveOptions) => {
-      const { pullArchive } = await import('../publish/pull.js');
+      const { pullArchive } = await import('@clip/registry-fetch');
       const result = await pullArchive(image, {
         logger: createLogger(),
         ...(options.output ? { output: options.output } : {}),

@@ -1,7 +1,7 @@
 // What an input (directory, tar) hands file contents to: each regular file with data, once,
 // in any order; the sink records where its bytes start in the data stream.
-import { ClipError } from '@clip/shared/errors';
-import type { Inode } from '@clip/shared/archive/model';
+import { ClipError } from '@clip/shared';
+import type { Inode } from '@clip/archive-format';
 import type { DataBlockWriter } from './block-writer.js';
 
 export interface ContentSink {

@@ -5,10 +5,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { encodeDataArchiveHead } from '@clip/shared/archive/format';
-import type { ArchiveMetadata } from '@clip/shared/archive/model';
-import { ClipError, UsageError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { encodeDataArchiveHead } from '@clip/archive-format';
+import type { ArchiveMetadata } from '@clip/archive-format';
+import { ClipError, UsageError } from '@clip/shared';
+import { silentLogger, type Logger } from '@clip/shared';
 import { CREATED_BY } from '../create-archive.js';
 import { DataBlockWriter, DEFAULT_BLOCK_SIZE } from './block-writer.js';
 import { BlockContentSink, type ContentSink, type InputTables } from './content-sink.js';

@@ -5,8 +5,8 @@ import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FileType, Inode } from '@clip/shared/archive/model';
-import { ClipError } from '@clip/shared/errors';
+import type { FileType, Inode } from '@clip/archive-format';
+import { ClipError } from '@clip/shared';
 import type { ContentSink, InputTables } from './content-sink.js';
 
 function fileType(mode: number): FileType {

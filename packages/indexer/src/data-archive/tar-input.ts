@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { ClipError, LayerFormatError } from '@clip/shared/errors';
+import { ClipError, LayerFormatError } from '@clip/shared';
 import { OverlayTree } from '../overlay/overlay-tree.js';
 import { TarWalker } from '../tar/tar-walker.js';
 import type { TarEntry } from '../tar/tar-entry.js';

@@ -10,10 +10,10 @@
 //    replaced. Missing parents become root-owned 0755 directories.
 //  - Parent components that are symlinks are resolved inside the root, as container runtimes
 //    (containerd, umoci via securejoin) do when they extract.
-import { LayerFormatError } from '@clip/shared/errors';
-import type { DirEntry, FileType, Inode } from '@clip/shared/archive/model';
+import { LayerFormatError } from '@clip/shared';
+import type { DirEntry, FileType, Inode } from '@clip/archive-format';
 import type { TarEntry } from '../tar/tar-entry.js';
-import { compareNames } from '@clip/shared/archive/name-order';
+import { compareNames } from '@clip/archive-format';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
