@@ -127,7 +127,7 @@ export interface ReadReport {
 
 // Plain ESM, run by node in a child process: the test process must never touch a FUSE mount
 // it serves or shares a machine with synchronously.
-const READER_SCRIPT = String.raw`
+const READER_SCRIPT = `
 import { open, readFile } from 'node:fs/promises';
 const plan = JSON.parse(await readFile(process.argv[2], 'utf8'));
 const reference = new Map();

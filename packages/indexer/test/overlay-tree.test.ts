@@ -29,7 +29,9 @@ const sym = (path: string, target: string) => e(path, 'symlink', { linkTarget: t
 
 function build(...layers: TarEntry[][]): ArchiveTables {
   const tree = new OverlayTree();
-  layers.forEach((entries, index) => tree.applyLayer(index, `sha256:layer${index}`, entries));
+  layers.forEach((entries, index) => {
+    tree.applyLayer(index, `sha256:layer${index}`, entries);
+  });
   return tree.toTables();
 }
 

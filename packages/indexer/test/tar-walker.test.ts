@@ -10,7 +10,7 @@ import { walkTar, TarWalker } from '../src/tar/tar-walker.js';
 import type { TarEntry } from '../src/tar/tar-entry.js';
 import { chunked, tar, type RawMember } from '@clip/testkit';
 
-const LAYER = 'sha256:' + 'ab'.repeat(32);
+const LAYER = `sha256:${'ab'.repeat(32)}`;
 const text = new TextEncoder();
 
 function walk(data: Uint8Array, chunkSize = 100_000): TarEntry[] {

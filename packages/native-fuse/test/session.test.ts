@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isClipError } from '@clip/shared';
-import { buildMetadataTable, FuseSession, NativeFuseError, type TableNode } from '../src/index.js';
+import { buildMetadataTable, FuseSession, type NativeFuseError, type TableNode } from '../src/index.js';
 
 const run = promisify(execFile);
 const sh = async (command: string) => (await run('sh', ['-c', command])).stdout.trimEnd();

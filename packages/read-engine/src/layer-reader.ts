@@ -351,7 +351,6 @@ export class LayerReader {
         block = await live.extend(pieces.length, fetchFrom);
       } catch (error) {
         if (!(error instanceof StaleDecoderError) || attempt >= 2) throw error instanceof StaleDecoderError && error.reason !== undefined ? error.reason : error;
-        continue;
       } finally {
         if (live.complete || !live.usable) this.#live.remove(key, live);
       }

@@ -27,7 +27,7 @@ function entryTag(entry: Descriptor): string | undefined {
 
 function tagMatches(entry: Descriptor, tag: string): boolean {
   const name = entryTag(entry);
-  return name === tag || (name !== undefined && name.endsWith(`:${tag}`) && !name.slice(0, -tag.length - 1).includes('@'));
+  return name === tag || (name?.endsWith(`:${tag}`) === true && !name.slice(0, -tag.length - 1).includes('@'));
 }
 
 abstract class LocalLayoutSource implements ImageSource {

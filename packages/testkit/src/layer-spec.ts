@@ -75,6 +75,7 @@ export function layerTarEntries(layer: LayerSpec): TarEntry[] {
     if (p === '') return './';
     return `${prefix}${p}${dir ? '/' : ''}`;
   };
+  // biome-ignore lint/suspicious/useIterableCallbackReturn: the switch below is exhaustive (TypeScript checks it)
   return layer.entries.map((entry): TarEntry => {
     if (entry.type === 'whiteout') {
       const { dir, name } = splitDir(normalizePath(entry.path));

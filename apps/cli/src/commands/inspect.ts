@@ -91,7 +91,7 @@ export function formatReport(report: ArchiveReport): string {
     '',
   );
   const layerRows = [['#', 'DIGEST', 'COMPRESSION', 'COMPRESSED', 'UNCOMPRESSED', 'SPANS']];
-  report.layers.forEach((layer, index) =>
+  for (const [index, layer] of report.layers.entries()) {
     layerRows.push([
       String(index),
       layer.digest,
@@ -99,8 +99,8 @@ export function formatReport(report: ArchiveReport): string {
       formatSize(layer.compressedSize),
       formatSize(layer.uncompressedSize),
       String(layer.spans),
-    ]),
-  );
+    ]);
+  }
   lines.push(...table(layerRows));
   return `${lines.join('\n')}\n`;
 }

@@ -20,6 +20,7 @@ export function register(program: Command): void {
     .description("download the .clip archive published for an image (referrers API or fallback tag), verified and cached")
     .argument('<image>', 'registry reference, e.g. 127.0.0.1:5000/app:v1')
     .option('-o, --output <file.clip>', 'copy the archive here (it is always kept in the cache)')
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax shown in the help text
     .option('--cache-dir <dir>', 'archive cache (default $CLIP_ARCHIVE_CACHE or ${XDG_CACHE_HOME:-~/.cache}/clip/archives)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--refresh', 'download again even if the cache has it')

@@ -23,7 +23,7 @@ export class BlockContentSink implements ContentSink {
 
   async file(ino: number, chunks: AsyncIterable<Uint8Array>, what: string): Promise<void> {
     const inode = this.tables.inodes[ino - 1];
-    if (!inode || inode.type !== 'file') throw new Error(`internal: inode ${ino} is not a regular file`);
+    if (inode?.type !== 'file') throw new Error(`internal: inode ${ino} is not a regular file`);
     const start = this.writer.position;
     const changed = (detail: string) => new ClipError('CLIP_E_IO', `${what}: ${detail} (did it change while archiving?)`);
     for await (const chunk of chunks) {

@@ -98,7 +98,7 @@ function guaranteedEnd(span: Span, compressedLength: number): number {
   return end;
 }
 
-async function inflateSpan(layer: ArchiveLayer, span: Span, compressed: Uint8Array, maxOutput: number): Promise<Buffer> {
+async function inflateSpan(span: Span, compressed: Uint8Array, maxOutput: number): Promise<Buffer> {
   const checkpoint = span.checkpoint;
   // Z_SYNC_FLUSH as finishFlush: input that ends at a piece boundary (mid-block) returns what
   // it decoded instead of failing with "unexpected end of file".
@@ -138,7 +138,7 @@ export async function decompressSpan(layer: ArchiveLayer, spanIndex: number, com
   }
   let output: Buffer;
   try {
-    output = await inflateSpan(layer, span, compressed, spanLength);
+    output = await inflateSpan(span, compressed, spanLength);
   } catch (error) {
     throw new LayerFormatError(`${what} does not decompress from its checkpoint: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }

@@ -23,7 +23,6 @@ export class ZstdFrameSplitter {
   private afterSkip: 'frame-end' | 'block-header' = 'block-header';
   private checksum = false;
   private skippable = false;
-  private lastBlock = false;
   /** Absolute stream offset, for error messages. */
   private position = 0;
 
@@ -104,7 +103,6 @@ export class ZstdFrameSplitter {
         this.checksum = ((d >> 2) & 1) === 1;
         const dictionaryIdBytes = [0, 1, 2, 4][d & 3]!;
         const contentSizeBytes = [singleSegment, 2, 4, 8][fcsFlag]!;
-        this.lastBlock = false;
         this.skipThen((singleSegment ? 0 : 1) + dictionaryIdBytes + contentSizeBytes, 'block-header');
         if (this.skip === 0) this.expect('block-header', 3);
         return;

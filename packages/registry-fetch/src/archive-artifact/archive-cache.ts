@@ -9,7 +9,7 @@ export function defaultArchiveCacheDir(env: NodeJS.ProcessEnv = process.env): st
   const explicit = env['CLIP_ARCHIVE_CACHE'];
   if (explicit) return explicit;
   const xdg = env['XDG_CACHE_HOME'];
-  return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'clip', 'archives');
+  return join(xdg?.startsWith('/') ? xdg : join(homedir(), '.cache'), 'clip', 'archives');
 }
 
 export function cachedArchivePath(cacheDir: string, manifestDigest: Digest): string {
