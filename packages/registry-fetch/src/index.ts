@@ -33,7 +33,9 @@ export {
 } from './retry.js';
 export {
   openRegistryTarget,
+  pushBlob,
   pushImage,
+  pushManifest,
   type PushOptions,
   type PushProgress,
   type PushResult,
