@@ -2,8 +2,7 @@
 // place (indexing, pushing overall, one line per layer, the archive); otherwise plain lines
 // as things finish, which is what logs and tests read.
 import type { IndexProgress } from '@clip/indexer';
-import type { Digest } from '@clip/shared';
-import { formatSize } from '@clip/shared';
+import { type Digest, formatSize } from '@clip/shared';
 import type { PushProgress } from '@clip/registry-fetch';
 
 const BAR_WIDTH = 20;

@@ -4,10 +4,7 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture } from '@clip/testkit';
-import { readTree } from '@clip/testkit';
-import { umociUnpack } from '@clip/testkit';
-import { diffTrees, type Tree } from '@clip/testkit';
+import { buildFixture, diffTrees, readTree, type Tree, umociUnpack } from '@clip/testkit';
 import { startRangeServer, type RangeServer } from './archive-http-server.js';
 import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 

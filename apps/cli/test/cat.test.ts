@@ -6,9 +6,7 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createArchive } from '@clip/indexer';
-import { buildFixture } from '@clip/testkit';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
-import { skopeoCopy } from '@clip/testkit';
+import { buildFixture, type RunningRegistry, skopeoCopy, startRegistry } from '@clip/testkit';
 import { prepareFixture, removeAll, runCli, tempDir, type PreparedImage } from './mount-harness.js';
 
 const NAMES = ['basic', 'layers', 'special', 'large'] as const;

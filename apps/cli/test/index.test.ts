@@ -7,9 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createArchive } from '@clip/indexer';
 import { readArchiveFile } from '@clip/archive-format';
-import { buildFixture, type BuiltLayout } from '@clip/testkit';
-import { startRegistry } from '@clip/testkit';
-import { skopeoCopy } from '@clip/testkit';
+import { buildFixture, type BuiltLayout, skopeoCopy, startRegistry } from '@clip/testkit';
 
 const CLI = new URL('../dist/main.js', import.meta.url).pathname;
 

@@ -4,10 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage } from '@clip/testkit';
-import { readTree } from '@clip/testkit';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
-import { diffTrees } from '@clip/testkit';
+import { buildDebianImage, diffTrees, readTree, type RunningRegistry, startRegistry } from '@clip/testkit';
 import { prepareLayout, removeAll, run, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 let work: string;

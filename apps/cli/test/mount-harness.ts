@@ -7,11 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createArchive } from '@clip/indexer';
-import { buildFixture, type FixtureName } from '@clip/testkit';
-import { readTree } from '@clip/testkit';
-import type { RunningRegistry } from '@clip/testkit';
-import { skopeoCopy, umociUnpack } from '@clip/testkit';
-import type { Tree } from '@clip/testkit';
+import { buildFixture, type FixtureName, readTree, type RunningRegistry, skopeoCopy, type Tree, umociUnpack } from '@clip/testkit';
 
 export const run = promisify(execFile);
 export const CLI = new URL('../dist/main.js', import.meta.url).pathname;

@@ -4,11 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createArchive } from '@clip/indexer';
-import { openImageSource } from '@clip/registry-fetch';
-import { openRegistryTarget, pushImage } from '@clip/registry-fetch';
-import { pushReferrer } from '@clip/registry-fetch';
-import { buildFixture } from '@clip/testkit';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { openImageSource, openRegistryTarget, pushImage, pushReferrer } from '@clip/registry-fetch';
+import { buildFixture, type RunningRegistry, startRegistry } from '@clip/testkit';
 import { removeAll, runCli, tempDir } from './mount-harness.js';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';

@@ -6,8 +6,7 @@
 import { spawn } from 'node:child_process';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildLayout, type LayoutSpec } from '@clip/testkit';
-import { skopeoCopy, umociUnpack } from '@clip/testkit';
+import { buildLayout, type LayoutSpec, skopeoCopy, umociUnpack } from '@clip/testkit';
 import { runCli } from './mount-harness.js';
 
 const KiB = 1024;

@@ -10,8 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { inflateRawSync } from 'node:zlib';
 import { storeWindow } from './window-store.js';
 import { compareNames } from './name-order.js';
-import { isDigest, type Digest } from '@clip/shared';
-import { ArchiveFormatError, isClipError } from '@clip/shared';
+import { ArchiveFormatError, type Digest, isClipError, isDigest } from '@clip/shared';
 import { ByteReader, ByteWriter, compareBytes } from './binary.js';
 import { compressSections, compressSectionsAsync, inflateSections, type EncodedSection, type SectionEntry } from './compressed-tables.js';
 import {

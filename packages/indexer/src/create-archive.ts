@@ -6,14 +6,9 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import { encodeArchiveAsync } from '@clip/archive-format';
-import { writeFileAtomically } from '@clip/shared';
-import type { ArchiveLayer, ArchiveMetadata, StorageReference } from '@clip/archive-format';
-import { ClipError, DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared';
-import { silentLogger, type Logger } from '@clip/shared';
-import { formatImageReference, parseImageReference, type ImageReference, type RegistryReference } from '@clip/shared';
-import type { ImageSource, LayerDescriptor, Platform, ResolvedImage } from '@clip/registry-fetch';
-import { LayoutSource, OciArchiveSource } from '@clip/registry-fetch';
+import { type ArchiveLayer, type ArchiveMetadata, encodeArchiveAsync, type StorageReference } from '@clip/archive-format';
+import { type ClipError, DigestMismatchError, formatImageReference, type ImageReference, IoError, type Logger, parseImageReference, PlatformNotFoundError, type RegistryReference, silentLogger, UsageError, writeFileAtomically } from '@clip/shared';
+import { type ImageSource, type LayerDescriptor, LayoutSource, OciArchiveSource, type Platform, type ResolvedImage } from '@clip/registry-fetch';
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
 import { openLocalBlob } from './pipeline/local-blob.js';
@@ -143,7 +138,7 @@ function archiveLayer(descriptor: LayerDescriptor, indexed: IndexedLayer): Archi
 }
 
 function ioError(what: string, error: unknown): ClipError {
-  return new ClipError('CLIP_E_IO', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  return new IoError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
 /** Fails before any scanning if the archive could not be written anyway. */

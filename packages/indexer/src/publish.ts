@@ -6,16 +6,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createArchive, type IndexProgress, type IndexSummary } from './create-archive.js';
-import type { Digest } from '@clip/shared';
-import { DigestMismatchError, UsageError } from '@clip/shared';
-import { silentLogger, type Logger } from '@clip/shared';
-import { formatImageReference, parseImageReference, parseRegistryReference } from '@clip/shared';
-import type { Platform } from '@clip/registry-fetch';
-import { openImageSource } from '@clip/registry-fetch';
-import { openRegistryTarget, pushImage, type PushProgress, type PushResult } from '@clip/registry-fetch';
-import { pushReferrer } from '@clip/registry-fetch';
-import { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE } from '@clip/registry-fetch';
-import { verifyArchive } from '@clip/registry-fetch';
+import { type Digest, DigestMismatchError, formatImageReference, type Logger, parseImageReference, parseRegistryReference, silentLogger, UsageError } from '@clip/shared';
+import { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE, openImageSource, openRegistryTarget, type Platform, pushImage, type PushProgress, pushReferrer, type PushResult, verifyArchive } from '@clip/registry-fetch';
 
 export interface PublishOptions {
   /** `oci:<dir>[:tag]` or `oci-archive:<file>[:tag]`. */

@@ -8,10 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readArchiveFile } from '@clip/archive-format';
 import { DigestMismatchError, LayerFormatError, LayerNotFoundError, PlatformNotFoundError, UsageError } from '@clip/shared';
-import { buildFixture, type BuiltLayout } from '@clip/testkit';
+import { buildFixture, type BuiltLayout, type RawMember, tar, writeRawLayout } from '@clip/testkit';
 import { createArchive } from '../src/create-archive.js';
-import { tar, type RawMember } from '@clip/testkit';
-import { writeRawLayout } from '@clip/testkit';
 
 let work: string;
 let basic: BuiltLayout;

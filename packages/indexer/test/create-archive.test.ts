@@ -7,11 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive, readArchiveFile } from '@clip/archive-format';
 import { createLogger } from '@clip/shared';
-import { buildFixture, FIXTURE_NAMES, type BuiltImage, type FixtureName } from '@clip/testkit';
-import { readTree } from '@clip/testkit';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
-import { skopeoCopy, umociUnpack } from '@clip/testkit';
-import { diffTrees } from '@clip/testkit';
+import { buildFixture, type BuiltImage, diffTrees, FIXTURE_NAMES, type FixtureName, readTree, type RunningRegistry, skopeoCopy, startRegistry, umociUnpack } from '@clip/testkit';
 import { createArchive } from '../src/create-archive.js';
 import { archiveTree, uncompressedLayer, withoutDirectoryMtimes } from './helpers/archive-tree.js';
 

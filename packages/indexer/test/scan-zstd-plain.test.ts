@@ -1,8 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { sha256Digest } from '@clip/shared';
-import { decompressSpan } from '@clip/read-engine';
-import { ZstdFrameSplitter } from '@clip/read-engine';
+import { decompressSpan, ZstdFrameSplitter } from '@clip/read-engine';
 import { layerData, readRange, scanBlob, zstdCli } from './scan-helpers.js';
 
 const SPAN = 64 * 1024;

@@ -6,10 +6,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LayerCompression } from '@clip/archive-format';
-import { storeWindow } from '@clip/archive-format';
-import { LayerFormatError } from '@clip/shared';
-import { silentLogger } from '@clip/shared';
+import { type LayerCompression, storeWindow } from '@clip/archive-format';
+import { LayerFormatError, silentLogger } from '@clip/shared';
 import { indexLayer, type IndexedLayer } from '../src/pipeline/index-layer.js';
 import { chunked, gzipCli, gzipWithFlushes, layerData, zstdCli } from './scan-helpers.js';
 

@@ -2,13 +2,10 @@
 // file data fetched lazily by byte range from the image's registry, decoded blocks kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
 import { FuseSession } from '@clip/native-fuse';
-import type { FetchRange } from '@clip/archive-format';
-import { LayerReader } from '@clip/read-engine';
-import type { Inode } from '@clip/archive-format';
+import type { FetchRange, Inode } from '@clip/archive-format';
+import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
 import { silentLogger, type Logger } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
-import { DiskBlockCache } from '@clip/read-engine';
-import { MemoryBlockCache } from '@clip/read-engine';
 import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';

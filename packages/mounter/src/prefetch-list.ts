@@ -8,8 +8,7 @@
 // shared libraries: a loader maps a 7 MB library and touches a fraction of it.
 import { readFile } from 'node:fs/promises';
 import type { Inode } from '@clip/archive-format';
-import { writeFileAtomically } from '@clip/shared';
-import type { Logger } from '@clip/shared';
+import { type Logger, writeFileAtomically } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
 
 /** Recorded ranges are widened to this grain, so a file's list stays short. */

@@ -9,10 +9,8 @@
 // partial spans are kept (a bounded PieceStore in memory, and the BlockCache under
 // `compressedKey`), so that decode fetches only the pieces it lacks; a piece being fetched is
 // never fetched twice. Cache stores do not hold up reads (`flush` awaits them).
-import type { Digest } from '@clip/shared';
-import type { FetchRange } from '@clip/archive-format';
-import { ClipError, LayerFormatError } from '@clip/shared';
-import type { ArchiveLayer, Inode } from '@clip/archive-format';
+import { type Digest, LayerFormatError, NotAFileError } from '@clip/shared';
+import type { ArchiveLayer, FetchRange, Inode } from '@clip/archive-format';
 import { raceAbort } from './abort.js';
 import { defaultSpanCodec, spanDecoderFor, type SpanCodec } from './span-codec.js';
 import { PieceStore, type PieceRange } from './piece-store.js';
@@ -148,7 +146,7 @@ export class LayerReader {
 
   /** Reads `length` bytes at `offset` of a regular file (short or empty past its end). */
   async readFile(inode: Inode, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    if (inode.type !== 'file') throw new ClipError('CLIP_E_NOT_FILE', `inode ${inode.ino} is a ${inode.type}, not a regular file`);
+    if (inode.type !== 'file') throw new NotAFileError(`inode ${inode.ino} is a ${inode.type}, not a regular file`);
     const end = Math.min(offset + length, inode.size);
     if (end <= offset) return Buffer.alloc(0);
     if (!inode.data) throw new LayerFormatError(`inode ${inode.ino} has ${inode.size} bytes but no data location`);

@@ -1,7 +1,7 @@
 // Resolves a path inside an image the way the kernel would inside a chroot of it: symlinks
 // in any component are followed, absolute targets restart at the image root, `..` never
 // leaves the root.
-import { ClipError, PathNotFoundError } from '@clip/shared';
+import { PathNotFoundError, SymlinkLoopError } from '@clip/shared';
 import type { Inode } from '@clip/archive-format';
 
 const MAX_SYMLINKS = 40;
@@ -31,7 +31,7 @@ export function resolveImagePath(archive: PathLookup, path: string): ResolvedPat
     const inode = archive.lookup(candidate);
     if (!inode) throw new PathNotFoundError(path);
     if (inode.type === 'symlink') {
-      if (++hops > MAX_SYMLINKS) throw new ClipError('CLIP_E_SYMLINK_LOOP', `too many levels of symbolic links: ${path}`);
+      if (++hops > MAX_SYMLINKS) throw new SymlinkLoopError(path);
       const target = inode.linkTarget ?? '';
       if (target.startsWith('/')) done.length = 0;
       pending = [...split(target), ...pending];

@@ -3,8 +3,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Digest } from '@clip/shared';
-import { DigestMismatchError } from '@clip/shared';
+import { type Digest, DigestMismatchError } from '@clip/shared';
 import type { ArchiveLayer, Inode, Span } from '@clip/archive-format';
 import { LayerReader, blockKey, compressedKey, type BlockCache } from '../src/layer-reader.js';
 import type { SpanCodec } from '../src/span-codec.js';

@@ -7,8 +7,7 @@ import { constants, createDeflateRaw, deflateRawSync, gunzipSync, gzipSync, infl
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ArchiveLayer, Checkpoint } from '@clip/archive-format';
-import type { Digest } from '@clip/shared';
-import { LayerFormatError } from '@clip/shared';
+import { type Digest, LayerFormatError } from '@clip/shared';
 import { deflateInputAt } from '../src/zran/deflate-prefix.js';
 import { decompressSpan } from '../src/zran/decompress-span.js';
 import { createSpanDecoder } from '../src/zran/span-decoder.js';

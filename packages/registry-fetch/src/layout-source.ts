@@ -1,9 +1,7 @@
 // ImageSource over a local OCI image layout: `oci:<dir>` (a directory) and
 // `oci-archive:<file.tar>` (the same layout inside a tar, read by offset, never extracted).
 import type { Readable } from 'node:stream';
-import { LayerNotFoundError, ManifestNotFoundError } from '@clip/shared';
-import { verifyDigest, type Digest } from '@clip/shared';
-import { formatImageReference, type OciArchiveReference, type OciLayoutReference } from '@clip/shared';
+import { type Digest, formatImageReference, LayerNotFoundError, ManifestNotFoundError, type OciArchiveReference, type OciLayoutReference, verifyDigest } from '@clip/shared';
 import type { Descriptor, ImageSource, RangeOptions, RawManifest, ResolvedImage, ResolveOptions, SourceStats } from './image-source.js';
 import { DirectoryStore, type LayoutStore } from './layout-store.js';
 import { detectManifestMediaType } from './media-types.js';

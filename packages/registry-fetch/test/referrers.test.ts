@@ -9,13 +9,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type RunningRegistry } from '@clip/testkit';
-import { sha256Digest } from '@clip/shared';
+import { parseRegistryReference, sha256Digest } from '@clip/shared';
 import type { Descriptor } from '../src/image-source.js';
 import { openImageSource } from '../src/open.js';
 import { openRegistryTarget, pushImage } from '../src/push.js';
 import { EMPTY_CONFIG_DESCRIPTOR, listReferrers, parseArtifactManifest, pushReferrer, referrersTag } from '../src/referrers.js';
 import { RegistrySource } from '../src/registry-source.js';
-import { parseRegistryReference } from '@clip/shared';
 import { buildLayout } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);

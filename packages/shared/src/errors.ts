@@ -107,6 +107,27 @@ export class PathNotFoundError extends ClipError {
   }
 }
 
+/** Reading or writing a local file or stream failed (the message names it; `cause` keeps the system error). */
+export class IoError extends ClipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLIP_E_IO', message, options);
+  }
+}
+
+/** A path inside the image that must be a regular file is not. */
+export class NotAFileError extends ClipError {
+  constructor(message: string) {
+    super('CLIP_E_NOT_FILE', message);
+  }
+}
+
+/** Symbolic links inside the image loop (or nest too deep). */
+export class SymlinkLoopError extends ClipError {
+  constructor(path: string) {
+    super('CLIP_E_SYMLINK_LOOP', `too many levels of symbolic links: ${path}`);
+  }
+}
+
 export function isClipError(error: unknown): error is ClipError {
   return error instanceof ClipError;
 }

@@ -3,8 +3,7 @@
 // `clip mount` from a local file or an http(s) URL.
 import type { Command } from 'commander';
 import type { DataArchiveSummary } from '@clip/indexer';
-import { createLogger } from '@clip/shared';
-import { formatSize, parseSize } from '@clip/shared';
+import { createLogger, formatSize, parseSize } from '@clip/shared';
 
 interface ArchiveOptions {
   output: string;

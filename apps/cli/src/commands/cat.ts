@@ -2,8 +2,7 @@
 // byte ranges of its layer that hold it (no FUSE). Symlinks are followed inside the image.
 import type { Command } from 'commander';
 import { once } from 'node:events';
-import { ClipError, UsageError } from '@clip/shared';
-import { createLogger } from '@clip/shared';
+import { createLogger, NotAFileError, UsageError } from '@clip/shared';
 import type { ArchiveFetcher } from '@clip/mounter';
 import type { Inode } from '@clip/archive-format';
 
@@ -39,7 +38,7 @@ export function register(program: Command): void {
       let fetcher: ArchiveFetcher;
       try {
         const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
-        if (found.inode.type !== 'file') throw new ClipError('CLIP_E_NOT_FILE', `${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
+        if (found.inode.type !== 'file') throw new NotAFileError(`${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
         inode = found.inode;
         fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000 });
       } catch (error) {

@@ -2,9 +2,7 @@
 // (The file is not called index.ts: that name is the command registry.)
 import type { Command } from 'commander';
 import type { IndexProgress, IndexSummary } from '@clip/indexer';
-import { UsageError } from '@clip/shared';
-import { createLogger } from '@clip/shared';
-import { formatSize, parseSize } from '@clip/shared';
+import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
 
 interface IndexOptions {

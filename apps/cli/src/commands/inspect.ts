@@ -1,7 +1,6 @@
 // `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
 import type { Command } from 'commander';
-import type { ClipArchive } from '@clip/archive-format';
-import type { ArchiveMetadata, FileType } from '@clip/archive-format';
+import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-format';
 import { formatSize } from '@clip/shared';
 
 export interface ArchiveReport {

@@ -1,7 +1,6 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
-import type { ClipArchive } from '@clip/archive-format';
-import type { FileType, Inode } from '@clip/archive-format';
+import type { ClipArchive, FileType, Inode } from '@clip/archive-format';
 import { PathNotFoundError } from '@clip/shared';
 
 const TYPE_CHARS: Record<FileType, string> = {

@@ -2,9 +2,7 @@
 // foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
 // SIGINT/SIGTERM and prints a JSON metrics summary to stderr.
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared';
-import { createLogger } from '@clip/shared';
-import { parseSize } from '@clip/shared';
+import { createLogger, parseSize, UsageError } from '@clip/shared';
 import { checkMountpoint } from '@clip/mounter';
 
 interface MountCommandOptions {

@@ -2,9 +2,7 @@
 // local layout and push the image concurrently, then publish the archive into the same
 // registry as an OCI artifact referring to the image (see docs/publish.md).
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared';
-import { createLogger } from '@clip/shared';
-import { formatSize, parseSize } from '@clip/shared';
+import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
 import type { PublishSummary } from '@clip/indexer';
 import { createPublishDisplay } from '../publish-progress.js';

@@ -1,8 +1,7 @@
 // `clip pull-archive <registry/repo:tag> [-o file.clip]`: what a runtime worker does before
 // mounting — find the archive published for the image, download and verify it, cache it.
 import type { Command } from 'commander';
-import { createLogger } from '@clip/shared';
-import { formatSize } from '@clip/shared';
+import { createLogger, formatSize } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
 
 interface PullArchiveOptions {

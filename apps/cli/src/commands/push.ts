@@ -2,10 +2,7 @@
 // OCI layout, oci-archive or registry into a registry. Blobs already there are skipped; on the
 // same registry they are mounted across repositories instead of uploaded.
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared';
-import { createLogger } from '@clip/shared';
-import { parseRegistryReference } from '@clip/shared';
-import { formatSize } from '@clip/shared';
+import { createLogger, formatSize, parseRegistryReference, UsageError } from '@clip/shared';
 import type { PushProgress } from '@clip/registry-fetch';
 
 interface PushCommandOptions {

@@ -11,9 +11,8 @@
 //  - Parent components that are symlinks are resolved inside the root, as container runtimes
 //    (containerd, umoci via securejoin) do when they extract.
 import { LayerFormatError } from '@clip/shared';
-import type { DirEntry, FileType, Inode } from '@clip/archive-format';
+import { compareNames, type DirEntry, type FileType, type Inode } from '@clip/archive-format';
 import type { TarEntry } from '../tar/tar-entry.js';
-import { compareNames } from '@clip/archive-format';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';

@@ -4,10 +4,7 @@
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { openArchive, type ClipArchive } from '@clip/archive-format';
-import { sha256Digest, type Digest } from '@clip/shared';
-import { ArchiveFormatError, DigestMismatchError, isClipError } from '@clip/shared';
-import { silentLogger, type Logger } from '@clip/shared';
-import { parseRegistryReference } from '@clip/shared';
+import { ArchiveFormatError, type Digest, DigestMismatchError, isClipError, type Logger, parseRegistryReference, sha256Digest, silentLogger } from '@clip/shared';
 import type { Descriptor, Platform } from '../image-source.js';
 import { listReferrers, parseArtifactManifest } from '../referrers.js';
 import { RegistrySource } from '../registry-source.js';

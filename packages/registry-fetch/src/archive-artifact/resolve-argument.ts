@@ -1,8 +1,7 @@
 // `clip mount` takes either a .clip file or a registry reference; a reference is turned into
 // the path of its published archive (downloaded once, then served from the cache).
 import { stat } from 'node:fs/promises';
-import type { Logger } from '@clip/shared';
-import { parseImageReference } from '@clip/shared';
+import { type Logger, parseImageReference } from '@clip/shared';
 import { pullArchive } from './pull.js';
 
 export interface ResolveArchiveOptions {

@@ -2,9 +2,7 @@
 // with --reuse take that archive instead of indexing again.
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { isClipError } from '@clip/shared';
-import type { Logger } from '@clip/shared';
-import { parseImageReference } from '@clip/shared';
+import { isClipError, type Logger, parseImageReference } from '@clip/shared';
 import type { Platform } from '../image-source.js';
 import type { PullArchiveResult } from './pull.js';
 
