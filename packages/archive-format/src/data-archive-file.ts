@@ -2,8 +2,7 @@
 // large data-carrying archive is never loaded whole.
 import { open, type FileHandle } from 'node:fs/promises';
 import { ArchiveFormatError } from '@clip/shared';
-import type { ClipArchive } from './format.js';
-import { openArchiveFromSource, type ArchiveByteSource } from './data-archive.js';
+import type { ArchiveByteSource } from './data-archive.js';
 
 class FileByteSource implements ArchiveByteSource {
   constructor(
@@ -38,15 +37,4 @@ export async function openFileByteSource(path: string): Promise<ArchiveByteSourc
   }
   const { size } = await handle.stat();
   return new FileByteSource(handle, size, path);
-}
-
-/** Opens a local archive reading only its head; the source stays open for data reads. */
-export async function openArchiveFile(path: string): Promise<{ archive: ClipArchive; source: ArchiveByteSource }> {
-  const source = await openFileByteSource(path);
-  try {
-    return { archive: await openArchiveFromSource(source), source };
-  } catch (error) {
-    await source.close();
-    throw error;
-  }
 }

@@ -42,11 +42,6 @@ export async function openArchiveFromSource(source: ArchiveByteSource): Promise<
   return head.length === source.size ? openArchive(head) : openArchiveHead(head, source.size);
 }
 
-/** Whether the archive carries its file contents (v2.1 data-carrying mode). */
-export function isDataCarrying(archive: Pick<ClipArchive, 'dataSection'>): boolean {
-  return archive.dataSection !== undefined;
-}
-
 /**
  * The FetchRange of a data-carrying archive: its layer's "blob" is the DATA section, so
  * blob range [start, end) is file range [data.offset + start, data.offset + end).

@@ -64,8 +64,6 @@ import type {
 } from './model.js';
 
 export const ARCHIVE_FORMAT_VERSION = FORMAT_MAJOR;
-/** The newest minor version this code reads and writes. */
-export const ARCHIVE_FORMAT_MINOR_VERSION = FORMAT_MINOR_LATEST;
 
 export interface EncodeOptions {
   /**

@@ -1,7 +1,8 @@
 // The zran operations the LayerReader needs, behind one interface so tests can drive the
-// reader with hand-made spans; the default is the real implementation in ../zran.
+// reader with hand-made spans; the default is the real implementation in ./zran. Pieces are
+// verified by the PieceStore as they arrive, not by the codec.
 import type { ArchiveLayer } from '@clip/archive-format';
-import { compressedRangeFor, decompressSpan, spanIndexAt, verifySpanPieces } from './zran/decompress-span.js';
+import { compressedRangeFor, decompressSpan, spanIndexAt } from './zran/decompress-span.js';
 import { createSpanDecoder, type SpanDecoder } from './zran/span-decoder.js';
 
 export interface SpanCodec {
@@ -9,15 +10,13 @@ export interface SpanCodec {
   spanIndexAt(layer: ArchiveLayer, offset: number): number;
   /** Compressed bytes [start, end) to fetch to decode span `spanIndex` up to `uncompressedEnd` (absolute). */
   compressedRangeFor(layer: ArchiveLayer, spanIndex: number, uncompressedEnd: number): { start: number; end: number; pieceCount: number };
-  /** Throws DigestMismatchError when a piece's bytes do not match the archive. */
-  verifySpanPieces(layer: ArchiveLayer, spanIndex: number, compressed: Uint8Array): void;
   /** Uncompressed bytes from the span start, at least up to the last fetched piece's uncompressedEnd. */
   decompressSpan(layer: ArchiveLayer, spanIndex: number, compressed: Uint8Array): Promise<Buffer>;
   /** An incremental decoder at the span's checkpoint (optional: without it, decompressSpan re-decodes). */
   createSpanDecoder?(layer: ArchiveLayer, spanIndex: number): SpanDecoder;
 }
 
-export const defaultSpanCodec: SpanCodec = { spanIndexAt, compressedRangeFor, verifySpanPieces, decompressSpan, createSpanDecoder };
+export const defaultSpanCodec: SpanCodec = { spanIndexAt, compressedRangeFor, decompressSpan, createSpanDecoder };
 
 /** The codec's decoder, or one that keeps every pushed byte and re-decodes them all with decompressSpan. */
 export function spanDecoderFor(codec: SpanCodec, layer: ArchiveLayer, spanIndex: number): SpanDecoder {

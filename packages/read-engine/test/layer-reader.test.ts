@@ -45,17 +45,6 @@ const plainCodec: SpanCodec = {
     }
     return { start, end: span.pieces.at(-1)!.compressedEnd, pieceCount: count };
   },
-  verifySpanPieces(layer, index, compressed) {
-    const span = layer.spans[index]!;
-    let at = span.checkpoint.compressedBitOffset / 8;
-    const base = at;
-    for (const piece of span.pieces) {
-      if (piece.compressedEnd - base > compressed.length) break;
-      const actual = sha(compressed.subarray(at - base, piece.compressedEnd - base));
-      if (actual !== piece.digest) throw new DigestMismatchError(`piece`, piece.digest, actual);
-      at = piece.compressedEnd;
-    }
-  },
   async decompressSpan(_layer, _index, compressed) {
     return Buffer.from(compressed);
   },

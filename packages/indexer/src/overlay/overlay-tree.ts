@@ -332,16 +332,3 @@ export class OverlayTree {
     return { inodes, entries };
   }
 }
-
-function splitParent(path: string): [string, string] {
-  if (path === '/') return ['', ''];
-  const slash = path.lastIndexOf('/');
-  return [slash === 0 ? '/' : path.slice(0, slash), path.slice(slash + 1)];
-}
-
-/** Order of DirEntry: by parent path, then name; the root first. */
-export function compareEntryPaths(a: string, b: string): number {
-  const [parentA, nameA] = splitParent(a);
-  const [parentB, nameB] = splitParent(b);
-  return compareNames(parentA, parentB) || compareNames(nameA, nameB);
-}

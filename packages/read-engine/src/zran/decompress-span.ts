@@ -23,12 +23,6 @@ export function spanCompressedStart(span: Span): number {
   return Math.floor(span.checkpoint.compressedBitOffset / 8);
 }
 
-/** Compressed end (exclusive) of a span: its last piece's end. */
-export function spanCompressedEnd(span: Span): number {
-  const last = span.pieces[span.pieces.length - 1];
-  return last ? last.compressedEnd : spanCompressedStart(span);
-}
-
 /** Which span contains uncompressed offset `offset` (binary search). */
 export function spanIndexAt(layer: ArchiveLayer, offset: number): number {
   const spans = layer.spans;
