@@ -11,14 +11,14 @@ import { type Digest, LayerNotFoundError, ManifestNotFoundError, PlatformNotFoun
 import { openImageSource } from '../src/open.js';
 import { RegistrySource } from '../src/registry-source.js';
 import { readAll } from '../src/verify-stream.js';
-import { buildLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { startScriptedProxy, type ScriptedProxy } from './helpers/fault-proxy.js';
 
 const run = promisify(execFile);
 
 let work: string;
 let registry: RunningRegistry;
-let proxy: FaultProxy;
+let proxy: ScriptedProxy;
 let built: BuiltEntry[];
 
 const fast = { retries: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
@@ -26,9 +26,9 @@ const fast = { retries: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-registry-source-'));
   registry = await startRegistry();
-  proxy = await startFaultProxy({ hostname: '127.0.0.1', port: registry.port });
+  proxy = await startScriptedProxy({ hostname: '127.0.0.1', port: registry.port });
   const layout = join(work, 'layout');
-  built = await buildLayout(layout, [
+  built = await writeTestLayout(layout, [
     { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 7) }, compression: 'none' }] }] },
     {
       tag: 'multi',

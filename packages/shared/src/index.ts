@@ -35,3 +35,4 @@ export {
   type RegistryReference,
 } from './reference.js';
 export { writeFileAtomically } from './fs-atomic.js';
+export type { Platform } from './platform.js';
