@@ -17,7 +17,7 @@ const MiB = 2 ** 20;
 /** Smaller than the image (about 40 MiB decoded), so the cache churns. */
 export const MEMORY_CACHE = 16 * MiB;
 /**
- * Node itself (about 75 MiB at mount), V8 heap headroom, undici, fuse-native threads, in-flight
+ * Node itself (about 75 MiB at mount), V8 heap headroom, undici, the FUSE addon's thread, in-flight
  * spans and read buffers, on top of the memory cache. Measured: a plateau of about 170 MiB with a
  * 16 MiB cache and 64 readers, flat after 20 s (no growth: not a leak).
  */
