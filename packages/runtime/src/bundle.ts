@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { isMounted } from '@clip/mounter/mountpoint';
+import { isMounted } from '@clip/mounter';
 import { StateDirError } from './errors.js';
 import type { ImageMountLease, ImageMountPool } from './mount-pool.js';
 import { buildRuntimeSpec, checkImageConfig, type ContainerOptions, type RuntimeSpec } from './oci-spec.js';

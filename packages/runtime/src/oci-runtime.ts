@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { silentLogger, type Logger } from '@clip/shared';
 import { OciRuntimeError } from './errors.js';
 
 const run = promisify(execFile);

@@ -3,7 +3,7 @@
 // Entrypoint + Cmd, Env (+ default PATH), WorkingDir, resolved User, Labels and StopSignal as
 // annotations, the usual kernel file systems, Docker's default capability set.
 import { isAbsolute, posix } from 'node:path';
-import type { ArchiveMetadata } from '@clip/shared/archive/model';
+import type { ArchiveMetadata } from '@clip/archive-format';
 import { ContainerConfigError } from './errors.js';
 import type { ResolvedUser } from './users.js';
 

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { isMounted } from '@clip/mounter/mountpoint';
+import { isMounted } from '@clip/mounter';
 import { OverlayError } from './errors.js';
 
 const run = promisify(execFile);

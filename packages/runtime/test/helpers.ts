@@ -6,8 +6,7 @@ import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildLayout, type EntrySpec } from '@clip/testkit/fixtures';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { buildLayout, startRegistry, type EntrySpec, type RunningRegistry } from '@clip/testkit';
 
 export const run = promisify(execFile);
 export const CLI = new URL('../../../apps/cli/dist/main.js', import.meta.url).pathname;

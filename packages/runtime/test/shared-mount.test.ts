@@ -5,11 +5,9 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningRegistry } from '@clip/testkit/registry';
 import { ImageMountPool } from '../src/mount-pool.js';
 import { cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
-let registry: RunningRegistry;
 let work: string;
 let stateDir: string;
 let image: string;
@@ -18,7 +16,7 @@ let world: RuntimeTestWorld | undefined;
 
 beforeAll(async () => {
   world = await startRuntimeWorld('shared');
-  ({ registry, work, stateDir, image } = world);
+  ({ work, stateDir, image } = world);
 });
 
 afterAll(async () => {
