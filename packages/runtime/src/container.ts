@@ -3,9 +3,9 @@
 // runtime, then remove container, overlay and state and release the mount, whatever happened.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { silentLogger, type Logger } from '@clip/shared';
+import { silentLogger, writeFileAtomically, type Logger } from '@clip/shared';
 import { prepareBundle, removeBundle, type PrepareBundleOptions, type PreparedBundle } from './bundle.js';
 import { ContainerConfigError, StateDirError } from './errors.js';
 import type { ImageMountPool } from './mount-pool.js';
@@ -78,7 +78,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   try {
     // Who runs this container: a later clip run cleans up after a clip run that was killed.
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, OWNER_FILE), `${JSON.stringify({ pid: process.pid, image })}\n`);
+    await writeFileAtomically(join(dir, OWNER_FILE), Buffer.from(`${JSON.stringify({ pid: process.pid, image })}\n`));
     bundle = await prepareBundle(pool, image, dir, { ...options, id, holder: `container:${id}` });
     const prepared = performance.now();
     preparedMs = prepared - began;
@@ -162,7 +162,7 @@ export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime,
   const pruned: string[] = [];
   for (const id of await readdir(root).catch(() => [] as string[])) {
     const dir = join(root, id);
-    const owner = await readFile(join(dir, OWNER_FILE), 'utf8').then((text) => JSON.parse(text) as { pid: number }, () => undefined);
+    const owner = await readOwner(join(dir, OWNER_FILE));
     // No owner file yet: a clip run is just creating it.
     if (!owner || pidAlive(owner.pid)) continue;
     logger.warn('removing a container whose clip run is gone', { id, pid: owner.pid });
@@ -179,4 +179,14 @@ export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime,
 /** The image key a container holds (from the holder files), for a release after a crash. */
 async function imageKeyOf(pool: ImageMountPool, id: string): Promise<string | undefined> {
   return (await pool.list()).find((mount) => mount.holders.includes(`container:${id}`))?.imageKey;
+}
+
+/** The owner record, or undefined when it is missing or not (yet) valid. */
+async function readOwner(path: string): Promise<{ pid: number } | undefined> {
+  try {
+    const owner = JSON.parse(await readFile(path, 'utf8')) as { pid?: unknown };
+    return typeof owner.pid === 'number' ? { pid: owner.pid } : undefined;
+  } catch {
+    return undefined;
+  }
 }

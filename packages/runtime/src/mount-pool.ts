@@ -12,11 +12,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { forceUnmount, isArchiveUrl, isMounted, openArchiveLocation } from '@clip/mounter';
-import { silentLogger, type Logger } from '@clip/shared';
+import { silentLogger, writeFileAtomically, type Logger } from '@clip/shared';
 import { MountServerError, StateDirError } from './errors.js';
 import { defaultClipCommand, fetchedBytes, freeLoopbackAddress, mountServerAlive, startMountServer, stopMountServer } from './mount-server.js';
 import type { ImageRuntimeConfig } from './oci-spec.js';
@@ -180,7 +180,8 @@ export class ImageMountPool {
     const dir = join(this.mountDir(imageKey), 'holders');
     const names = await readdir(dir).catch(() => [] as string[]);
     const holders: string[] = [];
-    for (const name of names) {
+    // Dot files are writes in progress (writeFileAtomically's temporary files).
+    for (const name of names.filter((n) => !n.startsWith('.'))) {
       const text = await readFile(join(dir, name), 'utf8').catch(() => undefined);
       if (text === undefined) continue;
       try {
@@ -231,7 +232,8 @@ export class ImageMountPool {
         });
       }
       await mkdir(join(dir, 'holders'), { recursive: true });
-      await writeFile(join(dir, 'holders', holderFile(holder)), `${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() })}\n`);
+      // Atomic: list() and other processes read holder files without the lock.
+      await writeFileAtomically(join(dir, 'holders', holderFile(holder)), Buffer.from(`${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() })}\n`));
       const key = resolved.imageKey;
       return {
         imageKey: key,
@@ -278,7 +280,7 @@ export class ImageMountPool {
       metrics,
       startedAt: new Date().toISOString(),
     };
-    await writeFile(join(dir, 'server.json'), `${JSON.stringify(record, null, 2)}\n`);
+    await writeFileAtomically(join(dir, 'server.json'), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
     this.logger.info('mounted image', { image, image_key: resolved.imageKey, pid, mountpoint });
     return record;
   }
