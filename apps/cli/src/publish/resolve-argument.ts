@@ -3,9 +3,10 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from '@clip/shared/log';
 import { parseImageReference } from '@clip/shared/reference';
+import type { TrustOptions } from '../archive-trust/load.js';
 import { pullArchive } from './pull.js';
 
-export interface ResolveArchiveOptions {
+export interface ResolveArchiveOptions extends TrustOptions {
   logger?: Logger;
   insecure?: boolean;
   cacheDir?: string;
@@ -29,13 +30,12 @@ export async function isRegistryArgument(text: string): Promise<boolean> {
   }
 }
 
-/** The archive file to use for `argument`: itself, or the (cached) published archive of a reference. */
+/**
+ * The archive file to use for `argument`: itself, or the (cached) archive of a reference that
+ * passed every trust check (archive-trust/load.ts).
+ */
 export async function resolveArchiveArgument(argument: string, options: ResolveArchiveOptions = {}): Promise<string> {
   if (!(await isRegistryArgument(argument))) return argument;
-  const pulled = await pullArchive(argument, {
-    ...(options.logger ? { logger: options.logger } : {}),
-    ...(options.insecure ? { insecure: true } : {}),
-    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-  });
+  const pulled = await pullArchive(argument, options);
   return pulled.path;
 }

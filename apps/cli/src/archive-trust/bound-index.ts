@@ -1,0 +1,86 @@
+// The binding `clip publish` writes: an OCI image index at the target tag that lists the image
+// (its platform manifests, as before) and the archive's artifact manifest. Deploying the tag,
+// or better the index's digest, therefore names one archive digest; a writer of referrers
+// cannot change what an index digest lists. The artifact entry has platform unknown/unknown
+// (as BuildKit's attestation manifests), so platform-matching clients (containerd, skopeo,
+// docker) never pick it as an image, and an annotation names the manifest it indexes.
+import type { Digest } from '@clip/shared/digest';
+import type { Descriptor, Platform, RawManifest } from '@clip/registry-fetch/image-source';
+import { MEDIA_TYPE, isIndexMediaType } from '@clip/registry-fetch/media-types';
+import { ARCHIVE_ARTIFACT_TYPE } from '../publish/artifact.js';
+
+/** Annotation on the artifact's index entry: the image manifest digest the archive indexes. */
+export const BOUND_MANIFEST_ANNOTATION = 'dev.clip.archive.manifest';
+const UNKNOWN_PLATFORM: Platform = { os: 'unknown', architecture: 'unknown' };
+
+export interface BindIndexInput {
+  /** What the tag pointed at after the image push: the image manifest or its index. */
+  top: RawManifest;
+  /** The platform manifest the archive indexes. */
+  manifest: { digest: Digest; mediaType: string; size: number; platform?: Platform };
+  /** The archive's artifact manifest. */
+  artifact: Descriptor;
+}
+
+type Json = Record<string, unknown>;
+
+function descriptorJson(descriptor: Descriptor): Json {
+  return {
+    mediaType: descriptor.mediaType,
+    digest: descriptor.digest,
+    size: descriptor.size,
+    ...(descriptor.platform ? { platform: descriptor.platform } : {}),
+    ...(descriptor.artifactType ? { artifactType: descriptor.artifactType } : {}),
+    ...(descriptor.annotations ? { annotations: descriptor.annotations } : {}),
+  };
+}
+
+/** Whether an index entry is a clip archive bound to some manifest (ours or an older publish's). */
+function isArchiveEntry(entry: unknown): boolean {
+  return typeof entry === 'object' && entry !== null && (entry as Json)['artifactType'] === ARCHIVE_ARTIFACT_TYPE;
+}
+
+/**
+ * The index to put at the tag. An existing index keeps its entries and annotations (an older
+ * archive entry for the same manifest is replaced); a single manifest becomes a one-platform index.
+ */
+export function bindIndexBytes(input: BindIndexInput): Uint8Array {
+  let base: Json = {};
+  let entries: unknown[];
+  if (isIndexMediaType(input.top.mediaType)) {
+    base = JSON.parse(Buffer.from(input.top.bytes).toString('utf8')) as Json;
+    const manifests = Array.isArray(base['manifests']) ? base['manifests'] : [];
+    entries = manifests.filter(
+      (entry) => !(isArchiveEntry(entry) && ((entry as Json)['annotations'] as Json | undefined)?.[BOUND_MANIFEST_ANNOTATION] === input.manifest.digest),
+    );
+  } else {
+    entries = [
+      descriptorJson({
+        mediaType: input.manifest.mediaType,
+        digest: input.manifest.digest,
+        size: input.manifest.size,
+        ...(input.manifest.platform ? { platform: input.manifest.platform } : {}),
+      }),
+    ];
+  }
+  entries.push(
+    descriptorJson({
+      mediaType: input.artifact.mediaType,
+      digest: input.artifact.digest,
+      size: input.artifact.size,
+      platform: UNKNOWN_PLATFORM,
+      artifactType: ARCHIVE_ARTIFACT_TYPE,
+      annotations: { [BOUND_MANIFEST_ANNOTATION]: input.manifest.digest },
+    }),
+  );
+  const index: Json = { schemaVersion: 2, mediaType: MEDIA_TYPE.ociIndex, manifests: entries };
+  if (base['annotations'] !== undefined) index['annotations'] = base['annotations'];
+  return new TextEncoder().encode(JSON.stringify(index));
+}
+
+/** Artifact manifests the deployed index binds to `manifestDigest` (index order). */
+export function boundArtifacts(indexEntries: readonly Descriptor[], manifestDigest: Digest): Descriptor[] {
+  return indexEntries.filter(
+    (entry) => entry.artifactType === ARCHIVE_ARTIFACT_TYPE && entry.annotations?.[BOUND_MANIFEST_ANNOTATION] === manifestDigest,
+  );
+}
