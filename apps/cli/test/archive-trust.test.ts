@@ -331,6 +331,15 @@ describe('archive trust', () => {
       const again = await cli(cache, ['cat', `${registryB.host}/${repo}:v1`, TOOL]);
       expect(again.code).toBe(0);
       expect(again.stderr).toMatch(/msg="using cached archive"/);
+      // A local user who can write the cache plants a remapped archive under the genuine name:
+      // it is re-hashed, refused, and the genuine archive downloaded again.
+      const planted = join(cache, encodeURIComponent(registryB.host), 'trust', 'cache', `${fromB.summary.archive.blobDigest.replace(':', '-')}.clip`);
+      await writeFile(planted, remapped(fromB.genuine));
+      const afterPlant = await cli(cache, ['cat', `${registryB.host}/${repo}:v1`, TOOL]);
+      expect(afterPlant.code).toBe(0);
+      expect(afterPlant.stdout.equals(genuineTool)).toBe(true);
+      expect(afterPlant.stderr).toMatch(/cached archive unusable; downloading it again.*digest mismatch/);
+      expect(sha256(await readFile(planted))).toBe(fromB.summary.archive.blobDigest);
     } finally {
       await registryC.stop();
     }

@@ -13,8 +13,8 @@
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { openArchive, type ClipArchive } from '@clip/shared/archive/format';
-import type { Digest } from '@clip/shared/digest';
-import { isClipError } from '@clip/shared/errors';
+import { sha256Digest, type Digest } from '@clip/shared/digest';
+import { DigestMismatchError, isClipError } from '@clip/shared/errors';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { parseRegistryReference } from '@clip/shared/reference';
 import type { Descriptor, Platform, ResolvedImage } from '@clip/registry-fetch/image-source';
@@ -172,6 +172,9 @@ async function fromCache(context: Context, blobDigest: Digest): Promise<Accepted
   const bytes = await readFile(path).catch(() => undefined);
   if (!bytes) return undefined;
   try {
+    // The file name is only a claim: whoever can write the cache directory could plant another archive.
+    const actual = sha256Digest(bytes);
+    if (actual !== blobDigest) throw new DigestMismatchError(`cached archive ${path}`, blobDigest, actual);
     const archive = check(context, bytes, `cached archive ${path}`);
     return { bytes, archive, blobDigest, fromCache: true, path };
   } catch (error) {
