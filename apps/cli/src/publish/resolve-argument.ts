@@ -3,6 +3,7 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from '@clip/shared/log';
 import { parseImageReference } from '@clip/shared/reference';
+import { isArchiveUrl } from '@clip/mounter/archive-url';
 import type { TrustOptions } from '../archive-trust/load.js';
 import { pullArchive } from './pull.js';
 
@@ -18,7 +19,7 @@ export interface ResolveArchiveOptions extends TrustOptions {
  * `docker://…`), so a mistyped file name is never sent to Docker Hub.
  */
 export async function isRegistryArgument(text: string): Promise<boolean> {
-  if (text.endsWith('.clip') || text.startsWith('.') || text.startsWith('/')) return false;
+  if (text.endsWith('.clip') || text.startsWith('.') || text.startsWith('/') || isArchiveUrl(text)) return false;
   if (await stat(text).then(() => true, () => false)) return false;
   if (text.startsWith('docker://')) return true;
   const first = text.split('/')[0] ?? '';
