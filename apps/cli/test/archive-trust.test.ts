@@ -201,8 +201,8 @@ describe('archive trust', () => {
     const listing = JSON.parse(list.out) as { candidates: Array<{ artifactDigest: string; via: string; usable: boolean; reason?: string }> };
     expect(listing.candidates).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ artifactDigest: summary.archive.artifactDigest, via: 'index', usable: true }),
-        expect.objectContaining({ artifactDigest: forged, via: 'tag', usable: false, reason: expect.stringMatching(/unbound referrer/) }),
+        expect.objectContaining({ artifactDigest: summary.archive.artifactDigest, via: 'index', usable: true, chosen: true }),
+        expect.objectContaining({ artifactDigest: forged, via: 'tag', usable: false, chosen: false, reason: expect.stringMatching(/unbound referrer/) }),
       ]),
     );
 
@@ -305,7 +305,7 @@ describe('archive trust', () => {
     // --list names every candidate and why it is not usable.
     const list = await cli(await fresh(), ['pull-archive', byManifest, '--list', '--trust-referrers']);
     expect(list.code).toBe(0);
-    expect(list.out).toMatch(new RegExp(`^ok +${summary.archive.artifactDigest} via tag`, 'm'));
+    expect(list.out).toMatch(new RegExp(`^use +${summary.archive.artifactDigest} via tag`, 'm'));
     for (const artifact of [junkArtifact, zerosArtifact, hugeArtifact]) expect(list.out).toMatch(new RegExp(`^no +${artifact} via tag.*: `, 'm'));
   }, 120_000);
 

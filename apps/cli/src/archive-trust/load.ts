@@ -84,8 +84,10 @@ export interface CandidateReport {
   blobDigest?: Digest;
   bytes?: number;
   via: LoadedArchive['via'];
-  /** Whether it would be served under the given trust options (and why not). */
+  /** Whether it would be accepted under the given trust options (and why not). */
   usable: boolean;
+  /** The one a worker with these options serves: the first usable in this order (none when pinned). */
+  chosen: boolean;
   reason?: string;
   signedBy?: string;
 }
@@ -295,7 +297,7 @@ export async function listArchiveCandidates(reference: string, options: LoadArch
     const reports: CandidateReport[] = [];
     const referrersAllowed = options.trustReferrers || (options.verifyKeys?.length ?? 0) > 0;
     for (const candidate of await candidates(context, true)) {
-      const report: CandidateReport = { via: candidate.via, usable: false, ...(candidate.artifact ? { artifactDigest: candidate.artifact.digest } : {}) };
+      const report: CandidateReport = { via: candidate.via, usable: false, chosen: false, ...(candidate.artifact ? { artifactDigest: candidate.artifact.digest } : {}) };
       try {
         const accepted = await accept(context, candidate);
         report.blobDigest = accepted.blobDigest;
@@ -310,6 +312,9 @@ export async function listArchiveCandidates(reference: string, options: LoadArch
       }
       reports.push(report);
     }
+    // Bound archives come first and referrers in digest order, as loadArchiveForReference tries them.
+    const first = options.archiveDigest ? undefined : reports.find((report) => report.usable);
+    if (first) first.chosen = true;
     return { reference: source.reference, manifestDigest: image.manifestDigest, candidates: reports };
   } finally {
     await source.close();

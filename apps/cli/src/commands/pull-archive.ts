@@ -55,7 +55,7 @@ export function register(program: Command): void {
       const lines = [`archives for ${listing.reference}@${listing.manifestDigest}: ${listing.candidates.length}`];
       for (const candidate of listing.candidates) {
         lines.push(
-          `${candidate.usable ? 'ok  ' : 'no  '} ${candidate.artifactDigest ?? '(pinned blob)'} via ${candidate.via}` +
+          `${candidate.chosen ? 'use ' : candidate.usable ? 'ok  ' : 'no  '} ${candidate.artifactDigest ?? '(pinned blob)'} via ${candidate.via}` +
             `${candidate.blobDigest ? ` archive ${candidate.blobDigest}` : ''}${candidate.bytes !== undefined ? ` (${formatSize(candidate.bytes)})` : ''}` +
             `${candidate.signedBy ? ` signed by ${candidate.signedBy}` : ''}${candidate.reason ? `: ${candidate.reason}` : ''}`,
         );
