@@ -15,6 +15,7 @@ import { openRegistryTarget, pushImage } from '@clip/registry-fetch/push';
 import { EMPTY_CONFIG_DESCRIPTOR, pushReferrer } from '@clip/registry-fetch/referrers';
 import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
 import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
 import { removeAll, runCli, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import type { PublishSummary } from '../src/publish/pipeline.js';
 
@@ -168,6 +169,14 @@ describe('archive trust', () => {
       expect(cat.code).toBe(0);
       expect(cat.stdout.equals(genuineTool)).toBe(true);
     }
+    // Other tools still take the tag as an image: skopeo picks the platform, umoci unpacks it;
+    // skopeo --all copies the archive artifact along.
+    await skopeoCopy(`docker://${tag}`, `oci:${join(work, 'copied')}:v1`);
+    const rootfs = await umociUnpack(`${join(work, 'copied')}:v1`, join(work, 'bundle'));
+    expect((await readFile(join(rootfs, TOOL.slice(1)))).equals(genuineTool)).toBe(true);
+    await skopeoCopy(`docker://${tag}`, `oci:${join(work, 'copied-all')}:v1`, { all: true });
+    expect((await readdir(join(work, 'copied-all', 'blobs', 'sha256'))).includes(summary.archive.blobDigest.slice('sha256:'.length))).toBe(true);
+
     // Through FUSE on a fresh worker too.
     const mountpoint = await tempDir('mnt');
     const mount = await startMount(tag, mountpoint);
@@ -240,6 +249,10 @@ describe('archive trust', () => {
     expect(trusting.stdout.equals(genuineTool)).toBe(true);
     expect(trusting.stderr).toMatch(new RegExp(`skipping invalid archive referrer.*artifact=${forged}.*data-carrying archive`));
     expect(trusting.stderr).not.toMatch(/mode=data/);
+    // A worker that requires signatures refuses this unsigned publish even through its bound tag.
+    const unsigned = await cli(await fresh(), ['cat', `${registryA.host}/${repo}:v1`, TOOL, '--verify-key', keys.publicPem]);
+    expect(unsigned.code).toBe(1);
+    expect(unsigned.stderr).toMatch(new RegExp(`archive artifact ${summary.archive.artifactDigest} in .*: not signed \\[CLIP_E_ARCHIVE_UNBOUND\\]`));
     // Pinned explicitly: refused, and nothing is served.
     const pinned = await cli(await fresh(), ['cat', byManifest, TOOL, '--archive-digest', sha256(forgedBytes)]);
     expect(pinned.code).toBe(1);

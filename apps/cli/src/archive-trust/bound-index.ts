@@ -3,11 +3,12 @@
 // or better the index's digest, therefore names one archive digest; a writer of referrers
 // cannot change what an index digest lists. The artifact entry has platform unknown/unknown
 // (as BuildKit's attestation manifests), so platform-matching clients (containerd, skopeo,
-// docker) never pick it as an image, and an annotation names the manifest it indexes.
+// docker) never pick it as an image, and an annotation names the manifest it indexes. The
+// entry carries no `artifactType`: skopeo 1.9 (containers/image 5.23) drops that field when it
+// re-serialises an index, so `skopeo copy --all --preserve-digests` would refuse the copy.
 import type { Digest } from '@clip/shared/digest';
 import type { Descriptor, Platform, RawManifest } from '@clip/registry-fetch/image-source';
 import { MEDIA_TYPE, isIndexMediaType } from '@clip/registry-fetch/media-types';
-import { ARCHIVE_ARTIFACT_TYPE } from '../publish/artifact.js';
 
 /** Annotation on the artifact's index entry: the image manifest digest the archive indexes. */
 export const BOUND_MANIFEST_ANNOTATION = 'dev.clip.archive.manifest';
@@ -35,9 +36,11 @@ function descriptorJson(descriptor: Descriptor): Json {
   };
 }
 
-/** Whether an index entry is a clip archive bound to some manifest (ours or an older publish's). */
-function isArchiveEntry(entry: unknown): boolean {
-  return typeof entry === 'object' && entry !== null && (entry as Json)['artifactType'] === ARCHIVE_ARTIFACT_TYPE;
+/** The manifest an index entry binds an archive to, if it is such an entry. */
+function boundManifestOf(entry: unknown): unknown {
+  if (typeof entry !== 'object' || entry === null) return undefined;
+  const annotations = (entry as Json)['annotations'];
+  return typeof annotations === 'object' && annotations !== null ? (annotations as Json)[BOUND_MANIFEST_ANNOTATION] : undefined;
 }
 
 /**
@@ -50,9 +53,7 @@ export function bindIndexBytes(input: BindIndexInput): Uint8Array {
   if (isIndexMediaType(input.top.mediaType)) {
     base = JSON.parse(Buffer.from(input.top.bytes).toString('utf8')) as Json;
     const manifests = Array.isArray(base['manifests']) ? base['manifests'] : [];
-    entries = manifests.filter(
-      (entry) => !(isArchiveEntry(entry) && ((entry as Json)['annotations'] as Json | undefined)?.[BOUND_MANIFEST_ANNOTATION] === input.manifest.digest),
-    );
+    entries = manifests.filter((entry) => boundManifestOf(entry) !== input.manifest.digest);
   } else {
     entries = [
       descriptorJson({
@@ -69,7 +70,6 @@ export function bindIndexBytes(input: BindIndexInput): Uint8Array {
       digest: input.artifact.digest,
       size: input.artifact.size,
       platform: UNKNOWN_PLATFORM,
-      artifactType: ARCHIVE_ARTIFACT_TYPE,
       annotations: { [BOUND_MANIFEST_ANNOTATION]: input.manifest.digest },
     }),
   );
@@ -78,9 +78,10 @@ export function bindIndexBytes(input: BindIndexInput): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(index));
 }
 
-/** Artifact manifests the deployed index binds to `manifestDigest` (index order). */
+/**
+ * Artifact manifests the deployed index binds to `manifestDigest` (index order). The artifact
+ * manifest itself is checked when fetched (artifactType, subject, one archive layer).
+ */
 export function boundArtifacts(indexEntries: readonly Descriptor[], manifestDigest: Digest): Descriptor[] {
-  return indexEntries.filter(
-    (entry) => entry.artifactType === ARCHIVE_ARTIFACT_TYPE && entry.annotations?.[BOUND_MANIFEST_ANNOTATION] === manifestDigest,
-  );
+  return indexEntries.filter((entry) => entry.annotations?.[BOUND_MANIFEST_ANNOTATION] === manifestDigest);
 }
