@@ -2,6 +2,7 @@
 // against fresh workers and real registries: forged archives are built with the project's own
 // codec and pushed as referrers of the published manifest, the way clip publish pushes its own.
 // The worker must serve the genuine bytes or refuse clearly, never the forged ones.
+import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import { EMPTY_CONFIG_DESCRIPTOR, pushReferrer } from '@clip/registry-fetch/refe
 import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
 import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
 import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
-import { removeAll, runCli, startMount, tempDir, type RunningMount } from './mount-harness.js';
+import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import type { PublishSummary } from '../src/publish/pipeline.js';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
@@ -223,6 +224,37 @@ describe('archive trust', () => {
     expect(inspect.code).toBe(0);
     expect(JSON.parse(inspect.out)).toMatchObject({ mode: 'oci', metadata: { storage: { registry: registryA.host, repository: repo, manifestDigest: layout.image.manifestDigest } } });
   }, 180_000);
+
+  it('containerd pulls the bound tag as the image: the archive entry is skipped by platform matching', async () => {
+    const repo = 'trust/containerd';
+    const { summary } = await publish(registryA, repo);
+    const root = await mkdtemp(join(work, 'containerd-'));
+    const socket = join(root, 'c.sock');
+    await writeFile(
+      join(root, 'config.toml'),
+      `version = 2\nroot = "${root}/root"\nstate = "${root}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\naddress = "${socket}"\n`,
+    );
+    const daemon = spawn('containerd', ['--config', join(root, 'config.toml')], { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => daemon.once('exit', () => resolve()));
+    try {
+      const ctr = (args: string[]) => sh(`ctr -a '${socket}' ${args.join(' ')}`);
+      for (let i = 0; (await ctr(['version'])).code !== 0; i++) {
+        if (i > 100) throw new Error('containerd did not start');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const pulled = await ctr(['images', 'pull', '--plain-http', `${registryA.host}/${repo}:v1`]);
+      expect(pulled.code).toBe(0);
+      expect(pulled.stdout).toMatch(new RegExp(`unpacking linux/\\S+ ${summary.imageDigest}`));
+      const content = await ctr(['content', 'ls', '-q']);
+      expect(content.stdout).toContain(layout.image.layers[0]!.digest);
+      // Neither the archive artifact nor the archive blob was fetched.
+      expect(content.stdout).not.toContain(summary.archive.artifactDigest);
+      expect(content.stdout).not.toContain(summary.archive.blobDigest);
+    } finally {
+      daemon.kill('SIGTERM');
+      await exited;
+    }
+  }, 120_000);
 
   it('data-carrying archive claiming the manifest: never accepted for a registry image', async () => {
     const repo = 'trust/data';
