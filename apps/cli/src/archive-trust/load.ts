@@ -234,6 +234,9 @@ async function refuseUnbound(context: Context): Promise<never> {
   );
 }
 
+/** Failures that say nothing about the candidate itself. */
+const TRANSIENT = new Set(['CLIP_E_REGISTRY', 'CLIP_E_AUTH', 'CLIP_E_TIMEOUT']);
+
 /** Finds, checks and caches the archive that may be served for `reference`. */
 export async function loadArchiveForReference(reference: string, options: LoadArchiveOptions = {}): Promise<LoadedArchive> {
   const context = await resolveContext(reference, options);
@@ -248,13 +251,13 @@ export async function loadArchiveForReference(reference: string, options: LoadAr
         accepted = await accept(context, candidate);
       } catch (error) {
         // A pinned or bound archive that fails is an error: nothing else may stand in for it.
-        if (!isClipError(error) || candidate.trust === 'pinned' || candidate.trust === 'bound-index') throw error;
+        // Nor may an unreachable registry make the next referrer win: only invalid ones are skipped.
+        if (!isClipError(error) || candidate.trust === 'pinned' || candidate.trust === 'bound-index' || TRANSIENT.has(error.code)) throw error;
         logger.warn('skipping invalid archive referrer', { reference: source.reference, artifact: candidate.artifact?.digest, error: error.message });
         failures.push(`${candidate.artifact?.digest}: ${error.message}`);
         continue;
       }
       if (!accepted.fromCache) await writeFileAtomically(accepted.path, accepted.bytes);
-      const usable = list.length;
       logger.info(accepted.fromCache ? 'using cached archive' : 'downloaded archive', {
         reference: source.reference,
         manifest_digest: image.manifestDigest,
@@ -263,7 +266,7 @@ export async function loadArchiveForReference(reference: string, options: LoadAr
         artifact: candidate.artifact?.digest,
         archive: accepted.blobDigest,
         ...(accepted.signedBy ? { signed_by: accepted.signedBy } : {}),
-        ...(usable > 1 ? { candidates: usable, chosen: 'first valid by artifact digest' } : {}),
+        ...(list.length > 1 ? { candidates: list.length, chosen: 'first valid by artifact digest' } : {}),
         bytes: accepted.bytes.length,
         path: accepted.path,
       });
