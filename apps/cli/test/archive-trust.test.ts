@@ -256,6 +256,21 @@ describe('archive trust', () => {
     }
   }, 120_000);
 
+  it('publish --no-bind leaves the tag on the image: workers then refuse unless pinned', async () => {
+    const repo = 'trust/unbound';
+    const { summary } = await publish(registryA, repo, ['--no-bind']);
+    expect(summary.archive.boundIndexDigest).toBeUndefined();
+    expect(summary.imageDigest).toBe(layout.topDigest);
+    const tag = `${registryA.host}/${repo}:v1`;
+    const refused = await cli(await fresh(), ['cat', tag, TOOL]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/\[CLIP_E_ARCHIVE_UNBOUND\]/);
+    const pinned = await cli(await fresh(), ['cat', tag, TOOL, '--archive-digest', summary.archive.blobDigest]);
+    expect(pinned.code).toBe(0);
+    expect(pinned.stdout.equals(genuineTool)).toBe(true);
+    expect(pinned.stderr).toMatch(/trust=pinned via=digest/);
+  }, 120_000);
+
   it('data-carrying archive claiming the manifest: never accepted for a registry image', async () => {
     const repo = 'trust/data';
     const { summary } = await publish(registryA, repo);
