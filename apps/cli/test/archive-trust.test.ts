@@ -7,22 +7,18 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { encodeArchive, encodeDataArchive, openArchive } from '@clip/shared/archive/format';
-import type { ArchiveContents } from '@clip/shared/archive/model';
-import type { Digest } from '@clip/shared/digest';
-import type { Descriptor } from '@clip/registry-fetch/image-source';
-import { openImageSource } from '@clip/registry-fetch/open';
-import { openRegistryTarget, pushImage } from '@clip/registry-fetch/push';
-import { EMPTY_CONFIG_DESCRIPTOR, pushReferrer } from '@clip/registry-fetch/referrers';
-import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
+import { encodeArchive, encodeDataArchive, openArchive, type ArchiveContents } from '@clip/archive-format';
+import type { PublishSummary } from '@clip/indexer';
+import type { Digest } from '@clip/shared';
+import { openImageSource, openRegistryTarget, pushImage, pushReferrer, type Descriptor } from '@clip/registry-fetch';
+import { buildFixture, skopeoCopy, startRegistry, umociUnpack, type BuiltLayout, type RunningRegistry } from '@clip/testkit';
 import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
-import type { PublishSummary } from '../src/publish/pipeline.js';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const sha256 = (bytes: Uint8Array): Digest => `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+/** The OCI empty descriptor (config of every artifact). */
+const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(Buffer.from('{}')), size: 2 };
 const TOOL = '/usr/bin/tool';
 const README = '/usr/share/doc/pkg/README';
 
@@ -66,7 +62,7 @@ function artifactManifestDigest(blob: Uint8Array, annotations: Record<string, st
         schemaVersion: 2,
         mediaType: OCI_MANIFEST,
         artifactType: ARTIFACT_TYPE,
-        config: { mediaType: EMPTY_CONFIG_DESCRIPTOR.mediaType, digest: EMPTY_CONFIG_DESCRIPTOR.digest, size: EMPTY_CONFIG_DESCRIPTOR.size },
+        config: EMPTY_CONFIG,
         layers: [{ mediaType: ARTIFACT_TYPE, digest: sha256(blob), size: blob.length }],
         subject: { mediaType: s.mediaType, digest: s.digest, size: s.size },
         annotations,

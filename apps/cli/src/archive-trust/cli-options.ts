@@ -1,11 +1,8 @@
 // The trust flags every command that loads an archive for an image reference takes (mount,
 // pull-archive, cat, ls, inspect), and their translation into TrustOptions.
 import type { Command } from 'commander';
-import { isDigest, type Digest } from '@clip/shared/digest';
-import { UsageError } from '@clip/shared/errors';
-import { parseRegistryReference } from '@clip/shared/reference';
-import type { TrustOptions } from './load.js';
-import { loadVerifyKey } from './signature.js';
+import { isDigest, parseRegistryReference, UsageError, type Digest } from '@clip/shared';
+import type { TrustOptions } from '@clip/registry-fetch';
 
 export interface TrustFlags {
   archiveDigest?: string;
@@ -32,7 +29,9 @@ export async function trustOptionsFrom(flags: TrustFlags): Promise<TrustOptions>
     const ref = parseRegistryReference(text);
     return { registry: ref.registry, repository: ref.repository };
   });
-  const verifyKeys = await Promise.all((flags.verifyKey ?? []).map(loadVerifyKey));
+  const keyFiles = flags.verifyKey ?? [];
+  // The registry client loads only when a key is given: commands on plain files skip it.
+  const verifyKeys = keyFiles.length ? await Promise.all(keyFiles.map(async (file) => (await import('@clip/registry-fetch')).loadVerifyKey(file))) : [];
   return {
     ...(flags.archiveDigest ? { archiveDigest: flags.archiveDigest as Digest } : {}),
     ...(flags.trustReferrers ? { trustReferrers: true } : {}),

@@ -1,9 +1,7 @@
 // `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
 import type { Command } from 'commander';
-import type { ClipArchive } from '@clip/shared/archive/format';
-import type { ArchiveMetadata, FileType } from '@clip/shared/archive/model';
-import { formatSize } from '@clip/shared/size';
-import { createLogger } from '@clip/shared/log';
+import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-format';
+import { createLogger, formatSize } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 export interface ArchiveReport {
@@ -93,7 +91,7 @@ export function formatReport(report: ArchiveReport): string {
     '',
   );
   const layerRows = [['#', 'DIGEST', 'COMPRESSION', 'COMPRESSED', 'UNCOMPRESSED', 'SPANS']];
-  report.layers.forEach((layer, index) =>
+  for (const [index, layer] of report.layers.entries()) {
     layerRows.push([
       String(index),
       layer.digest,
@@ -101,8 +99,8 @@ export function formatReport(report: ArchiveReport): string {
       formatSize(layer.compressedSize),
       formatSize(layer.uncompressedSize),
       String(layer.spans),
-    ]),
-  );
+    ]);
+  }
   lines.push(...table(layerRows));
   return `${lines.join('\n')}\n`;
 }
@@ -115,10 +113,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object instead of text')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
   addTrustOptions(command).action(async (file: string, options: { json?: boolean; insecure?: boolean } & TrustFlags) => {
-      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
-        import('@clip/mounter/archive-location'),
-        import('../publish/resolve-argument.js'),
-      ]);
+      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
       const insecure = options.insecure ?? false;
       const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)) });
       const opened = await openArchiveLocation(location, { insecure });

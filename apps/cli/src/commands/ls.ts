@@ -1,9 +1,7 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
-import type { ClipArchive } from '@clip/shared/archive/format';
-import type { FileType, Inode } from '@clip/shared/archive/model';
-import { PathNotFoundError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
+import type { ClipArchive, FileType, Inode } from '@clip/archive-format';
+import { createLogger, PathNotFoundError } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 const TYPE_CHARS: Record<FileType, string> = {
@@ -83,10 +81,7 @@ export function register(program: Command): void {
     .option('-l, --long', 'long listing: mode, links, uid, gid, size (or major, minor), mtime (UTC), name -> target')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
   addTrustOptions(command).action(async (file: string, path: string, options: { long?: boolean; insecure?: boolean } & TrustFlags) => {
-      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
-        import('@clip/mounter/archive-location'),
-        import('../publish/resolve-argument.js'),
-      ]);
+      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
       const insecure = options.insecure ?? false;
       const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)) });
       const opened = await openArchiveLocation(location, { insecure });

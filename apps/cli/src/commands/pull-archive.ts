@@ -3,9 +3,8 @@
 // signed, or a trusted referrer), download and verify it, cache it. `--list` shows every
 // candidate and whether it would be served.
 import type { Command } from 'commander';
-import { createLogger } from '@clip/shared/log';
-import { formatSize } from '@clip/shared/size';
-import { parsePlatform } from '@clip/registry-fetch/platform';
+import { createLogger, formatSize } from '@clip/shared';
+import { parsePlatform } from '@clip/registry-fetch';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 interface PullArchiveOptions extends TrustFlags {
@@ -31,6 +30,7 @@ export function register(program: Command): void {
     .description('download the .clip archive a worker may serve for an image (bound by its index, pinned, signed or a trusted referrer), verified and cached')
     .argument('<image>', 'registry reference, e.g. 127.0.0.1:5000/app:v1')
     .option('-o, --output <file.clip>', 'copy the archive here (it is always kept in the cache)')
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax shown in the help text
     .option('--cache-dir <dir>', 'archive cache (default $CLIP_ARCHIVE_CACHE or ${XDG_CACHE_HOME:-~/.cache}/clip/archives)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--refresh', 'download again even if the cache has it')
@@ -46,7 +46,7 @@ export function register(program: Command): void {
       ...(options.insecure ? { insecure: true } : {}),
     };
     if (options.list) {
-      const { listArchiveCandidates } = await import('../archive-trust/load.js');
+      const { listArchiveCandidates } = await import('@clip/registry-fetch');
       const listing = await listArchiveCandidates(image, common);
       if (options.json) {
         process.stdout.write(`${JSON.stringify(listing, null, 2)}\n`);
@@ -63,7 +63,7 @@ export function register(program: Command): void {
       process.stdout.write(`${lines.join('\n')}\n`);
       return;
     }
-    const { pullArchive } = await import('../publish/pull.js');
+    const { pullArchive } = await import('@clip/registry-fetch');
     const result = await pullArchive(image, {
       ...common,
       ...(options.output ? { output: options.output } : {}),
