@@ -196,6 +196,11 @@ describe('clip run', () => {
     expect(badState.code).toBe(1);
     expect(badState.stderr).toMatch(/clip: error: cannot use the state directory .*not-a-dir.* \[CLIP_E_STATE_DIR\]/);
 
+    // The trust rules of clip mount apply: an archive digest that is not the published one.
+    const wrongDigest = await clipRun('--archive-digest', `sha256:${'0'.repeat(64)}`, image, '--', 'true');
+    expect(wrongDigest.code).toBe(1);
+    expect(wrongDigest.stderr).toMatch(/clip: error: layer not found: sha256:0{64} in \S+test\/busybox:v1 .*\[CLIP_E_LAYER_NOT_FOUND\]/);
+
     const badVolume = await clipRun('-v', 'relative:/x', image);
     expect(badVolume.code).toBe(2);
     const badNet = await clipRun('--net', 'bridge', image);
