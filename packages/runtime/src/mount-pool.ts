@@ -39,6 +39,8 @@ export interface ImageMountPoolOptions {
   insecure?: boolean;
   /** Where `clip pull-archive` keeps downloaded archives (default resolver only). */
   archiveCacheDir?: string;
+  /** More `clip pull-archive` flags for the default resolver, e.g. trust: ['--verify-key', 'key.pem']. */
+  pullArchiveArgs?: string[];
   /** argv running the clip CLI; default the workspace's @clip/cli, else `clip` on PATH. */
   clipCommand?: string[];
   /** Default: local files and URLs as they are, registry references through `clip pull-archive --json`. */
@@ -144,6 +146,7 @@ export class ImageMountPool {
     const [command, ...prefix] = this.options.clipCommand ?? defaultClipCommand();
     const args = [...prefix, 'pull-archive', image, '--json', ...(this.options.insecure ? ['--insecure'] : [])];
     if (this.options.archiveCacheDir) args.push('--cache-dir', this.options.archiveCacheDir);
+    args.push(...(this.options.pullArchiveArgs ?? []));
     try {
       const { stdout } = await run(command!, args, { maxBuffer: 1 << 20 });
       return (JSON.parse(stdout) as { path: string }).path;
