@@ -2,7 +2,6 @@
 // prepare a bundle (overlay root + config.json) in the state directory, run it with the OCI
 // runtime, then remove container, overlay and state and release the mount, whatever happened.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, writeFileAtomically, type Logger } from '@clip/shared';
@@ -58,7 +57,12 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   await runtime.check();
   await pruneContainers(pool, runtime, logger);
   const dir = join(pool.stateDir, 'containers', id);
-  if (existsSync(dir)) throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
+  // mkdir without `recursive` is the atomic claim of the name: two runs with one --name cannot both get it.
+  await mkdir(join(pool.stateDir, 'containers'), { recursive: true });
+  await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EEXIST') throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
+    throw new StateDirError(`cannot create ${dir}: ${error.message}`, { cause: error });
+  });
 
   // A signal before the container runs cancels the start, with the same cleanup.
   let cancelled: NodeJS.Signals | undefined;
@@ -77,7 +81,6 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   let cleanupError: Error | undefined;
   try {
     // Who runs this container: a later clip run cleans up after a clip run that was killed.
-    await mkdir(dir, { recursive: true });
     await writeFileAtomically(join(dir, OWNER_FILE), Buffer.from(`${JSON.stringify({ pid: process.pid, image })}\n`));
     bundle = await prepareBundle(pool, image, dir, { ...options, id, holder: `container:${id}` });
     const prepared = performance.now();

@@ -168,6 +168,17 @@ describe('clip run', () => {
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
+  it('refuses a --name that a running container has', async () => {
+    const first = startCli(['run', '--state-dir', stateDir, '--name', 'twin', image, '--', 'sleep', '30']);
+    for (let i = 0; i < 400 && !/container started/.test(first.output().stderr); i++) await new Promise((r) => setTimeout(r, 25));
+    const second = await clipRun('--name', 'twin', image, '--', 'true');
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/clip: error: a container named twin exists in .*\[CLIP_E_STATE_DIR\]/);
+    first.child.kill('SIGTERM');
+    expect((await first.done).code).toBe(143);
+    expect(await mountsUnder(stateDir)).toEqual([]);
+  });
+
   it('fails clearly on an unknown user', async () => {
     const result = await clipRun('-u', 'nobody-here', image, '--', 'true');
     expect(result.code).toBe(1);
