@@ -2,7 +2,9 @@
 // archive's tables are read without its DATA section, and file contents are then fetched
 // block by block through the same LayerReader path as OCI-mode layers.
 import { LayerNotFoundError, UsageError } from '@clip/shared';
-import { archiveHeadLength, openArchive, openArchiveHead, type ClipArchive } from './format.js';
+import type { ClipArchive } from './archive.js';
+import { openArchive, openArchiveHead } from './archive-reader.js';
+import { archiveHeadLength } from './frame-verify.js';
 import type { FetchRange } from './byte-range.js';
 
 /** Random access to the bytes of one archive file. */
