@@ -1,3 +1,4 @@
+// A copy of @clip/testkit's archiveContents (testkit depends on this package, not the reverse).
 import type { ClipArchive } from '../src/archive.js';
 import type { ArchiveContents, DirEntry, Inode } from '../src/model.js';
 

@@ -1,5 +1,6 @@
 // @clip/testkit: the real parts tests run against — a registry, fixture images written as OCI
 // layouts, tar writers, a fault-injecting proxy, skopeo/umoci wrappers, tree comparison.
+export { archiveContents } from './archive-contents.js';
 export { buildDebianImage, testkitCacheDir, type DebianImage, type DebianImageOptions } from './debian-image.js';
 export { runDemo } from './demo.js';
 export { FAULT_KINDS, startFaultProxy, type FaultKind, type FaultProxy, type FaultProxyOptions, type FaultProxyStats, type FaultRates, type ProxiedRequest, type ScriptedFault } from './fault-proxy.js';
