@@ -7,7 +7,12 @@ import { openArchive, openArchiveHead } from './archive-reader.js';
 import { archiveHeadLength } from './frame-verify.js';
 import type { FetchRange } from './byte-range.js';
 
-/** Random access to the bytes of one archive file. */
+/**
+ * Random access to the bytes of one archive file. A second byte-range interface beside
+ * FetchRange on purpose: it reads the archive file itself (before any layer digest is known,
+ * to find the head) and owns the file or connection (size, close); dataSectionFetchRange
+ * turns it into the FetchRange of the archive's one layer.
+ */
 export interface ArchiveByteSource {
   /** Length of the whole archive file. */
   readonly size: number;
