@@ -13,3 +13,4 @@ export { readTree } from './read-tree.js';
 export { freePort, startRegistry, type RegistryOptions, type RunningRegistry } from './registry.js';
 export { runTool, skopeoCopy, skopeoInspect, skopeoInspectRaw, umociUnpack } from './tools.js';
 export { diffTrees, type Tree, type TreeNode } from './tree.js';
+export { encodeTar, type TarEntrySpec } from './tar-writer.js';
