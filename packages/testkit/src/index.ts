@@ -14,3 +14,4 @@ export { freePort, startRegistry, type RegistryOptions, type RunningRegistry } f
 export { runTool, skopeoCopy, skopeoInspect, skopeoInspectRaw, umociUnpack } from './tools.js';
 export { diffTrees, type Tree, type TreeNode } from './tree.js';
 export { encodeTar, type TarEntrySpec } from './tar-writer.js';
+export { plainLayer } from './plain-layer.js';
