@@ -10,6 +10,7 @@
 // it waits or runs are replaced by the longest, written next (a span extended piece by piece
 // is written a few times, not once per piece: each write hashes and writes the whole block).
 import { createHash, randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockCache } from '@clip/shared/archive/layer-reader';
@@ -30,6 +31,13 @@ export interface DiskCacheOptions extends DiskCacheEvents {
   writeDelayMs?: number;
 }
 
+/** Every queued write listens on it: no listener limit (Node warns of a leak past 10). */
+function wakeController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
+
 export class DiskBlockCache implements BlockCache {
   readonly #dir: string;
   readonly #maxBytes: number;
@@ -42,7 +50,7 @@ export class DiskBlockCache implements BlockCache {
   readonly #writes = new Map<string, { next: Buffer | undefined; done: Promise<void> }>();
   readonly #writeDelayMs: number;
   /** Wakes writes waiting out their delay (flush). */
-  #wake = new AbortController();
+  #wake = wakeController();
 
   constructor(dir: string, maxBytes: number, options: DiskCacheOptions = {}) {
     this.#dir = dir;
@@ -115,7 +123,7 @@ export class DiskBlockCache implements BlockCache {
   /** Settles when every write started so far has (without waiting out their delays). */
   async flush(): Promise<void> {
     this.#wake.abort();
-    this.#wake = new AbortController();
+    this.#wake = wakeController();
     while (this.#writes.size > 0) await Promise.all([...this.#writes.values()].map((entry) => entry.done.catch(() => {})));
   }
 

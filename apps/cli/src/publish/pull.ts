@@ -1,7 +1,8 @@
 // Runtime side: find the archive published for an image (referrers API or fallback tag),
 // download it, verify it (blob digest, opens as an archive, indexes this very manifest) and
 // keep it in the local cache.
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, readFile } from 'node:fs/promises';
+import { makeDirectories } from '@clip/shared/fs-atomic';
 import { dirname } from 'node:path';
 import { openArchive, type ClipArchive } from '@clip/shared/archive/format';
 import { sha256Digest, type Digest } from '@clip/shared/digest';
@@ -101,7 +102,7 @@ export async function pullArchive(reference: string, options: PullArchiveOptions
     const path = cachedArchivePath(cacheDir, manifestDigest);
     const finish = async (result: Omit<PullArchiveResult, 'networkBytes' | 'output'>): Promise<PullArchiveResult> => {
       if (options.output) {
-        await mkdir(dirname(options.output), { recursive: true });
+        await makeDirectories(dirname(options.output));
         await copyFile(path, options.output);
       }
       return { ...result, ...(options.output ? { output: options.output } : {}), networkBytes: source.stats().networkBytesReceived };

@@ -1,6 +1,7 @@
 // `clip index <registry ref>` of an image that already has a published archive: say so, and
 // with --reuse take that archive instead of indexing again.
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
+import { makeDirectories } from '@clip/shared/fs-atomic';
 import { dirname } from 'node:path';
 import { isClipError } from '@clip/shared/errors';
 import type { Logger } from '@clip/shared/log';
@@ -56,7 +57,7 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
     ...(options.platform ? { platform: options.platform } : {}),
     ...(options.insecure ? { insecure: true } : {}),
   });
-  await mkdir(dirname(options.output), { recursive: true });
+  await makeDirectories(dirname(options.output));
   await copyFile(pulled.path, options.output);
   return { ...pulled, output: options.output };
 }
