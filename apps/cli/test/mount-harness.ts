@@ -115,9 +115,14 @@ export async function startMount(archive: string, mountpoint: string, args: stri
 }
 
 /** Runs the built cli; never throws on a non-zero exit. */
-export async function runCli(args: string[], options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+export async function runCli(
+  args: string[],
+  options: { timeoutMs?: number; env?: Record<string, string | undefined> } = {},
+): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const env: Record<string, string | undefined> = { ...process.env, ...options.env };
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     const out: Buffer[] = [];
     let err = '';
     child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { encodeArchiveAsync } from '@clip/shared/archive/format';
 import { writeFileAtomically } from '@clip/shared/fs-atomic';
 import type { ArchiveLayer, ArchiveMetadata, StorageReference } from '@clip/shared/archive/model';
-import { ClipError, DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
+import { ClipError, DigestMismatchError, LayerFormatError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { formatImageReference, parseImageReference, type ImageReference, type RegistryReference } from '@clip/shared/reference';
 import type { ImageSource, LayerDescriptor, Platform, ResolvedImage } from '@clip/registry-fetch/image-source';
@@ -302,7 +302,9 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
       // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
       const options = { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false, digestVerified: true } as const;
-      const indexed = await activeScanner.scan(counted, options, layer.size);
+      const indexed = await activeScanner.scan(counted, options, layer.size).catch((error: unknown) => {
+        throw nameLayer(error, layer.digest);
+      });
       layersDone++;
       report();
       logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });
@@ -364,4 +366,10 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     await scanner?.close();
     await source.close();
   }
+}
+
+/** Decompression errors (gzip/zstd) come without the layer: add its digest, once. */
+function nameLayer(error: unknown, digest: string): unknown {
+  if (!(error instanceof LayerFormatError) || error.message.includes(digest)) return error;
+  return new LayerFormatError(`layer ${digest}: ${error.message}`, { cause: error });
 }

@@ -18,7 +18,11 @@ export async function writeRawLayout(
   dir: string,
   tag: string,
   tars: Uint8Array[],
-  options: { platform?: { os: string; architecture: string } } = {},
+  options: {
+    platform?: { os: string; architecture: string };
+    /** Changes a layer's gzip blob before it is stored (e.g. corrupts it); the digest is of the result. */
+    mutateBlob?: (blob: Uint8Array, index: number) => Uint8Array;
+  } = {},
 ): Promise<RawLayout> {
   const blobs = join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
@@ -28,8 +32,9 @@ export async function writeRawLayout(
     return { digest, size: data.length };
   };
   const layers = [];
-  for (const tar of tars) {
-    const blob = gzipSync(tar);
+  for (const [index, tar] of tars.entries()) {
+    const gzipped = gzipSync(tar);
+    const blob = options.mutateBlob ? options.mutateBlob(gzipped, index) : gzipped;
     layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(blob)) });
   }
   const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };

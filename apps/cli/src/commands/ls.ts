@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { ClipArchive } from '@clip/shared/archive/format';
 import type { FileType, Inode } from '@clip/shared/archive/model';
 import { PathNotFoundError } from '@clip/shared/errors';
+import { escapeName } from '@clip/shared/printable';
 
 const TYPE_CHARS: Record<FileType, string> = {
   file: '-', directory: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', socket: 's',
@@ -43,7 +44,7 @@ export function longListing(rows: Array<{ name: string; inode: Inode }>): string
     String(inode.gid),
     sizeColumn(inode),
     formatMtime(inode.mtimeSec),
-    inode.type === 'symlink' ? `${name} -> ${inode.linkTarget ?? ''}` : name,
+    inode.type === 'symlink' ? `${escapeName(name)} -> ${escapeName(inode.linkTarget ?? '')}` : escapeName(name),
   ]);
   const widths = [1, 2, 3, 4].map((column) => Math.max(0, ...cells.map((row) => row[column]!.length)));
   return cells.map((row) =>
@@ -84,7 +85,7 @@ export function register(program: Command): void {
       const opened = await openArchiveLocation(file);
       await opened.close();
       const rows = listPath(opened.archive, path);
-      const lines = options.long ? longListing(rows) : rows.map((row) => row.name);
+      const lines = options.long ? longListing(rows) : rows.map((row) => escapeName(row.name));
       if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
     });
 }
