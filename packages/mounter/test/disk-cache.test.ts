@@ -12,7 +12,11 @@ afterEach(async () => {
 
 async function files(root: string): Promise<string[]> {
   const out: string[] = [];
-  for (const shard of await readdir(root)) for (const name of await readdir(join(root, shard))) out.push(join(root, shard, name));
+  // Skips the shared counter and lock files (`.usage`, `.lock`).
+  for (const shard of await readdir(root)) {
+    if (shard.startsWith('.')) continue;
+    for (const name of await readdir(join(root, shard))) out.push(join(root, shard, name));
+  }
   return out;
 }
 
