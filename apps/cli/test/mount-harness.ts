@@ -71,8 +71,16 @@ export interface RunningMount {
 }
 
 /** Starts `clip mount <archive> <mountpoint> ...args` and waits for its `mounted` log line. */
-export async function startMount(archive: string, mountpoint: string, args: string[] = []): Promise<RunningMount> {
-  const child = spawn(process.execPath, [CLI, 'mount', archive, mountpoint, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startMount(
+  archive: string,
+  mountpoint: string,
+  args: string[] = [],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningMount> {
+  const child = spawn(process.execPath, [CLI, 'mount', archive, mountpoint, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -129,13 +129,18 @@ export class RegistryClient {
   }
 
   private auth(): Promise<Authenticator> {
-    this.authenticator ??= resolveCredentials(this.registry, {
-      ...(this.options.credentials ? { credentials: this.options.credentials } : {}),
-      ...(this.options.env ? { env: this.options.env } : {}),
-      ...(this.options.dockerConfigDir ? { dockerConfigDir: this.options.dockerConfigDir } : {}),
-    }).then((credentials: ResolvedCredentials | undefined) => {
+    const resolve = () =>
+      resolveCredentials(this.registry, {
+        ...(this.options.credentials ? { credentials: this.options.credentials } : {}),
+        ...(this.options.env ? { env: this.options.env } : {}),
+        ...(this.options.dockerConfigDir ? { dockerConfigDir: this.options.dockerConfigDir } : {}),
+      });
+    this.authenticator ??= resolve().then((credentials: ResolvedCredentials | undefined) => {
       if (credentials) this.logger.debug('using registry credentials', { source: credentials.source });
-      return new Authenticator(this.registry, credentials, (url, headers) => this.fetchToken(url, headers));
+      // Long-lived mounts outlive credentials (rotated config.json, helpers, ECR's 12 h):
+      // re-read them when a token is due or a registry refuses them. Explicit ones are fixed.
+      const reload = this.options.credentials ? undefined : resolve;
+      return new Authenticator(this.registry, credentials, (url, headers) => this.fetchToken(url, headers), reload, this.logger);
     });
     return this.authenticator;
   }
@@ -249,7 +254,7 @@ export class RegistryClient {
         const hadChallenge = auth.scheme !== undefined;
         await this.discard(response);
         if (auth.accept(response.headers['www-authenticate'])) {
-          if (hadChallenge) auth.invalidate();
+          if (hadChallenge) await auth.invalidate();
           continue;
         }
         throw new AuthError(`${this.describe()}: ${request.what}: HTTP 401 without a usable WWW-Authenticate challenge`);

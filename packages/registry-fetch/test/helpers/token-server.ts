@@ -20,6 +20,8 @@ export interface TokenServer {
   rootCertBundle: string;
   /** One line per token request: user (or anonymous) and scopes, no secrets. */
   log: Array<{ user: string; scopes: string[]; granted: boolean }>;
+  /** Rotates the password: from now on only the new one gets tokens. */
+  setPassword(password: string): void;
   stop(): Promise<void>;
 }
 
@@ -27,7 +29,15 @@ function base64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
 }
 
-export async function startTokenServer(options: { username: string; password: string; expiresIn?: number }): Promise<TokenServer> {
+export async function startTokenServer(options: {
+  username: string;
+  password: string;
+  /** Token lifetime in seconds (default 300). */
+  expiresIn?: number;
+  /** false: anonymous callers are refused (401) instead of getting pull tokens. */
+  anonymous?: boolean;
+}): Promise<TokenServer> {
+  let password = options.password;
   const dir = await mkdtemp(join(tmpdir(), 'clip-token-'));
   await run('openssl', [
     'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=clip-test-token',
@@ -56,13 +66,18 @@ export async function startTokenServer(options: { username: string; password: st
     let user = 'anonymous';
     if (authorization?.startsWith('Basic ')) {
       const [name, ...rest] = Buffer.from(authorization.slice(6), 'base64').toString('utf8').split(':');
-      if (name !== options.username || rest.join(':') !== options.password) {
+      if (name !== options.username || rest.join(':') !== password) {
         log.push({ user: name ?? '', scopes, granted: false });
         res.writeHead(401, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ details: 'bad credentials' }));
         return;
       }
       user = name;
+    } else if (options.anonymous === false) {
+      log.push({ user, scopes, granted: false });
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ details: 'credentials required' }));
+      return;
     }
     const access = scopes.flatMap((scope) => {
       const [type, name, actions] = scope.split(':');
@@ -82,6 +97,9 @@ export async function startTokenServer(options: { username: string; password: st
     issuer,
     rootCertBundle: certPem,
     log,
+    setPassword(next: string) {
+      password = next;
+    },
     async stop() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });
