@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createArchive } from '@clip/indexer/create-archive';
 import { writeRawLayout } from '@clip/testkit/raw-layout';
 import { tar } from '@clip/testkit/raw-tar';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { htpasswdLine, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
 import { skopeoCopy } from '@clip/testkit/tools';
 import { startTokenServer, type TokenServer } from '../../../packages/registry-fetch/test/helpers/token-server.js';
 import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
@@ -26,7 +26,9 @@ const TOKEN_SECONDS = 2;
 let work: string;
 let tokens: TokenServer | undefined;
 let registry: RunningRegistry | undefined;
+let basicRegistry: RunningRegistry | undefined;
 let archive: string;
+let basicArchive: string;
 let data: Buffer;
 let mount: RunningMount | undefined;
 
@@ -50,14 +52,43 @@ beforeAll(async () => {
   await mkdir(worker);
   archive = join(worker, 'app.clip');
   await createArchive({ source: layout.ref, storageRef, output: archive, spanSize: 64 * 1024, workers: false });
+  // The same image on a registry with htpasswd (Basic) auth; the registry re-reads the file.
+  basicRegistry = await startRegistry({ auth: { kind: 'htpasswd', users: [{ username: USER, password: OLD_PASSWORD }] } });
+  const basicRef = `${basicRegistry.host}/rotate/app:v1`;
+  await skopeoCopy(layout.ref, `docker://${basicRef}`, { destCreds: { username: USER, password: OLD_PASSWORD } });
+  basicArchive = join(worker, 'basic.clip');
+  await createArchive({ source: layout.ref, storageRef: basicRef, output: basicArchive, spanSize: 64 * 1024, workers: false });
 }, 120_000);
 
 afterAll(async () => {
   await mount?.stop();
   await registry?.stop();
+  await basicRegistry?.stop();
   await tokens?.stop();
   await removeAll(work);
 });
+
+/**
+ * Reads the blob one chunk at a time, paced, each a range never read before (no cache can
+ * answer it); runs `rotate` a third of the way in. Returns `<index> <sha256>` lines.
+ */
+async function pacedReads(mountpoint: string, rotate: () => Promise<void>): Promise<string> {
+  const reader = sh(
+    `for i in $(seq 0 ${CHUNKS - 1}); do ` +
+      `h=$(dd if='${mountpoint}/data/blob' bs=${CHUNK} skip=$i count=1 status=none | sha256sum | cut -d' ' -f1) || h=FAILED; ` +
+      `echo "$i $h"; sleep 0.2; done 2>&1`,
+    120_000,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 7000));
+  await rotate();
+  return (await reader).stdout;
+}
+
+function check(out: string): { lines: string[]; wrong: string[] } {
+  const expected = Array.from({ length: CHUNKS }, (_, i) => createHash('sha256').update(data.subarray(i * CHUNK, (i + 1) * CHUNK)).digest('hex'));
+  const lines = out.trim().split('\n');
+  return { lines, wrong: lines.filter((line) => line.split(' ')[1] !== expected[Number(line.split(' ')[0])]) };
+}
 
 describe('a long-lived mount with expiring tokens and rotated credentials', () => {
   it('reads for ~20 s across 2 s tokens and a password rotation with 0 failed reads', async () => {
@@ -67,27 +98,14 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     const mountpoint = await tempDir('mnt');
     mount = await startMount(archive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], { env: { DOCKER_CONFIG: dockerConfig } });
 
-    // One chunk at a time, paced, each a range never read before (no cache can answer it).
-    const expected = Array.from({ length: CHUNKS }, (_, i) => createHash('sha256').update(data.subarray(i * CHUNK, (i + 1) * CHUNK)).digest('hex'));
-    const reader = sh(
-      `for i in $(seq 0 ${CHUNKS - 1}); do ` +
-        `h=$(dd if='${mountpoint}/data/blob' bs=${CHUNK} skip=$i count=1 status=none | sha256sum | cut -d' ' -f1) || h=FAILED; ` +
-        `echo "$i $h"; sleep 0.2; done 2>&1`,
-      120_000,
-    );
-    // Rotate a third of the way in: the registry's side first, config.json shortly after.
-    await new Promise((resolve) => setTimeout(resolve, 7000));
-    tokens!.setPassword(NEW_PASSWORD);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    await writeDockerConfig(dockerConfig, registry!.host, NEW_PASSWORD);
-    const out = await reader;
-
-    const lines = out.stdout.trim().split('\n');
-    const wrong = lines.filter((line) => {
-      const [index, hash] = line.split(' ');
-      return hash !== expected[Number(index)];
-    });
-    expect(wrong, `${out.stdout}\n${mount.stderr()}`).toEqual([]);
+    const rotate = async () => {
+      tokens!.setPassword(NEW_PASSWORD);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await writeDockerConfig(dockerConfig, registry!.host, NEW_PASSWORD);
+    };
+    const out = await pacedReads(mountpoint, rotate);
+    const { lines, wrong } = check(out);
+    expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
     expect(lines).toHaveLength(CHUNKS);
     const metrics = await mount.stop();
     const stderr = mount.stderr();
@@ -96,9 +114,33 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     expect(metrics?.['readErrors']).toBe(0);
     // Tokens really expired and were renewed many times, with the new password at the end.
     const granted = tokens!.log.filter((entry) => entry.granted && entry.user === USER);
-    console.info(`${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}, refused ${tokens!.log.filter((e) => !e.granted).length}`);
+    console.info(`bearer: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}, refused ${tokens!.log.filter((e) => !e.granted).length}`);
     expect(granted.length).toBeGreaterThanOrEqual(6);
     expect(tokens!.log.at(-1)).toMatchObject({ user: USER, granted: true });
+    expect(stderr).toMatch(/registry credentials changed/);
+  }, 120_000);
+
+  it('reads across an htpasswd password rotation (Basic auth) with 0 failed reads', async () => {
+    const dockerConfig = join(work, 'docker-basic');
+    await mkdir(dockerConfig);
+    await writeDockerConfig(dockerConfig, basicRegistry!.host, OLD_PASSWORD);
+    const mountpoint = await tempDir('mnt');
+    mount = await startMount(basicArchive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], { env: { DOCKER_CONFIG: dockerConfig } });
+    const rotate = async () => {
+      await writeFile(basicRegistry!.htpasswdPath!, `${await htpasswdLine({ username: USER, password: NEW_PASSWORD })}\n`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await writeDockerConfig(dockerConfig, basicRegistry!.host, NEW_PASSWORD);
+    };
+    const out = await pacedReads(mountpoint, rotate);
+    const { lines, wrong } = check(out);
+    expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
+    expect(lines).toHaveLength(CHUNKS);
+    const metrics = await mount.stop();
+    const stderr = mount.stderr();
+    mount = undefined;
+    await removeAll(mountpoint);
+    console.info(`basic: ${lines.length} reads, ${wrong.length} failed`);
+    expect(metrics?.['readErrors']).toBe(0);
     expect(stderr).toMatch(/registry credentials changed/);
   }, 120_000);
 });

@@ -47,6 +47,8 @@ interface CachedToken {
 
 /** Refresh a little before expiry so a token does not die in flight. */
 const EXPIRY_MARGIN_MS = 10_000;
+/** How long a refused request waits for a half-done credential rotation to complete. */
+const ROTATION_WAIT_MS = 1000;
 /** Default lifetime the token spec gives tokens without expires_in. */
 const DEFAULT_TOKEN_SECONDS = 60;
 
@@ -127,6 +129,18 @@ export class Authenticator {
   async invalidate(): Promise<void> {
     this.tokens.clear();
     await this.reloadCredentials();
+  }
+
+  /**
+   * After a refusal with credentials that were just re-read: a rotation may be half done
+   * (registry first, config.json a moment later). Waits a little and re-reads; true when
+   * they changed (worth one more try). False at once when they cannot be re-read.
+   */
+  async awaitRotation(): Promise<boolean> {
+    if (!this.reload || !this.credentials) return false;
+    await new Promise((resolve) => setTimeout(resolve, ROTATION_WAIT_MS));
+    this.tokens.clear();
+    return this.reloadCredentials();
   }
 
   /** Re-reads the credentials; true when they changed. A failed read keeps the old ones. */

@@ -228,6 +228,7 @@ export class RegistryClient {
     const auth = await this.auth();
     const retries = request.noRetry ? 0 : this.policy.retries;
     let authRetried = false;
+    let rotationWaited = false;
     for (let attempt = 0; ; ) {
       let response: RegistryResponse;
       try {
@@ -258,6 +259,14 @@ export class RegistryClient {
           continue;
         }
         throw new AuthError(`${this.describe()}: ${request.what}: HTTP 401 without a usable WWW-Authenticate challenge`);
+      }
+      if (response.status === 401 && !rotationWaited) {
+        // Refused with what was just re-read: a rotation may be half done. Once per request.
+        rotationWaited = true;
+        if (await auth.awaitRotation()) {
+          await this.discard(response);
+          continue;
+        }
       }
       if (response.status === 401 || response.status === 403) {
         const detail = registryErrorDetail(await this.readBody(response, request.what).catch(() => Buffer.alloc(0)));
