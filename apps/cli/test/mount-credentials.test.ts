@@ -13,7 +13,7 @@ import { writeRawLayout } from '@clip/testkit/raw-layout';
 import { tar } from '@clip/testkit/raw-tar';
 import { htpasswdLine, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
 import { skopeoCopy } from '@clip/testkit/tools';
-import { startTokenServer, type TokenServer } from '../../../packages/registry-fetch/test/helpers/token-server.js';
+import { startTokenServer, type TokenServer } from '@clip/testkit/token-server';
 import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 const USER = 'rotator';
