@@ -93,6 +93,18 @@ describe('clip mount hardening', () => {
     }
   });
 
+  it('refuses a directory as the archive and an unusable --cache-dir with typed errors', async () => {
+    const mountpoint = await mountpointDir();
+    const notArchive = await runCli(['mount', work, mountpoint], { timeoutMs: 30_000 });
+    expect(notArchive.stderr).toMatch(/cannot read archive .*: it is a directory \[CLIP_E_ARCHIVE_FORMAT\]/);
+    expect(notArchive.code).toBe(1);
+    // Node's recursive mkdir never returns for this path: the command must still end.
+    const badCache = await runCli(['mount', image.archive, mountpoint, '--cache-dir', '/proc/nope/cache'], { timeoutMs: 30_000 });
+    expect(badCache.stderr).toMatch(/cannot use disk cache directory \/proc\/nope\/cache: ENOENT \[CLIP_E_CACHE_DIR\]/);
+    expect(badCache.code).toBe(1);
+    expect(await mountCount(mountpoint)).toBe(0);
+  });
+
   it('exits promptly with a warning when --record cannot be written', async () => {
     const mountpoint = await mountpointDir();
     const mount = await startMount(image.archive, mountpoint, ['--record', '/proc/nope/x']);

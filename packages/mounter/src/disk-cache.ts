@@ -16,6 +16,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockCache } from '@clip/shared/archive/layer-reader';
+import { ClipError } from '@clip/shared/errors';
 import { makeDirectories } from '@clip/shared/fs-atomic';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { CacheLedger } from './cache-ledger.js';
@@ -69,7 +70,9 @@ export class DiskBlockCache implements BlockCache {
   /** Creates the directory and measures what is already there. */
   open(): Promise<void> {
     this.#ready ??= (async () => {
-      await makeDirectories(this.#dir);
+      await makeDirectories(this.#dir).catch((error: NodeJS.ErrnoException) => {
+        throw new ClipError('CLIP_E_CACHE_DIR', `cannot use disk cache directory ${this.#dir}: ${error.code ?? error.message}`);
+      });
       // Measure, so the shared counter starts from the truth (and a smaller bound applies).
       await this.#ledger.withLock(async () => {
         const total = sizeOf(await this.#scan());
