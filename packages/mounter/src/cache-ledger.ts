@@ -14,6 +14,7 @@
 // never worth stalling a read for).
 import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirectories } from '@clip/shared/fs-atomic';
 
 const LOCK_FILE = '.lock';
 const USAGE_FILE = '.usage';
@@ -80,7 +81,12 @@ export class CacheLedger {
         return true;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST') return false; // directory gone, full disk, …: no cache write
+        if (code === 'ENOENT' && attempt === 0) {
+          // The cache directory was deleted under us: make it again, as the writes would.
+          await makeDirectories(this.#dir).catch(() => {});
+          continue;
+        }
+        if (code !== 'EEXIST') return false; // full disk, permissions, …: no cache write
       }
       const info = await stat(path).catch(() => undefined);
       if (info && Date.now() - info.mtimeMs > STALE_LOCK_MS) {

@@ -13,7 +13,7 @@ import { MemoryBlockCache } from './memory-cache.js';
 import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
-import { lockMountpoint } from './mount-lock.js';
+import { lockMountpoint, type MountLock } from './mount-lock.js';
 import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
@@ -90,7 +90,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
   }
 }
 
-async function mountLocked(options: MountOptions, logger: Logger, lock: { release(): Promise<void> }): Promise<MountHandle> {
+async function mountLocked(options: MountOptions, logger: Logger, lock: MountLock): Promise<MountHandle> {
   const { archive, fetcher } = options;
   const mountpoint = await checkMountpoint(options.mountpoint, {
     forceUnmountStale: options.forceUnmountStale,

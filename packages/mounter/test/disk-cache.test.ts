@@ -122,3 +122,14 @@ describe('MemoryBlockCache', () => {
     expect(cache.bytes).toBeLessThanOrEqual(1000);
   });
 });
+
+describe('DiskBlockCache directory deleted under it', () => {
+  it('makes the directory again and keeps caching', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
+    const cache = new DiskBlockCache(join(dir, 'cache'), 1 << 20);
+    await cache.set('a', Buffer.from('one'));
+    await rm(join(dir, 'cache'), { recursive: true, force: true });
+    await cache.set('b', Buffer.from('two'));
+    expect((await cache.get('b'))?.toString()).toBe('two');
+  });
+});
