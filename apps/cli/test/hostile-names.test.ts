@@ -84,9 +84,10 @@ describe('names and messages from hostile images', () => {
     }
   });
 
-  it('names the layer when its gzip stream is corrupt', async () => {
+  it.each(['gzip', 'zstd'] as const)('names the layer when its %s stream is corrupt', async (compression) => {
     const big = tar([{ name: 'etc/', typeflag: '5' }, { name: 'etc/data', data: 'clip '.repeat(200_000) }]);
-    const result = await index('gzip-corrupt', [big], {
+    const result = await index(`${compression}-corrupt`, [big], {
+      compression,
       mutateBlob: (blob) => {
         const copy = Uint8Array.from(blob);
         for (let i = 40; i < 80; i++) copy[i] = 0xaa;
@@ -94,7 +95,7 @@ describe('names and messages from hostile images', () => {
       },
     });
     expect(result.stderr).not.toMatch(/internal error/);
-    expect(result.stderr).toMatch(new RegExp(`clip: error: layer ${result.layout.layerDigests[0]}: gzip stream is corrupt.*\\[CLIP_E_LAYER_FORMAT\\]`));
+    expect(result.stderr).toMatch(new RegExp(`clip: error: layer ${result.layout.layerDigests[0]}: ${compression} stream is corrupt.*\\[CLIP_E_LAYER_FORMAT\\]`));
     expect(result.code).toBe(1);
   });
 
