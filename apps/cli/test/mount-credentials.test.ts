@@ -8,12 +8,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createArchive } from '@clip/indexer/create-archive';
-import { writeRawLayout } from '@clip/testkit/raw-layout';
-import { tar } from '@clip/testkit/raw-tar';
-import { htpasswdLine, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy } from '@clip/testkit/tools';
-import { startTokenServer, type TokenServer } from '@clip/testkit/token-server';
+import { createArchive } from '@clip/indexer';
+import { writeRawLayout } from '@clip/testkit';
+import { tar } from '@clip/testkit';
+import { htpasswdLine, startRegistry, type RunningRegistry } from '@clip/testkit';
+import { skopeoCopy } from '@clip/testkit';
+import { startTokenServer, type TokenServer } from '@clip/testkit';
 import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 const USER = 'rotator';

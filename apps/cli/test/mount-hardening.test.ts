@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
 import { CLI, prepareFixture, removeAll, run, runCli, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 let work: string;
@@ -128,7 +128,9 @@ describe('clip mount hardening', () => {
       const args = [CLI, 'mount', image.archive, mountpoint, '--cache-dir', cache];
       const children = [0, 1].map(() => spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
       const stderr = children.map(() => '');
-      children.forEach((child, i) => child.stderr!.on('data', (chunk: Buffer) => (stderr[i] += chunk.toString())));
+      children.forEach((child, i) => {
+        child.stderr!.on('data', (chunk: Buffer) => (stderr[i] += chunk.toString()));
+      });
       try {
         // Wait until each has either mounted or exited.
         for (let i = 0; i < 300; i++) {

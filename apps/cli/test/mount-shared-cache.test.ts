@@ -8,11 +8,11 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createArchive } from '@clip/indexer/create-archive';
-import { writeRawLayout } from '@clip/testkit/raw-layout';
-import { tar } from '@clip/testkit/raw-tar';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy } from '@clip/testkit/tools';
+import { createArchive } from '@clip/indexer';
+import { writeRawLayout } from '@clip/testkit';
+import { tar } from '@clip/testkit';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { skopeoCopy } from '@clip/testkit';
 import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 const run = promisify(execFile);
@@ -83,7 +83,9 @@ async function readBothTwice(cache: string, args: string[]): Promise<number> {
   for (let pass = 0; pass < 2; pass++) {
     // Both mounts read all their files at once.
     const outs = await Promise.all(mounts.map((mount) => sh(`cd '${mount.mountpoint}/data' && for i in $(seq 0 ${FILES - 1}); do sha256sum f$i | cut -d' ' -f1; done`)));
-    outs.forEach((out, i) => expect(out.stdout.trim().split('\n')).toEqual(images[i]!.hashes));
+    outs.forEach((out, i) => {
+      expect(out.stdout.trim().split('\n')).toEqual(images[i]!.hashes);
+    });
   }
   for (const mount of mounts.splice(0)) {
     const metrics = await mount.stop();

@@ -4,12 +4,10 @@
 import { readdir, realpath } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { FuseSession } from '@clip/native-fuse';
-import { LayerReader, type FetchRange } from '@clip/shared/archive/layer-reader';
-import type { Inode } from '@clip/shared/archive/model';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import type { FetchRange, Inode } from '@clip/archive-format';
+import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
+import { silentLogger, type Logger } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
-import { DiskBlockCache } from './disk-cache.js';
-import { MemoryBlockCache } from './memory-cache.js';
 import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';

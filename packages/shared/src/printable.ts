@@ -3,15 +3,18 @@
 
 /** Printable form of a name, like `ls -b`: C escapes for control characters and `\\`. */
 export function escapeName(name: string): string {
-  return name.replace(/[\\\x00-\x1f\x7f-\x9f]/g, (char) => {
-    switch (char) {
-      case '\\': return '\\\\';
-      case '\n': return '\\n';
-      case '\t': return '\\t';
-      case '\r': return '\\r';
-      default: return `\\${char.charCodeAt(0).toString(8).padStart(3, '0')}`;
-    }
-  });
+  let text = '';
+  for (const char of name) {
+    const code = char.codePointAt(0)!;
+    if (char === '\\') text += '\\\\';
+    else if (char === '\n') text += '\\n';
+    else if (char === '\t') text += '\\t';
+    else if (char === '\r') text += '\\r';
+    // C0 and C1 controls and DEL (C1 CSI, U+009B, starts terminal sequences too).
+    else if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) text += `\\${code.toString(8).padStart(3, '0')}`;
+    else text += char;
+  }
+  return text;
 }
 
 /** Raw bytes (e.g. a name that is not UTF-8) as text: printable ASCII kept, the rest `\\xNN`. */

@@ -2,7 +2,7 @@
 // decoded with U+FFFD replacements, so `a\xff` and `a\xfe` became one file (the later one's
 // content) without a word. Such names are refused: the layer fails with a LayerFormatError
 // naming the entry's raw bytes (escaped), never merged.
-import { escapeBytes } from '@clip/shared/printable';
+import { escapeBytes } from '@clip/shared';
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 

@@ -1,2 +1,2 @@
 // Moved to the test kit (also used by the cli's long-lived mount tests).
-export { startTokenServer, type TokenServer } from '@clip/testkit/token-server';
+export { startTokenServer, type TokenServer } from '@clip/testkit';
