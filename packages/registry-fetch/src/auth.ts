@@ -54,6 +54,8 @@ const DEFAULT_TOKEN_SECONDS = 60;
 export class Authenticator {
   private challenge: Challenge | undefined;
   private readonly tokens = new Map<string, CachedToken>();
+  /** Bumped whenever the credentials change (a request can tell whether it used old ones). */
+  generation = 0;
   private readonly pending = new Map<string, Promise<string>>();
 
   /**
@@ -135,11 +137,14 @@ export class Authenticator {
    * (registry first, config.json a moment later). Waits a little and re-reads; true when
    * they changed (worth one more try). False at once when they cannot be re-read.
    */
-  async awaitRotation(): Promise<boolean> {
+  async awaitRotation(usedGeneration: number): Promise<boolean> {
     if (!this.reload || !this.credentials) return false;
+    // Another request already picked up new ones since this one was sent: retry with them.
+    if (this.generation !== usedGeneration) return true;
     await new Promise((resolve) => setTimeout(resolve, ROTATION_WAIT_MS));
     this.tokens.clear();
-    return this.reloadCredentials();
+    await this.reloadCredentials();
+    return this.generation !== usedGeneration;
   }
 
   /** Re-reads the credentials; true when they changed. A failed read keeps the old ones. */
@@ -155,6 +160,7 @@ export class Authenticator {
     const before = this.credentials;
     if (fresh?.username === before?.username && fresh?.password === before?.password) return false;
     this.credentials = fresh;
+    this.generation++;
     this.logger.info('registry credentials changed; using the new ones', { registry: this.registry, source: fresh?.source ?? 'anonymous' });
     return true;
   }

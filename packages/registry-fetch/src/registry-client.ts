@@ -227,10 +227,13 @@ export class RegistryClient {
     const retries = request.noRetry ? 0 : this.policy.retries;
     let authRetried = false;
     let rotationWaited = false;
+    let generation = auth.generation;
     for (let attempt = 0; ; ) {
       let response: RegistryResponse;
       try {
-        response = await this.sendOnce(request, await auth.header(request.scopes));
+        const header = await auth.header(request.scopes);
+        generation = auth.generation;
+        response = await this.sendOnce(request, header);
       } catch (error) {
         if (request.signal?.aborted) throw error;
         if (this.options.insecure && !this.triedPlainHttp && this.base.protocol === 'https:' && this.isTlsMismatch(error)) {
@@ -261,7 +264,7 @@ export class RegistryClient {
       if (response.status === 401 && !rotationWaited) {
         // Refused with what was just re-read: a rotation may be half done. Once per request.
         rotationWaited = true;
-        if (await auth.awaitRotation()) {
+        if (await auth.awaitRotation(generation)) {
           await this.discard(response);
           continue;
         }
