@@ -268,7 +268,7 @@ export class ImageMountPool {
       });
     // The metrics port is picked before the server binds it: another process may take it first.
     const pid = await server().catch(async (error: unknown) => {
-      if (!/EADDRINUSE/.test((error as Error).message)) throw error;
+      if (!/EADDRINUSE|already in use/.test((error as Error).message)) throw error;
       metrics = await freeLoopbackAddress();
       return server();
     });
