@@ -1,7 +1,8 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
 // file data fetched lazily by byte range from the image's registry, decoded blocks kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
-import { FuseSession } from '@clip/native-fuse';
+import { resolve } from 'node:path';
+import { FuseSession, type HeldConnection } from '@clip/native-fuse';
 import { LayerReader, type FetchRange } from '@clip/shared/archive/layer-reader';
 import type { Inode } from '@clip/shared/archive/model';
 import { silentLogger, type Logger } from '@clip/shared/log';
@@ -49,6 +50,8 @@ export interface MountOptions {
   metrics?: string;
   /** Unmount a stale FUSE mount at the mountpoint instead of refusing. */
   forceUnmountStale?: boolean;
+  /** Serve a connection a supervisor mounted and holds (see supervisor.ts) instead of mounting. */
+  attach?: HeldConnection;
   logger?: Logger;
   timeouts?: { readMs?: number };
 }
@@ -61,11 +64,13 @@ export interface MountHandle {
   readonly prefetchDone: Promise<void>;
   /** Settles when the kernel ended the mount: unmount() or someone's umount/fusermount -u. */
   readonly ended: Promise<void>;
+  /** Attached mounts: errno of the FUSE_NOTIFY_RESEND sent on attaching (0: it worked). */
+  readonly resendError: number;
   metrics(): MetricsSnapshot;
   unmount(): Promise<void>;
 }
 
-function mountOptions(): string[] {
+export function mountOptions(): string[] {
   const options = ['ro', 'fsname=clip', 'subtype=clip', 'default_permissions'];
   // As root, let every user (and containers) in, and keep setuid bits and device nodes working.
   if (process.getuid?.() === 0) options.push('allow_other', 'suid', 'dev');
@@ -75,7 +80,8 @@ function mountOptions(): string[] {
 export async function mount(options: MountOptions): Promise<MountHandle> {
   const logger = options.logger ?? silentLogger;
   const { archive, fetcher } = options;
-  const mountpoint = await checkMountpoint(options.mountpoint, { forceUnmountStale: options.forceUnmountStale, logger });
+  // An attached connection is already mounted there (by the supervisor, which checked it).
+  const mountpoint = options.attach ? resolve(options.mountpoint) : await checkMountpoint(options.mountpoint, { forceUnmountStale: options.forceUnmountStale, logger });
   const metrics = new MountMetrics();
 
   const memory = options.memoryCache === 0 ? undefined : new MemoryBlockCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
@@ -133,6 +139,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
       statfs: imageStatfs(archive),
       cacheSeconds: KERNEL_CACHE_SECONDS,
       read,
+      ...(options.attach ? { attach: options.attach } : {}),
       onExit: () => {
         if (!unmounting) logger.warn('the mount was detached from outside (umount or fusermount -u)', { mountpoint });
       },
@@ -160,6 +167,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
     metricsAddress: server?.address,
     prefetchDone,
     ended: fuse.ended,
+    resendError: options.attach ? fuse.resendError() : 0,
     metrics: () => metrics.snapshot(),
     unmount() {
       unmounting ??= (async () => {

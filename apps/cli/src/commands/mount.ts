@@ -1,7 +1,7 @@
 // `clip mount <file.clip> <mountpoint>`: serve the image read-only through FUSE in the
 // foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
 // SIGINT/SIGTERM and prints a JSON metrics summary to stderr.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { parseSize } from '@clip/shared/size';
@@ -18,6 +18,8 @@ interface MountCommandOptions {
   readTimeout: string;
   retries: string;
   forceUnmountStale?: boolean;
+  serveConnection?: string;
+  serveLocation?: string;
 }
 
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
@@ -39,6 +41,9 @@ export function register(program: Command): void {
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
     .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
+    // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
+    .addOption(new Option('--serve-connection <fd:generation:init>').hideHelp())
+    .addOption(new Option('--serve-location <location>').hideHelp())
     .action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
       if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
@@ -48,66 +53,49 @@ export function register(program: Command): void {
       const memoryCache = parseSize(options.memoryCache);
       const logger = createLogger();
 
+      const serving = {
+        cacheSize,
+        memoryCache,
+        insecure: options.insecure ?? false,
+        readMs: readTimeoutSeconds * 1000,
+        retries,
+        logger,
+        ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+        ...(options.prefetch ? { prefetch: options.prefetch } : {}),
+        ...(options.record ? { record: options.record } : {}),
+        ...(options.metrics ? { metrics: options.metrics } : {}),
+      };
+      if (options.serveConnection) {
+        const { serveMount } = await import('./mount-serve.js');
+        await serveMount({ ...serving, connection: options.serveConnection, location: options.serveLocation ?? archivePath, mountpoint });
+        return;
+      }
       // Refuse a bad mountpoint before touching the network.
-      await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
+      const checked = await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
-      const [{ mount }, { openArchiveFetcher, openArchiveLocation }, { isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
+      const [{ mountOptions }, { superviseMount, SERVER_CONNECTION_FD }, { isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
         import('@clip/mounter/mount'),
-        import('@clip/mounter/archive-location'),
+        import('@clip/mounter/supervisor'),
         import('@clip/mounter/http-archive-source'),
         import('../publish/resolve-argument.js'),
       ]);
-      const readMs = readTimeoutSeconds * 1000;
-      const insecure = options.insecure ?? false;
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure });
-      const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: readMs, retries });
-      const archive = opened.archive;
-      const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
-      let handle;
-      try {
-        handle = await mount({
-          archive,
-          mountpoint,
-          fetcher,
-          cacheSize,
-          memoryCache,
-          logger,
-          timeouts: { readMs },
-          ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-          ...(options.prefetch ? { prefetch: options.prefetch } : {}),
-          ...(options.record ? { record: options.record } : {}),
-          ...(options.metrics ? { metrics: options.metrics } : {}),
-        });
-      } catch (error) {
-        await fetcher.close();
-        throw error;
-      }
-      logger.info('mounted', {
-        mountpoint: handle.mountpoint,
-        reference: fetcher.reference,
-        mode: opened.mode,
-        layers: archive.layers.length,
-        files: archive.inodeCount,
-        metrics: handle.metricsAddress,
+      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure });
+      // This process holds the mount and never serves a read; serving children come and go
+      // (see @clip/mounter/supervisor and ./mount-serve.ts).
+      process.exitCode = await superviseMount({
+        mountpoint: checked,
+        options: mountOptions(),
+        logger,
+        serverArgs: (init, generation) => [
+          process.argv[1]!,
+          ...process.argv.slice(2),
+          '--serve-connection',
+          `${SERVER_CONNECTION_FD}:${generation}:${init}`,
+          '--serve-location',
+          location,
+        ],
       });
-
-      // Runs until a signal, or until the mount is detached from outside (umount, fusermount -u).
-      const stop = await Promise.race([
-        new Promise<NodeJS.Signals>((resolve) => {
-          process.once('SIGINT', () => resolve('SIGINT'));
-          process.once('SIGTERM', () => resolve('SIGTERM'));
-        }),
-        handle.ended.then(() => 'detached' as const),
-      ]);
-      logger.info('unmounting', { mountpoint: handle.mountpoint, ...(stop === 'detached' ? { reason: 'detached from outside' } : { signal: stop }) });
-      // A second signal while unmounting means "now".
-      const forceExit = () => process.exit(1);
-      process.once('SIGINT', forceExit);
-      process.once('SIGTERM', forceExit);
-      await handle.unmount();
-      process.stderr.write(`${JSON.stringify({ metrics: handle.metrics() })}\n`);
-      logger.info('unmounted', { mountpoint: handle.mountpoint });
       setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
     });
 }

@@ -1,0 +1,107 @@
+// The serving half of `clip mount`: a child process of the supervisor (see
+// @clip/mounter/supervisor) that attaches to the FUSE connection the supervisor holds
+// (inherited as a descriptor) and answers reads until it is told to stop, the mount is
+// detached from outside, or the supervisor is gone. Several of these may live one after the
+// other on the same mount: each logs `serving reads pid=…`; only the first logs `mounted`.
+import type { Logger } from '@clip/shared/log';
+import { UsageError } from '@clip/shared/errors';
+
+export interface ServeOptions {
+  /** `<fd>:<generation>:<base64 FUSE_INIT>` from the supervisor. */
+  connection: string;
+  /** The archive location the supervisor resolved (file or URL): no second registry lookup. */
+  location: string;
+  mountpoint: string;
+  cacheDir?: string;
+  cacheSize: number;
+  memoryCache: number;
+  prefetch?: string;
+  record?: string;
+  metrics?: string;
+  insecure: boolean;
+  readMs: number;
+  retries: number;
+  logger: Logger;
+}
+
+/** After unmounting, give the event loop this long to drain before exiting anyway. */
+const EXIT_GRACE_MS = 3000;
+
+export function parseConnection(spec: string): { fd: number; generation: number; init: Uint8Array } {
+  const [fd, generation, init] = spec.split(':');
+  const parsed = { fd: Number(fd), generation: Number(generation), init: Buffer.from(init ?? '', 'base64') };
+  if (!Number.isInteger(parsed.fd) || parsed.fd < 0 || !(parsed.generation >= 1) || parsed.init.length === 0) {
+    throw new UsageError(`invalid --serve-connection ${JSON.stringify(spec)} (internal: set by clip mount for its serving process)`);
+  }
+  return parsed;
+}
+
+export async function serveMount(options: ServeOptions): Promise<void> {
+  const { logger, readMs, insecure, retries } = options;
+  const connection = parseConnection(options.connection);
+  const [{ mount }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
+    import('@clip/mounter/mount'),
+    import('@clip/mounter/archive-location'),
+  ]);
+  const opened = await openArchiveLocation(options.location, { insecure, logger, timeoutMs: readMs, retries });
+  const archive = opened.archive;
+  const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
+  let handle;
+  try {
+    handle = await mount({
+      archive,
+      mountpoint: options.mountpoint,
+      fetcher,
+      cacheSize: options.cacheSize,
+      memoryCache: options.memoryCache,
+      logger,
+      timeouts: { readMs },
+      attach: { fd: connection.fd, init: connection.init },
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+      ...(options.prefetch ? { prefetch: options.prefetch } : {}),
+      ...(options.record ? { record: options.record } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+    });
+  } catch (error) {
+    await fetcher.close();
+    throw error;
+  }
+  if (connection.generation === 1) {
+    logger.info('mounted', {
+      mountpoint: handle.mountpoint,
+      reference: fetcher.reference,
+      mode: opened.mode,
+      layers: archive.layers.length,
+      files: archive.inodeCount,
+      metrics: handle.metricsAddress,
+    });
+  }
+  if (handle.resendError !== 0) {
+    logger.warn('the kernel cannot resend requests a dead serving process had taken (needs Linux 6.9 or later); those reads never complete', {
+      errno: handle.resendError,
+    });
+  }
+  logger.info('serving reads', { pid: process.pid, mountpoint: handle.mountpoint, generation: connection.generation });
+  process.send?.({ kind: 'serving' });
+
+  // Runs until a signal, the mount is detached from outside, or the supervisor is gone.
+  const stop = await Promise.race([
+    new Promise<string>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('disconnect', () => resolve('supervisor gone'));
+    }),
+    handle.ended.then(() => 'detached' as const),
+  ]);
+  const reason = stop === 'detached' ? { reason: 'detached from outside' } : stop === 'supervisor gone' ? { reason: stop } : { signal: stop };
+  logger.info('unmounting', { mountpoint: handle.mountpoint, ...reason });
+  // A second signal while unmounting means "now".
+  const forceExit = () => process.exit(1);
+  process.once('SIGINT', forceExit);
+  process.once('SIGTERM', forceExit);
+  await handle.unmount();
+  process.stderr.write(`${JSON.stringify({ metrics: handle.metrics() })}\n`);
+  logger.info('unmounted', { mountpoint: handle.mountpoint });
+  process.channel?.unref();
+  setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+}
