@@ -88,7 +88,7 @@ export async function startMount(archive: string, mountpoint: string, args: stri
         await exited;
         clearTimeout(timer);
       }
-      await run('fusermount', ['-uz', mountpoint]).catch(() => {});
+      await run('fusermount3', ['-uz', mountpoint]).catch(() => {});
       const line = stderr.split('\n').find((l) => l.startsWith('{"metrics"'));
       return line ? (JSON.parse(line) as { metrics: Record<string, number> }).metrics : undefined;
     },
@@ -97,7 +97,8 @@ export async function startMount(archive: string, mountpoint: string, args: stri
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`mount did not come up in time:\n${stderr}`)), 30_000);
       child.stderr!.on('data', () => {
-        if (/msg="mounted"/.test(stderr)) {
+        // The first serving process logs `serving reads` (its pid) right after `mounted`.
+        if (/msg="mounted"/.test(stderr) && /msg="serving reads"/.test(stderr)) {
           clearTimeout(timer);
           resolve();
         }
@@ -112,6 +113,13 @@ export async function startMount(archive: string, mountpoint: string, args: stri
     throw error;
   }
   return handle;
+}
+
+/** The pid of the process serving a `clip mount` now: its latest `serving reads pid=…` line. */
+export function servingPid(mount: RunningMount): number {
+  const pids = [...mount.stderr().matchAll(/msg="serving reads" pid=(\d+)/g)].map((match) => Number(match[1]));
+  if (pids.length === 0) throw new Error(`no "serving reads" line yet:\n${mount.stderr()}`);
+  return pids[pids.length - 1]!;
 }
 
 /** Runs the built cli; never throws on a non-zero exit. */

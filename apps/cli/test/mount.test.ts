@@ -7,7 +7,7 @@ import { FIXTURE_NAMES, type FixtureName } from '@clip/testkit/fixtures';
 import { readTree } from '@clip/testkit/read-tree';
 import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
 import { diffTrees } from '@clip/testkit/tree';
-import { prepareFixture, removeAll, runCli, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import { prepareFixture, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 const FIXTURES = FIXTURE_NAMES.filter((name): name is Exclude<FixtureName, 'multiarch'> => name !== 'multiarch');
 
@@ -187,18 +187,22 @@ describe('clip mount refuses bad mountpoints', () => {
     const image = images.get('basic')!;
     const mountpoint = await tempDir('stale');
     const crashed = await startMount(image.archive, mountpoint);
+    // Both processes die at once (the supervisor alone dying makes its server unmount cleanly):
+    // the supervisor is stopped first so that it cannot start another server.
+    crashed.child.kill('SIGSTOP');
+    process.kill(servingPid(crashed), 'SIGKILL');
     crashed.child.kill('SIGKILL');
     await new Promise((resolve) => crashed.child.once('exit', resolve));
     try {
       const refused = await runCli(['mount', image.archive, mountpoint]);
       expect(refused.code).toBe(1);
-      expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount -u/);
+      expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount3 -u/);
       const forced = await startMount(image.archive, mountpoint, ['--force-unmount-stale']);
       mounts.push(forced);
       expect((await sh(`ls '${mountpoint}'`)).code).toBe(0);
     } finally {
       // Whatever failed above, leave no stale mount behind.
-      await sh(`fusermount -uz '${mountpoint}' 2>/dev/null; true`);
+      await sh(`fusermount3 -uz '${mountpoint}' 2>/dev/null; true`);
     }
   });
 });

@@ -26,10 +26,10 @@ export async function isMounted(path: string): Promise<boolean> {
   return (await mountedPaths()).has(resolve(path));
 }
 
-/** Detaches a (stale) mount: `fusermount -uz`, falling back to `umount -l`. */
+/** Detaches a (stale) mount: `fusermount3 -uz` (Debian fuse3; also without root), falling back to `umount -l`. */
 export async function forceUnmount(path: string): Promise<void> {
   try {
-    await run('fusermount', ['-uz', path]);
+    await run('fusermount3', ['-uz', path]);
   } catch {
     await run('umount', ['-l', path]);
   }
@@ -54,7 +54,7 @@ export async function checkMountpoint(
       throw new MountpointError(
         path,
         `mountpoint ${path} is a stale FUSE mount (Transport endpoint is not connected): ` +
-          `clean it with "fusermount -u ${path}" or "umount -l ${path}", or pass --force-unmount-stale`,
+          `clean it with "fusermount3 -u ${path}" or "umount -l ${path}", or pass --force-unmount-stale`,
       );
     }
     logger.warn('unmounting stale FUSE mount', { mountpoint: path });

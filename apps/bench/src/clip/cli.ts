@@ -145,7 +145,7 @@ export class ClipCli {
     child.stdout?.on('data', () => undefined);
     const unmount = async () => {
       await stopProcess(child, 10_000);
-      await run('fusermount', ['-u', '-z', mountpoint], { allowFailure: true });
+      await run('fusermount3', ['-u', '-z', mountpoint], { allowFailure: true });
     };
     const dispose = onCleanup(`unmount ${mountpoint}`, unmount);
     try {
