@@ -1,0 +1,110 @@
+// The mount outlives the process serving it: a reader walks thousands of files of a real
+// `clip mount` (real registry, fresh disk cache, 64 KiB spans so most files need a fetch)
+// while the test SIGKILLs the serving process (found by its `serving reads pid=` line) three
+// times. The supervisor keeps the FUSE connection and starts a new server each time, which
+// re-queues what the dead one had taken (FUSE_NOTIFY_RESEND). Every read must succeed with
+// umoci's bytes; the longest single-file stall is logged, not asserted (shared machine).
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildLayout, type EntrySpec } from '@clip/testkit/fixtures';
+import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { prepareLayout, removeAll, servingPid, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+
+const FILES = 3000;
+const KILLS = 3;
+
+let work: string;
+let registry: RunningRegistry | undefined;
+let image: PreparedImage;
+let mount: RunningMount | undefined;
+
+beforeAll(async () => {
+  work = await tempDir('survive');
+  registry = await startRegistry({ storageDir: join(work, 'registry') });
+  const entries: EntrySpec[] = [{ type: 'dir', path: 'files' }];
+  for (let i = 0; i < FILES; i++) {
+    const dir = `files/d${i % 30}`;
+    if (i < 30) entries.push({ type: 'dir', path: dir });
+    entries.push({ type: 'file', path: `${dir}/f${i}`, content: { generate: i % 3 ? 'random' : 'text', size: 500 + ((i * 7919) % 12_000), seed: i } });
+  }
+  const layout = await buildLayout(join(work, 'layout'), { tag: 'survive', layers: [{ compression: 'gzip', entries }] });
+  image = await prepareLayout(registry, work, 'survive', layout);
+}, 180_000);
+
+afterAll(async () => {
+  await mount?.stop();
+  await registry?.stop();
+  await removeAll(work);
+});
+
+/** A reader in its own process: reads every file once, compares, reports progress and stalls. */
+const READER = `
+import { readFileSync } from 'node:fs';
+const [mountpoint, rootfs, list] = process.argv.slice(2);
+const files = JSON.parse(readFileSync(list, 'utf8'));
+let done = 0, failed = 0, wrong = 0, maxStallMs = 0, slowest = '';
+const errors = [];
+for (const file of files) {
+  const start = performance.now();
+  let bytes;
+  try { bytes = readFileSync(mountpoint + file); } catch (error) { failed++; errors.push(file + ': ' + error.code); continue; }
+  const ms = performance.now() - start;
+  if (ms > maxStallMs) { maxStallMs = ms; slowest = file; }
+  if (!bytes.equals(readFileSync(rootfs + file))) wrong++;
+  if (++done % 100 === 0) console.log('progress ' + done);
+}
+console.log(JSON.stringify({ done, failed, wrong, maxStallMs, slowest, errors: errors.slice(0, 5) }));
+`;
+
+it('reads every file with the right bytes while the serving process is SIGKILLed three times', async () => {
+  mount = await startMount(image.archive, await tempDir('survive-mnt'), ['--cache-dir', await tempDir('survive-cache')]);
+  const files = [...image.expected].filter(([, node]) => node.type === 'file').map(([path]) => path);
+  expect(files.length).toBe(FILES);
+  const list = join(work, 'files.json');
+  const script = join(work, 'reader.mjs');
+  await writeFile(list, JSON.stringify(files));
+  await writeFile(script, READER);
+
+  const reader = spawn(process.execPath, [script, mount.mountpoint, image.rootfs, list], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let progress = 0;
+  const progressed = new Set<() => void>();
+  reader.stdout!.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    progress = Math.max(progress, ...[...out.matchAll(/^progress (\d+)$/gm)].map((m) => Number(m[1])));
+    for (const wake of progressed) wake();
+  });
+  const finished = new Promise<number | null>((resolve) => reader.once('exit', resolve));
+  const waitForProgress = (count: number) =>
+    new Promise<void>((resolve) => {
+      const check = () => (progress >= count || reader.exitCode !== null) && (progressed.delete(check), resolve());
+      progressed.add(check);
+      check();
+    });
+
+  const killed: number[] = [];
+  for (let k = 1; k <= KILLS; k++) {
+    await waitForProgress((FILES * k) / (KILLS + 1));
+    const pid = servingPid(mount);
+    process.kill(pid, 'SIGKILL');
+    killed.push(pid);
+    // The next kill targets the next server.
+    while (servingPid(mount) === pid && mount.alive()) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  expect(await finished).toBe(0);
+  const result = JSON.parse(out.trim().split('\n').at(-1)!) as { done: number; failed: number; wrong: number; maxStallMs: number; slowest: string; errors: string[] };
+  console.log(`survive: ${result.done} files read, ${result.failed} failed, ${result.wrong} wrong; ${killed.length} kills; longest stall ${result.maxStallMs.toFixed(0)} ms (${result.slowest})`);
+  expect(result.errors).toEqual([]);
+  expect(result).toMatchObject({ done: FILES, failed: 0, wrong: 0 });
+  // Each kill really happened while reading, and each was followed by a new server.
+  expect(killed.length).toBe(KILLS);
+  expect(mount.alive()).toBe(true);
+  expect([...mount.stderr().matchAll(/msg="serving reads"/g)].length).toBe(KILLS + 1);
+  expect(mount.stderr()).toMatch(/serving process died; starting another on the same connection.*signal=SIGKILL/);
+
+  // The mount still unmounts on SIGTERM with its metrics (those of the last server).
+  const metrics = await mount.stop();
+  expect(metrics?.['reads']).toBeGreaterThanOrEqual(0);
+}, 180_000);
