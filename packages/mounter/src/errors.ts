@@ -8,3 +8,12 @@ export class MountpointError extends ClipError {
     this.mountpoint = mountpoint;
   }
 }
+
+/** The FUSE mount itself failed (mount(2), or fusermount3 without root). */
+export class MountFailedError extends ClipError {
+  readonly mountpoint: string;
+  constructor(mountpoint: string, message: string) {
+    super('CLIP_E_MOUNT', message);
+    this.mountpoint = mountpoint;
+  }
+}

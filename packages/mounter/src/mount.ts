@@ -1,6 +1,7 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
 // file data fetched lazily by byte range from the image's registry, decoded blocks kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FuseSession, type HeldConnection } from '@clip/native-fuse';
 import { LayerReader, type FetchRange } from '@clip/shared/archive/layer-reader';
@@ -74,7 +75,19 @@ export function mountOptions(): string[] {
   const options = ['ro', 'fsname=clip', 'subtype=clip', 'default_permissions'];
   // As root, let every user (and containers) in, and keep setuid bits and device nodes working.
   if (process.getuid?.() === 0) options.push('allow_other', 'suid', 'dev');
+  // Without root (fusermount3) only the mounting user may enter, unless the administrator
+  // allowed more: fusermount3 refuses allow_other without user_allow_other in /etc/fuse.conf.
+  else if (userAllowOther()) options.push('allow_other');
   return options;
+}
+
+/** Whether /etc/fuse.conf has a `user_allow_other` line (fusermount3's rule, uncommented). */
+export function userAllowOther(conf = '/etc/fuse.conf'): boolean {
+  try {
+    return readFileSync(conf, 'utf8').split('\n').some((line) => line.trim() === 'user_allow_other');
+  } catch {
+    return false;
+  }
 }
 
 export async function mount(options: MountOptions): Promise<MountHandle> {

@@ -10,8 +10,10 @@
 // start (bad archive, ...): that is final. SIGINT/SIGTERM are forwarded as SIGTERM; the child
 // unmounts. If the supervisor itself dies, the child sees its IPC channel close and unmounts.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 import { MountHolder } from '@clip/native-fuse';
 import { silentLogger, type Logger } from '@clip/shared/log';
+import { MountFailedError } from './errors.js';
 
 /** The descriptor number a serving child finds the connection at. */
 export const SERVER_CONNECTION_FD = 3;
@@ -38,7 +40,7 @@ export interface ServerExit {
 /** Mounts, runs serving children until the mount ends; resolves to the exit code to use. */
 export async function superviseMount(options: SupervisorOptions): Promise<number> {
   const logger = options.logger ?? silentLogger;
-  const holder = MountHolder.hold(options.mountpoint, options.options);
+  const holder = holdMount(options.mountpoint, options.options);
   const init = Buffer.from(holder.init).toString('base64');
   let child: ChildProcess | undefined;
   let stopping = false;
@@ -98,6 +100,32 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     process.off('SIGTERM', onSignal);
   }
   return exitCode;
+}
+
+/** MountHolder.hold with a typed error that says what to fix. */
+export function holdMount(mountpoint: string, mountOptions: readonly string[]): MountHolder {
+  try {
+    return MountHolder.hold(mountpoint, mountOptions);
+  } catch (error) {
+    const reason = (error as Error).message;
+    if (process.getuid?.() === 0) throw new MountFailedError(mountpoint, reason);
+    throw new MountFailedError(mountpoint, `${reason}; without root clip mounts through fusermount3${rootlessHint()}`);
+  }
+}
+
+/** Why fusermount3 most likely failed for this user. */
+function rootlessHint(): string {
+  try {
+    accessSync('/usr/bin/fusermount3', constants.X_OK);
+  } catch {
+    return ', which is missing: install Debian package fuse3';
+  }
+  try {
+    accessSync('/dev/fuse', constants.R_OK | constants.W_OK);
+  } catch {
+    return ', which opens /dev/fuse as the calling user: it must be mode 0666 (chmod 666 /dev/fuse, the default on Debian hosts)';
+  }
+  return ' (see its message above; the mountpoint must be a directory you own)';
 }
 
 function startServer(args: string[], fd: number): { child: ChildProcess; exited: Promise<ServerExit> } {
