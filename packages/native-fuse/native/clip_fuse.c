@@ -542,14 +542,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 }
 
 /** The session passed as a call's first argument (NULL when there is none). */
-static session_t *session_of_call(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  session_t *s = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return NULL;
-  napi_get_value_external(env, argv[0], (void **)&s);
-  return s;
-}
+static session_t *session_of_call(napi_env env, napi_callback_info info) { return clip_external_argument(env, info); }
 
 /** reply(session, request, data: Uint8Array | null, errno): answers one read exactly once. */
 static napi_value js_reply(napi_env env, napi_callback_info info) {

@@ -215,14 +215,16 @@ static napi_value js_hold_mount(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static holder_t *holder_of_call(napi_env env, napi_callback_info info) {
+void *clip_external_argument(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  holder_t *h = NULL;
+  void *pointer = NULL;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return NULL;
-  napi_get_value_external(env, argv[0], (void **)&h);
-  return h;
+  napi_get_value_external(env, argv[0], &pointer);
+  return pointer;
 }
+
+static holder_t *holder_of_call(napi_env env, napi_callback_info info) { return clip_external_argument(env, info); }
 
 /** connectionAlive(holder) → false once the kernel ended the connection (unmounted or aborted). */
 static napi_value js_connection_alive(napi_env env, napi_callback_info info) {

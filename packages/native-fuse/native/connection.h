@@ -13,6 +13,9 @@
 /** Writes a FUSE_NOTIFY_RESEND notification on a /dev/fuse descriptor; 0 or an errno. */
 int clip_send_resend(int fd);
 
+/** The external (session or holder) passed as a call's first argument, or NULL. */
+void *clip_external_argument(napi_env env, napi_callback_info info);
+
 /** Adds holdMount, connectionAlive and releaseMount to the addon's exports. */
 void clip_register_connection(napi_env env, napi_value exports);
 
