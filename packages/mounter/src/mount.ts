@@ -51,8 +51,11 @@ export interface MountOptions {
   metrics?: string;
   /** Unmount a stale FUSE mount at the mountpoint instead of refusing. */
   forceUnmountStale?: boolean;
-  /** Serve a connection a supervisor mounted and holds (see supervisor.ts) instead of mounting. */
-  attach?: HeldConnection;
+  /**
+   * Serve a connection a supervisor mounted and holds (see supervisor.ts) instead of mounting.
+   * A function is awaited once everything else is ready (a standby waits there for its turn).
+   */
+  attach?: HeldConnection | (() => Promise<HeldConnection>);
   logger?: Logger;
   timeouts?: { readMs?: number };
 }
@@ -140,6 +143,8 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
     ...(recorder ? { onRead: (inode: Inode, position: number, length: number) => recorder.record(inode, position, length) } : {}),
   });
 
+  // Before the metrics port is taken: a standby must not hold it while another process serves.
+  const attach = typeof options.attach === 'function' ? await options.attach() : options.attach;
   let server: MetricsServer | undefined;
   if (options.metrics) server = await startMetricsServer(options.metrics, metrics);
   let unmounting: Promise<void> | undefined;
@@ -152,7 +157,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
       statfs: imageStatfs(archive),
       cacheSeconds: KERNEL_CACHE_SECONDS,
       read,
-      ...(options.attach ? { attach: options.attach } : {}),
+      ...(attach ? { attach } : {}),
       onExit: () => {
         if (!unmounting) logger.warn('the mount was detached from outside (umount or fusermount -u)', { mountpoint });
       },
@@ -180,7 +185,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
     metricsAddress: server?.address,
     prefetchDone,
     ended: fuse.ended,
-    resendError: options.attach ? fuse.resendError() : 0,
+    resendError: attach ? fuse.resendError() : 0,
     metrics: () => metrics.snapshot(),
     unmount() {
       unmounting ??= (async () => {

@@ -5,10 +5,16 @@
 // connection because the supervisor still holds it: readers wait instead of getting ENOTCONN,
 // and the next child re-queues what the dead one had taken (FUSE_NOTIFY_RESEND) and answers.
 //
-// Child contract: fd 3 is the connection, an IPC channel is open, and the child sends
-// `{ kind: 'serving' }` once it serves. A child that exits by itself before serving failed to
-// start (bad archive, ...): that is final. SIGINT/SIGTERM are forwarded as SIGTERM; the child
-// unmounts. If the supervisor itself dies, the child sees its IPC channel close and unmounts.
+// A warm standby keeps the wait short: once a child serves, another one is started that opens
+// the archive, caches and fetcher and then waits; when the active child dies, the standby is
+// told to attach and only has to replay the INIT. Without a ready standby a fresh child starts.
+//
+// Child contract: fd 3 is the connection, an IPC channel is open. The child attaches when it
+// receives `{ kind: 'attach', generation }` and then sends `{ kind: 'serving' }`. A child that
+// exits by itself before serving failed to start (bad archive, ...): final for an active child;
+// for a standby it only means no more standbys. SIGINT/SIGTERM are forwarded as SIGTERM (the
+// active child unmounts, a standby just exits). If the supervisor dies, children see their IPC
+// channel close: the active one unmounts, a standby exits.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { MountHolder } from '@clip/native-fuse';
@@ -17,7 +23,7 @@ import { MountFailedError } from './errors.js';
 
 /** The descriptor number a serving child finds the connection at. */
 export const SERVER_CONNECTION_FD = 3;
-/** A child that dies sooner than this after starting counts as a crash loop. */
+/** A child that dies sooner than this after attaching counts as a crash loop. */
 const FAST_FAILURE_MS = 5000;
 const MAX_FAST_FAILURES = 5;
 
@@ -26,15 +32,24 @@ export interface SupervisorOptions {
   mountpoint: string;
   /** libfuse mount options (mountOptions()). */
   options: readonly string[];
-  /** node arguments of a serving child (script first), told the INIT bytes and its generation. */
-  serverArgs(init: string, generation: number): string[];
+  /** node arguments of a serving child (script first), given the base64 INIT bytes. */
+  serverArgs(init: string): string[];
+  /** Keep a prepared standby child (default true). */
+  standby?: boolean;
   logger?: Logger;
 }
 
-export interface ServerExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
+export interface AttachMessage {
+  kind: 'attach';
+  generation: number;
+}
+
+interface Child {
+  process: ChildProcess;
+  generation: number;
+  attachedAt: number;
   served: boolean;
+  exited: boolean;
 }
 
 /** Mounts, runs serving children until the mount ends; resolves to the exit code to use. */
@@ -42,63 +57,107 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   const logger = options.logger ?? silentLogger;
   const holder = holdMount(options.mountpoint, options.options);
   const init = Buffer.from(holder.init).toString('base64');
-  let child: ChildProcess | undefined;
-  let stopping = false;
-  let wake: () => void = () => {};
-
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      // A second signal means "now": the connection is aborted with the descriptors.
-      child?.kill('SIGKILL');
-      holder.release();
-      process.exit(1);
-    }
-    stopping = true;
-    logger.debug('forwarding signal to the serving process', { signal, pid: child?.pid });
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    wake();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
-  let exitCode = 1;
+  let useStandby = options.standby ?? true;
+  let active: Child | undefined;
+  let standby: Child | undefined;
+  let generation = 0;
   let fastFailures = 0;
-  try {
-    for (let generation = 1; ; generation++) {
-      const started = Date.now();
-      const running = startServer(options.serverArgs(init, generation), holder.fd);
-      child = running.child;
-      const exit = await running.exited;
-      child = undefined;
-      exitCode = exit.code ?? 1;
-      if (stopping || !holder.alive()) break;
-      if (!exit.served && exit.signal === null) {
-        logger.error('the serving process failed to start', { pid: running.child.pid, code: exit.code });
-        break;
-      }
-      fastFailures = Date.now() - started < FAST_FAILURE_MS ? fastFailures + 1 : 0;
-      if (fastFailures > MAX_FAST_FAILURES) {
-        logger.error('serving processes keep dying; giving up the mount', { mountpoint: holder.mountpoint, restarts: generation - 1 });
-        break;
-      }
-      logger.warn('serving process died; starting another on the same connection', {
-        pid: running.child.pid,
-        ...(exit.signal ? { signal: exit.signal } : { code: exit.code }),
-      });
-      if (fastFailures > 1) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, 100 * 2 ** fastFailures);
-          wake = () => (clearTimeout(timer), resolve());
-        });
-        if (stopping) break;
-      }
-    }
-  } finally {
+  let stopping = false;
+  let finished = false;
+  let resolveExit!: (code: number) => void;
+  const exitCode = new Promise<number>((resolve) => (resolveExit = resolve));
+
+  const finish = (code: number) => {
+    if (finished) return;
+    finished = true;
+    standby?.process.kill('SIGTERM');
     // Detaches the mount if no child did (a crash loop, a failed start, a signal between children).
     holder.release();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-  }
+    resolveExit(code);
+  };
+
+  const promote = (child: Child) => {
+    child.generation = ++generation;
+    child.attachedAt = Date.now();
+    active = child;
+    child.process.send({ kind: 'attach', generation } satisfies AttachMessage, () => {});
+  };
+
+  const startChild = (): Child => {
+    const child: Child = { process: startServer(options.serverArgs(init), holder.fd), generation: 0, attachedAt: 0, served: false, exited: false };
+    child.process.on('message', (message: unknown) => {
+      if ((message as { kind?: unknown }).kind !== 'serving') return;
+      child.served = true;
+      if (useStandby && !standby && !stopping && !finished) standby = startChild();
+    });
+    child.process.once('exit', (code, signal) => onExit(child, code, signal));
+    child.process.once('error', (error) => {
+      logger.error('cannot start a serving process', { error: error.message });
+      onExit(child, 1, null);
+    });
+    return child;
+  };
+
+  const onExit = (child: Child, code: number | null, signal: NodeJS.Signals | null) => {
+    if (child.exited) return;
+    child.exited = true;
+    if (child === standby) {
+      standby = undefined;
+      if (stopping || finished) return;
+      if (signal === null) {
+        // It failed while preparing: it would again. Restarts fall back to fresh children.
+        logger.warn('the standby serving process failed to start; continuing without one', { pid: child.process.pid, code });
+        useStandby = false;
+      } else if (active?.served) {
+        standby = startChild();
+      }
+      return;
+    }
+    if (child !== active) return;
+    active = undefined;
+    if (stopping || !holder.alive()) return finish(code ?? 1);
+    if (!child.served && signal === null) {
+      logger.error('the serving process failed to start', { pid: child.process.pid, code });
+      return finish(code ?? 1);
+    }
+    fastFailures = Date.now() - child.attachedAt < FAST_FAILURE_MS ? fastFailures + 1 : 0;
+    if (fastFailures > MAX_FAST_FAILURES) {
+      logger.error('serving processes keep dying; giving up the mount', { mountpoint: holder.mountpoint, restarts: generation - 1 });
+      return finish(1);
+    }
+    const next = standby ?? startChild();
+    logger.warn('serving process died; starting another on the same connection', {
+      pid: child.process.pid,
+      ...(signal ? { signal } : { code }),
+      next: next.process.pid,
+      standby: next === standby,
+    });
+    standby = undefined;
+    // A crash loop backs off: 400 ms, 800 ms, ... before the next attach.
+    const delay = fastFailures > 1 ? 100 * 2 ** fastFailures : 0;
+    setTimeout(() => (stopping || finished ? next.process.kill('SIGTERM') : promote(next)), delay);
+  };
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // A second signal means "now": the connection is aborted with the descriptors.
+      active?.process.kill('SIGKILL');
+      standby?.process.kill('SIGKILL');
+      holder.release();
+      process.exit(1);
+    }
+    stopping = true;
+    logger.debug('forwarding signal to the serving process', { signal, pid: active?.process.pid });
+    standby?.process.kill('SIGTERM');
+    if (active) active.process.kill('SIGTERM');
+    else finish(0);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  promote(startChild());
   return exitCode;
 }
 
@@ -128,19 +187,10 @@ function rootlessHint(): string {
   return ' (see its message above; the mountpoint must be a directory you own)';
 }
 
-function startServer(args: string[], fd: number): { child: ChildProcess; exited: Promise<ServerExit> } {
+function startServer(args: string[], fd: number): ChildProcess {
   // Own process group: a terminal's Ctrl-C reaches the supervisor, which forwards it once.
-  const child = spawn(process.execPath, [...process.execArgv, ...args], {
+  return spawn(process.execPath, [...process.execArgv, ...args], {
     stdio: ['ignore', 'inherit', 'inherit', fd, 'ipc'],
     detached: true,
   });
-  let served = false;
-  child.on('message', (message: unknown) => {
-    if ((message as { kind?: unknown }).kind === 'serving') served = true;
-  });
-  const exited = new Promise<ServerExit>((resolve) => {
-    child.once('error', () => resolve({ code: 1, signal: null, served }));
-    child.once('exit', (code, signal) => resolve({ code, signal, served }));
-  });
-  return { child, exited };
 }

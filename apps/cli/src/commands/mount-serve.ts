@@ -1,13 +1,16 @@
 // The serving half of `clip mount`: a child process of the supervisor (see
-// @clip/mounter/supervisor) that attaches to the FUSE connection the supervisor holds
-// (inherited as a descriptor) and answers reads until it is told to stop, the mount is
-// detached from outside, or the supervisor is gone. Several of these may live one after the
-// other on the same mount: each logs `serving reads pid=…`; only the first logs `mounted`.
+// @clip/mounter/supervisor) that prepares everything (archive, fetcher, caches, metadata
+// table), waits until the supervisor says `attach` (at once, or later for a standby), attaches
+// to the FUSE connection the supervisor holds (inherited as a descriptor) and answers reads
+// until it is told to stop, the mount is detached from outside, or the supervisor is gone.
+// Several of these live one after the other on the same mount: each logs
+// `serving reads pid=…`; only the first logs `mounted`.
+import type { AttachMessage } from '@clip/mounter/supervisor';
 import type { Logger } from '@clip/shared/log';
 import { UsageError } from '@clip/shared/errors';
 
 export interface ServeOptions {
-  /** `<fd>:<generation>:<base64 FUSE_INIT>` from the supervisor. */
+  /** `<fd>:<base64 FUSE_INIT>` from the supervisor. */
   connection: string;
   /** The archive location the supervisor resolved (file or URL): no second registry lookup. */
   location: string;
@@ -27,18 +30,39 @@ export interface ServeOptions {
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
 const EXIT_GRACE_MS = 3000;
 
-export function parseConnection(spec: string): { fd: number; generation: number; init: Uint8Array } {
-  const [fd, generation, init] = spec.split(':');
-  const parsed = { fd: Number(fd), generation: Number(generation), init: Buffer.from(init ?? '', 'base64') };
-  if (!Number.isInteger(parsed.fd) || parsed.fd < 0 || !(parsed.generation >= 1) || parsed.init.length === 0) {
+export function parseConnection(spec: string): { fd: number; init: Uint8Array } {
+  const [fd, init] = spec.split(':');
+  const parsed = { fd: Number(fd), init: Buffer.from(init ?? '', 'base64') };
+  if (!Number.isInteger(parsed.fd) || parsed.fd < 0 || parsed.init.length === 0) {
     throw new UsageError(`invalid --serve-connection ${JSON.stringify(spec)} (internal: set by clip mount for its serving process)`);
   }
   return parsed;
 }
 
+/** The generation the supervisor's `attach` message gives (1 at once without an IPC channel). */
+function waitForTurn(): Promise<number> {
+  if (!process.send) return Promise.resolve(1);
+  return new Promise((resolve) => {
+    const onMessage = (message: unknown) => {
+      const { kind, generation } = message as Partial<AttachMessage>;
+      if (kind !== 'attach' || typeof generation !== 'number') return;
+      process.off('message', onMessage);
+      resolve(generation);
+    };
+    process.on('message', onMessage);
+  });
+}
+
 export async function serveMount(options: ServeOptions): Promise<void> {
   const { logger, readMs, insecure, retries } = options;
   const connection = parseConnection(options.connection);
+  // Listen from the start: the supervisor may say `attach` before we are prepared.
+  const turn = waitForTurn();
+  // Until attached this may be a standby: told to stop, or orphaned, it just leaves.
+  let attached = false;
+  const leave = () => attached || process.exit(0);
+  process.once('SIGINT', leave).once('SIGTERM', leave).once('disconnect', leave);
+  let generation = 1;
   const [{ mount }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
     import('@clip/mounter/mount'),
     import('@clip/mounter/archive-location'),
@@ -56,7 +80,12 @@ export async function serveMount(options: ServeOptions): Promise<void> {
       memoryCache: options.memoryCache,
       logger,
       timeouts: { readMs },
-      attach: { fd: connection.fd, init: connection.init },
+      attach: async () => {
+        generation = await turn;
+        attached = true;
+        process.off('SIGINT', leave).off('SIGTERM', leave).off('disconnect', leave);
+        return connection;
+      },
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
       ...(options.prefetch ? { prefetch: options.prefetch } : {}),
       ...(options.record ? { record: options.record } : {}),
@@ -66,7 +95,7 @@ export async function serveMount(options: ServeOptions): Promise<void> {
     await fetcher.close();
     throw error;
   }
-  if (connection.generation === 1) {
+  if (generation === 1) {
     logger.info('mounted', {
       mountpoint: handle.mountpoint,
       reference: fetcher.reference,
@@ -81,7 +110,7 @@ export async function serveMount(options: ServeOptions): Promise<void> {
       errno: handle.resendError,
     });
   }
-  logger.info('serving reads', { pid: process.pid, mountpoint: handle.mountpoint, generation: connection.generation });
+  logger.info('serving reads', { pid: process.pid, mountpoint: handle.mountpoint, generation });
   process.send?.({ kind: 'serving' });
 
   // Runs until a signal, the mount is detached from outside, or the supervisor is gone.

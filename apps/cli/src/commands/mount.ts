@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option('--retries <n>', 'retries of a failed registry request', '2')
     .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
-    .addOption(new Option('--serve-connection <fd:generation:init>').hideHelp())
+    .addOption(new Option('--serve-connection <fd:init>').hideHelp())
     .addOption(new Option('--serve-location <location>').hideHelp())
     .action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
@@ -87,11 +87,11 @@ export function register(program: Command): void {
         mountpoint: checked,
         options: mountOptions(),
         logger,
-        serverArgs: (init, generation) => [
+        serverArgs: (init) => [
           process.argv[1]!,
           ...process.argv.slice(2),
           '--serve-connection',
-          `${SERVER_CONNECTION_FD}:${generation}:${init}`,
+          `${SERVER_CONNECTION_FD}:${init}`,
           '--serve-location',
           location,
         ],
