@@ -110,7 +110,8 @@ export async function serveMount(options: ServeOptions): Promise<void> {
       errno: handle.resendError,
     });
   }
-  logger.info('serving reads', { pid: process.pid, mountpoint: handle.mountpoint, generation });
+  // The metrics address too: with `--metrics host:0` each serving process gets its own port.
+  logger.info('serving reads', { pid: process.pid, mountpoint: handle.mountpoint, generation, metrics: handle.metricsAddress });
   process.send?.({ kind: 'serving' });
 
   // Runs until a signal, the mount is detached from outside, or the supervisor is gone.
