@@ -5,12 +5,12 @@
 // re-queues what the dead one had taken (FUSE_NOTIFY_RESEND). Every read must succeed with
 // umoci's bytes; the longest single-file stall is logged, not asserted (shared machine).
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildLayout, type EntrySpec } from '@clip/testkit/fixtures';
 import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { prepareLayout, removeAll, servingPid, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import { prepareLayout, removeAll, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 const FILES = 3000;
 const KILLS = 3;
@@ -108,3 +108,49 @@ it('reads every file with the right bytes while the serving process is SIGKILLed
   const metrics = await mount.stop();
   expect(metrics?.['reads']).toBeGreaterThanOrEqual(0);
 }, 180_000);
+
+/** Waits until `pid` is gone (kill 0 fails). */
+async function gone(pid: number): Promise<void> {
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+it('an overlay on top keeps working across a kill; a killed supervisor makes its server unmount', async () => {
+  const second = await startMount(image.archive, await tempDir('survive-mnt2'));
+  const overlay = await tempDir('survive-overlay');
+  for (const dir of ['upper', 'work', 'root']) await mkdir(join(overlay, dir));
+  const root = join(overlay, 'root');
+  try {
+    const mounted = await sh(`mount -t overlay overlay -o lowerdir=${second.mountpoint},upperdir=${overlay}/upper,workdir=${overlay}/work ${root}`);
+    expect(mounted.code, mounted.stderr).toBe(0);
+    const file = '/files/d7/f7';
+    const expected = await readFile(join(image.rootfs, file));
+    expect((await sh(`cmp ${root}${file} ${image.rootfs}${file}`)).code).toBe(0);
+
+    const first = servingPid(second);
+    process.kill(first, 'SIGKILL');
+    // Through the overlay, during and after the restart: no ENOTCONN, the same bytes.
+    expect((await sh(`cmp ${root}/files/d8/f8 ${image.rootfs}/files/d8/f8`)).code).toBe(0);
+    expect((await sh(`ls ${root}/files/d9 | wc -l`)).stdout.trim()).toBe(String(FILES / 30));
+    expect(servingPid(second)).not.toBe(first);
+    expect(expected.length).toBeGreaterThan(0);
+  } finally {
+    await sh(`umount ${root}`);
+  }
+
+  // The supervisor dies: the serving process unmounts and exits, nothing stale stays.
+  const server = servingPid(second);
+  second.child.kill('SIGKILL');
+  await gone(server);
+  expect(second.stderr()).toMatch(/msg="unmounting" .*reason="supervisor gone"/);
+  expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${second.mountpoint} `);
+  expect((await sh(`stat -f ${second.mountpoint}`)).code).toBe(0);
+  await second.stop();
+  await removeAll(overlay);
+}, 60_000);
