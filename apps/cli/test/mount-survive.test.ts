@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildLayout, type EntrySpec } from '@clip/testkit/fixtures';
 import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { prepareLayout, removeAll, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import { prepareLayout, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 const FILES = 3000;
 const KILLS = 3;
@@ -153,4 +153,18 @@ it('an overlay on top keeps working across a kill; a killed supervisor makes its
   expect((await sh(`stat -f ${second.mountpoint}`)).code).toBe(0);
   await second.stop();
   await removeAll(overlay);
+}, 60_000);
+
+it('a serving process that cannot start ends clip mount with its error and leaves no mount', async () => {
+  const truncated = join(work, 'truncated.clip');
+  const bytes = await readFile(image.archive);
+  await writeFile(truncated, bytes.subarray(0, bytes.length - 100));
+  const mountpoint = await tempDir('survive-bad');
+  const result = await runCli(['mount', truncated, mountpoint], { timeoutMs: 30_000 });
+  expect(result.code).toBe(1);
+  expect(result.stderr).toMatch(/clip: error: .*\[CLIP_E_ARCHIVE_FORMAT\]/);
+  expect(result.stderr).toMatch(/msg="the serving process failed to start"/);
+  expect(result.stderr).not.toMatch(/serving reads/);
+  expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
+  await removeAll(mountpoint);
 }, 60_000);

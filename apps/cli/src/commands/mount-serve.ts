@@ -39,29 +39,60 @@ export function parseConnection(spec: string): { fd: number; init: Uint8Array } 
   return parsed;
 }
 
-/** The generation the supervisor's `attach` message gives (1 at once without an IPC channel). */
-function waitForTurn(): Promise<number> {
-  if (!process.send) return Promise.resolve(1);
-  return new Promise((resolve) => {
-    const onMessage = (message: unknown) => {
-      const { kind, generation } = message as Partial<AttachMessage>;
-      if (kind !== 'attach' || typeof generation !== 'number') return;
-      process.off('message', onMessage);
-      resolve(generation);
-    };
-    process.on('message', onMessage);
-  });
+/** The supervisor's `attach` message: its generation (1 at once without an IPC channel). */
+class Turn {
+  readonly generation: Promise<number>;
+  /** The message arrived (this process is the active one), perhaps before we are prepared. */
+  promoted = !process.send;
+
+  constructor() {
+    this.generation = !process.send
+      ? Promise.resolve(1)
+      : new Promise((resolve) => {
+          const onMessage = (message: unknown) => {
+            const { kind, generation } = message as Partial<AttachMessage>;
+            if (kind !== 'attach' || typeof generation !== 'number') return;
+            process.off('message', onMessage);
+            this.promoted = true;
+            resolve(generation);
+          };
+          process.on('message', onMessage);
+        });
+  }
 }
 
 export async function serveMount(options: ServeOptions): Promise<void> {
+  // Listen from the start: the supervisor may say `attach` before we are prepared.
+  const turn = new Turn();
+  // Until attached this may be a standby: told to stop, or orphaned, it just leaves. Orphaned
+  // while preparing to serve, nobody else would unmount: it does.
+  const state = { attached: false };
+  const leave = (reason: string) => {
+    if (state.attached) return;
+    if (reason !== 'disconnect' || !turn.promoted) process.exit(0);
+    void import('@clip/mounter/mountpoint').then(({ forceUnmount }) => forceUnmount(options.mountpoint)).finally(() => process.exit(1));
+  };
+  const onSigint = () => leave('SIGINT');
+  const onSigterm = () => leave('SIGTERM');
+  const onDisconnect = () => leave('disconnect');
+  process.once('SIGINT', onSigint).once('SIGTERM', onSigterm).once('disconnect', onDisconnect);
+  const stopLeaving = () => process.off('SIGINT', onSigint).off('SIGTERM', onSigterm).off('disconnect', onDisconnect);
+  try {
+    await serve(options, turn, () => {
+      state.attached = true;
+      stopLeaving();
+    });
+  } catch (error) {
+    // Failed before serving: let the process end (the IPC channel would keep it alive).
+    stopLeaving();
+    process.channel?.unref();
+    throw error;
+  }
+}
+
+async function serve(options: ServeOptions, turn: Turn, onAttach: () => void): Promise<void> {
   const { logger, readMs, insecure, retries } = options;
   const connection = parseConnection(options.connection);
-  // Listen from the start: the supervisor may say `attach` before we are prepared.
-  const turn = waitForTurn();
-  // Until attached this may be a standby: told to stop, or orphaned, it just leaves.
-  let attached = false;
-  const leave = () => attached || process.exit(0);
-  process.once('SIGINT', leave).once('SIGTERM', leave).once('disconnect', leave);
   let generation = 1;
   const [{ mount }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
     import('@clip/mounter/mount'),
@@ -81,9 +112,8 @@ export async function serveMount(options: ServeOptions): Promise<void> {
       logger,
       timeouts: { readMs },
       attach: async () => {
-        generation = await turn;
-        attached = true;
-        process.off('SIGINT', leave).off('SIGTERM', leave).off('disconnect', leave);
+        generation = await turn.generation;
+        onAttach();
         return connection;
       },
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
