@@ -94,6 +94,9 @@ async function serve(options: ServeOptions, turn: Turn, onAttach: () => void): P
   const { logger, readMs, insecure, retries } = options;
   const connection = parseConnection(options.connection);
   let generation = 1;
+  // Listened for from the moment of attaching: a signal or an orphaning while mount() finishes
+  // still unmounts right after.
+  let stopRequested: Promise<string> = new Promise(() => {});
   const [{ mount }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
     import('@clip/mounter/mount'),
     import('@clip/mounter/archive-location'),
@@ -114,6 +117,11 @@ async function serve(options: ServeOptions, turn: Turn, onAttach: () => void): P
       attach: async () => {
         generation = await turn.generation;
         onAttach();
+        stopRequested = new Promise<string>((resolve) => {
+          process.once('SIGINT', () => resolve('SIGINT'));
+          process.once('SIGTERM', () => resolve('SIGTERM'));
+          process.once('disconnect', () => resolve('supervisor gone'));
+        });
         return connection;
       },
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
@@ -145,14 +153,7 @@ async function serve(options: ServeOptions, turn: Turn, onAttach: () => void): P
   process.send?.({ kind: 'serving' });
 
   // Runs until a signal, the mount is detached from outside, or the supervisor is gone.
-  const stop = await Promise.race([
-    new Promise<string>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'));
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('disconnect', () => resolve('supervisor gone'));
-    }),
-    handle.ended.then(() => 'detached' as const),
-  ]);
+  const stop = await Promise.race([stopRequested, handle.ended.then(() => 'detached' as const)]);
   const reason = stop === 'detached' ? { reason: 'detached from outside' } : stop === 'supervisor gone' ? { reason: stop } : { signal: stop };
   logger.info('unmounting', { mountpoint: handle.mountpoint, ...reason });
   // A second signal while unmounting means "now".
