@@ -18,6 +18,7 @@ interface MountCommandOptions {
   readTimeout: string;
   retries: string;
   forceUnmountStale?: boolean;
+  standby: boolean;
   serveConnection?: string;
   serveLocation?: string;
 }
@@ -41,6 +42,7 @@ export function register(program: Command): void {
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
     .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
+    .option('--no-standby', 'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)')
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
     .addOption(new Option('--serve-connection <fd:init>').hideHelp())
     .addOption(new Option('--serve-location <location>').hideHelp())
@@ -86,6 +88,7 @@ export function register(program: Command): void {
       process.exitCode = await superviseMount({
         mountpoint: checked,
         options: mountOptions(),
+        standby: options.standby,
         logger,
         serverArgs: (init) => [
           process.argv[1]!,
