@@ -121,17 +121,16 @@ async function gone(pid: number): Promise<void> {
   }
 }
 
-it('an overlay on top keeps working across a kill; a killed supervisor makes its server unmount', async () => {
-  const second = await startMount(image.archive, await tempDir('survive-mnt2'));
+it('an overlay on top keeps working across a kill (no standby); a killed supervisor makes its server unmount', async () => {
+  // Without a standby the replacement starts from scratch: the slow path works too.
+  const second = await startMount(image.archive, await tempDir('survive-mnt2'), ['--no-standby']);
   const overlay = await tempDir('survive-overlay');
   for (const dir of ['upper', 'work', 'root']) await mkdir(join(overlay, dir));
   const root = join(overlay, 'root');
   try {
     const mounted = await sh(`mount -t overlay overlay -o lowerdir=${second.mountpoint},upperdir=${overlay}/upper,workdir=${overlay}/work ${root}`);
     expect(mounted.code, mounted.stderr).toBe(0);
-    const file = '/files/d7/f7';
-    const expected = await readFile(join(image.rootfs, file));
-    expect((await sh(`cmp ${root}${file} ${image.rootfs}${file}`)).code).toBe(0);
+    expect((await sh(`cmp ${root}/files/d7/f7 ${image.rootfs}/files/d7/f7`)).code).toBe(0);
 
     const first = servingPid(second);
     process.kill(first, 'SIGKILL');
@@ -139,7 +138,7 @@ it('an overlay on top keeps working across a kill; a killed supervisor makes its
     expect((await sh(`cmp ${root}/files/d8/f8 ${image.rootfs}/files/d8/f8`)).code).toBe(0);
     expect((await sh(`ls ${root}/files/d9 | wc -l`)).stdout.trim()).toBe(String(FILES / 30));
     expect(servingPid(second)).not.toBe(first);
-    expect(expected.length).toBeGreaterThan(0);
+    expect(second.stderr()).toMatch(/serving process died; .* standby=false/);
   } finally {
     await sh(`umount ${root}`);
   }
