@@ -1,6 +1,8 @@
 // `clip mount <file.clip> <mountpoint>`: serve the image read-only through FUSE in the
 // foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
-// SIGINT/SIGTERM and prints a JSON metrics summary to stderr.
+// SIGINT/SIGTERM and prints a JSON metrics summary to stderr. This process mounts and holds
+// the connection (@clip/mounter/supervisor); serving child processes (./mount-serve.ts, the
+// same command with --serve-connection) answer reads and are replaced when they die.
 import { Option, type Command } from 'commander';
 import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
