@@ -39,6 +39,21 @@ afterAll(async () => {
   await removeAll(work);
 });
 
+/** Milliseconds from each `serving process died` line to the next `serving reads` line. */
+function takeovers(stderr: string): number[] {
+  const time = (line: string) => Date.parse(/time=(\S+)/.exec(line)?.[1] ?? '');
+  const out: number[] = [];
+  let died: number | undefined;
+  for (const line of stderr.split('\n')) {
+    if (line.includes('msg="serving process died')) died = time(line);
+    else if (died !== undefined && line.includes('msg="serving reads"')) {
+      out.push(time(line) - died);
+      died = undefined;
+    }
+  }
+  return out;
+}
+
 /** A reader in its own process: reads every file once, compares, reports progress and stalls. */
 const READER = `
 import { readFileSync } from 'node:fs';
@@ -95,7 +110,10 @@ it('reads every file with the right bytes while the serving process is SIGKILLed
   }
   expect(await finished).toBe(0);
   const result = JSON.parse(out.trim().split('\n').at(-1)!) as { done: number; failed: number; wrong: number; maxStallMs: number; slowest: string; errors: string[] };
-  console.log(`survive: ${result.done} files read, ${result.failed} failed, ${result.wrong} wrong; ${killed.length} kills; longest stall ${result.maxStallMs.toFixed(0)} ms (${result.slowest})`);
+  console.log(
+    `survive: ${result.done} files read, ${result.failed} failed, ${result.wrong} wrong; ${killed.length} kills; ` +
+      `longest stall ${result.maxStallMs.toFixed(0)} ms (${result.slowest}); takeover ${takeovers(mount.stderr()).join(', ')} ms`,
+  );
   expect(result.errors).toEqual([]);
   expect(result).toMatchObject({ done: FILES, failed: 0, wrong: 0 });
   // Each kill really happened while reading, and each was followed by a new server.
