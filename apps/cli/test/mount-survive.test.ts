@@ -139,7 +139,7 @@ async function gone(pid: number): Promise<void> {
   }
 }
 
-it('an overlay on top keeps working across a kill (no standby); a killed supervisor makes its server unmount', async () => {
+it('an overlay on top keeps working across a kill (no standby) and a SIGHUP replacement; a killed supervisor makes its server unmount', async () => {
   // Without a standby the replacement starts from scratch: the slow path works too.
   const second = await startMount(image.archive, await tempDir('survive-mnt2'), ['--no-standby']);
   const overlay = await tempDir('survive-overlay');
@@ -157,6 +157,15 @@ it('an overlay on top keeps working across a kill (no standby); a killed supervi
     expect((await sh(`ls ${root}/files/d9 | wc -l`)).stdout.trim()).toBe(String(FILES / 30));
     expect(servingPid(second)).not.toBe(first);
     expect(second.stderr()).toMatch(/serving process died; .* standby=false/);
+
+    // SIGHUP replaces the serving process on purpose (e.g. after an upgrade): a fresh one
+    // prepares, then takes over.
+    const before = servingPid(second);
+    second.child.kill('SIGHUP');
+    for (let i = 0; i < 600 && servingPid(second) === before; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(servingPid(second)).not.toBe(before);
+    expect(second.stderr()).toMatch(/msg="serving process replaced \(SIGHUP\)"/);
+    expect((await sh(`cmp ${root}/files/d10/f10 ${image.rootfs}/files/d10/f10`)).code).toBe(0);
   } finally {
     await sh(`umount ${root}`);
   }

@@ -15,6 +15,10 @@
 // for a standby it only means no more standbys. SIGINT/SIGTERM are forwarded as SIGTERM (the
 // active child unmounts, a standby just exits). If the supervisor dies, children see their IPC
 // channel close: the active one unmounts, a standby exits.
+//
+// SIGHUP replaces the serving process (e.g. to run an upgraded clip from disk): a fresh child
+// prepares, says `{ kind: 'ready' }`, and then the active one is SIGKILLed and replaced as if
+// it had died, with the fresh one ready to take over.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { MountHolder } from '@clip/native-fuse';
@@ -50,6 +54,10 @@ interface Child {
   attachedAt: number;
   served: boolean;
   exited: boolean;
+  /** Prepared (archive, caches, table), waiting for its turn. */
+  ready: boolean;
+  /** Killed on purpose by SIGHUP: not a crash. */
+  replaced: boolean;
 }
 
 /** Mounts, runs serving children until the mount ends; resolves to the exit code to use. */
@@ -64,6 +72,8 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   let fastFailures = 0;
   let stopping = false;
   let finished = false;
+  /** The fresh child a SIGHUP started: once it is ready, the active one makes way. */
+  let replacement: Child | undefined;
   let resolveExit!: (code: number) => void;
   const exitCode = new Promise<number>((resolve) => (resolveExit = resolve));
 
@@ -75,6 +85,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     holder.release();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHangup);
     resolveExit(code);
   };
 
@@ -86,10 +97,19 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   };
 
   const startChild = (): Child => {
-    const child: Child = { process: startServer(options.serverArgs(init), holder.fd), generation: 0, attachedAt: 0, served: false, exited: false };
+    const child: Child = { process: startServer(options.serverArgs(init), holder.fd), generation: 0, attachedAt: 0, served: false, exited: false, ready: false, replaced: false };
     child.process.on('message', (message: unknown) => {
-      if ((message as { kind?: unknown }).kind !== 'serving') return;
+      const kind = (message as { kind?: unknown }).kind;
+      if (kind === 'ready') {
+        child.ready = true;
+        if (child === replacement && child === standby && active && !stopping && !finished) {
+          active.replaced = true;
+          active.process.kill('SIGKILL');
+        }
+      }
+      if (kind !== 'serving') return;
       child.served = true;
+      if (child === replacement) replacement = undefined;
       if (useStandby && !standby && !stopping && !finished) standby = startChild();
     });
     child.process.once('exit', (code, signal) => onExit(child, code, signal));
@@ -103,6 +123,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   const onExit = (child: Child, code: number | null, signal: NodeJS.Signals | null) => {
     if (child.exited) return;
     child.exited = true;
+    if (child === replacement) replacement = undefined;
     if (child === standby) {
       standby = undefined;
       if (stopping || finished) return;
@@ -122,18 +143,15 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
       logger.error('the serving process failed to start', { pid: child.process.pid, code });
       return finish(code ?? 1);
     }
-    fastFailures = Date.now() - child.attachedAt < FAST_FAILURE_MS ? fastFailures + 1 : 0;
+    if (!child.replaced) fastFailures = Date.now() - child.attachedAt < FAST_FAILURE_MS ? fastFailures + 1 : 0;
     if (fastFailures > MAX_FAST_FAILURES) {
       logger.error('serving processes keep dying; giving up the mount', { mountpoint: holder.mountpoint, restarts: generation - 1 });
       return finish(1);
     }
     const next = standby ?? startChild();
-    logger.warn('serving process died; starting another on the same connection', {
-      pid: child.process.pid,
-      ...(signal ? { signal } : { code }),
-      next: next.process.pid,
-      standby: next === standby,
-    });
+    const fields = { pid: child.process.pid, ...(signal ? { signal } : { code }), next: next.process.pid, standby: next === standby };
+    if (child.replaced) logger.info('serving process replaced (SIGHUP)', fields);
+    else logger.warn('serving process died; starting another on the same connection', fields);
     standby = undefined;
     // A crash loop backs off: 400 ms, 800 ms, ... before the next attach.
     const delay = fastFailures > 1 ? 100 * 2 ** fastFailures : 0;
@@ -154,8 +172,17 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     if (active) active.process.kill('SIGTERM');
     else finish(0);
   };
+  const onHangup = () => {
+    if (stopping || finished || replacement || !active) return;
+    logger.info('replacing the serving process (SIGHUP): a fresh one takes over once prepared', { pid: active.process.pid });
+    const old = standby;
+    // Forget the old standby first: its exit must not start another one.
+    standby = replacement = startChild();
+    old?.process.kill('SIGTERM');
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onHangup);
 
   promote(startChild());
   return exitCode;

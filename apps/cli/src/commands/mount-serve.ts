@@ -115,6 +115,8 @@ async function serve(options: ServeOptions, turn: Turn, onAttach: () => void): P
       logger,
       timeouts: { readMs },
       attach: async () => {
+        // Prepared: a supervisor replacing the active process (SIGHUP) waits for this.
+        process.send?.({ kind: 'ready' });
         generation = await turn.generation;
         onAttach();
         stopRequested = new Promise<string>((resolve) => {
