@@ -31,7 +31,10 @@ const EXIT_GRACE_MS = 3000;
 export function register(program: Command): void {
   program
     .command('mount')
-    .description('mount an image read-only through FUSE, fetching only the bytes that are read (foreground)')
+    .description(
+      'mount an image read-only through FUSE, fetching only the bytes that are read (foreground; SIGINT/SIGTERM unmount, ' +
+        'SIGHUP replaces the serving process, which is also replaced when it dies)',
+    )
     .argument('<archive>', '.clip archive (file or http(s) URL), or a registry reference whose published archive is downloaded (cached)')
     .argument('<mountpoint>', 'existing empty directory')
     .option('--cache-dir <dir>', 'disk cache of decoded blocks, shareable between mounts')
