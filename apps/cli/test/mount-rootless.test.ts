@@ -63,19 +63,26 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 /** Runs a shell command as the ordinary user. */
 const asUser = (script: string) => sh(`setpriv ${SETPRIV.join(' ')} sh -c '${script}'`);
 
-it.skipIf(skip !== undefined)('mounts, reads and unmounts on SIGINT as an ordinary user (fusermount3)', async () => {
-  child = spawn('setpriv', [...SETPRIV, process.execPath, CLI, 'mount', archive, mountpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** `clip mount` as the ordinary user, with helpers to follow its serving processes. */
+function startUserMount(args: string[] = []) {
+  const started = spawn('setpriv', [...SETPRIV, process.execPath, CLI, 'mount', archive, mountpoint, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  child = started;
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child!.once('exit', resolve));
+  started.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => started.once('exit', resolve));
   const servers = () => [...stderr.matchAll(/msg="serving reads" pid=(\d+)/g)].map((m) => Number(m[1]));
   const until = async (what: () => boolean) => {
     for (let i = 0; i < 600 && !what(); i++) {
-      if (child!.exitCode !== null) throw new Error(`clip mount exited:\n${stderr}`);
+      if (started.exitCode !== null) throw new Error(`clip mount exited:\n${stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
-  await until(() => servers().length === 1);
+  return { child: started, exited, servers, until, stderr: () => stderr };
+}
+
+it.skipIf(skip !== undefined)('mounts, reads and unmounts on SIGINT as an ordinary user (fusermount3)', async () => {
+  const mount = startUserMount();
+  await mount.until(() => mount.servers().length === 1);
 
   const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mountpoint);
   expect(line).toMatch(/fuse\.clip .*user_id=65534/);
@@ -83,13 +90,35 @@ it.skipIf(skip !== undefined)('mounts, reads and unmounts on SIGINT as an ordina
   expect((await asUser(`sha256sum < ${mountpoint}/etc/data.bin`)).stdout).toBe(`${sha256(content)}  -\n`);
 
   // The serving process is the user's too, and a killed one is replaced.
-  process.kill(servers()[0]!, 'SIGKILL');
-  await until(() => servers().length === 2);
+  process.kill(mount.servers()[0]!, 'SIGKILL');
+  await mount.until(() => mount.servers().length === 2);
   expect((await asUser(`tail -c 100000 ${mountpoint}/etc/data.bin | sha256sum`)).stdout).toBe(`${sha256(content.subarray(-100_000))}  -\n`);
 
-  child.kill('SIGINT');
-  expect(await exited).toBe(0);
-  expect(stderr).toMatch(/^\{"metrics":/m);
-  expect(stderr).toMatch(/msg="unmounted"/);
+  mount.child.kill('SIGINT');
+  expect(await mount.exited).toBe(0);
+  expect(mount.stderr()).toMatch(/^\{"metrics":/m);
+  expect(mount.stderr()).toMatch(/msg="unmounted"/);
+  expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
+}, 60_000);
+
+it.skipIf(skip !== undefined)('cleans its own stale mount with --force-unmount-stale, without root', async () => {
+  const crashed = startUserMount(['--no-standby']);
+  await crashed.until(() => crashed.servers().length === 1);
+  // Both processes die at once: the supervisor is stopped first so it starts no other server.
+  crashed.child.kill('SIGSTOP');
+  process.kill(crashed.servers()[0]!, 'SIGKILL');
+  crashed.child.kill('SIGKILL');
+  await crashed.exited;
+  expect((await asUser(`stat -f ${mountpoint}`)).stderr).toMatch(/Transport endpoint is not connected/);
+
+  const refused = await asUser(`${process.execPath} ${CLI} mount ${archive} ${mountpoint}`);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount3 -u/);
+
+  const forced = startUserMount(['--force-unmount-stale']);
+  await forced.until(() => forced.servers().length === 1);
+  expect((await asUser(`cat ${mountpoint}/etc/hello`)).stdout).toBe('hello from a rootless mount\n');
+  forced.child.kill('SIGINT');
+  expect(await forced.exited).toBe(0);
   expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
 }, 60_000);
