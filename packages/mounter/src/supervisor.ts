@@ -36,12 +36,18 @@ export interface SupervisorOptions {
   mountpoint: string;
   /** libfuse mount options (mountOptions()). */
   options: readonly string[];
-  /** node arguments of a serving child (script first), given the base64 INIT bytes. */
-  serverArgs(init: string): string[];
+  /**
+   * node arguments of a serving child (script first), given the base64 INIT bytes and its
+   * role: `active` is attached at once (and unmounts if orphaned before attaching), `standby`
+   * waits for its turn (and just exits if orphaned).
+   */
+  serverArgs(init: string, role: ServerRole): string[];
   /** Keep a prepared standby child (default true). */
   standby?: boolean;
   logger?: Logger;
 }
+
+export type ServerRole = 'active' | 'standby';
 
 export interface AttachMessage {
   kind: 'attach';
@@ -96,8 +102,8 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     child.process.send({ kind: 'attach', generation } satisfies AttachMessage, () => {});
   };
 
-  const startChild = (): Child => {
-    const child: Child = { process: startServer(options.serverArgs(init), holder.fd), generation: 0, attachedAt: 0, served: false, exited: false, ready: false, replaced: false };
+  const startChild = (role: ServerRole): Child => {
+    const child: Child = { process: startServer(options.serverArgs(init, role), holder.fd), generation: 0, attachedAt: 0, served: false, exited: false, ready: false, replaced: false };
     child.process.on('message', (message: unknown) => {
       const kind = (message as { kind?: unknown }).kind;
       if (kind === 'ready') {
@@ -110,7 +116,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
       if (kind !== 'serving') return;
       child.served = true;
       if (child === replacement) replacement = undefined;
-      if (useStandby && !standby && !stopping && !finished) standby = startChild();
+      if (useStandby && !standby && !stopping && !finished) standby = startChild('standby');
     });
     child.process.once('exit', (code, signal) => onExit(child, code, signal));
     child.process.once('error', (error) => {
@@ -132,7 +138,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
         logger.warn('the standby serving process failed to start; continuing without one', { pid: child.process.pid, code });
         useStandby = false;
       } else if (active?.served) {
-        standby = startChild();
+        standby = startChild('standby');
       }
       return;
     }
@@ -148,7 +154,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
       logger.error('serving processes keep dying; giving up the mount', { mountpoint: holder.mountpoint, restarts: generation - 1 });
       return finish(1);
     }
-    const next = standby ?? startChild();
+    const next = standby ?? startChild('active');
     const fields = { pid: child.process.pid, ...(signal ? { signal } : { code }), next: next.process.pid, standby: next === standby };
     if (child.replaced) logger.info('serving process replaced (SIGHUP)', fields);
     else logger.warn('serving process died; starting another on the same connection', fields);
@@ -177,14 +183,14 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     logger.info('replacing the serving process (SIGHUP): a fresh one takes over once prepared', { pid: active.process.pid });
     const old = standby;
     // Forget the old standby first: its exit must not start another one.
-    standby = replacement = startChild();
+    standby = replacement = startChild('standby');
     old?.process.kill('SIGTERM');
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onHangup);
 
-  promote(startChild());
+  promote(startChild('active'));
   return exitCode;
 }
 

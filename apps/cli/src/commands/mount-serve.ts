@@ -5,12 +5,12 @@
 // until it is told to stop, the mount is detached from outside, or the supervisor is gone.
 // Several of these live one after the other on the same mount: each logs
 // `serving reads pid=…`; only the first logs `mounted`.
-import type { AttachMessage } from '@clip/mounter/supervisor';
+import type { AttachMessage, ServerRole } from '@clip/mounter/supervisor';
 import type { Logger } from '@clip/shared/log';
 import { UsageError } from '@clip/shared/errors';
 
 export interface ServeOptions {
-  /** `<fd>:<base64 FUSE_INIT>` from the supervisor. */
+  /** `<fd>:<active|standby>:<base64 FUSE_INIT>` from the supervisor. */
   connection: string;
   /** The archive location the supervisor resolved (file or URL): no second registry lookup. */
   location: string;
@@ -30,10 +30,10 @@ export interface ServeOptions {
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
 const EXIT_GRACE_MS = 3000;
 
-export function parseConnection(spec: string): { fd: number; init: Uint8Array } {
-  const [fd, init] = spec.split(':');
-  const parsed = { fd: Number(fd), init: Buffer.from(init ?? '', 'base64') };
-  if (!Number.isInteger(parsed.fd) || parsed.fd < 0 || parsed.init.length === 0) {
+export function parseConnection(spec: string): { fd: number; role: ServerRole; init: Uint8Array } {
+  const [fd, role, init] = spec.split(':');
+  const parsed = { fd: Number(fd), role: role as ServerRole, init: Buffer.from(init ?? '', 'base64') };
+  if (!Number.isInteger(parsed.fd) || parsed.fd < 0 || (role !== 'active' && role !== 'standby') || parsed.init.length === 0) {
     throw new UsageError(`invalid --serve-connection ${JSON.stringify(spec)} (internal: set by clip mount for its serving process)`);
   }
   return parsed;
@@ -42,10 +42,11 @@ export function parseConnection(spec: string): { fd: number; init: Uint8Array } 
 /** The supervisor's `attach` message: its generation (1 at once without an IPC channel). */
 class Turn {
   readonly generation: Promise<number>;
-  /** The message arrived (this process is the active one), perhaps before we are prepared. */
-  promoted = !process.send;
+  /** This process is the active one (started as such, or told so), perhaps not yet prepared. */
+  promoted: boolean;
 
-  constructor() {
+  constructor(role: ServerRole) {
+    this.promoted = !process.send || role === 'active';
     this.generation = !process.send
       ? Promise.resolve(1)
       : new Promise((resolve) => {
@@ -62,10 +63,18 @@ class Turn {
 }
 
 export async function serveMount(options: ServeOptions): Promise<void> {
+  let connection: ReturnType<typeof parseConnection>;
+  try {
+    connection = parseConnection(options.connection);
+  } catch (error) {
+    process.channel?.unref();
+    throw error;
+  }
   // Listen from the start: the supervisor may say `attach` before we are prepared.
-  const turn = new Turn();
-  // Until attached this may be a standby: told to stop, or orphaned, it just leaves. Orphaned
-  // while preparing to serve, nobody else would unmount: it does.
+  const turn = new Turn(connection.role);
+  // Until attached: told to stop, it just leaves (the supervisor detaches the mount if needed).
+  // Orphaned, a standby just leaves (the active one unmounts); the active one, not yet
+  // attached, is the only one left to unmount: it does.
   const state = { attached: false };
   const leave = (reason: string) => {
     if (state.attached) return;
@@ -76,9 +85,12 @@ export async function serveMount(options: ServeOptions): Promise<void> {
   const onSigterm = () => leave('SIGTERM');
   const onDisconnect = () => leave('disconnect');
   process.once('SIGINT', onSigint).once('SIGTERM', onSigterm).once('disconnect', onDisconnect);
+  // The supervisor may have died while this process was still starting (its 'disconnect' then
+  // came before anyone listened).
+  if (process.send && !process.connected) onDisconnect();
   const stopLeaving = () => process.off('SIGINT', onSigint).off('SIGTERM', onSigterm).off('disconnect', onDisconnect);
   try {
-    await serve(options, turn, () => {
+    await serve(options, connection, turn, () => {
       state.attached = true;
       stopLeaving();
     });
@@ -90,9 +102,8 @@ export async function serveMount(options: ServeOptions): Promise<void> {
   }
 }
 
-async function serve(options: ServeOptions, turn: Turn, onAttach: () => void): Promise<void> {
+async function serve(options: ServeOptions, connection: { fd: number; init: Uint8Array }, turn: Turn, onAttach: () => void): Promise<void> {
   const { logger, readMs, insecure, retries } = options;
-  const connection = parseConnection(options.connection);
   let generation = 1;
   // Listened for from the moment of attaching: a signal or an orphaning while mount() finishes
   // still unmounts right after.
@@ -123,8 +134,9 @@ async function serve(options: ServeOptions, turn: Turn, onAttach: () => void): P
           process.once('SIGINT', () => resolve('SIGINT'));
           process.once('SIGTERM', () => resolve('SIGTERM'));
           process.once('disconnect', () => resolve('supervisor gone'));
+          if (process.send && !process.connected) resolve('supervisor gone');
         });
-        return connection;
+        return { fd: connection.fd, init: connection.init };
       },
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
       ...(options.prefetch ? { prefetch: options.prefetch } : {}),

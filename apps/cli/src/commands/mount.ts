@@ -49,7 +49,7 @@ export function register(program: Command): void {
     .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
     .option('--no-standby', 'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)')
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
-    .addOption(new Option('--serve-connection <fd:init>').hideHelp())
+    .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
     .addOption(new Option('--serve-location <location>').hideHelp())
     .action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
@@ -95,11 +95,11 @@ export function register(program: Command): void {
         options: mountOptions(),
         standby: options.standby,
         logger,
-        serverArgs: (init) => [
+        serverArgs: (init, role) => [
           process.argv[1]!,
           ...process.argv.slice(2),
           '--serve-connection',
-          `${SERVER_CONNECTION_FD}:${init}`,
+          `${SERVER_CONNECTION_FD}:${role}:${init}`,
           '--serve-location',
           location,
         ],
