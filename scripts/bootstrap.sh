@@ -23,7 +23,7 @@ die() {
 # Each requirement: "<package>:<probe>", probe = a command on PATH, or lib:<soname>.
 REQUIREMENTS=(
   "libfuse3-dev:file:/usr/include/fuse3/fuse_lowlevel.h" # packages/native-fuse builds against libfuse 3
-  "fuse3:fusermount3"                    # rootless mounts (libfuse execs fusermount3) and detaching stale mounts (`fusermount3 -uz`)
+  "fuse3:fusermount3"                    # rootless mounts (the FUSE addon runs fusermount3) and detaching stale mounts (`fusermount3 -uz`)
   "docker-registry:docker-registry"      # the real registry tests push to (testkit/registry.ts)
   "skopeo:skopeo"                        # copies images between OCI layouts and registries
   "umoci:umoci"                          # reference unpacker the mount is compared against

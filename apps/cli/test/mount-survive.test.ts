@@ -8,8 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { buildLayout, type EntrySpec } from '@clip/testkit/fixtures';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { buildLayout, type EntrySpec, startRegistry, type RunningRegistry } from '@clip/testkit';
 import { prepareLayout, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 const FILES = 3000;

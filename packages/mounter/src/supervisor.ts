@@ -22,7 +22,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { MountHolder } from '@clip/native-fuse';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { silentLogger, type Logger } from '@clip/shared';
 import { MountFailedError } from './errors.js';
 
 /** The descriptor number a serving child finds the connection at. */

@@ -1,13 +1,12 @@
 // The serving half of `clip mount`: a child process of the supervisor (see
-// @clip/mounter/supervisor) that prepares everything (archive, fetcher, caches, metadata
+// superviseMount in @clip/mounter) that prepares everything (archive, fetcher, caches, metadata
 // table), waits until the supervisor says `attach` (at once, or later for a standby), attaches
 // to the FUSE connection the supervisor holds (inherited as a descriptor) and answers reads
 // until it is told to stop, the mount is detached from outside, or the supervisor is gone.
 // Several of these live one after the other on the same mount: each logs
 // `serving reads pid=…`; only the first logs `mounted`.
-import type { AttachMessage, ServerRole } from '@clip/mounter/supervisor';
-import type { Logger } from '@clip/shared/log';
-import { UsageError } from '@clip/shared/errors';
+import type { AttachMessage, ServerRole } from '@clip/mounter';
+import { type Logger, UsageError } from '@clip/shared';
 
 export interface ServeOptions {
   /** `<fd>:<active|standby>:<base64 FUSE_INIT>` from the supervisor. */
@@ -79,7 +78,7 @@ export async function serveMount(options: ServeOptions): Promise<void> {
   const leave = (reason: string) => {
     if (state.attached) return;
     if (reason !== 'disconnect' || !turn.promoted) process.exit(0);
-    void import('@clip/mounter/mountpoint').then(({ forceUnmount }) => forceUnmount(options.mountpoint)).finally(() => process.exit(1));
+    void import('@clip/mounter').then(({ forceUnmount }) => forceUnmount(options.mountpoint)).finally(() => process.exit(1));
   };
   const onSigint = () => leave('SIGINT');
   const onSigterm = () => leave('SIGTERM');
@@ -108,10 +107,7 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   // Listened for from the moment of attaching: a signal or an orphaning while mount() finishes
   // still unmounts right after.
   let stopRequested: Promise<string> = new Promise(() => {});
-  const [{ mount }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
-    import('@clip/mounter/mount'),
-    import('@clip/mounter/archive-location'),
-  ]);
+  const { mount, openArchiveFetcher, openArchiveLocation } = await import('@clip/mounter');
   const opened = await openArchiveLocation(options.location, { insecure, logger, timeoutMs: readMs, retries });
   const archive = opened.archive;
   const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });

@@ -1,13 +1,11 @@
 // `clip mount <file.clip> <mountpoint>`: serve the image read-only through FUSE in the
 // foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
 // SIGINT/SIGTERM and prints a JSON metrics summary to stderr. This process mounts and holds
-// the connection (@clip/mounter/supervisor); serving child processes (./mount-serve.ts, the
-// same command with --serve-connection) answer reads and are replaced when they die.
+// the connection (@clip/mounter's superviseMount); serving child processes (./mount-serve.ts,
+// the same command with --serve-connection) answer reads and are replaced when they die.
 import { Option, type Command } from 'commander';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import { parseSize } from '@clip/shared/size';
-import { checkMountpoint } from '@clip/mounter/mountpoint';
+import { checkMountpoint } from '@clip/mounter';
+import { createLogger, parseSize, UsageError } from '@clip/shared';
 
 interface MountCommandOptions {
   cacheDir?: string;
@@ -80,16 +78,14 @@ export function register(program: Command): void {
       // Refuse a bad mountpoint before touching the network.
       const checked = await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
-      const [{ mountOptions }, { superviseMount, SERVER_CONNECTION_FD }, { isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
-        import('@clip/mounter/mount'),
-        import('@clip/mounter/supervisor'),
-        import('@clip/mounter/http-archive-source'),
-        import('../publish/resolve-argument.js'),
+      const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
+        import('@clip/mounter'),
+        import('@clip/registry-fetch'),
       ]);
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
       const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure });
       // This process holds the mount and never serves a read; serving children come and go
-      // (see @clip/mounter/supervisor and ./mount-serve.ts).
+      // (see superviseMount in @clip/mounter and ./mount-serve.ts).
       process.exitCode = await superviseMount({
         mountpoint: checked,
         options: mountOptions(),
