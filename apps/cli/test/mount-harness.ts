@@ -2,7 +2,7 @@
 // .clip archives (copied alone into a fresh directory, so nothing can read the layout), the
 // BUILT cli run in child processes, and cleanup that survives failures.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -116,6 +116,18 @@ export function servingPid(mount: RunningMount): number {
   const pids = [...mount.stderr().matchAll(/msg="serving reads" pid=(\d+)/g)].map((match) => Number(match[1]));
   if (pids.length === 0) throw new Error(`no "serving reads" line yet:\n${mount.stderr()}`);
   return pids[pids.length - 1]!;
+}
+
+/** Waits until `pid` has exited (a zombie has closed its files already: that counts). */
+export async function processGone(pid: number): Promise<void> {
+  for (;;) {
+    try {
+      if (/^\d+ \(.*\) Z/.test(await readFile(`/proc/${pid}/stat`, 'utf8'))) return;
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** Runs the built cli; never throws on a non-zero exit. */

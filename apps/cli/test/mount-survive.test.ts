@@ -9,7 +9,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildLayout, type EntrySpec, startRegistry, type RunningRegistry } from '@clip/testkit';
-import { prepareLayout, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import { prepareLayout, processGone, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 const FILES = 3000;
 const KILLS = 3;
@@ -126,17 +126,6 @@ it('reads every file with the right bytes while the serving process is SIGKILLed
   expect(metrics?.['reads']).toBeGreaterThanOrEqual(0);
 }, 180_000);
 
-/** Waits until `pid` is gone (kill 0 fails). */
-async function gone(pid: number): Promise<void> {
-  for (;;) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 it('an overlay on top keeps working across a kill (no standby) and a SIGHUP replacement; a killed supervisor makes its server unmount', async () => {
   // Without a standby the replacement starts from scratch: the slow path works too.
@@ -172,7 +161,7 @@ it('an overlay on top keeps working across a kill (no standby) and a SIGHUP repl
   // The supervisor dies: the serving process unmounts and exits, nothing stale stays.
   const server = servingPid(second);
   second.child.kill('SIGKILL');
-  await gone(server);
+  await processGone(server);
   expect(second.stderr()).toMatch(/msg="unmounting" .*reason="supervisor gone"/);
   expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${second.mountpoint} `);
   expect((await sh(`stat -f ${second.mountpoint}`)).code).toBe(0);

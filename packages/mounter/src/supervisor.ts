@@ -27,8 +27,13 @@ import { MountFailedError } from './errors.js';
 
 /** The descriptor number a serving child finds the connection at. */
 export const SERVER_CONNECTION_FD = 3;
-/** A child that dies sooner than this after attaching counts as a crash loop. */
-const FAST_FAILURE_MS = 5000;
+/**
+ * A child that dies sooner than this after attaching counts towards a crash loop (e.g. a
+ * request that kills every server it is resent to). From the third in a row the next attach
+ * waits (200 ms, 400 ms, 800 ms); after the sixth the supervisor gives up the mount.
+ */
+const FAST_FAILURE_MS = 2000;
+const BACKOFF_FROM = 3;
 const MAX_FAST_FAILURES = 5;
 
 export interface SupervisorOptions {
@@ -159,8 +164,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     if (child.replaced) logger.info('serving process replaced (SIGHUP)', fields);
     else logger.warn('serving process died; starting another on the same connection', fields);
     standby = undefined;
-    // A crash loop backs off: 400 ms, 800 ms, ... before the next attach.
-    const delay = fastFailures > 1 ? 100 * 2 ** fastFailures : 0;
+    const delay = fastFailures >= BACKOFF_FROM ? 200 * 2 ** (fastFailures - BACKOFF_FROM) : 0;
     setTimeout(() => (stopping || finished ? next.process.kill('SIGTERM') : promote(next)), delay);
   };
 
