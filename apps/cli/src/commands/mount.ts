@@ -6,8 +6,9 @@
 import { Option, type Command } from 'commander';
 import { checkMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
+import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
-interface MountCommandOptions {
+interface MountCommandOptions extends TrustFlags {
   cacheDir?: string;
   cacheSize: string;
   memoryCache: string;
@@ -27,7 +28,7 @@ interface MountCommandOptions {
 const EXIT_GRACE_MS = 3000;
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('mount')
     .description(
       'mount an image read-only through FUSE, fetching only the bytes that are read (foreground; SIGINT/SIGTERM unmount, ' +
@@ -48,8 +49,8 @@ export function register(program: Command): void {
     .option('--no-standby', 'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)')
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
     .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
-    .addOption(new Option('--serve-location <location>').hideHelp())
-    .action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
+    .addOption(new Option('--serve-location <location>').hideHelp());
+  addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
       if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
       const retries = Number(options.retries);
@@ -75,6 +76,8 @@ export function register(program: Command): void {
         await serveMount({ ...serving, connection: options.serveConnection, location: options.serveLocation ?? archivePath, mountpoint });
         return;
       }
+      // The supervisor decides which archive is trusted; serving processes open what it chose.
+      const trust = await trustOptionsFrom(options);
       // Refuse a bad mountpoint before touching the network.
       const checked = await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
@@ -83,7 +86,7 @@ export function register(program: Command): void {
         import('@clip/registry-fetch'),
       ]);
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure });
+      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust });
       // This process holds the mount and never serves a read; serving children come and go
       // (see superviseMount in @clip/mounter and ./mount-serve.ts).
       process.exitCode = await superviseMount({
