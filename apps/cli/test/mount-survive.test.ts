@@ -5,7 +5,7 @@
 // re-queues what the dead one had taken (FUSE_NOTIFY_RESEND). Every read must succeed with
 // umoci's bytes; the longest single-file stall is logged, not asserted (shared machine).
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildLayout, type EntrySpec, startRegistry, type RunningRegistry } from '@clip/testkit';
@@ -17,6 +17,7 @@ const KILLS = 3;
 let work: string;
 let registry: RunningRegistry | undefined;
 let image: PreparedImage;
+let layoutRef: string;
 let mount: RunningMount | undefined;
 
 beforeAll(async () => {
@@ -30,6 +31,7 @@ beforeAll(async () => {
   }
   const layout = await buildLayout(join(work, 'layout'), { tag: 'survive', layers: [{ compression: 'gzip', entries }] });
   image = await prepareLayout(registry, work, 'survive', layout);
+  layoutRef = layout.ref;
 }, 180_000);
 
 afterAll(async () => {
@@ -182,3 +184,30 @@ it('a serving process that cannot start ends clip mount with its error and leave
   expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
   await removeAll(mountpoint);
 }, 60_000);
+
+it('a replacement refuses an archive that changed in the cache since clip mount checked it', async () => {
+  const target = `${registry!.host}/images/published:1`;
+  const published = await runCli(['publish', layoutRef, target, '-o', join(work, 'published.clip')], { timeoutMs: 120_000 });
+  expect(published.code, published.stderr).toBe(0);
+  const previous = process.env['CLIP_ARCHIVE_CACHE'];
+  process.env['CLIP_ARCHIVE_CACHE'] = await tempDir('survive-archives');
+  let mount: RunningMount | undefined;
+  try {
+    mount = await startMount(target, await tempDir('survive-mnt3'), ['--no-standby']);
+    const cmdline = (await readFile(`/proc/${servingPid(mount)}/cmdline`, 'utf8')).split('\0');
+    const cached = cmdline[cmdline.indexOf('--serve-location') + 1]!;
+    expect(cached.startsWith(process.env['CLIP_ARCHIVE_CACHE']!)).toBe(true);
+    // Another archive planted under the verified name, then the serving process dies.
+    await copyFile(image.archive, `${cached}.planted`);
+    await rename(`${cached}.planted`, cached);
+    process.kill(servingPid(mount), 'SIGKILL');
+    const code = await new Promise<number | null>((resolve) => mount!.child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(mount.stderr()).toMatch(/digest mismatch for archive .*changed since clip mount checked it.*\[CLIP_E_DIGEST_MISMATCH\]/);
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mount.mountpoint} `);
+  } finally {
+    await mount?.stop();
+    if (previous === undefined) delete process.env['CLIP_ARCHIVE_CACHE'];
+    else process.env['CLIP_ARCHIVE_CACHE'] = previous;
+  }
+}, 180_000);

@@ -6,13 +6,17 @@
 // Several of these live one after the other on the same mount: each logs
 // `serving reads pid=…`; only the first logs `mounted`.
 import type { AttachMessage, ServerRole } from '@clip/mounter';
-import { type Logger, UsageError } from '@clip/shared';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { DigestMismatchError, type Logger, UsageError } from '@clip/shared';
 
 export interface ServeOptions {
   /** `<fd>:<active|standby>:<base64 FUSE_INIT>` from the supervisor. */
   connection: string;
   /** The archive location the supervisor resolved (file or URL): no second registry lookup. */
   location: string;
+  /** `sha256:<hex>` the file at `location` must still have (a resolved reference's archive). */
+  locationDigest?: string;
   mountpoint: string;
   cacheDir?: string;
   cacheSize: number;
@@ -108,6 +112,7 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   // still unmounts right after.
   let stopRequested: Promise<string> = new Promise(() => {});
   const { mount, openArchiveFetcher, openArchiveLocation } = await import('@clip/mounter');
+  if (options.locationDigest) await checkDigest(options.location, options.locationDigest);
   const opened = await openArchiveLocation(options.location, { insecure, logger, timeoutMs: readMs, retries });
   const archive = opened.archive;
   const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
@@ -175,4 +180,10 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   logger.info('unmounted', { mountpoint: handle.mountpoint });
   process.channel?.unref();
   setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+}
+
+/** The archive the supervisor resolved must not have changed since (a file planted in the cache). */
+async function checkDigest(path: string, expected: string): Promise<void> {
+  const actual = `sha256:${createHash('sha256').update(await readFile(path)).digest('hex')}`;
+  if (actual !== expected) throw new DigestMismatchError(`archive ${path} (changed since clip mount checked it)`, expected, actual);
 }

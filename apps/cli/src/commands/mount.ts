@@ -3,6 +3,8 @@
 // SIGINT/SIGTERM and prints a JSON metrics summary to stderr. This process mounts and holds
 // the connection (@clip/mounter's superviseMount); serving child processes (./mount-serve.ts,
 // the same command with --serve-connection) answer reads and are replaced when they die.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { checkMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
@@ -22,6 +24,7 @@ interface MountCommandOptions extends TrustFlags {
   standby: boolean;
   serveConnection?: string;
   serveLocation?: string;
+  serveLocationDigest?: string;
 }
 
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
@@ -49,7 +52,8 @@ export function register(program: Command): void {
     .option('--no-standby', 'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)')
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
     .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
-    .addOption(new Option('--serve-location <location>').hideHelp());
+    .addOption(new Option('--serve-location <location>').hideHelp())
+    .addOption(new Option('--serve-location-digest <sha256:hex>').hideHelp());
   addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
       if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
@@ -73,7 +77,13 @@ export function register(program: Command): void {
       };
       if (options.serveConnection) {
         const { serveMount } = await import('./mount-serve.js');
-        await serveMount({ ...serving, connection: options.serveConnection, location: options.serveLocation ?? archivePath, mountpoint });
+        await serveMount({
+          ...serving,
+          connection: options.serveConnection,
+          location: options.serveLocation ?? archivePath,
+          ...(options.serveLocationDigest ? { locationDigest: options.serveLocationDigest } : {}),
+          mountpoint,
+        });
         return;
       }
       // The supervisor decides which archive is trusted; serving processes open what it chose.
@@ -87,6 +97,9 @@ export function register(program: Command): void {
       ]);
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
       const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust });
+      // Serving processes (also replacements, much later) reopen a resolved archive by path:
+      // they check it still has the bytes the trust checks passed.
+      const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
       // This process holds the mount and never serves a read; serving children come and go
       // (see superviseMount in @clip/mounter and ./mount-serve.ts).
       process.exitCode = await superviseMount({
@@ -101,8 +114,13 @@ export function register(program: Command): void {
           `${SERVER_CONNECTION_FD}:${role}:${init}`,
           '--serve-location',
           location,
+          ...(digest ? ['--serve-location-digest', digest] : []),
         ],
       });
       setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
     });
+}
+
+async function fileDigest(path: string): Promise<string> {
+  return `sha256:${createHash('sha256').update(await readFile(path)).digest('hex')}`;
 }
