@@ -21,8 +21,8 @@ export interface MountOptions {
 
 export interface RunningMount {
   mountpoint: string;
-  /** pid of the `clip mount` process (nsenter execs it, so this is the node process). */
-  pid: number;
+  /** pid of the process serving the mount now (its latest `serving reads pid=` line): it holds the caches. */
+  readonly pid: number;
   /** Unmounts (SIGTERM) and returns the metrics JSON the mount prints on exit, if any. */
   stop(): Promise<Record<string, unknown> | undefined>;
 }
@@ -127,11 +127,12 @@ export class ClipCli {
     child.stdout?.on('data', () => undefined);
     const unmount = async () => {
       await stopProcess(child, 10_000);
-      await run('fusermount', ['-u', '-z', mountpoint], { allowFailure: true });
+      await run('fusermount3', ['-u', '-z', mountpoint], { allowFailure: true });
     };
     const dispose = onCleanup(`unmount ${mountpoint}`, unmount);
     try {
-      await waitForOutput(child, (text) => /\bmounted\b/.test(text), 60_000);
+      // `clip mount` is a supervisor; its serving process logs `serving reads pid=…` once it serves.
+      await waitForOutput(child, (text) => /\bmounted\b/.test(text) && /msg="serving reads" pid=\d+/.test(text), 60_000);
     } catch (error) {
       dispose();
       await unmount();
@@ -139,7 +140,10 @@ export class ClipCli {
     }
     return {
       mountpoint,
-      pid: child.pid ?? -1,
+      get pid() {
+        const pids = [...stderr.matchAll(/msg="serving reads" pid=(\d+)/g)];
+        return pids.length ? Number(pids[pids.length - 1]![1]) : (child.pid ?? -1);
+      },
       stop: async () => {
         dispose();
         await unmount();
