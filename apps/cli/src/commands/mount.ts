@@ -4,7 +4,7 @@
 // the connection (@clip/mounter's superviseMount); serving child processes (./mount-serve.ts,
 // the same command with --serve-connection) answer reads and are replaced when they die.
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { checkMountpoint, lockMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
@@ -98,6 +98,9 @@ export function register(program: Command): void {
       });
       // One clip mount per mountpoint: held by this (supervising) process until it exits.
       const lock = await lockMountpoint(checked);
+      if (options.allowNonEmpty && (await readdir(checked).catch(() => [])).length > 0) {
+        logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint: checked });
+      }
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
       const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
         import('@clip/mounter'),
