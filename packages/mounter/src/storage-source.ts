@@ -25,6 +25,8 @@ export interface StorageOptions {
   /** Bound on each registry request phase (connect, headers, body pauses), ms. */
   requestTimeoutMs?: number;
   retries?: number;
+  /** containerd hosts directory: read layers through the mirrors its hosts.toml lists. */
+  hostsDir?: string;
 }
 
 export async function openStorageFetcher(archive: Pick<MountableArchive, 'metadata'>, options: StorageOptions = {}): Promise<StorageFetcher> {
@@ -39,6 +41,9 @@ export async function openStorageFetcher(archive: Pick<MountableArchive, 'metada
     ...(options.insecure ? { insecure: true } : {}),
     ...(timeout ? { timeouts: { connectMs: timeout, headersMs: timeout, bodyMs: timeout } } : {}),
     ...(options.retries !== undefined ? { retries: options.retries } : {}),
+    ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
+    // A mirror gets a third of the read budget before the read goes to the next host.
+    ...(options.hostsDir && timeout ? { mirror: { stallMs: Math.max(200, Math.min(2000, Math.round(timeout / 3))) } } : {}),
   });
   return {
     reference,

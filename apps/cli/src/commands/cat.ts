@@ -1,6 +1,7 @@
 // `clip cat <file.clip> <path>`: stream one file of the image to stdout, fetching only the
 // byte ranges of its layer that hold it (no FUSE). Symlinks are followed inside the image.
 import type { Command } from 'commander';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 import { once } from 'node:events';
 import { ClipError, UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
@@ -14,6 +15,7 @@ const CACHE_BYTES = 64 << 20;
 interface CatOptions {
   insecure?: boolean;
   readTimeout?: string;
+  hostsDir?: string;
 }
 
 export function register(program: Command): void {
@@ -24,6 +26,7 @@ export function register(program: Command): void {
     .argument('<path>', 'absolute path inside the image')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--read-timeout <seconds>', 'per-request registry timeout', '30')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .action(async (archivePath: string, path: string, options: CatOptions) => {
       const timeoutSeconds = Number(options.readTimeout);
       if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
@@ -43,7 +46,7 @@ export function register(program: Command): void {
         const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
         if (found.inode.type !== 'file') throw new ClipError('CLIP_E_NOT_FILE', `${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
         inode = found.inode;
-        fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000 });
+        fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000, ...hostsDirOption(options) });
       } catch (error) {
         await opened.close();
         throw error;

@@ -6,6 +6,7 @@ import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { formatSize, parseSize } from '@clip/shared/size';
 import { parsePlatform } from '@clip/registry-fetch/platform';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface IndexOptions {
   output: string;
@@ -17,6 +18,7 @@ interface IndexOptions {
   json?: boolean;
   progress?: boolean;
   reuse?: boolean;
+  hostsDir?: string;
 }
 
 const BAR_WIDTH = 24;
@@ -83,6 +85,7 @@ export function register(program: Command): void {
     .option('--concurrency <n>', 'layers scanned at once (default: number of CPUs)')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the summary as JSON on stdout')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .option('--no-progress', 'no progress output on stderr')
     .option('--reuse', 'registry source with a published archive (clip publish): download that instead of indexing')
     .action(async (source: string, options: IndexOptions) => {
@@ -108,6 +111,7 @@ export function register(program: Command): void {
           ...(options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {}),
           ...(concurrency !== undefined ? { concurrency } : {}),
           ...(options.insecure ? { insecure: true } : {}),
+          ...hostsDirOption(options),
           ...(progress ? { onProgress: progress.update } : {}),
         });
         progress?.finish();

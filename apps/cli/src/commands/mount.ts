@@ -6,6 +6,7 @@ import { UsageError } from '@clip/shared/errors';
 import { createLogger } from '@clip/shared/log';
 import { parseSize } from '@clip/shared/size';
 import { checkMountpoint } from '@clip/mounter/mountpoint';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface MountCommandOptions {
   cacheDir?: string;
@@ -18,6 +19,7 @@ interface MountCommandOptions {
   readTimeout: string;
   retries: string;
   forceUnmountStale?: boolean;
+  hostsDir?: string;
 }
 
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
@@ -38,6 +40,7 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
     .action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
@@ -59,11 +62,12 @@ export function register(program: Command): void {
       ]);
       const readMs = readTimeoutSeconds * 1000;
       const insecure = options.insecure ?? false;
+      const hosts = hostsDirOption(options);
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure });
+      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure, ...hosts });
       const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: readMs, retries });
       const archive = opened.archive;
-      const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
+      const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries, ...hosts });
       let handle;
       try {
         handle = await mount({

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { createLogger } from '@clip/shared/log';
 import { formatSize } from '@clip/shared/size';
 import { parsePlatform } from '@clip/registry-fetch/platform';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface PullArchiveOptions {
   output?: string;
@@ -12,6 +13,7 @@ interface PullArchiveOptions {
   insecure?: boolean;
   refresh?: boolean;
   json?: boolean;
+  hostsDir?: string;
 }
 
 export function register(program: Command): void {
@@ -25,6 +27,7 @@ export function register(program: Command): void {
     .option('--refresh', 'download again even if the cache has it')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the result as JSON on stdout')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .action(async (image: string, options: PullArchiveOptions) => {
       const { pullArchive } = await import('../publish/pull.js');
       const result = await pullArchive(image, {
@@ -34,6 +37,7 @@ export function register(program: Command): void {
         ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
         ...(options.insecure ? { insecure: true } : {}),
         ...(options.refresh ? { refresh: true } : {}),
+        ...hostsDirOption(options),
       });
       if (options.json) {
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -74,6 +74,10 @@ export interface PullArchiveOptions {
   logger?: Logger;
   /** Download again even when the cache has the archive. */
   refresh?: boolean;
+  /** containerd hosts directory: try the mirrors its hosts.toml lists first (pull-hosts.ts). */
+  hostsDir?: string;
+  /** Read from this source (one host of a hosts.toml list) instead of the registry itself. */
+  source?: RegistrySource;
 }
 
 export interface PullArchiveResult {
@@ -94,7 +98,11 @@ export async function pullArchive(reference: string, options: PullArchiveOptions
   const logger = options.logger ?? silentLogger;
   const ref = parseRegistryReference(reference);
   const cacheDir = options.cacheDir ?? defaultArchiveCacheDir();
-  const source = new RegistrySource(ref, { logger, ...(options.insecure ? { insecure: true } : {}) });
+  if (options.hostsDir) {
+    const { pullArchiveViaHosts } = await import('./pull-hosts.js');
+    return pullArchiveViaHosts(reference, { ...options, hostsDir: options.hostsDir }, pullArchive);
+  }
+  const source = options.source ?? new RegistrySource(ref, { logger, ...(options.insecure ? { insecure: true } : {}) });
   try {
     const image = await source.resolve(options.platform ? { platform: options.platform } : {});
     const manifestDigest = image.manifestDigest;

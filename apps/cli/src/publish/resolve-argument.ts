@@ -9,6 +9,7 @@ export interface ResolveArchiveOptions {
   logger?: Logger;
   insecure?: boolean;
   cacheDir?: string;
+  hostsDir?: string;
 }
 
 /**
@@ -36,6 +37,7 @@ export async function resolveArchiveArgument(argument: string, options: ResolveA
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.insecure ? { insecure: true } : {}),
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
   });
   return pulled.path;
 }
