@@ -5,6 +5,8 @@ import { ArchiveFormatError } from '@clip/shared/errors';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { openImageSource } from '@clip/registry-fetch/open';
 import type { ImageSource } from '@clip/registry-fetch/image-source';
+import type { HostStats } from '@clip/registry-fetch/hosts/host-set';
+import { MirroredSource } from '@clip/registry-fetch/hosts/mirrored-source';
 import type { MountableArchive } from './archive-view.js';
 import type { LayerFetcher } from './mount.js';
 
@@ -16,6 +18,8 @@ export function storageReference(storage: StorageReference): string {
 export interface StorageFetcher extends LayerFetcher {
   reference: string;
   source: ImageSource;
+  /** Per registry host counters when reading through hosts.toml mirrors. */
+  hostStats?: () => HostStats[];
   close(): Promise<void>;
 }
 
@@ -49,6 +53,7 @@ export async function openStorageFetcher(archive: Pick<MountableArchive, 'metada
     reference,
     source,
     fetchRange: (digest, start, end, signal) => source.readBlobRange(digest, start, end, signal ? { signal } : {}),
+    ...(source instanceof MirroredSource ? { hostStats: () => source.hostStats() } : {}),
     close: () => source.close(),
   };
 }

@@ -110,7 +110,8 @@ export function register(program: Command): void {
       process.once('SIGINT', forceExit);
       process.once('SIGTERM', forceExit);
       await handle.unmount();
-      process.stderr.write(`${JSON.stringify({ metrics: handle.metrics() })}\n`);
+      const hostStats = fetcher.hostStats?.();
+      process.stderr.write(`${JSON.stringify({ metrics: handle.metrics(), ...(hostStats ? { hosts: hostStats } : {}) })}\n`);
       logger.info('unmounted', { mountpoint: handle.mountpoint });
       setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
     });

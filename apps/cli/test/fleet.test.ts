@@ -1,0 +1,88 @@
+// `clip mount --hosts-dir`: workers (separate caches) behind Debian's docker-registry in proxy
+// mode, configured the way containerd is. Every file reads back as umoci unpacks it; after
+// the first worker the origin sends no more bytes; a bad hosts.toml is a clear error.
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { prepareFixture, removeAll, runCli, startMount, tempDir, type PreparedImage } from './mount-harness.js';
+
+let work: string;
+let origin: RunningRegistry | undefined;
+let mirror: RunningRegistry | undefined;
+let image: PreparedImage;
+let hostsDir: string;
+
+function originBytes(): number {
+  let total = 0;
+  for (const match of origin!.logs().matchAll(/"GET (\S+) HTTP\/[\d.]+" (\d+) (\d+)/g)) if (match[1] !== '/v2/') total += Number(match[3]);
+  return total;
+}
+
+const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+beforeAll(async () => {
+  work = await tempDir('fleet-test');
+  origin = await startRegistry();
+  mirror = await startRegistry({ proxy: { remoteUrl: origin.url } });
+  image = await prepareFixture(origin, work, 'large');
+  hostsDir = join(work, 'certs.d');
+  const dir = join(hostsDir, `127.0.0.1_${origin.port}_`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'hosts.toml'), `server = "http://${origin.host}"\n\n[host."http://${mirror.host}"]\n  capabilities = ["pull", "resolve"]\n`);
+}, 120_000);
+
+afterAll(async () => {
+  await mirror?.stop();
+  await origin?.stop();
+  await removeAll(work);
+});
+
+async function worker(n: number): Promise<{ hosts: Array<Record<string, number | string>> }> {
+  const mountpoint = join(work, `mnt-${n}`);
+  await mkdir(mountpoint, { recursive: true });
+  const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', hostsDir, '--cache-dir', join(work, `cache-${n}`), '--read-timeout', '10']);
+  try {
+    for (const [path, node] of image.expected) {
+      if (node.type !== 'file') continue;
+      expect(sha256(await readFile(join(mountpoint, path))), path).toBe(node.sha256);
+    }
+  } finally {
+    await mount.stop();
+  }
+  const line = mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'));
+  return JSON.parse(line!) as { hosts: Array<Record<string, number | string>> };
+}
+
+describe('clip mount --hosts-dir (pull-through cache)', () => {
+  it('three workers read every file correctly; the origin serves the first only', async () => {
+    const first = await worker(1);
+    expect(first.hosts.map((h) => h['role'])).toEqual(['mirror', 'server']);
+    // The proxy stores a blob after reading it whole from upstream: wait until the origin is quiet.
+    let last = -1;
+    for (let i = 0; i < 100 && originBytes() !== last; i++) {
+      last = originBytes();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const afterFirst = originBytes();
+    for (const n of [2, 3]) {
+      const result = await worker(n);
+      const [m, s] = result.hosts;
+      expect(m!['fullResponses'], `worker ${n}`).toBe(0);
+      expect(m!['rangesHonoured'], `worker ${n}`).toBeGreaterThan(0);
+      expect(s!['rangeRequests'], `worker ${n}`).toBe(0);
+    }
+    expect(originBytes()).toBe(afterFirst);
+  }, 180_000);
+
+  it('a broken hosts.toml fails the command with the file named', async () => {
+    const bad = join(work, 'bad.d');
+    await mkdir(join(bad, `127.0.0.1_${origin!.port}_`), { recursive: true });
+    await writeFile(join(bad, `127.0.0.1_${origin!.port}_`, 'hosts.toml'), '[host."http://x"]\ncapabilities = ["pull", "teleport"]\n');
+    const result = await runCli(['cat', image.archive, [...image.expected].find(([, n]) => n.type === 'file')![0], '--hosts-dir', bad]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`bad registry hosts file ${join(bad, `127.0.0.1_${origin!.port}_`, 'hosts.toml')}: [host."http://x"]: unknown capability "teleport"`);
+    expect(result.stderr).toContain('CLIP_E_HOSTS_CONFIG');
+  }, 60_000);
+});
