@@ -76,6 +76,58 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     expect(originBytes()).toBe(afterFirst);
   }, 180_000);
 
+  it('clip warm fills a cold pull-through cache: the first worker then costs the origin nothing', async () => {
+    const cold = await startRegistry({ proxy: { remoteUrl: origin!.url } });
+    try {
+      const dir = join(work, 'warm.d');
+      await mkdir(join(dir, `127.0.0.1_${origin!.port}_`), { recursive: true });
+      await writeFile(join(dir, `127.0.0.1_${origin!.port}_`, 'hosts.toml'), `server = "http://${origin!.host}"\n[host."http://${cold.host}"]\n  capabilities = ["pull"]\n`);
+
+      // --profile: only the layers holding the listed files.
+      const file = [...image.expected].find(([, n]) => n.type === 'file' && (n.size ?? 0) > 0)![0];
+      await writeFile(join(work, 'profile.txt'), `${file}\n`);
+      const profiled = await runCli(['warm', image.archive, '--hosts-dir', dir, '--profile', join(work, 'profile.txt'), '--json']);
+      expect(profiled.code, profiled.stderr).toBe(0);
+      const partial = JSON.parse(profiled.stdout.toString()) as { blobs: string[]; mirrors: Array<{ mirror: string; blobs: number; failed: unknown[] }> };
+      expect(partial.blobs).toHaveLength(2); // config + the file's layer
+      expect(partial.mirrors).toEqual([expect.objectContaining({ mirror: `http://${cold.host}`, blobs: 2, failed: [] })]);
+
+      const all = await runCli(['warm', image.archive, '--hosts-dir', dir]);
+      expect(all.code, all.stderr).toBe(0);
+      expect(all.stdout.toString()).toMatch(new RegExp(`^http://${cold.host.replace(/\./g, '\\.')}: (\\d+)/\\1 blobs, `));
+      let last = -1;
+      for (let i = 0; i < 100 && originBytes() !== last; i++) {
+        last = originBytes();
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const warmed = originBytes();
+      const mountpoint = join(work, 'mnt-warm');
+      await mkdir(mountpoint, { recursive: true });
+      const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', dir, '--cache-dir', join(work, 'cache-warm')]);
+      try {
+        for (const [path, node] of image.expected) {
+          if (node.type === 'file') expect(sha256(await readFile(join(mountpoint, path))), path).toBe(node.sha256);
+        }
+      } finally {
+        await mount.stop();
+      }
+      const hosts = (JSON.parse(mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'))!) as { hosts: Array<Record<string, number>> }).hosts;
+      expect(hosts[0]!['fullResponses']).toBe(0);
+      expect(hosts[1]!['rangeRequests']).toBe(0);
+      expect(originBytes()).toBe(warmed);
+    } finally {
+      await cold.stop();
+    }
+  }, 180_000);
+
+  it('clip warm without a mirror configured is a usage error', async () => {
+    const empty = join(work, 'empty.d');
+    await mkdir(empty, { recursive: true });
+    const result = await runCli(['warm', image.archive, '--hosts-dir', empty]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/no mirror with the pull capability is configured for 127\.0\.0\.1:\d+ in /);
+  });
+
   it('a broken hosts.toml fails the command with the file named', async () => {
     const bad = join(work, 'bad.d');
     await mkdir(join(bad, `127.0.0.1_${origin!.port}_`), { recursive: true });

@@ -1,0 +1,113 @@
+// `clip warm`: fill the mirrors a registry's hosts.toml lists (pull-through caches) ahead of a
+// rollout. Each mirror is asked for the image's manifests and the chosen blobs, each read to
+// its end and digest-verified: a read-through cache stores a blob only once it has been read
+// whole, and distribution's proxy mode stores it on the first request; both end up holding it.
+import type { Digest } from '@clip/shared/digest';
+import { UsageError } from '@clip/shared/errors';
+import { silentLogger, type Logger } from '@clip/shared/log';
+import { parseRegistryReference, type RegistryReference } from '@clip/shared/reference';
+import type { Platform, ResolvedImage } from '../image-source.js';
+import type { RegistryClientOptions } from '../registry-client.js';
+import { loadHostsConfig } from './hosts-config.js';
+import { buildHosts, type RegistryHost } from './host-set.js';
+import { MirroredSource } from './mirrored-source.js';
+
+export interface WarmOptions extends RegistryClientOptions {
+  hostsDir: string;
+  platform?: Platform;
+  /** Which blobs: every layer and the config (default), or these layer digests (and the config). */
+  layers?: 'all' | Digest[];
+  /** Blobs read at once per mirror; default 4. */
+  concurrency?: number;
+  /** A mirror pausing this long mid-blob (waiting on its upstream) fails that blob; ms, default 60000. */
+  stallMs?: number;
+  onBlob?: (event: { mirror: string; digest: Digest; bytes: number; error?: string }) => void;
+}
+
+export interface WarmedMirror {
+  mirror: string;
+  blobs: number;
+  bytes: number;
+  failed: Array<{ digest: Digest; error: string }>;
+}
+
+export interface WarmResult {
+  reference: string;
+  manifestDigest: Digest;
+  /** Blobs asked of each mirror (config + chosen layers). */
+  blobs: Digest[];
+  mirrors: WarmedMirror[];
+}
+
+async function readWhole(host: RegistryHost, digest: Digest): Promise<number> {
+  let bytes = 0;
+  // openBlob verifies the digest at the end: a mirror handing out wrong bytes fails here.
+  for await (const chunk of await host.source.openBlob(digest)) bytes += (chunk as Buffer).length;
+  return bytes;
+}
+
+async function bounded<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+export async function warmMirrors(reference: string | RegistryReference, options: WarmOptions): Promise<WarmResult> {
+  const logger: Logger = options.logger ?? silentLogger;
+  const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
+  const loaded = await loadHostsConfig(options.hostsDir, ref.registry);
+  const { hostsDir, platform, layers, concurrency, stallMs, onBlob, ...clientOptions } = options;
+  const mirrorStallMs = stallMs ?? 60_000;
+  if (!loaded || !loaded.hosts.some((h) => !h.isServer && h.capabilities.includes('pull'))) {
+    throw new UsageError(`no mirror with the pull capability is configured for ${ref.registry} in ${hostsDir} (hosts.toml [host."…"] entries)`);
+  }
+  // The tag is resolved the way every read resolves it (resolve-capable hosts, in order)...
+  const all = await MirroredSource.open(ref, loaded, clientOptions, { stallMs: mirrorStallMs });
+  let image: ResolvedImage;
+  let topDigest: Digest;
+  try {
+    topDigest = (await all.topManifest()).digest;
+    image = await all.resolve(platform ? { platform } : {});
+  } finally {
+    await all.close();
+  }
+  // ...then every mirror is asked by digest, as a worker's reads will ask it.
+  const pinned: RegistryReference = { ...ref, digest: topDigest };
+  const hosts = await buildHosts(pinned, loaded, clientOptions, { mirrorStallMs });
+  const mirrors = hosts.filter((h) => h.isMirror && h.has('pull'));
+  const wanted = layers === undefined || layers === 'all' ? image.layers.map((l) => l.digest) : image.layers.map((l) => l.digest).filter((d) => layers.includes(d));
+  const blobs = [image.configDescriptor.digest, ...wanted];
+  const result: WarmResult = { reference: all.reference, manifestDigest: image.manifestDigest, blobs, mirrors: [] };
+  try {
+    for (const host of mirrors) {
+      const warmed: WarmedMirror = { mirror: host.stats.host, blobs: 0, bytes: 0, failed: [] };
+      result.mirrors.push(warmed);
+      try {
+        // Manifests too: the proxy caches them, so workers resolving by digest stay off the origin.
+        await host.source.resolve(platform ? { platform } : {});
+      } catch (error) {
+        warmed.failed.push({ digest: image.manifestDigest, error: (error as Error).message });
+        logger.warn('mirror could not serve the manifest', { mirror: warmed.mirror, error: (error as Error).message });
+        continue;
+      }
+      await bounded(blobs, concurrency ?? 4, async (digest) => {
+        try {
+          const bytes = await readWhole(host, digest);
+          warmed.blobs++;
+          warmed.bytes += bytes;
+          onBlob?.({ mirror: warmed.mirror, digest, bytes });
+        } catch (error) {
+          const message = (error as Error).message;
+          warmed.failed.push({ digest, error: message });
+          onBlob?.({ mirror: warmed.mirror, digest, bytes: 0, error: message });
+        }
+      });
+      logger.info('mirror warmed', { mirror: warmed.mirror, blobs: warmed.blobs, bytes: warmed.bytes, failed: warmed.failed.length });
+    }
+  } finally {
+    await Promise.all(hosts.map((h) => h.source.close()));
+  }
+  return result;
+}
