@@ -148,6 +148,38 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
     expect(originTotal).toBeLessThan(imageBytes * 2 + startCost);
   }, 60_000);
 
+  it('concurrent first reads of a cold blob send one probe to the mirror; the rest wait only for its response headers', async () => {
+    const mirror = await startRegistry({ proxy: { remoteUrl: origin.url } });
+    stopAfter.push(mirror);
+    const hostsDir = await hostsDirFor('concurrent', [`http://${mirror.host}`]);
+    const source = (await openImageSource(`${origin.host}/test/img:v1`, { ...fast, hostsDir })) as MirroredSource;
+    const layer = bigLayer();
+    const starts = Array.from({ length: 8 }, (_, i) => i * 1_000_000);
+    const parts = await Promise.all(starts.map((s) => source.readBlobRange(layer.digest as Digest, s, s + 50_000)));
+    parts.forEach((p, i) => expect(p.equals(layer.bytes.subarray(starts[i]!, starts[i]! + 50_000))).toBe(true));
+    const [m, s] = source.hostStats();
+    await source.close();
+    expect(m!.fullResponses).toBe(1);
+    expect(m!.rangeRequests).toBe(1);
+    expect(s!.rangesHonoured).toBe(8);
+  }, 30_000);
+
+  it('coldFill drain reads a cold 200 to its end in the background; the mirror is then used', async () => {
+    const mirror = await startRegistry({ proxy: { remoteUrl: origin.url } });
+    stopAfter.push(mirror);
+    const hostsDir = await hostsDirFor('drain', [`http://${mirror.host}`]);
+    const source = (await openImageSource(`${origin.host}/test/img:v1`, { ...fast, hostsDir, mirror: { coldFill: { mode: 'drain' } } })) as MirroredSource;
+    const layer = bigLayer();
+    expect((await source.readBlobRange(layer.digest as Digest, 10, 20)).equals(layer.bytes.subarray(10, 20))).toBe(true);
+    for (let i = 0; i < 200 && source.hostStats()[0]!.fillsCompleted === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const filled = source.hostStats()[0]!;
+    expect(filled).toMatchObject({ fillsStarted: 1, fillsCompleted: 1, fillBytes: layer.bytes.length });
+    // Within the cold cool-down, but the fill finished: the mirror serves the next read.
+    expect((await source.readBlobRange(layer.digest as Digest, 100, 200)).equals(layer.bytes.subarray(100, 200))).toBe(true);
+    expect(source.hostStats()[0]!.rangesHonoured).toBe(1);
+    await source.close();
+  }, 30_000);
+
   it('a mirror without the resolve capability is not asked for tags', async () => {
     const mirror = await startRegistry({ proxy: { remoteUrl: origin.url } });
     stopAfter.push(mirror);
