@@ -21,6 +21,7 @@ import { indexing } from './scenarios/indexing.js';
 import { mountIo } from './scenarios/mount-io.js';
 import { publishImage, publishScenario } from './scenarios/publish.js';
 import { rangeFetch } from './scenarios/range-fetch.js';
+import { fleetScenario } from './scenarios/fleet.js';
 import { FULL_SCALE, QUICK_SCALE, scale } from './scenarios/scale.js';
 import { runCleanup } from './util/cleanup.js';
 import { run } from './util/exec.js';
@@ -48,6 +49,9 @@ interface Plan {
   scale: number[];
   outDir: string;
   keepWork: boolean;
+  /** Workers of the fleet scenario (0: skip it); `fleetOnly` skips every other scenario. */
+  fleet: number;
+  fleetOnly: boolean;
 }
 
 function planFromArgs(argv: string[]): Plan {
@@ -61,12 +65,14 @@ function planFromArgs(argv: string[]): Plan {
       scale: { type: 'string' },
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
+      fleet: { type: 'string' },
+      'fleet-only': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work]\n' +
+      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--fleet N] [--fleet-only]\n' +
         `images: ${Object.keys(IMAGE_BUILDERS).join(', ')}\n`,
     );
     process.exit(0);
@@ -86,6 +92,8 @@ function planFromArgs(argv: string[]): Plan {
     scale: values.scale === 'none' ? [] : values.scale ? values.scale.split(',').map(Number) : quick ? QUICK_SCALE : FULL_SCALE,
     outDir: values.out ?? join(REPO_ROOT, 'bench', 'results'),
     keepWork: values['keep-work'] ?? false,
+    fleet: Number(values.fleet ?? (values['fleet-only'] ? 8 : 0)),
+    fleetOnly: values['fleet-only'] ?? false,
   };
 }
 
@@ -147,6 +155,11 @@ async function main(): Promise<void> {
         const isReference = profile.name === plan.reference.name;
         if (!isReference && !plan.sweepImages.includes(image.bench.name)) continue;
         const base = { image: image.bench.name, profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
+        if (isReference && plan.fleet > 0) {
+          log(`fleet: ${plan.fleet} workers ${image.bench.name}`);
+          rows.push(...(await guard('fleet scenario', { ...base, scenario: 'fleet start', variant: 'all' }, () => fleetScenario(context, image, plan.fleet))));
+        }
+        if (plan.fleetOnly) continue;
         log(`start + workload: ${image.bench.name} @ ${profile.name}`);
         let unpackedRoot: string | undefined;
         rows.push(
@@ -168,7 +181,7 @@ async function main(): Promise<void> {
         log(`publish: ${image.bench.name}`);
         rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
       }
-      if (profile.name === plan.reference.name && plan.scale.length > 0) {
+      if (profile.name === plan.reference.name && plan.scale.length > 0 && !plan.fleetOnly) {
         const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
         rows.push(...(await guard('scale scenario', base, () => scale(context, plan.scale))));
       }
