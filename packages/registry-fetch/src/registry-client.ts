@@ -148,10 +148,10 @@ export class RegistryClient {
   }
 
   /** Path of a manifest or blob on this client's endpoint (`/v2/<repo>/<kind>/<name>` by default). */
-  apiPath(kind: 'manifests' | 'blobs', name: string): string {
+  apiPath(kind: 'manifests' | 'blobs' | 'referrers', name: string, query: Record<string, string> = {}): string {
     const endpoint = this.options.endpoint;
-    const query = endpoint?.query && Object.keys(endpoint.query).length > 0 ? `?${new URLSearchParams(endpoint.query).toString()}` : '';
-    return `${endpoint?.apiPath ?? '/v2'}/${this.repository}/${kind}/${name}${query}`;
+    const params = new URLSearchParams({ ...query, ...endpoint?.query }).toString();
+    return `${endpoint?.apiPath ?? '/v2'}/${this.repository}/${kind}/${name}${params ? `?${params}` : ''}`;
   }
 
   /** `registry R repository P`, the prefix of every error message. */
