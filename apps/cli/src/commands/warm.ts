@@ -18,6 +18,8 @@ interface WarmCommandOptions {
   concurrency: string;
   insecure?: boolean;
   json?: boolean;
+  readThrough?: boolean;
+  fillTimeout: string;
 }
 
 async function isFile(path: string): Promise<boolean> {
@@ -34,12 +36,16 @@ export function register(program: Command): void {
     .option('--profile <file>', 'only the layers holding the files a --record file lists (needs the archive: a .clip argument, or the published one)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--concurrency <n>', 'blobs read at once per mirror', '4')
+    .option('--read-through', 'stream every blob whole through the mirror (caches that store only what they stream); default: trigger the fill and wait')
+    .option('--fill-timeout <seconds>', 'how long a triggered fill may take per blob', '600')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the result as JSON on stdout')
     .action(async (image: string, options: WarmCommandOptions) => {
       if (options.all && options.profile) throw new UsageError('--all and --profile exclude each other');
       const concurrency = Number(options.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`invalid --concurrency ${JSON.stringify(options.concurrency)}`);
+      const fillTimeout = Number(options.fillTimeout);
+      if (!(fillTimeout > 0)) throw new UsageError(`invalid --fill-timeout ${JSON.stringify(options.fillTimeout)}: expected seconds > 0`);
       const { hostsDir } = hostsDirOption(options);
       if (!hostsDir) throw new UsageError('no hosts directory: pass --hosts-dir <dir> (or set CLIP_HOSTS_DIR); /etc/containerd/certs.d does not exist');
       const logger = createLogger();
@@ -78,6 +84,8 @@ export function register(program: Command): void {
         logger,
         concurrency,
         layers,
+        fillTimeoutMs: fillTimeout * 1000,
+        ...(options.readThrough ? { readThrough: true } : {}),
         ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
         ...(options.insecure ? { insecure: true } : {}),
         onBlob: (e) => logger.info(e.error ? 'blob not warmed' : 'blob warmed', { mirror: e.mirror, digest: e.digest, bytes: e.bytes, ...(e.error ? { error: e.error } : {}) }),
@@ -86,7 +94,7 @@ export function register(program: Command): void {
       if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       else {
         for (const m of result.mirrors) {
-          process.stdout.write(`${m.mirror}: ${m.blobs}/${result.blobs.length} blobs, ${formatSize(m.bytes)}${m.failed.length ? `, ${m.failed.length} failed` : ''}\n`);
+          process.stdout.write(`${m.mirror}: ${m.blobs}/${result.blobs.length} blobs (${m.alreadyCached} already cached), ${formatSize(m.bytes)}${m.failed.length ? `, ${m.failed.length} failed` : ''}\n`);
         }
       }
       if (failed > 0) {

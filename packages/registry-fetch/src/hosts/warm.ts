@@ -1,9 +1,13 @@
 // `clip warm`: fill the mirrors a registry's hosts.toml lists (pull-through caches) ahead of a
-// rollout. Each mirror is asked for the image's manifests and the chosen blobs, each read to
-// its end and digest-verified: a read-through cache stores a blob only once it has been read
-// whole, and distribution's proxy mode stores it on the first request; both end up holding it.
+// rollout. Each mirror is asked for the image's manifests and the chosen blobs. By default a
+// blob is triggered, not streamed: a 1-byte range request that the cold cache answers with a
+// whole-blob 200 (dropped at once) makes distribution's proxy mode store the blob by its own
+// upstream fetch; the same probe, repeated with backoff, sees 206 once it is stored. Streaming
+// it instead would cost the origin two copies (distribution fetches once to store, once to
+// stream). `readThrough` streams every blob whole, for caches that store only what they stream.
+// Either way the cached blob is then read whole from the mirror (zone-local) and verified.
 import type { Digest } from '@clip/shared/digest';
-import { UsageError } from '@clip/shared/errors';
+import { LayerNotFoundError, TimeoutError, UsageError } from '@clip/shared/errors';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { parseRegistryReference, type RegistryReference } from '@clip/shared/reference';
 import type { Platform, ResolvedImage } from '../image-source.js';
@@ -11,6 +15,9 @@ import type { RegistryClientOptions } from '../registry-client.js';
 import { loadHostsConfig } from './hosts-config.js';
 import { buildHosts, type RegistryHost } from './host-set.js';
 import { MirroredSource } from './mirrored-source.js';
+import { abandon } from './mirror-range.js';
+import { repositoryScope } from '../auth.js';
+import { sleep } from '../retry.js';
 
 export interface WarmOptions extends RegistryClientOptions {
   hostsDir: string;
@@ -21,12 +28,18 @@ export interface WarmOptions extends RegistryClientOptions {
   concurrency?: number;
   /** A mirror pausing this long mid-blob (waiting on its upstream) fails that blob; ms, default 60000. */
   stallMs?: number;
+  /** Stream each blob whole through the mirror instead of triggering its fill (read-through caches). */
+  readThrough?: boolean;
+  /** How long a triggered fill may take before the blob counts as failed; ms, default 600000. */
+  fillTimeoutMs?: number;
   onBlob?: (event: { mirror: string; digest: Digest; bytes: number; error?: string }) => void;
 }
 
 export interface WarmedMirror {
   mirror: string;
   blobs: number;
+  /** Blobs the mirror already had (answered a range with 206 at once). */
+  alreadyCached: number;
   bytes: number;
   failed: Array<{ digest: Digest; error: string }>;
 }
@@ -46,6 +59,45 @@ async function readWhole(host: RegistryHost, digest: Digest): Promise<number> {
   return bytes;
 }
 
+/** A 1-byte range of the blob: true when the mirror has it (206), false when cold (200, dropped). */
+async function hasCached(host: RegistryHost, digest: Digest): Promise<boolean> {
+  const client = host.source.client;
+  const what = `GET blob ${digest} bytes 0-0 (warm probe)`;
+  const response = await client.send({
+    method: 'GET',
+    path: client.apiPath('blobs', digest),
+    headers: { range: 'bytes=0-0' },
+    scopes: [repositoryScope(host.source.ref.repository, 'pull')],
+    what,
+    range: true,
+    followRedirects: true,
+  });
+  if (response.status === 206) {
+    await client.discard(response);
+    return true;
+  }
+  if (response.status === 200) {
+    abandon(response);
+    return false;
+  }
+  if (response.status === 404) {
+    await client.discard(response);
+    throw new LayerNotFoundError(digest, `${host.stats.host} (mirror of ${host.source.reference})`);
+  }
+  throw await client.unexpected(response, what);
+}
+
+/** Triggers the mirror's fill of a blob and waits (backoff 0.5 s → 8 s) until it serves ranges. */
+async function triggerFill(host: RegistryHost, digest: Digest, timeoutMs: number): Promise<boolean> {
+  if (await hasCached(host, digest)) return true;
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 500; Date.now() < deadline; delay = Math.min(delay * 2, 8000)) {
+    await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+    if (await hasCached(host, digest)) return false;
+  }
+  throw new TimeoutError(`mirror ${host.stats.host} did not store ${digest} within ${Math.round(timeoutMs / 1000)} s (a cache that stores only what it streams needs --read-through)`);
+}
+
 async function bounded<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
@@ -58,7 +110,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
   const logger: Logger = options.logger ?? silentLogger;
   const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
   const loaded = await loadHostsConfig(options.hostsDir, ref.registry);
-  const { hostsDir, platform, layers, concurrency, stallMs, onBlob, ...clientOptions } = options;
+  const { hostsDir, platform, layers, concurrency, stallMs, onBlob, readThrough: _readThrough, fillTimeoutMs: _fillTimeoutMs, ...clientOptions } = options;
   const mirrorStallMs = stallMs ?? 60_000;
   if (!loaded || !loaded.hosts.some((h) => !h.isServer && h.capabilities.includes('pull'))) {
     throw new UsageError(`no mirror with the pull capability is configured for ${ref.registry} in ${hostsDir} (hosts.toml [host."…"] entries)`);
@@ -82,7 +134,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
   const result: WarmResult = { reference: all.reference, manifestDigest: image.manifestDigest, blobs, mirrors: [] };
   try {
     for (const host of mirrors) {
-      const warmed: WarmedMirror = { mirror: host.stats.host, blobs: 0, bytes: 0, failed: [] };
+      const warmed: WarmedMirror = { mirror: host.stats.host, blobs: 0, alreadyCached: 0, bytes: 0, failed: [] };
       result.mirrors.push(warmed);
       try {
         // Manifests too: the proxy caches them, so workers resolving by digest stay off the origin.
@@ -94,6 +146,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
       }
       await bounded(blobs, concurrency ?? 4, async (digest) => {
         try {
+          if (!options.readThrough && (await triggerFill(host, digest, options.fillTimeoutMs ?? 600_000))) warmed.alreadyCached++;
           const bytes = await readWhole(host, digest);
           warmed.blobs++;
           warmed.bytes += bytes;
