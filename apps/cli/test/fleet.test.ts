@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildFixture } from '@clip/testkit/fixtures';
 import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
 import { prepareFixture, removeAll, runCli, startMount, tempDir, type PreparedImage } from './mount-harness.js';
 
@@ -129,6 +130,23 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/no mirror with the pull capability is configured for 127\.0\.0\.1:\d+ in /);
   });
+
+  it('index and pull-archive read through the mirror', async () => {
+    const layout = await buildFixture('basic', join(work, 'pub-layout'));
+    const target = `${origin!.host}/images/pub:${layout.tag}`;
+    const published = await runCli(['publish', layout.ref, target, '-o', join(work, 'pub.clip')]);
+    expect(published.code, published.stderr).toBe(0);
+
+    const pulled = await runCli(['pull-archive', target, '--hosts-dir', hostsDir, '--cache-dir', join(work, 'pull-cache'), '-o', join(work, 'pulled.clip'), '--json']);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect((await readFile(join(work, 'pulled.clip'))).equals(await readFile(join(work, 'pub.clip')))).toBe(true);
+    // The archive artifact (found by the fallback tag) came through the mirror.
+    expect(mirror!.logs()).toMatch(/GET \/v2\/images\/pub\/manifests\/sha256-[0-9a-f]{64}\?ns=/);
+
+    const indexed = await runCli(['index', target, '-o', join(work, 'indexed.clip'), '--hosts-dir', hostsDir, '--json', '--no-progress']);
+    expect(indexed.code, indexed.stderr).toBe(0);
+    expect(mirror!.logs()).toMatch(/GET \/v2\/images\/pub\/blobs\/sha256:[0-9a-f]{64}\?ns=127\.0\.0\.1%3A\d+ HTTP\/1\.1" 200/);
+  }, 120_000);
 
   it('a broken hosts.toml fails the command with the file named', async () => {
     const bad = join(work, 'bad.d');
