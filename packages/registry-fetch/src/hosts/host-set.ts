@@ -46,9 +46,18 @@ interface DigestState {
   probe?: Promise<void>;
 }
 
-/** Cool-down after a failure or a cold answer: 1 s doubling to 30 s. */
+/** Cool-down after a failure: 1 s doubling to 30 s. */
 function coolDown(strikes: number): number {
   return Math.min(30_000, 1000 * 2 ** Math.max(0, strikes - 1));
+}
+
+/**
+ * Cool-down after a cold answer: 2 s doubling to 30 s. Every request for a blob distribution's
+ * proxy is still fetching opens another upstream stream (dropped, but what the sockets buffered
+ * crossed the origin link), so a cold blob is asked about rarely.
+ */
+function coldCoolDown(strikes: number): number {
+  return Math.min(30_000, 2000 * 2 ** Math.max(0, strikes - 1));
 }
 
 export class RegistryHost {
@@ -115,7 +124,7 @@ export class RegistryHost {
     const state = this.digest(digest);
     state.warm = false;
     state.strikes++;
-    state.coldUntil = Date.now() + coolDown(state.strikes);
+    state.coldUntil = Date.now() + coldCoolDown(state.strikes);
   }
 
   markWarm(digest: Digest): void {

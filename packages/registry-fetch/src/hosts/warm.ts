@@ -87,11 +87,15 @@ async function hasCached(host: RegistryHost, digest: Digest): Promise<boolean> {
   throw await client.unexpected(response, what);
 }
 
-/** Triggers the mirror's fill of a blob and waits (backoff 0.5 s → 8 s) until it serves ranges. */
+/**
+ * Triggers the mirror's fill of a blob and waits until it serves ranges. Polls are sparse (2 s
+ * doubling to 16 s): each request for a blob distribution is still fetching makes it open one
+ * more upstream stream, which costs the origin what the sockets buffer before it is dropped.
+ */
 async function triggerFill(host: RegistryHost, digest: Digest, timeoutMs: number): Promise<boolean> {
   if (await hasCached(host, digest)) return true;
   const deadline = Date.now() + timeoutMs;
-  for (let delay = 500; Date.now() < deadline; delay = Math.min(delay * 2, 8000)) {
+  for (let delay = 2000; Date.now() < deadline; delay = Math.min(delay * 2, 16_000)) {
     await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
     if (await hasCached(host, digest)) return false;
   }
