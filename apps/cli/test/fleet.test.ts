@@ -106,11 +106,17 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
       const warmed = originBytes();
       const mountpoint = join(work, 'mnt-warm');
       await mkdir(mountpoint, { recursive: true });
-      const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', dir, '--cache-dir', join(work, 'cache-warm')]);
+      const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', dir, '--cache-dir', join(work, 'cache-warm'), '--metrics', '127.0.0.1:0']);
       try {
         for (const [path, node] of image.expected) {
           if (node.type === 'file') expect(sha256(await readFile(join(mountpoint, path))), path).toBe(node.sha256);
         }
+        // Per-host counters on the Prometheus endpoint too.
+        const address = /msg="mounted".* metrics=(\S+)/.exec(mount.stderr())![1]!;
+        const text = await (await fetch(`http://${address}/metrics`)).text();
+        const honoured = new RegExp(`clip_registry_host_ranges_honoured_total\\{host="http://${cold.host.replace(/\./g, '\\.')}",role="mirror"\\} (\\d+)`).exec(text);
+        expect(Number(honoured?.[1])).toBeGreaterThan(0);
+        expect(text).toMatch(new RegExp(`clip_registry_host_range_requests_total\\{host="http://${origin!.host.replace(/\./g, '\\.')}",role="server"\\} 0`));
       } finally {
         await mount.stop();
       }

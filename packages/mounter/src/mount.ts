@@ -28,6 +28,8 @@ const KERNEL_CACHE_SECONDS = 86_400;
 export interface LayerFetcher {
   fetchRange: FetchRange;
   close?(): Promise<void>;
+  /** Prometheus text the fetcher adds to /metrics (per registry host counters). */
+  prometheus?(): string;
 }
 
 export interface MountOptions {
@@ -122,7 +124,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
   });
 
   let server: MetricsServer | undefined;
-  if (options.metrics) server = await startMetricsServer(options.metrics, metrics);
+  if (options.metrics) server = await startMetricsServer(options.metrics, metrics, options.fetcher.prometheus?.bind(options.fetcher));
   let unmounting: Promise<void> | undefined;
   let fuse: FuseSession;
   try {

@@ -7,6 +7,7 @@ import { openImageSource } from '@clip/registry-fetch/open';
 import type { ImageSource } from '@clip/registry-fetch/image-source';
 import type { HostStats } from '@clip/registry-fetch/hosts/host-set';
 import { MirroredSource } from '@clip/registry-fetch/hosts/mirrored-source';
+import { hostStatsPrometheus } from '@clip/registry-fetch/hosts/host-metrics';
 import type { MountableArchive } from './archive-view.js';
 import type { LayerFetcher } from './mount.js';
 
@@ -53,7 +54,7 @@ export async function openStorageFetcher(archive: Pick<MountableArchive, 'metada
     reference,
     source,
     fetchRange: (digest, start, end, signal) => source.readBlobRange(digest, start, end, signal ? { signal } : {}),
-    ...(source instanceof MirroredSource ? { hostStats: () => source.hostStats() } : {}),
+    ...(source instanceof MirroredSource ? { hostStats: () => source.hostStats(), prometheus: () => hostStatsPrometheus(source.hostStats()) } : {}),
     close: () => source.close(),
   };
 }
