@@ -162,5 +162,8 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`bad registry hosts file ${join(bad, `127.0.0.1_${origin!.port}_`, 'hosts.toml')}: [host."http://x"]: unknown capability "teleport"`);
     expect(result.stderr).toContain('CLIP_E_HOSTS_CONFIG');
+    const missing = await runCli(['warm', image.archive, '--hosts-dir', join(work, 'no-such-dir')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`hosts directory ${join(work, 'no-such-dir')} (--hosts-dir) is not a directory`);
   }, 60_000);
 });

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostsConfigError, hostDirCandidates, loadHostsConfig, parseHostsToml } from '../src/hosts/hosts-config.js';
+import { HostsConfigError, hostDirCandidates, loadHostsConfig, parseGoDuration, parseHostsToml } from '../src/hosts/hosts-config.js';
 import { resolveHostsDir } from '../src/hosts/hosts-dir.js';
 
 let root: string;
@@ -129,5 +129,17 @@ describe('containerd hosts.toml', () => {
     expect(resolveHostsDir(undefined, { CLIP_HOSTS_DIR: '/env' })).toBe('/env');
     expect(resolveHostsDir(undefined, {}, root)).toBe(root);
     expect(resolveHostsDir(undefined, {}, join(root, 'missing'))).toBeUndefined();
+  });
+});
+
+describe('dial_timeout', () => {
+  it('takes Go durations and rejects anything else, naming the file', () => {
+    expect(parseGoDuration('500ms')).toBe(500);
+    expect(parseGoDuration('1m30s')).toBe(90_000);
+    expect(parseGoDuration('1.5s')).toBe(1500);
+    expect(parseGoDuration('5')).toBeUndefined();
+    expect(parseGoDuration('')).toBeUndefined();
+    expect(parseHostsToml('[host."http://m"]\ndial_timeout = "250ms"\n', 'f', '/')[0]!.dialTimeoutMs).toBe(250);
+    expect(() => parseHostsToml('[host."http://m"]\ndial_timeout = 3\n', '/d/hosts.toml', '/d')).toThrow(/\/d\/hosts\.toml: \[host."http:\/\/m"\]: dial_timeout must be a duration/);
   });
 });

@@ -191,15 +191,17 @@ export async function buildHosts(ref: RegistryReference, loaded: LoadedHosts, op
     }
     const isMirror = !config.isServer;
     const stall = hostOptions.mirrorStallMs;
+    const dial = config.dialTimeoutMs;
     const clientOptions: RegistryClientOptions = {
       ...options,
       ...(endpoint ? { endpoint } : {}),
+      ...(dial !== undefined ? { timeouts: { ...options.timeouts, connectMs: dial } } : {}),
       // A mirror gets no retries and short timeouts: the next host is the retry.
       ...(isMirror
         ? {
             retries: 0,
             timeouts: {
-              connectMs: Math.min(options.timeouts?.connectMs ?? 10_000, stall),
+              connectMs: Math.min(dial ?? options.timeouts?.connectMs ?? 10_000, stall),
               headersMs: Math.min(options.timeouts?.headersMs ?? 30_000, stall),
               bodyMs: Math.min(options.timeouts?.bodyMs ?? 30_000, stall),
             },

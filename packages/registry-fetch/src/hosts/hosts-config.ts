@@ -34,6 +34,8 @@ export interface HostConfig {
   client: Array<[string, string | undefined]>;
   skipVerify?: boolean;
   header: Record<string, string[]>;
+  /** `dial_timeout` (a Go duration such as `500ms`, `2s`), ms. */
+  dialTimeoutMs?: number;
   /** True for the last entry (the `server`, or the registry itself when there is none). */
   isServer: boolean;
 }
@@ -135,6 +137,20 @@ export function parseHostsToml(text: string, file: string, baseDir: string): Hos
   return hosts;
 }
 
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Go's time.ParseDuration for positive values (`1.5s`, `1m30s`, `250ms`) → ms. */
+export function parseGoDuration(text: string): number | undefined {
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+    matched = re.lastIndex;
+  }
+  return matched === text.length && text.length > 0 ? total : undefined;
+}
+
 function stringList(value: unknown, what: string, file: string): string[] {
   if (typeof value === 'string') return [value];
   if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value as string[];
@@ -194,6 +210,12 @@ function parseHostEntry(server: string, table: TomlTable, file: string, baseDir:
         result.client.push([absolute(entry[0] as string, baseDir), absolute(entry[1] as string, baseDir)]);
       } else throw new HostsConfigError(file, `${where}: client entries must be a path or a [cert, key] pair`);
     }
+  }
+  const dialTimeout = table['dial_timeout'];
+  if (dialTimeout !== undefined) {
+    const ms = typeof dialTimeout === 'string' ? parseGoDuration(dialTimeout) : undefined;
+    if (ms === undefined) throw new HostsConfigError(file, `${where}: dial_timeout must be a duration such as "500ms" or "2s"`);
+    result.dialTimeoutMs = ms;
   }
   const header = table['header'];
   if (header !== undefined) {

@@ -69,7 +69,7 @@ export class MirroredSource implements ImageSource {
   static async open(ref: RegistryReference, loaded: LoadedHosts, options: RegistryClientOptions = {}, mirror: MirrorOptions = {}): Promise<MirroredSource> {
     const hosts = await buildHosts(ref, loaded, options, { mirrorStallMs: mirror.stallMs ?? DEFAULT_MIRROR_STALL_MS });
     const source = new MirroredSource(ref, hosts, loaded.dir, options, mirror);
-    source.logger.debug('registry hosts from hosts.toml', { dir: loaded.dir, hosts: hosts.map((h) => `${h.stats.role}:${h.stats.host}`).join(',') });
+    source.logger.info('registry hosts from hosts.toml', { dir: loaded.dir, hosts: hosts.map((h) => `${h.stats.role}:${h.stats.host}`).join(',') });
     return source;
   }
 
