@@ -6,7 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildFixture } from '@clip/testkit/fixtures';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
 import { prepareFixture, removeAll, runCli, startMount, tempDir, type PreparedImage } from './mount-harness.js';
 
 let work: string;
@@ -152,6 +152,27 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     const indexed = await runCli(['index', target, '-o', join(work, 'indexed.clip'), '--hosts-dir', hostsDir, '--json', '--no-progress']);
     expect(indexed.code, indexed.stderr).toBe(0);
     expect(mirror!.logs()).toMatch(/GET \/v2\/images\/pub\/blobs\/sha256:[0-9a-f]{64}\?ns=127\.0\.0\.1%3A\d+ HTTP\/1\.1" 200/);
+  }, 120_000);
+
+  it('a mirror that is down: every file still reads correctly, from the server', async () => {
+    const downPort = await freePort();
+    const dir = join(work, 'down.d', `127.0.0.1_${origin!.port}_`);
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'hosts.toml'), `server = "http://${origin!.host}"\n[host."http://127.0.0.1:${downPort}"]\n`);
+    const mountpoint = join(work, 'mnt-down');
+    await mkdir(mountpoint, { recursive: true });
+    const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', join(work, 'down.d'), '--cache-dir', join(work, 'cache-down'), '--read-timeout', '3']);
+    try {
+      for (const [path, node] of image.expected) {
+        if (node.type === 'file') expect(sha256(await readFile(join(mountpoint, path))), path).toBe(node.sha256);
+      }
+    } finally {
+      await mount.stop();
+    }
+    const [m, s] = (JSON.parse(mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'))!) as { hosts: Array<Record<string, number>> }).hosts;
+    expect(m!['errors']).toBeGreaterThanOrEqual(1);
+    expect(m!['rangesHonoured']).toBe(0);
+    expect(s!['rangesHonoured']).toBeGreaterThan(0);
   }, 120_000);
 
   it('a broken hosts.toml fails the command with the file named', async () => {
