@@ -92,7 +92,7 @@ export function register(program: Command): void {
       // Loaded here, not at startup: other commands (and --help) should not pay for them.
       const { reusePublishedArchive } = await import('../publish/reuse.js');
       const platform = options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {};
-      const reused = await reusePublishedArchive(source, { output: options.output, reuse: options.reuse ?? false, logger: createLogger(), insecure: options.insecure ?? false, ...platform });
+      const reused = await reusePublishedArchive(source, { output: options.output, reuse: options.reuse ?? false, logger: createLogger(), insecure: options.insecure ?? false, ...platform, ...hostsDirOption(options) });
       if (reused) return void process.stdout.write(options.json ? `${JSON.stringify({ reused: true, ...reused })}\n` : `reused the published archive of ${reused.reference}: ${options.output}\n`);
       const spanSize = parseSize(options.spanSize);
       const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);

@@ -14,6 +14,8 @@ export interface ReuseOptions {
   logger: Logger;
   platform?: Platform;
   insecure?: boolean;
+  /** The archive download (not the lookup) goes through hosts.toml mirrors. */
+  hostsDir?: string;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
     logger: options.logger,
     ...(options.platform ? { platform: options.platform } : {}),
     ...(options.insecure ? { insecure: true } : {}),
+    ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
   });
   await mkdir(dirname(options.output), { recursive: true });
   await copyFile(pulled.path, options.output);
