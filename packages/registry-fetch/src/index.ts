@@ -8,3 +8,8 @@ export * from './credentials.js';
 export * from './platform.js';
 export * from './media-types.js';
 export * from './errors.js';
+export { HostsConfigError, loadHostsConfig, type HostConfig, type LoadedHosts } from './hosts/hosts-config.js';
+export { resolveHostsDir, DEFAULT_HOSTS_DIR } from './hosts/hosts-dir.js';
+export { MirroredSource, type MirrorOptions } from './hosts/mirrored-source.js';
+export type { HostStats } from './hosts/host-set.js';
+export { warmMirrors, type WarmOptions, type WarmResult } from './hosts/warm.js';
