@@ -11,6 +11,8 @@ import { repositoryScope } from '../auth.js';
 import type { RegistryHost } from './host-set.js';
 
 const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+/** undici's own timers (the mirror's agent has the stall bound as its timeouts) count as stalls too. */
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** Why a mirror did not serve a read; the caller passes the read to the next host. */
 export class MirrorPassError extends RegistryError {
@@ -174,7 +176,8 @@ export async function mirrorRange(host: RegistryHost, request: MirrorRangeReques
       if (error.reason === 'status' && (error.status ?? 0) >= 500) host.markDown();
       throw error;
     }
-    if (stalled) {
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (stalled || error instanceof TimeoutError || (typeof code === 'string' && TIMEOUT_CODES.has(code))) {
       host.stats.stalls++;
       host.markDown();
       throw new MirrorPassError(`${client.describe()}: ${what}: mirror stalled for ${stallMs} ms`, 'stall', { cause: error });
