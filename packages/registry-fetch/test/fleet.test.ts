@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { startFaultProxy, type FaultProxy } from '@clip/testkit/fault-proxy';
-import type { Digest } from '@clip/shared/digest';
+import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
+import { startFaultProxy, type FaultProxy } from '@clip/testkit';
+import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { MirroredSource } from '../src/hosts/mirrored-source.js';
 import type { ImageSource } from '../src/image-source.js';
-import { buildLayout, noise, type BuiltEntry } from './helpers/oci-layout.js';
+import { writeTestLayout, noise, type BuiltEntry } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);
 
@@ -80,7 +80,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-fleet-'));
   origin = await startRegistry();
   const layout = join(work, 'layout');
-  built = await buildLayout(layout, [
+  built = await writeTestLayout(layout, [
     { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(12_000_000, 3) }, compression: 'none' }] }] },
   ]);
   await run('skopeo', ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${origin.host}/test/img:v1`]);

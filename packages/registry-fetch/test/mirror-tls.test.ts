@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import type { Digest } from '@clip/shared/digest';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import type { MirroredSource } from '../src/hosts/mirrored-source.js';
-import { buildLayout, noise, type BuiltEntry } from './helpers/oci-layout.js';
+import { writeTestLayout, noise, type BuiltEntry } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);
 
@@ -42,7 +42,7 @@ beforeAll(async () => {
     await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.cert`, '-days', '2', '-extfile', `${name}.ext`]);
   }
   registry = await startRegistry();
-  built = await buildLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { 'big.bin': noise(400_000, 5) }, compression: 'none' }] }] }]);
+  built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { 'big.bin': noise(400_000, 5) }, compression: 'none' }] }] }]);
   await run('skopeo', ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `oci:${join(work, 'layout')}:v1`, `docker://${registry.host}/tls/img:v1`]);
 
   const ca = await readFile(join(work, 'ca.crt'));

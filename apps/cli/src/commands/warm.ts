@@ -3,11 +3,11 @@
 // the fleet's first workers find the blobs there instead of at the origin.
 import { readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { Digest } from '@clip/shared/digest';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import { formatSize } from '@clip/shared/size';
-import { parsePlatform } from '@clip/registry-fetch/platform';
+import type { Digest } from '@clip/shared';
+import { UsageError } from '@clip/shared';
+import { createLogger } from '@clip/shared';
+import { formatSize } from '@clip/shared';
+import { parsePlatform } from '@clip/registry-fetch';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface WarmCommandOptions {
@@ -49,14 +49,14 @@ export function register(program: Command): void {
       const { hostsDir } = hostsDirOption(options);
       if (!hostsDir) throw new UsageError('no hosts directory: pass --hosts-dir <dir> (or set CLIP_HOSTS_DIR); /etc/containerd/certs.d does not exist');
       const logger = createLogger();
-      const [{ openArchive }, { warmMirrors }] = await Promise.all([import('@clip/shared/archive/format'), import('@clip/registry-fetch/hosts/warm')]);
+      const [{ openArchive }, { warmMirrors }] = await Promise.all([import('@clip/archive-format'), import('@clip/registry-fetch')]);
 
       // The archive, when one is needed: the argument itself, or the image's published one.
       let reference = image;
       let archivePath: string | undefined;
       if (image.endsWith('.clip') || (await isFile(image))) archivePath = image;
       else if (options.profile) {
-        const { pullArchive } = await import('../publish/pull.js');
+        const { pullArchive } = await import('@clip/registry-fetch');
         archivePath = (await pullArchive(image, { logger, hostsDir, ...(options.insecure ? { insecure: true } : {}) })).path;
       }
       let layers: Digest[] | 'all' = 'all';
@@ -66,7 +66,7 @@ export function register(program: Command): void {
         if (!storage) throw new UsageError(`${archivePath} carries its data (no registry storage reference): nothing to warm`);
         if (archivePath === image) reference = `${storage.registry}/${storage.repository}@${storage.manifestDigest}`;
         if (options.profile) {
-          const [{ readPrefetchList }, { resolveImagePath }] = await Promise.all([import('@clip/mounter/prefetch-list'), import('@clip/shared/read/resolve-path')]);
+          const [{ readPrefetchList }, { resolveImagePath }] = await Promise.all([import('@clip/mounter'), import('@clip/read-engine')]);
           const chosen = new Set<Digest>();
           for (const entry of await readPrefetchList(options.profile)) {
             try {
@@ -99,7 +99,7 @@ export function register(program: Command): void {
       }
       if (failed > 0) {
         const first = result.mirrors.flatMap((m) => m.failed.map((f) => `${m.mirror} ${f.digest}: ${f.error}`))[0];
-        const { RegistryError } = await import('@clip/shared/errors');
+        const { RegistryError } = await import('@clip/shared');
         throw new RegistryError(`warming ${result.reference}: ${failed} blob(s) failed (first: ${first})`);
       }
     });

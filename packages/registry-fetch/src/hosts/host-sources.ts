@@ -1,7 +1,7 @@
 // The hosts a registry reference is read from, one plain RegistrySource each, in containerd's
 // order (mirrors, then the server), for callers that need a whole RegistrySource per host
 // (referrers lookups, archive downloads) rather than MirroredSource's per-read fallback.
-import type { RegistryReference } from '@clip/shared/reference';
+import type { RegistryReference } from '@clip/shared';
 import type { RegistryClientOptions } from '../registry-client.js';
 import { RegistrySource } from '../registry-source.js';
 import { loadHostsConfig } from './hosts-config.js';

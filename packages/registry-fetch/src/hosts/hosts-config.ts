@@ -8,7 +8,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
-import { ClipError } from '@clip/shared/errors';
+import { ClipError } from '@clip/shared';
 
 /** A hosts.toml that cannot be read or does not follow containerd's schema. */
 export class HostsConfigError extends ClipError {

@@ -6,10 +6,10 @@
 // it instead would cost the origin two copies (distribution fetches once to store, once to
 // stream). `readThrough` streams every blob whole, for caches that store only what they stream.
 // Either way the cached blob is then read whole from the mirror (zone-local) and verified.
-import type { Digest } from '@clip/shared/digest';
-import { LayerNotFoundError, TimeoutError, UsageError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
-import { parseRegistryReference, type RegistryReference } from '@clip/shared/reference';
+import type { Digest } from '@clip/shared';
+import { LayerNotFoundError, TimeoutError, UsageError } from '@clip/shared';
+import { silentLogger, type Logger } from '@clip/shared';
+import { parseRegistryReference, type RegistryReference } from '@clip/shared';
 import type { Platform, ResolvedImage } from '../image-source.js';
 import type { RegistryClientOptions } from '../registry-client.js';
 import { loadHostsConfig } from './hosts-config.js';
