@@ -5,8 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture } from '@clip/testkit';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
+import { buildFixture, freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
 import { prepareFixture, removeAll, runCli, startMount, tempDir, type PreparedImage } from './mount-harness.js';
 
 let work: string;

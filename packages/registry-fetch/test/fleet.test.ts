@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
-import { startFaultProxy, type FaultProxy } from '@clip/testkit';
+import { freePort, startRegistry, type RunningRegistry, startFaultProxy, type FaultProxy } from '@clip/testkit';
 import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { MirroredSource } from '../src/hosts/mirrored-source.js';
@@ -156,7 +155,7 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
     const layer = bigLayer();
     const starts = Array.from({ length: 8 }, (_, i) => i * 1_000_000);
     const parts = await Promise.all(starts.map((s) => source.readBlobRange(layer.digest as Digest, s, s + 50_000)));
-    parts.forEach((p, i) => expect(p.equals(layer.bytes.subarray(starts[i]!, starts[i]! + 50_000))).toBe(true));
+    for (const [i, p] of parts.entries()) expect(p.equals(layer.bytes.subarray(starts[i]!, starts[i]! + 50_000))).toBe(true);
     const [m, s] = source.hostStats();
     await source.close();
     expect(m!.fullResponses).toBe(1);

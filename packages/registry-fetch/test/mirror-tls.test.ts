@@ -98,7 +98,7 @@ async function readThrough(dir: string): Promise<ReturnType<MirroredSource['host
 describe('HTTPS mirror configured by hosts.toml', () => {
   it('ca (relative path), client [cert, key] and header make the mirror usable', async () => {
     const before = seen.length;
-    const [m, s] = await readThrough(await hostsDir('full', ['ca = "ca.crt"', 'client = [["client.cert", "client.key"]]', '[host."https://127.0.0.1:' + frontPort + '".header]', '  x-mirror-token = "fleet-a"']));
+    const [m, s] = await readThrough(await hostsDir('full', ['ca = "ca.crt"', 'client = [["client.cert", "client.key"]]', `[host."https://127.0.0.1:${frontPort}".header]`, '  x-mirror-token = "fleet-a"']));
     expect(m).toMatchObject({ rangesHonoured: 1, fallbacks: 0 });
     expect(s!.rangeRequests).toBe(0);
     const requests = seen.slice(before);
@@ -108,11 +108,11 @@ describe('HTTPS mirror configured by hosts.toml', () => {
   });
 
   it('without the CA the mirror is not trusted; skip_verify trusts it; a missing header gets 403: each time reads fall back or go through as they should', async () => {
-    const noCa = await readThrough(await hostsDir('no-ca', ['client = [["client.cert", "client.key"]]', '[host."https://127.0.0.1:' + frontPort + '".header]', '  x-mirror-token = "fleet-a"']));
+    const noCa = await readThrough(await hostsDir('no-ca', ['client = [["client.cert", "client.key"]]', `[host."https://127.0.0.1:${frontPort}".header]`, '  x-mirror-token = "fleet-a"']));
     expect(noCa[0]!.rangesHonoured).toBe(0);
     expect(noCa[1]!.rangesHonoured).toBe(1);
 
-    const skip = await readThrough(await hostsDir('skip', ['skip_verify = true', 'client = [["client.cert", "client.key"]]', '[host."https://127.0.0.1:' + frontPort + '".header]', '  x-mirror-token = "fleet-a"']));
+    const skip = await readThrough(await hostsDir('skip', ['skip_verify = true', 'client = [["client.cert", "client.key"]]', `[host."https://127.0.0.1:${frontPort}".header]`, '  x-mirror-token = "fleet-a"']));
     expect(skip[0]!.rangesHonoured).toBe(1);
 
     const noHeader = await readThrough(await hostsDir('no-header', ['ca = "ca.crt"', 'client = [["client.cert", "client.key"]]']));

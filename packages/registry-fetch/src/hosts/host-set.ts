@@ -4,8 +4,7 @@
 // and counters for metrics.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import type { Digest } from '@clip/shared';
-import { isLoopbackRegistry, registryEndpointHost, type RegistryReference } from '@clip/shared';
+import { type Digest, isLoopbackRegistry, registryEndpointHost, type RegistryReference } from '@clip/shared';
 import type { RegistryClientOptions, RegistryEndpoint } from '../registry-client.js';
 import { RegistrySource } from '../registry-source.js';
 import { HostsConfigError, type HostCapability, type HostConfig, type LoadedHosts } from './hosts-config.js';

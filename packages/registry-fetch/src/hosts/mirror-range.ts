@@ -3,9 +3,7 @@
 // Harbor do) is handed to the filler and the read moves on to the next host; no response
 // headers, or a body pause, within `stallMs` moves on too. No retries here: the next host is
 // the retry.
-import type { Digest } from '@clip/shared';
-import { RegistryError, TimeoutError } from '@clip/shared';
-import type { Logger } from '@clip/shared';
+import { type Digest, RegistryError, TimeoutError, type Logger } from '@clip/shared';
 import type { RegistryResponse } from '../registry-client.js';
 import { repositoryScope } from '../auth.js';
 import type { RegistryHost } from './host-set.js';

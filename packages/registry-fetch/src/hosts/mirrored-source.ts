@@ -3,11 +3,8 @@
 // everything by digest on hosts with `pull`, each host tried in order and the next one used
 // when it fails. Byte ranges go through mirrorRange(): a mirror is used only while it answers
 // ranges promptly; the last host is read with the usual client (retries, 200 handling).
-import { Readable } from 'node:stream';
-import type { Digest } from '@clip/shared';
-import { RegistryError } from '@clip/shared';
-import { silentLogger, type Logger } from '@clip/shared';
-import { formatImageReference, type RegistryReference } from '@clip/shared';
+import type { Readable } from 'node:stream';
+import { type Digest, RegistryError, silentLogger, type Logger, formatImageReference, type RegistryReference } from '@clip/shared';
 import type { Descriptor, ImageSource, RangeOptions, RawManifest, ResolvedImage, ResolveOptions, SourceStats } from '../image-source.js';
 import { checkRange } from '../range.js';
 import type { RegistryClientOptions } from '../registry-client.js';

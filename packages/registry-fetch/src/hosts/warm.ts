@@ -6,10 +6,7 @@
 // it instead would cost the origin two copies (distribution fetches once to store, once to
 // stream). `readThrough` streams every blob whole, for caches that store only what they stream.
 // Either way the cached blob is then read whole from the mirror (zone-local) and verified.
-import type { Digest } from '@clip/shared';
-import { LayerNotFoundError, TimeoutError, UsageError } from '@clip/shared';
-import { silentLogger, type Logger } from '@clip/shared';
-import { parseRegistryReference, type RegistryReference } from '@clip/shared';
+import { type Digest, LayerNotFoundError, TimeoutError, UsageError, silentLogger, type Logger, parseRegistryReference, type RegistryReference } from '@clip/shared';
 import type { Platform, ResolvedImage } from '../image-source.js';
 import type { RegistryClientOptions } from '../registry-client.js';
 import { loadHostsConfig } from './hosts-config.js';
@@ -116,7 +113,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
   const loaded = await loadHostsConfig(options.hostsDir, ref.registry);
   const { hostsDir, platform, layers, concurrency, stallMs, onBlob, readThrough: _readThrough, fillTimeoutMs: _fillTimeoutMs, ...clientOptions } = options;
   const mirrorStallMs = stallMs ?? 60_000;
-  if (!loaded || !loaded.hosts.some((h) => !h.isServer && h.capabilities.includes('pull'))) {
+  if (!loaded?.hosts.some((h) => !h.isServer && h.capabilities.includes('pull'))) {
     throw new UsageError(`no mirror with the pull capability is configured for ${ref.registry} in ${hostsDir} (hosts.toml [host."…"] entries)`);
   }
   // The tag is resolved the way every read resolves it (resolve-capable hosts, in order)...
