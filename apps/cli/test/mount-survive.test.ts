@@ -40,6 +40,13 @@ afterAll(async () => {
   await removeAll(work);
 });
 
+/** A fresh directory under the test's work directory (removed with it). */
+async function scratch(name: string): Promise<string> {
+  const dir = join(work, `${name}-${Math.random().toString(36).slice(2, 8)}`);
+  await mkdir(dir);
+  return dir;
+}
+
 /** Milliseconds from each `serving process died` line to the next `serving reads` line. */
 function takeovers(stderr: string): number[] {
   const time = (line: string) => Date.parse(/time=(\S+)/.exec(line)?.[1] ?? '');
@@ -75,7 +82,7 @@ console.log(JSON.stringify({ done, failed, wrong, maxStallMs, slowest, errors: e
 `;
 
 it('reads every file with the right bytes while the serving process is SIGKILLed three times', async () => {
-  mount = await startMount(image.archive, await tempDir('survive-mnt'), ['--cache-dir', await tempDir('survive-cache')]);
+  mount = await startMount(image.archive, await scratch('mnt'), ['--cache-dir', await scratch('cache')]);
   const files = [...image.expected].filter(([, node]) => node.type === 'file').map(([path]) => path);
   expect(files.length).toBe(FILES);
   const list = join(work, 'files.json');
@@ -131,8 +138,8 @@ it('reads every file with the right bytes while the serving process is SIGKILLed
 
 it('an overlay on top keeps working across a kill (no standby) and a SIGUSR2 replacement; a killed supervisor makes its server unmount', async () => {
   // Without a standby the replacement starts from scratch: the slow path works too.
-  const second = await startMount(image.archive, await tempDir('survive-mnt2'), ['--no-standby']);
-  const overlay = await tempDir('survive-overlay');
+  const second = await startMount(image.archive, await scratch('mnt2'), ['--no-standby']);
+  const overlay = await scratch('overlay');
   for (const dir of ['upper', 'work', 'root']) await mkdir(join(overlay, dir));
   const root = join(overlay, 'root');
   try {
@@ -175,7 +182,7 @@ it('a serving process that cannot start ends clip mount with its error and leave
   const truncated = join(work, 'truncated.clip');
   const bytes = await readFile(image.archive);
   await writeFile(truncated, bytes.subarray(0, bytes.length - 100));
-  const mountpoint = await tempDir('survive-bad');
+  const mountpoint = await scratch('bad');
   const result = await runCli(['mount', truncated, mountpoint], { timeoutMs: 30_000 });
   expect(result.code).toBe(1);
   expect(result.stderr).toMatch(/clip: error: .*\[CLIP_E_ARCHIVE_FORMAT\]/);
@@ -190,10 +197,10 @@ it('a replacement refuses an archive that changed in the cache since clip mount 
   const published = await runCli(['publish', layoutRef, target, '-o', join(work, 'published.clip')], { timeoutMs: 120_000 });
   expect(published.code, published.stderr).toBe(0);
   const previous = process.env['CLIP_ARCHIVE_CACHE'];
-  process.env['CLIP_ARCHIVE_CACHE'] = await tempDir('survive-archives');
+  process.env['CLIP_ARCHIVE_CACHE'] = await scratch('archives');
   let mount: RunningMount | undefined;
   try {
-    mount = await startMount(target, await tempDir('survive-mnt3'), ['--no-standby']);
+    mount = await startMount(target, await scratch('mnt3'), ['--no-standby']);
     const cmdline = (await readFile(`/proc/${servingPid(mount)}/cmdline`, 'utf8')).split('\0');
     const cached = cmdline[cmdline.indexOf('--serve-location') + 1]!;
     expect(cached.startsWith(process.env['CLIP_ARCHIVE_CACHE']!)).toBe(true);

@@ -13,3 +13,4 @@ export { openArchiveFetcher, openArchiveLocation, type ArchiveFetcher, type Open
 export { isArchiveUrl } from './archive-url.js';
 export type { HttpSourceOptions } from './http-archive-source.js';
 export type { StorageOptions } from './storage-source.js';
+export { readPrefetchList, type PrefetchEntry } from './prefetch-list.js';

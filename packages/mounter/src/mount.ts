@@ -30,6 +30,8 @@ const KERNEL_CACHE_SECONDS = 86_400;
 export interface LayerFetcher {
   fetchRange: FetchRange;
   close?(): Promise<void>;
+  /** Prometheus text the fetcher adds to /metrics (per registry host counters). */
+  prometheus?(): string;
 }
 
 export interface MountOptions {
@@ -173,7 +175,7 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
   // Before the metrics port is taken: a standby must not hold it while another process serves.
   const attach = typeof options.attach === 'function' ? await options.attach() : options.attach;
   let server: MetricsServer | undefined;
-  if (options.metrics) server = await startMetricsServer(options.metrics, metrics);
+  if (options.metrics) server = await startMetricsServer(options.metrics, metrics, options.fetcher.prometheus?.bind(options.fetcher));
   let unmounting: Promise<void> | undefined;
   let fuse: FuseSession;
   try {

@@ -8,7 +8,7 @@ import { onCleanup } from '../util/cleanup.js';
 import { run, startProcess, stopProcess, waitForOutput, type RunResult } from '../util/exec.js';
 import { nodeWithPeakRss } from '../util/rusage.js';
 
-export type ClipCommand = 'index' | 'push' | 'mount' | 'cat' | 'publish' | 'run';
+export type ClipCommand = 'index' | 'push' | 'mount' | 'cat' | 'publish' | 'run' | 'warm';
 
 export interface MountOptions {
   cacheDir: string;
@@ -17,6 +17,8 @@ export interface MountOptions {
   netns?: string;
   /** `--memory-cache` bound (clip's default when absent). */
   memoryCache?: string;
+  /** `--hosts-dir` (containerd hosts.toml mirrors); '' for none. */
+  hostsDir?: string;
 }
 
 export interface RunningMount {
@@ -109,6 +111,11 @@ export class ClipCli {
     return this.exec(['push', source, target], netns);
   }
 
+  /** `clip warm <archive> --hosts-dir <dir> --json`: fill the mirrors hosts.toml lists. */
+  async warm(archive: string, hostsDir: string, netns?: string): Promise<RunResult> {
+    return this.exec(['warm', archive, '--hosts-dir', hostsDir, '--json'], netns);
+  }
+
   async cat(archive: string, path: string, netns?: string): Promise<RunResult> {
     return this.exec(['cat', archive, path], netns);
   }
@@ -119,6 +126,7 @@ export class ClipCli {
     if (options.prefetch) args.push('--prefetch', options.prefetch);
     if (options.record) args.push('--record', options.record);
     if (options.memoryCache) args.push('--memory-cache', options.memoryCache);
+    if (options.hostsDir !== undefined) args.push('--hosts-dir', options.hostsDir);
     const child: ChildProcess = startProcess(process.execPath, args, options.netns ? { netns: options.netns } : {});
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {

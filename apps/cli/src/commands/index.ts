@@ -11,6 +11,7 @@ import { register as pullArchive } from './pull-archive.js';
 import { register as archive } from './archive.js';
 import { register as run } from './run.js';
 import { register as bundle } from './bundle.js';
+import { register as warm } from './warm.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -26,4 +27,5 @@ export const commands: RegisterCommand[] = [
   archive,
   run,
   bundle,
+  warm,
 ];

@@ -19,6 +19,8 @@ export interface ServeOptions {
   locationDigest?: string;
   mountpoint: string;
   cacheDir?: string;
+  /** containerd hosts.toml directory (mirrors), as resolved by the supervisor. */
+  hostsDir?: string;
   cacheSize: number;
   memoryCache: number;
   prefetch?: string;
@@ -116,7 +118,7 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   if (options.locationDigest) await checkDigest(options.location, options.locationDigest);
   const opened = await openArchiveLocation(options.location, { insecure, logger, timeoutMs: readMs, retries });
   const archive = opened.archive;
-  const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
+  const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries, ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}) });
   let handle;
   try {
     handle = await mount({
@@ -178,7 +180,8 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   process.once('SIGINT', forceExit);
   process.once('SIGTERM', forceExit);
   await handle.unmount();
-  process.stderr.write(`${JSON.stringify({ metrics: handle.metrics() })}\n`);
+  const hostStats = fetcher.hostStats?.();
+  process.stderr.write(`${JSON.stringify({ metrics: handle.metrics(), ...(hostStats ? { hosts: hostStats } : {}) })}\n`);
   logger.info('unmounted', { mountpoint: handle.mountpoint });
   process.channel?.unref();
   setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();

@@ -4,13 +4,15 @@
 // the connection (@clip/mounter's superviseMount); serving child processes (./mount-serve.ts,
 // the same command with --serve-connection) answer reads and are replaced when they die.
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { checkMountpoint, lockMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface MountCommandOptions extends TrustFlags {
+  hostsDir?: string;
   cacheDir?: string;
   cacheSize: string;
   memoryCache: string;
@@ -49,6 +51,7 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
     .option('--allow-non-empty', 'mount over a directory that has entries (hidden while mounted) instead of refusing')
     .option('--no-standby', 'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)')
@@ -85,6 +88,7 @@ export function register(program: Command): void {
           location: options.serveLocation ?? archivePath,
           ...(options.serveLocationDigest ? { locationDigest: options.serveLocationDigest } : {}),
           mountpoint,
+          ...hostsDirOption(options),
         });
         return;
       }
@@ -98,13 +102,16 @@ export function register(program: Command): void {
       });
       // One clip mount per mountpoint: held by this (supervising) process until it exits.
       const lock = await lockMountpoint(checked);
+      if (options.allowNonEmpty && (await readdir(checked).catch(() => [])).length > 0) {
+        logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint: checked });
+      }
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
       const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
         import('@clip/mounter'),
         import('@clip/registry-fetch'),
       ]);
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust });
+      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust, ...hostsDirOption(options) });
       // Serving processes (also replacements, much later) reopen a resolved archive by path:
       // they check it still has the bytes the trust checks passed.
       const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
