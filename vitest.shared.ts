@@ -10,6 +10,7 @@ const workspace: Record<string, string> = {
   '@clip/indexer': 'packages/indexer',
   '@clip/mounter': 'packages/mounter',
   '@clip/testkit': 'packages/testkit',
+  '@clip/snapshotter': 'packages/snapshotter',
 };
 
 export function clipVitestConfig(options: { testTimeout?: number } = {}) {

@@ -9,6 +9,7 @@ import { register as push } from './push.js';
 import { register as publish } from './publish.js';
 import { register as pullArchive } from './pull-archive.js';
 import { register as archive } from './archive.js';
+import { register as snapshotter } from './snapshotter.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -22,4 +23,5 @@ export const commands: RegisterCommand[] = [
   publish,
   pullArchive,
   archive,
+  snapshotter,
 ];

@@ -1,0 +1,64 @@
+// `clip snapshotter`: the snapshots service on a unix socket, the metadata under --root,
+// image mounts as detached `clip mount` processes, metrics on --metrics.
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { silentLogger, type Logger } from '@clip/shared/log';
+import { type ArchiveResolver, RemoteDecider } from './decision.js';
+import { loadSnapshotsService, snapshotsHandlers } from './grpc-service.js';
+import { ProcessImageMountPool } from './image-mounts.js';
+import { SnapshotterMetrics, serveMetrics } from './metrics.js';
+import { ClipSnapshotter } from './snapshotter.js';
+
+export interface SnapshotterServerOptions {
+  /** Unix socket path. */
+  address: string;
+  root: string;
+  resolver: ArchiveResolver;
+  /** Command running clip, for the image mount processes. */
+  clipCommand: string[];
+  /** Extra `clip mount` arguments (cache dir and size, retries, ...). */
+  mountArgs?: string[];
+  metrics?: { host: string; port: number };
+  logger?: Logger;
+}
+
+export interface SnapshotterServer {
+  address: string;
+  metricsAddress?: string;
+  snapshotter: ClipSnapshotter;
+  close(): Promise<void>;
+}
+
+export async function startSnapshotterServer(options: SnapshotterServerOptions): Promise<SnapshotterServer> {
+  const logger = options.logger ?? silentLogger;
+  const root = resolve(options.root);
+  const address = resolve(options.address);
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  const metrics = new SnapshotterMetrics();
+  const pool = new ProcessImageMountPool({ stateDir: join(root, 'images'), clipCommand: options.clipCommand, mountArgs: options.mountArgs ?? [], logger });
+  const snapshotter = await ClipSnapshotter.open({ root, decider: new RemoteDecider(options.resolver), pool, metrics, logger });
+
+  await mkdir(dirname(address), { recursive: true });
+  // A socket left by a previous run (crash, kill -9) would make bind fail.
+  if (await stat(address).then((s) => s.isSocket(), () => false)) await rm(address);
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  server.addService(loadSnapshotsService(), snapshotsHandlers(snapshotter, logger));
+  await new Promise<void>((resolveBind, reject) => {
+    server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolveBind()));
+  });
+  const metricsServer = options.metrics
+    ? await serveMetrics(options.metrics.host, options.metrics.port, async () => metrics.prometheus(await pool.list(), snapshotter.counts()))
+    : undefined;
+  logger.info('snapshotter serving', { address, root, metrics: metricsServer?.address });
+  return {
+    address,
+    snapshotter,
+    ...(metricsServer ? { metricsAddress: metricsServer.address } : {}),
+    close: async () => {
+      await new Promise<void>((done) => server.tryShutdown(() => done()));
+      await metricsServer?.close();
+      await rm(address, { force: true });
+    },
+  };
+}
