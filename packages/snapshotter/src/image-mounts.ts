@@ -154,7 +154,7 @@ export class ProcessImageMountPool implements ImageMountPool {
       const deadline = Date.now() + (this.options.startTimeoutMs ?? 60_000);
       for (;;) {
         const log = await readFile(logFile, 'utf8').catch(() => '');
-        const line = log.split('\n').find((l) => l.includes('msg=mounted'));
+        const line = log.split('\n').find((l) => / msg="?mounted"?( |$)/.test(l));
         if (line && (await isMounted(mountpoint))) {
           const metrics = /metrics=([^\s]+)/.exec(line)?.[1]?.replace(/"/g, '');
           this.logger.info('lazy image mount started', { image: image.imageRef, mountpoint, pid, log: logFile });
