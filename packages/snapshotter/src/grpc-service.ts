@@ -114,7 +114,7 @@ export function snapshotsHandlers(snapshotter: ClipSnapshotter, logger: Logger):
         for (let i = 0; i < infos.length; i += 100) call.write({ info: infos.slice(i, i + 100) });
         call.end();
       } catch (error) {
-        call.destroy(Object.assign(new Error(toStatus(error, 'List', logger).details ?? 'List failed'), toStatus(error, 'List', logger)));
+        call.emit('error', toStatus(error, 'List', logger));
       }
     },
   };

@@ -31,9 +31,16 @@ export type LabelParse =
   | { kind: 'none' } // not an unpack request (e.g. a container's rootfs)
   | { kind: 'incomplete'; reason: string };
 
-/** Reads the remote-layer labels of a Prepare; `none` when it does not name a target at all. */
-export function parseLayerLabels(labels: Readonly<Record<string, string>>): LabelParse {
-  const target = labels[LABEL_SNAPSHOT_REF];
+/** containerd's unpack key (snapshots.UnpackKeyFormat "extract-%s %s"), behind the metadata layer's "<ns>/<n>/" prefix. */
+const UNPACK_KEY_RE = /(?:^|\/)extract-\S+ (sha256:[0-9a-f]{64})$/;
+
+/**
+ * Reads the remote-layer labels of a Prepare; `none` when it is not a layer unpack at all
+ * (a container's root file system). Unpacks without labels (`ctr image pull`) are recognised
+ * by their key.
+ */
+export function parseLayerLabels(labels: Readonly<Record<string, string>>, key = ''): LabelParse {
+  const target = labels[LABEL_SNAPSHOT_REF] || UNPACK_KEY_RE.exec(key)?.[1];
   if (!target) return { kind: 'none' };
   const imageRef = labels[LABEL_CRI_IMAGE_REF] || labels[LABEL_STARGZ_REFERENCE];
   const layerDigest = labels[LABEL_CRI_LAYER_DIGEST] || labels[LABEL_STARGZ_DIGEST];

@@ -47,6 +47,8 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
   await new Promise<void>((resolveBind, reject) => {
     server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolveBind()));
   });
+  // Remember which socket file is ours: a successor may already have replaced it when we close.
+  const boundInode = (await stat(address)).ino;
   const metricsServer = options.metrics
     ? await serveMetrics(options.metrics.host, options.metrics.port, async () => metrics.prometheus(await pool.list(), snapshotter.counts()))
     : undefined;
@@ -56,9 +58,13 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
     snapshotter,
     ...(metricsServer ? { metricsAddress: metricsServer.address } : {}),
     close: async () => {
-      await new Promise<void>((done) => server.tryShutdown(() => done()));
+      // containerd keeps its connection open: give calls in flight a moment, then cut.
+      const graceful = new Promise<void>((done) => server.tryShutdown(() => done()));
+      const timer = setTimeout(() => server.forceShutdown(), 2000);
+      await graceful;
+      clearTimeout(timer);
       await metricsServer?.close();
-      await rm(address, { force: true });
+      if ((await stat(address).catch(() => undefined))?.ino === boundInode) await rm(address, { force: true });
     },
   };
 }

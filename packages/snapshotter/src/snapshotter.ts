@@ -61,7 +61,7 @@ export class ClipSnapshotter {
     checkKey(key);
     this.checkNew(key, parent);
     let fallback: FallbackReason | undefined;
-    const parsed = kind === 'ACTIVE' ? parseLayerLabels(labels) : ({ kind: 'none' } as const);
+    const parsed = kind === 'ACTIVE' ? parseLayerLabels(labels, key) : ({ kind: 'none' } as const);
     if (parsed.kind !== 'none') {
       const parentRecord = parent ? this.store.get(parent) : undefined;
       let decision: Decision;

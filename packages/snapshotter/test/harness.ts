@@ -70,7 +70,7 @@ export interface Containerd {
   address: string;
   namespace: string;
   /** Runs ctr (or ctr-remote) against this containerd. */
-  ctr(args: string[], tool?: 'ctr' | 'ctr-remote', timeoutMs?: number): Promise<string>;
+  ctr(args: string[], options?: { tool?: 'ctr' | 'ctr-remote'; namespace?: string; timeoutMs?: number }): Promise<string>;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -108,9 +108,13 @@ export async function startContainerd(dir: string, snapshotterSocket: string): P
   return {
     address,
     namespace,
-    ctr: async (args, tool = 'ctr', timeoutMs = 180_000) => {
+    ctr: async (args, options = {}) => {
+      const tool = options.tool ?? 'ctr';
       try {
-        const { stdout } = await run(tool, ['--address', address, '--namespace', namespace, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+        const { stdout } = await run(tool, ['--address', address, '--namespace', options.namespace ?? namespace, ...args], {
+          timeout: options.timeoutMs ?? 180_000,
+          maxBuffer: 64 * 1024 * 1024,
+        });
         return stdout;
       } catch (error) {
         const e = error as { stderr?: string; stdout?: string; message: string };
@@ -153,6 +157,7 @@ export async function startSnapshotter(options: { socket: string; root: string; 
       if (child.exitCode !== null) return;
       child.kill(signal);
       for (let i = 0; i < 100 && child.exitCode === null && child.signalCode === null; i++) await sleep(100);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
 }
