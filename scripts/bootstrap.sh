@@ -37,6 +37,9 @@ REQUIREMENTS=(
   "g++:g++"                              # node-gyp toolchain for packages/native-fuse and native-zran (step 3)
   "make:make"
   "python3:python3"
+  "containerd:containerd"                # packages/snapshotter end-to-end tests: containerd with clip as proxy snapshotter (+ ctr)
+  "runc:runc"                            # runtime of those containers
+  "stargz-snapshotter:ctr-remote"        # ctr-remote image rpull sends the remote-layer labels
 )
 
 have() {

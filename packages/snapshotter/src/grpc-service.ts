@@ -42,9 +42,8 @@ export function loadSnapshotsService(): grpc.ServiceDefinition {
   return pkg.containerd.services.snapshots.v1.Snapshots.service;
 }
 
-function timestamp(date: Date): Timestamp {
-  const ms = date.getTime();
-  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
+function timestamp(ns: bigint): Timestamp {
+  return { seconds: Number(ns / 1_000_000_000n), nanos: Number(ns % 1_000_000_000n) };
 }
 
 function toMessage(info: SnapshotInfo): InfoMessage {

@@ -5,7 +5,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { type Decision, type FallbackReason, RemoteDecider } from './decision.js';
-import { SnapshotExistsError, SnapshotNotFoundError, SnapshotPreconditionError } from './errors.js';
+import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotPreconditionError } from './errors.js';
 import type { ImageMountPool } from './image-mounts.js';
 import { LABEL_CLIP_REMOTE, LABEL_SNAPSHOT_REF, parseLayerLabels } from './labels.js';
 import { parseFilters } from './filters.js';
@@ -17,8 +17,9 @@ export interface SnapshotInfo {
   name: string;
   parent: string;
   kind: SnapshotKind;
-  createdAt: Date;
-  updatedAt: Date;
+  /** Nanoseconds since the epoch (containerd compares them at that precision). */
+  createdAt: bigint;
+  updatedAt: bigint;
   labels: Record<string, string>;
 }
 
@@ -87,7 +88,7 @@ export class ClipSnapshotter {
     const id = this.store.allocateId();
     await mkdir(fsDir(this.root, id), { recursive: true });
     if (kind === 'ACTIVE') await mkdir(workDir(this.root, id), { recursive: true });
-    const now = new Date().toISOString();
+    const now = wallClockNs();
     const record: SnapshotRecord = {
       id,
       name: key,
@@ -126,7 +127,7 @@ export class ClipSnapshotter {
       this.lastMountError = error instanceof Error ? error.message : String(error);
       return undefined;
     }
-    const now = new Date().toISOString();
+    const now = wallClockNs();
     await this.store.transaction((tx) => {
       if (this.store.get(target)) return;
       tx.create({
@@ -197,13 +198,13 @@ export class ClipSnapshotter {
     if (record.kind !== 'ACTIVE') throw new SnapshotPreconditionError(`snapshot ${JSON.stringify(key)} is not active (it is ${record.kind.toLowerCase()})`);
     if (this.store.get(name)) throw new SnapshotExistsError(`snapshot ${JSON.stringify(name)} already exists`);
     const usage = await diskUsage(fsDir(this.root, record.id));
-    const now = new Date().toISOString();
+    const now = wallClockNs();
     await this.store.transaction((tx) => {
       if (this.store.get(name)) throw new SnapshotExistsError(`snapshot ${JSON.stringify(name)} already exists`);
       if (this.store.get(key)?.id !== record.id) throw new SnapshotNotFoundError(`snapshot ${JSON.stringify(key)} does not exist`);
       tx.delete(key);
       const { imageMount: _held, ...rest } = record;
-      tx.create({ ...rest, name, kind: 'COMMITTED', labels: { ...record.labels, ...labels }, updatedAt: now, usage });
+      tx.create({ ...rest, name, kind: 'COMMITTED', labels: { ...record.labels, ...labels }, createdAt: now, updatedAt: now, usage });
     });
     await rm(workDir(this.root, record.id), { recursive: true, force: true });
     // Its children acquire the image mount themselves.
@@ -238,9 +239,9 @@ export class ClipSnapshotter {
         const value = info.labels[key];
         if (value === undefined) delete labels[key];
         else labels[key] = value;
-      } else throw new SnapshotPreconditionError(`cannot update field ${JSON.stringify(path)} of snapshot ${JSON.stringify(info.name)}: only labels are mutable`);
+      } else throw new SnapshotArgumentError(`cannot update field ${JSON.stringify(path)} of snapshot ${JSON.stringify(info.name)}: only labels are mutable`);
     }
-    const updated: SnapshotRecord = { ...record, labels, updatedAt: new Date().toISOString() };
+    const updated: SnapshotRecord = { ...record, labels, updatedAt: wallClockNs() };
     await this.store.transaction((tx) => {
       if (this.store.get(info.name)?.id !== record.id) throw new SnapshotNotFoundError(`snapshot ${JSON.stringify(info.name)} does not exist`);
       tx.put(updated);
@@ -280,13 +281,18 @@ export class ClipSnapshotter {
   }
 }
 
+/** Wall clock with microsecond resolution, as decimal nanoseconds (Date has only milliseconds). */
+function wallClockNs(): string {
+  return (BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n).toString();
+}
+
 function toInfo(record: SnapshotRecord): SnapshotInfo {
   return {
     name: record.name,
     parent: record.parent,
     kind: record.kind,
-    createdAt: new Date(record.createdAt),
-    updatedAt: new Date(record.updatedAt),
+    createdAt: BigInt(record.createdAt),
+    updatedAt: BigInt(record.updatedAt),
     labels: record.labels,
   };
 }

@@ -28,6 +28,7 @@ export interface SnapshotRecord {
   kind: SnapshotKind;
   parent: string;
   labels: Record<string, string>;
+  /** Nanoseconds since the epoch, decimal. */
   createdAt: string;
   updatedAt: string;
   remote?: RemoteLayer;

@@ -142,7 +142,7 @@ describe('fallback, restart and removal', () => {
         ['mounts of a committed snapshot', 'Mounts', { key: layer1.name }, grpc.status.FAILED_PRECONDITION, /committed/],
         ['remove of a parent', 'Remove', { key: layer1.name }, grpc.status.FAILED_PRECONDITION, /is its child/],
         ['existing key', 'Prepare', { key: layer1.name, parent: '' }, grpc.status.ALREADY_EXISTS, /already exists/],
-        ['immutable field', 'Update', { info: { name: layer1.name }, update_mask: { paths: ['parent'] } }, grpc.status.FAILED_PRECONDITION, /only labels/],
+        ['immutable field', 'Update', { info: { name: layer1.name }, update_mask: { paths: ['parent'] } }, grpc.status.INVALID_ARGUMENT, /only labels/],
         ['labels pointing at another image', 'Prepare', { key: 'k2', parent: '', labels: criLabels(`sha256:${'1'.repeat(64)}`, digest1 as string) }, grpc.status.INVALID_ARGUMENT, /point at another image/],
         ['layer the image does not have', 'Prepare', { key: 'k3', parent: '', labels: criLabels(layer1.name, `sha256:${'2'.repeat(64)}`) }, grpc.status.INVALID_ARGUMENT, /does not have/],
         ['wrong parent', 'Prepare', { key: 'k4', parent: '', labels: criLabels(layer2.name, digest2 as string) }, grpc.status.INVALID_ARGUMENT, /wrong parent/],
