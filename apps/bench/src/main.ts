@@ -16,6 +16,7 @@ import { skippedRow, type ResultRow } from './report/model.js';
 import { markdownTable, type BenchResults, type ImageSummary } from './report/results.js';
 import { writeResults } from './report/write.js';
 import { coldStart } from './scenarios/cold-start.js';
+import { containerdStart } from './scenarios/containerd.js';
 import type { BenchContext, PublishedImage } from './scenarios/context.js';
 import { indexing } from './scenarios/indexing.js';
 import { mountIo } from './scenarios/mount-io.js';
@@ -167,6 +168,8 @@ async function main(): Promise<void> {
         );
         log(`publish: ${image.bench.name}`);
         rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
+        log(`containerd: ${image.bench.name}`);
+        rows.push(...(await guard('containerd scenario', { ...base, scenario: 'containerd start + workload', variant: 'all' }, () => containerdStart(context, image))));
       }
       if (profile.name === plan.reference.name && plan.scale.length > 0) {
         const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };

@@ -3,6 +3,8 @@ import { sh, type RunResult } from '../util/exec.js';
 
 export interface Workload {
   description: string;
+  /** The shell command, for runtimes that start it themselves (containerd); absent for host-side workloads. */
+  command?: string;
   /** Runs the workload against a root filesystem directory. */
   run(rootDir: string): Promise<RunResult>;
 }
@@ -11,6 +13,7 @@ export interface Workload {
 export function chrootWorkload(description: string, command: string): Workload {
   return {
     description,
+    command,
     run: (rootDir) => sh(`chroot '${rootDir}' /bin/sh -c ${JSON.stringify(command)}`, { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' } }),
   };
 }
