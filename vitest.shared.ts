@@ -11,6 +11,7 @@ const workspace: Record<string, string> = {
   '@clip/mounter': 'packages/mounter',
   '@clip/testkit': 'packages/testkit',
   '@clip/snapshotter': 'packages/snapshotter',
+  '@clip/runtime': 'packages/runtime',
 };
 
 export function clipVitestConfig(options: { testTimeout?: number } = {}) {

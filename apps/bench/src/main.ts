@@ -22,6 +22,7 @@ import { indexing } from './scenarios/indexing.js';
 import { mountIo } from './scenarios/mount-io.js';
 import { publishImage, publishScenario } from './scenarios/publish.js';
 import { rangeFetch } from './scenarios/range-fetch.js';
+import { runtimeScenarios } from './scenarios/runtime.js';
 import { FULL_SCALE, QUICK_SCALE, scale } from './scenarios/scale.js';
 import { runCleanup } from './util/cleanup.js';
 import { run } from './util/exec.js';
@@ -49,6 +50,8 @@ interface Plan {
   scale: number[];
   outDir: string;
   keepWork: boolean;
+  /** --only: scenario names to run (start, indexing, mount-io, ranged, publish, runtime, containerd, scale); undefined = all. */
+  only?: Set<string>;
 }
 
 function planFromArgs(argv: string[]): Plan {
@@ -62,12 +65,13 @@ function planFromArgs(argv: string[]): Plan {
       scale: { type: 'string' },
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
+      only: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work]\n' +
+      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--only start,indexing,mount-io,ranged,publish,runtime,containerd,scale]\n' +
         `images: ${Object.keys(IMAGE_BUILDERS).join(', ')}\n`,
     );
     process.exit(0);
@@ -87,6 +91,7 @@ function planFromArgs(argv: string[]): Plan {
     scale: values.scale === 'none' ? [] : values.scale ? values.scale.split(',').map(Number) : quick ? QUICK_SCALE : FULL_SCALE,
     outDir: values.out ?? join(REPO_ROOT, 'bench', 'results'),
     keepWork: values['keep-work'] ?? false,
+    ...(values.only ? { only: new Set(values.only.split(',')) } : {}),
   };
 }
 
@@ -150,28 +155,43 @@ async function main(): Promise<void> {
         const base = { image: image.bench.name, profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
         log(`start + workload: ${image.bench.name} @ ${profile.name}`);
         let unpackedRoot: string | undefined;
-        rows.push(
+        const want = (name: string) => !plan.only || plan.only.has(name);
+        if (want('start')) rows.push(
           ...(await guard('start scenario', { ...base, scenario: 'start + workload', variant: 'all' }, async () => {
             const outcome = await coldStart(context, image);
             unpackedRoot = outcome.unpackedRoot;
             return outcome.rows;
           })),
         );
+        if (want('runtime')) {
+          log(`containers (clip run): ${image.bench.name} @ ${profile.name}`);
+          rows.push(...(await guard('runtime scenario', { ...base, scenario: 'container start + workload', variant: 'all' }, () => runtimeScenarios(context, image))));
+        }
         if (!isReference) continue;
-        log(`indexing: ${image.bench.name}`);
-        rows.push(...(await guard('indexing scenario', { ...base, scenario: 'indexing', variant: 'all' }, () => indexing(context, image))));
-        log(`mount I/O: ${image.bench.name}`);
-        rows.push(...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () => mountIo(context, image, unpackedRoot, check.measuredMbit))));
-        log(`ranged reads: ${image.bench.name}`);
-        rows.push(
-          ...(await guard('ranged reads scenario', { ...base, scenario: 'ranged reads', variant: 'all', unit: 's' }, () => rangeFetch(context, image, check.measuredMbit))),
-        );
-        log(`publish: ${image.bench.name}`);
-        rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
-        log(`containerd: ${image.bench.name}`);
-        rows.push(...(await guard('containerd scenario', { ...base, scenario: 'containerd start + workload', variant: 'all' }, () => containerdStart(context, image))));
+        if (want('indexing')) {
+          log(`indexing: ${image.bench.name}`);
+          rows.push(...(await guard('indexing scenario', { ...base, scenario: 'indexing', variant: 'all' }, () => indexing(context, image))));
+        }
+        if (want('mount-io')) {
+          log(`mount I/O: ${image.bench.name}`);
+          rows.push(...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () => mountIo(context, image, unpackedRoot, check.measuredMbit))));
+        }
+        if (want('ranged')) {
+          log(`ranged reads: ${image.bench.name}`);
+          rows.push(
+            ...(await guard('ranged reads scenario', { ...base, scenario: 'ranged reads', variant: 'all', unit: 's' }, () => rangeFetch(context, image, check.measuredMbit))),
+          );
+        }
+        if (want('publish')) {
+          log(`publish: ${image.bench.name}`);
+          rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
+        }
+        if (want('containerd')) {
+          log(`containerd: ${image.bench.name}`);
+          rows.push(...(await guard('containerd scenario', { ...base, scenario: 'containerd start + workload', variant: 'all' }, () => containerdStart(context, image))));
+        }
       }
-      if (profile.name === plan.reference.name && plan.scale.length > 0) {
+      if (profile.name === plan.reference.name && plan.scale.length > 0 && (!plan.only || plan.only.has('scale'))) {
         const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
         rows.push(...(await guard('scale scenario', base, () => scale(context, plan.scale))));
       }

@@ -35,6 +35,11 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`clip: error: ${error.message} [${error.code}]\n`);
       return error.code === 'CLIP_E_USAGE' || error.code === 'CLIP_E_REFERENCE' ? EXIT.usage : EXIT.failure;
     }
+    // The FUSE addon missing or not loadable is a set-up problem, not a bug: one line, exit 1.
+    if (error instanceof Error && error.name === 'NativeFuseError') {
+      process.stderr.write(`clip: error: ${error.message} [${(error as { code?: string }).code ?? 'CLIP_FUSE'}]\n`);
+      return EXIT.failure;
+    }
     process.stderr.write(`clip: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     return EXIT.internal;
   }

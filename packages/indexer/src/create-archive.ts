@@ -105,6 +105,7 @@ function metadataFor(source: ImageSource, storage: StorageReference, image: Reso
   if (config.WorkingDir) imageConfig.workingDir = config.WorkingDir;
   if (config.User) imageConfig.user = config.User;
   if (config.Labels && Object.keys(config.Labels).length > 0) imageConfig.labels = config.Labels;
+  if (config.StopSignal) imageConfig.stopSignal = config.StopSignal;
   const platform = image.platform ?? (image.config.os && image.config.architecture
     ? { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) }
     : undefined);

@@ -1,12 +1,12 @@
 // `clip snapshotter`: the snapshots service on a unix socket, the metadata under --root,
 // image mounts as detached `clip mount` processes, metrics on --metrics.
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { type ArchiveResolver, RemoteDecider } from './decision.js';
 import { loadSnapshotsService, snapshotsHandlers } from './grpc-service.js';
-import { ProcessImageMountPool } from './image-mounts.js';
+import { RuntimeImageMountPool } from './runtime-pool.js';
 import { SnapshotterMetrics, serveMetrics } from './metrics.js';
 import { ClipSnapshotter } from './snapshotter.js';
 
@@ -17,8 +17,13 @@ export interface SnapshotterServerOptions {
   resolver: ArchiveResolver;
   /** Command running clip, for the image mount processes. */
   clipCommand: string[];
-  /** Extra `clip mount` arguments (cache dir and size, retries, ...). */
-  mountArgs?: string[];
+  /** The image mount pool's state (shared with `clip run` when it is the same directory). */
+  stateDir: string;
+  /** Disk cache of decoded blocks shared by the image mounts, and its bound. */
+  cacheDir?: string;
+  cacheSize?: string;
+  retries?: number;
+  insecure?: boolean;
   metrics?: { host: string; port: number };
   logger?: Logger;
 }
@@ -36,7 +41,15 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
   const address = resolve(options.address);
   await mkdir(root, { recursive: true, mode: 0o700 });
   const metrics = new SnapshotterMetrics();
-  const pool = new ProcessImageMountPool({ stateDir: join(root, 'images'), clipCommand: options.clipCommand, mountArgs: options.mountArgs ?? [], logger });
+  const pool = new RuntimeImageMountPool({
+    stateDir: resolve(options.stateDir),
+    clipCommand: options.clipCommand,
+    logger,
+    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    ...(options.cacheSize ? { cacheSize: options.cacheSize } : {}),
+    ...(options.retries !== undefined ? { retries: options.retries } : {}),
+    ...(options.insecure ? { insecure: true } : {}),
+  });
   const snapshotter = await ClipSnapshotter.open({ root, decider: new RemoteDecider(options.resolver), pool, metrics, logger });
 
   await mkdir(dirname(address), { recursive: true });

@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '@clip/shared/log';
 import { type Decision, type FallbackReason, RemoteDecider } from './decision.js';
 import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotPreconditionError } from './errors.js';
 import type { ImageMountPool } from './image-mounts.js';
+import { SNAPSHOT_HOLDER_PREFIX } from './runtime-pool.js';
 import { LABEL_CLIP_REMOTE, LABEL_SNAPSHOT_REF, parseLayerLabels } from './labels.js';
 import { parseFilters } from './filters.js';
 import { buildMounts, diskUsage, fsDir, type Mount, remoteBase, snapshotDir, workDir } from './overlay.js';
@@ -31,7 +32,7 @@ export interface SnapshotterOptions {
   logger?: Logger;
 }
 
-const holderOf = (id: number) => `snapshot:${id}`;
+const holderOf = (id: number) => `${SNAPSHOT_HOLDER_PREFIX}${id}`;
 
 export class ClipSnapshotter {
   private readonly root: string;
@@ -119,10 +120,12 @@ export class ClipSnapshotter {
     if (this.store.get(target)) return answer;
     const id = this.store.allocateId();
     const image = decision.image;
+    let imageKey: string;
     try {
       const lease = await this.options.pool.acquire({ imageRef: image.imageRef, manifestDigest: image.manifestDigest, archivePath: image.archivePath }, holderOf(id));
       if (lease.reused) this.options.metrics.lazyMountReuses++;
       else this.options.metrics.lazyMountStarts++;
+      imageKey = lease.imageKey;
     } catch (error) {
       this.lastMountError = error instanceof Error ? error.message : String(error);
       return undefined;
@@ -138,6 +141,7 @@ export class ClipSnapshotter {
         labels: { ...labels, [LABEL_CLIP_REMOTE]: image.manifestDigest },
         createdAt: now,
         updatedAt: now,
+        imageMount: imageKey,
         remote: {
           imageRef: image.imageRef,
           manifestDigest: image.manifestDigest,
@@ -149,7 +153,7 @@ export class ClipSnapshotter {
         usage: { size: 0, inodes: 0 },
       });
     });
-    if (this.store.get(target)?.id !== id) await this.options.pool.release(image.manifestDigest.replace('sha256:', ''), holderOf(id));
+    if (this.store.get(target)?.id !== id) await this.options.pool.release(imageKey, holderOf(id));
     else {
       this.options.metrics.remoteLayers++;
       this.logger.info('remote layer', { image: image.imageRef, layer: `${decision.layerIndex + 1}/${image.layers.length}`, snapshot: target });
@@ -220,8 +224,7 @@ export class ClipSnapshotter {
       tx.delete(key);
     });
     await rm(snapshotDir(this.root, record.id), { recursive: true, force: true });
-    const imageKey = record.imageMount ?? record.remote?.manifestDigest.replace('sha256:', '');
-    if (imageKey) await this.options.pool.release(imageKey, holderOf(record.id));
+    if (record.imageMount) await this.options.pool.release(record.imageMount, holderOf(record.id));
   }
 
   stat(key: string): SnapshotInfo {

@@ -32,7 +32,7 @@ export interface SnapshotRecord {
   createdAt: string;
   updatedAt: string;
   remote?: RemoteLayer;
-  /** Image mount this active/view snapshot holds (manifest digest), released on Remove. */
+  /** Image mount (pool image key) this snapshot holds: remote layers and snapshots on them; released on Remove. */
   imageMount?: string;
   /** Committed snapshots: bytes and inodes of their own directory, measured at commit. */
   usage?: { size: number; inodes: number };

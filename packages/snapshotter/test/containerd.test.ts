@@ -40,7 +40,7 @@ beforeAll(async () => {
   // Another manifest (Docker media types) of the same layers: no archive indexes it.
   plainRef2 = `${proxy.host}/plain/debian:v2s2`;
   await skopeoCopy(image.ref, `docker://${plainRef2}`, { preserveDigests: false, extraArgs: ['--format', 'v2s2'] });
-  snapshotterOptions = { socket: join(dir, 'clip.sock'), root: join(dir, 'snap'), cacheDir: join(dir, 'cache'), metricsPort: await freePort() };
+  snapshotterOptions = { socket: join(dir, 'clip.sock'), root: join(dir, 'snap'), stateDir: join(dir, 'state'), cacheDir: join(dir, 'cache'), metricsPort: await freePort() };
   snapshotter = await startSnapshotter(snapshotterOptions);
   containerd = await startContainerd(join(dir, 'containerd'), snapshotterOptions.socket);
 }, 600_000);
@@ -103,10 +103,12 @@ describe('fallback, restart and removal', () => {
   it('survives a restart of the snapshotter (and of its image mount) between two runs', async () => {
     await snapshotter.stop();
     // Stop the image mount too, as a reboot would: the next container must bring it back.
-    const mountsFile = JSON.parse(await readFile(join(snapshotterOptions.root, 'images', 'mounts.json'), 'utf8')) as Record<string, { pid: number }>;
-    for (const entry of Object.values(mountsFile)) process.kill(entry.pid, 'SIGTERM');
-    for (let i = 0; i < 50 && (await mountsUnder(snapshotterOptions.root)).length > 0; i++) await sleep(100);
-    expect(await mountsUnder(snapshotterOptions.root)).toEqual([]);
+    const mountsDir = join(snapshotterOptions.stateDir, 'mounts');
+    const keys = await readdir(mountsDir);
+    expect(keys.length).toBe(1);
+    for (const key of keys) process.kill((JSON.parse(await readFile(join(mountsDir, key, 'server.json'), 'utf8')) as { pid: number }).pid, 'SIGTERM');
+    for (let i = 0; i < 50 && (await mountsUnder(snapshotterOptions.stateDir)).length > 0; i++) await sleep(100);
+    expect(await mountsUnder(snapshotterOptions.stateDir)).toEqual([]);
 
     snapshotter = await startSnapshotter(snapshotterOptions);
     // containerd redials its proxy plugins with a backoff of at most 3 s.
@@ -116,7 +118,7 @@ describe('fallback, restart and removal', () => {
     }
     const out = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', lazyRef, 'lazy2', 'python3', '-c', 'import sqlite3; print(sqlite3.sqlite_version_info[0])']);
     expect(out.trim()).toBe('3');
-    expect(snapshotter.logs()).toContain('re-establishing lazy image mount');
+    expect(snapshotter.logs()).toMatch(/mount server of the image is gone; replacing it/);
   }, 300_000);
 
   it('malformed requests get containerd\'s gRPC errors and the server keeps serving', async () => {
@@ -167,8 +169,9 @@ describe('fallback, restart and removal', () => {
       await containerd.ctr(['image', 'rm', '--sync', ref], { namespace });
     }
     // containerd's garbage collector removes the snapshots and calls Cleanup.
-    for (let i = 0; i < 100 && ((await mountsUnder(snapshotterOptions.root)).length > 0 || (await readdir(join(snapshotterOptions.root, 'snapshots'))).length > 0); i++) await sleep(100);
-    expect(await mountsUnder(snapshotterOptions.root)).toEqual([]);
+    const busy = async () => (await mountsUnder(dir)).length > 0 || (await readdir(join(snapshotterOptions.root, 'snapshots'))).length > 0;
+    for (let i = 0; i < 100 && (await busy()); i++) await sleep(100);
+    expect(await mountsUnder(dir)).toEqual([]);
     expect(await readdir(join(snapshotterOptions.root, 'snapshots'))).toEqual([]);
     expect(metricValue(await snapshotter.metrics(), 'clip_snapshotter_lazy_mounts')).toBe(0);
   }, 120_000);

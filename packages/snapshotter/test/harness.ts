@@ -139,10 +139,10 @@ export interface SnapshotterProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startSnapshotter(options: { socket: string; root: string; cacheDir: string; metricsPort: number }): Promise<SnapshotterProcess> {
+export async function startSnapshotter(options: { socket: string; root: string; stateDir: string; cacheDir: string; metricsPort: number }): Promise<SnapshotterProcess> {
   let output = '';
   const metrics = `127.0.0.1:${options.metricsPort}`;
-  const child = spawn(process.execPath, [CLI, 'snapshotter', '--address', options.socket, '--root', options.root, '--cache-dir', options.cacheDir, '--metrics', metrics], {
+  const child = spawn(process.execPath, [CLI, 'snapshotter', '--address', options.socket, '--root', options.root, '--state-dir', options.stateDir, '--cache-dir', options.cacheDir, '--metrics', metrics], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));

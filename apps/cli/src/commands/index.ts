@@ -10,6 +10,8 @@ import { register as publish } from './publish.js';
 import { register as pullArchive } from './pull-archive.js';
 import { register as archive } from './archive.js';
 import { register as snapshotter } from './snapshotter.js';
+import { register as run } from './run.js';
+import { register as bundle } from './bundle.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -24,4 +26,6 @@ export const commands: RegisterCommand[] = [
   pullArchive,
   archive,
   snapshotter,
+  run,
+  bundle,
 ];

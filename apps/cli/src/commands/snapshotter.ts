@@ -18,10 +18,11 @@ interface SnapshotterCommandOptions {
   metrics?: string;
   insecure?: boolean;
   retries?: string;
+  stateDir?: string;
 }
 
 /** Keys a --config JSON file may set; flags win over it. */
-const CONFIG_KEYS = ['address', 'root', 'cacheDir', 'cacheSize', 'metrics', 'insecure', 'retries'] as const;
+const CONFIG_KEYS = ['address', 'root', 'stateDir', 'cacheDir', 'cacheSize', 'metrics', 'insecure', 'retries'] as const;
 
 async function readConfig(path: string): Promise<Partial<SnapshotterCommandOptions>> {
   let parsed: unknown;
@@ -45,6 +46,7 @@ export function register(program: Command): void {
     .description('containerd remote snapshotter: containers start from clip archives lazily (configure as [proxy_plugins.clip] type = "snapshot")')
     .option('--address <socket>', 'unix socket to serve containerd\'s snapshots API on (default /run/clip/snapshotter.sock)')
     .option('--root <dir>', 'snapshot directories and metadata (default /var/lib/clip-snapshotter)')
+    .option('--state-dir <dir>', 'image mounts (one per image; the same directory as clip run shares them with its containers) (default /run/clip)')
     .option('--cache-dir <dir>', 'archives and decoded blocks, shared by the image mounts (default <root>/cache)')
     .option('--cache-size <size>', 'disk cache bound of the image mounts (default 10GiB)')
     .option('--config <file>', `JSON file with any of: ${CONFIG_KEYS.join(', ')} (flags win)`)
@@ -74,7 +76,11 @@ export function register(program: Command): void {
         root,
         logger,
         clipCommand: [process.execPath, ...process.execArgv, process.argv[1] ?? 'clip'],
-        mountArgs: ['--cache-dir', join(cacheDir, 'blocks'), '--cache-size', cacheSize, '--retries', retries, ...(insecure ? ['--insecure'] : [])],
+        stateDir: resolve(options.stateDir ?? '/run/clip'),
+        cacheDir: join(cacheDir, 'blocks'),
+        cacheSize,
+        retries: Number(retries),
+        insecure,
         ...(metrics ? { metrics } : {}),
         resolver: {
           async resolve(imageRef) {

@@ -138,6 +138,8 @@ export interface ArchiveMetadata {
     workingDir?: string;
     user?: string;
     labels?: Record<string, string>;
+    /** Signal that stops the container (e.g. SIGTERM); a runtime annotation. */
+    stopSignal?: string;
   };
   /** Tool and version that wrote the archive. */
   createdBy: string;
