@@ -26,7 +26,7 @@ func TestClipSnapshotter(t *testing.T) {
 	}
 	testsuite.SnapshotterSuite(t, "clip", func(ctx context.Context, root string) (snapshots.Snapshotter, func() error, error) {
 		socket := filepath.Join(root, "clip.sock")
-		cmd := exec.Command("node", cli, "snapshotter", "--address", socket, "--root", filepath.Join(root, "clip"))
+		cmd := exec.Command("node", cli, "snapshotter", "--address", socket, "--root", filepath.Join(root, "clip"), "--state-dir", filepath.Join(root, "mounts"))
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			return nil, nil, err

@@ -4,7 +4,7 @@
 // on the lazy mount). containerd and the snapshotter join the link's network namespace only
 // (nsenter --net), so the image mounts stay visible to containerd.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -48,7 +48,7 @@ async function startDaemons(context: BenchContext, dir: string, withClip: boolea
   const clipSocket = join(dir, 'clip.sock');
   const children: ChildProcess[] = [];
   if (withClip) {
-    const snap = start(context.link.netns, process.execPath, [defaultCliPath(), 'snapshotter', '--address', clipSocket, '--root', join(dir, 'clip')]);
+    const snap = start(context.link.netns, process.execPath, [defaultCliPath(), 'snapshotter', '--address', clipSocket, '--root', join(dir, 'clip'), '--state-dir', join(dir, 'mounts')]);
     children.push(snap);
     await waitForSocket(clipSocket, snap, 'clip snapshotter');
   }
@@ -74,10 +74,11 @@ async function startDaemons(context: BenchContext, dir: string, withClip: boolea
     stop: async () => {
       for (const child of children.reverse()) await stopChild(child);
       // Image mounts outlive the snapshotter by design: stop them and anything left mounted.
-      const table = await readFile(join(dir, 'clip', 'images', 'mounts.json'), 'utf8').catch(() => '{}');
-      for (const entry of Object.values(JSON.parse(table) as Record<string, { pid: number }>)) {
+      const keys = await readdir(join(dir, 'mounts', 'mounts')).catch(() => [] as string[]);
+      for (const key of keys) {
+        const server = await readFile(join(dir, 'mounts', 'mounts', key, 'server.json'), 'utf8').then((t) => JSON.parse(t) as { pid: number }, () => undefined);
         try {
-          process.kill(entry.pid, 'SIGTERM');
+          if (server) process.kill(server.pid, 'SIGTERM');
         } catch {
           // gone already
         }
