@@ -3,6 +3,7 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { ClipError } from '@clip/shared/errors';
 import { silentLogger, type Logger } from '@clip/shared/log';
 import { type ArchiveResolver, RemoteDecider } from './decision.js';
 import { loadSnapshotsService, snapshotsHandlers } from './grpc-service.js';
@@ -39,7 +40,9 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
   const logger = options.logger ?? silentLogger;
   const root = resolve(options.root);
   const address = resolve(options.address);
-  await mkdir(root, { recursive: true, mode: 0o700 });
+  await mkdir(root, { recursive: true, mode: 0o700 }).catch((error: Error) => {
+    throw new ClipError('CLIP_E_SNAPSHOTTER_ROOT', `cannot create the snapshotter root ${root}: ${error.message}`, { cause: error });
+  });
   const metrics = new SnapshotterMetrics();
   const pool = new RuntimeImageMountPool({
     stateDir: resolve(options.stateDir),
@@ -58,7 +61,9 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
   server.addService(loadSnapshotsService(), snapshotsHandlers(snapshotter, logger));
   await new Promise<void>((resolveBind, reject) => {
-    server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolveBind()));
+    server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (error) =>
+      error ? reject(new ClipError('CLIP_E_SNAPSHOTTER_ADDRESS', `cannot listen on ${address}: ${error.message}`, { cause: error })) : resolveBind(),
+    );
   });
   // Remember which socket file is ours: a successor may already have replaced it when we close.
   const boundInode = (await stat(address)).ino;

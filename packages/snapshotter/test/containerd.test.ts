@@ -75,6 +75,8 @@ describe('containerd with clip as remote snapshotter', () => {
     const metrics = await snapshotter.metrics();
     expect(metricValue(metrics, 'clip_snapshotter_remote_layers_total')).toBe(image.layers.length);
     expect(metricValue(metrics, 'clip_snapshotter_lazy_mounts')).toBe(1);
+    // The image mount's own counters (bytes fetched, cache), labelled with the image.
+    expect(metrics).toMatch(new RegExp(`^clip_[a-z_]+_total\\{image="${lazyRef.replace(/[.]/g, '\\.')}"\\} [1-9]`, 'm'));
     console.log(JSON.stringify({ layerBytes: layerBytes(), rpullLayerBytes: pulled, runLayerBytes: fetched }));
   }, 300_000);
 });
