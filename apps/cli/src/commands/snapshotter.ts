@@ -69,7 +69,7 @@ export function register(program: Command): void {
         metrics = parseHostPort(options.metrics);
       }
       const logger = createLogger();
-      const [{ startSnapshotterServer }, { pullArchive }] = await Promise.all([import('@clip/snapshotter/server'), import('../publish/pull.js')]);
+      const [{ startSnapshotterServer }, { pullArchive }] = await Promise.all([import('@clip/snapshotter'), import('../publish/pull.js')]);
       const archiveDir = join(cacheDir, 'archives');
       const server = await startSnapshotterServer({
         address,
