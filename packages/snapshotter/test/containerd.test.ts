@@ -102,8 +102,17 @@ describe('fallback, restart and removal', () => {
     expect(snapshotter.logs()).toMatch(new RegExp(`not lazy.*image=${plainRef2.replace(/[.]/g, '\\.')} reason=no_archive`));
   }, 300_000);
 
-  it('survives a restart of the snapshotter (and of its image mount) between two runs', async () => {
-    await snapshotter.stop();
+  it('survives a crash of the snapshotter (and of its image mount) between two runs', async () => {
+    const names = async () => {
+      const client = snapshotsClient(snapshotterOptions.socket);
+      const listed = (await client.list([])).response?.['info'] as Array<{ name: string; kind: string; parent: string }>;
+      client.close();
+      return listed.map((i) => `${i.kind} ${i.name} <- ${i.parent}`).sort();
+    };
+    const before = await names();
+    expect(before.length).toBeGreaterThan(4);
+    // kill -9: no clean shutdown, the socket file stays behind; the metadata must be intact.
+    await snapshotter.stop('SIGKILL');
     // Stop the image mount too, as a reboot would: the next container must bring it back.
     const mountsDir = join(snapshotterOptions.stateDir, 'mounts');
     const keys = await readdir(mountsDir);
@@ -113,6 +122,7 @@ describe('fallback, restart and removal', () => {
     expect(await mountsUnder(snapshotterOptions.stateDir)).toEqual([]);
 
     snapshotter = await startSnapshotter(snapshotterOptions);
+    expect(await names()).toEqual(before);
     // containerd redials its proxy plugins with a backoff of at most 3 s.
     for (let i = 0; i < 50; i++) {
       if (await containerd.ctr(['snapshot', '--snapshotter', 'clip', 'ls']).then(() => true, () => false)) break;

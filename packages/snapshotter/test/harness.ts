@@ -3,6 +3,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -57,10 +58,22 @@ export async function startCountingProxy(upstream: { hostname: string; port: num
   };
 }
 
+/** Accepts connections (a stale socket file left by a killed process does not). */
+function connectable(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 async function waitForSocket(path: string, child: ChildProcess, what: string, logs: () => string): Promise<void> {
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}): ${logs().slice(-2000)}`);
-    if (await stat(path).then((s) => s.isSocket(), () => false)) return;
+    if ((await stat(path).then((s) => s.isSocket(), () => false)) && (await connectable(path))) return;
     await sleep(100);
   }
   throw new Error(`${what} did not create ${path}: ${logs().slice(-2000)}`);
