@@ -48,7 +48,11 @@ export class ClipSnapshotter {
 
   static async open(options: SnapshotterOptions): Promise<ClipSnapshotter> {
     await mkdir(join(options.root, 'snapshots'), { recursive: true });
-    return new ClipSnapshotter(await MetadataStore.open(options.root), options);
+    const store = await MetadataStore.open(options.root);
+    // A crash between creating a directory and recording it leaves an orphan: never reuse its id.
+    const ids = (await readdir(join(options.root, 'snapshots'))).map(Number).filter(Number.isInteger);
+    store.reserveIdsUpTo(Math.max(0, ...ids));
+    return new ClipSnapshotter(store, options);
   }
 
   prepare(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
@@ -73,8 +77,8 @@ export class ClipSnapshotter {
         decision = await this.options.decider.decide(parsed.request, parentRecord?.labels[LABEL_SNAPSHOT_REF], parent !== '');
         if (decision.kind === 'remote') {
           const remote = await this.commitRemote(parsed.request.target, parent, labels, decision);
-          if (remote) throw remote;
-          decision = { kind: 'fallback', reason: 'mount_failed', detail: this.lastMountError };
+          if (remote instanceof SnapshotExistsError) throw remote;
+          decision = { kind: 'fallback', reason: 'mount_failed', detail: remote.mountError };
         }
       }
       // One line per image: layers above an already fallen-back parent say nothing new.
@@ -112,10 +116,13 @@ export class ClipSnapshotter {
     }
   }
 
-  private lastMountError = '';
-
-  /** Commits a remote layer; returns the ALREADY_EXISTS answer, or undefined when its mount failed. */
-  private async commitRemote(target: string, parent: string, labels: Record<string, string>, decision: Extract<Decision, { kind: 'remote' }>): Promise<SnapshotExistsError | undefined> {
+  /** Commits a remote layer; returns the ALREADY_EXISTS answer, or why the image could not be mounted. */
+  private async commitRemote(
+    target: string,
+    parent: string,
+    labels: Record<string, string>,
+    decision: Extract<Decision, { kind: 'remote' }>,
+  ): Promise<SnapshotExistsError | { mountError: string }> {
     const answer = new SnapshotExistsError(`target snapshot ${JSON.stringify(target)} already exists (served lazily by clip from ${decision.image.imageRef})`);
     if (this.store.get(target)) return answer;
     const id = this.store.allocateId();
@@ -127,8 +134,7 @@ export class ClipSnapshotter {
       else this.options.metrics.lazyMountStarts++;
       imageKey = lease.imageKey;
     } catch (error) {
-      this.lastMountError = error instanceof Error ? error.message : String(error);
-      return undefined;
+      return { mountError: error instanceof Error ? error.message : String(error) };
     }
     const now = wallClockNs();
     await this.store.transaction((tx) => {

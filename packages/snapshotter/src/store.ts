@@ -106,6 +106,11 @@ export class MetadataStore {
     return this.nextId++;
   }
 
+  /** Ids up to `max` are taken (e.g. by directories on disk). */
+  reserveIdsUpTo(max: number): void {
+    this.nextId = Math.max(this.nextId, max + 1);
+  }
+
   /** Runs `fn` exclusively; its changes (made through `put`/`delete`) are persisted before it resolves. */
   transaction<T>(fn: (tx: StoreTransaction) => T | Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {

@@ -100,3 +100,32 @@ describe('metadata store', () => {
     expect(await readFile(join(root, 'metadata.json'), 'utf8')).toBe(before);
   });
 });
+
+describe('snapshotter after a crash', () => {
+  it('never reuses the id of an orphan directory, and Cleanup deletes it', async () => {
+    const { mkdir, writeFile, readdir } = await import('node:fs/promises');
+    const { ClipSnapshotter } = await import('../src/snapshotter.js');
+    const { RemoteDecider } = await import('../src/decision.js');
+    const { SnapshotterMetrics } = await import('../src/metrics.js');
+    const root = await mkdtemp(join(tmpdir(), 'clip-snap-orphan-'));
+    try {
+      // Left by a crash after mkdir, before the metadata named it.
+      await mkdir(join(root, 'snapshots', '7', 'fs'), { recursive: true });
+      await writeFile(join(root, 'snapshots', '7', 'fs', 'stale'), 'x');
+      const unused = () => Promise.reject(new Error('no image mounts in this test'));
+      const snapshotter = await ClipSnapshotter.open({
+        root,
+        decider: new RemoteDecider({ resolve: unused }),
+        pool: { acquire: unused, release: unused, list: () => Promise.resolve([]) },
+        metrics: new SnapshotterMetrics(),
+      });
+      const mounts = await snapshotter.prepare('fresh', '', {});
+      expect(mounts[0]?.source).toBe(join(root, 'snapshots', '8', 'fs'));
+      expect(await readdir(join(root, 'snapshots', '8', 'fs'))).toEqual([]);
+      expect(await snapshotter.cleanup()).toEqual({ directories: 1, mounts: 0 });
+      expect((await readdir(join(root, 'snapshots'))).sort()).toEqual(['8']);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
