@@ -30,7 +30,8 @@ export function remoteBase(ancestors: readonly SnapshotRecord[]): SnapshotRecord
   if (remote?.remote && remote.remote.layerIndex !== remote.remote.layerCount - 1) {
     const r = remote.remote;
     throw new SnapshotPreconditionError(
-      `snapshot ${remote.name} is layer ${r.layerIndex + 1} of ${r.layerCount} of ${r.imageRef}; clip mounts whole images, so only its top layer can be a parent of a container`,
+      `snapshot ${remote.name} is layer ${r.layerIndex + 1} of ${r.layerCount} of ${r.imageRef}, served lazily: clip mounts whole images, so only an image's top layer can be a parent ` +
+        '(publish a clip archive for the image that shares this layer, or pull it in another containerd namespace)',
     );
   }
   return remote;
