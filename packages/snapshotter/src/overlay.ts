@@ -31,7 +31,7 @@ export function remoteBase(ancestors: readonly SnapshotRecord[]): SnapshotRecord
     const r = remote.remote;
     throw new SnapshotPreconditionError(
       `snapshot ${remote.name} is layer ${r.layerIndex + 1} of ${r.layerCount} of ${r.imageRef}, served lazily: clip mounts whole images, so only an image's top layer can be a parent ` +
-        '(publish a clip archive for the image that shares this layer, or pull it in another containerd namespace)',
+        '(pull the image that shares this layer in another containerd namespace, or publish a clip archive for it)',
     );
   }
   return remote;
