@@ -78,6 +78,16 @@ describe('containerd with clip as remote snapshotter', () => {
     // The image mount's own counters (bytes fetched, cache), labelled with the image.
     expect(metrics).toMatch(new RegExp(`^clip_[a-z_]+_total\\{image="${lazyRef.replace(/[.]/g, '\\.')}"\\} [1-9]`, 'm'));
     console.log(JSON.stringify({ layerBytes: layerBytes(), rpullLayerBytes: pulled, runLayerBytes: fetched }));
+
+    // `clip run` on the same worker (same state directory) shares the image's mount.
+    const clipRun = await run(
+      process.execPath,
+      [CLI, 'run', '--state-dir', snapshotterOptions.stateDir, '--cache-dir', join(dir, 'run-cache'), '--json', lazyRef, '--', 'cat', '/etc/debian_version'],
+      { env: { ...process.env, CLIP_ARCHIVE_CACHE: join(dir, 'run-archives') }, timeout: 120_000 },
+    );
+    expect(clipRun.stdout.trim()).toMatch(/^12\./);
+    expect(clipRun.stderr).toMatch(/"mountReused":true/);
+    expect(metricValue(await snapshotter.metrics(), 'clip_snapshotter_lazy_mounts')).toBe(1);
   }, 300_000);
 });
 
