@@ -2,7 +2,7 @@
 // The `clip` command line. Each subcommand lives in commands/<name>.ts and exports
 // `register(program)`; this file only wires them together and turns errors into exit codes.
 import { Command, CommanderError } from 'commander';
-import { isClipError } from '@clip/shared/errors';
+import { isClipError } from '@clip/shared';
 import { commands } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
 
@@ -34,11 +34,6 @@ async function main(argv: string[]): Promise<number> {
     if (isClipError(error)) {
       process.stderr.write(`clip: error: ${error.message} [${error.code}]\n`);
       return error.code === 'CLIP_E_USAGE' || error.code === 'CLIP_E_REFERENCE' ? EXIT.usage : EXIT.failure;
-    }
-    // The FUSE addon missing or not loadable is a set-up problem, not a bug: one line, exit 1.
-    if (error instanceof Error && error.name === 'NativeFuseError') {
-      process.stderr.write(`clip: error: ${error.message} [${(error as { code?: string }).code ?? 'CLIP_FUSE'}]\n`);
-      return EXIT.failure;
     }
     process.stderr.write(`clip: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     return EXIT.internal;

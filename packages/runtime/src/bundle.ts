@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { isMounted } from '@clip/mounter/mountpoint';
+import { isMounted } from '@clip/mounter';
 import { StateDirError } from './errors.js';
 import type { ImageMountLease, ImageMountPool } from './mount-pool.js';
-import { buildRuntimeSpec, type ContainerOptions, type RuntimeSpec } from './oci-spec.js';
+import { buildRuntimeSpec, checkImageConfig, type ContainerOptions, type RuntimeSpec } from './oci-spec.js';
 import { mountOverlay, unmountOverlay } from './overlay.js';
 import { resolveUser } from './users.js';
 
@@ -68,7 +68,7 @@ export async function prepareBundle(pool: ImageMountPool, image: string, bundleD
   const lease = await pool.acquire(image, holder);
   const upper = join(state, 'upper');
   const cleanup = async () => {
-    await unmountOverlay(rootfs).catch(() => undefined);
+    await unmountOverlay(rootfs, { lazy: true }).catch(() => undefined);
     await rmdir(rootfs).catch(() => undefined);
     await rm(state, { recursive: true, force: true });
     await lease.release();
@@ -79,6 +79,7 @@ export async function prepareBundle(pool: ImageMountPool, image: string, bundleD
     await writeFile(join(state, 'bundle.json'), `${JSON.stringify(record)}\n`);
     await mountOverlay({ lower: lease.mountpoint, upper, work: join(state, 'work'), target: rootfs });
     // The user is looked up in the image itself (its lower layer: nothing the container wrote).
+    checkImageConfig(lease.imageConfig);
     const user = await resolveUser(lease.mountpoint, options.user ?? lease.imageConfig.user, image);
     const init = options.init === false ? undefined : (options.init ?? findInit());
     const spec = buildRuntimeSpec({ config: lease.imageConfig, options, user, id, ...(init ? { init } : {}) });
@@ -93,6 +94,8 @@ export async function prepareBundle(pool: ImageMountPool, image: string, bundleD
 export interface RemoveBundleOptions {
   /** Keep the upper (written) directory for inspection; its path is returned. */
   keepUpper?: boolean;
+  /** Detach a busy rootfs lazily instead of failing (the caller knows its container is gone). */
+  lazyUnmount?: boolean;
 }
 
 /** Unmounts the bundle's rootfs, removes config.json and its state, releases the image mount. */
@@ -102,7 +105,7 @@ export async function removeBundle(pool: ImageMountPool, bundleDir: string, opti
   const text = await readFile(join(state, 'bundle.json'), 'utf8').catch(() => undefined);
   if (text === undefined) throw new StateDirError(`${dir} is not a bundle prepared by clip with state directory ${pool.stateDir}`);
   const record = JSON.parse(text) as BundleRecord;
-  await unmountOverlay(join(dir, 'rootfs'));
+  await unmountOverlay(join(dir, 'rootfs'), { lazy: options.lazyUnmount ?? false });
   await rmdir(join(dir, 'rootfs')).catch(() => undefined);
   await rm(join(dir, 'config.json'), { force: true });
   if (options.keepUpper) {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { silentLogger, type Logger } from '@clip/shared';
 import { prepareBundle, removeBundle, type PrepareBundleOptions, type PreparedBundle } from './bundle.js';
 import { ContainerConfigError, StateDirError } from './errors.js';
 import type { ImageMountPool } from './mount-pool.js';
@@ -41,6 +41,8 @@ export interface ContainerSummary {
   /** Compressed bytes the image's mount fetched while this container ran (shared mounts: all its users). */
   fetchedBytes?: number;
   keptUpper?: string;
+  /** Cleanup failed (logged; something may be left in the state directory). */
+  cleanupError?: string;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -72,6 +74,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   let preparedMs = 0;
   let keptUpper: string | undefined;
   let cleanupStart = 0;
+  let cleanupError: Error | undefined;
   try {
     // Who runs this container: a later clip run cleans up after a clip run that was killed.
     await mkdir(dir, { recursive: true });
@@ -114,8 +117,12 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
       for (const signal of SIGNALS) process.on(signal, hold);
       try {
         await runtime.delete(id);
-        keptUpper = (await removeBundle(pool, dir, { keepUpper: options.keep ?? false })).keptUpper;
+        keptUpper = (await removeBundle(pool, dir, { keepUpper: options.keep ?? false, lazyUnmount: true })).keptUpper;
         await rm(dir, { recursive: true, force: true });
+      } catch (error) {
+        // Reported, but the container's exit code stays the result: scripts depend on it.
+        cleanupError = error as Error;
+        logger.error('cleaning up the container failed', { id, error: cleanupError.message });
       } finally {
         for (const signal of SIGNALS) process.off(signal, hold);
       }
@@ -140,6 +147,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
     },
     ...(fetchedBefore !== undefined && fetchedAfter !== undefined ? { fetchedBytes: fetchedAfter - fetchedBefore } : {}),
     ...(keptUpper ? { keptUpper } : {}),
+    ...(cleanupError ? { cleanupError: cleanupError.message } : {}),
   };
 }
 
@@ -159,7 +167,7 @@ export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime,
     if (!owner || pidAlive(owner.pid)) continue;
     logger.warn('removing a container whose clip run is gone', { id, pid: owner.pid });
     await runtime.delete(id).catch((error: unknown) => logger.warn('cannot delete stale container', { id, error: (error as Error).message }));
-    await removeBundle(pool, dir).catch((error: unknown) => logger.warn('cannot remove stale bundle', { id, error: (error as Error).message }));
+    await removeBundle(pool, dir, { lazyUnmount: true }).catch((error: unknown) => logger.warn('cannot remove stale bundle', { id, error: (error as Error).message }));
     const imageKey = await imageKeyOf(pool, id);
     if (imageKey) await pool.release(imageKey, `container:${id}`).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 // Typed errors of the container runtime; the CLI turns them into exit code 1 with the message.
-import { ClipError } from '@clip/shared/errors';
+import { ClipError } from '@clip/shared';
 
 /** The image config or the run options cannot be turned into a container (unknown user, bad -v, ...). */
 export class ContainerConfigError extends ClipError {

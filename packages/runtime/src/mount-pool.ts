@@ -15,10 +15,8 @@ import { constants, createReadStream } from 'node:fs';
 import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { openArchiveLocation } from '@clip/mounter/archive-location';
-import { isArchiveUrl } from '@clip/mounter/archive-url';
-import { forceUnmount, isMounted } from '@clip/mounter/mountpoint';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { forceUnmount, isArchiveUrl, isMounted, openArchiveLocation } from '@clip/mounter';
+import { silentLogger, type Logger } from '@clip/shared';
 import { MountServerError, StateDirError } from './errors.js';
 import { defaultClipCommand, fetchedBytes, freeLoopbackAddress, mountServerAlive, startMountServer, stopMountServer } from './mount-server.js';
 import type { ImageRuntimeConfig } from './oci-spec.js';
@@ -103,7 +101,7 @@ async function fileDigest(path: string): Promise<string> {
 /** Holder names become file names: readable when short and safe, hashed otherwise. */
 function holderFile(holder: string): string {
   const encoded = encodeURIComponent(holder);
-  return encoded.length <= 200 ? encoded : `h-${hex(holder)}`;
+  return encoded.length <= 200 && encoded !== '.' && encoded !== '..' ? encoded : `h-${hex(holder)}`;
 }
 
 export class ImageMountPool {
@@ -253,14 +251,21 @@ export class ImageMountPool {
     const mountpoint = join(dir, 'mnt');
     if (await isMounted(mountpoint)) await forceUnmount(mountpoint).catch(() => undefined);
     await mkdir(mountpoint, { recursive: true });
-    const metrics = await freeLoopbackAddress();
-    const pid = await startMountServer({
-      clipCommand: this.options.clipCommand ?? defaultClipCommand(),
-      archive: resolved.archive,
-      mountpoint,
-      logFile: join(dir, 'server.log'),
-      mountArgs: this.mountArgs(),
-      metrics,
+    let metrics = await freeLoopbackAddress();
+    const server = () =>
+      startMountServer({
+        clipCommand: this.options.clipCommand ?? defaultClipCommand(),
+        archive: resolved.archive,
+        mountpoint,
+        logFile: join(dir, 'server.log'),
+        mountArgs: this.mountArgs(),
+        metrics,
+      });
+    // The metrics port is picked before the server binds it: another process may take it first.
+    const pid = await server().catch(async (error: unknown) => {
+      if (!/EADDRINUSE/.test((error as Error).message)) throw error;
+      metrics = await freeLoopbackAddress();
+      return server();
     });
     const record: ServerRecord = {
       image,

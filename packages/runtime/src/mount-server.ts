@@ -3,11 +3,12 @@
 // container, a bundle, a snapshotter restart). Reusing `clip mount` means every improvement of
 // it (e.g. surviving the death of its serving process) applies here too.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { open, readFile, statfs } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
-import { isMounted } from '@clip/mounter/mountpoint';
+import { dirname, join } from 'node:path';
+import { isMounted } from '@clip/mounter';
 import { MountServerError } from './errors.js';
 
 export interface MountServerSpec {
@@ -28,8 +29,11 @@ export interface MountServerSpec {
 /** argv of the clip CLI: the workspace's @clip/cli when resolvable, else `clip` on PATH. */
 export function defaultClipCommand(): string[] {
   try {
-    const main = createRequire(import.meta.url).resolve('@clip/cli/main');
-    if (existsSync(main)) return [process.execPath, main];
+    // The CLI package's `bin` (its package.json is resolvable whatever its exports say).
+    const manifest = createRequire(import.meta.url).resolve('@clip/cli/package.json');
+    const bin = (JSON.parse(readFileSync(manifest, 'utf8')) as { bin?: Record<string, string> }).bin?.['clip'];
+    const main = bin ? join(dirname(manifest), bin) : undefined;
+    if (main && existsSync(main)) return [process.execPath, main];
   } catch {
     // not installed next to us
   }

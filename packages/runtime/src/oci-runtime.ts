@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { silentLogger, type Logger } from '@clip/shared';
 import { OciRuntimeError } from './errors.js';
 
 const run = promisify(execFile);
@@ -100,15 +100,17 @@ export class OciRuntime {
     for (const signal of FORWARDED) process.on(signal, forward);
     // Time to exec: the runtime writes the pid file once the container process runs.
     let watching = true;
-    void (async () => {
-      while (watching) {
-        if (await access(pidFile).then(() => true, () => false)) {
-          result.startedAfterMs = performance.now() - spawnedAt;
-          options.onStarted?.(result.startedAfterMs);
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 5));
+    const started = async (): Promise<boolean> => {
+      if (result.startedAfterMs !== undefined) return true;
+      if (!(await access(pidFile).then(() => true, () => false))) return false;
+      if (result.startedAfterMs === undefined) {
+        result.startedAfterMs = performance.now() - spawnedAt;
+        options.onStarted?.(result.startedAfterMs);
       }
+      return true;
+    };
+    void (async () => {
+      while (watching && !(await started())) await new Promise((resolve) => setTimeout(resolve, 5));
     })();
     try {
       const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
@@ -124,8 +126,9 @@ export class OciRuntime {
       for (const signal of FORWARDED) process.off(signal, forward);
       if (ttyIn) process.stdin.unpipe(child.stdin ?? undefined).pause();
     }
+    // A container that ran and exited between two polls still counts as started (and is logged).
     // A runtime that could not start the container also exits non-zero: its log says so.
-    if (result.startedAfterMs === undefined) {
+    if (!(await started())) {
       const failure = await runtimeError(logFile);
       if (failure) throw new OciRuntimeError(`${this.path} could not start container ${id}: ${failure}`);
     }

@@ -3,19 +3,12 @@
 // Entrypoint + Cmd, Env (+ default PATH), WorkingDir, resolved User, Labels and StopSignal as
 // annotations, the usual kernel file systems, Docker's default capability set.
 import { isAbsolute, posix } from 'node:path';
+import type { ArchiveMetadata } from '@clip/archive-format';
 import { ContainerConfigError } from './errors.js';
 import type { ResolvedUser } from './users.js';
 
-/** The runtime-relevant part of an image config (as kept in the .clip archive). */
-export interface ImageRuntimeConfig {
-  entrypoint?: string[];
-  cmd?: string[];
-  env?: string[];
-  workingDir?: string;
-  user?: string;
-  labels?: Record<string, string>;
-  stopSignal?: string;
-}
+/** The runtime-relevant part of an image config, as the .clip archive keeps it. */
+export type ImageRuntimeConfig = ArchiveMetadata['imageConfig'];
 
 export type NetworkMode = 'host' | 'none';
 
@@ -138,8 +131,22 @@ export interface SpecInput {
 /** Where the init binary appears inside the container (a tmpfs, so nothing is added to the root). */
 export const INIT_PATH = '/dev/init';
 
+const isStringArray = (value: unknown): value is string[] => Array.isArray(value) && value.every((item) => typeof item === 'string');
+
+/** The archive's config is only checked to be an object; a container needs the right shapes. */
+export function checkImageConfig(config: ImageRuntimeConfig): void {
+  const bad = (field: string) => {
+    throw new ContainerConfigError(`the image config's ${field} is malformed`);
+  };
+  for (const field of ['entrypoint', 'cmd', 'env'] as const) if (config[field] !== undefined && !isStringArray(config[field])) bad(field);
+  for (const field of ['workingDir', 'user', 'stopSignal'] as const) if (config[field] !== undefined && typeof config[field] !== 'string') bad(field);
+  const labels: unknown = config.labels;
+  if (labels !== undefined && (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string'))) bad('labels');
+}
+
 export function buildRuntimeSpec(input: SpecInput): RuntimeSpec {
   const { config, options, user, id } = input;
+  checkImageConfig(config);
   const hostname = options.hostname ?? id.slice(0, 12);
   const args = containerArgs(config, options);
   const cwd = options.workingDir ?? (config.workingDir || '/');

@@ -2,12 +2,11 @@
 // non-root user) built with the testkit's layout builder, published with the BUILT cli to a
 // real registry; the built cli run in child processes; leftovers detected and cleaned up.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFile, mkdtemp } from 'node:fs/promises';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildLayout, type EntrySpec } from '@clip/testkit/fixtures';
-import type { RunningRegistry } from '@clip/testkit/registry';
+import { buildLayout, startRegistry, type EntrySpec, type RunningRegistry } from '@clip/testkit';
 
 export const run = promisify(execFile);
 export const CLI = new URL('../../../apps/cli/dist/main.js', import.meta.url).pathname;
@@ -109,4 +108,39 @@ export async function cleanupStateDir(dir: string): Promise<void> {
   const mounts = (await mountsUnder(dir)).sort((a, b) => b.path.length - a.path.length);
   for (const mount of mounts) await run('umount', ['-l', mount.path]).catch(() => undefined);
   await run('sh', ['-c', `for c in $(runc --root ${dir}/runtime list -q 2>/dev/null); do runc --root ${dir}/runtime delete --force $c; done`]).catch(() => undefined);
+}
+
+export interface RuntimeTestWorld {
+  registry: RunningRegistry;
+  work: string;
+  stateDir: string;
+  /** The published busybox image reference. */
+  image: string;
+  /** Stops everything the tests may have left (mount servers, mounts, containers), removes the work dir. */
+  close(): Promise<void>;
+}
+
+/** A registry with the busybox image published, a private work dir, state dir and caches. */
+export async function startRuntimeWorld(name: string): Promise<RuntimeTestWorld> {
+  const registry = await startRegistry();
+  const work = await tempDir(name);
+  const stateDir = join(work, 'state');
+  // Archive and block caches of the CLI children: private to this test.
+  process.env['XDG_CACHE_HOME'] = join(work, 'xdg-cache');
+  process.env['CLIP_ARCHIVE_CACHE'] = join(work, 'archives');
+  const image = await publishBusybox(registry, work);
+  return {
+    registry,
+    work,
+    stateDir,
+    image,
+    close: async () => {
+      // Containers the tests ran with runc directly (their own --root under work) first.
+      await run('sh', ['-c', `for c in $(runc --root ${work}/runc-root list -q 2>/dev/null); do runc --root ${work}/runc-root delete --force $c; done`]).catch(() => undefined);
+      await cleanupStateDir(stateDir);
+      for (const mount of (await mountsUnder(work)).sort((a, b) => b.path.length - a.path.length)) await run('umount', ['-l', mount.path]).catch(() => undefined);
+      await registry.stop();
+      await rm(work, { recursive: true, force: true });
+    },
+  };
 }

@@ -46,6 +46,14 @@ describe('image config to runtime spec', () => {
     expect(rootSpec.mounts.map((m) => m.destination)).toContain('/etc/resolv.conf');
   });
 
+  it('rejects malformed image configs (an archive only promises an object)', () => {
+    const spec = (config: Record<string, unknown>) => buildRuntimeSpec({ config: config as never, options: {}, user: root, id: 'c' });
+    expect(() => spec({ cmd: 'sh -c true' })).toThrow("the image config's cmd is malformed");
+    expect(() => spec({ cmd: ['sh'], env: [1] })).toThrow("the image config's env is malformed");
+    expect(() => spec({ cmd: ['sh'], labels: { a: 1 } })).toThrow("the image config's labels is malformed");
+    expect(() => spec({ cmd: ['sh'], user: 0 })).toThrow("the image config's user is malformed");
+  });
+
   it('rejects malformed volumes and relative working directories', () => {
     expect(() => parseVolume('data:/data')).toThrow(/must be absolute/);
     expect(() => parseVolume('/a:/b:rx')).toThrow(/expected/);

@@ -1,11 +1,13 @@
 // `clip run` end to end: real registry, real FUSE mount (served by a detached `clip mount`),
 // real overlayfs, real runc; the image's config applied; exit codes, signals, cleanup.
+import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import type { RunningRegistry } from '@clip/testkit';
+import { startRangeServer } from '../../../apps/cli/test/archive-http-server.js';
 import { ImageMountPool } from '../src/mount-pool.js';
-import { cleanupStateDir, cli, mountsUnder, publishBusybox, run, startCli, tempDir } from './helpers.js';
+import { CLI, cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
 let registry: RunningRegistry;
 let work: string;
@@ -18,20 +20,15 @@ async function runtimeContainers(): Promise<string> {
 
 const clipRun = (...args: string[]) => cli(['run', '--state-dir', stateDir, ...args]);
 
+let world: RuntimeTestWorld | undefined;
+
 beforeAll(async () => {
-  registry = await startRegistry();
-  work = await tempDir('run');
-  stateDir = join(work, 'state');
-  // Archive and block caches of the CLI children: private to this test.
-  process.env['XDG_CACHE_HOME'] = join(work, 'xdg-cache');
-  process.env['CLIP_ARCHIVE_CACHE'] = join(work, 'archives');
-  image = await publishBusybox(registry, work);
+  world = await startRuntimeWorld('run');
+  ({ registry, work, stateDir, image } = world);
 });
 
 afterAll(async () => {
-  if (stateDir) await cleanupStateDir(stateDir);
-  await registry?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
+  await world?.close();
 });
 
 describe('clip run', () => {
@@ -47,14 +44,18 @@ describe('clip run', () => {
   it('applies the config: uid and groups, working directory, environment, default PATH and HOME', async () => {
     // Held for the whole test, so every run reuses one mount (and the test stays fast).
     const hold = await new ImageMountPool({ stateDir }).acquire(image, 'test:hold');
-    expect((await clipRun(image, '--', 'true')).stderr).toMatch(/mount_reused=true/);
-    expect((await clipRun(image, '--', 'id', '-u')).stdout).toBe('1000\n');
-    expect((await clipRun(image, '--', 'id', '-G')).stdout).toBe('1000 2000\n');
-    expect((await clipRun(image, '--', 'pwd')).stdout).toBe('/work\n');
-    expect((await clipRun(image, '--', 'sh', '-c', 'echo $VAR $PATH $HOME')).stdout).toBe('from-image /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/app\n');
-    expect((await clipRun('-e', 'VAR=override', '-w', '/tmp', '-u', '0:0', image, '--', 'sh', '-c', 'echo $VAR $(pwd) $(id -u):$(id -g)')).stdout).toBe('override /tmp 0:0\n');
-    expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
-    await hold.release();
+    try {
+      // `true` may exit before the start is polled: the start is still logged.
+      expect((await clipRun(image, '--', 'true')).stderr).toMatch(/msg="container started" .*mount_reused=true/);
+      expect((await clipRun(image, '--', 'id', '-u')).stdout).toBe('1000\n');
+      expect((await clipRun(image, '--', 'id', '-G')).stdout).toBe('1000 2000\n');
+      expect((await clipRun(image, '--', 'pwd')).stdout).toBe('/work\n');
+      expect((await clipRun(image, '--', 'sh', '-c', 'echo $VAR $PATH $HOME')).stdout).toBe('from-image /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/app\n');
+      expect((await clipRun('-e', 'VAR=override', '-w', '/tmp', '-u', '0:0', image, '--', 'sh', '-c', 'echo $VAR $(pwd) $(id -u):$(id -g)')).stdout).toBe('override /tmp 0:0\n');
+      expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
+    } finally {
+      await hold.release();
+    }
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
@@ -108,6 +109,29 @@ describe('clip run', () => {
     expect(await runtimeContainers()).toBe('');
   });
 
+  it('in a terminal: stdin is passed through and Ctrl-C reaches the container once (exit 130)', async () => {
+    // script(1) gives clip run a pty: typed input, then ^C from the terminal's line discipline.
+    const command = `${process.execPath} ${CLI} run --state-dir ${stateDir} ${image} -- sh -c 'read line; echo got:$line; sleep 30'; echo exit=$?`;
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    const waitFor = async (pattern: RegExp) => {
+      for (let i = 0; i < 600 && !pattern.test(output); i++) await new Promise((r) => setTimeout(r, 25));
+    };
+    await waitFor(/container started/);
+    child.stdin.write('typed\n');
+    await waitFor(/got:typed/);
+    child.stdin.write('\x03');
+    await waitFor(/exit=\d+/);
+    child.stdin.end();
+    await closed;
+    expect(output).toMatch(/got:typed/);
+    expect(output.match(/forwarding signal to container/g)).toHaveLength(1);
+    expect(output).toMatch(/exit=130/);
+    expect(await mountsUnder(stateDir)).toEqual([]);
+  });
+
   it('the next clip run cleans up after a clip run that was killed (SIGKILL)', async () => {
     const killed = startCli(['run', '--state-dir', stateDir, '--name', 'doomed', image, '--', 'sleep', '60']);
     for (let i = 0; i < 400 && !/container started/.test(killed.output().stderr); i++) await new Promise((r) => setTimeout(r, 50));
@@ -122,6 +146,26 @@ describe('clip run', () => {
     expect(next.stderr).toMatch(/msg="removing a container whose clip run is gone" id=doomed/);
     expect(await mountsUnder(stateDir)).toEqual([]);
     expect(await runtimeContainers()).toBe('');
+  });
+
+  it('runs from a .clip file and from an archive URL (data-carrying archive read by range)', async () => {
+    const rootfs = join(work, 'plain-rootfs');
+    await run('sh', ['-c', `mkdir -p ${rootfs}/bin ${rootfs}/etc && cp /bin/busybox ${rootfs}/bin/ && ln -sf busybox ${rootfs}/bin/sh && ln -sf busybox ${rootfs}/bin/cat && echo plain > ${rootfs}/etc/motd`]);
+    const archive = join(work, 'plain.clip');
+    await run(process.execPath, [CLI, 'archive', rootfs, '-o', archive]);
+    const fromFile = await clipRun(archive, '--', 'cat', '/etc/motd');
+    expect(fromFile.stdout).toBe('plain\n');
+    expect(fromFile.code).toBe(0);
+    const server = await startRangeServer(new Map([['plain.clip', archive]]));
+    try {
+      const fromUrl = await clipRun(server.url('plain.clip'), '--', 'cat', '/etc/motd');
+      expect(fromUrl.stdout).toBe('plain\n');
+      expect(fromUrl.code).toBe(0);
+      expect(server.stats.ranges.length).toBeGreaterThan(0);
+    } finally {
+      await server.close();
+    }
+    expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
   it('fails clearly on an unknown user', async () => {

@@ -2,32 +2,25 @@
 // dead mount server is replaced (never reused), the last release unmounts. Real registry,
 // FUSE, overlayfs and runc.
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
 import { ImageMountPool } from '../src/mount-pool.js';
-import { cleanupStateDir, cli, mountsUnder, publishBusybox, run, startCli, tempDir } from './helpers.js';
+import { cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
-let registry: RunningRegistry;
 let work: string;
 let stateDir: string;
 let image: string;
 
+let world: RuntimeTestWorld | undefined;
+
 beforeAll(async () => {
-  registry = await startRegistry();
-  work = await tempDir('shared');
-  stateDir = join(work, 'state');
-  // Archive and block caches of the CLI children: private to this test.
-  process.env['XDG_CACHE_HOME'] = join(work, 'xdg-cache');
-  process.env['CLIP_ARCHIVE_CACHE'] = join(work, 'archives');
-  image = await publishBusybox(registry, work);
+  world = await startRuntimeWorld('shared');
+  ({ work, stateDir, image } = world);
 });
 
 afterAll(async () => {
-  if (stateDir) await cleanupStateDir(stateDir);
-  await registry?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
+  await world?.close();
 });
 
 async function expectNothingLeft(): Promise<void> {
@@ -84,13 +77,20 @@ describe('shared image mounts', () => {
     await run('runc', ['--root', runtimeRoot, 'delete', '--force', 'bundle-test']).catch(() => undefined);
 
     // A second bundle of the same image reuses the mount.
-    const second = await cli(['bundle', '--state-dir', stateDir, '--json', image, join(work, 'bundle2')]);
+    const second = await cli(['bundle', '--state-dir', stateDir, '--json', image, join(work, 'bundle2'), '--', 'sleep', '60']);
     expect(JSON.parse(second.stdout)).toMatchObject({ mountReused: true });
     expect((await mountsUnder(stateDir)).filter((m) => m.type.startsWith('fuse'))).toHaveLength(1);
 
     expect((await cli(['bundle', '--remove', bundle, '--state-dir', stateDir])).code).toBe(0);
     expect(existsSync(join(bundle, 'config.json'))).toBe(false);
     expect((await mountsUnder(stateDir)).filter((m) => m.type.startsWith('fuse'))).toHaveLength(1);
+    // A container still running in a bundle keeps it: --remove refuses instead of pulling the root away.
+    // (stdio to /dev/null: the detached container would hold our pipes open)
+    await run('sh', ['-c', `runc --root ${runtimeRoot} run --detach --bundle ${join(work, 'bundle2')} busy </dev/null >/dev/null 2>&1`]);
+    const busy = await cli(['bundle', '--remove', join(work, 'bundle2'), '--state-dir', stateDir]);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/clip: error: cannot unmount the root \S+bundle2\/rootfs \(is a container still running in it\?\): process(es)? [\d, ]+ uses? it as root \[CLIP_E_OVERLAY\]/);
+    await run('runc', ['--root', runtimeRoot, 'delete', '--force', 'busy']);
     expect((await cli(['bundle', '--remove', join(work, 'bundle2'), '--state-dir', stateDir])).code).toBe(0);
     await expectNothingLeft();
     expect(await mountsUnder(work)).toEqual([]);

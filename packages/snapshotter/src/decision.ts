@@ -3,7 +3,7 @@
 // unpacks it as usual. Labels that contradict the image (a layer digest or chain ID it does
 // not have) are a malformed request, not a reason to guess.
 import { createHash } from 'node:crypto';
-import { isClipError } from '@clip/shared/errors';
+import { isClipError } from '@clip/shared';
 import { SnapshotArgumentError } from './errors.js';
 import type { RemoteLayerRequest } from './labels.js';
 

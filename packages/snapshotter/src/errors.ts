@@ -1,6 +1,6 @@
 // Errors of the snapshots service. Each carries the gRPC status containerd maps back to
 // its errdefs (errdefs.FromGRPC): NOT_FOUND → ErrNotFound, ALREADY_EXISTS → ErrAlreadyExists, ...
-import { ClipError } from '@clip/shared/errors';
+import { ClipError } from '@clip/shared';
 
 /** gRPC status codes (grpc/status codes.proto) used here. */
 export const GrpcCode = {

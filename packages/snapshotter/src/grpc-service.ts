@@ -5,8 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { isClipError } from '@clip/shared/errors';
-import type { Logger } from '@clip/shared/log';
+import { isClipError, type Logger } from '@clip/shared';
 import { GrpcCode, SnapshotError } from './errors.js';
 import type { ClipSnapshotter, SnapshotInfo } from './snapshotter.js';
 

@@ -3,8 +3,7 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { ClipError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { ClipError, silentLogger, type Logger } from '@clip/shared';
 import { type ArchiveResolver, RemoteDecider } from './decision.js';
 import { loadSnapshotsService, snapshotsHandlers } from './grpc-service.js';
 import { RuntimeImageMountPool } from './runtime-pool.js';

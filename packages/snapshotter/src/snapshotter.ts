@@ -3,8 +3,8 @@
 // and containers on top of it get overlayfs over the image's shared lazy mount.
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { silentLogger, type Logger } from '@clip/shared/log';
-import { type Decision, type FallbackReason, RemoteDecider } from './decision.js';
+import { silentLogger, type Logger } from '@clip/shared';
+import type { Decision, FallbackReason, RemoteDecider } from './decision.js';
 import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotPreconditionError } from './errors.js';
 import type { ImageMountPool } from './image-mounts.js';
 import { SNAPSHOT_HOLDER_PREFIX } from './runtime-pool.js';

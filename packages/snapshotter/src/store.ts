@@ -5,7 +5,7 @@
 // it is gone; Cleanup removes directories no record names (left by a crash in between).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomically } from '@clip/shared/fs-atomic';
+import { writeFileAtomically } from '@clip/shared';
 import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError } from './errors.js';
 
 export type SnapshotKind = 'VIEW' | 'ACTIVE' | 'COMMITTED';

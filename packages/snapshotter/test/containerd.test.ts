@@ -7,9 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage, type DebianImage } from '@clip/testkit/debian-image';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy } from '@clip/testkit/tools';
+import { buildDebianImage, type DebianImage, freePort, type RunningRegistry, skopeoCopy, startRegistry } from '@clip/testkit';
 import { CLI, type Containerd, type CountingProxy, metricValue, mountsUnder, run, type SnapshotterProcess, startContainerd, startCountingProxy, startSnapshotter } from './harness.js';
 import { snapshotsClient } from './grpc-client.js';
 

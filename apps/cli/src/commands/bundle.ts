@@ -2,8 +2,7 @@
 // an overlay over the image's shared mount) for workers that call their own runtime;
 // `clip bundle --remove <dir>` tears it down and releases the mount.
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
+import { createLogger, UsageError } from '@clip/shared';
 import { containerPoolOptions, parseContainerOptions, registerContainerOptions, registerPoolOptions, type ContainerCommandOptions } from './runtime-options.js';
 
 interface BundleCommandOptions extends ContainerCommandOptions {

@@ -2,8 +2,7 @@
 // the foreground and exit with its exit code. Argument parsing and printing only; the work is
 // @clip/runtime's runContainer.
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
+import { createLogger, UsageError } from '@clip/shared';
 import { containerPoolOptions, parseContainerOptions, registerContainerOptions, registerPoolOptions, type ContainerCommandOptions } from './runtime-options.js';
 
 interface RunCommandOptions extends ContainerCommandOptions {

@@ -5,9 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { ContainerOptions, ImageMountPoolOptions } from '@clip/runtime';
-import { UsageError } from '@clip/shared/errors';
-import type { Logger } from '@clip/shared/log';
-import { parseSize } from '@clip/shared/size';
+import { parseSize, UsageError, type Logger } from '@clip/shared';
 
 export interface ContainerCommandOptions {
   env: string[];
@@ -44,7 +42,7 @@ export function registerContainerOptions(command: Command): void {
 export function registerPoolOptions(command: Command): void {
   command
     .option('--state-dir <dir>', 'state of mounts, bundles and containers (shared by all clip run/bundle of this worker)', '/run/clip')
-    .option('--cache-dir <dir>', 'disk cache of decoded blocks, shared by all images (default ${XDG_CACHE_HOME:-~/.cache}/clip/blocks)')
+    .option('--cache-dir <dir>', 'disk cache of decoded blocks, shared by all images (default $XDG_CACHE_HOME/clip/blocks, else ~/.cache/clip/blocks)')
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
     .option('--memory-cache <size>', 'memory cache bound of each image mount', '512MiB')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
@@ -83,8 +81,8 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
   parseSize(options.cacheSize);
   parseSize(options.memoryCache);
   const insecure = options.insecure ?? false;
-  const { resolveArchiveArgument } = await import('../publish/resolve-argument.js');
-  const { isArchiveUrl } = await import('@clip/mounter/archive-url');
+  const { resolveArchiveArgument } = await import('@clip/registry-fetch');
+  const { isArchiveUrl } = await import('@clip/mounter');
   return {
     stateDir: options.stateDir,
     // On disk, not in the state directory (/run is usually tmpfs, i.e. memory).
@@ -105,5 +103,5 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
 /** `${XDG_CACHE_HOME:-~/.cache}/clip/blocks`, next to the archive cache. */
 function defaultBlockCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env['XDG_CACHE_HOME'];
-  return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'clip', 'blocks');
+  return join(xdg?.startsWith('/') ? xdg : join(homedir(), '.cache'), 'clip', 'blocks');
 }

@@ -4,10 +4,8 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { openArchive } from '@clip/shared/archive/format';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import { parseSize } from '@clip/shared/size';
+import { openArchive } from '@clip/archive-format';
+import { createLogger, parseSize, UsageError } from '@clip/shared';
 
 interface SnapshotterCommandOptions {
   address?: string;
@@ -65,11 +63,12 @@ export function register(program: Command): void {
       const insecure = options.insecure === true;
       let metrics: { host: string; port: number } | undefined;
       if (options.metrics) {
-        const { parseHostPort } = await import('@clip/mounter/metrics-server');
-        metrics = parseHostPort(options.metrics);
+        const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(options.metrics);
+        if (!match || Number(match[3]) > 65535) throw new UsageError(`invalid --metrics ${JSON.stringify(options.metrics)}: expected host:port, e.g. 127.0.0.1:9102`);
+        metrics = { host: match[1] ?? (match[2] || '127.0.0.1'), port: Number(match[3]) };
       }
       const logger = createLogger();
-      const [{ startSnapshotterServer }, { pullArchive }] = await Promise.all([import('@clip/snapshotter'), import('../publish/pull.js')]);
+      const [{ startSnapshotterServer }, { pullArchive }] = await Promise.all([import('@clip/snapshotter'), import('@clip/registry-fetch')]);
       const archiveDir = join(cacheDir, 'archives');
       const server = await startSnapshotterServer({
         address,
