@@ -21,7 +21,7 @@ export interface ArchiveResolver {
   resolve(imageRef: string): Promise<ResolvedImage>;
 }
 
-export type FallbackReason = 'missing_labels' | 'no_archive' | 'registry_error' | 'archive_error' | 'mount_failed';
+export type FallbackReason = 'missing_labels' | 'no_archive' | 'untrusted_archive' | 'image_changed' | 'registry_error' | 'archive_error' | 'mount_failed';
 
 export type Decision =
   | { kind: 'remote'; image: ResolvedImage; layerIndex: number }
@@ -38,25 +38,17 @@ export function chainIds(diffIds: readonly string[]): string[] {
 }
 
 const NOT_PUBLISHED_CODES = new Set(['CLIP_E_ARCHIVE_NOT_PUBLISHED', 'CLIP_E_MANIFEST_NOT_FOUND']);
+// An archive exists but nothing binds it to the image (no index, signature or --trust-referrers).
+const UNTRUSTED_CODES = new Set(['CLIP_E_ARCHIVE_UNBOUND', 'CLIP_E_ARCHIVE_UNTRUSTED']);
 const ARCHIVE_CODES = new Set(['CLIP_E_ARCHIVE_FORMAT', 'CLIP_E_DIGEST_MISMATCH']);
 
 /** Why resolving failed, as a fallback reason. */
 export function fallbackReasonOf(error: unknown): FallbackReason {
   const code = isClipError(error) ? error.code : '';
   if (NOT_PUBLISHED_CODES.has(code)) return 'no_archive';
+  if (UNTRUSTED_CODES.has(code)) return 'untrusted_archive';
   if (ARCHIVE_CODES.has(code)) return 'archive_error';
   return 'registry_error';
-}
-
-/** Pins a reference to the manifest digest CRI names, so a moved tag cannot swap images. */
-export function pinnedReference(imageRef: string, manifestDigest: string | undefined): string {
-  if (!manifestDigest) return imageRef;
-  const at = imageRef.indexOf('@');
-  const name = at >= 0 ? imageRef.slice(0, at) : imageRef;
-  const slash = name.lastIndexOf('/');
-  const colon = name.lastIndexOf(':');
-  const repo = colon > slash ? name.slice(0, colon) : name;
-  return `${repo}@${manifestDigest}`;
 }
 
 export class RemoteDecider {
@@ -72,12 +64,20 @@ export class RemoteDecider {
    * for (its containerd.io/snapshot.ref label), when known.
    */
   async decide(request: RemoteLayerRequest, parentChainId: string | undefined, hasParent: boolean): Promise<Decision> {
-    const ref = pinnedReference(request.imageRef, request.manifestDigest);
+    // The reference as deployed (tag or index digest), not pinned to the manifest: the archive's
+    // binding lives in the image index at that reference.
     let image: ResolvedImage;
     try {
-      image = await this.resolveMemo(ref);
+      image = await this.resolveMemo(request.imageRef);
     } catch (error) {
       return { kind: 'fallback', reason: fallbackReasonOf(error), detail: error instanceof Error ? error.message : String(error) };
+    }
+    if (request.manifestDigest && request.manifestDigest !== image.manifestDigest) {
+      return {
+        kind: 'fallback',
+        reason: 'image_changed',
+        detail: `${request.imageRef} now resolves to manifest ${image.manifestDigest}, containerd is pulling ${request.manifestDigest}`,
+      };
     }
     const layerIndex = image.layers.findIndex((l) => l.digest === request.layerDigest);
     if (layerIndex < 0) {

@@ -20,7 +20,7 @@ export class SnapshotterMetrics {
       '# HELP clip_snapshotter_fallbacks_total Layers unpacked by containerd instead of served lazily, by reason.',
       '# TYPE clip_snapshotter_fallbacks_total counter',
     ];
-    for (const reason of ['missing_labels', 'no_archive', 'registry_error', 'archive_error', 'mount_failed'] as const) {
+    for (const reason of ['missing_labels', 'no_archive', 'untrusted_archive', 'image_changed', 'registry_error', 'archive_error', 'mount_failed'] as const) {
       lines.push(`clip_snapshotter_fallbacks_total{reason="${reason}"} ${this.fallbacks.get(reason) ?? 0}`);
     }
     lines.push('# TYPE clip_snapshotter_remote_layers_total counter', `clip_snapshotter_remote_layers_total ${this.remoteLayers}`);

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chainIds, pinnedReference } from '../src/decision.js';
+import { chainIds, fallbackReasonOf } from '../src/decision.js';
 import { SnapshotArgumentError, SnapshotExistsError } from '../src/errors.js';
 import { parseFilters } from '../src/filters.js';
 import { parseLayerLabels } from '../src/labels.js';
@@ -53,15 +53,17 @@ describe('filters', () => {
   });
 });
 
-describe('chain IDs and references', () => {
+describe('chain IDs and fallback reasons', () => {
+  it('names why an archive was not used', async () => {
+    const { ClipError } = await import('@clip/shared');
+    expect(fallbackReasonOf(new ClipError('CLIP_E_ARCHIVE_NOT_PUBLISHED', 'x'))).toBe('no_archive');
+    expect(fallbackReasonOf(new ClipError('CLIP_E_ARCHIVE_UNBOUND', 'x'))).toBe('untrusted_archive');
+    expect(fallbackReasonOf(new ClipError('CLIP_E_DIGEST_MISMATCH', 'x'))).toBe('archive_error');
+    expect(fallbackReasonOf(new ClipError('CLIP_E_REGISTRY', 'x'))).toBe('registry_error');
+  });
   it('computes containerd identity chain IDs', () => {
     // chain[1] = sha256("<chain0> <diff1>"), checked with sha256sum.
     expect(chainIds([D('1'), D('2')])).toEqual([D('1'), 'sha256:9932074217c35353d2e03a3f5a86549f7c67bfeb0ba53e23d69f4d4c8f7958f5']);
-  });
-  it('pins a tag to the manifest digest CRI names', () => {
-    expect(pinnedReference('127.0.0.1:5000/app:v1', D('c'))).toBe(`127.0.0.1:5000/app@${D('c')}`);
-    expect(pinnedReference('127.0.0.1:5000/app', D('c'))).toBe(`127.0.0.1:5000/app@${D('c')}`);
-    expect(pinnedReference('127.0.0.1:5000/app:v1', undefined)).toBe('127.0.0.1:5000/app:v1');
   });
 });
 
