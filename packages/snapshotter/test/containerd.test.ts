@@ -20,6 +20,7 @@ let image: DebianImage;
 let lazyRef: string;
 let plainRef: string;
 let plainRef2: string;
+let unboundRef: string;
 let snapshotterOptions: Parameters<typeof startSnapshotter>[0];
 
 const layerDigests = () => image.layers.map((l) => l.digest);
@@ -38,6 +39,9 @@ beforeAll(async () => {
   // The base image alone, as a Docker manifest: no archive indexes it (smaller, faster to unpack).
   plainRef2 = `${proxy.host}/plain/debian-base:v2s2`;
   await skopeoCopy(`oci:${image.layoutDir}:${image.baseTag}`, `docker://${plainRef2}`, { preserveDigests: false, extraArgs: ['--format', 'v2s2'] });
+  // Published without the binding index: the archive is only a referrer, which the default trust rules refuse.
+  unboundRef = `${proxy.host}/unbound/debian-base:v1`;
+  await run(process.execPath, [CLI, 'publish', `oci:${image.layoutDir}:${image.baseTag}`, unboundRef, '--no-bind'], { timeout: 240_000 });
   snapshotterOptions = { socket: join(dir, 'clip.sock'), root: join(dir, 'snap'), stateDir: join(dir, 'state'), cacheDir: join(dir, 'cache'), metricsPort: await freePort() };
   snapshotter = await startSnapshotter(snapshotterOptions);
   containerd = await startContainerd(join(dir, 'containerd'), snapshotterOptions.socket);
@@ -107,6 +111,12 @@ describe('fallback, restart and removal', () => {
     const after = await snapshotter.metrics();
     expect(metricValue(after, 'clip_snapshotter_fallbacks_total{reason="no_archive"}')).toBe(1);
     expect(snapshotter.logs()).toMatch(new RegExp(`not lazy.*image=${plainRef2.replace(/[.]/g, '\\.')} reason=no_archive`));
+
+    // An archive nothing binds to the image: refused like clip mount refuses it, and said so.
+    await containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', unboundRef], { tool: 'ctr-remote', namespace: 'fallback3' });
+    const out3 = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', unboundRef, 'plain3', 'cat', '/etc/debian_version'], { namespace: 'fallback3' });
+    expect(out3.trim()).toMatch(/^12\./);
+    expect(metricValue(await snapshotter.metrics(), 'clip_snapshotter_fallbacks_total{reason="untrusted_archive"}')).toBe(1);
   }, 300_000);
 
   it('survives a crash of the snapshotter (and of its image mount) between two runs', async () => {
@@ -184,7 +194,7 @@ describe('fallback, restart and removal', () => {
   }, 60_000);
 
   it('removing images and containers leaves no mounts and frees the snapshot directories', async () => {
-    for (const [namespace, ref] of [['cliptest', lazyRef], ['fallback', plainRef], ['fallback2', plainRef2]] as const) {
+    for (const [namespace, ref] of [['cliptest', lazyRef], ['fallback', plainRef], ['fallback2', plainRef2], ['fallback3', unboundRef]] as const) {
       await containerd.ctr(['image', 'rm', '--sync', ref], { namespace });
     }
     // containerd's garbage collector removes the snapshots and calls Cleanup.
