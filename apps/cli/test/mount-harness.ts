@@ -67,8 +67,16 @@ export interface RunningMount {
 }
 
 /** Starts `clip mount <archive> <mountpoint> ...args` and waits for its `mounted` log line. */
-export async function startMount(archive: string, mountpoint: string, args: string[] = []): Promise<RunningMount> {
-  const child = spawn(process.execPath, [CLI, 'mount', archive, mountpoint, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startMount(
+  archive: string,
+  mountpoint: string,
+  args: string[] = [],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningMount> {
+  const child = spawn(process.execPath, [CLI, 'mount', archive, mountpoint, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -111,9 +119,14 @@ export async function startMount(archive: string, mountpoint: string, args: stri
 }
 
 /** Runs the built cli; never throws on a non-zero exit. */
-export async function runCli(args: string[], options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+export async function runCli(
+  args: string[],
+  options: { timeoutMs?: number; env?: Record<string, string | undefined> } = {},
+): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const env: Record<string, string | undefined> = { ...process.env, ...options.env };
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     const out: Buffer[] = [];
     let err = '';
     child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));

@@ -7,7 +7,7 @@ import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { type ArchiveLayer, type ArchiveMetadata, encodeArchiveAsync, type StorageReference } from '@clip/archive-format';
-import { type ClipError, DigestMismatchError, formatImageReference, type ImageReference, IoError, type Logger, parseImageReference, PlatformNotFoundError, type RegistryReference, silentLogger, UsageError, writeFileAtomically } from '@clip/shared';
+import { type ClipError, DigestMismatchError, formatImageReference, type ImageReference, IoError, LayerFormatError, type Logger, parseImageReference, PlatformNotFoundError, type RegistryReference, silentLogger, UsageError, writeFileAtomically } from '@clip/shared';
 import { type ImageSource, type LayerDescriptor, LayoutSource, OciArchiveSource, type Platform, type ResolvedImage } from '@clip/registry-fetch';
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
@@ -298,7 +298,9 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
       // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
       const options = { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false, digestVerified: true } as const;
-      const indexed = await activeScanner.scan(counted, options, layer.size);
+      const indexed = await activeScanner.scan(counted, options, layer.size).catch((error: unknown) => {
+        throw nameLayer(error, layer.digest);
+      });
       layersDone++;
       report();
       logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });
@@ -360,4 +362,10 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     await scanner?.close();
     await source.close();
   }
+}
+
+/** Decompression errors (gzip/zstd) come without the layer: add its digest, once. */
+function nameLayer(error: unknown, digest: string): unknown {
+  if (!(error instanceof LayerFormatError) || error.message.includes(digest)) return error;
+  return new LayerFormatError(`layer ${digest}: ${error.message}`, { cause: error });
 }

@@ -8,3 +8,10 @@ export class MountpointError extends ClipError {
     this.mountpoint = mountpoint;
   }
 }
+
+/** The metrics server cannot listen on the address asked for (busy port, foreign address). */
+export class MetricsListenError extends ClipError {
+  constructor(address: string, reason: string) {
+    super('CLIP_E_METRICS_LISTEN', `cannot serve metrics on ${address}: ${reason}`);
+  }
+}

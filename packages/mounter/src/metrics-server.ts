@@ -1,6 +1,7 @@
 // Serves a mount's metrics as Prometheus text on http://host:port/metrics.
 import { createServer, type Server } from 'node:http';
 import { UsageError } from '@clip/shared';
+import { MetricsListenError } from './errors.js';
 import type { MountMetrics } from './metrics.js';
 
 export interface MetricsServer {
@@ -27,7 +28,7 @@ export async function startMetricsServer(listen: string, metrics: MountMetrics):
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new MetricsListenError(listen, listenReason(error))));
     server.listen(port, host, () => resolve());
   });
   const address = server.address();
@@ -36,4 +37,12 @@ export async function startMetricsServer(listen: string, metrics: MountMetrics):
     address: `${host.includes(':') ? `[${host}]` : host}:${actualPort}`,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+function listenReason(error: NodeJS.ErrnoException): string {
+  if (error.code === 'EADDRINUSE') return 'the port is already in use (pick another --metrics port)';
+  if (error.code === 'EADDRNOTAVAIL') return 'the address is not one of this host\'s (use 127.0.0.1 or 0.0.0.0)';
+  if (error.code === 'EACCES') return 'permission denied (ports below 1024 need privileges)';
+  if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') return 'the host name does not resolve';
+  return error.code ?? error.message;
 }

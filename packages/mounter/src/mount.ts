@@ -1,6 +1,8 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
 // file data fetched lazily by byte range from the image's registry, decoded blocks kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
+import { readdir, realpath } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import { FuseSession } from '@clip/native-fuse';
 import type { FetchRange, Inode } from '@clip/archive-format';
 import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
@@ -9,6 +11,7 @@ import type { MountableArchive } from './archive-view.js';
 import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { lockMountpoint, type MountLock } from './mount-lock.js';
 import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
@@ -47,6 +50,8 @@ export interface MountOptions {
   metrics?: string;
   /** Unmount a stale FUSE mount at the mountpoint instead of refusing. */
   forceUnmountStale?: boolean;
+  /** Mount over a directory that has entries (hidden while mounted) instead of refusing. */
+  allowNonEmpty?: boolean;
   logger?: Logger;
   timeouts?: { readMs?: number };
 }
@@ -72,8 +77,27 @@ function mountOptions(): string[] {
 
 export async function mount(options: MountOptions): Promise<MountHandle> {
   const logger = options.logger ?? silentLogger;
+  // Hold the mountpoint's lock from the check until unmounted: concurrent mounts of one
+  // directory would otherwise both pass the check and stack.
+  const lock = await lockMountpoint(await realpath(options.mountpoint).catch(() => resolvePath(options.mountpoint)));
+  try {
+    return await mountLocked(options, logger, lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function mountLocked(options: MountOptions, logger: Logger, lock: MountLock): Promise<MountHandle> {
   const { archive, fetcher } = options;
-  const mountpoint = await checkMountpoint(options.mountpoint, { forceUnmountStale: options.forceUnmountStale, logger });
+  const mountpoint = await checkMountpoint(options.mountpoint, {
+    forceUnmountStale: options.forceUnmountStale,
+    allowNonEmpty: options.allowNonEmpty,
+    logger,
+  });
+  if (options.allowNonEmpty && (await readdir(mountpoint).catch(() => [])).length > 0) {
+    logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint });
+  }
   const metrics = new MountMetrics();
 
   const memory = options.memoryCache === 0 ? undefined : new MemoryBlockCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
@@ -169,6 +193,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
         await server?.close();
         await recorder?.flush();
         await fetcher.close?.();
+        await lock.release();
       })();
       return unmounting;
     },

@@ -3,7 +3,7 @@
 // crashed process (statfs fails with ENOTCONN, "Transport endpoint is not connected"; stat may
 // still succeed from the kernel's attribute cache).
 import { execFile } from 'node:child_process';
-import { readFile, stat, statfs } from 'node:fs/promises';
+import { readFile, readdir, stat, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { silentLogger, type Logger } from '@clip/shared';
@@ -37,7 +37,7 @@ export async function forceUnmount(path: string): Promise<void> {
 
 export async function checkMountpoint(
   mountpoint: string,
-  options: { forceUnmountStale?: boolean; logger?: Logger } = {},
+  options: { forceUnmountStale?: boolean; allowNonEmpty?: boolean; logger?: Logger } = {},
 ): Promise<string> {
   const path = resolve(mountpoint);
   const logger = options.logger ?? silentLogger;
@@ -63,6 +63,16 @@ export async function checkMountpoint(
   }
   if (await isMounted(path)) {
     throw new MountpointError(path, `mountpoint ${path} is busy: something is already mounted there (unmount it first)`);
+  }
+  // Mounting over entries hides them until unmount: usually a wrong path, so say so.
+  // (mount() logs a warning when it is allowed.)
+  const entries = options.allowNonEmpty ? [] : await readdir(path).catch(() => [] as string[]);
+  if (entries.length > 0) {
+    throw new MountpointError(
+      path,
+      `mountpoint ${path} is not empty (${entries.length} entries, e.g. ${JSON.stringify(entries[0])}): ` +
+        'the mount would hide them; use an empty directory, or pass --allow-non-empty',
+    );
   }
   return path;
 }

@@ -127,13 +127,18 @@ export class RegistryClient {
   }
 
   private auth(): Promise<Authenticator> {
-    this.authenticator ??= resolveCredentials(this.registry, {
-      ...(this.options.credentials ? { credentials: this.options.credentials } : {}),
-      ...(this.options.env ? { env: this.options.env } : {}),
-      ...(this.options.dockerConfigDir ? { dockerConfigDir: this.options.dockerConfigDir } : {}),
-    }).then((credentials: ResolvedCredentials | undefined) => {
+    const resolve = () =>
+      resolveCredentials(this.registry, {
+        ...(this.options.credentials ? { credentials: this.options.credentials } : {}),
+        ...(this.options.env ? { env: this.options.env } : {}),
+        ...(this.options.dockerConfigDir ? { dockerConfigDir: this.options.dockerConfigDir } : {}),
+      });
+    this.authenticator ??= resolve().then((credentials: ResolvedCredentials | undefined) => {
       if (credentials) this.logger.debug('using registry credentials', { source: credentials.source });
-      return new Authenticator(this.registry, credentials, (url, headers) => this.fetchToken(url, headers));
+      // Long-lived mounts outlive credentials (rotated config.json, helpers, ECR's 12 h):
+      // re-read them when a token is due or a registry refuses them. Explicit ones are fixed.
+      const reload = this.options.credentials ? undefined : resolve;
+      return new Authenticator(this.registry, credentials, (url, headers) => this.fetchToken(url, headers), reload, this.logger);
     });
     return this.authenticator;
   }
@@ -221,10 +226,14 @@ export class RegistryClient {
     const auth = await this.auth();
     const retries = request.noRetry ? 0 : this.policy.retries;
     let authRetried = false;
+    let rotationWaited = false;
+    let generation = auth.generation;
     for (let attempt = 0; ; ) {
       let response: RegistryResponse;
       try {
-        response = await this.sendOnce(request, await auth.header(request.scopes));
+        const header = await auth.header(request.scopes);
+        generation = auth.generation;
+        response = await this.sendOnce(request, header);
       } catch (error) {
         if (request.signal?.aborted) throw error;
         if (this.options.insecure && !this.triedPlainHttp && this.base.protocol === 'https:' && this.isTlsMismatch(error)) {
@@ -247,10 +256,18 @@ export class RegistryClient {
         const hadChallenge = auth.scheme !== undefined;
         await this.discard(response);
         if (auth.accept(response.headers['www-authenticate'])) {
-          if (hadChallenge) auth.invalidate();
+          if (hadChallenge) await auth.invalidate();
           continue;
         }
         throw new AuthError(`${this.describe()}: ${request.what}: HTTP 401 without a usable WWW-Authenticate challenge`);
+      }
+      if (response.status === 401 && !rotationWaited) {
+        // Refused with what was just re-read: a rotation may be half done. Once per request.
+        rotationWaited = true;
+        if (await auth.awaitRotation(generation)) {
+          await this.discard(response);
+          continue;
+        }
       }
       if (response.status === 401 || response.status === 403) {
         const detail = registryErrorDetail(await this.readBody(response, request.what).catch(() => Buffer.alloc(0)));

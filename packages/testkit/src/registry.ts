@@ -45,6 +45,8 @@ export interface RunningRegistry {
   port: number;
   url: string;
   storageDir: string;
+  /** The htpasswd file the registry reads (htpasswd auth); rewrite it to rotate passwords. */
+  htpasswdPath?: string;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -169,6 +171,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     port,
     url,
     storageDir,
+    ...(options.auth?.kind === 'htpasswd' ? { htpasswdPath: join(dir, 'htpasswd') } : {}),
     logs: () => output,
     async stop() {
       if (child.exitCode === null) {

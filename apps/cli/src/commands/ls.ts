@@ -1,7 +1,7 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
 import type { ClipArchive, FileType, Inode } from '@clip/archive-format';
-import { createLogger, PathNotFoundError } from '@clip/shared';
+import { createLogger, escapeName, PathNotFoundError } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 const TYPE_CHARS: Record<FileType, string> = {
@@ -43,7 +43,7 @@ export function longListing(rows: Array<{ name: string; inode: Inode }>): string
     String(inode.gid),
     sizeColumn(inode),
     formatMtime(inode.mtimeSec),
-    inode.type === 'symlink' ? `${name} -> ${inode.linkTarget ?? ''}` : name,
+    inode.type === 'symlink' ? `${escapeName(name)} -> ${escapeName(inode.linkTarget ?? '')}` : escapeName(name),
   ]);
   const widths = [1, 2, 3, 4].map((column) => Math.max(0, ...cells.map((row) => row[column]!.length)));
   return cells.map((row) =>
@@ -87,7 +87,7 @@ export function register(program: Command): void {
       const opened = await openArchiveLocation(location, { insecure });
       await opened.close();
       const rows = listPath(opened.archive, path);
-      const lines = options.long ? longListing(rows) : rows.map((row) => row.name);
+      const lines = options.long ? longListing(rows) : rows.map((row) => escapeName(row.name));
       if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

@@ -17,6 +17,7 @@ interface MountCommandOptions extends TrustFlags {
   readTimeout: string;
   retries: string;
   forceUnmountStale?: boolean;
+  allowNonEmpty?: boolean;
 }
 
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
@@ -37,7 +38,8 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
-    .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing');
+    .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
+    .option('--allow-non-empty', 'mount over a directory that has entries (hidden while mounted) instead of refusing');
   addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
       if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
@@ -49,7 +51,7 @@ export function register(program: Command): void {
       const trust = await trustOptionsFrom(options);
 
       // Refuse a bad mountpoint before touching the network.
-      await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
+      await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, allowNonEmpty: options.allowNonEmpty ?? false, logger });
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
       const [{ mount, openArchiveFetcher, openArchiveLocation, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
         import('@clip/mounter'),
@@ -62,6 +64,14 @@ export function register(program: Command): void {
       const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: readMs, retries });
       const archive = opened.archive;
       const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
+      // Listen for signals before mounting: one that arrives while the mount comes up (or just
+      // after the "mounted" line) must unmount, not kill the process and leave a stale mount.
+      const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        // A closed terminal or session (SIGHUP) would otherwise kill us without unmounting.
+        process.once('SIGHUP', () => resolve('SIGHUP'));
+      });
       let handle;
       try {
         handle = await mount({
@@ -72,6 +82,7 @@ export function register(program: Command): void {
           memoryCache,
           logger,
           timeouts: { readMs },
+          allowNonEmpty: options.allowNonEmpty ?? false,
           ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
           ...(options.prefetch ? { prefetch: options.prefetch } : {}),
           ...(options.record ? { record: options.record } : {}),
@@ -91,18 +102,14 @@ export function register(program: Command): void {
       });
 
       // Runs until a signal, or until the mount is detached from outside (umount, fusermount -u).
-      const stop = await Promise.race([
-        new Promise<NodeJS.Signals>((resolve) => {
-          process.once('SIGINT', () => resolve('SIGINT'));
-          process.once('SIGTERM', () => resolve('SIGTERM'));
-        }),
-        handle.ended.then(() => 'detached' as const),
-      ]);
+      const stop = await Promise.race([stopSignal, handle.ended.then(() => 'detached' as const)]);
       logger.info('unmounting', { mountpoint: handle.mountpoint, ...(stop === 'detached' ? { reason: 'detached from outside' } : { signal: stop }) });
       // A second signal while unmounting means "now".
       const forceExit = () => process.exit(1);
       process.once('SIGINT', forceExit);
       process.once('SIGTERM', forceExit);
+      // A hangup while unmounting must not kill us half way: ignore it.
+      process.on('SIGHUP', () => {});
       await handle.unmount();
       process.stderr.write(`${JSON.stringify({ metrics: handle.metrics() })}\n`);
       logger.info('unmounted', { mountpoint: handle.mountpoint });

@@ -1,9 +1,9 @@
 // Runtime side: the archive a worker may serve for an image reference, downloaded, verified
 // and cached (archive-trust/load.ts decides which one and checks it).
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { openArchive, type ClipArchive } from '@clip/archive-format';
-import { ArchiveFormatError, type Digest, type Logger, silentLogger } from '@clip/shared';
+import { ArchiveFormatError, type Digest, type Logger, makeDirectories, silentLogger } from '@clip/shared';
 import { loadArchiveForReference, type LoadArchiveOptions, type LoadedArchive } from '../archive-trust/load.js';
 import type { Descriptor } from '../image-source.js';
 import { listReferrers, parseArtifactManifest } from '../referrers.js';
@@ -58,7 +58,7 @@ export async function pullArchive(reference: string, options: PullArchiveOptions
   // Which archive may be served, and every check on it, live in archive-trust/load.ts.
   const loaded = await loadArchiveForReference(reference, options);
   if (options.output) {
-    await mkdir(dirname(options.output), { recursive: true });
+    await makeDirectories(dirname(options.output));
     await copyFile(loaded.path, options.output);
   }
   return { ...loaded, ...(options.output ? { output: options.output } : {}) };
