@@ -23,6 +23,7 @@ import { mountIo } from './scenarios/mount-io.js';
 import { publishImage, publishScenario } from './scenarios/publish.js';
 import { rangeFetch } from './scenarios/range-fetch.js';
 import { runtimeScenarios } from './scenarios/runtime.js';
+import { fleetScenario } from './scenarios/fleet.js';
 import { FULL_SCALE, QUICK_SCALE, scale } from './scenarios/scale.js';
 import { runCleanup } from './util/cleanup.js';
 import { run } from './util/exec.js';
@@ -52,6 +53,9 @@ interface Plan {
   keepWork: boolean;
   /** --only: scenario names to run (start, indexing, mount-io, ranged, publish, runtime, containerd, scale); undefined = all. */
   only?: Set<string>;
+  /** Workers of the fleet scenario (0: skip it); `fleetOnly` skips every other scenario. */
+  fleet: number;
+  fleetOnly: boolean;
 }
 
 function planFromArgs(argv: string[]): Plan {
@@ -66,12 +70,14 @@ function planFromArgs(argv: string[]): Plan {
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
       only: { type: 'string' },
+      fleet: { type: 'string' },
+      'fleet-only': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--only start,indexing,mount-io,ranged,publish,runtime,containerd,scale]\n' +
+      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--only start,indexing,mount-io,ranged,publish,runtime,containerd,scale] [--fleet N] [--fleet-only]\n' +
         `images: ${Object.keys(IMAGE_BUILDERS).join(', ')}\n`,
     );
     process.exit(0);
@@ -92,6 +98,8 @@ function planFromArgs(argv: string[]): Plan {
     outDir: values.out ?? join(REPO_ROOT, 'bench', 'results'),
     keepWork: values['keep-work'] ?? false,
     ...(values.only ? { only: new Set(values.only.split(',')) } : {}),
+    fleet: Number(values.fleet ?? (values['fleet-only'] ? 8 : 0)),
+    fleetOnly: values['fleet-only'] ?? false,
   };
 }
 
@@ -153,6 +161,11 @@ async function main(): Promise<void> {
         const isReference = profile.name === plan.reference.name;
         if (!isReference && !plan.sweepImages.includes(image.bench.name)) continue;
         const base = { image: image.bench.name, profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
+        if (isReference && plan.fleet > 0) {
+          log(`fleet: ${plan.fleet} workers ${image.bench.name}`);
+          rows.push(...(await guard('fleet scenario', { ...base, scenario: 'fleet start', variant: 'all' }, () => fleetScenario(context, image, plan.fleet))));
+        }
+        if (plan.fleetOnly) continue;
         log(`start + workload: ${image.bench.name} @ ${profile.name}`);
         let unpackedRoot: string | undefined;
         const want = (name: string) => !plan.only || plan.only.has(name);
@@ -191,7 +204,7 @@ async function main(): Promise<void> {
           rows.push(...(await guard('containerd scenario', { ...base, scenario: 'containerd start + workload', variant: 'all' }, () => containerdStart(context, image))));
         }
       }
-      if (profile.name === plan.reference.name && plan.scale.length > 0 && (!plan.only || plan.only.has('scale'))) {
+      if (profile.name === plan.reference.name && plan.scale.length > 0 && !plan.fleetOnly && (!plan.only || plan.only.has('scale'))) {
         const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
         rows.push(...(await guard('scale scenario', base, () => scale(context, plan.scale))));
       }

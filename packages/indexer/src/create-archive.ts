@@ -43,6 +43,8 @@ export interface CreateArchiveOptions {
   workers?: boolean;
   /** Registry options passed to the source. */
   insecure?: boolean;
+  /** containerd hosts directory: a registry source reads through the mirrors it lists. */
+  hostsDir?: string;
   onProgress?: (progress: IndexProgress) => void;
   logger?: Logger;
 }
@@ -172,6 +174,7 @@ async function openSource(ref: ImageReference, options: CreateArchiveOptions, lo
     logger,
     ...(options.platform ? { platform: options.platform } : {}),
     ...(options.insecure ? { insecure: true } : {}),
+    ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
   });
 }
 

@@ -15,3 +15,12 @@ export class MetricsListenError extends ClipError {
     super('CLIP_E_METRICS_LISTEN', `cannot serve metrics on ${address}: ${reason}`);
   }
 }
+
+/** The FUSE mount itself failed (mount(2), or fusermount3 without root). */
+export class MountFailedError extends ClipError {
+  readonly mountpoint: string;
+  constructor(mountpoint: string, message: string) {
+    super('CLIP_E_MOUNT', message);
+    this.mountpoint = mountpoint;
+  }
+}

@@ -17,12 +17,12 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || '127.0.0.1'), port };
 }
 
-export async function startMetricsServer(listen: string, metrics: MountMetrics): Promise<MetricsServer> {
+export async function startMetricsServer(listen: string, metrics: MountMetrics, extra?: () => string): Promise<MetricsServer> {
   const { host, port } = parseHostPort(listen);
   const server: Server = createServer((request, response) => {
     if (request.url === '/metrics' || request.url === '/') {
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      response.end(metrics.prometheus());
+      response.end(metrics.prometheus() + (extra?.() ?? ''));
     } else {
       response.writeHead(404).end();
     }

@@ -26,10 +26,10 @@ export async function isMounted(path: string): Promise<boolean> {
   return (await mountedPaths()).has(resolve(path));
 }
 
-/** Detaches a (stale) mount: `fusermount -uz`, falling back to `umount -l`. */
+/** Detaches a (stale) mount: `fusermount3 -uz` (Debian fuse3; also without root), falling back to `umount -l`. */
 export async function forceUnmount(path: string): Promise<void> {
   try {
-    await run('fusermount', ['-uz', path]);
+    await run('fusermount3', ['-uz', path]);
   } catch {
     await run('umount', ['-l', path]);
   }
@@ -49,12 +49,13 @@ export async function checkMountpoint(
     if (error instanceof MountpointError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new MountpointError(path, `mountpoint ${path} does not exist (create it with mkdir -p)`);
-    if (code !== 'ENOTCONN') throw new MountpointError(path, `mountpoint ${path} cannot be used: ${(error as Error).message}`);
+    // ECONNABORTED: the same, for a request that was waiting when the connection was aborted.
+    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') throw new MountpointError(path, `mountpoint ${path} cannot be used: ${(error as Error).message}`);
     if (!options.forceUnmountStale) {
       throw new MountpointError(
         path,
         `mountpoint ${path} is a stale FUSE mount (Transport endpoint is not connected): ` +
-          `clean it with "fusermount -u ${path}" or "umount -l ${path}", or pass --force-unmount-stale`,
+          `clean it with "fusermount3 -u ${path}" or "umount -l ${path}", or pass --force-unmount-stale`,
       );
     }
     logger.warn('unmounting stale FUSE mount', { mountpoint: path });

@@ -2,10 +2,9 @@
 // prepare a bundle (overlay root + config.json) in the state directory, run it with the OCI
 // runtime, then remove container, overlay and state and release the mount, whatever happened.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { silentLogger, type Logger } from '@clip/shared';
+import { silentLogger, writeFileAtomically, type Logger } from '@clip/shared';
 import { prepareBundle, removeBundle, type PrepareBundleOptions, type PreparedBundle } from './bundle.js';
 import { ContainerConfigError, StateDirError } from './errors.js';
 import type { ImageMountPool } from './mount-pool.js';
@@ -58,7 +57,12 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   await runtime.check();
   await pruneContainers(pool, runtime, logger);
   const dir = join(pool.stateDir, 'containers', id);
-  if (existsSync(dir)) throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
+  // mkdir without `recursive` is the atomic claim of the name: two runs with one --name cannot both get it.
+  await mkdir(join(pool.stateDir, 'containers'), { recursive: true });
+  await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EEXIST') throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
+    throw new StateDirError(`cannot create ${dir}: ${error.message}`, { cause: error });
+  });
 
   // A signal before the container runs cancels the start, with the same cleanup.
   let cancelled: NodeJS.Signals | undefined;
@@ -77,8 +81,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   let cleanupError: Error | undefined;
   try {
     // Who runs this container: a later clip run cleans up after a clip run that was killed.
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, OWNER_FILE), `${JSON.stringify({ pid: process.pid, image })}\n`);
+    await writeFileAtomically(join(dir, OWNER_FILE), Buffer.from(`${JSON.stringify({ pid: process.pid, image })}\n`));
     bundle = await prepareBundle(pool, image, dir, { ...options, id, holder: `container:${id}` });
     const prepared = performance.now();
     preparedMs = prepared - began;
@@ -162,7 +165,7 @@ export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime,
   const pruned: string[] = [];
   for (const id of await readdir(root).catch(() => [] as string[])) {
     const dir = join(root, id);
-    const owner = await readFile(join(dir, OWNER_FILE), 'utf8').then((text) => JSON.parse(text) as { pid: number }, () => undefined);
+    const owner = await readOwner(join(dir, OWNER_FILE));
     // No owner file yet: a clip run is just creating it.
     if (!owner || pidAlive(owner.pid)) continue;
     logger.warn('removing a container whose clip run is gone', { id, pid: owner.pid });
@@ -179,4 +182,14 @@ export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime,
 /** The image key a container holds (from the holder files), for a release after a crash. */
 async function imageKeyOf(pool: ImageMountPool, id: string): Promise<string | undefined> {
   return (await pool.list()).find((mount) => mount.holders.includes(`container:${id}`))?.imageKey;
+}
+
+/** The owner record, or undefined when it is missing or not (yet) valid. */
+async function readOwner(path: string): Promise<{ pid: number } | undefined> {
+  try {
+    const owner = JSON.parse(await readFile(path, 'utf8')) as { pid?: unknown };
+    return typeof owner.pid === 'number' ? { pid: owner.pid } : undefined;
+  } catch {
+    return undefined;
+  }
 }

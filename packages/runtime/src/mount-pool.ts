@@ -12,11 +12,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { forceUnmount, isArchiveUrl, isMounted, openArchiveLocation } from '@clip/mounter';
-import { silentLogger, type Logger } from '@clip/shared';
+import { silentLogger, writeFileAtomically, type Logger } from '@clip/shared';
 import { MountServerError, StateDirError } from './errors.js';
 import { defaultClipCommand, fetchedBytes, freeLoopbackAddress, mountServerAlive, startMountServer, stopMountServer } from './mount-server.js';
 import type { ImageRuntimeConfig } from './oci-spec.js';
@@ -39,6 +39,8 @@ export interface ImageMountPoolOptions {
   insecure?: boolean;
   /** Where `clip pull-archive` keeps downloaded archives (default resolver only). */
   archiveCacheDir?: string;
+  /** More `clip pull-archive` flags for the default resolver, e.g. trust: ['--verify-key', 'key.pem']. */
+  pullArchiveArgs?: string[];
   /** argv running the clip CLI; default the workspace's @clip/cli, else `clip` on PATH. */
   clipCommand?: string[];
   /** Default: local files and URLs as they are, registry references through `clip pull-archive --json`. */
@@ -144,6 +146,7 @@ export class ImageMountPool {
     const [command, ...prefix] = this.options.clipCommand ?? defaultClipCommand();
     const args = [...prefix, 'pull-archive', image, '--json', ...(this.options.insecure ? ['--insecure'] : [])];
     if (this.options.archiveCacheDir) args.push('--cache-dir', this.options.archiveCacheDir);
+    args.push(...(this.options.pullArchiveArgs ?? []));
     try {
       const { stdout } = await run(command!, args, { maxBuffer: 1 << 20 });
       return (JSON.parse(stdout) as { path: string }).path;
@@ -180,7 +183,8 @@ export class ImageMountPool {
     const dir = join(this.mountDir(imageKey), 'holders');
     const names = await readdir(dir).catch(() => [] as string[]);
     const holders: string[] = [];
-    for (const name of names) {
+    // Dot files are writes in progress (writeFileAtomically's temporary files).
+    for (const name of names.filter((n) => !n.startsWith('.'))) {
       const text = await readFile(join(dir, name), 'utf8').catch(() => undefined);
       if (text === undefined) continue;
       try {
@@ -231,7 +235,8 @@ export class ImageMountPool {
         });
       }
       await mkdir(join(dir, 'holders'), { recursive: true });
-      await writeFile(join(dir, 'holders', holderFile(holder)), `${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() })}\n`);
+      // Atomic: list() and other processes read holder files without the lock.
+      await writeFileAtomically(join(dir, 'holders', holderFile(holder)), Buffer.from(`${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() })}\n`));
       const key = resolved.imageKey;
       return {
         imageKey: key,
@@ -263,7 +268,7 @@ export class ImageMountPool {
       });
     // The metrics port is picked before the server binds it: another process may take it first.
     const pid = await server().catch(async (error: unknown) => {
-      if (!/EADDRINUSE/.test((error as Error).message)) throw error;
+      if (!/EADDRINUSE|already in use/.test((error as Error).message)) throw error;
       metrics = await freeLoopbackAddress();
       return server();
     });
@@ -278,7 +283,7 @@ export class ImageMountPool {
       metrics,
       startedAt: new Date().toISOString(),
     };
-    await writeFile(join(dir, 'server.json'), `${JSON.stringify(record, null, 2)}\n`);
+    await writeFileAtomically(join(dir, 'server.json'), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
     this.logger.info('mounted image', { image, image_key: resolved.imageKey, pid, mountpoint });
     return record;
   }

@@ -104,13 +104,22 @@ async function isServerProcess(pid: number, mountpoint: string): Promise<boolean
 /** Alive = its process runs, the mount is in the mount table, and the kernel still reaches it (no ENOTCONN). */
 export async function mountServerAlive(pid: number, mountpoint: string): Promise<boolean> {
   if (!(await isServerProcess(pid, mountpoint)) || !(await isMounted(mountpoint))) return false;
+  // A server that does not answer statfs in time counts as dead too (a hung mount must not
+  // hang every acquire behind it).
+  let timer: NodeJS.Timeout | undefined;
+  const answered = statfs(mountpoint).then(
+    () => true,
+    () => false,
+  );
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), STATFS_TIMEOUT_MS)));
   try {
-    await statfs(mountpoint);
-    return true;
-  } catch {
-    return false;
+    return await Promise.race([answered, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
+
+const STATFS_TIMEOUT_MS = 10_000;
 
 /** SIGTERM (clip mount unmounts and exits), then SIGKILL after `timeoutMs`. */
 export async function stopMountServer(pid: number, mountpoint: string, timeoutMs = 10_000): Promise<void> {

@@ -168,6 +168,17 @@ describe('clip run', () => {
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
+  it('refuses a --name that a running container has', async () => {
+    const first = startCli(['run', '--state-dir', stateDir, '--name', 'twin', image, '--', 'sleep', '30']);
+    for (let i = 0; i < 400 && !/container started/.test(first.output().stderr); i++) await new Promise((r) => setTimeout(r, 25));
+    const second = await clipRun('--name', 'twin', image, '--', 'true');
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/clip: error: a container named twin exists in .*\[CLIP_E_STATE_DIR\]/);
+    first.child.kill('SIGTERM');
+    expect((await first.done).code).toBe(143);
+    expect(await mountsUnder(stateDir)).toEqual([]);
+  });
+
   it('fails clearly on an unknown user', async () => {
     const result = await clipRun('-u', 'nobody-here', image, '--', 'true');
     expect(result.code).toBe(1);
@@ -195,6 +206,11 @@ describe('clip run', () => {
     const badState = await cli(['run', '--state-dir', file, image, '--', 'true']);
     expect(badState.code).toBe(1);
     expect(badState.stderr).toMatch(/clip: error: cannot use the state directory .*not-a-dir.* \[CLIP_E_STATE_DIR\]/);
+
+    // The trust rules of clip mount apply: an archive digest that is not the published one.
+    const wrongDigest = await clipRun('--archive-digest', `sha256:${'0'.repeat(64)}`, image, '--', 'true');
+    expect(wrongDigest.code).toBe(1);
+    expect(wrongDigest.stderr).toMatch(/clip: error: layer not found: sha256:0{64} in \S+test\/busybox:v1 .*\[CLIP_E_LAYER_NOT_FOUND\]/);
 
     const badVolume = await clipRun('-v', 'relative:/x', image);
     expect(badVolume.code).toBe(2);

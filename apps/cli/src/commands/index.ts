@@ -12,6 +12,7 @@ import { register as archive } from './archive.js';
 import { register as snapshotter } from './snapshotter.js';
 import { register as run } from './run.js';
 import { register as bundle } from './bundle.js';
+import { register as warm } from './warm.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -28,4 +29,5 @@ export const commands: RegisterCommand[] = [
   snapshotter,
   run,
   bundle,
+  warm,
 ];

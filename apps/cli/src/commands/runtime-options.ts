@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { ContainerOptions, ImageMountPoolOptions } from '@clip/runtime';
 import { parseSize, UsageError, type Logger } from '@clip/shared';
+import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
-export interface ContainerCommandOptions {
+export interface ContainerCommandOptions extends TrustFlags {
   env: string[];
   volume: string[];
   workdir?: string;
@@ -48,6 +49,8 @@ export function registerPoolOptions(command: Command): void {
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
+  // Which archives of a reference are served: the same trust rules as clip mount.
+  addTrustOptions(command);
 }
 
 export async function parseContainerOptions(options: ContainerCommandOptions, command: string[]): Promise<ContainerOptions & { init?: false }> {
@@ -81,6 +84,7 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
   parseSize(options.cacheSize);
   parseSize(options.memoryCache);
   const insecure = options.insecure ?? false;
+  const trust = await trustOptionsFrom(options);
   const { resolveArchiveArgument } = await import('@clip/registry-fetch');
   const { isArchiveUrl } = await import('@clip/mounter');
   return {
@@ -95,7 +99,7 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
     // The mount servers are this very CLI's `clip mount`.
     clipCommand: [process.execPath, fileURLToPath(new URL('../main.js', import.meta.url))],
     // Archives are found as `clip mount` finds them (referrers / fallback tag, archive cache).
-    resolveArchive: async (image) => (isArchiveUrl(image) ? image : resolveArchiveArgument(image, { logger, insecure })),
+    resolveArchive: async (image) => (isArchiveUrl(image) ? image : resolveArchiveArgument(image, { logger, insecure, ...trust })),
     logger,
   };
 }

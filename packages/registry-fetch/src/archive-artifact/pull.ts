@@ -48,6 +48,8 @@ export function verifyArchive(bytes: Uint8Array, manifestDigest: Digest, what: s
 export interface PullArchiveOptions extends LoadArchiveOptions {
   /** Also copy the archive here. */
   output?: string;
+  /** containerd hosts directory: the whole load is tried on each host it lists, in order (pull-hosts.ts). */
+  hostsDir?: string;
 }
 
 export interface PullArchiveResult extends LoadedArchive {
@@ -55,6 +57,10 @@ export interface PullArchiveResult extends LoadedArchive {
 }
 
 export async function pullArchive(reference: string, options: PullArchiveOptions = {}): Promise<PullArchiveResult> {
+  if (options.hostsDir) {
+    const { pullArchiveViaHosts } = await import('./pull-hosts.js');
+    return pullArchiveViaHosts(reference, { ...options, hostsDir: options.hostsDir }, pullArchive);
+  }
   // Which archive may be served, and every check on it, live in archive-trust/load.ts.
   const loaded = await loadArchiveForReference(reference, options);
   if (options.output) {

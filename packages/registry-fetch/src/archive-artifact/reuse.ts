@@ -12,6 +12,8 @@ export interface ReuseOptions {
   logger: Logger;
   platform?: Platform;
   insecure?: boolean;
+  /** The archive download (not the lookup) goes through hosts.toml mirrors. */
+  hostsDir?: string;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
       logger: options.logger,
       ...(options.platform ? { platform: options.platform } : {}),
       ...(options.insecure ? { insecure: true } : {}),
+      ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
     });
   } catch (error) {
     // Unbound or failing a check (archive-trust): index the image ourselves instead.
