@@ -18,6 +18,7 @@ import { writeResults } from './report/write.js';
 import { coldStart } from './scenarios/cold-start.js';
 import type { BenchContext, PublishedImage } from './scenarios/context.js';
 import { indexing } from './scenarios/indexing.js';
+import { lazyPeers } from './scenarios/lazy-peers.js';
 import { mountIo } from './scenarios/mount-io.js';
 import { publishImage, publishScenario } from './scenarios/publish.js';
 import { rangeFetch } from './scenarios/range-fetch.js';
@@ -48,6 +49,8 @@ interface Plan {
   scale: number[];
   outDir: string;
   keepWork: boolean;
+  /** Run the lazy-loading peers (eStargz through stargz-snapshotter) on the reference profile. */
+  peers: boolean;
 }
 
 function planFromArgs(argv: string[]): Plan {
@@ -61,17 +64,19 @@ function planFromArgs(argv: string[]): Plan {
       scale: { type: 'string' },
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
+      peers: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work]\n' +
+      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--peers estargz|none]\n' +
         `images: ${Object.keys(IMAGE_BUILDERS).join(', ')}\n`,
     );
     process.exit(0);
   }
   const quick = values.quick ?? false;
+  if (values.peers !== undefined && !['estargz', 'none'].includes(values.peers)) throw new Error(`bad --peers ${JSON.stringify(values.peers)} (estargz or none)`);
   const images = values.images?.split(',') ?? (quick ? ['synthetic-quick', 'python-minimal'] : ['python-fat', 'python-sci', 'python-minimal', 'node-app', 'synthetic-full']);
   for (const image of images) if (!IMAGE_BUILDERS[image]) throw new Error(`unknown image ${image} (known: ${Object.keys(IMAGE_BUILDERS).join(', ')})`);
   const profiles = values.profiles ? values.profiles.split(',').map(parseProfile) : quick ? [parseProfile('100mbit-10ms')] : allProfiles();
@@ -86,6 +91,8 @@ function planFromArgs(argv: string[]): Plan {
     scale: values.scale === 'none' ? [] : values.scale ? values.scale.split(',').map(Number) : quick ? QUICK_SCALE : FULL_SCALE,
     outDir: values.out ?? join(REPO_ROOT, 'bench', 'results'),
     keepWork: values['keep-work'] ?? false,
+    // Off in quick mode unless asked: converting images and starting containerd take minutes.
+    peers: values.peers === undefined ? !quick : values.peers !== 'none',
   };
 }
 
@@ -167,6 +174,11 @@ async function main(): Promise<void> {
         );
         log(`publish: ${image.bench.name}`);
         rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
+        if (plan.peers) {
+          log(`lazy-loading peers (eStargz): ${image.bench.name}`);
+          const earlier = rows.filter((row) => row.image === image.bench.name && (row.profile === profile.name || row.profile === 'local'));
+          rows.push(...(await guard('peers scenario', { ...base, scenario: 'peers: start + workload', variant: 'all' }, () => lazyPeers(context, image, earlier))));
+        }
       }
       if (profile.name === plan.reference.name && plan.scale.length > 0) {
         const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };

@@ -3,6 +3,8 @@ import { sh, type RunResult } from '../util/exec.js';
 
 export interface Workload {
   description: string;
+  /** The shell command run inside the image, when there is one (container runtimes run it as `sh -c`). */
+  command?: string;
   /** Runs the workload against a root filesystem directory. */
   run(rootDir: string): Promise<RunResult>;
 }
@@ -11,6 +13,7 @@ export interface Workload {
 export function chrootWorkload(description: string, command: string): Workload {
   return {
     description,
+    command,
     run: (rootDir) => sh(`chroot '${rootDir}' /bin/sh -c ${JSON.stringify(command)}`, { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' } }),
   };
 }
