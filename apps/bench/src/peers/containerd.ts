@@ -1,9 +1,9 @@
-// A private containerd (own root, state, socket; CRI disabled) and, when asked, the stargz
-// snapshotter daemon as its proxy snapshotter. Both run inside the bench's network namespace
+// A private containerd (own root, state, socket; CRI disabled) and, when asked, a remote
+// snapshotter daemon (stargz-snapshotter, clip's) as its proxy snapshotter. Both run inside the bench's network namespace
 // (nsenter --net only, so their FUSE and overlay mounts stay visible), so every registry
 // byte they fetch crosses the shaped link. stop() leaves no process or mount behind.
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { onCleanup } from '../util/cleanup.js';
 import { run, startProcess, stopProcess, type RunOptions, type RunResult } from '../util/exec.js';
@@ -21,10 +21,19 @@ export interface Containerd {
 export interface ContainerdOptions {
   dir: string;
   netns: string;
-  /** Serve the stargz snapshotter from this binary as proxy snapshotter "stargz". */
-  stargzBinary?: string;
-  /** Daemon flags (e.g. --no-background-fetch). */
-  stargzArgs?: string[];
+  /** A proxy snapshotter daemon started first (inside the namespace) and registered under `name`. */
+  snapshotter?: ProxySnapshotter;
+}
+
+export interface ProxySnapshotter {
+  name: string;
+  /** Command line of the daemon serving containerd's snapshots API on `socket`, keeping its state in `root`. */
+  argv(socket: string, root: string): string[];
+}
+
+/** stargz-snapshotter (our stargz-grpc build) as proxy snapshotter "stargz". */
+export function stargzSnapshotter(binary: string, args: string[] = []): ProxySnapshotter {
+  return { name: 'stargz', argv: (socket, root) => [binary, '-address', socket, '-root', root, ...args] };
 }
 
 async function waitFor(check: () => Promise<boolean>, child: ChildProcess, what: string, output: () => string, timeoutMs = 30_000): Promise<void> {
@@ -35,6 +44,12 @@ async function waitFor(check: () => Promise<boolean>, child: ChildProcess, what:
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 function capture(child: ChildProcess): () => string {
   let text = '';
@@ -61,7 +76,8 @@ export async function startContainerd(options: ContainerdOptions): Promise<Conta
   const { dir, netns } = options;
   await mkdir(dir, { recursive: true });
   const address = join(dir, 'containerd.sock');
-  const stargzSocket = join(dir, 'stargz', 'stargz.sock');
+  const snapshotter = options.snapshotter;
+  const snapshotterSocket = join(dir, 'snapshotter', 'snapshotter.sock');
   const config = [
     'version = 2',
     `root = "${join(dir, 'root')}"`,
@@ -74,7 +90,7 @@ export async function startContainerd(options: ContainerdOptions): Promise<Conta
     '  disable = true',
     '[plugins."io.containerd.internal.v1.opt"]',
     `  path = "${join(dir, 'opt')}"`,
-    ...(options.stargzBinary ? ['[proxy_plugins.stargz]', '  type = "snapshot"', `  address = "${stargzSocket}"`] : []),
+    ...(snapshotter ? [`[proxy_plugins.${snapshotter.name}]`, '  type = "snapshot"', `  address = "${snapshotterSocket}"`] : []),
     '',
   ].join('\n');
   await writeFile(join(dir, 'config.toml'), config);
@@ -87,11 +103,13 @@ export async function startContainerd(options: ContainerdOptions): Promise<Conta
   };
   const dispose = onCleanup(`stop containerd ${dir}`, stop);
   try {
-    if (options.stargzBinary) {
-      const daemon = startProcess(options.stargzBinary, ['-address', stargzSocket, '-root', join(dir, 'stargz', 'root'), ...(options.stargzArgs ?? [])], { netns });
+    if (snapshotter) {
+      await mkdir(join(dir, 'snapshotter'), { recursive: true });
+      const [command, ...args] = snapshotter.argv(snapshotterSocket, join(dir, 'snapshotter', 'root'));
+      const daemon = startProcess(command!, args, { netns });
       children.push(daemon);
       const output = capture(daemon);
-      await waitFor(async () => /serving on/.test(output()), daemon, 'stargz snapshotter', output);
+      await waitFor(() => exists(snapshotterSocket), daemon, `${snapshotter.name} snapshotter`, output);
     }
     const daemon = startProcess('containerd', ['--config', join(dir, 'config.toml')], { netns });
     children.push(daemon);

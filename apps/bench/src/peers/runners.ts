@@ -5,7 +5,7 @@
 import type { BenchContext, PublishedImage } from '../scenarios/context.js';
 import { scratch } from '../scenarios/context.js';
 import type { StartMeasurement } from '../scenarios/workers.js';
-import { startContainerd, type Containerd } from './containerd.js';
+import { stargzSnapshotter, startContainerd, type Containerd, type ProxySnapshotter } from './containerd.js';
 
 export interface StartRunner {
   /** Row label, e.g. "eStargz, no profile". */
@@ -27,14 +27,14 @@ async function containerdStart(
   context: BenchContext,
   image: PublishedImage,
   label: string,
-  options: { stargzBinary?: string; pull: (containerd: Containerd) => Promise<{ seconds: number }>; runArgs: string[]; ref: string },
+  options: { snapshotter?: ProxySnapshotter; pull: (containerd: Containerd) => Promise<{ seconds: number }>; runArgs: string[]; ref: string },
 ): Promise<StartMeasurement> {
   const command = image.bench.workload.command;
   if (!command) throw new Error(`${image.bench.name}: the workload is not a command in the image`);
   const containerd = await startContainerd({
     dir: await scratch(context, `${label}-${image.bench.name}`),
     netns: context.link.netns,
-    ...(options.stargzBinary ? { stargzBinary: options.stargzBinary } : {}),
+    ...(options.snapshotter ? { snapshotter: options.snapshotter } : {}),
   });
   try {
     await context.link.resetCounters();
@@ -59,7 +59,7 @@ export function estargzRunner(label: string, profiled: boolean, ref: string | un
     unavailable: async () => skip ?? (ref && stargzBinary ? undefined : 'eStargz image or snapshotter not available'),
     start: (context, image) =>
       containerdStart(context, image, 'estargz', {
-        stargzBinary: stargzBinary!,
+        snapshotter: stargzSnapshotter(stargzBinary!),
         ref: ref!,
         pull: (containerd) => containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref!], { tool: 'ctr-remote' }),
         runArgs: ['--snapshotter', 'stargz'],
@@ -83,25 +83,61 @@ export function containerdPullRunner(): StartRunner {
   };
 }
 
-/** A runner whose implementation lives on a branch not merged here: skips with one line. */
-function notAvailable(label: string, command: string, reason: string): StartRunner {
+/**
+ * clip's containerd snapshotter (#18): the image published with `clip publish` (archive as a
+ * referrer, found from the reference alone) through the link, then a fresh containerd +
+ * `clip snapshotter`, `ctr-remote image rpull` (it reads the same remote-snapshot labels as
+ * stargz) and `ctr run`. Skips with one line while `clip snapshotter` is not in the CLI.
+ */
+export function clipSnapshotterRunner(context: BenchContext): StartRunner {
+  const published = new Map<string, Promise<string>>();
+  const publish = (image: PublishedImage): Promise<string> => {
+    let ref = published.get(image.bench.name);
+    if (!ref) {
+      const target = `${context.link.clientHost}/bench/${image.bench.name}-clip:latest`;
+      ref = context.clip
+        .publish(image.bench.image.reference, target, `${context.workDir}/${image.bench.name}-snapshotter.clip`, context.link.netns)
+        .then(() => target);
+      published.set(image.bench.name, ref);
+    }
+    return ref;
+  };
+  const snapshotter: ProxySnapshotter = {
+    name: 'clip',
+    argv: (socket, root) => [process.execPath, context.clip.path, 'snapshotter', '--address', socket, '--root', root],
+  };
   return {
-    label,
-    command,
+    label: 'clip containerd snapshotter',
+    command: 'ctr-remote image rpull + ctr run (clip snapshotter)',
     profiled: false,
-    unavailable: async () => reason,
-    start: async () => {
-      throw new Error(reason);
+    unavailable: async () => {
+      const reason = (await context.clip.unavailable('snapshotter')) ?? (await context.clip.unavailable('publish'));
+      return reason ? `runner not available: ${reason}` : undefined;
+    },
+    start: async (ctx, image) => {
+      const ref = await publish(image);
+      return containerdStart(ctx, image, 'clip-snapshotter', {
+        snapshotter,
+        ref,
+        pull: (containerd) => containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', ref], { tool: 'ctr-remote' }),
+        runArgs: ['--snapshotter', 'clip'],
+      });
     },
   };
 }
 
-/** clip's containerd snapshotter (#18): containerd + clip snapshotter, `ctr run`. */
-export function clipSnapshotterRunner(): StartRunner {
-  return notAvailable('clip containerd snapshotter', 'ctr run (clip snapshotter)', "runner not available: clip's containerd snapshotter (#18) is not merged into this branch");
-}
-
-/** `clip run` (#16). */
-export function clipRunRunner(): StartRunner {
-  return notAvailable('clip run', 'clip run', 'runner not available: `clip run` (#16) is not merged into this branch');
+/** `clip run` (#16): skips with one line while the command is not in the CLI or not wired here. */
+export function clipRunRunner(context: BenchContext): StartRunner {
+  return {
+    label: 'clip run',
+    command: 'clip run',
+    profiled: false,
+    unavailable: async () => {
+      const reason = await context.clip.unavailable('run');
+      return `runner not available: ${reason ?? '`clip run` exists but its bench runner is not wired yet (#16)'}`;
+    },
+    start: async () => {
+      throw new Error('clip run runner not available');
+    },
+  };
 }

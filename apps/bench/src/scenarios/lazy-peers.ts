@@ -92,8 +92,8 @@ export async function lazyPeers(context: BenchContext, image: PublishedImage, ea
   const clipSides: { label: string; against: StartRunner[]; row?: ResultRow; runner?: StartRunner }[] = [
     { label: 'clip cold cache', against: [peers[0]!, plain], ...withRow(find(earlier, 'start + workload', 'cold cache')) },
     { label: 'clip prefetch (recorded list)', against: [optimized], ...withRow(find(earlier, 'start + workload', 'prefetch (recorded list)')) },
-    { label: 'clip containerd snapshotter', against: [plain], runner: clipSnapshotterRunner() },
-    { label: 'clip run', against: [plain], runner: clipRunRunner() },
+    { label: 'clip containerd snapshotter', against: [plain], runner: clipSnapshotterRunner(context) },
+    { label: 'clip run', against: [plain], runner: clipRunRunner(context) },
   ];
   const rows: ResultRow[] = [];
   for (const side of clipSides) {
