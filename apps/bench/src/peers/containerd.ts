@@ -3,7 +3,7 @@
 // (nsenter --net only, so their FUSE and overlay mounts stay visible), so every registry
 // byte they fetch crosses the shaped link. stop() leaves no process or mount behind.
 import type { ChildProcess } from 'node:child_process';
-import { access, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { onCleanup } from '../util/cleanup.js';
 import { run, startProcess, stopProcess, type RunOptions, type RunResult } from '../util/exec.js';
@@ -72,6 +72,40 @@ async function unmountUnder(dir: string): Promise<void> {
   for (const target of targets) await run('umount', ['-l', target], { allowFailure: true });
 }
 
+/**
+ * Processes whose command line names `dir`: helpers the daemons spawned detached (clip's
+ * snapshotter keeps its image mounts running across its own restarts). All are ours: `dir` is
+ * this worker's private directory.
+ */
+async function processesUnder(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').some((arg) => arg === dir || arg.startsWith(`${dir}/`))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function stopProcessesUnder(dir: string): Promise<void> {
+  const signal = (pids: number[], name: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, name);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  signal(await processesUnder(dir), 'SIGTERM');
+  for (let i = 0; i < 50; i++) {
+    const left = await processesUnder(dir);
+    if (left.length === 0) return;
+    if (i === 49) signal(left, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 export async function startContainerd(options: ContainerdOptions): Promise<Containerd> {
   const { dir, netns } = options;
   await mkdir(dir, { recursive: true });
@@ -99,7 +133,9 @@ export async function startContainerd(options: ContainerdOptions): Promise<Conta
   const stop = async () => {
     for (const child of children.reverse()) await stopProcess(child, 5000);
     await unmountUnder(dir);
-    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await stopProcessesUnder(dir);
+    await unmountUnder(dir);
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
   };
   const dispose = onCleanup(`stop containerd ${dir}`, stop);
   try {
