@@ -43,8 +43,16 @@ async function installPackages(log: (message: string) => void): Promise<string |
   return (await commandsPresent()) ? undefined : 'Go toolchain, stargz-snapshotter sources or containerd tools still missing after apt-get';
 }
 
-/** Returns the cached daemon binary, building it first if the source or Go changed. */
+/** Returns the cached daemon binary, building it first if the source or Go changed; never throws. */
 export async function ensureStargzDaemon(log: (message: string) => void): Promise<PeerSetup> {
+  try {
+    return await setUp(log);
+  } catch (error) {
+    return { skip: `eStargz peer skipped: ${(error as Error).message.split('\n')[0]}` };
+  }
+}
+
+async function setUp(log: (message: string) => void): Promise<PeerSetup> {
   const missing = await installPackages(log);
   if (missing) return { skip: `eStargz peer skipped: ${missing}` };
   const source = await readFile(join(SOURCE_DIR, 'main.go'), 'utf8');
