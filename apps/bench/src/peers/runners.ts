@@ -12,8 +12,6 @@ export interface StartRunner {
   label: string;
   /** The commands measured, for the baseline column. */
   command: string;
-  /** Whether the runner uses a recorded workload profile (eStargz optimize, clip --record/--prefetch). */
-  profiled: boolean;
   /** One line saying why this runner cannot run here; undefined when it can. */
   unavailable(): Promise<string | undefined>;
   /** One cold start on a fresh worker (fresh daemons, caches and snapshots). */
@@ -51,11 +49,10 @@ async function containerdStart(
 }
 
 /** eStargz through containerd + stargz-snapshotter: `ctr-remote image rpull`, then `ctr run`. */
-export function estargzRunner(label: string, profiled: boolean, ref: string | undefined, stargzBinary: string | undefined, skip: string | undefined): StartRunner {
+export function estargzRunner(label: string, ref: string | undefined, stargzBinary: string | undefined, skip: string | undefined): StartRunner {
   return {
     label,
     command: 'ctr-remote image rpull + ctr run (stargz snapshotter)',
-    profiled,
     unavailable: async () => skip ?? (ref && stargzBinary ? undefined : 'eStargz image or snapshotter not available'),
     start: (context, image) =>
       containerdStart(context, image, 'estargz', {
@@ -72,7 +69,6 @@ export function containerdPullRunner(): StartRunner {
   return {
     label: 'containerd full pull',
     command: 'ctr image pull + ctr run (overlayfs)',
-    profiled: false,
     unavailable: async () => undefined,
     start: (context, image) =>
       containerdStart(context, image, 'ctr-pull', {
@@ -109,7 +105,6 @@ export function clipSnapshotterRunner(context: BenchContext): StartRunner {
   return {
     label: 'clip containerd snapshotter',
     command: 'ctr-remote image rpull + ctr run (clip snapshotter)',
-    profiled: false,
     unavailable: async () => {
       const reason = (await context.clip.unavailable('snapshotter')) ?? (await context.clip.unavailable('publish'));
       return reason ? `runner not available: ${reason}` : undefined;
@@ -131,7 +126,6 @@ export function clipRunRunner(context: BenchContext): StartRunner {
   return {
     label: 'clip run',
     command: 'clip run',
-    profiled: false,
     unavailable: async () => {
       const reason = await context.clip.unavailable('run');
       return `runner not available: ${reason ?? '`clip run` exists but its bench runner is not wired yet (#16)'}`;
