@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 const root = fileURLToPath(new URL('.', import.meta.url));
 const workspace: Record<string, string> = {
   '@clip/shared': 'packages/shared',
+  '@clip/archive-format': 'packages/archive-format',
+  '@clip/read-engine': 'packages/read-engine',
   '@clip/registry-fetch': 'packages/registry-fetch',
   '@clip/indexer': 'packages/indexer',
   '@clip/mounter': 'packages/mounter',
@@ -15,9 +17,10 @@ const workspace: Record<string, string> = {
 export function clipVitestConfig(options: { testTimeout?: number } = {}) {
   return defineConfig({
     resolve: {
+      // Each package is imported through its public surface (`"."` → src/index.ts).
       alias: Object.entries(workspace).map(([name, dir]) => ({
-        find: new RegExp(`^${name}/(.*)$`),
-        replacement: `${root}${dir}/src/$1.ts`,
+        find: new RegExp(`^${name}$`),
+        replacement: `${root}${dir}/src/index.ts`,
       })),
     },
     test: {

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `npm test`: bootstrap, then every package's tests through turbo; ends with one summary line
+# `npm test`: bootstrap, lint, then every package's tests through turbo; ends with one summary line
 # ("tests: N passed, M failed") added up from vitest's per-package counts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh || exit $?
+
+# Lint first (Biome, configured in biome.json): a lint error fails the run before the long tests.
+npx --no-install biome lint || exit $?
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -2,7 +2,7 @@
 // The `clip` command line. Each subcommand lives in commands/<name>.ts and exports
 // `register(program)`; this file only wires them together and turns errors into exit codes.
 import { Command, CommanderError } from 'commander';
-import { isClipError } from '@clip/shared/errors';
+import { isClipError } from '@clip/shared';
 import { commands } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
 

@@ -7,10 +7,7 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage } from '@clip/testkit/debian-image';
-import { readTree } from '@clip/testkit/read-tree';
-import { umociUnpack } from '@clip/testkit/tools';
-import { diffTrees, type Tree } from '@clip/testkit/tree';
+import { buildDebianImage, diffTrees, readTree, type Tree, umociUnpack } from '@clip/testkit';
 import { startRangeServer, type RangeServer } from './archive-http-server.js';
 import { removeAll, run, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 

@@ -5,10 +5,8 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createArchive } from '@clip/indexer/create-archive';
-import { buildFixture } from '@clip/testkit/fixtures';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy } from '@clip/testkit/tools';
+import { createArchive } from '@clip/indexer';
+import { buildFixture, type RunningRegistry, skopeoCopy, startRegistry } from '@clip/testkit';
 import { prepareFixture, removeAll, runCli, tempDir, type PreparedImage } from './mount-harness.js';
 
 const NAMES = ['basic', 'layers', 'special', 'large'] as const;

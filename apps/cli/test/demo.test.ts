@@ -1,7 +1,7 @@
 // The demo drives the built clip command, so its test lives with the cli (built before its tests).
 import { readFile, stat } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { runDemo } from '@clip/testkit/demo';
+import { runDemo } from '@clip/testkit';
 
 describe('demo', () => {
   it('runs every step and removes what it created', async () => {

@@ -5,8 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tar, type RawMember } from '@clip/testkit/raw-tar';
-import { writeRawLayout } from '@clip/testkit/raw-layout';
+import { type RawMember, tar, writeRawLayout } from '@clip/testkit';
 import { removeAll, runCli, tempDir } from './mount-harness.js';
 
 const STORAGE = '127.0.0.1:9/never/contacted:v1';

@@ -5,11 +5,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createArchive } from '@clip/indexer/create-archive';
-import { readArchiveFile } from '@clip/shared/archive/format';
-import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
-import { startRegistry } from '@clip/testkit/registry';
-import { skopeoCopy } from '@clip/testkit/tools';
+import { createArchive } from '@clip/indexer';
+import { readArchiveFile } from '@clip/archive-format';
+import { buildFixture, type BuiltLayout, skopeoCopy, startRegistry } from '@clip/testkit';
 
 const CLI = new URL('../dist/main.js', import.meta.url).pathname;
 

@@ -4,10 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage } from '@clip/testkit/debian-image';
-import { readTree } from '@clip/testkit/read-tree';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { diffTrees } from '@clip/testkit/tree';
+import { buildDebianImage, diffTrees, readTree, type RunningRegistry, startRegistry } from '@clip/testkit';
 import { prepareLayout, removeAll, run, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 let work: string;

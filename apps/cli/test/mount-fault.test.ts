@@ -5,8 +5,7 @@
 // down entirely and comes back: the mount process survives and serves again.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFaultProxy, type FaultProxy, type FaultRates } from '@clip/testkit/fault-proxy';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { type FaultProxy, type FaultRates, type RunningRegistry, startFaultProxy, startRegistry } from '@clip/testkit';
 import { removeAll, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import { indexWithCli, prepareReliabilityImage, runRandomReads, type ReliabilityImage } from './reliability-harness.js';
 

@@ -6,12 +6,8 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createArchive } from '@clip/indexer/create-archive';
-import { buildFixture, type FixtureName } from '@clip/testkit/fixtures';
-import { readTree } from '@clip/testkit/read-tree';
-import type { RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
-import type { Tree } from '@clip/testkit/tree';
+import { createArchive } from '@clip/indexer';
+import { buildFixture, type FixtureName, readTree, type RunningRegistry, skopeoCopy, type Tree, umociUnpack } from '@clip/testkit';
 
 export const run = promisify(execFile);
 export const CLI = new URL('../dist/main.js', import.meta.url).pathname;

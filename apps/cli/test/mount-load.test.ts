@@ -8,7 +8,7 @@ import { copyFile, mkdir, open, readdir, rm, stat, truncate, writeFile } from 'n
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
 import { removeAll, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import { indexWithCli, prepareReliabilityImage, rssBytes, runRandomReads, type ReliabilityImage } from './reliability-harness.js';
 
@@ -17,7 +17,7 @@ const MiB = 2 ** 20;
 /** Smaller than the image (about 40 MiB decoded), so the cache churns. */
 export const MEMORY_CACHE = 16 * MiB;
 /**
- * Node itself (about 75 MiB at mount), V8 heap headroom, undici, fuse-native threads, in-flight
+ * Node itself (about 75 MiB at mount), V8 heap headroom, undici, the FUSE addon's thread, in-flight
  * spans and read buffers, on top of the memory cache. Measured: a plateau of about 170 MiB with a
  * 16 MiB cache and 64 readers, flat after 20 s (no growth: not a leak).
  */

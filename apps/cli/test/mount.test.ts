@@ -3,10 +3,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE_NAMES, type FixtureName } from '@clip/testkit/fixtures';
-import { readTree } from '@clip/testkit/read-tree';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { diffTrees } from '@clip/testkit/tree';
+import { diffTrees, FIXTURE_NAMES, type FixtureName, freePort, readTree, type RunningRegistry, startRegistry } from '@clip/testkit';
 import { prepareFixture, removeAll, runCli, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 const FIXTURES = FIXTURE_NAMES.filter((name): name is Exclude<FixtureName, 'multiarch'> => name !== 'multiarch');

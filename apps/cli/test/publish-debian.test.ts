@@ -3,8 +3,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage, testkitCacheDir, type DebianImage } from '@clip/testkit/debian-image';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { buildDebianImage, type DebianImage, type RunningRegistry, startRegistry, testkitCacheDir } from '@clip/testkit';
 import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 let work: string;

@@ -3,12 +3,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createArchive } from '@clip/indexer/create-archive';
-import { openImageSource } from '@clip/registry-fetch/open';
-import { openRegistryTarget, pushImage } from '@clip/registry-fetch/push';
-import { pushReferrer } from '@clip/registry-fetch/referrers';
-import { buildFixture } from '@clip/testkit/fixtures';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { createArchive } from '@clip/indexer';
+import { openImageSource, openRegistryTarget, pushImage, pushReferrer } from '@clip/registry-fetch';
+import { buildFixture, type RunningRegistry, startRegistry } from '@clip/testkit';
 import { removeAll, runCli, tempDir } from './mount-harness.js';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';

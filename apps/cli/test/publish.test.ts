@@ -7,14 +7,10 @@ import { createHash } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
-import { readTree } from '@clip/testkit/read-tree';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoInspect, skopeoInspectRaw, umociUnpack } from '@clip/testkit/tools';
-import { diffTrees, type Tree } from '@clip/testkit/tree';
+import { buildFixture, type BuiltLayout, diffTrees, readTree, type RunningRegistry, skopeoInspect, skopeoInspectRaw, startRegistry, type Tree, umociUnpack } from '@clip/testkit';
 import { CLI, removeAll, runCli, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import { startCountingProxy, type CountingProxy } from './publish-proxy.js';
-import type { PublishSummary } from '../src/publish/pipeline.js';
+import type { PublishSummary } from '@clip/indexer';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

@@ -6,8 +6,7 @@
 import { spawn } from 'node:child_process';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildLayout, type LayoutSpec } from '@clip/testkit/fixtures';
-import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
+import { buildLayout, type LayoutSpec, skopeoCopy, umociUnpack } from '@clip/testkit';
 import { runCli } from './mount-harness.js';
 
 const KiB = 1024;
@@ -127,7 +126,7 @@ export interface ReadReport {
 
 // Plain ESM, run by node in a child process: the test process must never touch a FUSE mount
 // it serves or shares a machine with synchronously.
-const READER_SCRIPT = String.raw`
+const READER_SCRIPT = `
 import { open, readFile } from 'node:fs/promises';
 const plan = JSON.parse(await readFile(process.argv[2], 'utf8'));
 const reference = new Map();

@@ -6,8 +6,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
+import { buildFixture, type BuiltLayout, freePort, type RunningRegistry, startRegistry } from '@clip/testkit';
 import { removeAll, runCli, sh, startMount, tempDir } from './mount-harness.js';
 
 const USER = 'clip-secret-user';

@@ -6,14 +6,9 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import { encodeArchiveAsync } from '@clip/shared/archive/format';
-import { writeFileAtomically } from '@clip/shared/fs-atomic';
-import type { ArchiveLayer, ArchiveMetadata, StorageReference } from '@clip/shared/archive/model';
-import { ClipError, DigestMismatchError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
-import { formatImageReference, parseImageReference, type ImageReference, type RegistryReference } from '@clip/shared/reference';
-import type { ImageSource, LayerDescriptor, Platform, ResolvedImage } from '@clip/registry-fetch/image-source';
-import { LayoutSource, OciArchiveSource } from '@clip/registry-fetch/layout-source';
+import { type ArchiveLayer, type ArchiveMetadata, encodeArchiveAsync, type StorageReference } from '@clip/archive-format';
+import { type ClipError, DigestMismatchError, formatImageReference, type ImageReference, IoError, type Logger, parseImageReference, PlatformNotFoundError, type RegistryReference, silentLogger, UsageError, writeFileAtomically } from '@clip/shared';
+import { type ImageSource, type LayerDescriptor, LayoutSource, OciArchiveSource, type Platform, type ResolvedImage } from '@clip/registry-fetch';
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
 import { openLocalBlob } from './pipeline/local-blob.js';
@@ -143,7 +138,7 @@ function archiveLayer(descriptor: LayerDescriptor, indexed: IndexedLayer): Archi
 }
 
 function ioError(what: string, error: unknown): ClipError {
-  return new ClipError('CLIP_E_IO', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  return new IoError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
 /** Fails before any scanning if the archive could not be written anyway. */
@@ -171,7 +166,7 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
 async function openSource(ref: ImageReference, options: CreateArchiveOptions, logger: Logger): Promise<ImageSource> {
   if (ref.kind === 'oci-layout') return new LayoutSource(ref);
   if (ref.kind === 'oci-archive') return new OciArchiveSource(ref);
-  const { openImageSource } = await import('@clip/registry-fetch/open');
+  const { openImageSource } = await import('@clip/registry-fetch');
   return openImageSource(ref, {
     logger,
     ...(options.platform ? { platform: options.platform } : {}),

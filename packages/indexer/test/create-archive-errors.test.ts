@@ -6,12 +6,10 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readArchiveFile } from '@clip/shared/archive/format';
-import { DigestMismatchError, LayerFormatError, LayerNotFoundError, PlatformNotFoundError, UsageError } from '@clip/shared/errors';
-import { buildFixture, type BuiltLayout } from '@clip/testkit/fixtures';
+import { readArchiveFile } from '@clip/archive-format';
+import { DigestMismatchError, LayerFormatError, LayerNotFoundError, PlatformNotFoundError, UsageError } from '@clip/shared';
+import { buildFixture, type BuiltLayout, type RawMember, tar, writeRawLayout } from '@clip/testkit';
 import { createArchive } from '../src/create-archive.js';
-import { tar, type RawMember } from '@clip/testkit/raw-tar';
-import { writeRawLayout } from '@clip/testkit/raw-layout';
 
 let work: string;
 let basic: BuiltLayout;

@@ -5,13 +5,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openArchive, readArchiveFile } from '@clip/shared/archive/format';
-import { createLogger } from '@clip/shared/log';
-import { buildFixture, FIXTURE_NAMES, type BuiltImage, type FixtureName } from '@clip/testkit/fixtures';
-import { readTree } from '@clip/testkit/read-tree';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
-import { diffTrees } from '@clip/testkit/tree';
+import { openArchive, readArchiveFile } from '@clip/archive-format';
+import { createLogger } from '@clip/shared';
+import { buildFixture, type BuiltImage, diffTrees, FIXTURE_NAMES, type FixtureName, readTree, type RunningRegistry, skopeoCopy, startRegistry, umociUnpack } from '@clip/testkit';
 import { createArchive } from '../src/create-archive.js';
 import { archiveTree, uncompressedLayer, withoutDirectoryMtimes } from './helpers/archive-tree.js';
 

@@ -5,12 +5,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { readArchiveFile } from '@clip/shared/archive/format';
-import { buildDebianImage, type DebianImage } from '@clip/testkit/debian-image';
-import { readTree } from '@clip/testkit/read-tree';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy, umociUnpack } from '@clip/testkit/tools';
-import { diffTrees } from '@clip/testkit/tree';
+import { readArchiveFile } from '@clip/archive-format';
+import { buildDebianImage, type DebianImage, diffTrees, readTree, type RunningRegistry, skopeoCopy, startRegistry, umociUnpack } from '@clip/testkit';
 import { createArchive } from '../src/create-archive.js';
 import { archiveTree, uncompressedLayer } from './helpers/archive-tree.js';
 

@@ -1,6 +1,6 @@
 // The fast paths of the tar walk and the overlay sort agree with the plain definitions.
 import { describe, expect, it } from 'vitest';
-import { compareNames } from '@clip/shared/archive/name-order';
+import { compareNames } from '@clip/archive-format';
 import { normaliseEntryPath } from '../src/tar/entry-path.js';
 import { BLOCK_SIZE, checksumMatches } from '../src/tar/tar-header.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LayerFormatError } from '@clip/shared/errors';
-import type { Inode } from '@clip/shared/archive/model';
+import { LayerFormatError } from '@clip/shared';
+import type { Inode } from '@clip/archive-format';
 import { OverlayTree, type ArchiveTables } from '../src/overlay/overlay-tree.js';
 import type { TarEntry, TarEntryType } from '../src/tar/tar-entry.js';
 
@@ -29,7 +29,9 @@ const sym = (path: string, target: string) => e(path, 'symlink', { linkTarget: t
 
 function build(...layers: TarEntry[][]): ArchiveTables {
   const tree = new OverlayTree();
-  layers.forEach((entries, index) => tree.applyLayer(index, `sha256:layer${index}`, entries));
+  layers.forEach((entries, index) => {
+    tree.applyLayer(index, `sha256:layer${index}`, entries);
+  });
   return tree.toTables();
 }
 

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decompressSpan } from '@clip/shared/zran/decompress-span';
-import { sha256Digest } from '@clip/shared/digest';
-import { encodeArchive, openArchive } from '@clip/shared/archive/format';
+import { decompressSpan } from '@clip/read-engine';
+import { sha256Digest } from '@clip/shared';
+import { encodeArchive, openArchive } from '@clip/archive-format';
 import { nativeGzipUnavailable, type GzipInflaterKind } from '../src/scan/gzip-inflater.js';
 import { gzipCli, gzipSync, gzipWithFlushes, layerData, readRange, scanBlob } from './scan-helpers.js';
 

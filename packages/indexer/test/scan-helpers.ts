@@ -2,8 +2,8 @@
 // and a reference reader that goes through the same calls the mounter makes.
 import { execFileSync } from 'node:child_process';
 import { constants, createGzip, deflateRawSync, gzipSync } from 'node:zlib';
-import type { ArchiveLayer, LayerCompression } from '@clip/shared/archive/model';
-import { compressedRangeFor, decompressSpan, spanIndexAt, verifySpanPieces } from '@clip/shared/zran/decompress-span';
+import type { ArchiveLayer, LayerCompression } from '@clip/archive-format';
+import { compressedRangeFor, decompressSpan, spanIndexAt, verifySpanPieces } from '@clip/read-engine';
 import type { GzipInflaterKind } from '../src/scan/gzip-inflater.js';
 import { scanLayer, type LayerScan } from '../src/scan/scan-layer.js';
 

@@ -1,8 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { sha256Digest } from '@clip/shared/digest';
-import { decompressSpan } from '@clip/shared/zran/decompress-span';
-import { ZstdFrameSplitter } from '@clip/shared/zran/zstd-frames';
+import { sha256Digest } from '@clip/shared';
+import { decompressSpan, ZstdFrameSplitter } from '@clip/read-engine';
 import { layerData, readRange, scanBlob, zstdCli } from './scan-helpers.js';
 
 const SPAN = 64 * 1024;

@@ -5,9 +5,9 @@
 // fail with LayerFormatError — never another exception, never a hang, never unbounded memory.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LayerFormatError } from '@clip/shared/errors';
+import { LayerFormatError } from '@clip/shared';
 import { walkTar } from '../src/tar/tar-walker.js';
-import { chunked, tar, type RawMember } from '@clip/testkit/raw-tar';
+import { chunked, tar, type RawMember } from '@clip/testkit';
 
 const LAYER = `sha256:${'cd'.repeat(32)}`;
 const BLOCK = 512;

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import tarStream from 'tar-stream';
-import { LayerFormatError } from '@clip/shared/errors';
+import { LayerFormatError } from '@clip/shared';
 import { walkTar, TarWalker } from '../src/tar/tar-walker.js';
 import type { TarEntry } from '../src/tar/tar-entry.js';
-import { chunked, tar, type RawMember } from '@clip/testkit/raw-tar';
+import { chunked, tar, type RawMember } from '@clip/testkit';
 
-const LAYER = 'sha256:' + 'ab'.repeat(32);
+const LAYER = `sha256:${'ab'.repeat(32)}`;
 const text = new TextEncoder();
 
 function walk(data: Uint8Array, chunkSize = 100_000): TarEntry[] {

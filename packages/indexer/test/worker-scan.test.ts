@@ -6,10 +6,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LayerCompression } from '@clip/shared/archive/model';
-import { storeWindow } from '@clip/shared/archive/window-store';
-import { LayerFormatError } from '@clip/shared/errors';
-import { silentLogger } from '@clip/shared/log';
+import { type LayerCompression, storeWindow } from '@clip/archive-format';
+import { LayerFormatError, silentLogger } from '@clip/shared';
 import { indexLayer, type IndexedLayer } from '../src/pipeline/index-layer.js';
 import { chunked, gzipCli, gzipWithFlushes, layerData, zstdCli } from './scan-helpers.js';
 

@@ -1,5 +1,5 @@
 // What the mounter needs from an opened archive (format.ts's ClipArchive satisfies it).
-import type { ArchiveLayer, ArchiveMetadata, Inode } from '@clip/shared/archive/model';
+import type { ArchiveLayer, ArchiveMetadata, Inode } from '@clip/archive-format';
 
 export interface MountableArchive {
   readonly metadata: ArchiveMetadata;

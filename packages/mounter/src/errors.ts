@@ -1,4 +1,4 @@
-import { ClipError } from '@clip/shared/errors';
+import { ClipError } from '@clip/shared';
 
 /** A mountpoint that cannot be used (missing, not a directory, busy, stale). */
 export class MountpointError extends ClipError {

@@ -3,11 +3,9 @@
 // from its head and file contents are fetched block by block. The first request learns the
 // file length from Content-Range and its bytes are kept (they hold the header and tables).
 import { Agent, type Dispatcher } from 'undici';
-import type { ArchiveByteSource } from '@clip/shared/archive/data-archive';
-import { FIRST_READ_BYTES } from '@clip/shared/archive/data-archive';
-import { ArchiveFormatError, ClipError, UsageError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
-import { backoffDelay, isRetryableError, isRetryableStatus, retryPolicy, sleep, type RetryPolicy } from '@clip/registry-fetch/retry';
+import { type ArchiveByteSource, FIRST_READ_BYTES } from '@clip/archive-format';
+import { ArchiveFormatError, IoError, type Logger, silentLogger, UsageError } from '@clip/shared';
+import { backoffDelay, isRetryableError, isRetryableStatus, retryPolicy, sleep, type RetryPolicy } from '@clip/registry-fetch';
 
 export interface HttpSourceOptions {
   /** Connect, headers and body-pause bound per request, ms (default 30000). */
@@ -101,7 +99,7 @@ class HttpArchiveSource implements ArchiveByteSource {
     } catch (error) {
       if (signal?.aborted) throw error;
       // The cause keeps undici's code, so isRetryableError still sees it.
-      throw new ClipError('CLIP_E_IO', `cannot read archive ${this.description}: ${(error as Error).message}`, { cause: error });
+      throw new IoError(`cannot read archive ${this.description}: ${(error as Error).message}`, { cause: error });
     }
     const { statusCode, headers } = response;
     if (statusCode === 416) {

@@ -1,7 +1,7 @@
 // The archive's tree as the FUSE addon's metadata table: file-type bits added to the
 // permission bits (setuid, setgid and sticky kept), the image's inode numbers (hardlinks share
 // one), device numbers encoded as Linux's dev_t, nanosecond times. Built once per mount.
-import type { FileType, Inode } from '@clip/shared/archive/model';
+import type { FileType, Inode } from '@clip/archive-format';
 import { buildMetadataTable, parentOf, type MetadataTable, type TableNode } from '@clip/native-fuse';
 import type { MountableArchive } from './archive-view.js';
 

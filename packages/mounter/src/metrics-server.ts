@@ -1,6 +1,6 @@
 // Serves a mount's metrics as Prometheus text on http://host:port/metrics.
 import { createServer, type Server } from 'node:http';
-import { UsageError } from '@clip/shared/errors';
+import { UsageError } from '@clip/shared';
 import type { MountMetrics } from './metrics.js';
 
 export interface MetricsServer {

@@ -2,12 +2,10 @@
 // file data fetched lazily by byte range from the image's registry, decoded blocks kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
 import { FuseSession } from '@clip/native-fuse';
-import { LayerReader, type FetchRange } from '@clip/shared/archive/layer-reader';
-import type { Inode } from '@clip/shared/archive/model';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import type { FetchRange, Inode } from '@clip/archive-format';
+import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
+import { silentLogger, type Logger } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
-import { DiskBlockCache } from './disk-cache.js';
-import { MemoryBlockCache } from './memory-cache.js';
 import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';

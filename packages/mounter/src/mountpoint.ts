@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFile, stat, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { silentLogger, type Logger } from '@clip/shared';
 import { MountpointError } from './errors.js';
 
 const run = promisify(execFile);

@@ -7,9 +7,8 @@
 // Lines starting with `#` are comments. Recording ranges instead of whole files matters for
 // shared libraries: a loader maps a 7 MB library and touches a fraction of it.
 import { readFile } from 'node:fs/promises';
-import type { Inode } from '@clip/shared/archive/model';
-import { writeFileAtomically } from '@clip/shared/fs-atomic';
-import type { Logger } from '@clip/shared/log';
+import type { Inode } from '@clip/archive-format';
+import { type Logger, writeFileAtomically } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
 
 /** Recorded ranges are widened to this grain, so a file's list stays short. */

@@ -1,7 +1,7 @@
 // File reads of a read-only image mount: FUSE asks for (inode, offset, size) and gets the
 // bytes through the LayerReader. Metadata never comes here (the FUSE addon answers it).
-import type { Inode } from '@clip/shared/archive/model';
-import type { Logger } from '@clip/shared/log';
+import type { Inode } from '@clip/archive-format';
+import type { Logger } from '@clip/shared';
 import type { StatfsValues } from '@clip/native-fuse';
 import type { MountableArchive } from './archive-view.js';
 import { BLOCK_SIZE } from './metadata-table.js';

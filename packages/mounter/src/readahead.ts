@@ -2,7 +2,7 @@
 // read ended, the span after the one the read ended in is decoded in the background (up to
 // the file's end, never past it), so a streaming reader rarely waits on the network. Files
 // that end in the span being read never trigger it.
-import type { Inode } from '@clip/shared/archive/model';
+import type { Inode } from '@clip/archive-format';
 
 export interface SpanLocator {
   spanAt(layerIndex: number, offset: number): { index: number; start: number; end: number } | undefined;

@@ -1,10 +1,8 @@
 // Opens the registry an archive's layers live in (its embedded storage reference) as a
 // LayerFetcher: what `clip mount` and `clip cat` read layer byte ranges through.
-import type { StorageReference } from '@clip/shared/archive/model';
-import { ArchiveFormatError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
-import { openImageSource } from '@clip/registry-fetch/open';
-import type { ImageSource } from '@clip/registry-fetch/image-source';
+import type { StorageReference } from '@clip/archive-format';
+import { ArchiveFormatError, type Logger, silentLogger } from '@clip/shared';
+import { type ImageSource, openImageSource } from '@clip/registry-fetch';
 import type { MountableArchive } from './archive-view.js';
 import type { LayerFetcher } from './mount.js';
 

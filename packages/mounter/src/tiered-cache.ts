@@ -1,7 +1,7 @@
 // Memory in front of disk: a disk hit is promoted to memory; a store goes to both.
 // A block in memory shorter than the caller needs does not hide a longer one on disk.
 // Counts hits and misses per tier for the metrics.
-import type { BlockCache } from '@clip/shared/archive/layer-reader';
+import type { BlockCache } from '@clip/read-engine';
 import type { MountMetrics } from './metrics.js';
 
 export class TieredBlockCache implements BlockCache {

@@ -5,9 +5,8 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { encodeArchive } from '@clip/shared/archive/format';
-import type { ArchiveContents, ArchiveLayer, DirEntry, Inode, Span } from '@clip/shared/archive/model';
-import type { Digest } from '@clip/shared/digest';
+import { type ArchiveContents, type ArchiveLayer, type DirEntry, encodeArchive, type Inode, type Span } from '@clip/archive-format';
+import type { Digest } from '@clip/shared';
 
 export const run = promisify(execFile);
 

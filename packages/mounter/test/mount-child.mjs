@@ -5,7 +5,7 @@
 // metrics line on SIGTERM after unmounting.
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readArchiveFile } from '@clip/shared/archive/format';
+import { readArchiveFile } from '@clip/archive-format';
 import { mount } from '../dist/mount.js';
 
 const [archivePath, mountpoint, layersDir, cacheDir] = process.argv.slice(2);

@@ -8,6 +8,7 @@
 import { execFile } from 'node:child_process';
 import { access, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { ClipError } from '@clip/shared';
 import type { MetadataTable } from './table.js';
 
 export { buildMetadataTable, parentOf, type MetadataTable, type TableNode } from './table.js';
@@ -69,18 +70,20 @@ const EIO = 5;
 /** How long unmount waits for users of a detached mount before aborting the connection. */
 const DETACH_GRACE_MS = 2000;
 
-export class NativeFuseError extends Error {
-  readonly code: string;
+/**
+ * A failure of the FUSE addon (not built, mount(2) refused, unmount failed): a ClipError, so
+ * the CLI reports it in one line with exit 1. The addon's codes (`CLIP_FUSE_MOUNT`, …) are
+ * given the `CLIP_E_` prefix every clip error code has (`CLIP_E_FUSE_MOUNT`).
+ */
+export class NativeFuseError extends ClipError {
   constructor(message: string, code: string) {
-    super(message);
-    this.name = 'NativeFuseError';
-    this.code = code;
+    super(code.startsWith('CLIP_FUSE_') ? `CLIP_E_${code.slice('CLIP_'.length)}` : code, message);
   }
 }
 
 let cached: NativeFuse | undefined;
 
-/** The addon, loaded once; throws NativeFuseError (code CLIP_FUSE_NOT_BUILT) with how to build it. */
+/** The addon, loaded once; throws NativeFuseError (code CLIP_E_FUSE_NOT_BUILT) with how to build it. */
 export function loadNativeFuse(): NativeFuse {
   if (cached) return cached;
   const require = createRequire(import.meta.url);

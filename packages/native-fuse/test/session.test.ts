@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildMetadataTable, FuseSession, type TableNode } from '../src/index.js';
+import { isClipError } from '@clip/shared';
+import { buildMetadataTable, FuseSession, type NativeFuseError, type TableNode } from '../src/index.js';
 
 const run = promisify(execFile);
 const sh = async (command: string) => (await run('sh', ['-c', command])).stdout.trimEnd();
@@ -126,5 +127,25 @@ describe('native FUSE session', () => {
     session = undefined;
     holder.kill();
     expect(await sh(`grep -c ' ${dir} ' /proc/mounts || true`)).toBe('0');
+  });
+});
+
+describe('failures reach callers as typed clip errors', () => {
+  it('a refused mount is a ClipError with a CLIP_E_FUSE_ code naming the mountpoint', async () => {
+    const missing = join(tmpdir(), `clip-no-such-dir-${process.pid}`, 'mnt');
+    const error = await FuseSession.mount({
+      mountpoint: missing,
+      options: ['ro'],
+      table: buildMetadataTable(5, (ino) => nodes[ino]!),
+      statfs: { bsize: 4096, frsize: 4096, blocks: 100, bfree: 0, bavail: 0, files: 5, ffree: 0, favail: 0, fsid: 0, flag: 1, namemax: 255 },
+      cacheSeconds: 1,
+      read: async () => Buffer.alloc(0),
+    }).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(isClipError(error)).toBe(true);
+    expect((error as NativeFuseError).code).toMatch(/^CLIP_E_FUSE_/);
+    expect((error as Error).message).toContain(missing);
   });
 });

@@ -2,7 +2,7 @@
 // `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` (get a token from the realm,
 // anonymously or with Basic credentials, and cache it per scope until it expires) or
 // `Basic realm="…"` (send the credentials on every request).
-import { AuthError } from '@clip/shared/errors';
+import { AuthError } from '@clip/shared';
 import type { ResolvedCredentials } from './credentials.js';
 
 export interface Challenge {

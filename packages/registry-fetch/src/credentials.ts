@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { AuthError } from '@clip/shared/errors';
+import { AuthError } from '@clip/shared';
 
 export interface Credentials {
   username: string;

@@ -1,5 +1,5 @@
-// Errors specific to reading images; the common ones live in @clip/shared/errors.
-import { ClipError } from '@clip/shared/errors';
+// Errors specific to reading images; the common ones live in @clip/shared.
+import { ClipError } from '@clip/shared';
 
 /** A manifest, index or config that is malformed or of a kind we do not read. */
 export class ImageFormatError extends ClipError {

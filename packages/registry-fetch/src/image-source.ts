@@ -2,14 +2,10 @@
 // Image/Layer): an OCI layout directory, an oci-archive tarball, or a registry. The indexer
 // reads through it, the mounter reads byte ranges of layers through it, push copies between two.
 import type { Readable } from 'node:stream';
-import type { Digest } from '@clip/shared/digest';
+import type { LayerCompression } from '@clip/archive-format';
+import type { Digest, Platform } from '@clip/shared';
 
-/** `os/arch[/variant]`, e.g. `linux/amd64` or `linux/arm64/v8`. */
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
+export type { LayerCompression, Platform };
 
 /** A content descriptor as in the OCI image spec. */
 export interface Descriptor {
@@ -21,7 +17,6 @@ export interface Descriptor {
   artifactType?: string;
 }
 
-export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
 export interface LayerDescriptor extends Descriptor {
   /** The uncompressed digest from the image config's rootfs.diff_ids. */

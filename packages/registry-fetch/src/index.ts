@@ -1,10 +1,57 @@
-// @clip/registry-fetch: read images from OCI layouts, oci-archives and registries; push to
-// registries. Import from subpaths (`@clip/registry-fetch/open`); this barrel is for convenience.
-export * from './image-source.js';
-export * from './open.js';
-export * from './layout-source.js';
-export * from './registry-source.js';
-export * from './credentials.js';
-export * from './platform.js';
-export * from './media-types.js';
-export * from './errors.js';
+// @clip/registry-fetch: images in and out of registries and OCI layouts — open an image
+// source (layout, oci-archive, registry) and read its manifests and blob ranges; push images;
+// referrers; and the .clip archive as a registry artifact (published by `clip publish`,
+// found and pulled by `clip mount <ref>`, `clip pull-archive`, `clip index --reuse`).
+export { openImageSource, type OpenImageSourceOptions } from './open.js';
+export type {
+  Descriptor,
+  ImageConfig,
+  ImageRuntimeConfig,
+  ImageSource,
+  LayerDescriptor,
+  Platform,
+  RangeOptions,
+  RawManifest,
+  ResolvedImage,
+  ResolveOptions,
+  SourceStats,
+} from './image-source.js';
+export { LayoutSource, OciArchiveSource, REF_NAME_ANNOTATION } from './layout-source.js';
+export { RegistrySource } from './registry-source.js';
+export { formatPlatform, hostPlatform, parsePlatform, selectPlatform } from './platform.js';
+export { MEDIA_TYPE } from './media-types.js';
+export { ImageFormatError } from './errors.js';
+export { resolveCredentials, type CredentialOptions, type Credentials, type ResolvedCredentials } from './credentials.js';
+export {
+  backoffDelay,
+  isRetryableError,
+  isRetryableStatus,
+  retryPolicy,
+  sleep,
+  type RetryOptions,
+  type RetryPolicy,
+} from './retry.js';
+export {
+  openRegistryTarget,
+  pushBlob,
+  pushImage,
+  pushManifest,
+  type PushOptions,
+  type PushProgress,
+  type PushResult,
+  type RegistryTarget,
+} from './push.js';
+export { listReferrers, parseArtifactManifest, pushReferrer, referrersTag, type PushedReferrer, type ReferrerArtifact } from './referrers.js';
+// The .clip archive as an OCI artifact.
+export { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE, ArchiveNotPublishedError } from './archive-artifact/artifact.js';
+export {
+  findPublishedArchive,
+  pullArchive,
+  verifyArchive,
+  type PublishedArchive,
+  type PullArchiveOptions,
+  type PullArchiveResult,
+} from './archive-artifact/pull.js';
+export { isRegistryArgument, resolveArchiveArgument, type ResolveArchiveOptions } from './archive-artifact/resolve-argument.js';
+export { reusePublishedArchive, type ReuseOptions } from './archive-artifact/reuse.js';
+export { cachedArchivePath, defaultArchiveCacheDir } from './archive-artifact/archive-cache.js';

@@ -1,9 +1,7 @@
 // ImageSource over a local OCI image layout: `oci:<dir>` (a directory) and
 // `oci-archive:<file.tar>` (the same layout inside a tar, read by offset, never extracted).
 import type { Readable } from 'node:stream';
-import { LayerNotFoundError, ManifestNotFoundError } from '@clip/shared/errors';
-import { verifyDigest, type Digest } from '@clip/shared/digest';
-import { formatImageReference, type OciArchiveReference, type OciLayoutReference } from '@clip/shared/reference';
+import { type Digest, formatImageReference, LayerNotFoundError, ManifestNotFoundError, type OciArchiveReference, type OciLayoutReference, verifyDigest } from '@clip/shared';
 import type { Descriptor, ImageSource, RangeOptions, RawManifest, ResolvedImage, ResolveOptions, SourceStats } from './image-source.js';
 import { DirectoryStore, type LayoutStore } from './layout-store.js';
 import { detectManifestMediaType } from './media-types.js';
@@ -27,7 +25,7 @@ function entryTag(entry: Descriptor): string | undefined {
 
 function tagMatches(entry: Descriptor, tag: string): boolean {
   const name = entryTag(entry);
-  return name === tag || (name !== undefined && name.endsWith(`:${tag}`) && !name.slice(0, -tag.length - 1).includes('@'));
+  return name === tag || (name?.endsWith(`:${tag}`) === true && !name.slice(0, -tag.length - 1).includes('@'));
 }
 
 abstract class LocalLayoutSource implements ImageSource {

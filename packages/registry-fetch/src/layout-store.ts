@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { LayerFormatError } from '@clip/shared/errors';
+import { LayerFormatError } from '@clip/shared';
 
 export interface LayoutStore {
   /** Size of a file in the layout, or undefined when it is absent. */

@@ -1,5 +1,5 @@
 // One entry point for every reference kind: picks the ImageSource implementation.
-import { formatImageReference, parseImageReference, type ImageReference } from '@clip/shared/reference';
+import { formatImageReference, parseImageReference, type ImageReference } from '@clip/shared';
 import type { ImageSource, Platform } from './image-source.js';
 import { LayoutSource, OciArchiveSource } from './layout-source.js';
 import type { RegistryClientOptions } from './registry-client.js';

@@ -5,9 +5,7 @@
 // Upload steps are not retried one by one (an upload session has state); a failed blob
 // upload is restarted from the HEAD, within the retry policy.
 import type { Readable } from 'node:stream';
-import { DigestMismatchError, RegistryError } from '@clip/shared/errors';
-import { sha256Digest, type Digest } from '@clip/shared/digest';
-import { formatImageReference, parseRegistryReference, type RegistryReference } from '@clip/shared/reference';
+import { type Digest, DigestMismatchError, formatImageReference, parseRegistryReference, RegistryError, type RegistryReference, sha256Digest } from '@clip/shared';
 import { repositoryScope } from './auth.js';
 import type { ImageSource, RawManifest } from './image-source.js';
 import { isIndexMediaType } from './media-types.js';

@@ -1,5 +1,5 @@
 // Argument checks shared by every readBlobRange implementation.
-import { UsageError } from '@clip/shared/errors';
+import { UsageError } from '@clip/shared';
 
 /** Throws unless [start, end) is a valid range (end exclusive), within `size` when known. */
 export function checkRange(what: string, start: number, end: number, size?: number): void {

@@ -4,7 +4,7 @@
 // on registries without it, such as distribution 2.8. Pushing updates the fallback tag
 // unless the registry says it indexed the subject itself (`OCI-Subject` response header).
 import { ImageFormatError } from './errors.js';
-import { sha256Digest, type Digest } from '@clip/shared/digest';
+import { sha256Digest, type Digest } from '@clip/shared';
 import { repositoryScope } from './auth.js';
 import type { Descriptor } from './image-source.js';
 import { MEDIA_TYPE } from './media-types.js';

@@ -3,9 +3,7 @@
 // retries; redirects followed by hand so Authorization never leaves the registry's origin.
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
-import { AuthError, RegistryError, TimeoutError, isClipError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
-import { isLoopbackRegistry, registryEndpointHost } from '@clip/shared/reference';
+import { AuthError, isClipError, isLoopbackRegistry, type Logger, registryEndpointHost, RegistryError, silentLogger, TimeoutError } from '@clip/shared';
 import { Authenticator } from './auth.js';
 import { resolveCredentials, type Credentials, type ResolvedCredentials } from './credentials.js';
 import { backoffDelay, isRetryableError, isRetryableStatus, parseRetryAfter, retryPolicy, sleep, type RetryOptions, type RetryPolicy } from './retry.js';

@@ -2,9 +2,7 @@
 // blobs streamed (verified, resumed by Range after a dropped connection), byte ranges by
 // HTTP Range.
 import { Readable } from 'node:stream';
-import { LayerNotFoundError, ManifestNotFoundError, RegistryError, UsageError } from '@clip/shared/errors';
-import { sha256Digest, verifyDigest, type Digest } from '@clip/shared/digest';
-import { formatImageReference, type RegistryReference } from '@clip/shared/reference';
+import { type Digest, formatImageReference, LayerNotFoundError, ManifestNotFoundError, RegistryError, type RegistryReference, sha256Digest, UsageError, verifyDigest } from '@clip/shared';
 import type { Descriptor, ImageSource, RangeOptions, RawManifest, ResolvedImage, ResolveOptions, SourceStats } from './image-source.js';
 import { MANIFEST_ACCEPT, detectManifestMediaType } from './media-types.js';
 import { checkRange } from './range.js';

@@ -1,6 +1,6 @@
 // Resolution shared by every source: from the manifest or index a reference names, down to
 // one platform's manifest, its config and its layers. Sources only supply the bytes.
-import { isDigest, verifyDigest, type Digest } from '@clip/shared/digest';
+import { isDigest, verifyDigest, type Digest } from '@clip/shared';
 import { ImageFormatError } from './errors.js';
 import type { Descriptor, ImageConfig, LayerDescriptor, Platform, RawManifest, ResolvedImage, ResolveOptions } from './image-source.js';
 import { isIndexMediaType, layerCompression } from './media-types.js';

@@ -3,9 +3,9 @@
 // stream every layer byte through JS just to learn offsets and does not expose them; its
 // header decoder is not exported, so the few header fields we need are decoded here.)
 import { open } from 'node:fs/promises';
-import { LayerFormatError } from '@clip/shared/errors';
+import { LayerFormatError } from '@clip/shared';
 
-export interface TarEntry {
+export interface TarMember {
   /** Offset of the file's first data byte in the tar. */
   offset: number;
   size: number;
@@ -62,9 +62,9 @@ export function normaliseTarPath(name: string): string {
 }
 
 /** Maps each regular file of the tar to its data offset and size. */
-export async function indexTar(file: string): Promise<Map<string, TarEntry>> {
+export async function indexTar(file: string): Promise<Map<string, TarMember>> {
   const handle = await open(file, 'r');
-  const entries = new Map<string, TarEntry>();
+  const entries = new Map<string, TarMember>();
   try {
     const { size: total } = await handle.stat();
     const block = Buffer.alloc(BLOCK);

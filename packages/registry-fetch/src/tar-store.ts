@@ -2,19 +2,19 @@
 import { createReadStream } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { readExactly, type LayoutStore } from './layout-store.js';
-import { indexTar, type TarEntry } from './tar-index.js';
+import { indexTar, type TarMember } from './tar-index.js';
 
 export class TarStore implements LayoutStore {
-  private entries: Promise<Map<string, TarEntry>> | undefined;
+  private entries: Promise<Map<string, TarMember>> | undefined;
 
   constructor(private readonly file: string) {}
 
-  private index(): Promise<Map<string, TarEntry>> {
+  private index(): Promise<Map<string, TarMember>> {
     this.entries ??= indexTar(this.file);
     return this.entries;
   }
 
-  private async entry(path: string): Promise<TarEntry | undefined> {
+  private async entry(path: string): Promise<TarMember | undefined> {
     return (await this.index()).get(path);
   }
 

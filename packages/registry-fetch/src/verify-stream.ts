@@ -2,8 +2,7 @@
 // content is not the digest (or size) it was addressed by.
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
-import { DigestMismatchError } from '@clip/shared/errors';
-import type { Digest } from '@clip/shared/digest';
+import { type Digest, DigestMismatchError } from '@clip/shared';
 
 export function verifyingStream(what: string, digest: Digest, expectedSize?: number): Transform {
   const hash = createHash('sha256');

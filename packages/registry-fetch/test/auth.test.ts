@@ -4,13 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { AuthError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { AuthError, createLogger } from '@clip/shared';
 import { parseChallenge } from '../src/auth.js';
 import { resolveCredentials } from '../src/credentials.js';
 import { openImageSource } from '../src/open.js';
-import { buildLayout, type BuiltEntry } from './helpers/oci-layout.js';
+import { writeTestLayout, type BuiltEntry } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);
 const USER = 'alice';
@@ -25,7 +24,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-auth-test-'));
   const { stdout } = await run('htpasswd', ['-nbB', USER, PASSWORD]);
   registry = await startRegistry({ auth: { kind: 'htpasswd', htpasswd: stdout } });
-  built = await buildLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }] }] }]);
+  built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }] }] }]);
   await run('skopeo', [
     'copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `--dest-creds=${USER}:${PASSWORD}`,
     `oci:${join(work, 'layout')}:v1`, `docker://${registry.host}/private/img:v1`,

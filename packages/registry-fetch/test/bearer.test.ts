@@ -2,11 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { AuthError } from '@clip/shared/errors';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { AuthError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { pushImage } from '../src/push.js';
-import { buildLayout, type BuiltEntry } from './helpers/oci-layout.js';
+import { writeTestLayout, type BuiltEntry } from './helpers/oci-layout.js';
 import { startTokenServer, type TokenServer } from './helpers/token-server.js';
 
 const USER = 'bob';
@@ -24,7 +24,7 @@ beforeAll(async () => {
   registry = await startRegistry({
     auth: { kind: 'token', realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.rootCertBundle },
   });
-  built = await buildLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }, { files: { b: 'b\n' } }] }] }]);
+  built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }, { files: { b: 'b\n' } }] }] }]);
 });
 
 afterAll(async () => {

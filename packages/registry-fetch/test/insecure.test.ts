@@ -6,10 +6,10 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { RegistryError } from '@clip/shared/errors';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { RegistryError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
-import { buildLayout, type BuiltEntry } from './helpers/oci-layout.js';
+import { writeTestLayout, type BuiltEntry } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);
 
@@ -26,7 +26,7 @@ describe.skipIf(!address)('a registry on a non-loopback address', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'clip-insecure-'));
     registry = await startRegistry({ host: address as string });
-    built = await buildLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a' } }] }] }]);
+    built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a' } }] }] }]);
     await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${join(work, 'layout')}:v1`, `docker://${registry.host}/plain/img:v1`]);
   });
 

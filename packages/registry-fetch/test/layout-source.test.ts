@@ -4,12 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DigestMismatchError, LayerNotFoundError, ManifestNotFoundError, PlatformNotFoundError } from '@clip/shared/errors';
-import type { Digest } from '@clip/shared/digest';
+import { type Digest, DigestMismatchError, LayerNotFoundError, ManifestNotFoundError, PlatformNotFoundError } from '@clip/shared';
 import { LayoutSource, OciArchiveSource } from '../src/layout-source.js';
 import type { ImageSource } from '../src/image-source.js';
 import { readAll } from '../src/verify-stream.js';
-import { archiveLayout, buildLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { archiveLayout, writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);
 
@@ -20,7 +19,7 @@ let built: BuiltEntry[];
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-layout-test-'));
   layout = join(work, 'layout');
-  built = await buildLayout(layout, [
+  built = await writeTestLayout(layout, [
     {
       tag: 'v1',
       images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(200_000) }, compression: 'none' }] }],
@@ -135,7 +134,7 @@ describe.each(sources)('%s', (_name, open) => {
 describe('layout edge cases', () => {
   it('defaults to the only manifest, resolves by digest, and detects tampered blobs', async () => {
     const dir = join(work, 'single');
-    const [entry] = await buildLayout(dir, [{ tag: 'only', images: [{ layers: [{ files: { a: 'a' } }] }] }]);
+    const [entry] = await writeTestLayout(dir, [{ tag: 'only', images: [{ layers: [{ files: { a: 'a' } }] }] }]);
     const byDefault = new LayoutSource({ kind: 'oci-layout', dir });
     expect((await byDefault.resolve()).manifestDigest).toBe(entry!.top.digest);
     const byDigest = new LayoutSource({ kind: 'oci-layout', dir, digest: entry!.top.digest as Digest });

@@ -4,28 +4,28 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import type { Digest } from '@clip/shared/digest';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { openRegistryTarget, pushBlob, pushImage, pushManifest, type PushProgress } from '../src/push.js';
 import { readAll } from '../src/verify-stream.js';
-import { buildLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { startScriptedProxy, type ScriptedProxy } from './helpers/fault-proxy.js';
 
 const run = promisify(execFile);
 
 let work: string;
 let layout: string;
 let registry: RunningRegistry;
-let proxy: FaultProxy;
+let proxy: ScriptedProxy;
 let built: BuiltEntry[];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-push-test-'));
   registry = await startRegistry();
-  proxy = await startFaultProxy({ hostname: '127.0.0.1', port: registry.port });
+  proxy = await startScriptedProxy({ hostname: '127.0.0.1', port: registry.port });
   layout = join(work, 'layout');
-  built = await buildLayout(layout, [
+  built = await writeTestLayout(layout, [
     { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 3) }, compression: 'none' }] }] },
     {
       tag: 'multi',

@@ -3,7 +3,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Digest } from '@clip/shared/digest';
+import type { Digest } from '@clip/shared';
 import { RegistrySource } from '../src/registry-source.js';
 import { readAll } from '../src/verify-stream.js';
 import { noise, sha256 } from './helpers/oci-layout.js';

@@ -8,15 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { sha256Digest } from '@clip/shared/digest';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { parseRegistryReference, sha256Digest } from '@clip/shared';
 import type { Descriptor } from '../src/image-source.js';
 import { openImageSource } from '../src/open.js';
 import { openRegistryTarget, pushImage } from '../src/push.js';
 import { EMPTY_CONFIG_DESCRIPTOR, listReferrers, parseArtifactManifest, pushReferrer, referrersTag } from '../src/referrers.js';
 import { RegistrySource } from '../src/registry-source.js';
-import { parseRegistryReference } from '@clip/shared/reference';
-import { buildLayout } from './helpers/oci-layout.js';
+import { writeTestLayout } from './helpers/oci-layout.js';
 
 const run = promisify(execFile);
 const TYPE_A = 'application/vnd.example.a';
@@ -30,7 +29,7 @@ const repo = () => `${registry.host}/refs/img`;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-referrers-test-'));
   registry = await startRegistry();
-  await buildLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }] }] }]);
+  await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }] }] }]);
   const source = await openImageSource(`oci:${join(work, 'layout')}:v1`);
   try {
     const pushed = await pushImage(source, `${repo()}:v1`);

@@ -6,20 +6,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { LayerNotFoundError, ManifestNotFoundError, PlatformNotFoundError, TimeoutError } from '@clip/shared/errors';
-import type { Digest } from '@clip/shared/digest';
+import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { type Digest, LayerNotFoundError, ManifestNotFoundError, PlatformNotFoundError, TimeoutError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { RegistrySource } from '../src/registry-source.js';
 import { readAll } from '../src/verify-stream.js';
-import { buildLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { startScriptedProxy, type ScriptedProxy } from './helpers/fault-proxy.js';
 
 const run = promisify(execFile);
 
 let work: string;
 let registry: RunningRegistry;
-let proxy: FaultProxy;
+let proxy: ScriptedProxy;
 let built: BuiltEntry[];
 
 const fast = { retries: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
@@ -27,9 +26,9 @@ const fast = { retries: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-registry-source-'));
   registry = await startRegistry();
-  proxy = await startFaultProxy({ hostname: '127.0.0.1', port: registry.port });
+  proxy = await startScriptedProxy({ hostname: '127.0.0.1', port: registry.port });
   const layout = join(work, 'layout');
-  built = await buildLayout(layout, [
+  built = await writeTestLayout(layout, [
     { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 7) }, compression: 'none' }] }] },
     {
       tag: 'multi',

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, type FixtureName } from '@clip/testkit/fixtures';
+import { buildFixture, type FixtureName } from '@clip/testkit';
 import { openImageSource } from '../src/open.js';
 
 let work: string;

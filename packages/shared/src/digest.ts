@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DigestMismatchError, ReferenceError } from './errors.js';
+import { DigestMismatchError } from './errors.js';
 
 /** An OCI content digest, `sha256:<64 hex>`. */
 export type Digest = `sha256:${string}`;
@@ -8,11 +8,6 @@ const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
 export function isDigest(value: string): value is Digest {
   return DIGEST_RE.test(value);
-}
-
-export function parseDigest(value: string): Digest {
-  if (!isDigest(value)) throw new ReferenceError(`invalid digest ${JSON.stringify(value)}: expected sha256:<64 lowercase hex>`);
-  return value;
 }
 
 export function sha256Digest(data: Uint8Array | string): Digest {

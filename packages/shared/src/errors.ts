@@ -12,7 +12,7 @@ export class ClipError extends Error {
 }
 
 /** A reference string (image, layout, archive) that cannot be parsed. */
-export class ReferenceError extends ClipError {
+export class InvalidReferenceError extends ClipError {
   constructor(message: string) {
     super('CLIP_E_REFERENCE', message);
   }
@@ -104,6 +104,27 @@ export class PlatformNotFoundError extends ClipError {
 export class PathNotFoundError extends ClipError {
   constructor(path: string) {
     super('CLIP_E_PATH_NOT_FOUND', `no such file in archive: ${path}`);
+  }
+}
+
+/** Reading or writing a local file or stream failed (the message names it; `cause` keeps the system error). */
+export class IoError extends ClipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CLIP_E_IO', message, options);
+  }
+}
+
+/** A path inside the image that must be a regular file is not. */
+export class NotAFileError extends ClipError {
+  constructor(message: string) {
+    super('CLIP_E_NOT_FILE', message);
+  }
+}
+
+/** Symbolic links inside the image loop (or nest too deep). */
+export class SymlinkLoopError extends ClipError {
+  constructor(path: string) {
+    super('CLIP_E_SYMLINK_LOOP', `too many levels of symbolic links: ${path}`);
   }
 }
 

@@ -2,7 +2,7 @@
 //   oci:<dir>[:<tag>|@<digest>]          a local OCI layout directory
 //   oci-archive:<file.tar>[:<tag>]       a tarball of an OCI layout
 //   [docker://]host[:port]/repo[:tag][@digest]   a registry (Docker normalisation rules)
-import { ReferenceError } from './errors.js';
+import { InvalidReferenceError } from './errors.js';
 import type { Digest } from './digest.js';
 
 export type OciLayoutReference = { kind: 'oci-layout'; dir: string; tag?: string; digest?: Digest };
@@ -30,7 +30,7 @@ const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const MAX_NAME_LENGTH = 255;
 
 function fail(text: string, why: string): never {
-  throw new ReferenceError(`invalid image reference ${JSON.stringify(text)}: ${why}`);
+  throw new InvalidReferenceError(`invalid image reference ${JSON.stringify(text)}: ${why}`);
 }
 
 function checkDigest(text: string, digest: string): Digest {
@@ -123,7 +123,7 @@ function parseRegistry(text: string, body: string): RegistryReference {
   return { kind: 'registry', registry, repository, ...(tag !== undefined ? { tag } : {}), ...(digest ? { digest } : {}) };
 }
 
-/** Parses an image reference; throws ReferenceError naming what is wrong. */
+/** Parses an image reference; throws InvalidReferenceError naming what is wrong. */
 export function parseImageReference(text: string): ImageReference {
   const trimmed = text.trim();
   if (trimmed === '') fail(text, 'empty reference');
@@ -142,7 +142,7 @@ export function parseImageReference(text: string): ImageReference {
 /** Parses and requires a registry reference (for push targets and storage references). */
 export function parseRegistryReference(text: string): RegistryReference {
   const ref = parseImageReference(text);
-  if (ref.kind !== 'registry') throw new ReferenceError(`expected a registry reference (host/repo:tag), got ${JSON.stringify(text)}`);
+  if (ref.kind !== 'registry') throw new InvalidReferenceError(`expected a registry reference (host/repo:tag), got ${JSON.stringify(text)}`);
   return ref;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ReferenceError } from '../src/errors.js';
+import { InvalidReferenceError } from '../src/errors.js';
 import {
   formatImageReference,
   isLoopbackRegistry,
@@ -81,9 +81,9 @@ describe('parseImageReference', () => {
     } catch (error) {
       caught = error;
     }
-    expect(caught).toBeInstanceOf(ReferenceError);
-    expect((caught as ReferenceError).code).toBe('CLIP_E_REFERENCE');
-    expect((caught as ReferenceError).message).toMatch(message);
+    expect(caught).toBeInstanceOf(InvalidReferenceError);
+    expect((caught as InvalidReferenceError).code).toBe('CLIP_E_REFERENCE');
+    expect((caught as InvalidReferenceError).message).toMatch(message);
   });
 
   it('parseRegistryReference refuses local references', () => {

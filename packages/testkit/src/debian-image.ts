@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { Digest } from '@clip/shared/digest';
+import type { Digest } from '@clip/shared';
 import { runTool } from './tools.js';
 
 export interface DebianImageOptions {

@@ -16,7 +16,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatSize } from '@clip/shared/size';
+import { formatSize } from '@clip/shared';
 import { buildFixture, FIXTURE_NAMES, FIXTURES, type BuiltLayout, type FixtureName } from './fixtures.js';
 import { freePort, startRegistry, type RunningRegistry } from './registry.js';
 import { runTool, skopeoInspect } from './tools.js';

@@ -210,7 +210,9 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
 
   const server = createServer((req, res) => {
     requests++;
-    const kind = match(req) ? (matched++, draw()) : undefined;
+    const matches = match(req);
+    if (matches) matched++;
+    const kind = matches ? draw() : undefined;
     if (kind) faults[kind]++;
     switch (kind) {
       case undefined:

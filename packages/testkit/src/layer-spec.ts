@@ -1,7 +1,8 @@
 // Declarative description of image layers for fixtures, and its translation to tar entries.
+import type { LayerCompression } from '@clip/archive-format';
 import type { FileContent } from './content.js';
 import { contentBytes } from './content.js';
-import type { TarEntry } from './tar-writer.js';
+import type { TarEntrySpec } from './tar-writer.js';
 
 export const DEFAULT_MTIME = 1_700_000_000; // 2023-11-14T22:13:20Z
 
@@ -35,7 +36,7 @@ export type EntrySpec =
   /** Hides everything lower layers put under directory `path`: written as `<path>/.wh..wh..opq`. */
   | { type: 'opaque'; path: string };
 
-export type LayerCompression = 'gzip' | 'none' | 'zstd';
+export type { LayerCompression };
 
 export interface LayerSpec {
   compression: LayerCompression;
@@ -68,14 +69,15 @@ function join(dir: string, name: string): string {
 }
 
 /** Translates one layer spec into tar entries, in spec order. */
-export function layerTarEntries(layer: LayerSpec): TarEntry[] {
+export function layerTarEntries(layer: LayerSpec): TarEntrySpec[] {
   const prefix = layer.namePrefix ?? '';
   const named = (path: string, dir = false) => {
     const p = normalizePath(path);
     if (p === '') return './';
     return `${prefix}${p}${dir ? '/' : ''}`;
   };
-  return layer.entries.map((entry): TarEntry => {
+  // biome-ignore lint/suspicious/useIterableCallbackReturn: the switch below is exhaustive (TypeScript checks it)
+  return layer.entries.map((entry): TarEntrySpec => {
     if (entry.type === 'whiteout') {
       const { dir, name } = splitDir(normalizePath(entry.path));
       return { name: named(join(dir, `.wh.${name}`)), type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: DEFAULT_MTIME };

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { Digest } from '@clip/shared/digest';
+import type { Digest, Platform } from '@clip/shared';
 import { layerTarEntries, type LayerCompression, type LayerSpec } from './layer-spec.js';
 import { expectedTree } from './overlay.js';
 import { encodeTar } from './tar-writer.js';
@@ -24,11 +24,7 @@ export const MEDIA_TYPES = {
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
+export type { Platform };
 
 /** Runtime config, written into the image config's `config` object. */
 export interface ImageConfigSpec {

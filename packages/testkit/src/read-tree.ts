@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FileType } from '@clip/shared/archive/model';
+import type { FileType } from '@clip/archive-format';
 import type { Tree, TreeNode } from './tree.js';
 
 export interface ReadTreeOptions {

@@ -3,12 +3,12 @@
 // values (`SCHILY.xattr.*`, e.g. bytes >= 0x80) cannot be carried, and it decides itself
 // when to fall back to PAX. Fixtures need exact control over both.
 
-export type TarEntryType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'directory' | 'fifo';
+export type TarEntrySpecType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'directory' | 'fifo';
 
-export interface TarEntry {
+export interface TarEntrySpec {
   /** Name as written (no leading slash; directories may end with `/`). */
   name: string;
-  type: TarEntryType;
+  type: TarEntrySpecType;
   mode: number;
   uid: number;
   gid: number;
@@ -27,7 +27,7 @@ export interface TarEntry {
 }
 
 const BLOCK = 512;
-const TYPEFLAG: Record<TarEntryType, string> = {
+const TYPEFLAG: Record<TarEntrySpecType, string> = {
   file: '0',
   hardlink: '1',
   symlink: '2',
@@ -116,7 +116,7 @@ function padding(size: number): Buffer {
 }
 
 /** Encodes one entry (with a PAX extended header when needed). */
-export function encodeTarEntry(entry: TarEntry): Buffer[] {
+export function encodeTarEntry(entry: TarEntrySpec): Buffer[] {
   const data = entry.type === 'file' ? (entry.data ?? new Uint8Array()) : new Uint8Array();
   const records: Buffer[] = [];
   const split = isAscii(entry.name) ? splitUstarName(entry.name) : undefined;
@@ -165,7 +165,7 @@ export function encodeTarEntry(entry: TarEntry): Buffer[] {
 }
 
 /** A whole tar stream: entries then the two zero blocks that end an archive. */
-export function encodeTar(entries: TarEntry[]): Buffer {
+export function encodeTar(entries: TarEntrySpec[]): Buffer {
   const parts: Buffer[] = [];
   for (const entry of entries) parts.push(...encodeTarEntry(entry));
   parts.push(Buffer.alloc(BLOCK * 2));

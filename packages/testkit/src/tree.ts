@@ -1,7 +1,7 @@
 // The comparable shape of an unpacked filesystem tree. The fixture builder computes the
 // expected tree from layer specs, readTree() reads a real directory (umoci rootfs, FUSE
 // mount) into the same shape, and diffTrees() says how two trees differ.
-import type { FileType } from '@clip/shared/archive/model';
+import type { FileType } from '@clip/archive-format';
 
 export interface TreeNode {
   type: FileType;

@@ -4,9 +4,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage, type DebianImage } from '@clip/testkit/debian-image';
-import { readTree } from '@clip/testkit/read-tree';
-import { runTool, umociUnpack } from '@clip/testkit/tools';
+import { buildDebianImage, type DebianImage } from '../src/debian-image.js';
+import { readTree } from '../src/read-tree.js';
+import { runTool, umociUnpack } from '../src/tools.js';
 
 describe('buildDebianImage', () => {
   let image: DebianImage;

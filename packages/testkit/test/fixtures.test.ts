@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, buildLayout, FIXTURE_NAMES, FIXTURES, type BuiltLayout } from '@clip/testkit/fixtures';
-import { readTree } from '@clip/testkit/read-tree';
-import { startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy, skopeoInspect, skopeoInspectRaw, umociUnpack } from '@clip/testkit/tools';
-import { diffTrees } from '@clip/testkit/tree';
+import { buildFixture, buildLayout, FIXTURE_NAMES, FIXTURES, type BuiltLayout } from '../src/fixtures.js';
+import { readTree } from '../src/read-tree.js';
+import { startRegistry, type RunningRegistry } from '../src/registry.js';
+import { skopeoCopy, skopeoInspect, skopeoInspectRaw, umociUnpack } from '../src/tools.js';
+import { diffTrees } from '../src/tree.js';
 
 const sha256 = (data: Uint8Array) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 

@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildFixture } from '@clip/testkit/fixtures';
-import { htpasswdLine, startRegistry, type RunningRegistry } from '@clip/testkit/registry';
-import { skopeoCopy, skopeoInspectRaw } from '@clip/testkit/tools';
+import { buildFixture } from '../src/fixtures.js';
+import { htpasswdLine, startRegistry, type RunningRegistry } from '../src/registry.js';
+import { skopeoCopy, skopeoInspectRaw } from '../src/tools.js';
 
 describe('startRegistry', () => {
   let registry: RunningRegistry;

@@ -27,8 +27,6 @@ export interface RunningMount {
   stop(): Promise<Record<string, unknown> | undefined>;
 }
 
-const FALLBACK_INDEXER = fileURLToPath(new URL('./index-fallback.js', import.meta.url));
-
 export function defaultCliPath(): string {
   return process.env['CLIP_BENCH_CLI'] ?? fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
 }
@@ -69,23 +67,11 @@ export class ClipCli {
         // `clip <unknown> --help` still exits 0, so look the command up in the top-level help.
         const help = await run(process.execPath, [this.path, '--help'], { allowFailure: true, timeoutMs: 30_000 });
         if (new RegExp(`^\\s+${command}\\b`, 'm').test(help.stdout)) return undefined;
-        if (command === 'index' && (await this.libraryIndexWorks())) {
-          this.indexViaLibrary = true;
-          return undefined;
-        }
         return `\`clip ${command}\` not available yet`;
       })();
       this.probes.set(command, probe);
     }
     return probe;
-  }
-
-  /** True when `clip index` is missing and the indexer library's createArchive stands in for it. */
-  indexViaLibrary = false;
-
-  private async libraryIndexWorks(): Promise<boolean> {
-    const probe = await run(process.execPath, [FALLBACK_INDEXER, '--probe'], { allowFailure: true, timeoutMs: 30_000 });
-    return probe.code === 0;
   }
 
   private exec(args: string[], netns?: string, timeoutMs = 30 * 60_000): Promise<RunResult> {
@@ -100,18 +86,14 @@ export class ClipCli {
     netns?: string,
     spanSize?: string,
   ): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
-    const result = this.indexViaLibrary
-      ? await run(process.execPath, [FALLBACK_INDEXER, source, archive, ...(storageRef ? [storageRef] : [])], { timeoutMs: 30 * 60_000, ...(netns ? { netns } : {}) })
-      : await this.exec(['index', source, '-o', archive, '--json', ...(storageRef ? ['--storage-ref', storageRef] : []), ...(spanSize ? ['--span-size', spanSize] : [])], netns);
+    const result = await this.exec(['index', source, '-o', archive, '--json', ...(storageRef ? ['--storage-ref', storageRef] : []), ...(spanSize ? ['--span-size', spanSize] : [])], netns);
     const summary = lastJsonObject(result.stdout) ?? lastJsonObject(result.stderr);
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };
   }
 
   /** `clip index` of a local source under rss-wrapper.js: time, summary and peak RSS of the process. */
   async indexWithPeakRss(source: string, archive: string, storageRef: string, rssFile: string): Promise<{ seconds: number; peakRssBytes: number }> {
-    const args = this.indexViaLibrary
-      ? [FALLBACK_INDEXER, source, archive, storageRef]
-      : [this.path, 'index', source, '-o', archive, '--json', '--no-progress', '--storage-ref', storageRef];
+    const args = [this.path, 'index', source, '-o', archive, '--json', '--no-progress', '--storage-ref', storageRef];
     const result = await nodeWithPeakRss(args[0]!, args.slice(1), rssFile, { timeoutMs: 60 * 60_000 });
     return { seconds: result.seconds, peakRssBytes: result.peakRssBytes };
   }

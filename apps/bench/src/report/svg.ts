@@ -13,7 +13,7 @@ export interface BarChart {
 
 const COLORS = ['#8c8c8c', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd'];
 
-function escape(text: string): string {
+function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
 }
 
@@ -42,28 +42,28 @@ export function barChartSvg(chart: BarChart): string {
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escape(chart.title)}</text>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(chart.title)}</text>`,
   ];
   for (let i = 0; i <= 4; i++) {
     const value = (max * i) / 4;
     parts.push(`<line x1="${left}" x2="${width - 10}" y1="${y(value)}" y2="${y(value)}" stroke="#ddd"/>`);
-    parts.push(`<text x="${left - 6}" y="${y(value) + 4}" text-anchor="end">${escape(format(value))}</text>`);
+    parts.push(`<text x="${left - 6}" y="${y(value) + 4}" text-anchor="end">${escapeXml(format(value))}</text>`);
   }
-  parts.push(`<text x="14" y="${top + plotHeight / 2}" transform="rotate(-90 14 ${top + plotHeight / 2})" text-anchor="middle">${escape(chart.unit)}</text>`);
+  parts.push(`<text x="14" y="${top + plotHeight / 2}" transform="rotate(-90 14 ${top + plotHeight / 2})" text-anchor="middle">${escapeXml(chart.unit)}</text>`);
   chart.groups.forEach((group, g) => {
     const x0 = left + gap / 2 + g * groupWidth;
     group.values.forEach((value, s) => {
       if (value === undefined || !Number.isFinite(value)) return;
       const x = x0 + s * barWidth;
-      parts.push(`<rect x="${x}" y="${y(value)}" width="${barWidth - 3}" height="${Math.max(0, top + plotHeight - y(value))}" fill="${COLORS[s % COLORS.length]}"><title>${escape(`${chart.series[s]}: ${format(value)} ${chart.unit}`)}</title></rect>`);
-      parts.push(`<text x="${x + (barWidth - 3) / 2}" y="${y(value) - 3}" text-anchor="middle" font-size="9">${escape(format(value))}</text>`);
+      parts.push(`<rect x="${x}" y="${y(value)}" width="${barWidth - 3}" height="${Math.max(0, top + plotHeight - y(value))}" fill="${COLORS[s % COLORS.length]}"><title>${escapeXml(`${chart.series[s]}: ${format(value)} ${chart.unit}`)}</title></rect>`);
+      parts.push(`<text x="${x + (barWidth - 3) / 2}" y="${y(value) - 3}" text-anchor="middle" font-size="9">${escapeXml(format(value))}</text>`);
     });
-    parts.push(`<text x="${x0 + (chart.series.length * barWidth) / 2}" y="${top + plotHeight + 16}" text-anchor="middle">${escape(group.label)}</text>`);
+    parts.push(`<text x="${x0 + (chart.series.length * barWidth) / 2}" y="${top + plotHeight + 16}" text-anchor="middle">${escapeXml(group.label)}</text>`);
   });
   chart.series.forEach((name, s) => {
     const x = left;
     const yy = top + plotHeight + 40 + s * 18;
-    parts.push(`<rect x="${x}" y="${yy - 10}" width="12" height="12" fill="${COLORS[s % COLORS.length]}"/><text x="${x + 16}" y="${yy}">${escape(name)}</text>`);
+    parts.push(`<rect x="${x}" y="${yy - 10}" width="12" height="12" fill="${COLORS[s % COLORS.length]}"/><text x="${x + 16}" y="${yy}">${escapeXml(name)}</text>`);
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

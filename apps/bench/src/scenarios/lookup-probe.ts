@@ -11,7 +11,7 @@ let found = false;
 let ms: number;
 if (mode === 'clip') {
   // Imported before the clock starts: module loading is the same for any archive size.
-  const { readArchiveFile } = await import('@clip/shared/archive/format');
+  const { readArchiveFile } = await import('@clip/archive-format');
   const started = performance.now();
   const archive = await readArchiveFile(file);
   found = archive.lookup(path) !== undefined;

@@ -1,6 +1,8 @@
 // Runs inside the namespace: reads byte ranges of one blob with clip's registry client
 // (@clip/registry-fetch) and prints {"seconds": …}. Exit code 3 = client not available.
 //   node range-client.js <registry/repo:tag> <digest> <parallel> <json [[start,end],…]>
+import { openImageSource } from '@clip/registry-fetch';
+
 const [reference, digest, parallelText, rangesText] = process.argv.slice(2);
 const ranges = JSON.parse(rangesText ?? '[]') as [number, number][];
 const parallel = Number(parallelText ?? 4);
@@ -13,17 +15,7 @@ interface RangeSource {
 
 /** clip's registry client: `openImageSource(ref).readBlobRange(digest, start, endExclusive)`. */
 async function openReader(): Promise<RangeReader | string> {
-  // A variable specifier keeps the bench compiling even before registry-fetch is built.
-  const specifier = '@clip/registry-fetch/open';
-  let module: Record<string, unknown>;
-  try {
-    module = (await import(specifier)) as Record<string, unknown>;
-  } catch {
-    return `${specifier} not available (registry-fetch not built?)`;
-  }
-  const open = module['openImageSource'];
-  if (typeof open !== 'function') return 'no openImageSource export';
-  const source = (await (open as (ref: string) => Promise<unknown>)(reference ?? '')) as Partial<RangeSource>;
+  const source = (await openImageSource(reference ?? '')) as Partial<RangeSource>;
   if (typeof source.readBlobRange !== 'function') return 'image source has no readBlobRange';
   return (d, s, e) => source.readBlobRange!(d, s, e);
 }

@@ -92,12 +92,12 @@ async function scaleRows(context: BenchContext, image: ScaleImage): Promise<Resu
     }),
   );
   rows.push(finishRow({ ...rows0.lookup, clip: await repeat(runs, () => probeMs('clip', archive, image.deepPath)), details: { path: image.deepPath, pathListBytes: (await stat(image.pathList)).size } }));
-  rows.push(await coldRead(context, image, archive, clientRef));
+  rows.push(await coldRead(context, image, archive));
   return rows;
 }
 
 /** Fixed workload (read one small file) on a fresh worker: full pull vs clip mount + read. */
-async function coldRead(context: BenchContext, image: ScaleImage, archive: string, clientRef: string): Promise<ResultRow> {
+async function coldRead(context: BenchContext, image: ScaleImage, archive: string): Promise<ResultRow> {
   const layer = image.image.layers[0]!;
   const url = `http://${context.link.clientHost}/v2/bench/${image.name}/blobs/${layer.digest}`;
   const member = image.smallFile.slice(1);

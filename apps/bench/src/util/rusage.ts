@@ -3,7 +3,7 @@
 // peak of the largest process of the pipeline.
 import { readFile, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { run, sh, type RunOptions, type RunResult } from './exec.js';
+import { run, type RunOptions, type RunResult } from './exec.js';
 
 const WRAPPER = fileURLToPath(new URL('../clip/rss-wrapper.js', import.meta.url));
 

@@ -2,9 +2,8 @@
 // that holds the file contents itself, for images that live in no registry. Serve it with
 // `clip mount` from a local file or an http(s) URL.
 import type { Command } from 'commander';
-import type { DataArchiveSummary } from '@clip/indexer/data-archive/create-data-archive';
-import { createLogger } from '@clip/shared/log';
-import { formatSize, parseSize } from '@clip/shared/size';
+import type { DataArchiveSummary } from '@clip/indexer';
+import { createLogger, formatSize, parseSize } from '@clip/shared';
 
 interface ArchiveOptions {
   output: string;
@@ -31,7 +30,7 @@ export function register(program: Command): void {
     .option('--no-xattrs', 'do not read extended attributes of a directory input')
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (input: string, options: ArchiveOptions) => {
-      const { createDataArchive } = await import('@clip/indexer/data-archive/create-data-archive');
+      const { createDataArchive } = await import('@clip/indexer');
       const summary = await createDataArchive({
         input,
         output: options.output,

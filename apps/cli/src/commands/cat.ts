@@ -2,10 +2,9 @@
 // byte ranges of its layer that hold it (no FUSE). Symlinks are followed inside the image.
 import type { Command } from 'commander';
 import { once } from 'node:events';
-import { ClipError, UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import type { ArchiveFetcher } from '@clip/mounter/archive-location';
-import type { Inode } from '@clip/shared/archive/model';
+import { createLogger, NotAFileError, UsageError } from '@clip/shared';
+import type { ArchiveFetcher } from '@clip/mounter';
+import type { Inode } from '@clip/archive-format';
 
 /** Bytes asked of the reader per step: spans are decoded once and sliced from the cache. */
 const CHUNK = 1 << 20;
@@ -27,11 +26,9 @@ export function register(program: Command): void {
     .action(async (archivePath: string, path: string, options: CatOptions) => {
       const timeoutSeconds = Number(options.readTimeout);
       if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
-      const [{ LayerReader }, { resolveImagePath }, { MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
-        import('@clip/shared/archive/layer-reader'),
-        import('@clip/shared/read/resolve-path'),
-        import('@clip/mounter/memory-cache'),
-        import('@clip/mounter/archive-location'),
+      const [{ LayerReader, resolveImagePath, MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
+        import('@clip/read-engine'),
+        import('@clip/mounter'),
       ]);
       const logger = createLogger();
       const insecure = options.insecure ?? false;
@@ -41,7 +38,7 @@ export function register(program: Command): void {
       let fetcher: ArchiveFetcher;
       try {
         const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
-        if (found.inode.type !== 'file') throw new ClipError('CLIP_E_NOT_FILE', `${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
+        if (found.inode.type !== 'file') throw new NotAFileError(`${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
         inode = found.inode;
         fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000 });
       } catch (error) {

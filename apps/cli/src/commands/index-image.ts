@@ -1,11 +1,9 @@
 // `clip index <source> -o <file.clip>`: index an OCI image into a .clip archive.
 // (The file is not called index.ts: that name is the command registry.)
 import type { Command } from 'commander';
-import type { IndexProgress, IndexSummary } from '@clip/indexer/create-archive';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import { formatSize, parseSize } from '@clip/shared/size';
-import { parsePlatform } from '@clip/registry-fetch/platform';
+import type { IndexProgress, IndexSummary } from '@clip/indexer';
+import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
+import { parsePlatform } from '@clip/registry-fetch';
 
 interface IndexOptions {
   output: string;
@@ -87,7 +85,7 @@ export function register(program: Command): void {
     .option('--reuse', 'registry source with a published archive (clip publish): download that instead of indexing')
     .action(async (source: string, options: IndexOptions) => {
       // Loaded here, not at startup: other commands (and --help) should not pay for them.
-      const { reusePublishedArchive } = await import('../publish/reuse.js');
+      const { reusePublishedArchive } = await import('@clip/registry-fetch');
       const platform = options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {};
       const reused = await reusePublishedArchive(source, { output: options.output, reuse: options.reuse ?? false, logger: createLogger(), insecure: options.insecure ?? false, ...platform });
       if (reused) return void process.stdout.write(options.json ? `${JSON.stringify({ reused: true, ...reused })}\n` : `reused the published archive of ${reused.reference}: ${options.output}\n`);
@@ -96,7 +94,7 @@ export function register(program: Command): void {
       if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0)) {
         throw new UsageError(`invalid --concurrency ${JSON.stringify(options.concurrency)}: expected a positive integer`);
       }
-      const { createArchive } = await import('@clip/indexer/create-archive');
+      const { createArchive } = await import('@clip/indexer');
       const progress = options.progress === false ? undefined : progressReporter(process.stderr);
       try {
         const summary = await createArchive({

@@ -1,8 +1,7 @@
 // `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
 import type { Command } from 'commander';
-import type { ClipArchive } from '@clip/shared/archive/format';
-import type { ArchiveMetadata, FileType } from '@clip/shared/archive/model';
-import { formatSize } from '@clip/shared/size';
+import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-format';
+import { formatSize } from '@clip/shared';
 
 export interface ArchiveReport {
   file: string;
@@ -91,7 +90,7 @@ export function formatReport(report: ArchiveReport): string {
     '',
   );
   const layerRows = [['#', 'DIGEST', 'COMPRESSION', 'COMPRESSED', 'UNCOMPRESSED', 'SPANS']];
-  report.layers.forEach((layer, index) =>
+  for (const [index, layer] of report.layers.entries()) {
     layerRows.push([
       String(index),
       layer.digest,
@@ -99,8 +98,8 @@ export function formatReport(report: ArchiveReport): string {
       formatSize(layer.compressedSize),
       formatSize(layer.uncompressedSize),
       String(layer.spans),
-    ]),
-  );
+    ]);
+  }
   lines.push(...table(layerRows));
   return `${lines.join('\n')}\n`;
 }
@@ -112,7 +111,7 @@ export function register(program: Command): void {
     .argument('<archive>', 'the .clip file (or an http(s) URL)')
     .option('--json', 'print one JSON object instead of text')
     .action(async (file: string, options: { json?: boolean }) => {
-      const { openArchiveLocation } = await import('@clip/mounter/archive-location');
+      const { openArchiveLocation } = await import('@clip/mounter');
       const opened = await openArchiveLocation(file);
       await opened.close();
       const report = describeArchive(file, opened.archive, opened.archive.byteLength);

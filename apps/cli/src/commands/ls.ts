@@ -1,8 +1,7 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
-import type { ClipArchive } from '@clip/shared/archive/format';
-import type { FileType, Inode } from '@clip/shared/archive/model';
-import { PathNotFoundError } from '@clip/shared/errors';
+import type { ClipArchive, FileType, Inode } from '@clip/archive-format';
+import { PathNotFoundError } from '@clip/shared';
 
 const TYPE_CHARS: Record<FileType, string> = {
   file: '-', directory: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', socket: 's',
@@ -80,7 +79,7 @@ export function register(program: Command): void {
     .argument('[path]', 'path inside the image', '/')
     .option('-l, --long', 'long listing: mode, links, uid, gid, size (or major, minor), mtime (UTC), name -> target')
     .action(async (file: string, path: string, options: { long?: boolean }) => {
-      const { openArchiveLocation } = await import('@clip/mounter/archive-location');
+      const { openArchiveLocation } = await import('@clip/mounter');
       const opened = await openArchiveLocation(file);
       await opened.close();
       const rows = listPath(opened.archive, path);

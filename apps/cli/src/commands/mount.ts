@@ -2,10 +2,8 @@
 // foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
 // SIGINT/SIGTERM and prints a JSON metrics summary to stderr.
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import { parseSize } from '@clip/shared/size';
-import { checkMountpoint } from '@clip/mounter/mountpoint';
+import { createLogger, parseSize, UsageError } from '@clip/shared';
+import { checkMountpoint } from '@clip/mounter';
 
 interface MountCommandOptions {
   cacheDir?: string;
@@ -51,11 +49,9 @@ export function register(program: Command): void {
       // Refuse a bad mountpoint before touching the network.
       await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
-      const [{ mount }, { openArchiveFetcher, openArchiveLocation }, { isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
-        import('@clip/mounter/mount'),
-        import('@clip/mounter/archive-location'),
-        import('@clip/mounter/http-archive-source'),
-        import('../publish/resolve-argument.js'),
+      const [{ mount, openArchiveFetcher, openArchiveLocation, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
+        import('@clip/mounter'),
+        import('@clip/registry-fetch'),
       ]);
       const readMs = readTimeoutSeconds * 1000;
       const insecure = options.insecure ?? false;

@@ -2,12 +2,10 @@
 // local layout and push the image concurrently, then publish the archive into the same
 // registry as an OCI artifact referring to the image (see docs/publish.md).
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import { formatSize, parseSize } from '@clip/shared/size';
-import { parsePlatform } from '@clip/registry-fetch/platform';
-import type { PublishSummary } from '../publish/pipeline.js';
-import { createPublishDisplay } from '../publish/progress.js';
+import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
+import { parsePlatform } from '@clip/registry-fetch';
+import type { PublishSummary } from '@clip/indexer';
+import { createPublishDisplay } from '../publish-progress.js';
 
 interface PublishCommandOptions {
   output?: string;
@@ -60,7 +58,7 @@ export function register(program: Command): void {
     .action(async (source: string, target: string, options: PublishCommandOptions) => {
       const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');
       const indexConcurrency = positiveInteger(options.indexConcurrency, '--index-concurrency');
-      const { publish } = await import('../publish/pipeline.js');
+      const { publish } = await import('@clip/indexer');
       const display = options.progress === false ? undefined : createPublishDisplay(process.stderr);
       try {
         const summary = await publish({

@@ -1,9 +1,8 @@
 // `clip pull-archive <registry/repo:tag> [-o file.clip]`: what a runtime worker does before
 // mounting — find the archive published for the image, download and verify it, cache it.
 import type { Command } from 'commander';
-import { createLogger } from '@clip/shared/log';
-import { formatSize } from '@clip/shared/size';
-import { parsePlatform } from '@clip/registry-fetch/platform';
+import { createLogger, formatSize } from '@clip/shared';
+import { parsePlatform } from '@clip/registry-fetch';
 
 interface PullArchiveOptions {
   output?: string;
@@ -20,13 +19,14 @@ export function register(program: Command): void {
     .description("download the .clip archive published for an image (referrers API or fallback tag), verified and cached")
     .argument('<image>', 'registry reference, e.g. 127.0.0.1:5000/app:v1')
     .option('-o, --output <file.clip>', 'copy the archive here (it is always kept in the cache)')
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax shown in the help text
     .option('--cache-dir <dir>', 'archive cache (default $CLIP_ARCHIVE_CACHE or ${XDG_CACHE_HOME:-~/.cache}/clip/archives)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--refresh', 'download again even if the cache has it')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the result as JSON on stdout')
     .action(async (image: string, options: PullArchiveOptions) => {
-      const { pullArchive } = await import('../publish/pull.js');
+      const { pullArchive } = await import('@clip/registry-fetch');
       const result = await pullArchive(image, {
         logger: createLogger(),
         ...(options.output ? { output: options.output } : {}),

@@ -2,11 +2,8 @@
 // OCI layout, oci-archive or registry into a registry. Blobs already there are skipped; on the
 // same registry they are mounted across repositories instead of uploaded.
 import type { Command } from 'commander';
-import { UsageError } from '@clip/shared/errors';
-import { createLogger } from '@clip/shared/log';
-import { parseRegistryReference } from '@clip/shared/reference';
-import { formatSize } from '@clip/shared/size';
-import type { PushProgress } from '@clip/registry-fetch/push';
+import { createLogger, formatSize, parseRegistryReference, UsageError } from '@clip/shared';
+import type { PushProgress } from '@clip/registry-fetch';
 
 interface PushCommandOptions {
   json?: boolean;
@@ -96,7 +93,7 @@ export function register(program: Command): void {
         throw new UsageError(`--concurrency must be an integer from 1 to 32, got ${JSON.stringify(options.concurrency)}`);
       }
       const target = parseRegistryReference(targetText);
-      const [{ openImageSource }, { pushImage }] = await Promise.all([import('@clip/registry-fetch/open'), import('@clip/registry-fetch/push')]);
+      const { openImageSource, pushImage } = await import('@clip/registry-fetch');
       const logger = createLogger();
       const source = await openImageSource(sourceText, { logger, ...(options.srcInsecure ? { insecure: true } : {}) });
       const printer = progressPrinter(process.stderr);

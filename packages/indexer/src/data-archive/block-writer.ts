@@ -6,8 +6,8 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback, type ZlibOptions } from 'node:zlib';
-import type { Digest } from '@clip/shared/digest';
-import type { ArchiveLayer, Span } from '@clip/shared/archive/model';
+import type { Digest } from '@clip/shared';
+import type { ArchiveLayer, Span } from '@clip/archive-format';
 
 const gzip = promisify<Uint8Array, ZlibOptions, Buffer>(gzipCallback);
 

@@ -1,7 +1,7 @@
 // What an input (directory, tar) hands file contents to: each regular file with data, once,
 // in any order; the sink records where its bytes start in the data stream.
-import { ClipError } from '@clip/shared/errors';
-import type { Inode } from '@clip/shared/archive/model';
+import { IoError } from '@clip/shared';
+import type { Inode } from '@clip/archive-format';
 import type { DataBlockWriter } from './block-writer.js';
 
 export interface ContentSink {
@@ -23,9 +23,9 @@ export class BlockContentSink implements ContentSink {
 
   async file(ino: number, chunks: AsyncIterable<Uint8Array>, what: string): Promise<void> {
     const inode = this.tables.inodes[ino - 1];
-    if (!inode || inode.type !== 'file') throw new Error(`internal: inode ${ino} is not a regular file`);
+    if (inode?.type !== 'file') throw new Error(`internal: inode ${ino} is not a regular file`);
     const start = this.writer.position;
-    const changed = (detail: string) => new ClipError('CLIP_E_IO', `${what}: ${detail} (did it change while archiving?)`);
+    const changed = (detail: string) => new IoError(`${what}: ${detail} (did it change while archiving?)`);
     for await (const chunk of chunks) {
       if (this.writer.position - start + chunk.length > inode.size) throw changed(`more than the ${inode.size} bytes it had`);
       await this.writer.write(chunk);

@@ -5,10 +5,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { encodeDataArchiveHead } from '@clip/shared/archive/format';
-import type { ArchiveMetadata } from '@clip/shared/archive/model';
-import { ClipError, UsageError } from '@clip/shared/errors';
-import { silentLogger, type Logger } from '@clip/shared/log';
+import { type ArchiveMetadata, encodeDataArchiveHead } from '@clip/archive-format';
+import { ClipError, IoError, type Logger, silentLogger, UsageError } from '@clip/shared';
 import { CREATED_BY } from '../create-archive.js';
 import { DataBlockWriter, DEFAULT_BLOCK_SIZE } from './block-writer.js';
 import { BlockContentSink, type ContentSink, type InputTables } from './content-sink.js';
@@ -41,7 +39,7 @@ const MIN_BLOCK = 4096;
 const MAX_BLOCK = 64 * 1024 * 1024;
 
 function ioError(what: string, error: unknown): ClipError {
-  return error instanceof ClipError ? error : new ClipError('CLIP_E_IO', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  return error instanceof ClipError ? error : new IoError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
 export async function createDataArchive(options: CreateDataArchiveOptions): Promise<DataArchiveSummary> {
@@ -84,7 +82,7 @@ export async function createDataArchive(options: CreateDataArchiveOptions): Prom
         const chunk = Buffer.alloc(1024 * 1024);
         for (let at = 0; at < dataLength; ) {
           const { bytesRead } = await dataFile.read(chunk, 0, Math.min(chunk.length, dataLength - at), at);
-          if (bytesRead === 0) throw new ClipError('CLIP_E_IO', `${dataPath} is shorter than written`);
+          if (bytesRead === 0) throw new IoError(`${dataPath} is shorter than written`);
           checksum.update(chunk.subarray(0, bytesRead));
           await out.write(chunk, 0, bytesRead, head.length + at);
           at += bytesRead;

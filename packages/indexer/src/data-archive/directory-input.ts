@@ -5,8 +5,8 @@ import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FileType, Inode } from '@clip/shared/archive/model';
-import { ClipError } from '@clip/shared/errors';
+import type { FileType, Inode } from '@clip/archive-format';
+import { ClipError, IoError, UsageError } from '@clip/shared';
 import type { ContentSink, InputTables } from './content-sink.js';
 
 function fileType(mode: number): FileType {
@@ -30,7 +30,7 @@ function splitRdev(rdev: bigint): { major: number; minor: number } {
 }
 
 function ioError(what: string, error: unknown): ClipError {
-  return new ClipError('CLIP_E_IO', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  return new IoError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
 /** getfattr escapes bytes of file names as `\ooo` and `\` as `\\`. */
@@ -65,7 +65,7 @@ export async function readAllXattrs(root: string): Promise<Map<string, Record<st
     child.once('close', (exit) => resolve({ code: exit ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
   });
   const problems = stderr.split('\n').filter((line) => line.trim() !== '' && !/Operation not supported/.test(line));
-  if (code !== 0 && problems.length > 0) throw new ClipError('CLIP_E_IO', `getfattr failed on ${root}: ${problems.join('; ')}`);
+  if (code !== 0 && problems.length > 0) throw new IoError(`getfattr failed on ${root}: ${problems.join('; ')}`);
   const result = new Map<string, Record<string, Uint8Array>>();
   let current: Record<string, Uint8Array> | undefined;
   for (const line of stdout.split('\n')) {
@@ -153,7 +153,7 @@ export async function readDirectoryInput(root: string, options: { xattrs?: boole
   };
   await visit('/', root, undefined);
   const rootInode = inodes[0]!;
-  if (rootInode.type !== 'directory') throw new ClipError('CLIP_E_USAGE', `${root} is not a directory`);
+  if (rootInode.type !== 'directory') throw new UsageError(`${root} is not a directory`);
 
   return {
     tables: { inodes, entries },

@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { ClipError, LayerFormatError } from '@clip/shared/errors';
+import { IoError, LayerFormatError } from '@clip/shared';
 import { OverlayTree } from '../overlay/overlay-tree.js';
 import { TarWalker } from '../tar/tar-walker.js';
 import type { TarEntry } from '../tar/tar-entry.js';
@@ -40,7 +40,7 @@ export async function readTarInput(path: string): Promise<TarInput> {
   try {
     gzip = await isGzip(path);
   } catch (error) {
-    throw new ClipError('CLIP_E_IO', `cannot read ${path}: ${(error as Error).message}`, { cause: error });
+    throw new IoError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
   }
   const entries: TarEntry[] = [];
   const walker = new TarWalker(path, (entry) => entries.push(entry));

@@ -10,10 +10,9 @@
 //    replaced. Missing parents become root-owned 0755 directories.
 //  - Parent components that are symlinks are resolved inside the root, as container runtimes
 //    (containerd, umoci via securejoin) do when they extract.
-import { LayerFormatError } from '@clip/shared/errors';
-import type { DirEntry, FileType, Inode } from '@clip/shared/archive/model';
+import { LayerFormatError } from '@clip/shared';
+import { compareNames, type DirEntry, type FileType, type Inode } from '@clip/archive-format';
 import type { TarEntry } from '../tar/tar-entry.js';
-import { compareNames } from '@clip/shared/archive/name-order';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
@@ -332,17 +331,4 @@ export class OverlayTree {
     }
     return { inodes, entries };
   }
-}
-
-function splitParent(path: string): [string, string] {
-  if (path === '/') return ['', ''];
-  const slash = path.lastIndexOf('/');
-  return [slash === 0 ? '/' : path.slice(0, slash), path.slice(slash + 1)];
-}
-
-/** Order of DirEntry: by parent path, then name; the root first. */
-export function compareEntryPaths(a: string, b: string): number {
-  const [parentA, nameA] = splitParent(a);
-  const [parentB, nameB] = splitParent(b);
-  return compareNames(parentA, parentB) || compareNames(nameA, nameB);
 }

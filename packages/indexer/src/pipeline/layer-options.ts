@@ -1,6 +1,6 @@
 // What the layer scanner is told about one layer, and the scanLayer options that follow from
 // it: one place for the in-thread scan and the worker (which does not load the tar walker).
-import type { LayerCompression } from '@clip/shared/archive/model';
+import type { LayerCompression } from '@clip/archive-format';
 
 export interface IndexLayerOptions {
   digest: string;

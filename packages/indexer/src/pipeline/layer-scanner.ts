@@ -11,8 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { ClipError, LayerFormatError } from '@clip/shared/errors';
-import type { Logger } from '@clip/shared/log';
+import { ArchiveFormatError, ClipError, IoError, LayerFormatError, type Logger, TimeoutError, UsageError } from '@clip/shared';
 import { UNHASHED, type LayerScan } from '../scan/scan-layer.js';
 import type { TarEntry } from '../tar/tar-entry.js';
 import { TarWalker } from '../tar/tar-walker.js';
@@ -48,10 +47,19 @@ function workerScript(): URL | undefined {
   return url.protocol === 'file:' && existsSync(fileURLToPath(url)) ? url : undefined;
 }
 
+const WORKER_ERRORS: Record<string, new (message: string) => ClipError> = {
+  CLIP_E_LAYER_FORMAT: LayerFormatError,
+  CLIP_E_ARCHIVE_FORMAT: ArchiveFormatError,
+  CLIP_E_IO: IoError,
+  CLIP_E_TIMEOUT: TimeoutError,
+  CLIP_E_USAGE: UsageError,
+};
+
+/** A worker's error as the class it was thrown as (by code); codes without a class stay ClipErrors. */
 export function rehydrateError(error: { code?: string; message: string }): Error {
-  if (error.code === 'CLIP_E_LAYER_FORMAT') return new LayerFormatError(error.message);
-  if (error.code) return new ClipError(error.code, error.message);
-  return new Error(error.message);
+  if (!error.code) return new Error(error.message);
+  const Class = WORKER_ERRORS[error.code];
+  return Class ? new Class(error.message) : new ClipError(error.code, error.message);
 }
 
 class WorkerPool implements LayerScanner {

@@ -6,8 +6,7 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Digest } from '@clip/shared/digest';
-import { DigestMismatchError } from '@clip/shared/errors';
+import { type Digest, DigestMismatchError } from '@clip/shared';
 
 /** A blob the caller reads by filling its own buffers (the worker pool's transfer buffers). */
 export interface FillableBlob extends AsyncIterable<Uint8Array> {

@@ -5,8 +5,8 @@
 // Buffers are kept only until no piece needs them any more (a piece may span two chunks,
 // and the next piece may start one byte before the previous one ends: a mid-byte checkpoint).
 import { createHash } from 'node:crypto';
-import type { Span } from '@clip/shared/archive/model';
-import type { Digest } from '@clip/shared/digest';
+import type { Span } from '@clip/archive-format';
+import type { Digest } from '@clip/shared';
 
 interface Held {
   start: number;

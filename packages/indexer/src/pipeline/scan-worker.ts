@@ -10,7 +10,7 @@ import { GZIP_OUTPUT_BUFFER_SIZE } from '../scan/gzip-scan.js';
 import { scanLayer } from '../scan/scan-layer.js';
 import type { PieceCuts } from '../scan/span-recorder.js';
 import { scanOptionsFor } from './layer-options.js';
-import type { Digest } from '@clip/shared/digest';
+import type { Digest } from '@clip/shared';
 import type { FromWorker, ToWorker } from './worker-protocol.js';
 
 const port = parentPort;

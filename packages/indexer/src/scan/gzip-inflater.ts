@@ -3,7 +3,7 @@
 // pako is loaded only when it is used (it is not needed to start a scan worker).
 import { isMainThread } from 'node:worker_threads';
 import { loadNativeZran, type GzipBlockInflater } from '@clip/native-zran';
-import { createLogger } from '@clip/shared/log';
+import { createLogger } from '@clip/shared';
 
 export type GzipInflaterKind = 'native' | 'portable';
 

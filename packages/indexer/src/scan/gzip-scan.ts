@@ -4,7 +4,7 @@
 // recorded at a block boundary once spanSize bytes of output have passed since the last one
 // (bit offset, uncompressed offset, the 32 KiB window before it); every member start is one too.
 import { ERROR_STALL, EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
-import { LayerFormatError } from '@clip/shared/errors';
+import { LayerFormatError } from '@clip/shared';
 import type { SpanRecorder } from './span-recorder.js';
 import type { ScanSink } from './scan-sink.js';
 

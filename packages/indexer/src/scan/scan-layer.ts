@@ -2,10 +2,8 @@
 // the caller (the tar indexer) and records the spans/checkpoints/pieces that later let the
 // mounter fetch and decompress only the ranges it needs.
 import { createHash } from 'node:crypto';
-import { storeWindowAsync } from '@clip/shared/archive/window-store';
-import type { Checkpoint, LayerCompression, Span } from '@clip/shared/archive/model';
-import type { Digest } from '@clip/shared/digest';
-import { UsageError } from '@clip/shared/errors';
+import { type Checkpoint, type LayerCompression, type Span, storeWindowAsync } from '@clip/archive-format';
+import { type Digest, UsageError } from '@clip/shared';
 import { createGzipInflater, type GzipInflaterKind } from './gzip-inflater.js';
 import { scanGzip } from './gzip-scan.js';
 import { scanPlain } from './plain-scan.js';

@@ -5,7 +5,7 @@
 // With PieceCuts the recorder only reports where pieces lie and another thread hashes them
 // (the worker scan: the main thread has the compressed bytes too, see piece-hasher.ts).
 import { createHash, type Hash } from 'node:crypto';
-import type { Checkpoint, Span, SpanPiece } from '@clip/shared/archive/model';
+import type { Checkpoint, Span, SpanPiece } from '@clip/archive-format';
 
 /** A point where decoding is known to have produced `uncompressed` bytes from the first `bit` bits. */
 export interface Boundary {

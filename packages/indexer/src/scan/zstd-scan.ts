@@ -3,8 +3,8 @@
 // output have passed since the last one. A single-frame layer is therefore one span that is
 // fetched whole: zstd cannot be resumed inside a frame.
 import { Decompress } from 'fzstd';
-import { LayerFormatError } from '@clip/shared/errors';
-import { ZstdFrameSplitter } from '@clip/shared/zran/zstd-frames';
+import { LayerFormatError } from '@clip/shared';
+import { ZstdFrameSplitter } from '@clip/read-engine';
 import type { SpanRecorder } from './span-recorder.js';
 import type { ScanSink } from './scan-sink.js';
 

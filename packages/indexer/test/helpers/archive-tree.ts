@@ -4,9 +4,8 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { decompress as zstdDecompress } from 'fzstd';
-import type { ClipArchive } from '@clip/shared/archive/format';
-import type { LayerCompression } from '@clip/shared/archive/model';
-import type { Tree, TreeNode } from '@clip/testkit/tree';
+import type { ClipArchive, LayerCompression } from '@clip/archive-format';
+import type { Tree, TreeNode } from '@clip/testkit';
 
 export async function uncompressedLayer(blobPath: string, compression: LayerCompression): Promise<Uint8Array> {
   const blob = await readFile(blobPath);

@@ -19,7 +19,7 @@ export interface ProxyLogEntry {
   fault: Fault['kind'] | 'none';
 }
 
-export interface FaultProxy {
+export interface ScriptedProxy {
   /** `127.0.0.1:<port>`, usable as a registry host. */
   host: string;
   log: ProxyLogEntry[];
@@ -28,7 +28,7 @@ export interface FaultProxy {
   stop(): Promise<void>;
 }
 
-export async function startFaultProxy(upstream: { hostname: string; port: number }): Promise<FaultProxy> {
+export async function startScriptedProxy(upstream: { hostname: string; port: number }): Promise<ScriptedProxy> {
   let pending: Fault[] = [];
   let matcher: (method: string, url: string) => boolean = () => true;
   const log: ProxyLogEntry[] = [];

@@ -120,7 +120,7 @@ async function buildImage(dir: string, image: TestImage): Promise<BuiltImage> {
  * Writes an OCI layout to `dir` with one index.json entry per tag. An entry with several
  * images becomes an image index (one manifest per platform).
  */
-export async function buildLayout(
+export async function writeTestLayout(
   dir: string,
   entries: Array<{ tag: string; images: TestImage[]; forceIndex?: boolean }>,
 ): Promise<BuiltEntry[]> {

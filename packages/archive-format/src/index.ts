@@ -1,0 +1,36 @@
+// @clip/archive-format: the .clip archive (docs/archive-format.md) — its model, the one
+// encoder/decoder of its bytes, data-carrying archives, and the byte-range interface layers
+// are read through.
+export type {
+  ArchiveContents,
+  ArchiveLayer,
+  ArchiveMetadata,
+  Checkpoint,
+  DataLocation,
+  DirEntry,
+  FileType,
+  Inode,
+  LayerCompression,
+  Span,
+  SpanPiece,
+  StorageReference,
+} from './model.js';
+export type { FetchRange } from './byte-range.js';
+export {
+  ARCHIVE_FORMAT_VERSION,
+  archiveHeadLength,
+  encodeArchive,
+  encodeArchiveAsync,
+  encodeDataArchive,
+  encodeDataArchiveHead,
+  invalidNameReason,
+  openArchive,
+  openArchiveHead,
+  readArchiveFile,
+  type ClipArchive,
+  type EncodeOptions,
+} from './format.js';
+export { compareNames } from './name-order.js';
+export { storeWindow, storeWindowAsync } from './window-store.js';
+export { dataSectionFetchRange, FIRST_READ_BYTES, openArchiveFromSource, type ArchiveByteSource } from './data-archive.js';
+export { openFileByteSource } from './data-archive-file.js';

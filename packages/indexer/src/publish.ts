@@ -1,0 +1,201 @@
+// The build-worker pipeline behind `clip publish`: index the local layout (no network) and
+// push the image at the same time; only once the image is in the registry, push the archive
+// as an OCI artifact referring to the image manifest. Anything that fails before that last
+// step leaves no archive in the registry; a re-run skips blobs that are already there.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createArchive, type IndexProgress, type IndexSummary } from './create-archive.js';
+import { type Digest, DigestMismatchError, formatImageReference, type Logger, parseImageReference, parseRegistryReference, silentLogger, UsageError } from '@clip/shared';
+import { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE, openImageSource, openRegistryTarget, type Platform, pushImage, type PushProgress, pushReferrer, type PushResult, verifyArchive } from '@clip/registry-fetch';
+
+export interface PublishOptions {
+  /** `oci:<dir>[:tag]` or `oci-archive:<file>[:tag]`. */
+  source: string;
+  /** `registry/repo[:tag]`: where the image goes, and the archive's storage reference. */
+  target: string;
+  /** Keep the archive here too (default: a temporary file, removed afterwards). */
+  output?: string;
+  spanSize?: number;
+  platform?: Platform;
+  /** Blobs uploaded at once. */
+  pushConcurrency?: number;
+  /** Layers scanned at once. */
+  indexConcurrency?: number;
+  /** Scan layers on worker threads (default true). */
+  workers?: boolean;
+  insecure?: boolean;
+  logger?: Logger;
+  /** The image's layers, known before anything starts (for a per-layer display). */
+  onPlan?: (layers: Array<{ digest: Digest; size: number }>) => void;
+  onIndexProgress?: (progress: IndexProgress) => void;
+  onPushProgress?: (progress: PushProgress) => void;
+  onStage?: (stage: 'index-done' | 'push-done' | 'archive-push' | 'done') => void;
+}
+
+export interface PublishSummary {
+  reference: string;
+  /** What the tag points at (manifest, or index for a multi-platform image). */
+  imageDigest: Digest;
+  /** The platform manifest the archive indexes and refers to. */
+  manifestDigest: Digest;
+  archive: {
+    /** Local copy (-o), absent when none was kept. */
+    path?: string;
+    blobDigest: Digest;
+    bytes: number;
+    artifactDigest: Digest;
+    /** The referrers fallback tag written; absent when the registry indexes referrers itself. */
+    fallbackTag?: string;
+  };
+  /** Seconds per stage; index and push overlap, so total < index + push. */
+  stages: { indexSeconds: number; pushSeconds: number; archivePushSeconds: number; totalSeconds: number };
+  /** Image blob bytes uploaded (blobs already in the registry are not sent again). */
+  bytesPushed: number;
+  archiveBytesPushed: number;
+  blobs: { uploaded: number; skipped: number; mounted: number };
+  /** Compressed layer bytes the indexer read (from the local layout). */
+  bytesIndexed: number;
+  /** Bytes the indexing half received over the network: 0 from a local layout. */
+  indexNetworkBytes: number;
+  /** Compressed bytes of the indexed platform's layers. */
+  layerBytes: number;
+  /** bytesPushed / pushSeconds; null when nothing was uploaded. */
+  pushRateBytesPerSecond: number | null;
+  /** What indexing from the registry would have cost: layerBytes / push rate + index time. */
+  estimatedRegistryIndexSeconds: number | null;
+  /** (push, then index from the registry, then archive push) minus this run's total. */
+  indexingTimeSavedSeconds: number | null;
+}
+
+const seconds = (from: number, to: number) => Math.round(to - from) / 1000;
+
+/** Runs `work`, returning its result and the time it finished. */
+async function timed<T>(work: Promise<T>): Promise<{ value: T; end: number }> {
+  const value = await work;
+  return { value, end: performance.now() };
+}
+
+export async function publish(options: PublishOptions): Promise<PublishSummary> {
+  const started = performance.now();
+  const logger = options.logger ?? silentLogger;
+  const sourceRef = parseImageReference(options.source);
+  if (sourceRef.kind === 'registry') {
+    throw new UsageError(
+      `clip publish indexes a local image (oci:<dir>[:tag] or oci-archive:<file>[:tag]), got the registry reference ${JSON.stringify(options.source)}; ` +
+        'for an image already in a registry use clip push and clip index',
+    );
+  }
+  const targetRef = parseRegistryReference(options.target);
+  const target = formatImageReference(targetRef);
+  const clientOptions = { logger, ...(options.insecure ? { insecure: true } : {}) };
+
+  const source = await openImageSource(sourceRef, { logger, ...(options.platform ? { platform: options.platform } : {}) });
+  const scratch = options.output ? undefined : await mkdtemp(join(tmpdir(), 'clip-publish-'));
+  const output = options.output ?? join(scratch!, 'archive.clip');
+  try {
+    const image = await source.resolve(options.platform ? { platform: options.platform } : {});
+    const layerBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
+    options.onPlan?.(image.layers.map((layer) => ({ digest: layer.digest, size: layer.size })));
+    logger.info('publishing', { source: source.reference, target, manifest_digest: image.manifestDigest, layers: image.layers.length });
+
+    const indexing = timed(
+      createArchive({
+        source: options.source,
+        storageRef: target,
+        output,
+        logger,
+        ...(options.spanSize !== undefined ? { spanSize: options.spanSize } : {}),
+        ...(options.platform ? { platform: options.platform } : {}),
+        ...(options.indexConcurrency !== undefined ? { concurrency: options.indexConcurrency } : {}),
+        ...(options.workers !== undefined ? { workers: options.workers } : {}),
+        ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
+      }),
+    ).then((result) => {
+      options.onStage?.('index-done');
+      return result;
+    });
+    const pushing = timed(
+      pushImage(source, targetRef, {
+        ...clientOptions,
+        ...(options.pushConcurrency !== undefined ? { concurrency: options.pushConcurrency } : {}),
+        ...(options.onPushProgress ? { onProgress: options.onPushProgress } : {}),
+      }),
+    ).then((result) => {
+      options.onStage?.('push-done');
+      return result;
+    });
+    // Both run to the end even if one fails: no upload is left running behind our back.
+    const [indexed, pushed] = await Promise.allSettled([indexing, pushing]);
+    if (pushed.status === 'rejected') {
+      logger.error('image push failed; no archive was published', { target });
+      throw pushed.reason;
+    }
+    if (indexed.status === 'rejected') {
+      logger.error('indexing failed; the image was pushed but no archive was published', { target });
+      throw indexed.reason;
+    }
+    const summary: IndexSummary = indexed.value.value;
+    const push: PushResult = pushed.value.value;
+    if (summary.manifestDigest !== image.manifestDigest) {
+      throw new DigestMismatchError(`indexed manifest of ${source.reference}`, image.manifestDigest, summary.manifestDigest);
+    }
+
+    // The image is in the registry: now, and only now, the archive.
+    options.onStage?.('archive-push');
+    const archivePushStart = performance.now();
+    const bytes = await readFile(output);
+    verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
+    const destination = openRegistryTarget(targetRef, clientOptions);
+    let artifact;
+    try {
+      artifact = await pushReferrer(destination, {
+        artifactType: ARCHIVE_ARTIFACT_TYPE,
+        subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
+        blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
+      });
+    } finally {
+      await destination.close();
+    }
+    const end = performance.now();
+    options.onStage?.('done');
+    logger.info('archive published', {
+      target,
+      manifest_digest: image.manifestDigest,
+      artifact: artifact.manifest.digest,
+      fallback_tag: artifact.fallbackTag,
+    });
+
+    const indexSeconds = seconds(started, indexed.value.end);
+    const pushSeconds = seconds(started, pushed.value.end);
+    const archivePushSeconds = seconds(archivePushStart, end);
+    const totalSeconds = seconds(started, end);
+    const rate = push.bytesUploaded > 0 && pushSeconds > 0 ? push.bytesUploaded / pushSeconds : null;
+    const estimated = rate === null ? null : Math.round((layerBytes / rate + indexSeconds) * 1000) / 1000;
+    return {
+      reference: push.reference,
+      imageDigest: push.digest,
+      manifestDigest: image.manifestDigest,
+      archive: {
+        ...(options.output ? { path: options.output } : {}),
+        blobDigest: artifact.blob.digest,
+        bytes: bytes.length,
+        artifactDigest: artifact.manifest.digest,
+        ...(artifact.fallbackTag ? { fallbackTag: artifact.fallbackTag } : {}),
+      },
+      stages: { indexSeconds, pushSeconds, archivePushSeconds, totalSeconds },
+      bytesPushed: push.bytesUploaded,
+      archiveBytesPushed: artifact.bytesUploaded,
+      blobs: { uploaded: push.blobsUploaded, skipped: push.blobsSkipped, mounted: push.blobsMounted },
+      bytesIndexed: summary.bytesRead,
+      indexNetworkBytes: summary.networkBytes,
+      layerBytes,
+      pushRateBytesPerSecond: rate === null ? null : Math.round(rate),
+      estimatedRegistryIndexSeconds: estimated,
+      indexingTimeSavedSeconds: estimated === null ? null : Math.round((pushSeconds + estimated + archivePushSeconds - totalSeconds) * 1000) / 1000,
+    };
+  } finally {
+    await source.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}

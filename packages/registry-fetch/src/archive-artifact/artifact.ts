@@ -1,0 +1,16 @@
+// How a .clip archive is stored in a registry: an OCI artifact (image manifest with
+// artifactType, the empty config, one layer = the archive) whose subject is the image
+// manifest the archive indexes. Runtime workers find it through the referrers API or the
+// fallback tag `sha256-<hex of the image manifest digest>`.
+import { ClipError } from '@clip/shared';
+
+export const ARCHIVE_ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
+/** Media type of the archive layer (the .clip bytes). */
+export const ARCHIVE_LAYER_MEDIA_TYPE = 'application/vnd.clip.archive.v2';
+
+/** No archive has been published for an image (or none that verifies). */
+export class ArchiveNotPublishedError extends ClipError {
+  constructor(message: string) {
+    super('CLIP_E_ARCHIVE_NOT_PUBLISHED', message);
+  }
+}

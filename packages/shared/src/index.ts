@@ -1,0 +1,38 @@
+// @clip/shared: the vocabulary every package speaks — typed errors, logfmt logging, digests,
+// sizes, image references, atomic file writes. Nothing here knows about archives or layers.
+export {
+  ArchiveFormatError,
+  AuthError,
+  ClipError,
+  DigestMismatchError,
+  InvalidReferenceError,
+  IoError,
+  isClipError,
+  LayerFormatError,
+  LayerNotFoundError,
+  ManifestNotFoundError,
+  NotAFileError,
+  PathNotFoundError,
+  PlatformNotFoundError,
+  RegistryError,
+  SymlinkLoopError,
+  TimeoutError,
+  UsageError,
+} from './errors.js';
+export { createLogger, formatLogfmt, silentLogger, type LogFields, type Logger, type LoggerOptions, type LogLevel } from './log.js';
+export { isDigest, sha256Digest, verifyDigest, type Digest } from './digest.js';
+export { formatSize, parseSize } from './size.js';
+export {
+  DOCKER_HUB,
+  formatImageReference,
+  isLoopbackRegistry,
+  parseImageReference,
+  parseRegistryReference,
+  registryEndpointHost,
+  type ImageReference,
+  type OciArchiveReference,
+  type OciLayoutReference,
+  type RegistryReference,
+} from './reference.js';
+export { writeFileAtomically } from './fs-atomic.js';
+export type { Platform } from './platform.js';
