@@ -1,5 +1,6 @@
 // pull-archive refuses archives that do not belong to the image: a valid archive of another
-// image published as a referrer, and a referrer that is not an archive artifact.
+// image published as a referrer, and a referrer that is not an archive artifact. The image is
+// pushed without clip publish's bound index, so referrers are only considered on request.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,9 +51,14 @@ describe('clip pull-archive verification', () => {
     } finally {
       await destination.close();
     }
-    const rejected = await runCli(['pull-archive', target, '--cache-dir', join(work, 'cache2'), '-o', join(work, 'out.clip')]);
+    const unbound = await runCli(['pull-archive', target, '--cache-dir', join(work, 'cache2'), '-o', join(work, 'out.clip')]);
+    expect(unbound.code).toBe(1);
+    expect(unbound.stderr).toMatch(/no archive is bound to .*1 archive referrer\(s\) exist.*\[CLIP_E_ARCHIVE_UNBOUND\]/);
+    const rejected = await runCli(['pull-archive', target, '--trust-referrers', '--cache-dir', join(work, 'cache2'), '-o', join(work, 'out.clip')]);
     expect(rejected.code).toBe(1);
-    expect(rejected.stderr).toMatch(new RegExp(`indexes manifest ${special.image.manifestDigest}, not the image's ${basic.image.manifestDigest}.*\\[CLIP_E_ARCHIVE_FORMAT\\]`));
+    expect(rejected.stderr).toMatch(
+      new RegExp(`no valid clip archive .* among 1 referrer\\(s\\): sha256:[0-9a-f]{64}: .*indexes manifest ${special.image.manifestDigest}, not the image's ${basic.image.manifestDigest}.*\\[CLIP_E_ARCHIVE_NOT_PUBLISHED\\]`),
+    );
     expect(await readFile(join(work, 'out.clip')).catch(() => undefined)).toBeUndefined();
   });
 });

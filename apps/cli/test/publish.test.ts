@@ -86,8 +86,10 @@ describe('clip publish', () => {
     const summary = JSON.parse(published.stdout.toString()) as PublishJson;
     const blobDigests = [layout.image.configDigest, ...layout.image.layers.map((l) => l.digest)];
     const layerBytes = layout.image.layers.reduce((sum, l) => sum + l.size, 0);
+    // The tag now holds the index that binds image and archive (docs/security.md).
+    expect(summary.imageDigest).not.toBe(layout.topDigest);
     expect(summary).toMatchObject({
-      imageDigest: layout.topDigest,
+      imageDigest: summary.archive.boundIndexDigest,
       manifestDigest: layout.image.manifestDigest,
       blobs: { uploaded: blobDigests.length, skipped: 0, mounted: 0 },
       bytesIndexed: layerBytes,
@@ -105,9 +107,9 @@ describe('clip publish', () => {
     expect(proxy.log.filter((r) => r.method === 'GET' && r.url.includes('/blobs/'))).toEqual([]);
     expect(proxy.log.filter((r) => !r.url.startsWith(`/v2/${repo}/`) && r.url !== '/v2/')).toEqual([]);
 
-    // skopeo sees the image with the layout's digests.
+    // skopeo sees the bound index at the tag and, picking the platform, the layout's layers.
     const direct = `docker://${registry.host}/${repo}:v1`;
-    expect(sha256(await skopeoInspectRaw(direct))).toBe(layout.topDigest);
+    expect(sha256(await skopeoInspectRaw(direct))).toBe(summary.imageDigest);
     expect((await skopeoInspect(direct)).Layers).toEqual(layout.image.layers.map((l) => l.digest));
     // The fallback tag lists the archive artifact; the artifact refers to the image manifest.
     const index = JSON.parse((await skopeoInspectRaw(`docker://${registry.host}/${repo}:${summary.archive.fallbackTag}`)).toString()) as {
@@ -134,9 +136,9 @@ describe('clip publish', () => {
     const mountpoint = await tempDir('mnt');
     const mount = await startMount(target, mountpoint);
     mounts.push(mount);
-    expect(mount.stderr()).toMatch(/msg="downloaded archive".*via=tag/);
+    expect(mount.stderr()).toMatch(/msg="downloaded archive".*trust=bound-index via=index/);
     expect(diffTrees(expected, await readTree(mount.mountpoint))).toEqual([]);
-    const cached = await readFile(join(cache, 'clip', 'archives', `${summary.archive.fallbackTag}.clip`));
+    const cached = await readFile(join(cache, 'clip', 'archives', encodeURIComponent(proxy.host), repo, `${summary.archive.blobDigest.replace(':', '-')}.clip`));
     expect(sha256(cached)).toBe(summary.archive.blobDigest);
 
     // pull-archive: from the cache now, bytes identical to the published blob.
@@ -211,7 +213,7 @@ describe('clip publish', () => {
     expect(await manifestStatus(repo, fallbackTag)).toBe(200);
     const pulled = await runCli(['pull-archive', target, '--cache-dir', await tempDir('cache-large'), '--json']);
     expect(pulled.code).toBe(0);
-    expect(JSON.parse(pulled.stdout.toString())).toMatchObject({ manifestDigest: layout.image.manifestDigest, cached: false, via: 'tag' });
+    expect(JSON.parse(pulled.stdout.toString())).toMatchObject({ manifestDigest: layout.image.manifestDigest, cached: false, via: 'index' });
   });
 
   it('fails cleanly on a failed image push or a stopped registry, publishing no archive', async () => {

@@ -34,3 +34,5 @@ export { compareNames } from './name-order.js';
 export { storeWindow, storeWindowAsync } from './window-store.js';
 export { dataSectionFetchRange, FIRST_READ_BYTES, openArchiveFromSource, type ArchiveByteSource } from './data-archive.js';
 export { openFileByteSource } from './data-archive-file.js';
+/** The first 8 bytes of every archive: lets a reader refuse other blobs before downloading them. */
+export { MAGIC as ARCHIVE_MAGIC } from './layout.js';

@@ -5,9 +5,23 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
 import { createArchive, type IndexProgress, type IndexSummary } from './create-archive.js';
-import { type Digest, DigestMismatchError, formatImageReference, type Logger, parseImageReference, parseRegistryReference, silentLogger, UsageError } from '@clip/shared';
-import { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE, openImageSource, openRegistryTarget, type Platform, pushImage, type PushProgress, pushReferrer, type PushResult, verifyArchive } from '@clip/registry-fetch';
+import { type Digest, DigestMismatchError, formatImageReference, type Logger, parseImageReference, parseRegistryReference, sha256Digest, silentLogger, UsageError } from '@clip/shared';
+import {
+  ARCHIVE_ARTIFACT_TYPE,
+  ARCHIVE_LAYER_MEDIA_TYPE,
+  artifactSignature,
+  openImageSource,
+  openRegistryTarget,
+  type Platform,
+  pushBoundIndex,
+  pushImage,
+  type PushProgress,
+  pushReferrer,
+  type PushResult,
+  verifyArchive,
+} from '@clip/registry-fetch';
 
 export interface PublishOptions {
   /** `oci:<dir>[:tag]` or `oci-archive:<file>[:tag]`. */
@@ -25,6 +39,10 @@ export interface PublishOptions {
   /** Scan layers on worker threads (default true). */
   workers?: boolean;
   insecure?: boolean;
+  /** Put an index binding image and archive at the target tag (default true; see docs/security.md). */
+  bind?: boolean;
+  /** Sign (archive, manifest, repository) with this ed25519 key; stored on the artifact. */
+  signKey?: KeyObject;
   logger?: Logger;
   /** The image's layers, known before anything starts (for a per-layer display). */
   onPlan?: (layers: Array<{ digest: Digest; size: number }>) => void;
@@ -35,7 +53,7 @@ export interface PublishOptions {
 
 export interface PublishSummary {
   reference: string;
-  /** What the tag points at (manifest, or index for a multi-platform image). */
+  /** What the tag points at: the bound index, else the pushed manifest or index. */
   imageDigest: Digest;
   /** The platform manifest the archive indexes and refers to. */
   manifestDigest: Digest;
@@ -47,7 +65,13 @@ export interface PublishSummary {
     artifactDigest: Digest;
     /** The referrers fallback tag written; absent when the registry indexes referrers itself. */
     fallbackTag?: string;
+    /** The index at the tag that binds image and archive (absent with bind: false or a digest target). */
+    boundIndexDigest?: Digest;
+    /** Fingerprint of the key that signed the archive binding. */
+    signedBy?: string;
   };
+  /** What to deploy: `registry/repo@<bound index digest>` (or the image digest when not bound). */
+  deploy: string;
   /** Seconds per stage; index and push overlap, so total < index + push. */
   stages: { indexSeconds: number; pushSeconds: number; archivePushSeconds: number; totalSeconds: number };
   /** Image blob bytes uploaded (blobs already in the registry are not sent again). */
@@ -147,13 +171,17 @@ export async function publish(options: PublishOptions): Promise<PublishSummary> 
     const bytes = await readFile(output);
     verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
     const destination = openRegistryTarget(targetRef, clientOptions);
+    const signature = artifactSignature(options.signKey, { archiveDigest: sha256Digest(bytes), manifestDigest: image.manifestDigest, target: targetRef });
     let artifact;
+    let boundIndexDigest: Digest | undefined;
     try {
       artifact = await pushReferrer(destination, {
         artifactType: ARCHIVE_ARTIFACT_TYPE,
         subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
         blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
+        ...(signature.annotations ? { annotations: signature.annotations } : {}),
       });
+      if (options.bind !== false) boundIndexDigest = await pushBoundIndex(destination, source, image, artifact.manifest, logger);
     } finally {
       await destination.close();
     }
@@ -172,9 +200,11 @@ export async function publish(options: PublishOptions): Promise<PublishSummary> 
     const totalSeconds = seconds(started, end);
     const rate = push.bytesUploaded > 0 && pushSeconds > 0 ? push.bytesUploaded / pushSeconds : null;
     const estimated = rate === null ? null : Math.round((layerBytes / rate + indexSeconds) * 1000) / 1000;
+    const imageDigest = boundIndexDigest ?? push.digest;
     return {
       reference: push.reference,
-      imageDigest: push.digest,
+      imageDigest,
+      deploy: `${targetRef.registry}/${targetRef.repository}@${imageDigest}`,
       manifestDigest: image.manifestDigest,
       archive: {
         ...(options.output ? { path: options.output } : {}),
@@ -182,6 +212,8 @@ export async function publish(options: PublishOptions): Promise<PublishSummary> 
         bytes: bytes.length,
         artifactDigest: artifact.manifest.digest,
         ...(artifact.fallbackTag ? { fallbackTag: artifact.fallbackTag } : {}),
+        ...(boundIndexDigest ? { boundIndexDigest } : {}),
+        ...(signature.signedBy ? { signedBy: signature.signedBy } : {}),
       },
       stages: { indexSeconds, pushSeconds, archivePushSeconds, totalSeconds },
       bytesPushed: push.bytesUploaded,

@@ -55,3 +55,19 @@ export {
 export { isRegistryArgument, resolveArchiveArgument, type ResolveArchiveOptions } from './archive-artifact/resolve-argument.js';
 export { reusePublishedArchive, type ReuseOptions } from './archive-artifact/reuse.js';
 export { cachedArchivePath, defaultArchiveCacheDir } from './archive-artifact/archive-cache.js';
+// Which archive a worker may serve for a reference, and every check on it (docs/security.md).
+export {
+  listArchiveCandidates,
+  loadArchiveForReference,
+  type CandidateReport,
+  type LoadArchiveOptions,
+  type LoadedArchive,
+  type TrustBasis,
+  type TrustOptions,
+} from './archive-trust/load.js';
+export { verifyArchiveBinding, type BindingExpectation, type RepositoryName } from './archive-trust/verify-archive-binding.js';
+export { ArchiveUnboundError, ArchiveUntrustedError } from './archive-trust/errors.js';
+export { BOUND_MANIFEST_ANNOTATION, bindIndexBytes, boundArtifacts } from './archive-trust/bound-index.js';
+export { archiveSizeLimit } from './archive-trust/fetch-archive.js';
+export { artifactSignature, pushBoundIndex } from './archive-trust/publish-binding.js';
+export { bindingPayload, checkSignature, keyFingerprint, loadSigningKey, loadVerifyKey, signBinding } from './archive-trust/signature.js';

@@ -89,7 +89,7 @@ export const STEPS: DemoStep[] = [
     },
   },
   {
-    title: 'fresh worker: clip mount <registry ref> with an empty cache (archive found by referrers)',
+    title: 'fresh worker: clip mount <registry ref> with an empty cache (archive bound by the index at the tag)',
     async run(ctx) {
       const ref = need(ctx.remoteRef, 'a pushed image').replace(/^docker:\/\//, '');
       const mountpoint = join(ctx.work, 'mnt');

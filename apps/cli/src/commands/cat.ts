@@ -5,34 +5,37 @@ import { once } from 'node:events';
 import { createLogger, NotAFileError, UsageError } from '@clip/shared';
 import type { ArchiveFetcher } from '@clip/mounter';
 import type { Inode } from '@clip/archive-format';
+import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 /** Bytes asked of the reader per step: spans are decoded once and sliced from the cache. */
 const CHUNK = 1 << 20;
 const CACHE_BYTES = 64 << 20;
 
-interface CatOptions {
+interface CatOptions extends TrustFlags {
   insecure?: boolean;
   readTimeout?: string;
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('cat')
     .description('write a file of the image to stdout, fetching only the layer bytes it needs')
-    .argument('<archive>', '.clip archive (file or http(s) URL)')
+    .argument('<archive>', '.clip archive (file or http(s) URL), or a registry reference (its archive is loaded as by mount)')
     .argument('<path>', 'absolute path inside the image')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
-    .option('--read-timeout <seconds>', 'per-request registry timeout', '30')
-    .action(async (archivePath: string, path: string, options: CatOptions) => {
+    .option('--read-timeout <seconds>', 'per-request registry timeout', '30');
+  addTrustOptions(command).action(async (archivePath: string, path: string, options: CatOptions) => {
       const timeoutSeconds = Number(options.readTimeout);
       if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
-      const [{ LayerReader, resolveImagePath, MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }] = await Promise.all([
+      const [{ LayerReader, resolveImagePath, MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
         import('@clip/read-engine'),
         import('@clip/mounter'),
+        import('@clip/registry-fetch'),
       ]);
       const logger = createLogger();
       const insecure = options.insecure ?? false;
-      const opened = await openArchiveLocation(archivePath, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
+      const location = await resolveArchiveArgument(archivePath, { logger, insecure, ...(await trustOptionsFrom(options)) });
+      const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
       const archive = opened.archive;
       let inode: Inode;
       let fetcher: ArchiveFetcher;

@@ -1,7 +1,8 @@
 // `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
 import type { Command } from 'commander';
 import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-format';
-import { formatSize } from '@clip/shared';
+import { createLogger, formatSize } from '@clip/shared';
+import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 export interface ArchiveReport {
   file: string;
@@ -105,14 +106,17 @@ export function formatReport(report: ArchiveReport): string {
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('inspect')
     .description('show what a .clip archive holds: references, image config, layers, counts')
-    .argument('<archive>', 'the .clip file (or an http(s) URL)')
+    .argument('<archive>', 'the .clip file (or an http(s) URL), or a registry reference (its archive is loaded as by mount)')
     .option('--json', 'print one JSON object instead of text')
-    .action(async (file: string, options: { json?: boolean }) => {
-      const { openArchiveLocation } = await import('@clip/mounter');
-      const opened = await openArchiveLocation(file);
+    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
+  addTrustOptions(command).action(async (file: string, options: { json?: boolean; insecure?: boolean } & TrustFlags) => {
+      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
+      const insecure = options.insecure ?? false;
+      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)) });
+      const opened = await openArchiveLocation(location, { insecure });
       await opened.close();
       const report = describeArchive(file, opened.archive, opened.archive.byteLength);
       process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));

@@ -1,7 +1,8 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
 import type { ClipArchive, FileType, Inode } from '@clip/archive-format';
-import { PathNotFoundError } from '@clip/shared';
+import { createLogger, PathNotFoundError } from '@clip/shared';
+import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 const TYPE_CHARS: Record<FileType, string> = {
   file: '-', directory: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', socket: 's',
@@ -72,15 +73,18 @@ export function listPath(archive: ClipArchive, path: string): Array<{ name: stri
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('ls')
     .description('list a directory (or show one file) of a .clip archive')
-    .argument('<archive>', 'the .clip file (or an http(s) URL)')
+    .argument('<archive>', 'the .clip file (or an http(s) URL), or a registry reference (its archive is loaded as by mount)')
     .argument('[path]', 'path inside the image', '/')
     .option('-l, --long', 'long listing: mode, links, uid, gid, size (or major, minor), mtime (UTC), name -> target')
-    .action(async (file: string, path: string, options: { long?: boolean }) => {
-      const { openArchiveLocation } = await import('@clip/mounter');
-      const opened = await openArchiveLocation(file);
+    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
+  addTrustOptions(command).action(async (file: string, path: string, options: { long?: boolean; insecure?: boolean } & TrustFlags) => {
+      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
+      const insecure = options.insecure ?? false;
+      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)) });
+      const opened = await openArchiveLocation(location, { insecure });
       await opened.close();
       const rows = listPath(opened.archive, path);
       const lines = options.long ? longListing(rows) : rows.map((row) => row.name);

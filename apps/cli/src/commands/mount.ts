@@ -4,8 +4,9 @@
 import type { Command } from 'commander';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
 import { checkMountpoint } from '@clip/mounter';
+import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
-interface MountCommandOptions {
+interface MountCommandOptions extends TrustFlags {
   cacheDir?: string;
   cacheSize: string;
   memoryCache: string;
@@ -22,7 +23,7 @@ interface MountCommandOptions {
 const EXIT_GRACE_MS = 3000;
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('mount')
     .description('mount an image read-only through FUSE, fetching only the bytes that are read (foreground)')
     .argument('<archive>', '.clip archive (file or http(s) URL), or a registry reference whose published archive is downloaded (cached)')
@@ -36,8 +37,8 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
-    .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
-    .action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
+    .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing');
+  addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
       if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
       const retries = Number(options.retries);
@@ -45,6 +46,7 @@ export function register(program: Command): void {
       const cacheSize = parseSize(options.cacheSize);
       const memoryCache = parseSize(options.memoryCache);
       const logger = createLogger();
+      const trust = await trustOptionsFrom(options);
 
       // Refuse a bad mountpoint before touching the network.
       await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
@@ -56,7 +58,7 @@ export function register(program: Command): void {
       const readMs = readTimeoutSeconds * 1000;
       const insecure = options.insecure ?? false;
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure });
+      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure, ...trust });
       const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: readMs, retries });
       const archive = opened.archive;
       const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });

@@ -16,6 +16,8 @@ interface PublishCommandOptions {
   indexConcurrency?: string;
   insecure?: boolean;
   progress?: boolean;
+  bind?: boolean;
+  signKey?: string;
 }
 
 function positiveInteger(text: string | undefined, flag: string): number | undefined {
@@ -33,6 +35,8 @@ function formatPublishSummary(s: PublishSummary): string {
       : `indexing from the registry instead would have taken ~${s.estimatedRegistryIndexSeconds?.toFixed(1)} s after the push (saved ~${s.indexingTimeSavedSeconds.toFixed(1)} s)`;
   return (
     `published ${s.reference}@${s.imageDigest}\n` +
+    `deploy ${s.deploy}${s.archive.boundIndexDigest ? ' (pins the archive)' : ' (archive not bound: workers need --archive-digest, --verify-key or --trust-referrers)'}` +
+    `${s.archive.signedBy ? `; archive signed by ${s.archive.signedBy}` : ''}\n` +
     `archive ${s.archive.blobDigest} (${formatSize(s.archive.bytes)}) as artifact ${s.archive.artifactDigest}` +
     `${s.archive.fallbackTag ? ` (referrers tag ${s.archive.fallbackTag})` : ''}${s.archive.path ? `, kept at ${s.archive.path}` : ''}\n` +
     `index ${stages.indexSeconds.toFixed(1)} s | push ${stages.pushSeconds.toFixed(1)} s | archive push ${stages.archivePushSeconds.toFixed(1)} s | total ${stages.totalSeconds.toFixed(1)} s\n` +
@@ -55,10 +59,13 @@ export function register(program: Command): void {
     .option('--index-concurrency <n>', 'layers scanned at once (default: number of CPUs)')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--no-progress', 'no progress output on stderr')
+    .option('--no-bind', 'leave the tag on the image alone instead of an index that binds image and archive (workers then need --archive-digest, --verify-key or --trust-referrers)')
+    .option('--sign-key <file>', 'sign the archive binding with this ed25519 private key (PEM, PKCS#8) for workers with --verify-key')
     .action(async (source: string, target: string, options: PublishCommandOptions) => {
       const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');
       const indexConcurrency = positiveInteger(options.indexConcurrency, '--index-concurrency');
-      const { publish } = await import('@clip/indexer');
+      const [{ publish }, { loadSigningKey }] = await Promise.all([import('@clip/indexer'), import('@clip/registry-fetch')]);
+      const signKey = options.signKey ? await loadSigningKey(options.signKey) : undefined;
       const display = options.progress === false ? undefined : createPublishDisplay(process.stderr);
       try {
         const summary = await publish({
@@ -71,6 +78,8 @@ export function register(program: Command): void {
           ...(pushConcurrency !== undefined ? { pushConcurrency } : {}),
           ...(indexConcurrency !== undefined ? { indexConcurrency } : {}),
           ...(options.insecure ? { insecure: true } : {}),
+          ...(options.bind === false ? { bind: false } : {}),
+          ...(signKey ? { signKey } : {}),
           ...(display
             ? { onPlan: display.plan, onIndexProgress: display.index, onPushProgress: display.push, onStage: display.stage }
             : {}),

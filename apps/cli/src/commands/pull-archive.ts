@@ -1,48 +1,81 @@
 // `clip pull-archive <registry/repo:tag> [-o file.clip]`: what a runtime worker does before
-// mounting — find the archive published for the image, download and verify it, cache it.
+// mounting — find the archive it may serve for the image (bound by the deployed index, pinned,
+// signed, or a trusted referrer), download and verify it, cache it. `--list` shows every
+// candidate and whether it would be served.
 import type { Command } from 'commander';
 import { createLogger, formatSize } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
+import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
-interface PullArchiveOptions {
+interface PullArchiveOptions extends TrustFlags {
   output?: string;
   cacheDir?: string;
   platform?: string;
   insecure?: boolean;
   refresh?: boolean;
   json?: boolean;
+  list?: boolean;
 }
 
+const TRUST_TEXT = {
+  pinned: 'pinned by --archive-digest',
+  'bound-index': 'bound by the image index',
+  signature: 'signed',
+  'trusted-referrer': 'a referrer (--trust-referrers)',
+} as const;
+
 export function register(program: Command): void {
-  program
+  const command = program
     .command('pull-archive')
-    .description("download the .clip archive published for an image (referrers API or fallback tag), verified and cached")
+    .description('download the .clip archive a worker may serve for an image (bound by its index, pinned, signed or a trusted referrer), verified and cached')
     .argument('<image>', 'registry reference, e.g. 127.0.0.1:5000/app:v1')
     .option('-o, --output <file.clip>', 'copy the archive here (it is always kept in the cache)')
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax shown in the help text
     .option('--cache-dir <dir>', 'archive cache (default $CLIP_ARCHIVE_CACHE or ${XDG_CACHE_HOME:-~/.cache}/clip/archives)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--refresh', 'download again even if the cache has it')
+    .option('--list', 'list every archive found for the image (bound and referrers), each checked, and which would be served')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
-    .option('--json', 'print the result as JSON on stdout')
-    .action(async (image: string, options: PullArchiveOptions) => {
-      const { pullArchive } = await import('@clip/registry-fetch');
-      const result = await pullArchive(image, {
-        logger: createLogger(),
-        ...(options.output ? { output: options.output } : {}),
-        ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-        ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
-        ...(options.insecure ? { insecure: true } : {}),
-        ...(options.refresh ? { refresh: true } : {}),
-      });
+    .option('--json', 'print the result as JSON on stdout');
+  addTrustOptions(command).action(async (image: string, options: PullArchiveOptions) => {
+    const common = {
+      logger: createLogger(),
+      ...(await trustOptionsFrom(options)),
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+      ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
+      ...(options.insecure ? { insecure: true } : {}),
+    };
+    if (options.list) {
+      const { listArchiveCandidates } = await import('@clip/registry-fetch');
+      const listing = await listArchiveCandidates(image, common);
       if (options.json) {
-        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify(listing, null, 2)}\n`);
         return;
       }
-      process.stdout.write(
-        `${result.cached ? 'cached' : 'downloaded'} archive of ${result.reference}@${result.manifestDigest} ` +
-          `(${formatSize(result.archiveBytes)}${result.via ? `, found via ${result.via === 'api' ? 'the referrers API' : 'the referrers tag'}` : ''}): ` +
-          `${result.output ?? result.path}\n`,
-      );
+      const lines = [`archives for ${listing.reference}@${listing.manifestDigest}: ${listing.candidates.length}`];
+      for (const candidate of listing.candidates) {
+        lines.push(
+          `${candidate.chosen ? 'use ' : candidate.usable ? 'ok  ' : 'no  '} ${candidate.artifactDigest ?? '(pinned blob)'} via ${candidate.via}` +
+            `${candidate.blobDigest ? ` archive ${candidate.blobDigest}` : ''}${candidate.bytes !== undefined ? ` (${formatSize(candidate.bytes)})` : ''}` +
+            `${candidate.signedBy ? ` signed by ${candidate.signedBy}` : ''}${candidate.reason ? `: ${candidate.reason}` : ''}`,
+        );
+      }
+      process.stdout.write(`${lines.join('\n')}\n`);
+      return;
+    }
+    const { pullArchive } = await import('@clip/registry-fetch');
+    const result = await pullArchive(image, {
+      ...common,
+      ...(options.output ? { output: options.output } : {}),
+      ...(options.refresh ? { refresh: true } : {}),
     });
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(
+      `${result.cached ? 'cached' : 'downloaded'} archive ${result.blobDigest} of ${result.reference}@${result.manifestDigest} ` +
+        `(${formatSize(result.archiveBytes)}, ${TRUST_TEXT[result.trust]}): ${result.output ?? result.path}\n`,
+    );
+  });
 }

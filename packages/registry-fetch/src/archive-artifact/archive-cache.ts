@@ -1,5 +1,6 @@
-// Local cache of archives downloaded from registries, keyed by the image manifest digest
-// (the archive of one manifest never changes meaning): `<dir>/sha256-<hex>.clip`.
+// Local cache of archives downloaded from registries, keyed by registry, repository and
+// archive digest (never by manifest digest alone: another registry's archive of the same
+// image stores its layers elsewhere): `<dir>/<registry>/<repository>/sha256-<hex>.clip`.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Digest } from '@clip/shared';
@@ -12,8 +13,10 @@ export function defaultArchiveCacheDir(env: NodeJS.ProcessEnv = process.env): st
   return join(xdg?.startsWith('/') ? xdg : join(homedir(), '.cache'), 'clip', 'archives');
 }
 
-export function cachedArchivePath(cacheDir: string, manifestDigest: Digest): string {
-  return join(cacheDir, `${manifestDigest.replace(':', '-')}.clip`);
+/** The registry's `host:port` keeps its colon escaped; repository names cannot hold `..`. */
+export function cachedArchivePath(cacheDir: string, location: { registry: string; repository: string }, archiveDigest: Digest): string {
+  const segments = location.repository.split('/').filter((segment) => segment !== '' && segment !== '.' && segment !== '..');
+  return join(cacheDir, encodeURIComponent(location.registry.toLowerCase()), ...segments, `${archiveDigest.replace(':', '-')}.clip`);
 }
 
 export { writeFileAtomically } from '@clip/shared';

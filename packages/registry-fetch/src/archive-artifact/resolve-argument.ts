@@ -2,9 +2,10 @@
 // the path of its published archive (downloaded once, then served from the cache).
 import { stat } from 'node:fs/promises';
 import { type Logger, parseImageReference } from '@clip/shared';
+import type { TrustOptions } from '../archive-trust/load.js';
 import { pullArchive } from './pull.js';
 
-export interface ResolveArchiveOptions {
+export interface ResolveArchiveOptions extends TrustOptions {
   logger?: Logger;
   insecure?: boolean;
   cacheDir?: string;
@@ -16,7 +17,8 @@ export interface ResolveArchiveOptions {
  * `docker://…`), so a mistyped file name is never sent to Docker Hub.
  */
 export async function isRegistryArgument(text: string): Promise<boolean> {
-  if (text.endsWith('.clip') || text.startsWith('.') || text.startsWith('/')) return false;
+  // http(s) URLs are archives read by range (mounter), never registry references.
+  if (text.endsWith('.clip') || text.startsWith('.') || text.startsWith('/') || /^https?:\/\//i.test(text)) return false;
   if (await stat(text).then(() => true, () => false)) return false;
   if (text.startsWith('docker://')) return true;
   const first = text.split('/')[0] ?? '';
@@ -28,13 +30,12 @@ export async function isRegistryArgument(text: string): Promise<boolean> {
   }
 }
 
-/** The archive file to use for `argument`: itself, or the (cached) published archive of a reference. */
+/**
+ * The archive file to use for `argument`: itself, or the (cached) archive of a reference that
+ * passed every trust check (archive-trust/load.ts).
+ */
 export async function resolveArchiveArgument(argument: string, options: ResolveArchiveOptions = {}): Promise<string> {
   if (!(await isRegistryArgument(argument))) return argument;
-  const pulled = await pullArchive(argument, {
-    ...(options.logger ? { logger: options.logger } : {}),
-    ...(options.insecure ? { insecure: true } : {}),
-    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-  });
+  const pulled = await pullArchive(argument, options);
   return pulled.path;
 }

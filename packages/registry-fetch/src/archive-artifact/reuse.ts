@@ -49,11 +49,19 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
     await source.close();
   }
   if (!options.reuse) return undefined;
-  const pulled = await pullArchive(sourceText, {
-    logger: options.logger,
-    ...(options.platform ? { platform: options.platform } : {}),
-    ...(options.insecure ? { insecure: true } : {}),
-  });
+  let pulled;
+  try {
+    pulled = await pullArchive(sourceText, {
+      logger: options.logger,
+      ...(options.platform ? { platform: options.platform } : {}),
+      ...(options.insecure ? { insecure: true } : {}),
+    });
+  } catch (error) {
+    // Unbound or failing a check (archive-trust): index the image ourselves instead.
+    if (!isClipError(error)) throw error;
+    options.logger.warn('not reusing the published archive; indexing instead', { reference: sourceText, error: error.message });
+    return undefined;
+  }
   await mkdir(dirname(options.output), { recursive: true });
   await copyFile(pulled.path, options.output);
   return { ...pulled, output: options.output };
