@@ -12,6 +12,7 @@ const workspace: Record<string, string> = {
   '@clip/indexer': 'packages/indexer',
   '@clip/mounter': 'packages/mounter',
   '@clip/testkit': 'packages/testkit',
+  '@clip/runtime': 'packages/runtime',
 };
 
 export function clipVitestConfig(options: { testTimeout?: number } = {}) {

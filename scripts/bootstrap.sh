@@ -23,7 +23,7 @@ die() {
 # Each requirement: "<package>:<probe>", probe = a command on PATH, or lib:<soname>.
 REQUIREMENTS=(
   "libfuse3-dev:file:/usr/include/fuse3/fuse_lowlevel.h" # packages/native-fuse builds against libfuse 3
-  "fuse:fusermount"                      # detaches stale mounts (`fusermount -uz`); fuse3 would conflict with it
+  "fuse3:fusermount3"                    # rootless mounts (the FUSE addon runs fusermount3) and detaching stale mounts (`fusermount3 -uz`)
   "docker-registry:docker-registry"      # the real registry tests push to (testkit/registry.ts)
   "skopeo:skopeo"                        # copies images between OCI layouts and registries
   "umoci:umoci"                          # reference unpacker the mount is compared against
@@ -37,6 +37,9 @@ REQUIREMENTS=(
   "g++:g++"                              # node-gyp toolchain for packages/native-fuse and native-zran (step 3)
   "make:make"
   "python3:python3"
+  "runc:runc"                            # clip run's default OCI runtime (packages/runtime); its tests run real containers
+  "tini:file:/usr/bin/tini-static"       # static init for clip run containers: forwards signals to the command, reaps zombies
+  "busybox-static:file:/bin/busybox"     # static busybox: the runtime tests' small image (packages/runtime/test)
 )
 
 have() {
@@ -135,6 +138,12 @@ if [[ ! -c /dev/fuse ]]; then
   modprobe fuse >/dev/null 2>&1 || true
   if [[ ! -c /dev/fuse && $(id -u) -eq 0 ]]; then mknod -m 666 /dev/fuse c 10 229 2>/dev/null || true; fi
   [[ -c /dev/fuse ]] || die "/dev/fuse is missing: FUSE mounts cannot work here (load the fuse module, or run the container with --device /dev/fuse --cap-add SYS_ADMIN)"
+fi
+# Rootless mounts: fusermount3 opens /dev/fuse as the calling user, so it must be 0666 (the
+# kernel's and Debian's default; container runtimes often create it 0600).
+if [[ $(id -u) -eq 0 && $(stat -c %a /dev/fuse) != 666 ]]; then
+  chmod 666 /dev/fuse 2>/dev/null && verbose "made /dev/fuse mode 0666 for rootless mounts" ||
+    say "warning: /dev/fuse is not mode 0666: clip mount works only as root"
 fi
 verbose "ok: /dev/fuse"
 

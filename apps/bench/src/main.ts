@@ -22,6 +22,8 @@ import { lazyPeers } from './scenarios/lazy-peers.js';
 import { mountIo } from './scenarios/mount-io.js';
 import { publishImage, publishScenario } from './scenarios/publish.js';
 import { rangeFetch } from './scenarios/range-fetch.js';
+import { runtimeScenarios } from './scenarios/runtime.js';
+import { fleetScenario } from './scenarios/fleet.js';
 import { FULL_SCALE, QUICK_SCALE, scale } from './scenarios/scale.js';
 import { runCleanup } from './util/cleanup.js';
 import { run } from './util/exec.js';
@@ -51,6 +53,11 @@ interface Plan {
   keepWork: boolean;
   /** Run the lazy-loading peers (eStargz through stargz-snapshotter) on the reference profile. */
   peers: boolean;
+  /** --only: scenario names to run (start, indexing, mount-io, ranged, publish, runtime, peers, scale); undefined = all. */
+  only?: Set<string>;
+  /** Workers of the fleet scenario (0: skip it); `fleetOnly` skips every other scenario. */
+  fleet: number;
+  fleetOnly: boolean;
 }
 
 function planFromArgs(argv: string[]): Plan {
@@ -65,12 +72,15 @@ function planFromArgs(argv: string[]): Plan {
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
       peers: { type: 'string' },
+      only: { type: 'string' },
+      fleet: { type: 'string' },
+      'fleet-only': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--peers estargz|none]\n' +
+      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--only start,indexing,mount-io,ranged,publish,runtime,peers,scale] [--fleet N] [--fleet-only] [--peers estargz|none]\n' +
         `images: ${Object.keys(IMAGE_BUILDERS).join(', ')}\n`,
     );
     process.exit(0);
@@ -93,6 +103,9 @@ function planFromArgs(argv: string[]): Plan {
     keepWork: values['keep-work'] ?? false,
     // Off in quick mode unless asked: converting images and starting containerd take minutes.
     peers: values.peers === undefined ? !quick : values.peers !== 'none',
+    ...(values.only ? { only: new Set(values.only.split(',')) } : {}),
+    fleet: Number(values.fleet ?? (values['fleet-only'] ? 8 : 0)),
+    fleetOnly: values['fleet-only'] ?? false,
   };
 }
 
@@ -154,33 +167,51 @@ async function main(): Promise<void> {
         const isReference = profile.name === plan.reference.name;
         if (!isReference && !plan.sweepImages.includes(image.bench.name)) continue;
         const base = { image: image.bench.name, profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
+        if (isReference && plan.fleet > 0) {
+          log(`fleet: ${plan.fleet} workers ${image.bench.name}`);
+          rows.push(...(await guard('fleet scenario', { ...base, scenario: 'fleet start', variant: 'all' }, () => fleetScenario(context, image, plan.fleet))));
+        }
+        if (plan.fleetOnly) continue;
         log(`start + workload: ${image.bench.name} @ ${profile.name}`);
         let unpackedRoot: string | undefined;
-        rows.push(
+        const want = (name: string) => !plan.only || plan.only.has(name);
+        if (want('start')) rows.push(
           ...(await guard('start scenario', { ...base, scenario: 'start + workload', variant: 'all' }, async () => {
             const outcome = await coldStart(context, image);
             unpackedRoot = outcome.unpackedRoot;
             return outcome.rows;
           })),
         );
+        if (want('runtime')) {
+          log(`containers (clip run): ${image.bench.name} @ ${profile.name}`);
+          rows.push(...(await guard('runtime scenario', { ...base, scenario: 'container start + workload', variant: 'all' }, () => runtimeScenarios(context, image))));
+        }
         if (!isReference) continue;
-        log(`indexing: ${image.bench.name}`);
-        rows.push(...(await guard('indexing scenario', { ...base, scenario: 'indexing', variant: 'all' }, () => indexing(context, image))));
-        log(`mount I/O: ${image.bench.name}`);
-        rows.push(...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () => mountIo(context, image, unpackedRoot, check.measuredMbit))));
-        log(`ranged reads: ${image.bench.name}`);
-        rows.push(
-          ...(await guard('ranged reads scenario', { ...base, scenario: 'ranged reads', variant: 'all', unit: 's' }, () => rangeFetch(context, image, check.measuredMbit))),
-        );
-        log(`publish: ${image.bench.name}`);
-        rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
-        if (plan.peers) {
+        if (want('indexing')) {
+          log(`indexing: ${image.bench.name}`);
+          rows.push(...(await guard('indexing scenario', { ...base, scenario: 'indexing', variant: 'all' }, () => indexing(context, image))));
+        }
+        if (want('mount-io')) {
+          log(`mount I/O: ${image.bench.name}`);
+          rows.push(...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () => mountIo(context, image, unpackedRoot, check.measuredMbit))));
+        }
+        if (want('ranged')) {
+          log(`ranged reads: ${image.bench.name}`);
+          rows.push(
+            ...(await guard('ranged reads scenario', { ...base, scenario: 'ranged reads', variant: 'all', unit: 's' }, () => rangeFetch(context, image, check.measuredMbit))),
+          );
+        }
+        if (want('publish')) {
+          log(`publish: ${image.bench.name}`);
+          rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
+        }
+        if (plan.peers && want('peers')) {
           log(`lazy-loading peers (eStargz): ${image.bench.name}`);
           const earlier = rows.filter((row) => row.image === image.bench.name && (row.profile === profile.name || row.profile === 'local'));
           rows.push(...(await guard('peers scenario', { ...base, scenario: 'peers: start + workload', variant: 'all' }, () => lazyPeers(context, image, earlier))));
         }
       }
-      if (profile.name === plan.reference.name && plan.scale.length > 0) {
+      if (profile.name === plan.reference.name && plan.scale.length > 0 && !plan.fleetOnly && (!plan.only || plan.only.has('scale'))) {
         const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
         rows.push(...(await guard('scale scenario', base, () => scale(context, plan.scale))));
       }

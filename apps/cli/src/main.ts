@@ -2,7 +2,7 @@
 // The `clip` command line. Each subcommand lives in commands/<name>.ts and exports
 // `register(program)`; this file only wires them together and turns errors into exit codes.
 import { Command, CommanderError } from 'commander';
-import { isClipError } from '@clip/shared';
+import { isClipError, redactUserinfo } from '@clip/shared';
 import { commands } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
 
@@ -16,6 +16,7 @@ export function buildProgram(): Command {
     )
     .version('0.1.0')
     .showHelpAfterError('(run "clip --help" for usage)')
+    .configureOutput({ outputError: (text, write) => write(redactUserinfo(text)) })
     .exitOverride();
   for (const register of commands) register(program);
   return program;
@@ -32,10 +33,10 @@ async function main(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     if (isClipError(error)) {
-      process.stderr.write(`clip: error: ${error.message} [${error.code}]\n`);
+      process.stderr.write(`clip: error: ${redactUserinfo(error.message)} [${error.code}]\n`);
       return error.code === 'CLIP_E_USAGE' || error.code === 'CLIP_E_REFERENCE' ? EXIT.usage : EXIT.failure;
     }
-    process.stderr.write(`clip: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(`clip: internal error: ${redactUserinfo(error instanceof Error ? (error.stack ?? error.message) : String(error))}\n`);
     return EXIT.internal;
   }
 }

@@ -11,7 +11,7 @@ import { encodeArchive, encodeDataArchive, openArchive, type ArchiveContents } f
 import type { PublishSummary } from '@clip/indexer';
 import type { Digest } from '@clip/shared';
 import { openImageSource, openRegistryTarget, pushImage, pushReferrer, type Descriptor } from '@clip/registry-fetch';
-import { buildFixture, skopeoCopy, startRegistry, umociUnpack, type BuiltLayout, type RunningRegistry } from '@clip/testkit';
+import { archiveContents, buildFixture, skopeoCopy, startRegistry, umociUnpack, type BuiltLayout, type RunningRegistry } from '@clip/testkit';
 import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
@@ -93,7 +93,7 @@ async function pushForged(registry: RunningRegistry, repo: string, blob: Uint8Ar
 }
 
 function contentsOf(bytes: Uint8Array): ArchiveContents {
-  return openArchive(bytes).contents();
+  return archiveContents(openArchive(bytes));
 }
 
 /** The genuine archive with TOOL's entry pointing at README's bytes in the same layer. */
@@ -279,7 +279,7 @@ describe('archive trust', () => {
     expect(made.code).toBe(0);
     const plain = await readFile(join(work, 'attacker.clip'));
     const archive = openArchive(plain);
-    const contents = archive.contents();
+    const contents = archiveContents(archive);
     contents.metadata.storage = { registry: registryA.host, repository: repo, manifestDigest: layout.image.manifestDigest };
     const data = plain.subarray(archive.dataSection!.offset, archive.dataSection!.offset + archive.dataSection!.length);
     const forgedBytes = encodeDataArchive(contents, data);

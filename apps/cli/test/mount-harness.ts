@@ -2,7 +2,7 @@
 // .clip archives (copied alone into a fresh directory, so nothing can read the layout), the
 // BUILT cli run in child processes, and cleanup that survives failures.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -67,8 +67,16 @@ export interface RunningMount {
 }
 
 /** Starts `clip mount <archive> <mountpoint> ...args` and waits for its `mounted` log line. */
-export async function startMount(archive: string, mountpoint: string, args: string[] = []): Promise<RunningMount> {
-  const child = spawn(process.execPath, [CLI, 'mount', archive, mountpoint, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startMount(
+  archive: string,
+  mountpoint: string,
+  args: string[] = [],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningMount> {
+  const child = spawn(process.execPath, [CLI, 'mount', archive, mountpoint, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -84,7 +92,7 @@ export async function startMount(archive: string, mountpoint: string, args: stri
         await exited;
         clearTimeout(timer);
       }
-      await run('fusermount', ['-uz', mountpoint]).catch(() => {});
+      await run('fusermount3', ['-uz', mountpoint]).catch(() => {});
       const line = stderr.split('\n').find((l) => l.startsWith('{"metrics"'));
       return line ? (JSON.parse(line) as { metrics: Record<string, number> }).metrics : undefined;
     },
@@ -93,7 +101,8 @@ export async function startMount(archive: string, mountpoint: string, args: stri
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`mount did not come up in time:\n${stderr}`)), 30_000);
       child.stderr!.on('data', () => {
-        if (/msg="mounted"/.test(stderr)) {
+        // The first serving process logs `serving reads` (its pid) right after `mounted`.
+        if (/msg="mounted"/.test(stderr) && /msg="serving reads"/.test(stderr)) {
           clearTimeout(timer);
           resolve();
         }
@@ -110,10 +119,34 @@ export async function startMount(archive: string, mountpoint: string, args: stri
   return handle;
 }
 
+/** The pid of the process serving a `clip mount` now: its latest `serving reads pid=…` line. */
+export function servingPid(mount: RunningMount): number {
+  const pids = [...mount.stderr().matchAll(/msg="serving reads" pid=(\d+)/g)].map((match) => Number(match[1]));
+  if (pids.length === 0) throw new Error(`no "serving reads" line yet:\n${mount.stderr()}`);
+  return pids[pids.length - 1]!;
+}
+
+/** Waits until `pid` has exited (a zombie has closed its files already: that counts). */
+export async function processGone(pid: number): Promise<void> {
+  for (;;) {
+    try {
+      if (/^\d+ \(.*\) Z/.test(await readFile(`/proc/${pid}/stat`, 'utf8'))) return;
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** Runs the built cli; never throws on a non-zero exit. */
-export async function runCli(args: string[], options: { timeoutMs?: number } = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+export async function runCli(
+  args: string[],
+  options: { timeoutMs?: number; env?: Record<string, string | undefined> } = {},
+): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const env: Record<string, string | undefined> = { ...process.env, ...options.env };
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     const out: Buffer[] = [];
     let err = '';
     child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type RunningRegistry } from '@clip/testkit';
-import { removeAll, startMount, tempDir, type RunningMount } from './mount-harness.js';
+import { removeAll, servingPid, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import { indexWithCli, prepareReliabilityImage, rssBytes, runRandomReads, type ReliabilityImage } from './reliability-harness.js';
 
 const run = promisify(execFile);
@@ -61,7 +61,8 @@ async function newMount(args: string[]): Promise<RunningMount> {
 describe('clip mount under load', () => {
   it('64 concurrent random readers: every byte correct, RSS within the memory cache budget + overhead', async () => {
     const mount = await newMount(['--memory-cache', `${MEMORY_CACHE / MiB}MiB`]);
-    const pid = mount.child.pid!;
+    // The serving process (the supervisor, mount.child, never holds the caches).
+    const pid = servingPid(mount);
     let peak = await rssBytes(pid);
     const timeline: number[] = [];
     let ticks = 0;

@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { diffTrees, FIXTURE_NAMES, type FixtureName, freePort, readTree, type RunningRegistry, startRegistry } from '@clip/testkit';
-import { prepareFixture, removeAll, runCli, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import { prepareFixture, processGone, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
 
 const FIXTURES = FIXTURE_NAMES.filter((name): name is Exclude<FixtureName, 'multiarch'> => name !== 'multiarch');
 
@@ -184,18 +184,24 @@ describe('clip mount refuses bad mountpoints', () => {
     const image = images.get('basic')!;
     const mountpoint = await tempDir('stale');
     const crashed = await startMount(image.archive, mountpoint);
+    // Both processes die at once (the supervisor alone dying makes its server unmount cleanly):
+    // the supervisor is stopped first so that it cannot start another server.
+    crashed.child.kill('SIGSTOP');
+    const server = servingPid(crashed);
+    process.kill(server, 'SIGKILL');
     crashed.child.kill('SIGKILL');
     await new Promise((resolve) => crashed.child.once('exit', resolve));
+    await processGone(server);
     try {
       const refused = await runCli(['mount', image.archive, mountpoint]);
       expect(refused.code).toBe(1);
-      expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount -u/);
+      expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount3 -u/);
       const forced = await startMount(image.archive, mountpoint, ['--force-unmount-stale']);
       mounts.push(forced);
       expect((await sh(`ls '${mountpoint}'`)).code).toBe(0);
     } finally {
       // Whatever failed above, leave no stale mount behind.
-      await sh(`fusermount -uz '${mountpoint}' 2>/dev/null; true`);
+      await sh(`fusermount3 -uz '${mountpoint}' 2>/dev/null; true`);
     }
   });
 });

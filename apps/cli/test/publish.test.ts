@@ -7,9 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, type BuiltLayout, diffTrees, readTree, type RunningRegistry, skopeoInspect, skopeoInspectRaw, startRegistry, type Tree, umociUnpack } from '@clip/testkit';
+import { buildFixture, type BuiltLayout, diffTrees, type FaultProxy, startFaultProxy, readTree, type RunningRegistry, skopeoInspect, skopeoInspectRaw, startRegistry, type Tree, umociUnpack } from '@clip/testkit';
 import { CLI, removeAll, runCli, startMount, tempDir, type RunningMount } from './mount-harness.js';
-import { startCountingProxy, type CountingProxy } from './publish-proxy.js';
 import type { PublishSummary } from '@clip/indexer';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
@@ -17,7 +16,7 @@ const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(byte
 
 let work: string;
 let registry: RunningRegistry;
-let proxy: CountingProxy;
+let proxy: FaultProxy;
 const mounts: RunningMount[] = [];
 
 /** `clip publish --json` prints the pipeline's summary as is. */
@@ -54,7 +53,7 @@ async function expectedTree(layout: BuiltLayout, bundle: string): Promise<Tree> 
 beforeAll(async () => {
   work = await tempDir('publish-test');
   registry = await startRegistry();
-  proxy = await startCountingProxy(registry.port);
+  proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
 });
 
 afterEach(async () => {

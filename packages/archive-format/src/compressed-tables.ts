@@ -1,7 +1,7 @@
 // Compressed tables (v2.2, header flag bit 1): a writer stores table sections as raw deflate
 // and lists each one, with its exact inflated length, in the COMPRESSED section. A reader
 // inflates them once on open into one buffer laid out like an uncompressed archive's, so the
-// lazy fixed-record decoding in format.ts runs unchanged over it.
+// lazy fixed-record decoding in archive-reader.ts runs unchanged over it.
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 
@@ -14,7 +14,7 @@ import {
   MAX_INFLATED_TABLES,
   SECTION,
   TABLE_ENCODING_DEFLATE_RAW,
-} from './layout.js';
+} from './binary-layout.js';
 
 export interface EncodedSection {
   id: number;

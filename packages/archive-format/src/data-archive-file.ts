@@ -35,6 +35,11 @@ export async function openFileByteSource(path: string): Promise<ArchiveByteSourc
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
     throw new ArchiveFormatError(`cannot read archive ${path}: ${code}`, { cause: error });
   }
-  const { size } = await handle.stat();
-  return new FileByteSource(handle, size, path);
+  const info = await handle.stat();
+  if (info.isDirectory()) {
+    // A directory opens fine and fails on the first read (EISDIR, an internal error).
+    await handle.close();
+    throw new ArchiveFormatError(`cannot read archive ${path}: it is a directory`);
+  }
+  return new FileByteSource(handle, info.size, path);
 }

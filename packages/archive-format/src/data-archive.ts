@@ -2,10 +2,17 @@
 // archive's tables are read without its DATA section, and file contents are then fetched
 // block by block through the same LayerReader path as OCI-mode layers.
 import { LayerNotFoundError, UsageError } from '@clip/shared';
-import { archiveHeadLength, openArchive, openArchiveHead, type ClipArchive } from './format.js';
+import type { ClipArchive } from './archive.js';
+import { openArchive, openArchiveHead } from './archive-reader.js';
+import { archiveHeadLength } from './frame-verify.js';
 import type { FetchRange } from './byte-range.js';
 
-/** Random access to the bytes of one archive file. */
+/**
+ * Random access to the bytes of one archive file. A second byte-range interface beside
+ * FetchRange on purpose: it reads the archive file itself (before any layer digest is known,
+ * to find the head) and owns the file or connection (size, close); dataSectionFetchRange
+ * turns it into the FetchRange of the archive's one layer.
+ */
 export interface ArchiveByteSource {
   /** Length of the whole archive file. */
   readonly size: number;

@@ -16,23 +16,13 @@ export type {
   StorageReference,
 } from './model.js';
 export type { FetchRange } from './byte-range.js';
-export {
-  ARCHIVE_FORMAT_VERSION,
-  archiveHeadLength,
-  encodeArchive,
-  encodeArchiveAsync,
-  encodeDataArchive,
-  encodeDataArchiveHead,
-  invalidNameReason,
-  openArchive,
-  openArchiveHead,
-  readArchiveFile,
-  type ClipArchive,
-  type EncodeOptions,
-} from './format.js';
-export { compareNames } from './name-order.js';
+export { ARCHIVE_FORMAT_VERSION, type ClipArchive, type EncodeOptions } from './archive.js';
+export { encodeArchive, encodeArchiveAsync, encodeDataArchive, encodeDataArchiveHead } from './encode.js';
+export { openArchive, openArchiveHead, readArchiveFile } from './archive-reader.js';
+export { archiveHeadLength } from './frame-verify.js';
+export { compareNames, invalidNameReason } from './name-order.js';
 export { storeWindow, storeWindowAsync } from './window-store.js';
 export { dataSectionFetchRange, FIRST_READ_BYTES, openArchiveFromSource, type ArchiveByteSource } from './data-archive.js';
 export { openFileByteSource } from './data-archive-file.js';
 /** The first 8 bytes of every archive: lets a reader refuse other blobs before downloading them. */
-export { MAGIC as ARCHIVE_MAGIC } from './layout.js';
+export { MAGIC as ARCHIVE_MAGIC } from './binary-layout.js';

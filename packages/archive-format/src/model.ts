@@ -1,5 +1,5 @@
 // The in-memory model of a clip archive: what the indexer produces, what the encoder
-// writes, what the decoder gives back. The binary layout lives in format.ts and is
+// writes, what the decoder gives back. The binary layout lives in binary-layout.ts and is
 // specified in docs/archive-format.md; this file is the vocabulary both sides share.
 import type { Digest } from '@clip/shared';
 
@@ -67,7 +67,7 @@ export interface Checkpoint {
   window: Uint8Array;
   /**
    * Optional, writers only: `window` already stored as the archive stores it (storeWindow()
-   * in format.ts), e.g. deflated while the layer was still being scanned. The encoder uses it
+   * in window-store.ts), e.g. deflated while the layer was still being scanned. The encoder uses it
    * instead of deflating the window again; it is never read from an archive.
    */
   storedWindow?: Uint8Array;
@@ -138,6 +138,8 @@ export interface ArchiveMetadata {
     workingDir?: string;
     user?: string;
     labels?: Record<string, string>;
+    /** Signal that stops the container (e.g. SIGTERM); a runtime annotation. */
+    stopSignal?: string;
   };
   /** Tool and version that wrote the archive. */
   createdBy: string;

@@ -15,3 +15,12 @@ export function compareNames(a: string, b: string): number {
   }
   return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
+
+/** Why `name` cannot be a directory entry name, or undefined if it can. */
+export function invalidNameReason(name: string): string | undefined {
+  if (name.length === 0) return 'empty name';
+  if (name === '.' || name === '..') return `name ${JSON.stringify(name)} is reserved`;
+  if (name.includes('/')) return `name ${JSON.stringify(name)} contains '/'`;
+  if (name.includes('\0')) return `name ${JSON.stringify(name)} contains NUL`;
+  return undefined;
+}

@@ -126,7 +126,7 @@ export const contentsArb: fc.Arbitrary<ArchiveContents> = fc
     return { metadata: stripUndefined(metadata), layers, inodes, entries };
   });
 
-/** Contents as openArchive(...).contents() gives them back: entries sorted by path. */
+/** Contents as archiveContents(openArchive(...)) gives them back: entries sorted by path. */
 export function normalised(contents: ArchiveContents): ArchiveContents {
   return { ...contents, entries: [...contents.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)) };
 }

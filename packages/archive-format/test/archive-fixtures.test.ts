@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ARCHIVE_FORMAT_VERSION, encodeArchive, openArchive, type ClipArchive } from '../src/format.js';
+import { ARCHIVE_FORMAT_VERSION, encodeArchive, openArchive, type ClipArchive } from '../src/index.js';
 import { v2FixtureContents } from './fixtures/archives/v2-contents.js';
 
 const dir = fileURLToPath(new URL('./fixtures/archives/', import.meta.url));

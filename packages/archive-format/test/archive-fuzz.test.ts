@@ -10,10 +10,13 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeArchive, openArchive, openArchiveHead, type ClipArchive } from '../src/format.js';
-import { SECTION } from '../src/layout.js';
+import type { ClipArchive } from '../src/archive.js';
+import { openArchive, openArchiveHead } from '../src/archive-reader.js';
+import { encodeArchive } from '../src/encode.js';
+import { SECTION } from '../src/binary-layout.js';
 import { ArchiveFormatError } from '@clip/shared';
 import { contentsArb } from './archive-arbitraries.js';
+import { archiveContents } from './archive-contents.js';
 
 export const ARCHIVE_FUZZ_RUNS = { extremes: 1500, splices: 1000, truncations: 500, compressed: 800, dataHead: 400 };
 /** Memory a single hostile archive may cost the decoder beyond its own bytes. */
@@ -33,11 +36,10 @@ function readEverything(archive: ClipArchive): void {
   }
   for (let ino = 1; ino <= Math.min(archive.inodeCount, 100); ino++) {
     archive.inode(ino);
-    archive.readdirIno(ino);
-    archive.childNames(ino);
+    for (const child of archive.childNames(ino) ?? []) archive.inode(child.ino);
   }
   for (const layer of archive.layers) for (const span of layer.spans) void span.checkpoint.window;
-  archive.contents();
+  archiveContents(archive);
 }
 
 let peakGrowth = 0;

@@ -7,7 +7,7 @@ import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { type ArchiveLayer, type ArchiveMetadata, encodeArchiveAsync, type StorageReference } from '@clip/archive-format';
-import { type ClipError, DigestMismatchError, formatImageReference, type ImageReference, IoError, type Logger, parseImageReference, PlatformNotFoundError, type RegistryReference, silentLogger, UsageError, writeFileAtomically } from '@clip/shared';
+import { type ClipError, DigestMismatchError, formatImageReference, type ImageReference, IoError, LayerFormatError, type Logger, parseImageReference, PlatformNotFoundError, type RegistryReference, silentLogger, UsageError, writeFileAtomically } from '@clip/shared';
 import { type ImageSource, type LayerDescriptor, LayoutSource, OciArchiveSource, type Platform, type ResolvedImage } from '@clip/registry-fetch';
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
@@ -43,6 +43,8 @@ export interface CreateArchiveOptions {
   workers?: boolean;
   /** Registry options passed to the source. */
   insecure?: boolean;
+  /** containerd hosts directory: a registry source reads through the mirrors it lists. */
+  hostsDir?: string;
   onProgress?: (progress: IndexProgress) => void;
   logger?: Logger;
 }
@@ -100,6 +102,7 @@ function metadataFor(source: ImageSource, storage: StorageReference, image: Reso
   if (config.WorkingDir) imageConfig.workingDir = config.WorkingDir;
   if (config.User) imageConfig.user = config.User;
   if (config.Labels && Object.keys(config.Labels).length > 0) imageConfig.labels = config.Labels;
+  if (config.StopSignal) imageConfig.stopSignal = config.StopSignal;
   const platform = image.platform ?? (image.config.os && image.config.architecture
     ? { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) }
     : undefined);
@@ -171,6 +174,7 @@ async function openSource(ref: ImageReference, options: CreateArchiveOptions, lo
     logger,
     ...(options.platform ? { platform: options.platform } : {}),
     ...(options.insecure ? { insecure: true } : {}),
+    ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
   });
 }
 
@@ -297,7 +301,9 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
       // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
       const options = { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false, digestVerified: true } as const;
-      const indexed = await activeScanner.scan(counted, options, layer.size);
+      const indexed = await activeScanner.scan(counted, options, layer.size).catch((error: unknown) => {
+        throw nameLayer(error, layer.digest);
+      });
       layersDone++;
       report();
       logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });
@@ -359,4 +365,10 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     await scanner?.close();
     await source.close();
   }
+}
+
+/** Decompression errors (gzip/zstd) come without the layer: add its digest, once. */
+function nameLayer(error: unknown, digest: string): unknown {
+  if (!(error instanceof LayerFormatError) || error.message.includes(digest)) return error;
+  return new LayerFormatError(`layer ${digest}: ${error.message}`, { cause: error });
 }

@@ -112,122 +112,172 @@ export async function publish(options: PublishOptions): Promise<PublishSummary> 
   }
   const targetRef = parseRegistryReference(options.target);
   const target = formatImageReference(targetRef);
-  const clientOptions = { logger, ...(options.insecure ? { insecure: true } : {}) };
 
   const source = await openImageSource(sourceRef, { logger, ...(options.platform ? { platform: options.platform } : {}) });
   const scratch = options.output ? undefined : await mkdtemp(join(tmpdir(), 'clip-publish-'));
   const output = options.output ?? join(scratch!, 'archive.clip');
   try {
     const image = await source.resolve(options.platform ? { platform: options.platform } : {});
-    const layerBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
     options.onPlan?.(image.layers.map((layer) => ({ digest: layer.digest, size: layer.size })));
     logger.info('publishing', { source: source.reference, target, manifest_digest: image.manifestDigest, layers: image.layers.length });
-
-    const indexing = timed(
-      createArchive({
-        source: options.source,
-        storageRef: target,
-        output,
-        logger,
-        ...(options.spanSize !== undefined ? { spanSize: options.spanSize } : {}),
-        ...(options.platform ? { platform: options.platform } : {}),
-        ...(options.indexConcurrency !== undefined ? { concurrency: options.indexConcurrency } : {}),
-        ...(options.workers !== undefined ? { workers: options.workers } : {}),
-        ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
-      }),
-    ).then((result) => {
-      options.onStage?.('index-done');
-      return result;
-    });
-    const pushing = timed(
-      pushImage(source, targetRef, {
-        ...clientOptions,
-        ...(options.pushConcurrency !== undefined ? { concurrency: options.pushConcurrency } : {}),
-        ...(options.onPushProgress ? { onProgress: options.onPushProgress } : {}),
-      }),
-    ).then((result) => {
-      options.onStage?.('push-done');
-      return result;
-    });
-    // Both run to the end even if one fails: no upload is left running behind our back.
-    const [indexed, pushed] = await Promise.allSettled([indexing, pushing]);
-    if (pushed.status === 'rejected') {
-      logger.error('image push failed; no archive was published', { target });
-      throw pushed.reason;
+    const halves = await indexAndPush(options, source, targetRef, target, output, logger);
+    if (halves.indexed.manifestDigest !== image.manifestDigest) {
+      throw new DigestMismatchError(`indexed manifest of ${source.reference}`, image.manifestDigest, halves.indexed.manifestDigest);
     }
-    if (indexed.status === 'rejected') {
-      logger.error('indexing failed; the image was pushed but no archive was published', { target });
-      throw indexed.reason;
-    }
-    const summary: IndexSummary = indexed.value.value;
-    const push: PushResult = pushed.value.value;
-    if (summary.manifestDigest !== image.manifestDigest) {
-      throw new DigestMismatchError(`indexed manifest of ${source.reference}`, image.manifestDigest, summary.manifestDigest);
-    }
-
     // The image is in the registry: now, and only now, the archive.
     options.onStage?.('archive-push');
     const archivePushStart = performance.now();
-    const bytes = await readFile(output);
-    verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
-    const destination = openRegistryTarget(targetRef, clientOptions);
-    const signature = artifactSignature(options.signKey, { archiveDigest: sha256Digest(bytes), manifestDigest: image.manifestDigest, target: targetRef });
-    let artifact;
-    let boundIndexDigest: Digest | undefined;
-    try {
-      artifact = await pushReferrer(destination, {
-        artifactType: ARCHIVE_ARTIFACT_TYPE,
-        subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
-        blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
-        ...(signature.annotations ? { annotations: signature.annotations } : {}),
-      });
-      if (options.bind !== false) boundIndexDigest = await pushBoundIndex(destination, source, image, artifact.manifest, logger);
-    } finally {
-      await destination.close();
-    }
+    const published = await pushArchive(options, source, image, targetRef, output, logger);
     const end = performance.now();
     options.onStage?.('done');
     logger.info('archive published', {
       target,
       manifest_digest: image.manifestDigest,
-      artifact: artifact.manifest.digest,
-      fallback_tag: artifact.fallbackTag,
+      artifact: published.artifact.manifest.digest,
+      fallback_tag: published.artifact.fallbackTag,
     });
-
-    const indexSeconds = seconds(started, indexed.value.end);
-    const pushSeconds = seconds(started, pushed.value.end);
-    const archivePushSeconds = seconds(archivePushStart, end);
-    const totalSeconds = seconds(started, end);
-    const rate = push.bytesUploaded > 0 && pushSeconds > 0 ? push.bytesUploaded / pushSeconds : null;
-    const estimated = rate === null ? null : Math.round((layerBytes / rate + indexSeconds) * 1000) / 1000;
-    const imageDigest = boundIndexDigest ?? push.digest;
-    return {
-      reference: push.reference,
-      imageDigest,
-      deploy: `${targetRef.registry}/${targetRef.repository}@${imageDigest}`,
-      manifestDigest: image.manifestDigest,
-      archive: {
-        ...(options.output ? { path: options.output } : {}),
-        blobDigest: artifact.blob.digest,
-        bytes: bytes.length,
-        artifactDigest: artifact.manifest.digest,
-        ...(artifact.fallbackTag ? { fallbackTag: artifact.fallbackTag } : {}),
-        ...(boundIndexDigest ? { boundIndexDigest } : {}),
-        ...(signature.signedBy ? { signedBy: signature.signedBy } : {}),
-      },
-      stages: { indexSeconds, pushSeconds, archivePushSeconds, totalSeconds },
-      bytesPushed: push.bytesUploaded,
-      archiveBytesPushed: artifact.bytesUploaded,
-      blobs: { uploaded: push.blobsUploaded, skipped: push.blobsSkipped, mounted: push.blobsMounted },
-      bytesIndexed: summary.bytesRead,
-      indexNetworkBytes: summary.networkBytes,
-      layerBytes,
-      pushRateBytesPerSecond: rate === null ? null : Math.round(rate),
-      estimatedRegistryIndexSeconds: estimated,
-      indexingTimeSavedSeconds: estimated === null ? null : Math.round((pushSeconds + estimated + archivePushSeconds - totalSeconds) * 1000) / 1000,
-    };
+    const times = { started, indexEnd: halves.indexEnd, pushEnd: halves.pushEnd, archivePushStart, end };
+    return publishSummary(options, targetRef, image, halves, published, times);
   } finally {
     await source.close();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }
+}
+
+type ImageSource = Awaited<ReturnType<typeof openImageSource>>;
+type ResolvedImage = Awaited<ReturnType<ImageSource['resolve']>>;
+type RegistryReference = ReturnType<typeof parseRegistryReference>;
+
+interface IndexedAndPushed {
+  indexed: IndexSummary;
+  indexEnd: number;
+  pushed: PushResult;
+  pushEnd: number;
+}
+
+/** Indexes the local image into `output` while pushing it; both run to the end, and either failure is thrown. */
+async function indexAndPush(
+  options: PublishOptions,
+  source: ImageSource,
+  targetRef: RegistryReference,
+  target: string,
+  output: string,
+  logger: Logger,
+): Promise<IndexedAndPushed> {
+  const indexing = timed(
+    createArchive({
+      source: options.source,
+      storageRef: target,
+      output,
+      logger,
+      ...(options.spanSize !== undefined ? { spanSize: options.spanSize } : {}),
+      ...(options.platform ? { platform: options.platform } : {}),
+      ...(options.indexConcurrency !== undefined ? { concurrency: options.indexConcurrency } : {}),
+      ...(options.workers !== undefined ? { workers: options.workers } : {}),
+      ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
+    }),
+  ).then((result) => {
+    options.onStage?.('index-done');
+    return result;
+  });
+  const pushing = timed(
+    pushImage(source, targetRef, {
+      logger,
+      ...(options.insecure ? { insecure: true } : {}),
+      ...(options.pushConcurrency !== undefined ? { concurrency: options.pushConcurrency } : {}),
+      ...(options.onPushProgress ? { onProgress: options.onPushProgress } : {}),
+    }),
+  ).then((result) => {
+    options.onStage?.('push-done');
+    return result;
+  });
+  // Both run to the end even if one fails: no upload is left running behind our back.
+  const [indexed, pushed] = await Promise.allSettled([indexing, pushing]);
+  if (pushed.status === 'rejected') {
+    logger.error('image push failed; no archive was published', { target });
+    throw pushed.reason;
+  }
+  if (indexed.status === 'rejected') {
+    logger.error('indexing failed; the image was pushed but no archive was published', { target });
+    throw indexed.reason;
+  }
+  return { indexed: indexed.value.value, indexEnd: indexed.value.end, pushed: pushed.value.value, pushEnd: pushed.value.end };
+}
+
+interface PublishedArchive {
+  bytes: number;
+  artifact: Awaited<ReturnType<typeof pushReferrer>>;
+  boundIndexDigest: Digest | undefined;
+  signedBy: string | undefined;
+}
+
+/** Verifies the written archive, pushes it as a (signed) referrer of the image, and binds them at the tag. */
+async function pushArchive(
+  options: PublishOptions,
+  source: ImageSource,
+  image: ResolvedImage,
+  targetRef: RegistryReference,
+  output: string,
+  logger: Logger,
+): Promise<PublishedArchive> {
+  const bytes = await readFile(output);
+  verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
+  const destination = openRegistryTarget(targetRef, { logger, ...(options.insecure ? { insecure: true } : {}) });
+  const signature = artifactSignature(options.signKey, { archiveDigest: sha256Digest(bytes), manifestDigest: image.manifestDigest, target: targetRef });
+  try {
+    const artifact = await pushReferrer(destination, {
+      artifactType: ARCHIVE_ARTIFACT_TYPE,
+      subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
+      blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
+      ...(signature.annotations ? { annotations: signature.annotations } : {}),
+    });
+    const boundIndexDigest = options.bind !== false ? await pushBoundIndex(destination, source, image, artifact.manifest, logger) : undefined;
+    return { bytes: bytes.length, artifact, boundIndexDigest, signedBy: signature.signedBy };
+  } finally {
+    await destination.close();
+  }
+}
+
+/** The summary, with the time the overlap saved against indexing from the registry after the push. */
+function publishSummary(
+  options: PublishOptions,
+  targetRef: RegistryReference,
+  image: ResolvedImage,
+  { indexed: summary, pushed: push }: IndexedAndPushed,
+  { bytes, artifact, boundIndexDigest, signedBy }: PublishedArchive,
+  times: { started: number; indexEnd: number; pushEnd: number; archivePushStart: number; end: number },
+): PublishSummary {
+  const layerBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
+  const indexSeconds = seconds(times.started, times.indexEnd);
+  const pushSeconds = seconds(times.started, times.pushEnd);
+  const archivePushSeconds = seconds(times.archivePushStart, times.end);
+  const totalSeconds = seconds(times.started, times.end);
+  const rate = push.bytesUploaded > 0 && pushSeconds > 0 ? push.bytesUploaded / pushSeconds : null;
+  const estimated = rate === null ? null : Math.round((layerBytes / rate + indexSeconds) * 1000) / 1000;
+  const imageDigest = boundIndexDigest ?? push.digest;
+  return {
+    reference: push.reference,
+    imageDigest,
+    deploy: `${targetRef.registry}/${targetRef.repository}@${imageDigest}`,
+    manifestDigest: image.manifestDigest,
+    archive: {
+      ...(options.output ? { path: options.output } : {}),
+      blobDigest: artifact.blob.digest,
+      bytes,
+      artifactDigest: artifact.manifest.digest,
+      ...(artifact.fallbackTag ? { fallbackTag: artifact.fallbackTag } : {}),
+      ...(boundIndexDigest ? { boundIndexDigest } : {}),
+      ...(signedBy ? { signedBy } : {}),
+    },
+    stages: { indexSeconds, pushSeconds, archivePushSeconds, totalSeconds },
+    bytesPushed: push.bytesUploaded,
+    archiveBytesPushed: artifact.bytesUploaded,
+    blobs: { uploaded: push.blobsUploaded, skipped: push.blobsSkipped, mounted: push.blobsMounted },
+    bytesIndexed: summary.bytesRead,
+    indexNetworkBytes: summary.networkBytes,
+    layerBytes,
+    pushRateBytesPerSecond: rate === null ? null : Math.round(rate),
+    estimatedRegistryIndexSeconds: estimated,
+    indexingTimeSavedSeconds: estimated === null ? null : Math.round((pushSeconds + estimated + archivePushSeconds - totalSeconds) * 1000) / 1000,
+  };
 }

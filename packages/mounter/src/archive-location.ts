@@ -7,6 +7,7 @@ import { isArchiveUrl } from './archive-url.js';
 import type { HttpSourceOptions } from './http-archive-source.js';
 import type { StorageOptions } from './storage-source.js';
 import type { LayerFetcher } from './mount.js';
+import type { HostStats } from '@clip/registry-fetch';
 
 export interface OpenedArchive {
   archive: ClipArchive;
@@ -37,6 +38,8 @@ export async function openArchiveLocation(location: string, options: HttpSourceO
 export interface ArchiveFetcher extends LayerFetcher {
   /** Where bytes come from, for logs: the archive itself or `registry/repo@digest`. */
   reference: string;
+  /** Per registry host counters when reading through hosts.toml mirrors. */
+  hostStats?: () => HostStats[];
   close(): Promise<void>;
 }
 

@@ -1,4 +1,4 @@
-// What the mounter needs from an opened archive (format.ts's ClipArchive satisfies it).
+// What the mounter needs from an opened archive (archive-format's ClipArchive satisfies it).
 import type { ArchiveLayer, ArchiveMetadata, Inode } from '@clip/archive-format';
 
 export interface MountableArchive {

@@ -1,13 +1,16 @@
 // @clip/mounter: the FUSE adapter. Opens an archive (file or https:// URL) and the byte source
 // of its layers (registry or the archive itself), hands the metadata table to the native FUSE
 // session and answers its reads through the read engine.
-export { DEFAULT_DISK_CACHE, DEFAULT_MEMORY_CACHE, DEFAULT_READ_TIMEOUT_MS, mount } from './mount.js';
+export { DEFAULT_DISK_CACHE, DEFAULT_MEMORY_CACHE, DEFAULT_READ_TIMEOUT_MS, mount, mountOptions, userAllowOther } from './mount.js';
 export type { LayerFetcher, MountHandle, MountOptions } from './mount.js';
 export type { MountableArchive } from './archive-view.js';
 export type { MetricsSnapshot } from './metrics.js';
-export { MountpointError } from './errors.js';
+export { MountFailedError, MountpointError } from './errors.js';
+export { holdMount, SERVER_CONNECTION_FD, superviseMount, type AttachMessage, type ServerRole, type SupervisorOptions } from './supervisor.js';
 export { checkMountpoint, forceUnmount, isMounted } from './mountpoint.js';
+export { lockMountpoint, type MountLock } from './mount-lock.js';
 export { openArchiveFetcher, openArchiveLocation, type ArchiveFetcher, type OpenedArchive } from './archive-location.js';
 export { isArchiveUrl } from './archive-url.js';
 export type { HttpSourceOptions } from './http-archive-source.js';
 export type { StorageOptions } from './storage-source.js';
+export { readPrefetchList, type PrefetchEntry } from './prefetch-list.js';

@@ -1,14 +1,18 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
 // file data fetched lazily by byte range from the image's registry, decoded blocks kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
-import { FuseSession } from '@clip/native-fuse';
+import { readdir, realpath } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import type { FetchRange, Inode } from '@clip/archive-format';
+import { FuseSession, type HeldConnection } from '@clip/native-fuse';
 import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
 import { silentLogger, type Logger } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
 import { archiveTable, pathOf } from './metadata-table.js';
 import { MountMetrics, type MetricsSnapshot } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { lockMountpoint, type MountLock } from './mount-lock.js';
 import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
@@ -26,6 +30,8 @@ const KERNEL_CACHE_SECONDS = 86_400;
 export interface LayerFetcher {
   fetchRange: FetchRange;
   close?(): Promise<void>;
+  /** Prometheus text the fetcher adds to /metrics (per registry host counters). */
+  prometheus?(): string;
 }
 
 export interface MountOptions {
@@ -47,6 +53,13 @@ export interface MountOptions {
   metrics?: string;
   /** Unmount a stale FUSE mount at the mountpoint instead of refusing. */
   forceUnmountStale?: boolean;
+  /** Mount over a directory that has entries (hidden while mounted) instead of refusing. */
+  allowNonEmpty?: boolean;
+  /**
+   * Serve a connection a supervisor mounted and holds (see supervisor.ts) instead of mounting.
+   * A function is awaited once everything else is ready (a standby waits there for its turn).
+   */
+  attach?: HeldConnection | (() => Promise<HeldConnection>);
   logger?: Logger;
   timeouts?: { readMs?: number };
 }
@@ -59,21 +72,61 @@ export interface MountHandle {
   readonly prefetchDone: Promise<void>;
   /** Settles when the kernel ended the mount: unmount() or someone's umount/fusermount -u. */
   readonly ended: Promise<void>;
+  /** Attached mounts: errno of the FUSE_NOTIFY_RESEND sent on attaching (0: it worked). */
+  readonly resendError: number;
   metrics(): MetricsSnapshot;
   unmount(): Promise<void>;
 }
 
-function mountOptions(): string[] {
+export function mountOptions(): string[] {
   const options = ['ro', 'fsname=clip', 'subtype=clip', 'default_permissions'];
   // As root, let every user (and containers) in, and keep setuid bits and device nodes working.
   if (process.getuid?.() === 0) options.push('allow_other', 'suid', 'dev');
+  // Without root (fusermount3) only the mounting user may enter, unless the administrator
+  // allowed more: fusermount3 refuses allow_other without user_allow_other in /etc/fuse.conf.
+  else if (userAllowOther()) options.push('allow_other');
   return options;
+}
+
+/** Whether /etc/fuse.conf has a `user_allow_other` line (fusermount3's rule, uncommented). */
+export function userAllowOther(conf = '/etc/fuse.conf'): boolean {
+  try {
+    return readFileSync(conf, 'utf8').split('\n').some((line) => line.trim() === 'user_allow_other');
+  } catch {
+    return false;
+  }
 }
 
 export async function mount(options: MountOptions): Promise<MountHandle> {
   const logger = options.logger ?? silentLogger;
+  // Hold the mountpoint's lock from the check until unmounted: concurrent mounts of one
+  // directory would otherwise both pass the check and stack.
+  // A serving process attaching to a supervisor's connection does not lock: the supervisor
+  // holds the lock for the life of the mount.
+  const lock = options.attach
+    ? { release: async () => {} }
+    : await lockMountpoint(await realpath(options.mountpoint).catch(() => resolvePath(options.mountpoint)));
+  try {
+    return await mountLocked(options, logger, lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function mountLocked(options: MountOptions, logger: Logger, lock: MountLock): Promise<MountHandle> {
   const { archive, fetcher } = options;
-  const mountpoint = await checkMountpoint(options.mountpoint, { forceUnmountStale: options.forceUnmountStale, logger });
+  // An attached connection is already mounted there (by the supervisor, which checked it).
+  const mountpoint = options.attach
+    ? resolvePath(options.mountpoint)
+    : await checkMountpoint(options.mountpoint, {
+        forceUnmountStale: options.forceUnmountStale,
+        allowNonEmpty: options.allowNonEmpty,
+        logger,
+      });
+  if (!options.attach && options.allowNonEmpty && (await readdir(mountpoint).catch(() => [])).length > 0) {
+    logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint });
+  }
   const metrics = new MountMetrics();
 
   const memory = options.memoryCache === 0 ? undefined : new MemoryBlockCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
@@ -119,8 +172,10 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
     ...(recorder ? { onRead: (inode: Inode, position: number, length: number) => recorder.record(inode, position, length) } : {}),
   });
 
+  // Before the metrics port is taken: a standby must not hold it while another process serves.
+  const attach = typeof options.attach === 'function' ? await options.attach() : options.attach;
   let server: MetricsServer | undefined;
-  if (options.metrics) server = await startMetricsServer(options.metrics, metrics);
+  if (options.metrics) server = await startMetricsServer(options.metrics, metrics, options.fetcher.prometheus?.bind(options.fetcher));
   let unmounting: Promise<void> | undefined;
   let fuse: FuseSession;
   try {
@@ -131,6 +186,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
       statfs: imageStatfs(archive),
       cacheSeconds: KERNEL_CACHE_SECONDS,
       read,
+      ...(attach ? { attach } : {}),
       onExit: () => {
         if (!unmounting) logger.warn('the mount was detached from outside (umount or fusermount -u)', { mountpoint });
       },
@@ -158,6 +214,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
     metricsAddress: server?.address,
     prefetchDone,
     ended: fuse.ended,
+    resendError: attach ? fuse.resendError() : 0,
     metrics: () => metrics.snapshot(),
     unmount() {
       unmounting ??= (async () => {
@@ -169,6 +226,7 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
         await server?.close();
         await recorder?.flush();
         await fetcher.close?.();
+        await lock.release();
       })();
       return unmounting;
     },

@@ -3,7 +3,7 @@
 // crashed process (statfs fails with ENOTCONN, "Transport endpoint is not connected"; stat may
 // still succeed from the kernel's attribute cache).
 import { execFile } from 'node:child_process';
-import { readFile, stat, statfs } from 'node:fs/promises';
+import { readFile, readdir, stat, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { silentLogger, type Logger } from '@clip/shared';
@@ -26,10 +26,10 @@ export async function isMounted(path: string): Promise<boolean> {
   return (await mountedPaths()).has(resolve(path));
 }
 
-/** Detaches a (stale) mount: `fusermount -uz`, falling back to `umount -l`. */
+/** Detaches a (stale) mount: `fusermount3 -uz` (Debian fuse3; also without root), falling back to `umount -l`. */
 export async function forceUnmount(path: string): Promise<void> {
   try {
-    await run('fusermount', ['-uz', path]);
+    await run('fusermount3', ['-uz', path]);
   } catch {
     await run('umount', ['-l', path]);
   }
@@ -37,7 +37,7 @@ export async function forceUnmount(path: string): Promise<void> {
 
 export async function checkMountpoint(
   mountpoint: string,
-  options: { forceUnmountStale?: boolean; logger?: Logger } = {},
+  options: { forceUnmountStale?: boolean; allowNonEmpty?: boolean; logger?: Logger } = {},
 ): Promise<string> {
   const path = resolve(mountpoint);
   const logger = options.logger ?? silentLogger;
@@ -49,12 +49,13 @@ export async function checkMountpoint(
     if (error instanceof MountpointError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new MountpointError(path, `mountpoint ${path} does not exist (create it with mkdir -p)`);
-    if (code !== 'ENOTCONN') throw new MountpointError(path, `mountpoint ${path} cannot be used: ${(error as Error).message}`);
+    // ECONNABORTED: the same, for a request that was waiting when the connection was aborted.
+    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') throw new MountpointError(path, `mountpoint ${path} cannot be used: ${(error as Error).message}`);
     if (!options.forceUnmountStale) {
       throw new MountpointError(
         path,
         `mountpoint ${path} is a stale FUSE mount (Transport endpoint is not connected): ` +
-          `clean it with "fusermount -u ${path}" or "umount -l ${path}", or pass --force-unmount-stale`,
+          `clean it with "fusermount3 -u ${path}" or "umount -l ${path}", or pass --force-unmount-stale`,
       );
     }
     logger.warn('unmounting stale FUSE mount', { mountpoint: path });
@@ -63,6 +64,16 @@ export async function checkMountpoint(
   }
   if (await isMounted(path)) {
     throw new MountpointError(path, `mountpoint ${path} is busy: something is already mounted there (unmount it first)`);
+  }
+  // Mounting over entries hides them until unmount: usually a wrong path, so say so.
+  // (mount() logs a warning when it is allowed.)
+  const entries = options.allowNonEmpty ? [] : await readdir(path).catch(() => [] as string[]);
+  if (entries.length > 0) {
+    throw new MountpointError(
+      path,
+      `mountpoint ${path} is not empty (${entries.length} entries, e.g. ${JSON.stringify(entries[0])}): ` +
+        'the mount would hide them; use an empty directory, or pass --allow-non-empty',
+    );
   }
   return path;
 }

@@ -2,7 +2,7 @@
 // LayerFetcher: what `clip mount` and `clip cat` read layer byte ranges through.
 import type { StorageReference } from '@clip/archive-format';
 import { ArchiveFormatError, type Logger, silentLogger } from '@clip/shared';
-import { type ImageSource, openImageSource } from '@clip/registry-fetch';
+import { type HostStats, hostStatsPrometheus, type ImageSource, MirroredSource, openImageSource } from '@clip/registry-fetch';
 import type { MountableArchive } from './archive-view.js';
 import type { LayerFetcher } from './mount.js';
 
@@ -14,6 +14,8 @@ export function storageReference(storage: StorageReference): string {
 export interface StorageFetcher extends LayerFetcher {
   reference: string;
   source: ImageSource;
+  /** Per registry host counters when reading through hosts.toml mirrors. */
+  hostStats?: () => HostStats[];
   close(): Promise<void>;
 }
 
@@ -23,6 +25,8 @@ export interface StorageOptions {
   /** Bound on each registry request phase (connect, headers, body pauses), ms. */
   requestTimeoutMs?: number;
   retries?: number;
+  /** containerd hosts directory: read layers through the mirrors its hosts.toml lists. */
+  hostsDir?: string;
 }
 
 export async function openStorageFetcher(archive: Pick<MountableArchive, 'metadata'>, options: StorageOptions = {}): Promise<StorageFetcher> {
@@ -37,11 +41,15 @@ export async function openStorageFetcher(archive: Pick<MountableArchive, 'metada
     ...(options.insecure ? { insecure: true } : {}),
     ...(timeout ? { timeouts: { connectMs: timeout, headersMs: timeout, bodyMs: timeout } } : {}),
     ...(options.retries !== undefined ? { retries: options.retries } : {}),
+    ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
+    // A mirror gets a third of the read budget before the read goes to the next host.
+    ...(options.hostsDir && timeout ? { mirror: { stallMs: Math.max(200, Math.min(2000, Math.round(timeout / 3))) } } : {}),
   });
   return {
     reference,
     source,
     fetchRange: (digest, start, end, signal) => source.readBlobRange(digest, start, end, signal ? { signal } : {}),
+    ...(source instanceof MirroredSource ? { hostStats: () => source.hostStats(), prometheus: () => hostStatsPrometheus(source.hostStats()) } : {}),
     close: () => source.close(),
   };
 }

@@ -41,7 +41,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await mounted?.stop();
-  await run('fusermount', ['-uz', mountpoint]).catch(() => {});
+  await run('fusermount3', ['-uz', mountpoint]).catch(() => {});
   await rm(dir, { recursive: true, force: true });
 });
 

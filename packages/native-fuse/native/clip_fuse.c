@@ -24,11 +24,15 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "connection.h"
 
 #define ATTR_STRIDE 9
 #define INDEX_STRIDE 7
@@ -57,6 +61,7 @@ typedef struct {
   size_t blob_len;
   struct statvfs statfs;
   double timeout;
+  int resend_error; /* attached sessions: errno of FUSE_NOTIFY_RESEND, 0 when it worked */
   atomic_uint_fast64_t counters[COUNT_MAX];
 } session_t;
 
@@ -399,6 +404,28 @@ static int copy_typed(napi_env env, napi_value value, napi_typedarray_type want,
   return 0;
 }
 
+/**
+ * Serves a connection a holder mounted (connection.c) instead of mounting: libfuse takes an
+ * open /dev/fuse descriptor as "/dev/fd/N". That connection has already done FUSE_INIT, and
+ * libfuse answers EIO to everything until its session has seen one, so the holder's copy of
+ * the kernel's INIT is replayed: libfuse negotiates exactly what the first server did (same
+ * request, same operations) and marks itself initialized. Its reply carries the INIT's unique;
+ * the kernel answers ENOENT unless nobody answered that INIT yet (libfuse ignores ENOENT), so
+ * the first server and every later one run the same code. Then FUSE_NOTIFY_RESEND re-queues
+ * what a dead predecessor had read but not answered: after the INIT reply, never before.
+ */
+static int attach_session(session_t *s, int fd, const void *init, size_t init_len) {
+  char path[32];
+  snprintf(path, sizeof path, "/dev/fd/%d", fd);
+  // Children of this process (fusermount3 on unmount) must not keep the connection alive.
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (fuse_session_mount(s->se, path) != 0) return -1;
+  struct fuse_buf buf = {.size = init_len, .mem = (void *)init};
+  fuse_session_process_buf(s->se, &buf);
+  s->resend_error = clip_send_resend(fd);
+  return 0;
+}
+
 static napi_value get_property(napi_env env, napi_value object, const char *name) {
   napi_value value = NULL;
   napi_get_named_property(env, object, name, &value);
@@ -410,14 +437,29 @@ static void throw_errno(napi_env env, const char *code, const char *message) {
 }
 
 /**
- * mount(mountpoint, options, table, statfs: Float64Array(11), timeoutSeconds, onEvent) → session.
- * Throws when the table is malformed or the mount fails.
+ * mount(mountpoint, options, table, statfs: Float64Array(11), timeoutSeconds, onEvent,
+ * attach?: { fd, init: Uint8Array }) → session. With `attach`, serves a held connection
+ * (see attach_session) instead of mounting. Throws when the table is malformed or the mount fails.
  */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 6) return throw_errno(env, "CLIP_FUSE_ARGS", "mount(mountpoint, options, table, statfs, timeout, onEvent)"), NULL;
+  int attach_fd = -1;
+  void *init_data = NULL;
+  size_t init_len = 0;
+  napi_valuetype attach_type = napi_undefined;
+  if (argc >= 7) napi_typeof(env, argv[6], &attach_type);
+  if (attach_type == napi_object) {
+    napi_typedarray_type init_type;
+    napi_value init_buffer;
+    size_t init_offset;
+    if (napi_get_value_int32(env, get_property(env, argv[6], "fd"), &attach_fd) != napi_ok || attach_fd < 0 ||
+        napi_get_typedarray_info(env, get_property(env, argv[6], "init"), &init_type, &init_len, &init_data, &init_buffer, &init_offset) != napi_ok ||
+        init_type != napi_uint8_array || init_len == 0)
+      return throw_errno(env, "CLIP_FUSE_ARGS", "attach must be { fd: number, init: Uint8Array }"), NULL;
+  }
 
   session_t *s = calloc(1, sizeof *s);
   if (!s) return throw_errno(env, "CLIP_FUSE_NOMEM", "out of memory"), NULL;
@@ -479,7 +521,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     free_session(s);
     return throw_errno(env, "CLIP_FUSE_OPTIONS", "libfuse refused the mount options (see stderr)"), NULL;
   }
-  if (fuse_session_mount(s->se, s->mountpoint) != 0) {
+  if ((attach_fd >= 0 ? attach_session(s, attach_fd, init_data, init_len) : fuse_session_mount(s->se, s->mountpoint)) != 0) {
     fuse_session_destroy(s->se);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
     free_session(s);
@@ -500,14 +542,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 }
 
 /** The session passed as a call's first argument (NULL when there is none). */
-static session_t *session_of_call(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  session_t *s = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return NULL;
-  napi_get_value_external(env, argv[0], (void **)&s);
-  return s;
-}
+static session_t *session_of_call(napi_env env, napi_callback_info info) { return clip_external_argument(env, info); }
 
 /** reply(session, request, data: Uint8Array | null, errno): answers one read exactly once. */
 static napi_value js_reply(napi_env env, napi_callback_info info) {
@@ -578,6 +613,14 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   return array;
 }
 
+/** resendError(session) → errno of the FUSE_NOTIFY_RESEND an attached session sent (0: worked). */
+static napi_value js_resend_error(napi_env env, napi_callback_info info) {
+  session_t *s = session_of_call(env, info);
+  napi_value value;
+  napi_create_int32(env, s ? s->resend_error : 0, &value);
+  return value;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
@@ -585,8 +628,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_default, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_default, NULL},
+      {"resendError", NULL, js_resend_error, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
+  clip_register_connection(env, exports);
   napi_value version;
   napi_create_int32(env, fuse_version(), &version);
   napi_set_named_property(env, exports, "libfuseVersion", version);

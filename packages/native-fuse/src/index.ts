@@ -9,8 +9,10 @@ import { execFile } from 'node:child_process';
 import { access, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { ClipError } from '@clip/shared';
+import type { HeldConnection } from './connection.js';
 import type { MetadataTable } from './table.js';
 
+export { MountHolder, type HeldConnection } from './connection.js';
 export { buildMetadataTable, parentOf, type MetadataTable, type TableNode } from './table.js';
 
 export interface StatfsValues {
@@ -51,17 +53,28 @@ export interface FuseSessionOptions {
   read: ReadHandler;
   /** Called once when the session ends for any reason (our unmount or someone else's). */
   onExit?: () => void;
+  /** Serve a connection a MountHolder mounted (inherited descriptor) instead of mounting. */
+  attach?: HeldConnection;
 }
 
 type SessionHandle = { readonly __brand: 'clip-fuse-session' };
 type EventCallback = (kind: number, request: number, ino: number, offset: number, sizeOrResult: number) => void;
 
 interface NativeFuse {
-  mount(mountpoint: string, options: string, table: MetadataTable, statfs: Float64Array, cacheSeconds: number, onEvent: EventCallback): SessionHandle;
+  mount(
+    mountpoint: string,
+    options: string,
+    table: MetadataTable,
+    statfs: Float64Array,
+    cacheSeconds: number,
+    onEvent: EventCallback,
+    attach?: HeldConnection,
+  ): SessionHandle;
   reply(session: SessionHandle, request: number, data: Uint8Array | null, errno: number): void;
   detach(session: SessionHandle): number;
   destroy(session: SessionHandle): void;
   counters(session: SessionHandle): Float64Array;
+  resendError(session: SessionHandle): number;
   libfuseVersion: number;
 }
 
@@ -123,7 +136,16 @@ export class FuseSession {
       }
       this.#serveRead(options.read, request, ino, offset, size);
     };
-    this.#handle = native.mount(options.mountpoint, options.options.join(','), options.table, statfsArray(options.statfs), options.cacheSeconds, onEvent);
+    const { mountpoint, table, statfs, cacheSeconds, attach } = options;
+    this.#handle = native.mount(mountpoint, options.options.join(','), table, statfsArray(statfs), cacheSeconds, onEvent, attach);
+  }
+
+  /**
+   * For an attached session: the errno of its FUSE_NOTIFY_RESEND (0 when the kernel re-queued
+   * what a dead predecessor had taken; EINVAL before Linux 6.9, where those requests stay lost).
+   */
+  resendError(): number {
+    return this.#native.resendError(this.#handle);
   }
 
   /** Mounts and waits until the kernel answers on the mountpoint. */

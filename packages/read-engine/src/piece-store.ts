@@ -13,6 +13,10 @@ export interface PieceRange {
   digest: string;
 }
 
+/**
+ * One span's view of a FetchRange (the layer digest already bound), with the hooks the piece
+ * verifier needs. Not a second byte source: LayerReader builds it from its FetchRange.
+ */
 export interface PieceFetch {
   /** Fetches compressed bytes [start, end) of the blob. */
   fetch(start: number, end: number): Promise<Uint8Array>;

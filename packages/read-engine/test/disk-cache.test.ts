@@ -12,7 +12,11 @@ afterEach(async () => {
 
 async function files(root: string): Promise<string[]> {
   const out: string[] = [];
-  for (const shard of await readdir(root)) for (const name of await readdir(join(root, shard))) out.push(join(root, shard, name));
+  // Skips the shared counter and lock files (`.usage`, `.lock`).
+  for (const shard of await readdir(root)) {
+    if (shard.startsWith('.')) continue;
+    for (const name of await readdir(join(root, shard))) out.push(join(root, shard, name));
+  }
   return out;
 }
 
@@ -116,5 +120,16 @@ describe('MemoryBlockCache', () => {
     cache.set('b', Buffer.alloc(600));
     expect(cache.get('a')).toBeUndefined();
     expect(cache.bytes).toBeLessThanOrEqual(1000);
+  });
+});
+
+describe('DiskBlockCache directory deleted under it', () => {
+  it('makes the directory again and keeps caching', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
+    const cache = new DiskBlockCache(join(dir, 'cache'), 1 << 20);
+    await cache.set('a', Buffer.from('one'));
+    await rm(join(dir, 'cache'), { recursive: true, force: true });
+    await cache.set('b', Buffer.from('two'));
+    expect((await cache.get('b'))?.toString()).toBe('two');
   });
 });

@@ -1,28 +1,12 @@
 // LayerReader over hand-made 'plain' spans (compressed bytes = uncompressed bytes), so the
 // read path's range arithmetic, sharing, caching and verification are tested on their own.
-import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Digest, DigestMismatchError } from '@clip/shared';
-import type { ArchiveLayer, Inode, Span } from '@clip/archive-format';
+import type { Inode } from '@clip/archive-format';
+import { plainLayer } from '@clip/testkit';
 import { LayerReader, blockKey, compressedKey, type BlockCache } from '../src/layer-reader.js';
 import type { SpanCodec } from '../src/span-codec.js';
-
-const sha = (data: Uint8Array): Digest => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-
-function plainLayer(data: Buffer, spanSize: number, pieceSize: number): ArchiveLayer {
-  const spans: Span[] = [];
-  for (let start = 0; start < data.length; start += spanSize) {
-    const end = Math.min(start + spanSize, data.length);
-    const pieces = [];
-    for (let p = start; p < end; p += pieceSize) {
-      const pe = Math.min(p + pieceSize, end);
-      pieces.push({ compressedEnd: pe, uncompressedEnd: pe, digest: sha(data.subarray(p, pe)) });
-    }
-    spans.push({ checkpoint: { uncompressedOffset: start, compressedBitOffset: start * 8, window: new Uint8Array(), kind: 'plain' }, uncompressedEnd: end, pieces });
-  }
-  return { digest: sha(data), mediaType: 'application/vnd.oci.image.layer.v1.tar', compression: 'none', compressedSize: data.length, uncompressedSize: data.length, diffId: sha(data), spans };
-}
 
 const plainCodec: SpanCodec = {
   spanIndexAt(layer, offset) {

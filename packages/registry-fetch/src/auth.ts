@@ -2,7 +2,7 @@
 // `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` (get a token from the realm,
 // anonymously or with Basic credentials, and cache it per scope until it expires) or
 // `Basic realm="…"` (send the credentials on every request).
-import { AuthError } from '@clip/shared';
+import { AuthError, silentLogger, type Logger } from '@clip/shared';
 import type { ResolvedCredentials } from './credentials.js';
 
 export interface Challenge {
@@ -38,23 +38,36 @@ export type TokenFetcher = (
 
 interface CachedToken {
   token: string;
+  /** Ask for a new one from here on (before expiry, so it never dies in flight)... */
+  refreshAt: number;
+  /** ...but keep using this one until then if the refresh fails. */
   expiresAt: number;
 }
 
 /** Refresh a little before expiry so a token does not die in flight. */
 const EXPIRY_MARGIN_MS = 10_000;
+/** How long a refused request waits for a half-done credential rotation to complete. */
+const ROTATION_WAIT_MS = 1000;
 /** Default lifetime the token spec gives tokens without expires_in. */
 const DEFAULT_TOKEN_SECONDS = 60;
 
 export class Authenticator {
   private challenge: Challenge | undefined;
   private readonly tokens = new Map<string, CachedToken>();
+  /** Bumped whenever the credentials change (a request can tell whether it used old ones). */
+  generation = 0;
   private readonly pending = new Map<string, Promise<string>>();
 
+  /**
+   * @param reload re-reads the credentials (config.json, helper, environment) when a token is
+   *   requested or a registry refused them: they may have been rotated since.
+   */
   constructor(
     private readonly registry: string,
-    private readonly credentials: ResolvedCredentials | undefined,
+    private credentials: ResolvedCredentials | undefined,
     private readonly fetchToken: TokenFetcher,
+    private readonly reload?: () => Promise<ResolvedCredentials | undefined>,
+    private readonly logger: Logger = silentLogger,
   ) {}
 
   /** What the registry last asked for; undefined until the first 401. */
@@ -88,21 +101,85 @@ export class Authenticator {
     }
     const key = `${challenge.params['realm']}|${challenge.params['service']}|${[...scopes].sort().join(' ')}`;
     const cached = this.tokens.get(key);
-    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+    const now = Date.now();
+    if (cached && cached.refreshAt > now) return `Bearer ${cached.token}`;
     let pending = this.pending.get(key);
     if (!pending) {
       pending = this.requestToken(challenge, scopes, key).finally(() => this.pending.delete(key));
       this.pending.set(key, pending);
     }
-    return `Bearer ${await pending}`;
+    try {
+      return `Bearer ${await pending}`;
+    } catch (error) {
+      // An early refresh failed (token server down, credentials mid-rotation): the token
+      // we have is still good for a while; the next request tries again.
+      if (cached && cached.expiresAt > Date.now()) {
+        // Try again in a second, not on every request meanwhile.
+        cached.refreshAt = Math.min(cached.expiresAt, Date.now() + 1000);
+        this.logger.warn('token refresh failed; using the current token until it expires', {
+          registry: this.registry,
+          error: (error as Error).message,
+        });
+        return `Bearer ${cached.token}`;
+      }
+      throw error;
+    }
   }
 
-  /** Forgets cached tokens (after a 401 with a token that should have been good). */
-  invalidate(): void {
+  /** Forgets cached tokens and re-reads the credentials (after a 401 that should not have been). */
+  async invalidate(): Promise<void> {
     this.tokens.clear();
+    await this.reloadCredentials();
+  }
+
+  /**
+   * After a refusal with credentials that were just re-read: a rotation may be half done
+   * (registry first, config.json a moment later). Waits a little and re-reads; true when
+   * they changed (worth one more try). False at once when they cannot be re-read.
+   */
+  async awaitRotation(usedGeneration: number): Promise<boolean> {
+    if (!this.reload || !this.credentials) return false;
+    // Another request already picked up new ones since this one was sent: retry with them.
+    if (this.generation !== usedGeneration) return true;
+    await new Promise((resolve) => setTimeout(resolve, ROTATION_WAIT_MS));
+    this.tokens.clear();
+    await this.reloadCredentials();
+    return this.generation !== usedGeneration;
+  }
+
+  /** Re-reads the credentials; true when they changed. A failed read keeps the old ones. */
+  private async reloadCredentials(): Promise<boolean> {
+    if (!this.reload) return false;
+    let fresh: ResolvedCredentials | undefined;
+    try {
+      fresh = await this.reload();
+    } catch (error) {
+      this.logger.debug('cannot re-read registry credentials; keeping the current ones', { error: (error as Error).message });
+      return false;
+    }
+    const before = this.credentials;
+    if (fresh?.username === before?.username && fresh?.password === before?.password) return false;
+    this.credentials = fresh;
+    this.generation++;
+    this.logger.info('registry credentials changed; using the new ones', { registry: this.registry, source: fresh?.source ?? 'anonymous' });
+    return true;
   }
 
   private async requestToken(challenge: Challenge, scopes: string[], key: string): Promise<string> {
+    // Credentials may have been rotated since the last token: pick up the current ones.
+    await this.reloadCredentials();
+    try {
+      return await this.requestTokenOnce(challenge, scopes, key);
+    } catch (error) {
+      // Refused: maybe rotated between the read above and now (or the registry first).
+      if (error instanceof AuthError && /refused/.test(error.message) && (await this.reloadCredentials())) {
+        return this.requestTokenOnce(challenge, scopes, key);
+      }
+      throw error;
+    }
+  }
+
+  private async requestTokenOnce(challenge: Challenge, scopes: string[], key: string): Promise<string> {
     const realm = challenge.params['realm'];
     if (!realm) throw new AuthError(`registry ${this.registry} sent a Bearer challenge without a realm`);
     let url: URL;
@@ -133,7 +210,7 @@ export class Authenticator {
     const lifetime = (answer.expires_in ?? DEFAULT_TOKEN_SECONDS) * 1000;
     const issued = answer.issued_at ? Date.parse(answer.issued_at) : Number.NaN;
     const start = Number.isNaN(issued) ? Date.now() : Math.min(issued, Date.now());
-    this.tokens.set(key, { token, expiresAt: start + lifetime - Math.min(EXPIRY_MARGIN_MS, lifetime / 2) });
+    this.tokens.set(key, { token, refreshAt: start + lifetime - Math.min(EXPIRY_MARGIN_MS, lifetime / 2), expiresAt: start + lifetime - Math.min(1000, lifetime / 10) });
     return token;
   }
 }

@@ -86,6 +86,15 @@ function fromAuthEntry(entry: NonNullable<DockerConfig['auths']>[string]): Crede
   return undefined;
 }
 
+/** The username of an entry that has one but no password (a mistake worth naming). */
+function usernameOnly(entry: NonNullable<DockerConfig['auths']>[string]): string | undefined {
+  if (entry.auth) {
+    const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+    if (decoded !== '' && !decoded.includes(':')) return decoded;
+  }
+  return entry.username !== undefined && entry.password === undefined ? entry.username : undefined;
+}
+
 /** Credentials for a registry host (`host[:port]` as in references), or undefined for anonymous. */
 export async function resolveCredentials(registryHost: string, options: CredentialOptions = {}): Promise<ResolvedCredentials | undefined> {
   if (options.credentials) return { ...options.credentials, source: 'explicit credentials' };
@@ -95,6 +104,9 @@ export async function resolveCredentials(registryHost: string, options: Credenti
   if (envUser !== undefined && envPassword !== undefined) {
     return { username: envUser, password: envPassword, source: 'CLIP_REGISTRY_USERNAME/CLIP_REGISTRY_PASSWORD' };
   }
+  // Half a pair is a mistake to name, not "no credentials": use it (an empty password) so
+  // a refusal says where it came from.
+  if (envUser !== undefined) return { username: envUser, password: '', source: 'CLIP_REGISTRY_USERNAME (CLIP_REGISTRY_PASSWORD is not set)' };
   const dir = options.dockerConfigDir ?? env['DOCKER_CONFIG'] ?? join(homedir(), '.docker');
   const config = await readDockerConfig(dir);
   if (!config) return undefined;
@@ -108,6 +120,8 @@ export async function resolveCredentials(registryHost: string, options: Credenti
     const entry = config.auths?.[key];
     const found = entry ? fromAuthEntry(entry) : undefined;
     if (found) return { ...found, source: `docker config auths (${join(dir, 'config.json')})` };
+    const username = entry ? usernameOnly(entry) : undefined;
+    if (username !== undefined) return { username, password: '', source: `docker config auths (${join(dir, 'config.json')}; a username without a password)` };
   }
   if (config.credsStore) {
     for (const key of registryHost === 'docker.io' ? ['https://index.docker.io/v1/'] : [registryHost]) {

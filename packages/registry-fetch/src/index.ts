@@ -71,3 +71,11 @@ export { BOUND_MANIFEST_ANNOTATION, bindIndexBytes, boundArtifacts } from './arc
 export { archiveSizeLimit } from './archive-trust/fetch-archive.js';
 export { artifactSignature, pushBoundIndex } from './archive-trust/publish-binding.js';
 export { bindingPayload, checkSignature, keyFingerprint, loadSigningKey, loadVerifyKey, signBinding } from './archive-trust/signature.js';
+// Mirrors and pull-through caches configured by containerd hosts.toml (docs/fleet.md).
+export { HostsConfigError, loadHostsConfig, parseHostsToml, type HostCapability, type HostConfig, type LoadedHosts } from './hosts/hosts-config.js';
+export { DEFAULT_HOSTS_DIR, resolveHostsDir } from './hosts/hosts-dir.js';
+export { DEFAULT_MIRROR_STALL_MS, MirroredSource, type MirrorOptions } from './hosts/mirrored-source.js';
+export type { HostStats } from './hosts/host-set.js';
+export { hostStatsPrometheus } from './hosts/host-metrics.js';
+export { openHostSources } from './hosts/host-sources.js';
+export { warmMirrors, type WarmedMirror, type WarmOptions, type WarmResult } from './hosts/warm.js';

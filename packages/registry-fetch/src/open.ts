@@ -4,6 +4,8 @@ import type { ImageSource, Platform } from './image-source.js';
 import { LayoutSource, OciArchiveSource } from './layout-source.js';
 import type { RegistryClientOptions } from './registry-client.js';
 import { RegistrySource } from './registry-source.js';
+import { loadHostsConfig } from './hosts/hosts-config.js';
+import { MirroredSource, type MirrorOptions } from './hosts/mirrored-source.js';
 
 /** The registry client's options (credentials, TLS, timeouts, retries...) plus a default platform. */
 export interface OpenImageSourceOptions extends RegistryClientOptions {
@@ -12,6 +14,14 @@ export interface OpenImageSourceOptions extends RegistryClientOptions {
    * can pass one options object around. resolve({ platform }) overrides it.
    */
   platform?: Platform;
+  /**
+   * containerd hosts directory (`certs.d` layout with hosts.toml files): registries with a
+   * configuration there are read through their mirrors first. Undefined: the registry only.
+   * CLIs take it from resolveHostsDir(--hosts-dir) (hosts/hosts-dir.ts).
+   */
+  hostsDir?: string;
+  /** How mirrors are used (stall bound, cold-cache fill); see hosts/mirrored-source.ts. */
+  mirror?: MirrorOptions;
 }
 
 /** An ImageSource with the default platform baked into resolve(). */
@@ -31,7 +41,9 @@ export async function openImageSource(reference: string | ImageReference, option
     case 'oci-archive':
       return withDefaultPlatform(new OciArchiveSource(ref), options.platform);
     case 'registry': {
-      const { platform, ...clientOptions } = options;
+      const { platform, hostsDir, mirror, ...clientOptions } = options;
+      const hosts = hostsDir ? await loadHostsConfig(hostsDir, ref.registry) : undefined;
+      if (hosts) return withDefaultPlatform(await MirroredSource.open(ref, hosts, clientOptions, mirror), platform);
       return withDefaultPlatform(new RegistrySource(ref, clientOptions), platform);
     }
   }

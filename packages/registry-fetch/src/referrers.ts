@@ -53,7 +53,7 @@ async function readFallbackIndex(client: RegistryClient, subject: Digest): Promi
   const what = `GET referrers tag ${tag}`;
   const response = await client.send({
     method: 'GET',
-    path: `/v2/${client.repository}/manifests/${tag}`,
+    path: client.apiPath('manifests', tag),
     headers: { accept: MEDIA_TYPE.ociIndex },
     scopes: pullScopes(client),
     what,
@@ -69,11 +69,11 @@ async function readFallbackIndex(client: RegistryClient, subject: Digest): Promi
 
 /** Referrers of `subject`: from the referrers API when the registry has one, else from the fallback tag. */
 export async function listReferrers(client: RegistryClient, subject: Digest, options: ListReferrersOptions = {}): Promise<ReferrerLookup> {
-  const query = options.artifactType === undefined ? '' : `?artifactType=${encodeURIComponent(options.artifactType)}`;
+  const query: Record<string, string> = options.artifactType === undefined ? {} : { artifactType: options.artifactType };
   const what = `GET referrers of ${subject}`;
   const response = await client.send({
     method: 'GET',
-    path: `/v2/${client.repository}/referrers/${subject}${query}`,
+    path: client.apiPath('referrers', subject, query),
     headers: { accept: MEDIA_TYPE.ociIndex },
     scopes: pullScopes(client),
     what,

@@ -2,6 +2,7 @@
 // origin, bounded connections, no pipelining) per client; auth challenges answered; bounded
 // retries; redirects followed by hand so Authorization never leaves the registry's origin.
 import type { IncomingHttpHeaders } from 'node:http';
+import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import { AuthError, isClipError, isLoopbackRegistry, type Logger, registryEndpointHost, RegistryError, silentLogger, TimeoutError } from '@clip/shared';
 import { Authenticator } from './auth.js';
@@ -31,6 +32,22 @@ export interface RegistryClientOptions {
   /** For credential lookup (tests); default process.env. */
   env?: NodeJS.ProcessEnv;
   dockerConfigDir?: string;
+  /** Talk to this endpoint instead of the registry's own (a mirror from hosts.toml). */
+  endpoint?: RegistryEndpoint;
+}
+
+/** A host that serves the registry's API: a mirror, or the registry under another URL. */
+export interface RegistryEndpoint {
+  /** `scheme://host[:port]`. */
+  url: string;
+  /** API path prefix; default `/v2`. */
+  apiPath?: string;
+  /** Sent with every request to this endpoint (hosts.toml `header`). */
+  headers?: Record<string, string>;
+  /** Query parameters added to API paths (containerd's `ns=<registry>` for mirrors). */
+  query?: Record<string, string>;
+  /** TLS: extra CA certificates and client certificates (PEM), certificate checks. */
+  tls?: { ca?: string[]; cert?: string[]; key?: string[]; rejectUnauthorized?: boolean };
 }
 
 export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
@@ -80,6 +97,17 @@ function registryErrorDetail(body: Buffer): string {
   return '';
 }
 
+function endpointTls(endpoint: RegistryEndpoint | undefined): { ca?: string[]; cert?: string[]; key?: string[]; rejectUnauthorized?: boolean } {
+  const tls = endpoint?.tls;
+  if (!tls) return {};
+  return {
+    // Extra CAs add to the system's, as containerd does.
+    ...(tls.ca && tls.ca.length > 0 ? { ca: [...rootCertificates, ...tls.ca] } : {}),
+    ...(tls.cert && tls.cert.length > 0 ? { cert: tls.cert, key: tls.key ?? [] } : {}),
+    ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
+  };
+}
+
 export class RegistryClient {
   readonly registry: string;
   readonly repository: string;
@@ -100,7 +128,7 @@ export class RegistryClient {
     this.registry = registry;
     this.repository = repository;
     const plain = isLoopbackRegistry(registry);
-    this.base = new URL(`${plain ? 'http' : 'https'}://${registryEndpointHost(registry)}`);
+    this.base = new URL(options.endpoint?.url ?? `${plain ? 'http' : 'https'}://${registryEndpointHost(registry)}`);
     this.policy = retryPolicy(typeof options.retries === 'number' ? { retries: options.retries } : options.retries);
     this.timeouts = {
       connectMs: options.timeouts?.connectMs ?? 10_000,
@@ -113,13 +141,21 @@ export class RegistryClient {
       pipelining: 1,
       headersTimeout: this.timeouts.headersMs,
       bodyTimeout: this.timeouts.bodyMs,
-      connect: { timeout: this.timeouts.connectMs, rejectUnauthorized: !options.insecure },
+      connect: { timeout: this.timeouts.connectMs, rejectUnauthorized: !options.insecure, ...endpointTls(options.endpoint) },
     });
+  }
+
+  /** Path of a manifest or blob on this client's endpoint (`/v2/<repo>/<kind>/<name>` by default). */
+  apiPath(kind: 'manifests' | 'blobs' | 'referrers', name: string, query: Record<string, string> = {}): string {
+    const endpoint = this.options.endpoint;
+    const params = new URLSearchParams({ ...query, ...endpoint?.query }).toString();
+    return `${endpoint?.apiPath ?? '/v2'}/${this.repository}/${kind}/${name}${params ? `?${params}` : ''}`;
   }
 
   /** `registry R repository P`, the prefix of every error message. */
   describe(): string {
-    return `registry ${this.registry} repository ${this.repository}`;
+    const via = this.options.endpoint ? ` via ${this.base.host}` : '';
+    return `registry ${this.registry}${via} repository ${this.repository}`;
   }
 
   get origin(): string {
@@ -127,13 +163,20 @@ export class RegistryClient {
   }
 
   private auth(): Promise<Authenticator> {
-    this.authenticator ??= resolveCredentials(this.registry, {
-      ...(this.options.credentials ? { credentials: this.options.credentials } : {}),
-      ...(this.options.env ? { env: this.options.env } : {}),
-      ...(this.options.dockerConfigDir ? { dockerConfigDir: this.options.dockerConfigDir } : {}),
-    }).then((credentials: ResolvedCredentials | undefined) => {
+    // A mirror authenticates with its own credentials (containerd looks them up by host too).
+    const credentialHost = this.options.endpoint ? this.base.host : this.registry;
+    const resolve = () =>
+      resolveCredentials(credentialHost, {
+        ...(this.options.credentials ? { credentials: this.options.credentials } : {}),
+        ...(this.options.env ? { env: this.options.env } : {}),
+        ...(this.options.dockerConfigDir ? { dockerConfigDir: this.options.dockerConfigDir } : {}),
+      });
+    this.authenticator ??= resolve().then((credentials: ResolvedCredentials | undefined) => {
       if (credentials) this.logger.debug('using registry credentials', { source: credentials.source });
-      return new Authenticator(this.registry, credentials, (url, headers) => this.fetchToken(url, headers));
+      // Long-lived mounts outlive credentials (rotated config.json, helpers, ECR's 12 h):
+      // re-read them when a token is due or a registry refuses them. Explicit ones are fixed.
+      const reload = this.options.credentials ? undefined : resolve;
+      return new Authenticator(credentialHost, credentials, (url, headers) => this.fetchToken(url, headers), reload, this.logger);
     });
     return this.authenticator;
   }
@@ -188,7 +231,7 @@ export class RegistryClient {
   private async sendOnce(request: RegistryRequest, authorization: string | undefined): Promise<RegistryResponse> {
     let url = new URL(request.path, this.base);
     for (let redirects = 0; ; redirects++) {
-      const headers: Record<string, string> = { ...request.headers };
+      const headers: Record<string, string> = { ...(url.origin === this.base.origin ? this.options.endpoint?.headers : {}), ...request.headers };
       if (authorization && url.origin === this.base.origin) headers['authorization'] = authorization;
       this.stats.request();
       if (request.range) this.stats.range();
@@ -221,10 +264,14 @@ export class RegistryClient {
     const auth = await this.auth();
     const retries = request.noRetry ? 0 : this.policy.retries;
     let authRetried = false;
+    let rotationWaited = false;
+    let generation = auth.generation;
     for (let attempt = 0; ; ) {
       let response: RegistryResponse;
       try {
-        response = await this.sendOnce(request, await auth.header(request.scopes));
+        const header = await auth.header(request.scopes);
+        generation = auth.generation;
+        response = await this.sendOnce(request, header);
       } catch (error) {
         if (request.signal?.aborted) throw error;
         if (this.options.insecure && !this.triedPlainHttp && this.base.protocol === 'https:' && this.isTlsMismatch(error)) {
@@ -247,10 +294,18 @@ export class RegistryClient {
         const hadChallenge = auth.scheme !== undefined;
         await this.discard(response);
         if (auth.accept(response.headers['www-authenticate'])) {
-          if (hadChallenge) auth.invalidate();
+          if (hadChallenge) await auth.invalidate();
           continue;
         }
         throw new AuthError(`${this.describe()}: ${request.what}: HTTP 401 without a usable WWW-Authenticate challenge`);
+      }
+      if (response.status === 401 && !rotationWaited) {
+        // Refused with what was just re-read: a rotation may be half done. Once per request.
+        rotationWaited = true;
+        if (await auth.awaitRotation(generation)) {
+          await this.discard(response);
+          continue;
+        }
       }
       if (response.status === 401 || response.status === 403) {
         const detail = registryErrorDetail(await this.readBody(response, request.what).catch(() => Buffer.alloc(0)));

@@ -41,7 +41,7 @@ export class RegistrySource implements ImageSource {
   }
 
   private path(kind: 'manifests' | 'blobs', name: string): string {
-    return `/v2/${this.ref.repository}/${kind}/${name}`;
+    return this.client.apiPath(kind, name);
   }
 
   /** GET a manifest by tag or digest; verifies the digest it is addressed or announced by. */

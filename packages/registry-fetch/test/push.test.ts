@@ -4,26 +4,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { type FaultProxy, startFaultProxy, startRegistry, type RunningRegistry } from '@clip/testkit';
 import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { openRegistryTarget, pushBlob, pushImage, pushManifest, type PushProgress } from '../src/push.js';
 import { readAll } from '../src/verify-stream.js';
 import { writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
-import { startScriptedProxy, type ScriptedProxy } from './helpers/fault-proxy.js';
 
 const run = promisify(execFile);
 
 let work: string;
 let layout: string;
 let registry: RunningRegistry;
-let proxy: ScriptedProxy;
+let proxy: FaultProxy;
 let built: BuiltEntry[];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-push-test-'));
   registry = await startRegistry();
-  proxy = await startScriptedProxy({ hostname: '127.0.0.1', port: registry.port });
+  proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
   layout = join(work, 'layout');
   built = await writeTestLayout(layout, [
     { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 3) }, compression: 'none' }] }] },
@@ -125,14 +124,14 @@ describe('pushImage', () => {
   it('restarts a blob upload that failed with a 503 or a reset', async () => {
     const source = await openImageSource(`oci:${layout}:v1`);
     try {
-      proxy.inject([{ kind: 'status', status: 503 }, { kind: 'reset' }], (method) => method === 'PUT' || method === 'PATCH');
+      proxy.script([{ kind: 'status', status: 503 }, { kind: 'reset' }], (method) => method === 'PUT' || method === 'PATCH');
       const before = proxy.log.length;
       const result = await pushImage(source, `${proxy.host}/flaky/img:v1`, { concurrency: 1, retries: { retries: 3, baseDelayMs: 10 } });
       expect(result.blobsUploaded).toBe(3);
       expect(proxy.log.slice(before).map((entry) => entry.fault).filter((fault) => fault !== 'none')).toEqual(['status', 'reset']);
       expect(await skopeoRawDigest(`${registry.host}/flaky/img:v1`)).toBe(built[0]!.images[0]!.manifest.digest);
     } finally {
-      proxy.inject([]);
+      proxy.script([]);
       await source.close();
     }
   });

@@ -6,19 +6,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { type FaultProxy, startFaultProxy, startRegistry, type RunningRegistry } from '@clip/testkit';
 import { type Digest, LayerNotFoundError, ManifestNotFoundError, PlatformNotFoundError, TimeoutError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { RegistrySource } from '../src/registry-source.js';
 import { readAll } from '../src/verify-stream.js';
 import { writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
-import { startScriptedProxy, type ScriptedProxy } from './helpers/fault-proxy.js';
 
 const run = promisify(execFile);
 
 let work: string;
 let registry: RunningRegistry;
-let proxy: ScriptedProxy;
+let proxy: FaultProxy;
 let built: BuiltEntry[];
 
 const fast = { retries: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
@@ -26,7 +25,7 @@ const fast = { retries: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-registry-source-'));
   registry = await startRegistry();
-  proxy = await startScriptedProxy({ hostname: '127.0.0.1', port: registry.port });
+  proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
   const layout = join(work, 'layout');
   built = await writeTestLayout(layout, [
     { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 7) }, compression: 'none' }] }] },
@@ -127,7 +126,7 @@ describe('RegistrySource through a fault-injecting proxy', () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, fast);
     try {
       const { digest, bytes } = bigLayer();
-      proxy.inject([{ kind: 'reset' }, { kind: 'status', status: 503 }, { kind: 'status', status: 429, headers: { 'retry-after': '1' } }], isBlob);
+      proxy.script([{ kind: 'reset' }, { kind: 'status', status: 503 }, { kind: 'status', status: 429, headers: { 'retry-after': '1' } }], isBlob);
       const before = proxy.log.length;
       const range = await source.readBlobRange(digest as Digest, 1000, 200_000);
       expect(range.equals(bytes.subarray(1000, 200_000))).toBe(true);
@@ -142,7 +141,7 @@ describe('RegistrySource through a fault-injecting proxy', () => {
     try {
       const { digest, bytes } = bigLayer();
       for (const [start, end] of [[0, 10], [150_000, 150_100], [bytes.length - 100, bytes.length]] as const) {
-        proxy.inject([{ kind: 'ignore-range' }], isBlob);
+        proxy.script([{ kind: 'ignore-range' }], isBlob);
         expect((await source.readBlobRange(digest as Digest, start, end)).equals(bytes.subarray(start, end))).toBe(true);
       }
     } finally {
@@ -154,7 +153,7 @@ describe('RegistrySource through a fault-injecting proxy', () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, fast);
     try {
       const { digest, bytes } = bigLayer();
-      proxy.inject([{ kind: 'reset-mid-body', afterBytes: 100_000 }], isBlob);
+      proxy.script([{ kind: 'reset-mid-body', afterBytes: 100_000 }], isBlob);
       const before = proxy.log.length;
       expect((await readAll(await source.openBlob(digest as Digest))).equals(bytes)).toBe(true);
       const resumed = proxy.log.slice(before).find((entry) => entry.range !== undefined);
@@ -168,11 +167,11 @@ describe('RegistrySource through a fault-injecting proxy', () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, { retries: { retries: 2, baseDelayMs: 5 } });
     try {
       const { digest } = bigLayer();
-      proxy.inject(Array.from({ length: 3 }, () => ({ kind: 'status' as const, status: 500 })), isBlob);
+      proxy.script(Array.from({ length: 3 }, () => ({ kind: 'status' as const, status: 500 })), isBlob);
       const error = await source.readBlobRange(digest as Digest, 0, 10).catch((e: unknown) => e);
       expect((error as Error).message).toMatch(new RegExp(`registry ${proxy.host} repository test/img: GET blob ${digest}.*HTTP 500.*after 3 attempts`));
     } finally {
-      proxy.inject([]);
+      proxy.script([]);
       await source.close();
     }
   });

@@ -34,5 +34,7 @@ export {
   type OciLayoutReference,
   type RegistryReference,
 } from './reference.js';
-export { writeFileAtomically } from './fs-atomic.js';
+export { makeDirectories, writeFileAtomically } from './fs-atomic.js';
+export { redactUserinfo } from './redact.js';
+export { escapeBytes, escapeName } from './printable.js';
 export type { Platform } from './platform.js';

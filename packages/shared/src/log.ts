@@ -1,6 +1,7 @@
 // Structured logging to stderr. Default format is logfmt (`level=info msg="..." key=value`),
 // `CLIP_LOG_FORMAT=json` switches to one JSON object per line; `CLIP_LOG_LEVEL` sets the
 // threshold (debug, info, warn, error; default info). Never pass secrets as fields.
+import { redactUserinfo } from './redact.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, string | number | boolean | bigint | null | undefined>;
@@ -57,7 +58,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const emit = (lvl: LogLevel, msg: string, fields?: LogFields) => {
     if (LEVELS[lvl] < LEVELS[level]) return;
     const all = { ...base, ...fields };
-    write(format === 'json' ? formatJson(lvl, msg, all) : formatLogfmt(lvl, msg, all));
+    // A reference typed with userinfo (user:PASS@host/…) must not reach the log.
+    write(redactUserinfo(format === 'json' ? formatJson(lvl, msg, all) : formatLogfmt(lvl, msg, all)));
   };
   return {
     debug: (msg, fields) => emit('debug', msg, fields),

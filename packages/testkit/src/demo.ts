@@ -228,7 +228,7 @@ async function stopClipMount(mount: ClipMount): Promise<Record<string, unknown> 
     clearTimeout(timer);
   }
   // A mount process that had to be killed leaves a stale mount behind: detach it.
-  await runTool('fusermount', ['-uz', mount.mountpoint]).catch(() => {});
+  await runTool('fusermount3', ['-uz', mount.mountpoint]).catch(() => {});
   const line = mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'));
   return line ? (JSON.parse(line) as { metrics: Record<string, unknown> }).metrics : undefined;
 }

@@ -15,9 +15,15 @@
 //   ignore-range       the Range header dropped: 200 with the whole blob
 //
 // Everything else is forwarded untouched. Rates can be changed while running (e.g. all
-// resets to take the "registry" down, then none to bring it back).
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+// resets to take the "registry" down, then none to bring it back). Tests that need exact
+// faults script them instead (`script`: the next matching requests get these faults, in
+// order; `failWhen`: every matching request gets an error status), can throttle request
+// bodies (a slow uplink) and read a log of every request.
+import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { answerStatus, type BodyFaultKind, forward, injectBodyFault, type ProxiedRequest, type Upstream } from './proxy-forward.js';
+
+export type { ProxiedRequest } from './proxy-forward.js';
 
 export const FAULT_KINDS = [
   'reset',
@@ -36,12 +42,22 @@ export const FAULT_KINDS = [
 export type FaultKind = (typeof FAULT_KINDS)[number];
 export type FaultRates = Partial<Record<FaultKind, number>>;
 
+/** An exact fault for `script`. */
+export type ScriptedFault =
+  | { kind: 'reset' }
+  | { kind: 'reset-mid-body'; afterBytes: number }
+  | { kind: 'status'; status: number; headers?: Record<string, string> }
+  | { kind: 'ignore-range' }
+  | { kind: 'stall' };
+
+export type RequestMatch = (method: string, url: string) => boolean;
+
 export interface FaultProxyOptions {
-  upstream: { hostname: string; port: number };
+  upstream: Upstream;
   /** Probability of each fault per matching request; their sum must be at most 1. */
   rates?: FaultRates;
   seed?: number;
-  /** Which requests may get a fault; default blob GETs with a Range header. */
+  /** Which requests may get a random fault; default blob GETs with a Range header. */
   match?: (req: IncomingMessage) => boolean;
 }
 
@@ -57,13 +73,19 @@ export interface FaultProxy {
   /** `127.0.0.1:<port>`, usable as the registry part of an image reference. */
   host: string;
   port: number;
+  /** Every request, in arrival order (tests may truncate it). */
+  log: ProxiedRequest[];
   setRates(rates: FaultRates): void;
+  /** The next requests that `match` (default: all) get `faults`, in order; replaces an earlier script. */
+  script(faults: ScriptedFault[], match?: RequestMatch): void;
+  /** Answer every request that matches with `status` (default 500); undefined stops. */
+  failWhen(match: RequestMatch | undefined, status?: number): void;
+  /** Request body rate in bytes per second per request; undefined = unthrottled. */
+  throttle(bytesPerSecond: number | undefined): void;
+  /** Random faults only (scripted ones are in the log). */
   stats(): FaultProxyStats;
   stop(): Promise<void>;
 }
-
-const RANGE_RE = /^bytes=(\d+)-(\d+)$/;
-const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
 function defaultMatch(req: IncomingMessage): boolean {
   return req.method === 'GET' && /\/blobs\/sha256:[0-9a-f]{64}$/.test(req.url ?? '') && typeof req.headers['range'] === 'string';
@@ -91,10 +113,22 @@ function checkRates(rates: FaultRates): void {
   if (sum > 1 + 1e-9) throw new Error(`fault rates add up to ${sum} > 1`);
 }
 
-interface Upstream {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
+/** A random fault as the scripted fault it is, when there is one (the others need the body in hand). */
+function asScripted(kind: FaultKind): ScriptedFault | undefined {
+  switch (kind) {
+    case 'reset':
+    case 'ignore-range':
+    case 'stall':
+      return { kind };
+    case 'status-500':
+    case 'status-503':
+    case 'status-429': {
+      const status = Number(kind.slice(-3));
+      return { kind: 'status', status, headers: status === 429 ? { 'retry-after': '1' } : {} };
+    }
+    default:
+      return undefined;
+  }
 }
 
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
@@ -110,6 +144,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const faults = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, 0])) as Record<FaultKind, number>;
   let requests = 0;
   let matched = 0;
+  const log: ProxiedRequest[] = [];
+  let scripted: { faults: ScriptedFault[]; match: RequestMatch } = { faults: [], match: () => true };
+  let failing: { match: RequestMatch; status: number } | undefined;
+  let bytesPerSecond: number | undefined;
   const sockets = new Set<Socket>();
 
   const draw = (): FaultKind | undefined => {
@@ -122,118 +160,50 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     return undefined;
   };
 
-  const upstreamHeaders = (req: IncomingMessage, range: string | undefined): IncomingHttpHeaders => {
-    const headers = { ...req.headers, host: `${upstream.hostname}:${upstream.port}` };
-    if (range === undefined) delete headers['range'];
-    else headers['range'] = range;
-    return headers;
-  };
-
-  /** Forwards as a stream (no fault, or ignore-range). */
-  const pipeThrough = (req: IncomingMessage, res: ServerResponse, range: string | undefined) => {
-    const out = httpRequest(
-      { hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: upstreamHeaders(req, range) },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-        answer.on('error', () => res.socket?.destroy());
-      },
-    );
-    out.on('error', () => res.socket?.destroy());
-    req.pipe(out);
-  };
-
-  /** Fetches a whole upstream answer into memory (ranges are small). */
-  const fetchUpstream = (req: IncomingMessage, range: string | undefined): Promise<Upstream> =>
-    new Promise((resolve, reject) => {
-      const out = httpRequest(
-        { hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: upstreamHeaders(req, range) },
-        (answer) => {
-          const chunks: Buffer[] = [];
-          answer.on('data', (chunk: Buffer) => chunks.push(chunk));
-          answer.on('end', () => resolve({ status: answer.statusCode ?? 502, headers: answer.headers, body: Buffer.concat(chunks) }));
-          answer.on('error', reject);
-        },
-      );
-      out.on('error', reject);
-      out.end();
-    });
-
-  const respond = (res: ServerResponse, status: number, headers: IncomingHttpHeaders, body: Buffer) => {
-    const h: IncomingHttpHeaders = { ...headers, 'content-length': String(body.length) };
-    delete h['transfer-encoding'];
-    res.writeHead(status, h);
-    res.end(body);
-  };
-
-  const injectBodyFault = async (kind: FaultKind, req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const range = req.headers['range'] as string;
-    const asked = RANGE_RE.exec(range);
-    const answer = await fetchUpstream(req, range);
-    if (answer.status !== 206 || !asked) return respond(res, answer.status, answer.headers, answer.body);
-    const start = Number(asked[1]);
-    const end = Number(asked[2]);
-    const body = answer.body;
-    switch (kind) {
-      case 'reset-mid-body':
-      case 'stall-mid-body': {
-        res.writeHead(answer.status, { ...answer.headers, 'content-length': String(body.length) });
-        res.write(body.subarray(0, Math.floor(body.length / 2)));
-        if (kind === 'reset-mid-body') setTimeout(() => res.socket?.destroy(), 10);
-        return; // stall: keep the socket open until the client gives up
-      }
-      case 'truncate': {
-        const cut = Math.floor(random() * body.length);
-        return respond(res, 206, answer.headers, body.subarray(0, cut));
-      }
-      case 'flip': {
-        const flipped = Buffer.from(body);
-        if (flipped.length > 0) flipped[Math.floor(random() * flipped.length)]! ^= 1 << Math.floor(random() * 8);
-        return respond(res, 206, answer.headers, flipped);
-      }
-      case 'wrong-content-range':
-      case 'shifted-body': {
-        const total = CONTENT_RANGE_RE.exec(String(answer.headers['content-range'] ?? ''))?.[3];
-        const size = total && total !== '*' ? Number(total) : end + 1;
-        // Another range of the same length, moved within the blob.
-        const length = end - start + 1;
-        const shift = start > 0 ? -1 - Math.floor(random() * Math.min(start, 4096)) : Math.min(1 + Math.floor(random() * 4096), Math.max(0, size - end - 1));
-        if (shift === 0) return respond(res, 206, answer.headers, Buffer.alloc(0));
-        const other = await fetchUpstream(req, `bytes=${start + shift}-${start + shift + length - 1}`);
-        const headers = kind === 'shifted-body' ? answer.headers : other.headers;
-        return respond(res, other.status, headers, other.body);
-      }
-      default:
-        return respond(res, answer.status, answer.headers, body);
-    }
+  /** The scripted fault, else a random one for requests that `match`. */
+  const chooseFault = (req: IncomingMessage, entry: ProxiedRequest): ScriptedFault | FaultKind | undefined => {
+    if (failing?.match(entry.method, entry.url)) return { kind: 'status', status: failing.status };
+    if (scripted.faults.length > 0 && scripted.match(entry.method, entry.url)) return scripted.faults.shift();
+    if (!match(req)) return undefined;
+    matched++;
+    const kind = draw();
+    if (kind) faults[kind]++;
+    return kind;
   };
 
   const server = createServer((req, res) => {
     requests++;
-    const matches = match(req);
-    if (matches) matched++;
-    const kind = matches ? draw() : undefined;
-    if (kind) faults[kind]++;
-    switch (kind) {
+    const entry: ProxiedRequest = {
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      range: req.headers['range'],
+      authorization: req.headers['authorization'] !== undefined,
+      fault: 'none',
+      bodyBytes: 0,
+    };
+    log.push(entry);
+    const chosen = chooseFault(req, entry);
+    if (chosen !== undefined) entry.fault = typeof chosen === 'string' ? chosen : chosen.kind;
+    const fault = typeof chosen === 'string' ? (asScripted(chosen) ?? chosen) : chosen;
+    const forwardOptions = { range: req.headers['range'], bytesPerSecond: () => bytesPerSecond };
+    if (typeof fault === 'string') {
+      injectBodyFault(upstream, fault as BodyFaultKind, req, res, random).catch(() => res.socket?.destroy());
+      return;
+    }
+    switch (fault?.kind) {
       case undefined:
-        return pipeThrough(req, res, req.headers['range']);
+        return forward(upstream, req, res, entry, forwardOptions);
       case 'ignore-range':
-        return pipeThrough(req, res, undefined);
+        return forward(upstream, req, res, entry, { ...forwardOptions, range: undefined });
+      case 'reset-mid-body':
+        return forward(upstream, req, res, entry, { ...forwardOptions, cutAfter: fault.afterBytes });
       case 'reset':
         return req.socket.destroy();
       case 'stall':
         return; // never answer; the client times out (or stop() closes the socket)
-      case 'status-500':
-      case 'status-503':
-      case 'status-429': {
-        req.resume();
-        const status = Number(kind.slice(-3));
-        res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '1' } : {}) });
-        res.end(JSON.stringify({ errors: [{ code: 'INJECTED', message: `injected ${status}` }] }));
-        return;
-      }
-      default:
-        injectBodyFault(kind, req, res).catch(() => res.socket?.destroy());
+      case 'status':
+        entry.status = fault.status;
+        return answerStatus(req, res, fault.status, fault.headers);
     }
   });
   server.on('connection', (socket) => {
@@ -245,7 +215,17 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   return {
     host: `127.0.0.1:${port}`,
     port,
+    log,
     setRates,
+    script(next, scriptMatch) {
+      scripted = { faults: [...next], match: scriptMatch ?? (() => true) };
+    },
+    failWhen(failMatch, status = 500) {
+      failing = failMatch ? { match: failMatch, status } : undefined;
+    },
+    throttle(rate) {
+      bytesPerSecond = rate;
+    },
     stats: () => {
       const copy = { ...faults };
       return { requests, matched, faults: copy, injected: Object.values(copy).reduce((a, b) => a + b, 0) };

@@ -34,6 +34,7 @@ export interface ImageConfigSpec {
   WorkingDir?: string;
   User?: string;
   Labels?: Record<string, string>;
+  StopSignal?: string;
 }
 
 export interface PlatformImageSpec {

@@ -1,4 +1,5 @@
 // Writes an OCI layout around arbitrary (possibly malformed) layer tars, for error tests.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +19,13 @@ export async function writeRawLayout(
   dir: string,
   tag: string,
   tars: Uint8Array[],
-  options: { platform?: { os: string; architecture: string } } = {},
+  options: {
+    platform?: { os: string; architecture: string };
+    /** Changes a layer's compressed blob before it is stored (e.g. corrupts it); the digest is of the result. */
+    mutateBlob?: (blob: Uint8Array, index: number) => Uint8Array;
+    /** How layers are compressed (default gzip; zstd with the `zstd` command). */
+    compression?: 'gzip' | 'zstd';
+  } = {},
 ): Promise<RawLayout> {
   const blobs = join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
@@ -28,9 +35,12 @@ export async function writeRawLayout(
     return { digest, size: data.length };
   };
   const layers = [];
-  for (const tar of tars) {
-    const blob = gzipSync(tar);
-    layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await put(blob)) });
+  for (const [index, tar] of tars.entries()) {
+    const zstd = options.compression === 'zstd';
+    const compressed = zstd ? new Uint8Array(execFileSync('zstd', ['-q', '-c'], { input: tar })) : gzipSync(tar);
+    const blob = options.mutateBlob ? options.mutateBlob(compressed, index) : compressed;
+    const mediaType = `application/vnd.oci.image.layer.v1.tar+${zstd ? 'zstd' : 'gzip'}`;
+    layers.push({ mediaType, ...(await put(blob)) });
   }
   const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
   const config = new TextEncoder().encode(

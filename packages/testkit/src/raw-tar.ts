@@ -1,6 +1,7 @@
-// A byte-exact tar writer for tests: every field, dialect and checksum is under the test's
-// control, so malformed and exotic members (GNU long names, binary PAX xattrs, sparse
-// markers, bad checksums) can be built on purpose.
+// The testkit's one tar writer, byte-exact: every field, dialect and checksum is under the
+// test's control, so malformed and exotic members (GNU long names, binary PAX xattrs, sparse
+// markers, bad checksums) can be built on purpose. tar-writer.ts builds well-formed fixture
+// tars on top of it (deciding PAX and ustar name splits itself).
 
 const BLOCK = 512;
 const encoder = new TextEncoder();
@@ -14,11 +15,17 @@ export interface RawMember {
   gid?: number;
   mtime?: number;
   linkname?: string;
+  uname?: string;
+  gname?: string;
+  /** ustar name prefix (the part of a long name before its last '/' written in `name`). */
+  prefix?: string;
   devmajor?: number;
   devminor?: number;
   data?: Uint8Array | string;
   /** PAX records written in an 'x' header before the member. */
   pax?: Record<string, Uint8Array | string>;
+  /** Fields of that 'x' header (default: named `PaxHeader`). */
+  paxHeader?: Omit<RawMember, 'typeflag' | 'data' | 'pax' | 'paxHeader'>;
   /** Write the name / link name as GNU 'L' / 'K' members first (header gets a truncated name). */
   gnuLongName?: boolean;
   gnuLongLink?: boolean;
@@ -59,8 +66,11 @@ export function header(member: RawMember, name: string, size: number): Uint8Arra
   writeString(block, 157, 100, member.linkname ?? '');
   if (member.magic === 'gnu') writeString(block, 257, 8, 'ustar  \0');
   else writeString(block, 257, 8, 'ustar\u000000');
+  writeString(block, 265, 32, member.uname ?? '');
+  writeString(block, 297, 32, member.gname ?? '');
   writeOctal(block, 329, 8, member.devmajor ?? 0);
   writeOctal(block, 337, 8, member.devminor ?? 0);
+  writeString(block, 345, 155, member.prefix ?? '');
   block.fill(0x20, 148, 156);
   let sum = 0;
   for (const byte of block) sum += byte;
@@ -90,7 +100,8 @@ export function member(member: RawMember): Uint8Array[] {
       body.set(record, at);
       at += record.length;
     }
-    parts.push(header({ name: 'PaxHeader', typeflag: 'x' }, 'PaxHeader', body.length), body, pad(body.length));
+    const paxHeader = { name: 'PaxHeader', ...member.paxHeader, typeflag: 'x' };
+    parts.push(header(paxHeader, paxHeader.name, body.length), body, pad(body.length));
   }
   if (member.gnuLongName) {
     const body = encoder.encode(`${name}\0`);

@@ -37,6 +37,8 @@ export interface RegistryOptions {
   port?: number;
   /** Address to listen on; default 127.0.0.1. */
   host?: string;
+  /** Pull-through cache (distribution's proxy mode) of this upstream registry URL. */
+  proxy?: { remoteUrl: string; username?: string; password?: string };
 }
 
 export interface RunningRegistry {
@@ -45,6 +47,8 @@ export interface RunningRegistry {
   port: number;
   url: string;
   storageDir: string;
+  /** The htpasswd file the registry reads (htpasswd auth); rewrite it to rotate passwords. */
+  htpasswdPath?: string;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -85,7 +89,7 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-function configYaml(storageDir: string, addr: string, dir: string, auth: RegistryOptions['auth']): string {
+function configYaml(storageDir: string, addr: string, dir: string, auth: RegistryOptions['auth'], proxy?: RegistryOptions['proxy']): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -111,6 +115,10 @@ function configYaml(storageDir: string, addr: string, dir: string, auth: Registr
       `    issuer: ${auth.issuer}`,
       `    rootcertbundle: ${join(dir, 'token-ca.pem')}`,
     );
+  }
+  if (proxy) {
+    lines.push('proxy:', `  remoteurl: ${proxy.remoteUrl}`);
+    if (proxy.username !== undefined) lines.push(`  username: ${JSON.stringify(proxy.username)}`, `  password: ${JSON.stringify(proxy.password ?? '')}`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -144,7 +152,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   }
   if (options.auth?.kind === 'token') await writeFile(join(dir, 'token-ca.pem'), options.auth.rootCertBundle);
   const configPath = join(dir, 'config.yml');
-  await writeFile(configPath, configYaml(storageDir, `${host}:${port}`, dir, options.auth));
+  await writeFile(configPath, configYaml(storageDir, `${host}:${port}`, dir, options.auth, options.proxy));
 
   const child = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
@@ -169,6 +177,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     port,
     url,
     storageDir,
+    ...(options.auth?.kind === 'htpasswd' ? { htpasswdPath: join(dir, 'htpasswd') } : {}),
     logs: () => output,
     async stop() {
       if (child.exitCode === null) {

@@ -1,7 +1,8 @@
-// A small deterministic tar (ustar + PAX) encoder for fixtures.
+// A small deterministic tar (ustar + PAX) encoder for fixtures, on raw-tar.ts's writer.
 // Why not tar-stream's packer: it writes PAX values as UTF-8 strings, so binary xattr
 // values (`SCHILY.xattr.*`, e.g. bytes >= 0x80) cannot be carried, and it decides itself
 // when to fall back to PAX. Fixtures need exact control over both.
+import { type RawMember, tar } from './raw-tar.js';
 
 export type TarEntrySpecType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'directory' | 'fifo';
 
@@ -26,7 +27,6 @@ export interface TarEntrySpec {
   pax?: Record<string, Uint8Array | string>;
 }
 
-const BLOCK = 512;
 const TYPEFLAG: Record<TarEntrySpecType, string> = {
   file: '0',
   hardlink: '1',
@@ -36,11 +36,6 @@ const TYPEFLAG: Record<TarEntrySpecType, string> = {
   directory: '5',
   fifo: '6',
 };
-
-function octal(value: number, width: number): string {
-  // width includes the terminating NUL
-  return value.toString(8).padStart(width - 1, '0');
-}
 
 function fitsOctal(value: number, width: number): boolean {
   return value >= 0 && value < 8 ** (width - 1);
@@ -62,112 +57,49 @@ function splitUstarName(name: string): { prefix: string; name: string } | undefi
   return undefined;
 }
 
-function header(fields: {
-  name: string;
-  prefix: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  typeflag: string;
-  linkname: string;
-  uname: string;
-  gname: string;
-  devmajor: number;
-  devminor: number;
-}): Buffer {
-  const buf = Buffer.alloc(BLOCK);
-  const put = (text: string, offset: number, width: number) => {
-    buf.write(text.slice(0, width), offset, 'latin1');
-  };
-  put(fields.name, 0, 100);
-  put(octal(fields.mode & 0o7777, 8), 100, 8);
-  put(octal(fitsOctal(fields.uid, 8) ? fields.uid : 0, 8), 108, 8);
-  put(octal(fitsOctal(fields.gid, 8) ? fields.gid : 0, 8), 116, 8);
-  put(octal(fields.size, 12), 124, 12);
-  put(octal(fitsOctal(fields.mtime, 12) ? fields.mtime : 0, 12), 136, 12);
-  buf.fill(0x20, 148, 156); // checksum is computed with its own field as spaces
-  put(fields.typeflag, 156, 1);
-  put(fields.linkname, 157, 100);
-  put('ustar\u0000', 257, 6);
-  put('00', 263, 2);
-  put(fields.uname, 265, 32);
-  put(fields.gname, 297, 32);
-  put(octal(fields.devmajor, 8), 329, 8);
-  put(octal(fields.devminor, 8), 337, 8);
-  put(fields.prefix, 345, 155);
-  let sum = 0;
-  for (const byte of buf) sum += byte;
-  put(`${octal(sum, 7)}\u0000 `, 148, 8);
-  return buf;
-}
+const printable = (text: string) => text.slice(0, 100).replace(/[^\x20-\x7e]/g, '_');
 
-function paxRecord(key: string, value: Uint8Array | string): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.from(value), Buffer.from('\n')]);
-  let length = body.length + 1;
-  while (String(length).length + body.length !== length) length = String(length).length + body.length;
-  return Buffer.concat([Buffer.from(String(length)), body]);
-}
-
-function padding(size: number): Buffer {
-  const rest = size % BLOCK;
-  return Buffer.alloc(rest === 0 ? 0 : BLOCK - rest);
-}
-
-/** Encodes one entry (with a PAX extended header when needed). */
-export function encodeTarEntry(entry: TarEntrySpec): Buffer[] {
+/** The raw member (raw-tar.ts) for one entry, with the PAX records its fields need. */
+function rawMember(entry: TarEntrySpec): RawMember {
   const data = entry.type === 'file' ? (entry.data ?? new Uint8Array()) : new Uint8Array();
-  const records: Buffer[] = [];
+  const pax: Record<string, Uint8Array | string> = {};
   const split = isAscii(entry.name) ? splitUstarName(entry.name) : undefined;
-  if (!split) records.push(paxRecord('path', entry.name));
+  if (!split) pax['path'] = entry.name;
   const linkname = entry.linkname ?? '';
   const linkFits = isAscii(linkname) && linkname.length <= 100;
-  if (!linkFits) records.push(paxRecord('linkpath', linkname));
-  if (!fitsOctal(entry.uid, 8)) records.push(paxRecord('uid', String(entry.uid)));
-  if (!fitsOctal(entry.gid, 8)) records.push(paxRecord('gid', String(entry.gid)));
-  if (!fitsOctal(entry.mtime, 12)) records.push(paxRecord('mtime', String(entry.mtime)));
-  if (!fitsOctal(data.byteLength, 12)) records.push(paxRecord('size', String(data.byteLength)));
-  for (const [key, value] of Object.entries(entry.pax ?? {})) records.push(paxRecord(key, value));
-
-  const out: Buffer[] = [];
+  if (!linkFits) pax['linkpath'] = linkname;
+  if (!fitsOctal(entry.uid, 8)) pax['uid'] = String(entry.uid);
+  if (!fitsOctal(entry.gid, 8)) pax['gid'] = String(entry.gid);
+  if (!fitsOctal(entry.mtime, 12)) pax['mtime'] = String(entry.mtime);
+  if (!fitsOctal(data.byteLength, 12)) pax['size'] = String(data.byteLength);
+  Object.assign(pax, entry.pax);
   const base = {
-    mode: entry.mode,
-    uid: entry.uid,
-    gid: entry.gid,
-    mtime: entry.mtime,
+    mode: entry.mode & 0o7777,
+    uid: fitsOctal(entry.uid, 8) ? entry.uid : 0,
+    gid: fitsOctal(entry.gid, 8) ? entry.gid : 0,
+    mtime: fitsOctal(entry.mtime, 12) ? entry.mtime : 0,
     uname: entry.uname ?? '',
     gname: entry.gname ?? '',
     devmajor: entry.devmajor ?? 0,
     devminor: entry.devminor ?? 0,
   };
-  if (records.length > 0) {
-    const paxData = Buffer.concat(records);
-    // Name of the PAX header entry itself, as GNU tar does: <dir>/PaxHeaders/<base>, truncated.
-    const baseName = entry.name.replace(/\/$/, '').split('/').pop() ?? 'entry';
-    const paxName = `PaxHeaders/${baseName}`.slice(0, 100).replace(/[^\x20-\x7e]/g, '_');
-    out.push(header({ ...base, name: paxName, prefix: '', size: paxData.length, typeflag: 'x', linkname: '' }));
-    out.push(paxData, padding(paxData.length));
-  }
-  const ustarName = split ?? { prefix: '', name: entry.name.slice(0, 100).replace(/[^\x20-\x7e]/g, '_') };
-  out.push(
-    header({
-      ...base,
-      name: ustarName.name,
-      prefix: ustarName.prefix,
-      size: fitsOctal(data.byteLength, 12) ? data.byteLength : 0,
-      typeflag: TYPEFLAG[entry.type],
-      linkname: linkFits ? linkname : linkname.slice(0, 100).replace(/[^\x20-\x7e]/g, '_'),
-    }),
-  );
-  if (data.byteLength > 0) out.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength), padding(data.byteLength));
-  return out;
+  // Name of the PAX header entry itself, as GNU tar does: <dir>/PaxHeaders/<base>, truncated.
+  const baseName = entry.name.replace(/\/$/, '').split('/').pop() ?? 'entry';
+  const ustarName = split ?? { prefix: '', name: printable(entry.name) };
+  return {
+    ...base,
+    name: ustarName.name,
+    prefix: ustarName.prefix,
+    typeflag: TYPEFLAG[entry.type],
+    linkname: linkFits ? linkname : printable(linkname),
+    data,
+    ...(fitsOctal(data.byteLength, 12) ? {} : { sizeField: 0 }),
+    ...(Object.keys(pax).length > 0 ? { pax, paxHeader: { ...base, name: printable(`PaxHeaders/${baseName}`) } } : {}),
+  };
 }
 
 /** A whole tar stream: entries then the two zero blocks that end an archive. */
 export function encodeTar(entries: TarEntrySpec[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const entry of entries) parts.push(...encodeTarEntry(entry));
-  parts.push(Buffer.alloc(BLOCK * 2));
-  return Buffer.concat(parts);
+  const bytes = tar(entries.map(rawMember));
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

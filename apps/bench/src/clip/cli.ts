@@ -8,7 +8,7 @@ import { onCleanup } from '../util/cleanup.js';
 import { run, startProcess, stopProcess, waitForOutput, type RunResult } from '../util/exec.js';
 import { nodeWithPeakRss } from '../util/rusage.js';
 
-export type ClipCommand = 'index' | 'push' | 'mount' | 'cat' | 'publish' | 'snapshotter' | 'run';
+export type ClipCommand = 'index' | 'push' | 'mount' | 'cat' | 'publish' | 'run' | 'warm' | 'snapshotter';
 
 export interface MountOptions {
   cacheDir: string;
@@ -17,12 +17,14 @@ export interface MountOptions {
   netns?: string;
   /** `--memory-cache` bound (clip's default when absent). */
   memoryCache?: string;
+  /** `--hosts-dir` (containerd hosts.toml mirrors); '' for none. */
+  hostsDir?: string;
 }
 
 export interface RunningMount {
   mountpoint: string;
-  /** pid of the `clip mount` process (nsenter execs it, so this is the node process). */
-  pid: number;
+  /** pid of the process serving the mount now (its latest `serving reads pid=` line): it holds the caches. */
+  readonly pid: number;
   /** Unmounts (SIGTERM) and returns the metrics JSON the mount prints on exit, if any. */
   stop(): Promise<Record<string, unknown> | undefined>;
 }
@@ -109,6 +111,11 @@ export class ClipCli {
     return this.exec(['push', source, target], netns);
   }
 
+  /** `clip warm <archive> --hosts-dir <dir> --json`: fill the mirrors hosts.toml lists. */
+  async warm(archive: string, hostsDir: string, netns?: string): Promise<RunResult> {
+    return this.exec(['warm', archive, '--hosts-dir', hostsDir, '--json'], netns);
+  }
+
   async cat(archive: string, path: string, netns?: string): Promise<RunResult> {
     return this.exec(['cat', archive, path], netns);
   }
@@ -119,6 +126,7 @@ export class ClipCli {
     if (options.prefetch) args.push('--prefetch', options.prefetch);
     if (options.record) args.push('--record', options.record);
     if (options.memoryCache) args.push('--memory-cache', options.memoryCache);
+    if (options.hostsDir !== undefined) args.push('--hosts-dir', options.hostsDir);
     const child: ChildProcess = startProcess(process.execPath, args, options.netns ? { netns: options.netns } : {});
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -127,11 +135,12 @@ export class ClipCli {
     child.stdout?.on('data', () => undefined);
     const unmount = async () => {
       await stopProcess(child, 10_000);
-      await run('fusermount', ['-u', '-z', mountpoint], { allowFailure: true });
+      await run('fusermount3', ['-u', '-z', mountpoint], { allowFailure: true });
     };
     const dispose = onCleanup(`unmount ${mountpoint}`, unmount);
     try {
-      await waitForOutput(child, (text) => /\bmounted\b/.test(text), 60_000);
+      // `clip mount` is a supervisor; its serving process logs `serving reads pid=…` once it serves.
+      await waitForOutput(child, (text) => /\bmounted\b/.test(text) && /msg="serving reads" pid=\d+/.test(text), 60_000);
     } catch (error) {
       dispose();
       await unmount();
@@ -139,7 +148,10 @@ export class ClipCli {
     }
     return {
       mountpoint,
-      pid: child.pid ?? -1,
+      get pid() {
+        const pids = [...stderr.matchAll(/msg="serving reads" pid=(\d+)/g)];
+        return pids.length ? Number(pids[pids.length - 1]![1]) : (child.pid ?? -1);
+      },
       stop: async () => {
         dispose();
         await unmount();

@@ -3,10 +3,10 @@ import { sh, type RunResult } from '../util/exec.js';
 
 export interface Workload {
   description: string;
-  /** The shell command run inside the image, when there is one (container runtimes run it as `sh -c`). */
-  command?: string;
   /** Runs the workload against a root filesystem directory. */
   run(rootDir: string): Promise<RunResult>;
+  /** The shell command inside the image (`/bin/sh -c`), for container runs; absent without a userland. */
+  command?: string;
 }
 
 /** Runs a command chrooted into the root filesystem (the image's own interpreter). */

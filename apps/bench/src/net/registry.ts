@@ -12,7 +12,8 @@ export interface NamespacedRegistry {
   stop(): Promise<void>;
 }
 
-export async function startNamespacedRegistry(netns: string, dir: string, port: number): Promise<NamespacedRegistry> {
+/** `extraConfig`: more config.yml lines, e.g. a `proxy:` section for a pull-through cache. */
+export async function startNamespacedRegistry(netns: string, dir: string, port: number, extraConfig: string[] = []): Promise<NamespacedRegistry> {
   const storageDir = join(dir, 'storage');
   await mkdir(storageDir, { recursive: true });
   const configPath = join(dir, 'config.yml');
@@ -29,6 +30,7 @@ export async function startNamespacedRegistry(netns: string, dir: string, port: 
       `    rootdirectory: ${storageDir}`,
       'http:',
       `  addr: 127.0.0.1:${port}`,
+      ...extraConfig,
       '',
     ].join('\n'),
   );

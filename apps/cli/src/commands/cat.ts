@@ -6,6 +6,7 @@ import { createLogger, NotAFileError, UsageError } from '@clip/shared';
 import type { ArchiveFetcher } from '@clip/mounter';
 import type { Inode } from '@clip/archive-format';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 /** Bytes asked of the reader per step: spans are decoded once and sliced from the cache. */
 const CHUNK = 1 << 20;
@@ -13,6 +14,7 @@ const CACHE_BYTES = 64 << 20;
 
 interface CatOptions extends TrustFlags {
   insecure?: boolean;
+  hostsDir?: string;
   readTimeout?: string;
 }
 
@@ -23,7 +25,8 @@ export function register(program: Command): void {
     .argument('<archive>', '.clip archive (file or http(s) URL), or a registry reference (its archive is loaded as by mount)')
     .argument('<path>', 'absolute path inside the image')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
-    .option('--read-timeout <seconds>', 'per-request registry timeout', '30');
+    .option('--read-timeout <seconds>', 'per-request registry timeout', '30')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   addTrustOptions(command).action(async (archivePath: string, path: string, options: CatOptions) => {
       const timeoutSeconds = Number(options.readTimeout);
       if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
@@ -34,7 +37,8 @@ export function register(program: Command): void {
       ]);
       const logger = createLogger();
       const insecure = options.insecure ?? false;
-      const location = await resolveArchiveArgument(archivePath, { logger, insecure, ...(await trustOptionsFrom(options)) });
+      const hosts = hostsDirOption(options);
+      const location = await resolveArchiveArgument(archivePath, { logger, insecure, ...(await trustOptionsFrom(options)), ...hosts });
       const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
       const archive = opened.archive;
       let inode: Inode;
@@ -43,7 +47,7 @@ export function register(program: Command): void {
         const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
         if (found.inode.type !== 'file') throw new NotAFileError(`${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
         inode = found.inode;
-        fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000 });
+        fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000, ...hosts });
       } catch (error) {
         await opened.close();
         throw error;

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { IndexProgress, IndexSummary } from '@clip/indexer';
 import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface IndexOptions {
   output: string;
@@ -15,6 +16,7 @@ interface IndexOptions {
   json?: boolean;
   progress?: boolean;
   reuse?: boolean;
+  hostsDir?: string;
 }
 
 const BAR_WIDTH = 24;
@@ -81,13 +83,14 @@ export function register(program: Command): void {
     .option('--concurrency <n>', 'layers scanned at once (default: number of CPUs)')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the summary as JSON on stdout')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .option('--no-progress', 'no progress output on stderr')
     .option('--reuse', 'registry source with a published archive (clip publish): download that instead of indexing')
     .action(async (source: string, options: IndexOptions) => {
       // Loaded here, not at startup: other commands (and --help) should not pay for them.
       const { reusePublishedArchive } = await import('@clip/registry-fetch');
       const platform = options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {};
-      const reused = await reusePublishedArchive(source, { output: options.output, reuse: options.reuse ?? false, logger: createLogger(), insecure: options.insecure ?? false, ...platform });
+      const reused = await reusePublishedArchive(source, { output: options.output, reuse: options.reuse ?? false, logger: createLogger(), insecure: options.insecure ?? false, ...platform, ...hostsDirOption(options) });
       if (reused) return void process.stdout.write(options.json ? `${JSON.stringify({ reused: true, ...reused })}\n` : `reused the published archive of ${reused.reference}: ${options.output}\n`);
       const spanSize = parseSize(options.spanSize);
       const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);
@@ -106,6 +109,7 @@ export function register(program: Command): void {
           ...(options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {}),
           ...(concurrency !== undefined ? { concurrency } : {}),
           ...(options.insecure ? { insecure: true } : {}),
+          ...hostsDirOption(options),
           ...(progress ? { onProgress: progress.update } : {}),
         });
         progress?.finish();

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-format';
 import { createLogger, formatSize } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 export interface ArchiveReport {
   file: string;
@@ -111,11 +112,12 @@ export function register(program: Command): void {
     .description('show what a .clip archive holds: references, image config, layers, counts')
     .argument('<archive>', 'the .clip file (or an http(s) URL), or a registry reference (its archive is loaded as by mount)')
     .option('--json', 'print one JSON object instead of text')
-    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
-  addTrustOptions(command).action(async (file: string, options: { json?: boolean; insecure?: boolean } & TrustFlags) => {
+    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
+  addTrustOptions(command).action(async (file: string, options: { json?: boolean; insecure?: boolean; hostsDir?: string } & TrustFlags) => {
       const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
       const insecure = options.insecure ?? false;
-      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)) });
+      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)), ...hostsDirOption(options) });
       const opened = await openArchiveLocation(location, { insecure });
       await opened.close();
       const report = describeArchive(file, opened.archive, opened.archive.byteLength);

@@ -1,8 +1,9 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
 import type { ClipArchive, FileType, Inode } from '@clip/archive-format';
-import { createLogger, PathNotFoundError } from '@clip/shared';
+import { createLogger, escapeName, PathNotFoundError } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 const TYPE_CHARS: Record<FileType, string> = {
   file: '-', directory: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', socket: 's',
@@ -43,7 +44,7 @@ export function longListing(rows: Array<{ name: string; inode: Inode }>): string
     String(inode.gid),
     sizeColumn(inode),
     formatMtime(inode.mtimeSec),
-    inode.type === 'symlink' ? `${name} -> ${inode.linkTarget ?? ''}` : name,
+    inode.type === 'symlink' ? `${escapeName(name)} -> ${escapeName(inode.linkTarget ?? '')}` : escapeName(name),
   ]);
   const widths = [1, 2, 3, 4].map((column) => Math.max(0, ...cells.map((row) => row[column]!.length)));
   return cells.map((row) =>
@@ -79,15 +80,16 @@ export function register(program: Command): void {
     .argument('<archive>', 'the .clip file (or an http(s) URL), or a registry reference (its archive is loaded as by mount)')
     .argument('[path]', 'path inside the image', '/')
     .option('-l, --long', 'long listing: mode, links, uid, gid, size (or major, minor), mtime (UTC), name -> target')
-    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
-  addTrustOptions(command).action(async (file: string, path: string, options: { long?: boolean; insecure?: boolean } & TrustFlags) => {
+    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
+  addTrustOptions(command).action(async (file: string, path: string, options: { long?: boolean; insecure?: boolean; hostsDir?: string } & TrustFlags) => {
       const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
       const insecure = options.insecure ?? false;
-      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)) });
+      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)), ...hostsDirOption(options) });
       const opened = await openArchiveLocation(location, { insecure });
       await opened.close();
       const rows = listPath(opened.archive, path);
-      const lines = options.long ? longListing(rows) : rows.map((row) => row.name);
+      const lines = options.long ? longListing(rows) : rows.map((row) => escapeName(row.name));
       if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

@@ -1,12 +1,18 @@
 // `clip mount <file.clip> <mountpoint>`: serve the image read-only through FUSE in the
 // foreground, fetching layer bytes lazily from the archive's registry. Unmounts on
-// SIGINT/SIGTERM and prints a JSON metrics summary to stderr.
-import type { Command } from 'commander';
+// SIGINT/SIGTERM and prints a JSON metrics summary to stderr. This process mounts and holds
+// the connection (@clip/mounter's superviseMount); serving child processes (./mount-serve.ts,
+// the same command with --serve-connection) answer reads and are replaced when they die.
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { Option, type Command } from 'commander';
+import { checkMountpoint, lockMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
-import { checkMountpoint } from '@clip/mounter';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface MountCommandOptions extends TrustFlags {
+  hostsDir?: string;
   cacheDir?: string;
   cacheSize: string;
   memoryCache: string;
@@ -17,6 +23,11 @@ interface MountCommandOptions extends TrustFlags {
   readTimeout: string;
   retries: string;
   forceUnmountStale?: boolean;
+  allowNonEmpty?: boolean;
+  standby: boolean;
+  serveConnection?: string;
+  serveLocation?: string;
+  serveLocationDigest?: string;
 }
 
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
@@ -25,7 +36,10 @@ const EXIT_GRACE_MS = 3000;
 export function register(program: Command): void {
   const command = program
     .command('mount')
-    .description('mount an image read-only through FUSE, fetching only the bytes that are read (foreground)')
+    .description(
+      'mount an image read-only through FUSE, fetching only the bytes that are read (foreground; SIGINT/SIGTERM unmount, ' +
+        'SIGUSR2 replaces the serving process, which is also replaced when it dies)',
+    )
     .argument('<archive>', '.clip archive (file or http(s) URL), or a registry reference whose published archive is downloaded (cached)')
     .argument('<mountpoint>', 'existing empty directory')
     .option('--cache-dir <dir>', 'disk cache of decoded blocks, shareable between mounts')
@@ -37,7 +51,14 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
-    .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing');
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
+    .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
+    .option('--allow-non-empty', 'mount over a directory that has entries (hidden while mounted) instead of refusing')
+    .option('--no-standby', 'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)')
+    // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
+    .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
+    .addOption(new Option('--serve-location <location>').hideHelp())
+    .addOption(new Option('--serve-location-digest <sha256:hex>').hideHelp());
   addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
       const readTimeoutSeconds = Number(options.readTimeout);
       if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
@@ -46,66 +67,76 @@ export function register(program: Command): void {
       const cacheSize = parseSize(options.cacheSize);
       const memoryCache = parseSize(options.memoryCache);
       const logger = createLogger();
-      const trust = await trustOptionsFrom(options);
 
+      const serving = {
+        cacheSize,
+        memoryCache,
+        insecure: options.insecure ?? false,
+        readMs: readTimeoutSeconds * 1000,
+        retries,
+        logger,
+        ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+        ...(options.prefetch ? { prefetch: options.prefetch } : {}),
+        ...(options.record ? { record: options.record } : {}),
+        ...(options.metrics ? { metrics: options.metrics } : {}),
+      };
+      if (options.serveConnection) {
+        const { serveMount } = await import('./mount-serve.js');
+        await serveMount({
+          ...serving,
+          connection: options.serveConnection,
+          location: options.serveLocation ?? archivePath,
+          ...(options.serveLocationDigest ? { locationDigest: options.serveLocationDigest } : {}),
+          mountpoint,
+          ...hostsDirOption(options),
+        });
+        return;
+      }
+      // The supervisor decides which archive is trusted; serving processes open what it chose.
+      const trust = await trustOptionsFrom(options);
       // Refuse a bad mountpoint before touching the network.
-      await checkMountpoint(mountpoint, { forceUnmountStale: options.forceUnmountStale ?? false, logger });
+      const checked = await checkMountpoint(mountpoint, {
+        forceUnmountStale: options.forceUnmountStale ?? false,
+        allowNonEmpty: options.allowNonEmpty ?? false,
+        logger,
+      });
+      // One clip mount per mountpoint: held by this (supervising) process until it exits.
+      const lock = await lockMountpoint(checked);
+      if (options.allowNonEmpty && (await readdir(checked).catch(() => [])).length > 0) {
+        logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint: checked });
+      }
       // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
-      const [{ mount, openArchiveFetcher, openArchiveLocation, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
+      const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
         import('@clip/mounter'),
         import('@clip/registry-fetch'),
       ]);
-      const readMs = readTimeoutSeconds * 1000;
-      const insecure = options.insecure ?? false;
       // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure, ...trust });
-      const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: readMs, retries });
-      const archive = opened.archive;
-      const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries });
-      let handle;
-      try {
-        handle = await mount({
-          archive,
-          mountpoint,
-          fetcher,
-          cacheSize,
-          memoryCache,
-          logger,
-          timeouts: { readMs },
-          ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-          ...(options.prefetch ? { prefetch: options.prefetch } : {}),
-          ...(options.record ? { record: options.record } : {}),
-          ...(options.metrics ? { metrics: options.metrics } : {}),
-        });
-      } catch (error) {
-        await fetcher.close();
-        throw error;
-      }
-      logger.info('mounted', {
-        mountpoint: handle.mountpoint,
-        reference: fetcher.reference,
-        mode: opened.mode,
-        layers: archive.layers.length,
-        files: archive.inodeCount,
-        metrics: handle.metricsAddress,
+      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust, ...hostsDirOption(options) });
+      // Serving processes (also replacements, much later) reopen a resolved archive by path:
+      // they check it still has the bytes the trust checks passed.
+      const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
+      // This process holds the mount and never serves a read; serving children come and go
+      // (see superviseMount in @clip/mounter and ./mount-serve.ts).
+      process.exitCode = await superviseMount({
+        mountpoint: checked,
+        options: mountOptions(),
+        standby: options.standby,
+        logger,
+        serverArgs: (init, role) => [
+          process.argv[1]!,
+          ...process.argv.slice(2),
+          '--serve-connection',
+          `${SERVER_CONNECTION_FD}:${role}:${init}`,
+          '--serve-location',
+          location,
+          ...(digest ? ['--serve-location-digest', digest] : []),
+        ],
       });
-
-      // Runs until a signal, or until the mount is detached from outside (umount, fusermount -u).
-      const stop = await Promise.race([
-        new Promise<NodeJS.Signals>((resolve) => {
-          process.once('SIGINT', () => resolve('SIGINT'));
-          process.once('SIGTERM', () => resolve('SIGTERM'));
-        }),
-        handle.ended.then(() => 'detached' as const),
-      ]);
-      logger.info('unmounting', { mountpoint: handle.mountpoint, ...(stop === 'detached' ? { reason: 'detached from outside' } : { signal: stop }) });
-      // A second signal while unmounting means "now".
-      const forceExit = () => process.exit(1);
-      process.once('SIGINT', forceExit);
-      process.once('SIGTERM', forceExit);
-      await handle.unmount();
-      process.stderr.write(`${JSON.stringify({ metrics: handle.metrics() })}\n`);
-      logger.info('unmounted', { mountpoint: handle.mountpoint });
+      await lock.release();
       setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
     });
+}
+
+async function fileDigest(path: string): Promise<string> {
+  return `sha256:${createHash('sha256').update(await readFile(path)).digest('hex')}`;
 }

@@ -6,8 +6,10 @@ import type { Command } from 'commander';
 import { createLogger, formatSize } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface PullArchiveOptions extends TrustFlags {
+  hostsDir?: string;
   output?: string;
   cacheDir?: string;
   platform?: string;
@@ -36,7 +38,8 @@ export function register(program: Command): void {
     .option('--refresh', 'download again even if the cache has it')
     .option('--list', 'list every archive found for the image (bound and referrers), each checked, and which would be served')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
-    .option('--json', 'print the result as JSON on stdout');
+    .option('--json', 'print the result as JSON on stdout')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   addTrustOptions(command).action(async (image: string, options: PullArchiveOptions) => {
     const common = {
       logger: createLogger(),
@@ -68,6 +71,7 @@ export function register(program: Command): void {
       ...common,
       ...(options.output ? { output: options.output } : {}),
       ...(options.refresh ? { refresh: true } : {}),
+      ...hostsDirOption(options),
     });
     if (options.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

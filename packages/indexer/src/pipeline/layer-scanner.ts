@@ -7,18 +7,12 @@
 // and forth for reuse rather than being allocated per MiB.
 // Layers under IN_THREAD_MAX_BYTES are scanned on the main thread: starting a worker costs
 // more than scanning them.
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArchiveFormatError, ClipError, IoError, LayerFormatError, type Logger, TimeoutError, UsageError } from '@clip/shared';
-import { UNHASHED, type LayerScan } from '../scan/scan-layer.js';
-import type { TarEntry } from '../tar/tar-entry.js';
-import { TarWalker } from '../tar/tar-walker.js';
 import { indexLayer, type IndexedLayer, type IndexLayerOptions } from './index-layer.js';
-import { isFillable } from './local-blob.js';
-import { PieceHasher } from './piece-hasher.js';
-import type { FromWorker, ToWorker } from './worker-protocol.js';
+import { WorkerJob } from './worker-job.js';
 
 export interface LayerScanner {
   /**
@@ -29,10 +23,6 @@ export interface LayerScanner {
   close(): Promise<void>;
 }
 
-/** Chunks posted to a worker and not yet consumed by its scanner: bounds memory per layer. */
-const MAX_CHUNKS_IN_FLIGHT = 4;
-/** Compressed bytes per message to a worker. */
-const TRANSFER_SIZE = 1 << 20;
 /** Layers smaller than this are scanned on the calling thread (no worker start-up). */
 export const IN_THREAD_MAX_BYTES = 1 << 20;
 
@@ -104,155 +94,18 @@ class WorkerPool implements LayerScanner {
   async scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer> {
     if (size !== undefined && size < IN_THREAD_MAX_BYTES) return indexLayer(compressed, options);
     const worker = await this.acquire();
-    let inFlight = 0;
-    let wakeFeeder: (() => void) | undefined;
-    let failed = false;
-    const post = (message: ToWorker, transfer: ArrayBuffer[] = []) => worker.postMessage(message, transfer);
-    // The worker decompresses; this thread walks the tar stream and hashes it as it comes back.
-    const entries: TarEntry[] = [];
-    const walker = new TarWalker(options.digest, (entry) => entries.push(entry));
-    const diffHash = this.hashDiffIds ? undefined : createHash('sha256');
-    /** Transfer buffers the worker gave back. */
-    const freeChunks: ArrayBuffer[] = [];
-    const recycle = (buffer: ArrayBuffer | undefined) => {
-      if (buffer?.byteLength === TRANSFER_SIZE && freeChunks.length < MAX_CHUNKS_IN_FLIGHT) freeChunks.push(buffer);
-    };
-    // gzip: the worker leaves the piece hashes to this thread (piece-hasher.ts).
-    const pieces = new PieceHasher((bytes) => recycle(bytes.buffer as ArrayBuffer));
-
-    const result = new Promise<LayerScan>((resolve, reject) => {
-      const cleanup = () => {
-        worker.off('message', onMessage);
-        worker.off('error', onError);
-        worker.off('exit', onExit);
-      };
-      const onError = (error: unknown) => {
-        cleanup();
-        failed = true;
-        wakeFeeder?.();
-        reject(error);
-      };
-      const onMessage = (message: FromWorker) => {
-        switch (message.type) {
-          case 'ack':
-            inFlight--;
-            if (message.cuts && message.buffer) {
-              try {
-                pieces.bytes(new Uint8Array(message.buffer, message.offset, message.length));
-                pieces.cuts(message.cuts);
-              } catch (error) {
-                onError(error);
-                return;
-              }
-            } else {
-              recycle(message.buffer);
-            }
-            wakeFeeder?.();
-            return;
-          case 'output': {
-            const { data } = message;
-            try {
-              diffHash?.update(data);
-              walker.push(data);
-            } catch (error) {
-              onError(error);
-              return;
-            }
-            if (message.reusable) post({ type: 'free', buffer: data.buffer as ArrayBuffer }, [data.buffer as ArrayBuffer]);
-            else post({ type: 'free' });
-            return;
-          }
-          case 'done':
-            try {
-              walker.end();
-              if (message.pieces) {
-                const { buffer, offset, length, cuts, kept } = message.pieces;
-                pieces.bytes(new Uint8Array(buffer, offset, length));
-                pieces.cuts(cuts);
-                pieces.finish(message.scan.spans, kept);
-              }
-            } catch (error) {
-              onError(error);
-              return;
-            }
-            cleanup();
-            wakeFeeder?.();
-            resolve(message.scan);
-            return;
-          case 'error':
-            onError(rehydrateError(message.error));
-        }
-      };
-      const onExit = (code: number) => onError(new Error(`layer scan worker exited with code ${code}`));
-      worker.on('message', onMessage);
-      worker.on('error', onError);
-      worker.on('exit', onExit);
-    });
-
-    post({ type: 'start', options: { ...options, hashCompressed: false }, hashDiffId: this.hashDiffIds });
-    const blobHash = options.hashCompressed === false ? undefined : createHash('sha256');
-    const feed = async () => {
-      if (isFillable(compressed)) {
-        // Read straight into the buffers that are transferred (a local layout's blob file).
-        for (;;) {
-          while (inFlight >= MAX_CHUNKS_IN_FLIGHT && !failed) await new Promise<void>((resolve) => (wakeFeeder = resolve));
-          if (failed) return;
-          const buffer = transferBuffer(freeChunks);
-          const count = await compressed.fill(buffer);
-          if (failed) return;
-          if (count === 0) break;
-          blobHash?.update(buffer.subarray(0, count));
-          inFlight++;
-          post({ type: 'chunk', data: buffer.subarray(0, count) }, [buffer.buffer as ArrayBuffer]);
-        }
-        post({ type: 'end' });
-        return;
-      }
-      // Stream chunks often share a pooled ArrayBuffer: they are copied into `pending`,
-      // which is transferred whole once full (and comes back with a later ack).
-      let pending = transferBuffer(freeChunks);
-      let filled = 0;
-      const flush = async () => {
-        while (inFlight >= MAX_CHUNKS_IN_FLIGHT && !failed) await new Promise<void>((resolve) => (wakeFeeder = resolve));
-        if (failed) return;
-        const data = pending.subarray(0, filled);
-        inFlight++;
-        post({ type: 'chunk', data }, [data.buffer as ArrayBuffer]);
-        pending = transferBuffer(freeChunks);
-        filled = 0;
-      };
-      for await (const chunk of compressed) {
-        if (failed) return;
-        blobHash?.update(chunk);
-        let at = 0;
-        while (at < chunk.length) {
-          const take = Math.min(chunk.length - at, pending.length - filled);
-          pending.set(chunk.subarray(at, at + take), filled);
-          filled += take;
-          at += take;
-          if (filled === pending.length) await flush();
-          if (failed) return;
-        }
-      }
-      if (filled > 0) await flush();
-      if (!failed) post({ type: 'end' });
-    };
-    const fed = feed();
+    const job = new WorkerJob(worker, options, this.hashDiffIds, rehydrateError);
     try {
-      await fed;
+      await job.feed(compressed);
     } catch (error) {
       // The source failed: the worker is mid-scan; replace it.
       this.discard(worker);
-      result.catch(() => {});
       throw error;
     }
     try {
-      const scan = await result;
+      const indexed = await job.finished();
       this.release(worker);
-      return {
-        scan: { ...scan, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED, diffId: diffHash ? `sha256:${diffHash.digest('hex')}` : scan.diffId },
-        entries,
-      };
+      return indexed;
     } catch (error) {
       this.discard(worker);
       throw error;
@@ -264,14 +117,6 @@ class WorkerPool implements LayerScanner {
     this.all.length = 0;
     this.idle.length = 0;
   }
-}
-
-/** A given-back buffer, or a new one not from Buffer's pool: its whole ArrayBuffer is transferred. */
-function transferBuffer(free: ArrayBuffer[]): Uint8Array {
-  const reused = free.pop();
-  if (reused) return new Uint8Array(reused);
-  const buffer = Buffer.allocUnsafeSlow(TRANSFER_SIZE);
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
 /**

@@ -4,6 +4,7 @@
 // Most layers carry a PAX header per member (buildkit writes mtime, atime and ctime with
 // nanoseconds), so the common shapes are decoded without TextDecoder: decimal lengths, ASCII
 // keys and values. Anything else takes the general path, with the same results.
+import { decodeUtf8Name } from './utf8-name.js';
 
 export type PaxRecords = Map<string, Uint8Array>;
 
@@ -46,7 +47,7 @@ export function parsePaxRecords(data: Uint8Array): PaxRecords | string {
 
 export function paxString(records: PaxRecords, key: string): string | undefined {
   const value = records.get(key);
-  return value === undefined ? undefined : (asciiText(value, 0, value.length) ?? decoder.decode(value));
+  return value === undefined ? undefined : (asciiText(value, 0, value.length) ?? decodeUtf8Name(value));
 }
 
 /** Short ASCII text without TextDecoder; undefined when longer than 64 bytes or not ASCII. */

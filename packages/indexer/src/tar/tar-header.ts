@@ -1,8 +1,7 @@
 // Decoding of one 512-byte tar header block (ustar, GNU and old-GNU dialects).
+import { decodeUtf8Name } from './utf8-name.js';
 
 export const BLOCK_SIZE = 512;
-
-const decoder = new TextDecoder();
 
 export interface RawTarHeader {
   name: string;
@@ -35,7 +34,7 @@ function readString(block: Uint8Array, start: number, length: number): string {
   }
   if (end === start) return '';
   if (ascii) return latin1(block, start, end);
-  return decoder.decode(block.subarray(start, end));
+  return decodeUtf8Name(block.subarray(start, end));
 }
 
 /** Node's native Latin-1 decoder (Buffer.prototype.latin1Slice), which takes any Uint8Array. */

@@ -10,6 +10,7 @@ import { normaliseEntryPath } from './entry-path.js';
 import { parsePaxRecords, paxString, type PaxRecords } from './pax.js';
 import { BLOCK_SIZE, checksumMatches, decodeHeader, isZeroBlock, type RawTarHeader } from './tar-header.js';
 import type { TarEntry, TarEntryType } from './tar-entry.js';
+import { decodeUtf8Name, NonUtf8NameError } from './utf8-name.js';
 
 /** Extended headers up to an eighth of this share slabs of this size (TarWalker.metaBuffer). */
 const SLAB_SIZE = 64 * 1024;
@@ -42,7 +43,7 @@ const decoder = new TextDecoder();
 
 function stripNul(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);
-  return decoder.decode(end < 0 ? bytes : bytes.subarray(0, end));
+  return decodeUtf8Name(end < 0 ? bytes : bytes.subarray(0, end));
 }
 
 function parsePaxTime(text: string): { sec: number; nsec: number } | undefined {
@@ -200,7 +201,7 @@ export class TarWalker {
     if (!checksumMatches(block)) {
       throw this.error(`bad tar header checksum at byte ${at} (corrupt layer, or not an uncompressed tar stream)`);
     }
-    const raw = decodeHeader(block);
+    const raw = this.names(at, () => decodeHeader(block));
     if (typeof raw === 'string') throw this.error(`bad tar header at byte ${at}: ${raw}`);
     this.lastName = raw.name;
     this.memberStart ??= at;
@@ -222,16 +223,29 @@ export class TarWalker {
       this.finishMember(raw.size);
       return;
     }
-    this.emitEntry(raw, at);
+    this.names(this.memberStart ?? at, () => this.emitEntry(raw, at));
+  }
+
+  /** Runs a decode of names; a name that is not UTF-8 fails the layer, naming its bytes. */
+  private names<T>(at: number, decode: () => T): T {
+    try {
+      return decode();
+    } catch (error) {
+      if (!(error instanceof NonUtf8NameError)) throw error;
+      throw this.error(
+        `entry "${error.escaped}" at byte ${at}: name (or link target) is not valid UTF-8; ` +
+          'clip keeps names as UTF-8 text and refuses the layer rather than merge such names',
+      );
+    }
   }
 
   private applyMeta(meta: MetaKind, data: Uint8Array): void {
     switch (meta) {
       case 'gnu-long-name':
-        this.longName = stripNul(data);
+        this.longName = this.names(this.memberStart ?? 0, () => stripNul(data));
         return;
       case 'gnu-long-link':
-        this.longLink = stripNul(data);
+        this.longLink = this.names(this.memberStart ?? 0, () => stripNul(data));
         return;
       case 'pax':
       case 'pax-global': {

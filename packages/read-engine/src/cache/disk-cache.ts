@@ -3,17 +3,21 @@
 // Crash safety: an entry is written to a unique temporary file and renamed into place, so a
 // reader sees a whole entry or none. Each entry starts with a header (magic, payload sha256,
 // key) that is checked on load; a corrupt or foreign entry is deleted and reported as a miss.
-// The size bound is kept by evicting least recently used entries (access = file mtime,
-// touched on every hit) when this process's estimate of the total passes the limit; eviction
-// re-scans the directory, so entries written by other processes are counted too.
+// The size bound holds across processes: writes reserve their bytes in a counter shared
+// through the directory, under a lock file (cache-ledger.ts), evicting least recently used
+// entries (access = file mtime, touched on every hit) of every process first when they would
+// not fit. A full file system (ENOSPC) evicts and retries, and lowers this process's bound to
+// what fitted.
 // Writes of one key are coalesced: a write waits `writeDelayMs` first, and values set while
 // it waits or runs are replaced by the longest, written next (a span extended piece by piece
 // is written a few times, not once per piece: each write hashes and writes the whole block).
 import { createHash, randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockCache } from '../layer-reader.js';
-import { silentLogger, type Logger } from '@clip/shared';
+import { ClipError, makeDirectories, silentLogger, type Logger } from '@clip/shared';
+import { CacheLedger } from './cache-ledger.js';
 
 const MAGIC = Buffer.from('CLIPBLK1');
 const HEADER_FIXED = MAGIC.length + 32 + 4;
@@ -30,19 +34,27 @@ export interface DiskCacheOptions extends DiskCacheEvents {
   writeDelayMs?: number;
 }
 
+/** Every queued write listens on it: no listener limit (Node warns of a leak past 10). */
+function wakeController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
+
 export class DiskBlockCache implements BlockCache {
   readonly #dir: string;
   readonly #maxBytes: number;
   readonly #logger: Logger;
   readonly #events: DiskCacheEvents;
-  #estimatedBytes = 0;
+  readonly #ledger: CacheLedger;
+  /** Lowered below #maxBytes when the file system filled up first (ENOSPC). */
+  #ceiling = Number.POSITIVE_INFINITY;
   #ready: Promise<void> | undefined;
-  #evicting: Promise<void> | undefined;
   /** Per key: the write running and the value queued behind it. */
   readonly #writes = new Map<string, { next: Buffer | undefined; done: Promise<void> }>();
   readonly #writeDelayMs: number;
   /** Wakes writes waiting out their delay (flush). */
-  #wake = new AbortController();
+  #wake = wakeController();
 
   constructor(dir: string, maxBytes: number, options: DiskCacheOptions = {}) {
     this.#dir = dir;
@@ -50,15 +62,20 @@ export class DiskBlockCache implements BlockCache {
     this.#logger = options.logger ?? silentLogger;
     this.#events = options;
     this.#writeDelayMs = options.writeDelayMs ?? 0;
+    this.#ledger = new CacheLedger(dir);
   }
 
   /** Creates the directory and measures what is already there. */
   open(): Promise<void> {
     this.#ready ??= (async () => {
-      await mkdir(this.#dir, { recursive: true });
-      const entries = await this.#scan();
-      this.#estimatedBytes = entries.reduce((sum, entry) => sum + entry.size, 0);
-      if (this.#estimatedBytes > this.#maxBytes) await this.#evict();
+      await makeDirectories(this.#dir).catch((error: NodeJS.ErrnoException) => {
+        throw new ClipError('CLIP_E_CACHE_DIR', `cannot use disk cache directory ${this.#dir}: ${error.code ?? error.message}`);
+      });
+      // Measure, so the shared counter starts from the truth (and a smaller bound applies).
+      await this.#ledger.withLock(async () => {
+        const total = sizeOf(await this.#scan());
+        await this.#ledger.writeUsage(total > this.#limit() ? await this.#evictLocked(0) : total);
+      });
     })();
     return this.#ready;
   }
@@ -115,7 +132,7 @@ export class DiskBlockCache implements BlockCache {
   /** Settles when every write started so far has (without waiting out their delays). */
   async flush(): Promise<void> {
     this.#wake.abort();
-    this.#wake = new AbortController();
+    this.#wake = wakeController();
     while (this.#writes.size > 0) await Promise.all([...this.#writes.values()].map((entry) => entry.done.catch(() => {})));
   }
 
@@ -146,20 +163,45 @@ export class DiskBlockCache implements BlockCache {
     createHash('sha256').update(value).digest().copy(header, MAGIC.length);
     header.writeUInt32LE(keyBytes.length, MAGIC.length + 32);
     const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await mkdir(join(this.#dir, this.#shard(key)), { recursive: true });
-    try {
-      await writeFile(temp, [header, keyBytes, value]);
-      await rename(temp, file);
-    } catch (error) {
-      await unlink(temp).catch(() => {});
-      this.#logger.warn('disk cache write failed', { key, error: (error as Error).message });
-      return;
-    }
-    this.#estimatedBytes += entrySize - (existing?.size ?? 0);
-    if (this.#estimatedBytes > this.#maxBytes) {
-      this.#evicting ??= this.#evict().finally(() => (this.#evicting = undefined));
-      await this.#evicting;
-    }
+    const written = await this.#ledger.withLock(async () => {
+      const current = await stat(file).catch(() => undefined);
+      if (current && current.size >= entrySize) return true;
+      const delta = entrySize - (current?.size ?? 0);
+      let total = (await this.#ledger.readUsage()) ?? sizeOf(await this.#scan());
+      if (total + delta > this.#limit()) total = await this.#evictLocked(delta);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await mkdir(join(this.#dir, this.#shard(key)), { recursive: true });
+          await writeFile(temp, [header, keyBytes, value]);
+          await rename(temp, file);
+          break;
+        } catch (error) {
+          await unlink(temp).catch(() => {});
+          if ((error as NodeJS.ErrnoException).code === 'ENOSPC' && attempt === 0) {
+            // The file system is smaller than the bound: keep below what fitted, evict, retry.
+            const measured = sizeOf(await this.#scan());
+            this.#ceiling = Math.floor(measured * LOW_WATER);
+            this.#logger.warn('disk cache file system full: evicting, and keeping the cache below what fitted', {
+              dir: this.#dir,
+              bytes: measured,
+              bound: this.#ceiling,
+            });
+            total = await this.#evictLocked(delta);
+            continue;
+          }
+          this.#logger.warn('disk cache write failed', { key, error: (error as Error).message });
+          await this.#ledger.writeUsage(total);
+          return false;
+        }
+      }
+      await this.#ledger.writeUsage(total + delta);
+      return true;
+    });
+    if (written === undefined) this.#logger.debug('disk cache locked by another process too long: write skipped', { key });
+  }
+
+  #limit(): number {
+    return Math.min(this.#maxBytes, this.#ceiling);
   }
 
   async delete(key: string): Promise<void> {
@@ -168,8 +210,8 @@ export class DiskBlockCache implements BlockCache {
     const file = this.#path(key);
     const existing = await stat(file).catch(() => undefined);
     if (!existing) return;
+    // The shared counter keeps counting it until the next eviction re-measures: over, never under.
     await unlink(file).catch(() => {});
-    this.#estimatedBytes = Math.max(0, this.#estimatedBytes - existing.size);
   }
 
   #name(key: string): string {
@@ -209,20 +251,29 @@ export class DiskBlockCache implements BlockCache {
     return entries;
   }
 
-  async #evict(): Promise<void> {
+  /**
+   * Evicts least recently used entries (of every process) until `reserve` more bytes fit
+   * under the low-water mark; returns the bytes left. Called holding the ledger's lock.
+   */
+  async #evictLocked(reserve: number): Promise<number> {
     const entries = await this.#scan();
-    let total = entries.reduce((sum, entry) => sum + entry.size, 0);
+    let total = sizeOf(entries);
     entries.sort((a, b) => a.atime - b.atime);
-    const target = this.#maxBytes * LOW_WATER;
+    const target = this.#limit() * LOW_WATER;
     let removed = 0;
     for (const entry of entries) {
-      if (total <= target) break;
-      // Another process may have evicted it already: that is fine.
+      if (total + reserve <= target) break;
+      // Another process may have deleted it already: that is fine.
       await unlink(entry.file).catch(() => {});
       total -= entry.size;
       removed++;
     }
-    this.#estimatedBytes = total;
+    await this.#ledger.writeUsage(total);
     if (removed) this.#logger.debug('disk cache eviction', { removed, bytes: total });
+    return total;
   }
+}
+
+function sizeOf(entries: Array<{ size: number }>): number {
+  return entries.reduce((sum, entry) => sum + entry.size, 0);
 }

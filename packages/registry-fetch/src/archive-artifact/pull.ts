@@ -1,9 +1,9 @@
 // Runtime side: the archive a worker may serve for an image reference, downloaded, verified
 // and cached (archive-trust/load.ts decides which one and checks it).
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { openArchive, type ClipArchive } from '@clip/archive-format';
-import { ArchiveFormatError, type Digest, type Logger, silentLogger } from '@clip/shared';
+import { ArchiveFormatError, type Digest, type Logger, makeDirectories, silentLogger } from '@clip/shared';
 import { loadArchiveForReference, type LoadArchiveOptions, type LoadedArchive } from '../archive-trust/load.js';
 import type { Descriptor } from '../image-source.js';
 import { listReferrers, parseArtifactManifest } from '../referrers.js';
@@ -48,6 +48,8 @@ export function verifyArchive(bytes: Uint8Array, manifestDigest: Digest, what: s
 export interface PullArchiveOptions extends LoadArchiveOptions {
   /** Also copy the archive here. */
   output?: string;
+  /** containerd hosts directory: the whole load is tried on each host it lists, in order (pull-hosts.ts). */
+  hostsDir?: string;
 }
 
 export interface PullArchiveResult extends LoadedArchive {
@@ -55,10 +57,14 @@ export interface PullArchiveResult extends LoadedArchive {
 }
 
 export async function pullArchive(reference: string, options: PullArchiveOptions = {}): Promise<PullArchiveResult> {
+  if (options.hostsDir) {
+    const { pullArchiveViaHosts } = await import('./pull-hosts.js');
+    return pullArchiveViaHosts(reference, { ...options, hostsDir: options.hostsDir }, pullArchive);
+  }
   // Which archive may be served, and every check on it, live in archive-trust/load.ts.
   const loaded = await loadArchiveForReference(reference, options);
   if (options.output) {
-    await mkdir(dirname(options.output), { recursive: true });
+    await makeDirectories(dirname(options.output));
     await copyFile(loaded.path, options.output);
   }
   return { ...loaded, ...(options.output ? { output: options.output } : {}) };

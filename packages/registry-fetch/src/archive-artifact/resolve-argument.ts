@@ -9,6 +9,8 @@ export interface ResolveArchiveOptions extends TrustOptions {
   logger?: Logger;
   insecure?: boolean;
   cacheDir?: string;
+  /** containerd hosts directory (mirrors) for the archive download. */
+  hostsDir?: string;
 }
 
 /**

@@ -1,8 +1,8 @@
 // `clip index <registry ref>` of an image that already has a published archive: say so, and
 // with --reuse take that archive instead of indexing again.
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { isClipError, type Logger, parseImageReference } from '@clip/shared';
+import { isClipError, type Logger, makeDirectories, parseImageReference } from '@clip/shared';
 import type { Platform } from '../image-source.js';
 import type { PullArchiveResult } from './pull.js';
 
@@ -12,6 +12,8 @@ export interface ReuseOptions {
   logger: Logger;
   platform?: Platform;
   insecure?: boolean;
+  /** The archive download (not the lookup) goes through hosts.toml mirrors. */
+  hostsDir?: string;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
       logger: options.logger,
       ...(options.platform ? { platform: options.platform } : {}),
       ...(options.insecure ? { insecure: true } : {}),
+      ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
     });
   } catch (error) {
     // Unbound or failing a check (archive-trust): index the image ourselves instead.
@@ -62,7 +65,7 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
     options.logger.warn('not reusing the published archive; indexing instead', { reference: sourceText, error: error.message });
     return undefined;
   }
-  await mkdir(dirname(options.output), { recursive: true });
+  await makeDirectories(dirname(options.output));
   await copyFile(pulled.path, options.output);
   return { ...pulled, output: options.output };
 }

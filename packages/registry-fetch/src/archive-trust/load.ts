@@ -45,6 +45,8 @@ export interface LoadArchiveOptions extends TrustOptions {
   logger?: Logger;
   /** Download again even when the cache has the archive. */
   refresh?: boolean;
+  /** Read from this source (one host of a hosts.toml list, see pull-hosts.ts) instead of the registry itself; closed when done. */
+  source?: RegistrySource;
 }
 
 /** Why an archive was trusted. */
@@ -112,7 +114,7 @@ interface Accepted {
 function openContext(reference: string, options: LoadArchiveOptions) {
   const ref = parseRegistryReference(reference);
   const logger = options.logger ?? silentLogger;
-  const source = new RegistrySource(ref, { logger, ...(options.insecure ? { insecure: true } : {}) });
+  const source = options.source ?? new RegistrySource(ref, { logger, ...(options.insecure ? { insecure: true } : {}) });
   return { ref, logger, source };
 }
 

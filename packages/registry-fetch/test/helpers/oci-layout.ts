@@ -1,4 +1,4 @@
-// Builds small OCI image layouts for tests: real gzip tar layers (tar-stream + zlib),
+// Builds small OCI image layouts for tests: real gzip tar layers (testkit's tar writer + zlib),
 // configs with diff_ids, manifests, optional multi-platform indexes, tags in index.json.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -6,7 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
+import { encodeTar } from '@clip/testkit';
 
 const run = promisify(execFile);
 
@@ -58,20 +58,18 @@ export function noise(size: number, seed = 1): Buffer {
   return out;
 }
 
-export async function tarOf(files: Record<string, string | Buffer>): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  pack.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('end', resolve);
-    pack.on('error', reject);
-  });
-  for (const [name, content] of Object.entries(files)) {
-    pack.entry({ name, mode: 0o644, mtime: new Date(0) }, typeof content === 'string' ? Buffer.from(content) : content);
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
+function tarOf(files: Record<string, string | Buffer>): Buffer {
+  return encodeTar(
+    Object.entries(files).map(([name, content]) => ({
+      name,
+      type: 'file' as const,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtime: 0,
+      data: typeof content === 'string' ? Buffer.from(content) : content,
+    })),
+  );
 }
 
 async function writeBlob(dir: string, bytes: Buffer, mediaType: string): Promise<BuiltBlob> {
@@ -88,7 +86,7 @@ function descriptor(blob: BuiltBlob, extra: Record<string, unknown> = {}): Recor
 async function buildImage(dir: string, image: TestImage): Promise<BuiltImage> {
   const layers: BuiltImage['layers'] = [];
   for (const layer of image.layers) {
-    const raw = await tarOf(layer.files);
+    const raw = tarOf(layer.files);
     const gzip = (layer.compression ?? 'gzip') === 'gzip';
     const blob = await writeBlob(
       dir,

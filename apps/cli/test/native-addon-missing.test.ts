@@ -1,0 +1,48 @@
+// Without the FUSE addon (e.g. `npm ci && npm run build` instead of the bootstrap), `clip mount`
+// is a set-up error: one line saying how to build the addon, exit 1, no stack trace. The BUILT
+// cli runs against a node_modules where @clip/native-fuse has no build/ (symlinks preserved, so
+// the real addon next to the sources is never found).
+import { cp, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { run } from './mount-harness.js';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'clip-no-addon-'));
+  const modules = join(work, 'node_modules');
+  await mkdir(join(modules, '@clip'), { recursive: true });
+  for (const name of await readdir(join(ROOT, 'node_modules'))) {
+    if (name !== '@clip' && name !== '.bin') await symlink(join(ROOT, 'node_modules', name), join(modules, name));
+  }
+  for (const name of await readdir(join(ROOT, 'node_modules', '@clip'))) {
+    if (name !== 'native-fuse') await symlink(join(ROOT, 'node_modules', '@clip', name), join(modules, '@clip', name));
+  }
+  const fuse = join(ROOT, 'packages', 'native-fuse');
+  await cp(join(fuse, 'package.json'), join(modules, '@clip', 'native-fuse', 'package.json'));
+  await cp(join(fuse, 'dist'), join(modules, '@clip', 'native-fuse', 'dist'), { recursive: true });
+});
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+it('clip mount without the FUSE addon: one line, how to build it, exit 1', async () => {
+  const cli = join(work, 'node_modules', '@clip', 'cli', 'dist', 'main.js');
+  const archive = join(work, 'tiny.clip');
+  const node = [process.execPath, '--preserve-symlinks', '--preserve-symlinks-main'];
+  await run(node[0]!, [...node.slice(1), cli, 'archive', join(ROOT, 'apps', 'cli', 'src', 'commands'), '-o', archive]);
+  const mountpoint = join(work, 'mnt');
+  await mkdir(mountpoint);
+  const result = await run(node[0]!, [...node.slice(1), cli, 'mount', archive, mountpoint]).then(
+    () => ({ code: 0, stderr: '' }),
+    (error: { code: number; stderr: string }) => error,
+  );
+  expect(result.code).toBe(1);
+  const lines = result.stderr.trim().split('\n').filter((line) => line.startsWith('clip:'));
+  expect(lines).toEqual([expect.stringMatching(/^clip: error: the FUSE addon cannot be loaded \(.*\); build it with `npm run build:native -w @clip\/native-fuse`.* \[CLIP_E_FUSE_NOT_BUILT\]$/)]);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
+});
