@@ -12,6 +12,7 @@ const workspace: Record<string, string> = {
   '@clip/indexer': 'packages/indexer',
   '@clip/mounter': 'packages/mounter',
   '@clip/testkit': 'packages/testkit',
+  '@clip/snapshotter': 'packages/snapshotter',
   '@clip/runtime': 'packages/runtime',
 };
 

@@ -40,6 +40,8 @@ REQUIREMENTS=(
   "runc:runc"                            # clip run's default OCI runtime (packages/runtime); its tests run real containers
   "tini:file:/usr/bin/tini-static"       # static init for clip run containers: forwards signals to the command, reaps zombies
   "busybox-static:file:/bin/busybox"     # static busybox: the runtime tests' small image (packages/runtime/test)
+  "containerd:containerd"                # packages/snapshotter end-to-end tests: containerd with clip as proxy snapshotter (+ ctr)
+  "stargz-snapshotter:ctr-remote"        # ctr-remote image rpull sends the remote-layer labels
 )
 
 have() {

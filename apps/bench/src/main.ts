@@ -16,8 +16,10 @@ import { skippedRow, type ResultRow } from './report/model.js';
 import { markdownTable, type BenchResults, type ImageSummary } from './report/results.js';
 import { writeResults } from './report/write.js';
 import { coldStart } from './scenarios/cold-start.js';
+import { containerdStart } from './scenarios/containerd.js';
 import type { BenchContext, PublishedImage } from './scenarios/context.js';
 import { indexing } from './scenarios/indexing.js';
+import { lazyPeers } from './scenarios/lazy-peers.js';
 import { mountIo } from './scenarios/mount-io.js';
 import { publishImage, publishScenario } from './scenarios/publish.js';
 import { rangeFetch } from './scenarios/range-fetch.js';
@@ -50,7 +52,9 @@ interface Plan {
   scale: number[];
   outDir: string;
   keepWork: boolean;
-  /** --only: scenario names to run (start, indexing, mount-io, ranged, publish, runtime, scale); undefined = all. */
+  /** Run the lazy-loading peers (eStargz through stargz-snapshotter) on the reference profile. */
+  peers: boolean;
+  /** --only: scenario names to run (start, indexing, mount-io, ranged, publish, runtime, containerd, peers, scale); undefined = all. */
   only?: Set<string>;
   /** Workers of the fleet scenario (0: skip it); `fleetOnly` skips every other scenario. */
   fleet: number;
@@ -68,6 +72,7 @@ function planFromArgs(argv: string[]): Plan {
       scale: { type: 'string' },
       out: { type: 'string' },
       'keep-work': { type: 'boolean', default: false },
+      peers: { type: 'string' },
       only: { type: 'string' },
       fleet: { type: 'string' },
       'fleet-only': { type: 'boolean', default: false },
@@ -76,12 +81,13 @@ function planFromArgs(argv: string[]): Plan {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--only start,indexing,mount-io,ranged,publish,runtime,scale] [--fleet N] [--fleet-only]\n' +
+      'usage: npm run bench -- [--quick] [--images a,b] [--profiles 100mbit-10ms,...] [--repetitions N] [--scale 10000,100000|none] [--out dir] [--keep-work] [--only start,indexing,mount-io,ranged,publish,runtime,containerd,peers,scale] [--fleet N] [--fleet-only] [--peers estargz|none]\n' +
         `images: ${Object.keys(IMAGE_BUILDERS).join(', ')}\n`,
     );
     process.exit(0);
   }
   const quick = values.quick ?? false;
+  if (values.peers !== undefined && !['estargz', 'none'].includes(values.peers)) throw new Error(`bad --peers ${JSON.stringify(values.peers)} (estargz or none)`);
   const images = values.images?.split(',') ?? (quick ? ['synthetic-quick', 'python-minimal'] : ['python-fat', 'python-sci', 'python-minimal', 'node-app', 'synthetic-full']);
   for (const image of images) if (!IMAGE_BUILDERS[image]) throw new Error(`unknown image ${image} (known: ${Object.keys(IMAGE_BUILDERS).join(', ')})`);
   const profiles = values.profiles ? values.profiles.split(',').map(parseProfile) : quick ? [parseProfile('100mbit-10ms')] : allProfiles();
@@ -96,6 +102,8 @@ function planFromArgs(argv: string[]): Plan {
     scale: values.scale === 'none' ? [] : values.scale ? values.scale.split(',').map(Number) : quick ? QUICK_SCALE : FULL_SCALE,
     outDir: values.out ?? join(REPO_ROOT, 'bench', 'results'),
     keepWork: values['keep-work'] ?? false,
+    // Off in quick mode unless asked: converting images and starting containerd take minutes.
+    peers: values.peers === undefined ? !quick : values.peers !== 'none',
     ...(values.only ? { only: new Set(values.only.split(',')) } : {}),
     fleet: Number(values.fleet ?? (values['fleet-only'] ? 8 : 0)),
     fleetOnly: values['fleet-only'] ?? false,
@@ -197,6 +205,15 @@ async function main(): Promise<void> {
         if (want('publish')) {
           log(`publish: ${image.bench.name}`);
           rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
+        }
+        if (want('containerd')) {
+          log(`containerd: ${image.bench.name}`);
+          rows.push(...(await guard('containerd scenario', { ...base, scenario: 'containerd start + workload', variant: 'all' }, () => containerdStart(context, image))));
+        }
+        if (plan.peers && want('peers')) {
+          log(`lazy-loading peers (eStargz): ${image.bench.name}`);
+          const earlier = rows.filter((row) => row.image === image.bench.name && (row.profile === profile.name || row.profile === 'local'));
+          rows.push(...(await guard('peers scenario', { ...base, scenario: 'peers: start + workload', variant: 'all' }, () => lazyPeers(context, image, earlier))));
         }
       }
       if (profile.name === plan.reference.name && plan.scale.length > 0 && !plan.fleetOnly && (!plan.only || plan.only.has('scale'))) {

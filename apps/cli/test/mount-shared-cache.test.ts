@@ -80,21 +80,28 @@ async function readBothTwice(cache: string, args: string[]): Promise<number> {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   })();
-  for (let pass = 0; pass < 2; pass++) {
-    // Both mounts read all their files at once.
-    const outs = await Promise.all(mounts.map((mount) => sh(`cd '${mount.mountpoint}/data' && for i in $(seq 0 ${FILES - 1}); do sha256sum f$i | cut -d' ' -f1; done`)));
-    outs.forEach((out, i) => {
-      expect(out.stdout.trim().split('\n')).toEqual(images[i]!.hashes);
-    });
+  const stopped: Array<{ mount: RunningMount; metrics: Record<string, number> | undefined }> = [];
+  try {
+    for (let pass = 0; pass < 2; pass++) {
+      // Both mounts read all their files at once.
+      const outs = await Promise.all(mounts.map((mount) => sh(`cd '${mount.mountpoint}/data' && for i in $(seq 0 ${FILES - 1}); do sha256sum f$i | cut -d' ' -f1; done`)));
+      outs.forEach((out, i) => {
+        expect(out.stdout.trim().split('\n')).toEqual(images[i]!.hashes);
+      });
+    }
+    // Stop both before asserting on them, so a failure cannot leave one mounted.
+    for (const mount of mounts.splice(0)) {
+      stopped.push({ mount, metrics: await mount.stop() });
+      await removeAll(mount.mountpoint);
+    }
+  } finally {
+    sampling = false;
+    await sampler;
   }
-  for (const mount of mounts.splice(0)) {
-    const metrics = await mount.stop();
-    await removeAll(mount.mountpoint);
+  for (const { mount, metrics } of stopped) {
     expect(metrics?.['readErrors']).toBe(0);
     expect(mount.stderr()).not.toMatch(/disk cache write failed/);
   }
-  sampling = false;
-  await sampler;
   return Math.max(peak, await entryBytes(cache));
 }
 

@@ -8,7 +8,7 @@ import { onCleanup } from '../util/cleanup.js';
 import { run, startProcess, stopProcess, waitForOutput, type RunResult } from '../util/exec.js';
 import { nodeWithPeakRss } from '../util/rusage.js';
 
-export type ClipCommand = 'index' | 'push' | 'mount' | 'cat' | 'publish' | 'run' | 'warm';
+export type ClipCommand = 'index' | 'push' | 'mount' | 'cat' | 'publish' | 'run' | 'warm' | 'snapshotter';
 
 export interface MountOptions {
   cacheDir: string;

@@ -9,6 +9,7 @@ import { register as push } from './push.js';
 import { register as publish } from './publish.js';
 import { register as pullArchive } from './pull-archive.js';
 import { register as archive } from './archive.js';
+import { register as snapshotter } from './snapshotter.js';
 import { register as run } from './run.js';
 import { register as bundle } from './bundle.js';
 import { register as warm } from './warm.js';
@@ -25,6 +26,7 @@ export const commands: RegisterCommand[] = [
   publish,
   pullArchive,
   archive,
+  snapshotter,
   run,
   bundle,
   warm,

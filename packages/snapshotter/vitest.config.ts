@@ -1,0 +1,3 @@
+import { clipVitestConfig } from '../../vitest.shared.ts';
+
+export default clipVitestConfig();
