@@ -97,7 +97,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
-    process.off('SIGUSR2', onHangup);
+    process.off('SIGUSR2', onReplace);
     resolveExit(code);
   };
 
@@ -184,7 +184,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
     if (active) active.process.kill(signal);
     else finish(0);
   };
-  const onHangup = () => {
+  const onReplace = () => {
     if (stopping || finished || replacement || !active) return;
     logger.info('replacing the serving process (SIGUSR2): a fresh one takes over once prepared', { pid: active.process.pid });
     const old = standby;
@@ -196,7 +196,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   process.on('SIGTERM', onSignal);
   // A closed terminal or session must unmount like SIGTERM, never leave a stale mount (#19).
   process.on('SIGHUP', onSignal);
-  process.on('SIGUSR2', onHangup);
+  process.on('SIGUSR2', onReplace);
 
   promote(startChild('active'));
   return exitCode;

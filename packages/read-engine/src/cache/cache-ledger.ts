@@ -12,6 +12,7 @@
 // system. A lock older than STALE_LOCK_MS is a crashed holder's and is broken. Waiting is
 // bounded: a write that cannot get the lock in LOCK_WAIT_MS is skipped (a cache write is
 // never worth stalling a read for).
+import { readlinkSync } from 'node:fs';
 import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeDirectories } from '@clip/shared';
@@ -21,6 +22,34 @@ const USAGE_FILE = '.usage';
 /** A holder keeps the lock for one entry write (or one eviction): far below this. */
 const STALE_LOCK_MS = 15_000;
 export const LOCK_WAIT_MS = 5_000;
+
+/** `<pid namespace>:<pid>` of this process: a lock holder that can be checked for life. */
+const HOLDER = `${pidNamespace()}:${process.pid}`;
+
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Whether the lock's holder is a process of our pid namespace that no longer exists (a
+ * SIGKILLed serving process): then nobody will release it and waiting for its age is wasted.
+ */
+async function holderDied(path: string): Promise<boolean> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  const at = text.lastIndexOf(':');
+  const pid = Number(text.slice(at + 1));
+  if (at <= 0 || text.slice(0, at) !== pidNamespace() || !Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -76,8 +105,11 @@ export class CacheLedger {
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (let attempt = 0; ; attempt++) {
       try {
-        // Empty: staleness is judged by age, and a full disk can still create it.
-        await (await open(path, 'wx')).close();
+        // Staleness is judged by age, or sooner by the holder's pid (written when the disk
+        // allows: a full disk can still create the empty file).
+        const handle = await open(path, 'wx');
+        await handle.writeFile(HOLDER).catch(() => {});
+        await handle.close();
         return true;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
@@ -89,7 +121,7 @@ export class CacheLedger {
         if (code !== 'EEXIST') return false; // full disk, permissions, …: no cache write
       }
       const info = await stat(path).catch(() => undefined);
-      if (info && Date.now() - info.mtimeMs > STALE_LOCK_MS) {
+      if (info && (Date.now() - info.mtimeMs > STALE_LOCK_MS || (await holderDied(path)))) {
         await unlink(path).catch(() => {});
         continue;
       }
