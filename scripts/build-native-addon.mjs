@@ -22,7 +22,8 @@ function findNodeGyp() {
   const candidates = [];
   if (process.env.CLIP_NODE_GYP) return process.env.CLIP_NODE_GYP;
   if (process.env.npm_config_node_gyp) candidates.push(process.env.npm_config_node_gyp);
-  if (process.env.npm_execpath) candidates.push(join(dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  if (process.env.npm_execpath)
+    candidates.push(join(dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
   const prefix = resolve(dirname(realpathSync(process.execPath)), '..');
   candidates.push(join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
   candidates.push(join(repoRoot, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));

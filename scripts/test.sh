@@ -5,8 +5,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh || exit $?
 
-# Lint first (Biome, configured in biome.json): a lint error fails the run before the long tests.
-npx --no-install biome lint || exit $?
+# Lint and format check first (Biome, configured in biome.json): an error fails the run before the long tests.
+npx --no-install biome check || exit $?
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

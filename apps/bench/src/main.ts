@@ -87,9 +87,13 @@ function planFromArgs(argv: string[]): Plan {
     process.exit(0);
   }
   const quick = values.quick ?? false;
-  if (values.peers !== undefined && !['estargz', 'none'].includes(values.peers)) throw new Error(`bad --peers ${JSON.stringify(values.peers)} (estargz or none)`);
-  const images = values.images?.split(',') ?? (quick ? ['synthetic-quick', 'python-minimal'] : ['python-fat', 'python-sci', 'python-minimal', 'node-app', 'synthetic-full']);
-  for (const image of images) if (!IMAGE_BUILDERS[image]) throw new Error(`unknown image ${image} (known: ${Object.keys(IMAGE_BUILDERS).join(', ')})`);
+  if (values.peers !== undefined && !['estargz', 'none'].includes(values.peers))
+    throw new Error(`bad --peers ${JSON.stringify(values.peers)} (estargz or none)`);
+  const images =
+    values.images?.split(',') ??
+    (quick ? ['synthetic-quick', 'python-minimal'] : ['python-fat', 'python-sci', 'python-minimal', 'node-app', 'synthetic-full']);
+  for (const image of images)
+    if (!IMAGE_BUILDERS[image]) throw new Error(`unknown image ${image} (known: ${Object.keys(IMAGE_BUILDERS).join(', ')})`);
   const profiles = values.profiles ? values.profiles.split(',').map(parseProfile) : quick ? [parseProfile('100mbit-10ms')] : allProfiles();
   const reference = profiles.find((profile) => profile.name === '100mbit-10ms') ?? profiles[0]!;
   return {
@@ -170,54 +174,89 @@ async function main(): Promise<void> {
         const base = { image: image.bench.name, profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
         if (isReference && plan.fleet > 0) {
           log(`fleet: ${plan.fleet} workers ${image.bench.name}`);
-          rows.push(...(await guard('fleet scenario', { ...base, scenario: 'fleet start', variant: 'all' }, () => fleetScenario(context, image, plan.fleet))));
+          rows.push(
+            ...(await guard('fleet scenario', { ...base, scenario: 'fleet start', variant: 'all' }, () =>
+              fleetScenario(context, image, plan.fleet),
+            )),
+          );
         }
         if (plan.fleetOnly) continue;
         log(`start + workload: ${image.bench.name} @ ${profile.name}`);
         let unpackedRoot: string | undefined;
         const want = (name: string) => !plan.only || plan.only.has(name);
-        if (want('start')) rows.push(
-          ...(await guard('start scenario', { ...base, scenario: 'start + workload', variant: 'all' }, async () => {
-            const outcome = await coldStart(context, image);
-            unpackedRoot = outcome.unpackedRoot;
-            return outcome.rows;
-          })),
-        );
+        if (want('start'))
+          rows.push(
+            ...(await guard('start scenario', { ...base, scenario: 'start + workload', variant: 'all' }, async () => {
+              const outcome = await coldStart(context, image);
+              unpackedRoot = outcome.unpackedRoot;
+              return outcome.rows;
+            })),
+          );
         if (want('runtime')) {
           log(`containers (clip run): ${image.bench.name} @ ${profile.name}`);
-          rows.push(...(await guard('runtime scenario', { ...base, scenario: 'container start + workload', variant: 'all' }, () => runtimeScenarios(context, image))));
+          rows.push(
+            ...(await guard('runtime scenario', { ...base, scenario: 'container start + workload', variant: 'all' }, () =>
+              runtimeScenarios(context, image),
+            )),
+          );
         }
         if (!isReference) continue;
         if (want('indexing')) {
           log(`indexing: ${image.bench.name}`);
-          rows.push(...(await guard('indexing scenario', { ...base, scenario: 'indexing', variant: 'all' }, () => indexing(context, image))));
+          rows.push(
+            ...(await guard('indexing scenario', { ...base, scenario: 'indexing', variant: 'all' }, () => indexing(context, image))),
+          );
         }
         if (want('mount-io')) {
           log(`mount I/O: ${image.bench.name}`);
-          rows.push(...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () => mountIo(context, image, unpackedRoot, check.measuredMbit))));
+          rows.push(
+            ...(await guard('mount I/O scenario', { ...base, scenario: 'mount I/O', variant: 'all' }, () =>
+              mountIo(context, image, unpackedRoot, check.measuredMbit),
+            )),
+          );
         }
         if (want('ranged')) {
           log(`ranged reads: ${image.bench.name}`);
           rows.push(
-            ...(await guard('ranged reads scenario', { ...base, scenario: 'ranged reads', variant: 'all', unit: 's' }, () => rangeFetch(context, image, check.measuredMbit))),
+            ...(await guard('ranged reads scenario', { ...base, scenario: 'ranged reads', variant: 'all', unit: 's' }, () =>
+              rangeFetch(context, image, check.measuredMbit),
+            )),
           );
         }
         if (want('publish')) {
           log(`publish: ${image.bench.name}`);
-          rows.push(...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))));
+          rows.push(
+            ...(await guard('publish scenario', { ...base, scenario: 'publish', variant: 'all' }, () => publishScenario(context, image))),
+          );
         }
         if (want('containerd')) {
           log(`containerd: ${image.bench.name}`);
-          rows.push(...(await guard('containerd scenario', { ...base, scenario: 'containerd start + workload', variant: 'all' }, () => containerdStart(context, image))));
+          rows.push(
+            ...(await guard('containerd scenario', { ...base, scenario: 'containerd start + workload', variant: 'all' }, () =>
+              containerdStart(context, image),
+            )),
+          );
         }
         if (plan.peers && want('peers')) {
           log(`lazy-loading peers (eStargz): ${image.bench.name}`);
           const earlier = rows.filter((row) => row.image === image.bench.name && (row.profile === profile.name || row.profile === 'local'));
-          rows.push(...(await guard('peers scenario', { ...base, scenario: 'peers: start + workload', variant: 'all' }, () => lazyPeers(context, image, earlier))));
+          rows.push(
+            ...(await guard('peers scenario', { ...base, scenario: 'peers: start + workload', variant: 'all' }, () =>
+              lazyPeers(context, image, earlier),
+            )),
+          );
         }
       }
       if (profile.name === plan.reference.name && plan.scale.length > 0 && !plan.fleetOnly && (!plan.only || plan.only.has('scale'))) {
-        const base = { scenario: 'scale', variant: 'all', image: 'scale', profile: profile.name, unit: 's' as const, better: 'lower' as const, baselineLabel: '–' };
+        const base = {
+          scenario: 'scale',
+          variant: 'all',
+          image: 'scale',
+          profile: profile.name,
+          unit: 's' as const,
+          better: 'lower' as const,
+          baselineLabel: '–',
+        };
         rows.push(...(await guard('scale scenario', base, () => scale(context, plan.scale))));
       }
     }
@@ -234,7 +273,9 @@ async function main(): Promise<void> {
     layers: image.bench.image.layers.length,
     compressedBytes: image.bench.image.compressedBytes,
     uncompressedBytes: image.bench.uncompressedBytes,
-    ...(image.archiveBytes === undefined ? {} : { archiveBytes: image.archiveBytes, archivePercentOfUncompressed: (100 * image.archiveBytes) / image.bench.uncompressedBytes }),
+    ...(image.archiveBytes === undefined
+      ? {}
+      : { archiveBytes: image.archiveBytes, archivePercentOfUncompressed: (100 * image.archiveBytes) / image.bench.uncompressedBytes }),
     ...(image.indexSkipped ? { indexSkipped: image.indexSkipped } : {}),
   }));
   const results: BenchResults = {
@@ -251,7 +292,9 @@ async function main(): Promise<void> {
     durationSeconds: (performance.now() - started) / 1000,
   };
   const written = await writeResults(plan.outDir, results);
-  process.stdout.write(`${markdownTable(rows)}\n\nwritten: ${written.json}\n         ${written.md}\n         ${written.charts.join('\n         ')}\n`);
+  process.stdout.write(
+    `${markdownTable(rows)}\n\nwritten: ${written.json}\n         ${written.md}\n         ${written.charts.join('\n         ')}\n`,
+  );
 }
 
 main().catch(async (error: unknown) => {

@@ -18,10 +18,14 @@ describe.skipIf(!isRoot)('bench --quick', () => {
     // BENCH_DIST: build elsewhere than dist/ while another benchmark runs from dist/.
     const dist = process.env['BENCH_DIST'] ?? 'dist';
     execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--outDir', dist], { cwd: benchDir, stdio: 'inherit' });
-    const result = spawnSync(process.execPath, [join(benchDir, dist, 'main.js'), '--quick', '--images', 'synthetic-quick', '--out', outDir], {
-      encoding: 'utf8',
-      timeout: 170_000,
-    });
+    const result = spawnSync(
+      process.execPath,
+      [join(benchDir, dist, 'main.js'), '--quick', '--images', 'synthetic-quick', '--out', outDir],
+      {
+        encoding: 'utf8',
+        timeout: 170_000,
+      },
+    );
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout).toContain('| scenario |');
 
@@ -34,7 +38,19 @@ describe.skipIf(!isRoot)('bench --quick', () => {
     }
 
     const results = JSON.parse(readFileSync(join(outDir, jsonFile!), 'utf8')) as Record<string, unknown>;
-    for (const key of ['version', 'date', 'mode', 'command', 'machine', 'profiles', 'linkChecks', 'shaping', 'images', 'rows', 'durationSeconds']) {
+    for (const key of [
+      'version',
+      'date',
+      'mode',
+      'command',
+      'machine',
+      'profiles',
+      'linkChecks',
+      'shaping',
+      'images',
+      'rows',
+      'durationSeconds',
+    ]) {
       expect(results).toHaveProperty(key);
     }
     expect(results['mode']).toBe('quick');
@@ -44,9 +60,12 @@ describe.skipIf(!isRoot)('bench --quick', () => {
 
     const rows = results['rows'] as Record<string, unknown>[];
     // Here every prerequisite is built and installed, so a skipped row means a clip step failed.
-    expect(rows.filter((row) => row['skipped'] !== undefined).map((row) => `${String(row['scenario'])}: ${String(row['skipped'])}`)).toEqual([]);
+    expect(
+      rows.filter((row) => row['skipped'] !== undefined).map((row) => `${String(row['scenario'])}: ${String(row['skipped'])}`),
+    ).toEqual([]);
     const scenarios = new Set(rows.map((row) => row['scenario']));
-    for (const scenario of ['start + workload', 'indexing', 'mount I/O', 'ranged reads', 'publish', 'scale']) expect(scenarios).toContain(scenario);
+    for (const scenario of ['start + workload', 'indexing', 'mount I/O', 'ranged reads', 'publish', 'scale'])
+      expect(scenarios).toContain(scenario);
     const variants = rows.map((row) => `${String(row['scenario'])}: ${String(row['variant'])}`);
     const expected = [
       'indexing: registry / local',
@@ -58,10 +77,16 @@ describe.skipIf(!isRoot)('bench --quick', () => {
       'publish: clip publish vs clip push then clip index',
       'publish: clip publish vs max\\(push, index\\)',
       ...['10000', '100000'].flatMap((files) =>
-        ['clip index', 'index peak RSS', 'archive size', 'open \\+ lookup of a deep path', 'cold start: read one small file'].map((what) => `scale: ${what}, ${files} files`),
+        ['clip index', 'index peak RSS', 'archive size', 'open \\+ lookup of a deep path', 'cold start: read one small file'].map(
+          (what) => `scale: ${what}, ${files} files`,
+        ),
       ),
     ];
-    for (const pattern of expected) expect(variants.some((variant) => new RegExp(`^${pattern}`).test(variant)), pattern).toBe(true);
+    for (const pattern of expected)
+      expect(
+        variants.some((variant) => new RegExp(`^${pattern}`).test(variant)),
+        pattern,
+      ).toBe(true);
     for (const row of rows.filter((r) => String(r['variant']).startsWith('archive size'))) {
       expect((row['details'] as Record<string, unknown>)['percentOfUncompressed']).toBeGreaterThan(0);
     }

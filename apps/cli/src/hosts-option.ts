@@ -13,12 +13,16 @@ function isDirectory(path: string): boolean {
   }
 }
 
-export const HOSTS_DIR_HELP = "containerd hosts.toml directory for registry mirrors (default $CLIP_HOSTS_DIR, else /etc/containerd/certs.d if it exists; '' for none)";
+export const HOSTS_DIR_HELP =
+  "containerd hosts.toml directory for registry mirrors (default $CLIP_HOSTS_DIR, else /etc/containerd/certs.d if it exists; '' for none)";
 
 /** `{ hostsDir }` to spread into registry options, or `{}` when no hosts directory applies. */
 export function hostsDirOption(options: { hostsDir?: string }): { hostsDir?: string } {
   const dir = resolveHostsDir(options.hostsDir);
   // A directory named explicitly (flag or CLIP_HOSTS_DIR) that is not there is a mistake, not "no mirrors".
-  if (dir && !isDirectory(dir)) throw new UsageError(`hosts directory ${dir} (${options.hostsDir !== undefined ? '--hosts-dir' : 'CLIP_HOSTS_DIR'}) is not a directory`);
+  if (dir && !isDirectory(dir))
+    throw new UsageError(
+      `hosts directory ${dir} (${options.hostsDir !== undefined ? '--hosts-dir' : 'CLIP_HOSTS_DIR'}) is not a directory`,
+    );
   return dir ? { hostsDir: dir } : {};
 }

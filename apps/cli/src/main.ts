@@ -36,7 +36,9 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`clip: error: ${redactUserinfo(error.message)} [${error.code}]\n`);
       return error.code === 'CLIP_E_USAGE' || error.code === 'CLIP_E_REFERENCE' ? EXIT.usage : EXIT.failure;
     }
-    process.stderr.write(`clip: internal error: ${redactUserinfo(error instanceof Error ? (error.stack ?? error.message) : String(error))}\n`);
+    process.stderr.write(
+      `clip: internal error: ${redactUserinfo(error instanceof Error ? (error.stack ?? error.message) : String(error))}\n`,
+    );
     return EXIT.internal;
   }
 }

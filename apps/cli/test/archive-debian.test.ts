@@ -96,7 +96,9 @@ describe('clip archive of Debian + python3', () => {
     await unmount(mount);
     const { requests, bytes, ranges } = server!.stats;
     const data = ranges.filter((range) => Number(range.split('-')[0]) >= headLength);
-    console.log(`debian.clip: ${archiveSize} bytes, head ${headLength}; one-file read: ${requests} requests, ${bytes} bytes (${ranges.join(', ')})`);
+    console.log(
+      `debian.clip: ${archiveSize} bytes, head ${headLength}; one-file read: ${requests} requests, ${bytes} bytes (${ranges.join(', ')})`,
+    );
     // The head (first read, then the rest of the tables), then one range for the file's block.
     expect(data).toHaveLength(1);
     const [start, end] = data[0]!.split('-').map(Number) as [number, number];

@@ -11,7 +11,15 @@ import { encodeArchive, encodeDataArchive, openArchive, type ArchiveContents } f
 import type { PublishSummary } from '@clip/indexer';
 import type { Digest } from '@clip/shared';
 import { openImageSource, openRegistryTarget, pushImage, pushReferrer, type Descriptor } from '@clip/registry-fetch';
-import { archiveContents, buildFixture, skopeoCopy, startRegistry, umociUnpack, type BuiltLayout, type RunningRegistry } from '@clip/testkit';
+import {
+  archiveContents,
+  buildFixture,
+  skopeoCopy,
+  startRegistry,
+  umociUnpack,
+  type BuiltLayout,
+  type RunningRegistry,
+} from '@clip/testkit';
 import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
@@ -40,9 +48,15 @@ async function cli(cache: string, args: string[]) {
   return { ...result, out: result.stdout.toString() };
 }
 
-async function publish(registry: RunningRegistry, repo: string, extra: string[] = []): Promise<{ summary: PublishSummary; genuine: Buffer }> {
+async function publish(
+  registry: RunningRegistry,
+  repo: string,
+  extra: string[] = [],
+): Promise<{ summary: PublishSummary; genuine: Buffer }> {
   const out = join(work, `${registry.port}-${repo.replace(/\//g, '_')}.clip`);
-  const result = await runCli(['publish', layout.ref, `${registry.host}/${repo}:v1`, '--json', '--no-progress', '-o', out, ...extra], { timeoutMs: 120_000 });
+  const result = await runCli(['publish', layout.ref, `${registry.host}/${repo}:v1`, '--json', '--no-progress', '-o', out, ...extra], {
+    timeoutMs: 120_000,
+  });
   expect(result.stderr).not.toMatch(/clip: (internal )?error/);
   expect(result.code).toBe(0);
   return { summary: JSON.parse(result.stdout.toString()) as PublishSummary, genuine: await readFile(out) };
@@ -83,7 +97,12 @@ async function pushForged(registry: RunningRegistry, repo: string, blob: Uint8Ar
   }
   const target = openRegistryTarget(`${registry.host}/${repo}:v1`);
   try {
-    const pushed = await pushReferrer(target, { artifactType: ARTIFACT_TYPE, subject: subject(), blob: { bytes: blob, mediaType: ARTIFACT_TYPE }, annotations });
+    const pushed = await pushReferrer(target, {
+      artifactType: ARTIFACT_TYPE,
+      subject: subject(),
+      blob: { bytes: blob, mediaType: ARTIFACT_TYPE },
+      annotations,
+    });
     expect(pushed.manifest.digest).toBe(artifactManifestDigest(blob, annotations));
     expect(pushed.manifest.digest < before).toBe(true);
     return pushed.manifest.digest;
@@ -172,7 +191,9 @@ describe('archive trust', () => {
     const rootfs = await umociUnpack(`${join(work, 'copied')}:v1`, join(work, 'bundle'));
     expect((await readFile(join(rootfs, TOOL.slice(1)))).equals(genuineTool)).toBe(true);
     await skopeoCopy(`docker://${tag}`, `oci:${join(work, 'copied-all')}:v1`, { all: true });
-    expect((await readdir(join(work, 'copied-all', 'blobs', 'sha256'))).includes(summary.archive.blobDigest.slice('sha256:'.length))).toBe(true);
+    expect((await readdir(join(work, 'copied-all', 'blobs', 'sha256'))).includes(summary.archive.blobDigest.slice('sha256:'.length))).toBe(
+      true,
+    );
 
     // Through FUSE on a fresh worker too.
     const mountpoint = await tempDir('mnt');
@@ -184,7 +205,9 @@ describe('archive trust', () => {
     const refused = await cli(await fresh(), ['cat', byManifest, TOOL]);
     expect(refused.code).toBe(1);
     expect(refused.stdout.length).toBe(0);
-    expect(refused.stderr).toMatch(/no archive is bound to .*trust\/remap@sha256:.*--archive-digest.*--verify-key.*--trust-referrers \[CLIP_E_ARCHIVE_UNBOUND\]/);
+    expect(refused.stderr).toMatch(
+      /no archive is bound to .*trust\/remap@sha256:.*--archive-digest.*--verify-key.*--trust-referrers \[CLIP_E_ARCHIVE_UNBOUND\]/,
+    );
 
     // With a verify key: the unsigned forged referrer is skipped by name, the signed one served.
     const signed = await cli(await fresh(), ['cat', byManifest, TOOL, '--verify-key', keys.publicPem]);
@@ -204,11 +227,19 @@ describe('archive trust', () => {
     // --list shows both archives and which one the deployed tag binds.
     const list = await cli(await fresh(), ['pull-archive', tag, '--list', '--json']);
     expect(list.code).toBe(0);
-    const listing = JSON.parse(list.out) as { candidates: Array<{ artifactDigest: string; via: string; usable: boolean; reason?: string }> };
+    const listing = JSON.parse(list.out) as {
+      candidates: Array<{ artifactDigest: string; via: string; usable: boolean; reason?: string }>;
+    };
     expect(listing.candidates).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ artifactDigest: summary.archive.artifactDigest, via: 'index', usable: true, chosen: true }),
-        expect.objectContaining({ artifactDigest: forged, via: 'tag', usable: false, chosen: false, reason: expect.stringMatching(/unbound referrer/) }),
+        expect.objectContaining({
+          artifactDigest: forged,
+          via: 'tag',
+          usable: false,
+          chosen: false,
+          reason: expect.stringMatching(/unbound referrer/),
+        }),
       ]),
     );
 
@@ -218,7 +249,10 @@ describe('archive trust', () => {
     expect(ls.out.split('\n')).toEqual(expect.arrayContaining(['tool', 'tool-relative', 'tool-up']));
     const inspect = await cli(await fresh(), ['inspect', tag, '--json']);
     expect(inspect.code).toBe(0);
-    expect(JSON.parse(inspect.out)).toMatchObject({ mode: 'oci', metadata: { storage: { registry: registryA.host, repository: repo, manifestDigest: layout.image.manifestDigest } } });
+    expect(JSON.parse(inspect.out)).toMatchObject({
+      mode: 'oci',
+      metadata: { storage: { registry: registryA.host, repository: repo, manifestDigest: layout.image.manifestDigest } },
+    });
   }, 180_000);
 
   it('containerd pulls the bound tag as the image: the archive entry is skipped by platform matching', async () => {
@@ -295,7 +329,9 @@ describe('archive trust', () => {
     // A worker that requires signatures refuses this unsigned publish even through its bound tag.
     const unsigned = await cli(await fresh(), ['cat', `${registryA.host}/${repo}:v1`, TOOL, '--verify-key', keys.publicPem]);
     expect(unsigned.code).toBe(1);
-    expect(unsigned.stderr).toMatch(new RegExp(`archive artifact ${summary.archive.artifactDigest} in .*: not signed \\[CLIP_E_ARCHIVE_UNBOUND\\]`));
+    expect(unsigned.stderr).toMatch(
+      new RegExp(`archive artifact ${summary.archive.artifactDigest} in .*: not signed \\[CLIP_E_ARCHIVE_UNBOUND\\]`),
+    );
     // Pinned explicitly: refused, and nothing is served.
     const pinned = await cli(await fresh(), ['cat', byManifest, TOOL, '--archive-digest', sha256(forgedBytes)]);
     expect(pinned.code).toBe(1);
@@ -312,20 +348,35 @@ describe('archive trust', () => {
     } finally {
       await source.close();
     }
-    const elsewhere = altered(genuine, (c) => (c.metadata.storage = { ...c.metadata.storage!, registry: registryB.host, repository: 'mirror/basic' }));
+    const elsewhere = altered(
+      genuine,
+      (c) => (c.metadata.storage = { ...c.metadata.storage!, registry: registryB.host, repository: 'mirror/basic' }),
+    );
     const forged = await pushForged(registryA, repo, elsewhere, summary.archive.artifactDigest);
     const byManifest = `${registryA.host}/${repo}@${layout.image.manifestDigest}`;
 
     const trusting = await cli(await fresh(), ['cat', byManifest, TOOL, '--trust-referrers']);
     expect(trusting.code).toBe(0);
     expect(trusting.stdout.equals(genuineTool)).toBe(true);
-    expect(trusting.stderr).toMatch(new RegExp(`artifact=${forged}.*stores its layers in ${registryB.host}/mirror/basic, but it was found through ${registryA.host}/${repo}`));
+    expect(trusting.stderr).toMatch(
+      new RegExp(
+        `artifact=${forged}.*stores its layers in ${registryB.host}/mirror/basic, but it was found through ${registryA.host}/${repo}`,
+      ),
+    );
 
     const pinned = await cli(await fresh(), ['cat', byManifest, TOOL, '--archive-digest', sha256(elsewhere)]);
     expect(pinned.code).toBe(1);
     expect(pinned.stderr).toMatch(/stores its layers in .*mirror\/basic.*\[CLIP_E_ARCHIVE_UNTRUSTED\]/);
     // Declared as a mirror, the same pin is served (layers read from the other registry).
-    const mirrored = await cli(await fresh(), ['cat', byManifest, TOOL, '--archive-digest', sha256(elsewhere), '--mirror-of', `${registryB.host}/mirror/basic`]);
+    const mirrored = await cli(await fresh(), [
+      'cat',
+      byManifest,
+      TOOL,
+      '--archive-digest',
+      sha256(elsewhere),
+      '--mirror-of',
+      `${registryB.host}/mirror/basic`,
+    ]);
     expect(mirrored.code).toBe(0);
     expect(mirrored.stdout.equals(genuineTool)).toBe(true);
 
@@ -334,7 +385,11 @@ describe('archive trust', () => {
     await pushForged(registryA, repo, wrongDiff, summary.archive.artifactDigest);
     const diffRefused = await cli(await fresh(), ['cat', byManifest, TOOL, '--archive-digest', sha256(wrongDiff)]);
     expect(diffRefused.code).toBe(1);
-    expect(diffRefused.stderr).toMatch(new RegExp(`layer 0 diffID is sha256:[0-9a-f]{64}, manifest ${layout.image.manifestDigest} of .* says ${layout.image.layers[0]!.diffId}`));
+    expect(diffRefused.stderr).toMatch(
+      new RegExp(
+        `layer 0 diffID is sha256:[0-9a-f]{64}, manifest ${layout.image.manifestDigest} of .* says ${layout.image.layers[0]!.diffId}`,
+      ),
+    );
   }, 120_000);
 
   it('junk referrers (bad magic, oversized) are skipped by name without downloading them; the genuine archive is used', async () => {
@@ -351,10 +406,16 @@ describe('archive trust', () => {
     const pulled = await cli(await fresh(), ['pull-archive', byManifest, '--trust-referrers', '--json']);
     expect(pulled.code).toBe(0);
     const result = JSON.parse(pulled.out) as { blobDigest: string; networkBytes: number; trust: string; artifactDigest: string };
-    expect(result).toMatchObject({ blobDigest: summary.archive.blobDigest, artifactDigest: summary.archive.artifactDigest, trust: 'trusted-referrer' });
+    expect(result).toMatchObject({
+      blobDigest: summary.archive.blobDigest,
+      artifactDigest: summary.archive.artifactDigest,
+      trust: 'trusted-referrer',
+    });
     expect(pulled.stderr).toMatch(new RegExp(`artifact=${junkArtifact}.*not a clip archive \\(bad magic\\)`));
     expect(pulled.stderr).toMatch(new RegExp(`artifact=${zerosArtifact}.*not a clip archive \\(bad magic\\); not downloading it`));
-    expect(pulled.stderr).toMatch(new RegExp(`artifact=${hugeArtifact}.*is 50331648 bytes, more than the \\d+ bytes an archive of this image can need`));
+    expect(pulled.stderr).toMatch(
+      new RegExp(`artifact=${hugeArtifact}.*is 50331648 bytes, more than the \\d+ bytes an archive of this image can need`),
+    );
     // Neither the 8 MiB nor the 48 MiB blob was downloaded.
     expect(result.networkBytes).toBeLessThan(1024 * 1024);
 
@@ -362,7 +423,8 @@ describe('archive trust', () => {
     const list = await cli(await fresh(), ['pull-archive', byManifest, '--list', '--trust-referrers']);
     expect(list.code).toBe(0);
     expect(list.out).toMatch(new RegExp(`^use +${summary.archive.artifactDigest} via tag`, 'm'));
-    for (const artifact of [junkArtifact, zerosArtifact, hugeArtifact]) expect(list.out).toMatch(new RegExp(`^no +${artifact} via tag.*: `, 'm'));
+    for (const artifact of [junkArtifact, zerosArtifact, hugeArtifact])
+      expect(list.out).toMatch(new RegExp(`^no +${artifact} via tag.*: `, 'm'));
   }, 120_000);
 
   it('archive cache: two registries serving the same image digest do not share a cached archive', async () => {
@@ -389,7 +451,13 @@ describe('archive trust', () => {
       expect(again.stderr).toMatch(/msg="using cached archive"/);
       // A local user who can write the cache plants a remapped archive under the genuine name:
       // it is re-hashed, refused, and the genuine archive downloaded again.
-      const planted = join(cache, encodeURIComponent(registryB.host), 'trust', 'cache', `${fromB.summary.archive.blobDigest.replace(':', '-')}.clip`);
+      const planted = join(
+        cache,
+        encodeURIComponent(registryB.host),
+        'trust',
+        'cache',
+        `${fromB.summary.archive.blobDigest.replace(':', '-')}.clip`,
+      );
       await writeFile(planted, remapped(fromB.genuine));
       const afterPlant = await cli(cache, ['cat', `${registryB.host}/${repo}:v1`, TOOL]);
       expect(afterPlant.code).toBe(0);

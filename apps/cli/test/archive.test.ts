@@ -147,7 +147,12 @@ describe('clip archive (data-carrying)', () => {
     expect(local.stderr).toMatch(/truncated.*\[CLIP_E_ARCHIVE_FORMAT\]/);
     const headOnly = join(work, 'head-only.clip');
     await writeFile(headOnly, bytes.subarray(0, 200));
-    const remote = await startRangeServer(new Map([['t.clip', truncated], ['h.clip', headOnly]]));
+    const remote = await startRangeServer(
+      new Map([
+        ['t.clip', truncated],
+        ['h.clip', headOnly],
+      ]),
+    );
     try {
       for (const name of ['t.clip', 'h.clip']) {
         const result = await runCli(['ls', remote.url(name)]);

@@ -30,7 +30,10 @@ beforeAll(async () => {
   hostsDir = join(work, 'certs.d');
   const dir = join(hostsDir, `127.0.0.1_${origin.port}_`);
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'hosts.toml'), `server = "http://${origin.host}"\n\n[host."http://${mirror.host}"]\n  capabilities = ["pull", "resolve"]\n`);
+  await writeFile(
+    join(dir, 'hosts.toml'),
+    `server = "http://${origin.host}"\n\n[host."http://${mirror.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+  );
 }, 120_000);
 
 afterAll(async () => {
@@ -42,7 +45,14 @@ afterAll(async () => {
 async function worker(n: number): Promise<{ hosts: Array<Record<string, number | string>> }> {
   const mountpoint = join(work, `mnt-${n}`);
   await mkdir(mountpoint, { recursive: true });
-  const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', hostsDir, '--cache-dir', join(work, `cache-${n}`), '--read-timeout', '10']);
+  const mount = await startMount(image.archive, mountpoint, [
+    '--hosts-dir',
+    hostsDir,
+    '--cache-dir',
+    join(work, `cache-${n}`),
+    '--read-timeout',
+    '10',
+  ]);
   try {
     for (const [path, node] of image.expected) {
       if (node.type !== 'file') continue;
@@ -51,7 +61,10 @@ async function worker(n: number): Promise<{ hosts: Array<Record<string, number |
   } finally {
     await mount.stop();
   }
-  const line = mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'));
+  const line = mount
+    .stderr()
+    .split('\n')
+    .find((l) => l.startsWith('{"metrics"'));
   return JSON.parse(line!) as { hosts: Array<Record<string, number | string>> };
 }
 
@@ -81,20 +94,28 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     try {
       const dir = join(work, 'warm.d');
       await mkdir(join(dir, `127.0.0.1_${origin!.port}_`), { recursive: true });
-      await writeFile(join(dir, `127.0.0.1_${origin!.port}_`, 'hosts.toml'), `server = "http://${origin!.host}"\n[host."http://${cold.host}"]\n  capabilities = ["pull"]\n`);
+      await writeFile(
+        join(dir, `127.0.0.1_${origin!.port}_`, 'hosts.toml'),
+        `server = "http://${origin!.host}"\n[host."http://${cold.host}"]\n  capabilities = ["pull"]\n`,
+      );
 
       // --profile: only the layers holding the listed files.
       const file = [...image.expected].find(([, n]) => n.type === 'file' && (n.size ?? 0) > 0)![0];
       await writeFile(join(work, 'profile.txt'), `${file}\n`);
       const profiled = await runCli(['warm', image.archive, '--hosts-dir', dir, '--profile', join(work, 'profile.txt'), '--json']);
       expect(profiled.code, profiled.stderr).toBe(0);
-      const partial = JSON.parse(profiled.stdout.toString()) as { blobs: string[]; mirrors: Array<{ mirror: string; blobs: number; failed: unknown[] }> };
+      const partial = JSON.parse(profiled.stdout.toString()) as {
+        blobs: string[];
+        mirrors: Array<{ mirror: string; blobs: number; failed: unknown[] }>;
+      };
       expect(partial.blobs).toHaveLength(2); // config + the file's layer
       expect(partial.mirrors).toEqual([expect.objectContaining({ mirror: `http://${cold.host}`, blobs: 2, failed: [] })]);
 
       const all = await runCli(['warm', image.archive, '--hosts-dir', dir]);
       expect(all.code, all.stderr).toBe(0);
-      expect(all.stdout.toString()).toMatch(new RegExp(`^http://${cold.host.replace(/\./g, '\\.')}: (\\d+)/\\1 blobs \\(\\d+ already cached\\), `));
+      expect(all.stdout.toString()).toMatch(
+        new RegExp(`^http://${cold.host.replace(/\./g, '\\.')}: (\\d+)/\\1 blobs \\(\\d+ already cached\\), `),
+      );
       // The --profile run stored the config and one layer: those are not fetched again.
       expect(Number(/\((\d+) already cached\)/.exec(all.stdout.toString())![1])).toBeGreaterThanOrEqual(2);
       let last = -1;
@@ -105,7 +126,14 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
       const warmed = originBytes();
       const mountpoint = join(work, 'mnt-warm');
       await mkdir(mountpoint, { recursive: true });
-      const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', dir, '--cache-dir', join(work, 'cache-warm'), '--metrics', '127.0.0.1:0']);
+      const mount = await startMount(image.archive, mountpoint, [
+        '--hosts-dir',
+        dir,
+        '--cache-dir',
+        join(work, 'cache-warm'),
+        '--metrics',
+        '127.0.0.1:0',
+      ]);
       try {
         for (const [path, node] of image.expected) {
           if (node.type === 'file') expect(sha256(await readFile(join(mountpoint, path))), path).toBe(node.sha256);
@@ -113,13 +141,24 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
         // Per-host counters on the Prometheus endpoint too.
         const address = /msg="mounted".* metrics=(\S+)/.exec(mount.stderr())![1]!;
         const text = await (await fetch(`http://${address}/metrics`)).text();
-        const honoured = new RegExp(`clip_registry_host_ranges_honoured_total\\{host="http://${cold.host.replace(/\./g, '\\.')}",role="mirror"\\} (\\d+)`).exec(text);
+        const honoured = new RegExp(
+          `clip_registry_host_ranges_honoured_total\\{host="http://${cold.host.replace(/\./g, '\\.')}",role="mirror"\\} (\\d+)`,
+        ).exec(text);
         expect(Number(honoured?.[1])).toBeGreaterThan(0);
-        expect(text).toMatch(new RegExp(`clip_registry_host_range_requests_total\\{host="http://${origin!.host.replace(/\./g, '\\.')}",role="server"\\} 0`));
+        expect(text).toMatch(
+          new RegExp(`clip_registry_host_range_requests_total\\{host="http://${origin!.host.replace(/\./g, '\\.')}",role="server"\\} 0`),
+        );
       } finally {
         await mount.stop();
       }
-      const hosts = (JSON.parse(mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'))!) as { hosts: Array<Record<string, number>> }).hosts;
+      const hosts = (
+        JSON.parse(
+          mount
+            .stderr()
+            .split('\n')
+            .find((l) => l.startsWith('{"metrics"'))!,
+        ) as { hosts: Array<Record<string, number>> }
+      ).hosts;
       expect(hosts[0]!['fullResponses']).toBe(0);
       expect(hosts[1]!['rangeRequests']).toBe(0);
       expect(originBytes()).toBe(warmed);
@@ -142,7 +181,17 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     const published = await runCli(['publish', layout.ref, target, '-o', join(work, 'pub.clip')]);
     expect(published.code, published.stderr).toBe(0);
 
-    const pulled = await runCli(['pull-archive', target, '--hosts-dir', hostsDir, '--cache-dir', join(work, 'pull-cache'), '-o', join(work, 'pulled.clip'), '--json']);
+    const pulled = await runCli([
+      'pull-archive',
+      target,
+      '--hosts-dir',
+      hostsDir,
+      '--cache-dir',
+      join(work, 'pull-cache'),
+      '-o',
+      join(work, 'pulled.clip'),
+      '--json',
+    ]);
     expect(pulled.code, pulled.stderr).toBe(0);
     expect((await readFile(join(work, 'pulled.clip'))).equals(await readFile(join(work, 'pub.clip')))).toBe(true);
     // The archive blob came through the mirror.
@@ -161,7 +210,14 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     await writeFile(join(dir, 'hosts.toml'), `server = "http://${origin!.host}"\n[host."http://127.0.0.1:${downPort}"]\n`);
     const mountpoint = join(work, 'mnt-down');
     await mkdir(mountpoint, { recursive: true });
-    const mount = await startMount(image.archive, mountpoint, ['--hosts-dir', join(work, 'down.d'), '--cache-dir', join(work, 'cache-down'), '--read-timeout', '3']);
+    const mount = await startMount(image.archive, mountpoint, [
+      '--hosts-dir',
+      join(work, 'down.d'),
+      '--cache-dir',
+      join(work, 'cache-down'),
+      '--read-timeout',
+      '3',
+    ]);
     try {
       for (const [path, node] of image.expected) {
         if (node.type === 'file') expect(sha256(await readFile(join(mountpoint, path))), path).toBe(node.sha256);
@@ -169,7 +225,14 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     } finally {
       await mount.stop();
     }
-    const [m, s] = (JSON.parse(mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'))!) as { hosts: Array<Record<string, number>> }).hosts;
+    const [m, s] = (
+      JSON.parse(
+        mount
+          .stderr()
+          .split('\n')
+          .find((l) => l.startsWith('{"metrics"'))!,
+      ) as { hosts: Array<Record<string, number>> }
+    ).hosts;
     expect(m!['errors']).toBeGreaterThanOrEqual(1);
     expect(m!['rangesHonoured']).toBe(0);
     expect(s!['rangesHonoured']).toBeGreaterThan(0);
@@ -181,7 +244,9 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
     await writeFile(join(bad, `127.0.0.1_${origin!.port}_`, 'hosts.toml'), '[host."http://x"]\ncapabilities = ["pull", "teleport"]\n');
     const result = await runCli(['cat', image.archive, [...image.expected].find(([, n]) => n.type === 'file')![0], '--hosts-dir', bad]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`bad registry hosts file ${join(bad, `127.0.0.1_${origin!.port}_`, 'hosts.toml')}: [host."http://x"]: unknown capability "teleport"`);
+    expect(result.stderr).toContain(
+      `bad registry hosts file ${join(bad, `127.0.0.1_${origin!.port}_`, 'hosts.toml')}: [host."http://x"]: unknown capability "teleport"`,
+    );
     expect(result.stderr).toContain('CLIP_E_HOSTS_CONFIG');
     const missing = await runCli(['warm', image.archive, '--hosts-dir', join(work, 'no-such-dir')]);
     expect(missing.code).toBe(2);

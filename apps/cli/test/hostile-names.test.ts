@@ -51,14 +51,20 @@ async function index(label: string, tars: Uint8Array[], options: Parameters<type
 describe('names and messages from hostile images', () => {
   it('refuses a layer with non-UTF-8 names instead of merging them into one file', async () => {
     const layer = tarWithRawBytes(
-      [{ name: 'etc/', typeflag: '5' }, { name: 'etc/aZ', data: 'first\n' }, { name: 'etc/aZ', data: 'second\n' }],
+      [
+        { name: 'etc/', typeflag: '5' },
+        { name: 'etc/aZ', data: 'first\n' },
+        { name: 'etc/aZ', data: 'second\n' },
+      ],
       [0xff, 0xfe],
     );
     const result = await index('non-utf8', [layer]);
     expect(result.stderr).not.toMatch(/internal error/);
     // The first offending entry, its raw bytes escaped, and the layer digest.
     expect(result.stderr).toMatch(
-      new RegExp(`clip: error: layer ${result.layout.layerDigests[0]}: entry "etc/a\\\\xff" at byte \\d+: name \\(or link target\\) is not valid UTF-8.* \\[CLIP_E_LAYER_FORMAT\\]`),
+      new RegExp(
+        `clip: error: layer ${result.layout.layerDigests[0]}: entry "etc/a\\\\xff" at byte \\d+: name \\(or link target\\) is not valid UTF-8.* \\[CLIP_E_LAYER_FORMAT\\]`,
+      ),
     );
     expect(result.code).toBe(1);
   });
@@ -85,7 +91,10 @@ describe('names and messages from hostile images', () => {
   });
 
   it.each(['gzip', 'zstd'] as const)('names the layer when its %s stream is corrupt', async (compression) => {
-    const big = tar([{ name: 'etc/', typeflag: '5' }, { name: 'etc/data', data: 'clip '.repeat(200_000) }]);
+    const big = tar([
+      { name: 'etc/', typeflag: '5' },
+      { name: 'etc/data', data: 'clip '.repeat(200_000) },
+    ]);
     const result = await index(`${compression}-corrupt`, [big], {
       compression,
       mutateBlob: (blob) => {
@@ -95,7 +104,9 @@ describe('names and messages from hostile images', () => {
       },
     });
     expect(result.stderr).not.toMatch(/internal error/);
-    expect(result.stderr).toMatch(new RegExp(`clip: error: layer ${result.layout.layerDigests[0]}: ${compression} stream is corrupt.*\\[CLIP_E_LAYER_FORMAT\\]`));
+    expect(result.stderr).toMatch(
+      new RegExp(`clip: error: layer ${result.layout.layerDigests[0]}: ${compression} stream is corrupt.*\\[CLIP_E_LAYER_FORMAT\\]`),
+    );
     expect(result.code).toBe(1);
   });
 
@@ -143,7 +154,11 @@ describe('names and messages from hostile images', () => {
   });
 
   it('names a username without a password instead of "none were found"', async () => {
-    const registry = await startRegistry({ storageDir: join(work, 'auth-registry'), port: await freePort(), auth: { kind: 'htpasswd', users: [{ username: 'alice', password: 'pw-19' }] } });
+    const registry = await startRegistry({
+      storageDir: join(work, 'auth-registry'),
+      port: await freePort(),
+      auth: { kind: 'htpasswd', users: [{ username: 'alice', password: 'pw-19' }] },
+    });
     try {
       const result = await runCli(['pull-archive', `${registry.host}/repo:tag`, '-o', join(work, 'y.clip')], {
         env: { CLIP_REGISTRY_USERNAME: 'alice', CLIP_REGISTRY_PASSWORD: undefined, DOCKER_CONFIG: join(work, 'no-docker-config') },
@@ -156,4 +171,3 @@ describe('names and messages from hostile images', () => {
     }
   });
 });
-

@@ -24,7 +24,9 @@ async function index(label: string, tars: Uint8Array[]): Promise<{ code: number;
   const dir = join(work, label.replace(/\W+/g, '-'));
   const layout = await writeRawLayout(dir, 'hostile', tars);
   const output = join(dir, 'out.clip');
-  const result = await runCli(['index', layout.ref, '-o', output, '--storage-ref', STORAGE, '--no-progress'], { timeoutMs: COMMAND_TIMEOUT_MS });
+  const result = await runCli(['index', layout.ref, '-o', output, '--storage-ref', STORAGE, '--no-progress'], {
+    timeoutMs: COMMAND_TIMEOUT_MS,
+  });
   return { code: result.code, stderr: result.stderr, output };
 }
 
@@ -36,33 +38,56 @@ function expectTypedFailure(result: { code: number; stderr: string }, pattern: R
 }
 
 const ok: RawMember = { name: 'etc/ok', data: 'fine\n' };
-const base = tar([{ name: 'etc/', typeflag: '5' }, { name: 'etc/base', data: 'base\n' }]);
+const base = tar([
+  { name: 'etc/', typeflag: '5' },
+  { name: 'etc/base', data: 'base\n' },
+]);
 
 const REFUSED: Array<[string, () => Uint8Array, RegExp]> = [
   ['bad header checksum', () => tar([ok, { name: 'etc/bad', data: 'x', badChecksum: true }]), /checksum/],
-  ['negative size (base-256)', () => {
-    const data = tar([ok, { name: 'etc/neg', data: 'x' }]);
-    const at = 512 * 2 + 124; // second member's size field
-    data.fill(0xff, at, at + 12);
-    fixChecksum(data, 1024);
-    return data;
-  }, /negative size|CLIP_E_LAYER_FORMAT/],
+  [
+    'negative size (base-256)',
+    () => {
+      const data = tar([ok, { name: 'etc/neg', data: 'x' }]);
+      const at = 512 * 2 + 124; // second member's size field
+      data.fill(0xff, at, at + 12);
+      fixChecksum(data, 1024);
+      return data;
+    },
+    /negative size|CLIP_E_LAYER_FORMAT/,
+  ],
   ['huge size with the data missing', () => tar([ok, { name: 'etc/huge', data: 'x', sizeField: 0o77777777777 }]), /truncated/],
-  ['octal garbage in the size', () => {
-    const data = tar([ok, { name: 'etc/garbage', data: 'x' }]);
-    data.set(Buffer.from('12x45\0'), 1024 + 124);
-    fixChecksum(data, 1024);
-    return data;
-  }, /CLIP_E_LAYER_FORMAT/],
+  [
+    'octal garbage in the size',
+    () => {
+      const data = tar([ok, { name: 'etc/garbage', data: 'x' }]);
+      data.set(Buffer.from('12x45\0'), 1024 + 124);
+      fixChecksum(data, 1024);
+      return data;
+    },
+    /CLIP_E_LAYER_FORMAT/,
+  ],
   ['truncated entry', () => tar([ok, { name: 'etc/big', data: 'y'.repeat(3000) }], { endMarker: false }).subarray(0, 2048), /truncated/],
   ['../ in a name', () => tar([ok, { name: '../../etc/passwd', data: 'x' }]), /"\.\." component/],
-  ['.. hidden in a PAX path', () => tar([ok, { name: 'x', data: 'x', pax: { path: 'a/../../../root/.ssh/authorized_keys' } }]), /"\.\." component/],
+  [
+    '.. hidden in a PAX path',
+    () => tar([ok, { name: 'x', data: 'x', pax: { path: 'a/../../../root/.ssh/authorized_keys' } }]),
+    /"\.\." component/,
+  ],
   ['NUL in a name', () => tar([ok, { name: 'x', pax: { path: 'etc/a\0b' } }]), /NUL/],
   ['hardlink to a missing target', () => tar([ok, { name: 'h', typeflag: '1', linkname: 'missing' }]), /does not exist/],
   ['hardlink escaping the root', () => tar([ok, { name: 'h', typeflag: '1', linkname: '../../etc/shadow' }]), /"\.\." component/],
-  ['hardlink loop', () => tar([ok, { name: 'h1', typeflag: '1', linkname: 'h2' }, { name: 'h2', typeflag: '1', linkname: 'h1' }]), /does not exist|loop|CLIP_E_LAYER_FORMAT/],
+  [
+    'hardlink loop',
+    () => tar([ok, { name: 'h1', typeflag: '1', linkname: 'h2' }, { name: 'h2', typeflag: '1', linkname: 'h1' }]),
+    /does not exist|loop|CLIP_E_LAYER_FORMAT/,
+  ],
   ['hardlink to itself', () => tar([ok, { name: 'self', typeflag: '1', linkname: 'self' }]), /does not exist|itself|CLIP_E_LAYER_FORMAT/],
-  ['hardlink to a directory', () => tar([ok, { name: 'd/', typeflag: '5' }, { name: 'hd', typeflag: '1', linkname: 'd' }]), /director|CLIP_E_LAYER_FORMAT/],
+  [
+    'hardlink to a directory',
+    () => tar([ok, { name: 'd/', typeflag: '5' }, { name: 'hd', typeflag: '1', linkname: 'd' }]),
+    /director|CLIP_E_LAYER_FORMAT/,
+  ],
   ['not a tar at all', () => new Uint8Array(4096).fill(0x41), /CLIP_E_LAYER_FORMAT/],
 ];
 
@@ -90,14 +115,27 @@ describe('legal but nasty layers index within bounds, and links stay inside the 
   });
 
   it('duplicate entries: the later one wins', async () => {
-    const result = await index('duplicates', [base, tar([{ name: 'etc/dup', data: 'first\n' }, { name: 'etc/dup', data: 'second!\n' }])]);
+    const result = await index('duplicates', [
+      base,
+      tar([
+        { name: 'etc/dup', data: 'first\n' },
+        { name: 'etc/dup', data: 'second!\n' },
+      ]),
+    ]);
     expect(result.code, result.stderr).toBe(0);
     const ls = await runCli(['ls', '-l', result.output, '/etc']).catch(() => undefined);
     if (ls && ls.code === 0) expect(ls.stdout.toString()).toMatch(/dup/);
   });
 
   it('symlink loops index, and clip cat through one fails with a typed error instead of looping', async () => {
-    const result = await index('symlink-loop', [base, tar([{ name: 'a', typeflag: '2', linkname: 'b' }, { name: 'b', typeflag: '2', linkname: 'a' }, { name: 'self', typeflag: '2', linkname: './self' }])]);
+    const result = await index('symlink-loop', [
+      base,
+      tar([
+        { name: 'a', typeflag: '2', linkname: 'b' },
+        { name: 'b', typeflag: '2', linkname: 'a' },
+        { name: 'self', typeflag: '2', linkname: './self' },
+      ]),
+    ]);
     expect(result.code, result.stderr).toBe(0);
     for (const path of ['/a', '/self']) {
       const cat = await runCli(['cat', result.output, path], { timeoutMs: COMMAND_TIMEOUT_MS });
@@ -148,22 +186,30 @@ describe('hostile manifests', () => {
 
   const CASES: Array<[string, (m: Record<string, unknown>) => void, boolean]> = [
     ['wrong manifest media type', (m) => (m.mediaType = 'application/vnd.example.not-a-manifest+json'), false],
-    ['wrong layer media type', (m) => ((m.layers as Array<Record<string, unknown>>)[0]!.mediaType = 'application/x-shockwave-flash'), false],
+    [
+      'wrong layer media type',
+      (m) => ((m.layers as Array<Record<string, unknown>>)[0]!.mediaType = 'application/x-shockwave-flash'),
+      false,
+    ],
     ['layers not a list', (m) => (m.layers = { evil: true }), false],
     ['missing layer blob', () => {}, true],
     ['layer digest not a digest', (m) => ((m.layers as Array<Record<string, unknown>>)[0]!.digest = 'sha256:../../../etc/passwd'), false],
   ];
   it.each(CASES)('%s', async (label, edit, dropLayer) => {
     const ref = await layoutWithManifest(label.replace(/\W+/g, '-'), edit, dropLayer);
-    const result = await runCli(['index', ref, '-o', join(work, `${label.replace(/\W+/g, '-')}.clip`), '--storage-ref', STORAGE, '--no-progress'], { timeoutMs: COMMAND_TIMEOUT_MS });
+    const result = await runCli(
+      ['index', ref, '-o', join(work, `${label.replace(/\W+/g, '-')}.clip`), '--storage-ref', STORAGE, '--no-progress'],
+      { timeoutMs: COMMAND_TIMEOUT_MS },
+    );
     expectTypedFailure(result, /CLIP_E_/);
   });
 
   it('a layer size that lies (digest right) is indexed from the real bytes or refused, never a crash', async () => {
     const ref = await layoutWithManifest('size-lies', (m) => ((m.layers as Array<Record<string, unknown>>)[0]!.size = 1));
-    const result = await runCli(['index', ref, '-o', join(work, 'size-lies.clip'), '--storage-ref', STORAGE, '--no-progress'], { timeoutMs: COMMAND_TIMEOUT_MS });
+    const result = await runCli(['index', ref, '-o', join(work, 'size-lies.clip'), '--storage-ref', STORAGE, '--no-progress'], {
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
     expect(result.stderr).not.toMatch(/internal error/);
     expect([0, 1]).toContain(result.code);
   });
 });
-

@@ -44,9 +44,20 @@ describe('index progress', () => {
 
   it('summary line', () => {
     const text = formatSummary({
-      files: 3, directories: 2, layers: 1, checkpoints: 4, archiveBytes: 2048, seconds: 1.25, bytesRead: 3 * MiB, networkBytes: 0, manifestDigest: 'sha256:x', output: 'out.clip',
+      files: 3,
+      directories: 2,
+      layers: 1,
+      checkpoints: 4,
+      archiveBytes: 2048,
+      seconds: 1.25,
+      bytesRead: 3 * MiB,
+      networkBytes: 0,
+      manifestDigest: 'sha256:x',
+      output: 'out.clip',
     });
-    expect(text).toBe('wrote out.clip: 3 files, 2 directories, 1 layers, 4 checkpoints, archive 2.0 KiB; read 3.0 MiB (0 B over the network) in 1.3 s\n');
+    expect(text).toBe(
+      'wrote out.clip: 3 files, 2 directories, 1 layers, 4 checkpoints, archive 2.0 KiB; read 3.0 MiB (0 B over the network) in 1.3 s\n',
+    );
   });
 });
 

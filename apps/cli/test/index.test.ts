@@ -19,10 +19,15 @@ interface Result {
 
 function clip(args: string[]): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, CLIP_LOG_FORMAT: 'logfmt' }, timeout: 120_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, CLIP_LOG_FORMAT: 'logfmt' }, timeout: 120_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -50,7 +55,9 @@ describe('clip index', () => {
     expect(summary).toMatchObject({ layers: 1, networkBytes: 0, manifestDigest: special.image.manifestDigest, output });
     expect(summary['files']).toBeGreaterThan(10);
     expect(result.stderr).toMatch(
-      new RegExp(`level=info msg="indexing from local OCI layout with remote storage reference" source_ref=${special.ref.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} storage_ref=127\\.0\\.0\\.1:9/clip/special:v1`),
+      new RegExp(
+        `level=info msg="indexing from local OCI layout with remote storage reference" source_ref=${special.ref.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} storage_ref=127\\.0\\.0\\.1:9/clip/special:v1`,
+      ),
     );
     // The CLI scans in worker threads; the library in-thread: the archives must not differ.
     const library = join(work, 'special-library.clip');
@@ -79,7 +86,12 @@ describe('clip index', () => {
       expect(summary.manifestDigest).toBe(special.image.manifestDigest);
       expect(result.stderr).not.toContain('indexing from local OCI layout');
       const archive = await readArchiveFile(output);
-      expect(archive.metadata.storage).toEqual({ registry: registry.host, repository: 'clip/special', tag: 'v1', manifestDigest: special.image.manifestDigest });
+      expect(archive.metadata.storage).toEqual({
+        registry: registry.host,
+        repository: 'clip/special',
+        tag: 'v1',
+        manifestDigest: special.image.manifestDigest,
+      });
       const local = join(work, 'local-for-registry.clip');
       await createArchive({ source: special.ref, storageRef: ref, output: local, workers: false });
       expect([...archive.walk()].map(({ path, inode }) => [path, inode.ino, inode.size, inode.data?.offset])).toEqual(
@@ -112,7 +124,17 @@ describe('clip index', () => {
 
   it('--platform picks an image of an index', async () => {
     const arm = multiarch.images.find((image) => image.platform.architecture === 'arm64')!;
-    const result = await clip(['index', multiarch.ref, '-o', join(work, 'arm.clip'), '--storage-ref', STORAGE, '--platform', 'linux/arm64', '--json']);
+    const result = await clip([
+      'index',
+      multiarch.ref,
+      '-o',
+      join(work, 'arm.clip'),
+      '--storage-ref',
+      STORAGE,
+      '--platform',
+      'linux/arm64',
+      '--json',
+    ]);
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ manifestDigest: arm.manifestDigest });
   });
@@ -136,7 +158,12 @@ describe('clip inspect and clip ls', () => {
       archiveBytes: number;
     };
     expect(report.metadata.sourceRef).toBe(special.ref);
-    expect(report.metadata.storage).toEqual({ registry: '127.0.0.1:9', repository: 'clip/special', tag: 'v1', manifestDigest: special.image.manifestDigest });
+    expect(report.metadata.storage).toEqual({
+      registry: '127.0.0.1:9',
+      repository: 'clip/special',
+      tag: 'v1',
+      manifestDigest: special.image.manifestDigest,
+    });
     expect(report.metadata.platform).toMatchObject({ os: 'linux', architecture: 'amd64' });
     expect(report.layers).toHaveLength(1);
     expect(report.layers[0]).toMatchObject({ digest: special.image.layers[0]!.digest, compression: 'gzip' });

@@ -45,7 +45,12 @@ beforeAll(async () => {
   });
   // Incompressible, so every chunk read is a new range request.
   data = randomBytes(CHUNK * CHUNKS);
-  const layout = await writeRawLayout(join(work, 'layout'), 'v1', [tar([{ name: 'data/', typeflag: '5' }, { name: 'data/blob', data }])]);
+  const layout = await writeRawLayout(join(work, 'layout'), 'v1', [
+    tar([
+      { name: 'data/', typeflag: '5' },
+      { name: 'data/blob', data },
+    ]),
+  ]);
   const storageRef = `${registry.host}/rotate/app:v1`;
   await skopeoCopy(layout.ref, `docker://${storageRef}`, { destCreds: { username: USER, password: OLD_PASSWORD } });
   const worker = join(work, 'worker');
@@ -85,7 +90,11 @@ async function pacedReads(mountpoint: string, rotate: () => Promise<void>): Prom
 }
 
 function check(out: string): { lines: string[]; wrong: string[] } {
-  const expected = Array.from({ length: CHUNKS }, (_, i) => createHash('sha256').update(data.subarray(i * CHUNK, (i + 1) * CHUNK)).digest('hex'));
+  const expected = Array.from({ length: CHUNKS }, (_, i) =>
+    createHash('sha256')
+      .update(data.subarray(i * CHUNK, (i + 1) * CHUNK))
+      .digest('hex'),
+  );
   const lines = out.trim().split('\n');
   return { lines, wrong: lines.filter((line) => line.split(' ')[1] !== expected[Number(line.split(' ')[0])]) };
 }
@@ -96,7 +105,9 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     await mkdir(dockerConfig);
     await writeDockerConfig(dockerConfig, registry!.host, OLD_PASSWORD);
     const mountpoint = await tempDir('mnt');
-    mount = await startMount(archive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], { env: { DOCKER_CONFIG: dockerConfig } });
+    mount = await startMount(archive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
+      env: { DOCKER_CONFIG: dockerConfig },
+    });
 
     const rotate = async () => {
       tokens!.setPassword(NEW_PASSWORD);
@@ -114,7 +125,9 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     expect(metrics?.['readErrors']).toBe(0);
     // Tokens really expired and were renewed many times, with the new password at the end.
     const granted = tokens!.log.filter((entry) => entry.granted && entry.user === USER);
-    console.info(`bearer: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}, refused ${tokens!.log.filter((e) => !e.granted).length}`);
+    console.info(
+      `bearer: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}, refused ${tokens!.log.filter((e) => !e.granted).length}`,
+    );
     expect(granted.length).toBeGreaterThanOrEqual(6);
     expect(tokens!.log.at(-1)).toMatchObject({ user: USER, granted: true });
     expect(stderr).toMatch(/registry credentials changed/);
@@ -125,7 +138,9 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     await mkdir(dockerConfig);
     await writeDockerConfig(dockerConfig, basicRegistry!.host, OLD_PASSWORD);
     const mountpoint = await tempDir('mnt');
-    mount = await startMount(basicArchive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], { env: { DOCKER_CONFIG: dockerConfig } });
+    mount = await startMount(basicArchive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
+      env: { DOCKER_CONFIG: dockerConfig },
+    });
     const rotate = async () => {
       await writeFile(basicRegistry!.htpasswdPath!, `${await htpasswdLine({ username: USER, password: NEW_PASSWORD })}\n`);
       await new Promise((resolve) => setTimeout(resolve, 300));

@@ -9,7 +9,18 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
-import { CLI, prepareFixture, removeAll, run, runCli, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import {
+  CLI,
+  prepareFixture,
+  removeAll,
+  run,
+  runCli,
+  sh,
+  startMount,
+  tempDir,
+  type PreparedImage,
+  type RunningMount,
+} from './mount-harness.js';
 
 let work: string;
 let registry: RunningRegistry | undefined;
@@ -84,7 +95,9 @@ describe('clip mount hardening', () => {
         const mountpoint = await mountpointDir();
         const result = await runCli(['mount', image.archive, mountpoint, '--metrics', address], { timeoutMs: 30_000 });
         expect(result.stderr).not.toMatch(/internal error|\n\s+at /);
-        expect(result.stderr).toMatch(new RegExp(`clip: error: cannot serve metrics on ${address.replace(/\./g, '\\.')}: .*\\[CLIP_E_METRICS_LISTEN\\]`));
+        expect(result.stderr).toMatch(
+          new RegExp(`clip: error: cannot serve metrics on ${address.replace(/\./g, '\\.')}: .*\\[CLIP_E_METRICS_LISTEN\\]`),
+        );
         expect(result.code).toBe(1);
         expect(await mountCount(mountpoint)).toBe(0);
       }

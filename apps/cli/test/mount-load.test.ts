@@ -67,10 +67,13 @@ describe('clip mount under load', () => {
     const timeline: number[] = [];
     let ticks = 0;
     const sampler = setInterval(() => {
-      rssBytes(pid).then((rss) => {
-        peak = Math.max(peak, rss);
-        if (ticks++ % 20 === 0) timeline.push(Math.round(rss / MiB));
-      }, () => {});
+      rssBytes(pid).then(
+        (rss) => {
+          peak = Math.max(peak, rss);
+          if (ticks++ % 20 === 0) timeline.push(Math.round(rss / MiB));
+        },
+        () => {},
+      );
     }, 100);
     let report;
     try {
@@ -87,7 +90,15 @@ describe('clip mount under load', () => {
     } finally {
       clearInterval(sampler);
     }
-    console.log('load run', JSON.stringify({ report, peakRssMiB: Math.round(peak / MiB), rssTimelineMiB: timeline, budgetMiB: (MEMORY_CACHE + RSS_OVERHEAD) / MiB }));
+    console.log(
+      'load run',
+      JSON.stringify({
+        report,
+        peakRssMiB: Math.round(peak / MiB),
+        rssTimelineMiB: timeline,
+        budgetMiB: (MEMORY_CACHE + RSS_OVERHEAD) / MiB,
+      }),
+    );
     expect(report.wrong, report.wrongSamples.join('\n')).toBe(0);
     expect(report.eio).toBe(0);
     expect(report.otherErrors).toEqual({});
@@ -154,7 +165,16 @@ describe('disk cache sabotage', () => {
     // No memory cache: every read that misses the page cache goes through the disk cache.
     const mount = await newMount(['--memory-cache', '0', '--cache-dir', cacheDir]);
     // Fill the cache first, so sabotage has something to hit.
-    await runRandomReads(work, { mountpoint: mount.mountpoint, rootfs: image.rootfs, files: image.files, reads: 800, durationMs: 20_000, concurrency: 8, maxLength: 64 * 1024, seed: 10 });
+    await runRandomReads(work, {
+      mountpoint: mount.mountpoint,
+      rootfs: image.rootfs,
+      files: image.files,
+      reads: 800,
+      durationMs: 20_000,
+      concurrency: 8,
+      maxLength: 64 * 1024,
+      seed: 10,
+    });
     // A second mount on the same (sabotaged) cache directory sees no page cache of the first one.
     const second = await newMount(['--memory-cache', '0', '--cache-dir', cacheDir]);
     let seed = 99;
@@ -170,13 +190,25 @@ describe('disk cache sabotage', () => {
     })();
     let report;
     try {
-      report = await runRandomReads(work, { mountpoint: second.mountpoint, rootfs: image.rootfs, files: image.files, reads: 3000, durationMs: 40_000, concurrency: 16, maxLength: 128 * 1024, seed: 11 });
+      report = await runRandomReads(work, {
+        mountpoint: second.mountpoint,
+        rootfs: image.rootfs,
+        files: image.files,
+        reads: 3000,
+        durationMs: 40_000,
+        concurrency: 16,
+        maxLength: 128 * 1024,
+        seed: 11,
+      });
     } finally {
       stopping = true;
       await saboteur;
     }
     const metrics = await second.stop();
-    console.log('sabotage run', JSON.stringify({ report, acts, diskCacheCorrupt: metrics?.diskCacheCorrupt, diskCacheHits: metrics?.diskCacheHits }));
+    console.log(
+      'sabotage run',
+      JSON.stringify({ report, acts, diskCacheCorrupt: metrics?.diskCacheCorrupt, diskCacheHits: metrics?.diskCacheHits }),
+    );
     expect(report.wrong, report.wrongSamples.join('\n')).toBe(0);
     expect(report.eio).toBe(0);
     expect(report.otherErrors).toEqual({});
@@ -194,7 +226,16 @@ describe('disk cache sabotage', () => {
     // Fill it up with something that is not ours.
     await writeFile(join(cacheDir, 'filler'), Buffer.alloc(1024 * 1024 - 8192)).catch(() => {});
     const mount = await newMount(['--memory-cache', '0', '--cache-dir', cacheDir, '--cache-size', '64MiB']);
-    const report = await runRandomReads(work, { mountpoint: mount.mountpoint, rootfs: image.rootfs, files: image.files, reads: 1000, durationMs: 30_000, concurrency: 8, maxLength: 128 * 1024, seed: 12 });
+    const report = await runRandomReads(work, {
+      mountpoint: mount.mountpoint,
+      rootfs: image.rootfs,
+      files: image.files,
+      reads: 1000,
+      durationMs: 30_000,
+      concurrency: 8,
+      maxLength: 128 * 1024,
+      seed: 12,
+    });
     console.log('full disk run', JSON.stringify(report));
     expect(report.wrong, report.wrongSamples.join('\n')).toBe(0);
     expect(report.eio).toBe(0);

@@ -65,7 +65,9 @@ const asUser = (script: string) => sh(`setpriv ${SETPRIV.join(' ')} sh -c '${scr
 
 /** `clip mount` as the ordinary user, with helpers to follow its serving processes. */
 function startUserMount(args: string[] = []) {
-  const started = spawn('setpriv', [...SETPRIV, process.execPath, CLI, 'mount', archive, mountpoint, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const started = spawn('setpriv', [...SETPRIV, process.execPath, CLI, 'mount', archive, mountpoint, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   child = started;
   let stderr = '';
   started.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -80,50 +82,60 @@ function startUserMount(args: string[] = []) {
   return { child: started, exited, servers, until, stderr: () => stderr };
 }
 
-it.skipIf(skip !== undefined)('mounts, reads and unmounts on SIGINT as an ordinary user (fusermount3)', async () => {
-  const mount = startUserMount();
-  await mount.until(() => mount.servers().length === 1);
+it.skipIf(skip !== undefined)(
+  'mounts, reads and unmounts on SIGINT as an ordinary user (fusermount3)',
+  async () => {
+    const mount = startUserMount();
+    await mount.until(() => mount.servers().length === 1);
 
-  const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mountpoint);
-  expect(line).toMatch(/fuse\.clip .*user_id=65534/);
-  expect((await asUser(`cat ${mountpoint}/etc/hello`)).stdout).toBe('hello from a rootless mount\n');
-  expect((await asUser(`sha256sum < ${mountpoint}/etc/data.bin`)).stdout).toBe(`${sha256(content)}  -\n`);
+    const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mountpoint);
+    expect(line).toMatch(/fuse\.clip .*user_id=65534/);
+    expect((await asUser(`cat ${mountpoint}/etc/hello`)).stdout).toBe('hello from a rootless mount\n');
+    expect((await asUser(`sha256sum < ${mountpoint}/etc/data.bin`)).stdout).toBe(`${sha256(content)}  -\n`);
 
-  // The serving process is the user's too, and a killed one is replaced.
-  process.kill(mount.servers()[0]!, 'SIGKILL');
-  await mount.until(() => mount.servers().length === 2);
-  expect((await asUser(`tail -c 100000 ${mountpoint}/etc/data.bin | sha256sum`)).stdout).toBe(`${sha256(content.subarray(-100_000))}  -\n`);
+    // The serving process is the user's too, and a killed one is replaced.
+    process.kill(mount.servers()[0]!, 'SIGKILL');
+    await mount.until(() => mount.servers().length === 2);
+    expect((await asUser(`tail -c 100000 ${mountpoint}/etc/data.bin | sha256sum`)).stdout).toBe(
+      `${sha256(content.subarray(-100_000))}  -\n`,
+    );
 
-  mount.child.kill('SIGINT');
-  expect(await mount.exited).toBe(0);
-  expect(mount.stderr()).toMatch(/^\{"metrics":/m);
-  expect(mount.stderr()).toMatch(/msg="unmounted"/);
-  expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
-}, 60_000);
+    mount.child.kill('SIGINT');
+    expect(await mount.exited).toBe(0);
+    expect(mount.stderr()).toMatch(/^\{"metrics":/m);
+    expect(mount.stderr()).toMatch(/msg="unmounted"/);
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
+  },
+  60_000,
+);
 
-it.skipIf(skip !== undefined)('cleans its own stale mount with --force-unmount-stale, without root', async () => {
-  const crashed = startUserMount(['--no-standby']);
-  await crashed.until(() => crashed.servers().length === 1);
-  // Both processes die at once: the supervisor is stopped first so it starts no other server.
-  crashed.child.kill('SIGSTOP');
-  const server = crashed.servers()[0]!;
-  process.kill(server, 'SIGKILL');
-  crashed.child.kill('SIGKILL');
-  await crashed.exited;
-  await processGone(server);
-  // The kernel may release the last descriptor a moment after the processes are gone (delayed
-  // fput): a request sent meanwhile fails with ECONNABORTED instead of ENOTCONN.
-  const stale = await asUser(`stat -f ${mountpoint}`);
-  expect(stale.stderr, stale.stderr).toMatch(/Transport endpoint is not connected|Software caused connection abort/);
+it.skipIf(skip !== undefined)(
+  'cleans its own stale mount with --force-unmount-stale, without root',
+  async () => {
+    const crashed = startUserMount(['--no-standby']);
+    await crashed.until(() => crashed.servers().length === 1);
+    // Both processes die at once: the supervisor is stopped first so it starts no other server.
+    crashed.child.kill('SIGSTOP');
+    const server = crashed.servers()[0]!;
+    process.kill(server, 'SIGKILL');
+    crashed.child.kill('SIGKILL');
+    await crashed.exited;
+    await processGone(server);
+    // The kernel may release the last descriptor a moment after the processes are gone (delayed
+    // fput): a request sent meanwhile fails with ECONNABORTED instead of ENOTCONN.
+    const stale = await asUser(`stat -f ${mountpoint}`);
+    expect(stale.stderr, stale.stderr).toMatch(/Transport endpoint is not connected|Software caused connection abort/);
 
-  const refused = await asUser(`${process.execPath} ${CLI} mount ${archive} ${mountpoint}`);
-  expect(refused.code).toBe(1);
-  expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount3 -u/);
+    const refused = await asUser(`${process.execPath} ${CLI} mount ${archive} ${mountpoint}`);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/stale FUSE mount.*fusermount3 -u/);
 
-  const forced = startUserMount(['--force-unmount-stale']);
-  await forced.until(() => forced.servers().length === 1);
-  expect((await asUser(`cat ${mountpoint}/etc/hello`)).stdout).toBe('hello from a rootless mount\n');
-  forced.child.kill('SIGINT');
-  expect(await forced.exited).toBe(0);
-  expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
-}, 60_000);
+    const forced = startUserMount(['--force-unmount-stale']);
+    await forced.until(() => forced.servers().length === 1);
+    expect((await asUser(`cat ${mountpoint}/etc/hello`)).stdout).toBe('hello from a rootless mount\n');
+    forced.child.kill('SIGINT');
+    expect(await forced.exited).toBe(0);
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mountpoint} `);
+  },
+  60_000,
+);

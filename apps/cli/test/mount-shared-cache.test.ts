@@ -71,7 +71,8 @@ afterAll(async () => {
 
 /** Reads everything through both mounts twice; returns the most cache entry bytes seen meanwhile. */
 async function readBothTwice(cache: string, args: string[]): Promise<number> {
-  for (const image of images) mounts.push(await startMount(image.archive, await tempDir('mnt'), ['--cache-dir', cache, '--memory-cache', '0', ...args]));
+  for (const image of images)
+    mounts.push(await startMount(image.archive, await tempDir('mnt'), ['--cache-dir', cache, '--memory-cache', '0', ...args]));
   let peak = 0;
   let sampling = true;
   const sampler = (async () => {
@@ -84,7 +85,11 @@ async function readBothTwice(cache: string, args: string[]): Promise<number> {
   try {
     for (let pass = 0; pass < 2; pass++) {
       // Both mounts read all their files at once.
-      const outs = await Promise.all(mounts.map((mount) => sh(`cd '${mount.mountpoint}/data' && for i in $(seq 0 ${FILES - 1}); do sha256sum f$i | cut -d' ' -f1; done`)));
+      const outs = await Promise.all(
+        mounts.map((mount) =>
+          sh(`cd '${mount.mountpoint}/data' && for i in $(seq 0 ${FILES - 1}); do sha256sum f$i | cut -d' ' -f1; done`),
+        ),
+      );
       outs.forEach((out, i) => {
         expect(out.stdout.trim().split('\n')).toEqual(images[i]!.hashes);
       });

@@ -9,7 +9,18 @@ import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildLayout, type EntrySpec, startRegistry, type RunningRegistry } from '@clip/testkit';
-import { prepareLayout, processGone, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import {
+  prepareLayout,
+  processGone,
+  removeAll,
+  runCli,
+  servingPid,
+  sh,
+  startMount,
+  tempDir,
+  type PreparedImage,
+  type RunningMount,
+} from './mount-harness.js';
 
 const FILES = 3000;
 const KILLS = 3;
@@ -27,7 +38,11 @@ beforeAll(async () => {
   for (let i = 0; i < FILES; i++) {
     const dir = `files/d${i % 30}`;
     if (i < 30) entries.push({ type: 'dir', path: dir });
-    entries.push({ type: 'file', path: `${dir}/f${i}`, content: { generate: i % 3 ? 'random' : 'text', size: 500 + ((i * 7919) % 12_000), seed: i } });
+    entries.push({
+      type: 'file',
+      path: `${dir}/f${i}`,
+      content: { generate: i % 3 ? 'random' : 'text', size: 500 + ((i * 7919) % 12_000), seed: i },
+    });
   }
   const layout = await buildLayout(join(work, 'layout'), { tag: 'survive', layers: [{ compression: 'gzip', entries }] });
   image = await prepareLayout(registry, work, 'survive', layout);
@@ -117,7 +132,14 @@ it('reads every file with the right bytes while the serving process is SIGKILLed
     while (servingPid(mount) === pid && mount.alive()) await new Promise((resolve) => setTimeout(resolve, 20));
   }
   expect(await finished).toBe(0);
-  const result = JSON.parse(out.trim().split('\n').at(-1)!) as { done: number; failed: number; wrong: number; maxStallMs: number; slowest: string; errors: string[] };
+  const result = JSON.parse(out.trim().split('\n').at(-1)!) as {
+    done: number;
+    failed: number;
+    wrong: number;
+    maxStallMs: number;
+    slowest: string;
+    errors: string[];
+  };
   console.log(
     `survive: ${result.done} files read, ${result.failed} failed, ${result.wrong} wrong; ${killed.length} kills; ` +
       `longest stall ${result.maxStallMs.toFixed(0)} ms (${result.slowest}); takeover ${takeovers(mount.stderr()).join(', ')} ms`,
@@ -135,7 +157,6 @@ it('reads every file with the right bytes while the serving process is SIGKILLed
   expect(metrics?.['reads']).toBeGreaterThanOrEqual(0);
 }, 180_000);
 
-
 it('an overlay on top keeps working across a kill (no standby) and a SIGUSR2 replacement; a killed supervisor makes its server unmount', async () => {
   // Without a standby the replacement starts from scratch: the slow path works too.
   const second = await startMount(image.archive, await scratch('mnt2'), ['--no-standby']);
@@ -143,7 +164,9 @@ it('an overlay on top keeps working across a kill (no standby) and a SIGUSR2 rep
   for (const dir of ['upper', 'work', 'root']) await mkdir(join(overlay, dir));
   const root = join(overlay, 'root');
   try {
-    const mounted = await sh(`mount -t overlay overlay -o lowerdir=${second.mountpoint},upperdir=${overlay}/upper,workdir=${overlay}/work ${root}`);
+    const mounted = await sh(
+      `mount -t overlay overlay -o lowerdir=${second.mountpoint},upperdir=${overlay}/upper,workdir=${overlay}/work ${root}`,
+    );
     expect(mounted.code, mounted.stderr).toBe(0);
     expect((await sh(`cmp ${root}/files/d7/f7 ${image.rootfs}/files/d7/f7`)).code).toBe(0);
 

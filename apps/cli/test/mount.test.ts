@@ -4,7 +4,18 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { diffTrees, FIXTURE_NAMES, type FixtureName, freePort, readTree, type RunningRegistry, startRegistry } from '@clip/testkit';
-import { prepareFixture, processGone, removeAll, runCli, servingPid, sh, startMount, tempDir, type PreparedImage, type RunningMount } from './mount-harness.js';
+import {
+  prepareFixture,
+  processGone,
+  removeAll,
+  runCli,
+  servingPid,
+  sh,
+  startMount,
+  tempDir,
+  type PreparedImage,
+  type RunningMount,
+} from './mount-harness.js';
 
 const FIXTURES = FIXTURE_NAMES.filter((name): name is Exclude<FixtureName, 'multiarch'> => name !== 'multiarch');
 
@@ -131,14 +142,19 @@ describe('clip mount', () => {
     const record = join(dir, 'record.txt');
     const port = await freePort();
     const mount = await newMount(image, ['--record', record, '--metrics', `127.0.0.1:${port}`]);
-    const files = [...image.expected].filter(([, node]) => node.type === 'file' && (node.size ?? 0) > 0).map(([p]) => p).slice(0, 3);
+    const files = [...image.expected]
+      .filter(([, node]) => node.type === 'file' && (node.size ?? 0) > 0)
+      .map(([p]) => p)
+      .slice(0, 3);
     for (const file of files) await sh(`cat '${mount.mountpoint}${file}' > /dev/null`);
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(text).toMatch(/^clip_fetch_requests_total [1-9]/m);
     expect(text).toMatch(/^clip_read_latency_seconds_count [1-9]/m);
     await mount.stop();
     // Whole files were read: each line is the path and one range covering the file.
-    expect((await readFile(record, 'utf8')).trim().split('\n')).toEqual(files.map((file) => `${file}\t0-${image.expected.get(file)!.size}`));
+    expect((await readFile(record, 'utf8')).trim().split('\n')).toEqual(
+      files.map((file) => `${file}\t0-${image.expected.get(file)!.size}`),
+    );
 
     const prefetched = await newMount(image, ['--prefetch', record]);
     // Wait (bounded) for the background prefetch to finish, then reading fetches nothing new.

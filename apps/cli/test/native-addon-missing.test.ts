@@ -42,7 +42,14 @@ it('clip mount without the FUSE addon: one line, how to build it, exit 1', async
     (error: { code: number; stderr: string }) => error,
   );
   expect(result.code).toBe(1);
-  const lines = result.stderr.trim().split('\n').filter((line) => line.startsWith('clip:'));
-  expect(lines).toEqual([expect.stringMatching(/^clip: error: the FUSE addon cannot be loaded \(.*\); build it with `npm run build:native -w @clip\/native-fuse`.* \[CLIP_E_[A-Z_]+\]$/)]);
+  const lines = result.stderr
+    .trim()
+    .split('\n')
+    .filter((line) => line.startsWith('clip:'));
+  expect(lines).toEqual([
+    expect.stringMatching(
+      /^clip: error: the FUSE addon cannot be loaded \(.*\); build it with `npm run build:native -w @clip\/native-fuse`.* \[CLIP_E_[A-Z_]+\]$/,
+    ),
+  ]);
   expect(result.stderr).not.toMatch(/\n\s+at /);
 });

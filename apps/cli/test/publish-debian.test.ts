@@ -30,14 +30,22 @@ describe('clip publish (Debian + python3)', () => {
     const target = `${registry.host}/debian/python:3`;
     const published = await runCli(['publish', image.ref, target, '--json', '--no-progress'], { timeoutMs: 600_000 });
     expect(published.stderr).not.toMatch(/clip: (internal )?error/);
-    const summary = JSON.parse(published.stdout.toString()) as { manifestDigest: string; indexNetworkBytes: number; layerBytes: number; bytesIndexed: number };
+    const summary = JSON.parse(published.stdout.toString()) as {
+      manifestDigest: string;
+      indexNetworkBytes: number;
+      layerBytes: number;
+      bytesIndexed: number;
+    };
     expect(summary).toMatchObject({ manifestDigest: image.manifestDigest, indexNetworkBytes: 0 });
     expect(summary.bytesIndexed).toBe(image.layers.reduce((sum, l) => sum + l.size, 0));
 
     process.env['XDG_CACHE_HOME'] = join(work, 'fresh-worker-cache');
     delete process.env['CLIP_ARCHIVE_CACHE'];
     mount = await startMount(target, await tempDir('mnt-debian'));
-    const python = await sh(`chroot '${mount.mountpoint}' /usr/bin/python3 -c 'import json, hashlib; print(json.dumps({"ok": hashlib.sha256(b"clip").hexdigest()[:8]}))'`, 120_000);
+    const python = await sh(
+      `chroot '${mount.mountpoint}' /usr/bin/python3 -c 'import json, hashlib; print(json.dumps({"ok": hashlib.sha256(b"clip").hexdigest()[:8]}))'`,
+      120_000,
+    );
     expect(python.stderr).toBe('');
     expect(JSON.parse(python.stdout)).toEqual({ ok: createHash('sha256').update('clip').digest('hex').slice(0, 8) });
     const metrics = await mount.stop();

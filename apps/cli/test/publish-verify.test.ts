@@ -35,11 +35,19 @@ describe('clip pull-archive verification', () => {
     } finally {
       await source.close();
     }
-    const subject = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: basic.image.manifestDigest, size: basic.image.manifestSize };
+    const subject = {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: basic.image.manifestDigest,
+      size: basic.image.manifestSize,
+    };
     const destination = openRegistryTarget(target);
     try {
       // Only a referrer of another type: "not published".
-      await pushReferrer(destination, { artifactType: 'application/vnd.example.sbom', subject, blob: { bytes: Buffer.from('{}'), mediaType: 'application/json' } });
+      await pushReferrer(destination, {
+        artifactType: 'application/vnd.example.sbom',
+        subject,
+        blob: { bytes: Buffer.from('{}'), mediaType: 'application/json' },
+      });
       const none = await runCli(['pull-archive', target, '--cache-dir', join(work, 'cache1')]);
       expect(none.code).toBe(1);
       expect(none.stderr).toMatch(/no clip archive is published .*\[CLIP_E_ARCHIVE_NOT_PUBLISHED\]/);
@@ -47,17 +55,31 @@ describe('clip pull-archive verification', () => {
       // A real archive, but of the other image.
       const wrong = join(work, 'special.clip');
       await createArchive({ source: special.ref, storageRef: target, output: wrong, workers: false });
-      await pushReferrer(destination, { artifactType: ARTIFACT_TYPE, subject, blob: { bytes: await readFile(wrong), mediaType: ARTIFACT_TYPE } });
+      await pushReferrer(destination, {
+        artifactType: ARTIFACT_TYPE,
+        subject,
+        blob: { bytes: await readFile(wrong), mediaType: ARTIFACT_TYPE },
+      });
     } finally {
       await destination.close();
     }
     const unbound = await runCli(['pull-archive', target, '--cache-dir', join(work, 'cache2'), '-o', join(work, 'out.clip')]);
     expect(unbound.code).toBe(1);
     expect(unbound.stderr).toMatch(/no archive is bound to .*1 archive referrer\(s\) exist.*\[CLIP_E_ARCHIVE_UNBOUND\]/);
-    const rejected = await runCli(['pull-archive', target, '--trust-referrers', '--cache-dir', join(work, 'cache2'), '-o', join(work, 'out.clip')]);
+    const rejected = await runCli([
+      'pull-archive',
+      target,
+      '--trust-referrers',
+      '--cache-dir',
+      join(work, 'cache2'),
+      '-o',
+      join(work, 'out.clip'),
+    ]);
     expect(rejected.code).toBe(1);
     expect(rejected.stderr).toMatch(
-      new RegExp(`no valid clip archive .* among 1 referrer\\(s\\): sha256:[0-9a-f]{64}: .*indexes manifest ${special.image.manifestDigest}, not the image's ${basic.image.manifestDigest}.*\\[CLIP_E_ARCHIVE_NOT_PUBLISHED\\]`),
+      new RegExp(
+        `no valid clip archive .* among 1 referrer\\(s\\): sha256:[0-9a-f]{64}: .*indexes manifest ${special.image.manifestDigest}, not the image's ${basic.image.manifestDigest}.*\\[CLIP_E_ARCHIVE_NOT_PUBLISHED\\]`,
+      ),
     );
     expect(await readFile(join(work, 'out.clip')).catch(() => undefined)).toBeUndefined();
   });

@@ -7,7 +7,20 @@ import { createHash } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, type BuiltLayout, diffTrees, type FaultProxy, startFaultProxy, readTree, type RunningRegistry, skopeoInspect, skopeoInspectRaw, startRegistry, type Tree, umociUnpack } from '@clip/testkit';
+import {
+  buildFixture,
+  type BuiltLayout,
+  diffTrees,
+  type FaultProxy,
+  startFaultProxy,
+  readTree,
+  type RunningRegistry,
+  skopeoInspect,
+  skopeoInspectRaw,
+  startRegistry,
+  type Tree,
+  umociUnpack,
+} from '@clip/testkit';
 import { CLI, removeAll, runCli, startMount, tempDir, type RunningMount } from './mount-harness.js';
 import type { PublishSummary } from '@clip/indexer';
 
@@ -79,7 +92,9 @@ describe('clip publish', () => {
     const target = `${proxy.host}/${repo}:v1`;
     proxy.log.length = 0;
 
-    const published = await runCli(['publish', layout.ref, target, '--json', '--no-progress', '--index-concurrency', '1'], { timeoutMs: 120_000 });
+    const published = await runCli(['publish', layout.ref, target, '--json', '--no-progress', '--index-concurrency', '1'], {
+      timeoutMs: 120_000,
+    });
     expect(published.stderr).not.toMatch(/clip: (internal )?error/);
     expect(published.code).toBe(0);
     const summary = JSON.parse(published.stdout.toString()) as PublishJson;
@@ -115,7 +130,9 @@ describe('clip publish', () => {
       manifests: Array<{ digest: string; artifactType?: string }>;
     };
     expect(index.manifests).toEqual([expect.objectContaining({ digest: summary.archive.artifactDigest, artifactType: ARTIFACT_TYPE })]);
-    const artifact = JSON.parse((await skopeoInspectRaw(`docker://${registry.host}/${repo}@${summary.archive.artifactDigest}`)).toString()) as {
+    const artifact = JSON.parse(
+      (await skopeoInspectRaw(`docker://${registry.host}/${repo}@${summary.archive.artifactDigest}`)).toString(),
+    ) as {
       artifactType: string;
       config: { mediaType: string; size: number };
       layers: Array<{ mediaType: string; digest: string; size: number }>;
@@ -137,7 +154,9 @@ describe('clip publish', () => {
     mounts.push(mount);
     expect(mount.stderr()).toMatch(/msg="downloaded archive".*trust=bound-index via=index/);
     expect(diffTrees(expected, await readTree(mount.mountpoint))).toEqual([]);
-    const cached = await readFile(join(cache, 'clip', 'archives', encodeURIComponent(proxy.host), repo, `${summary.archive.blobDigest.replace(':', '-')}.clip`));
+    const cached = await readFile(
+      join(cache, 'clip', 'archives', encodeURIComponent(proxy.host), repo, `${summary.archive.blobDigest.replace(':', '-')}.clip`),
+    );
     expect(sha256(cached)).toBe(summary.archive.blobDigest);
 
     // pull-archive: from the cache now, bytes identical to the published blob.
@@ -164,19 +183,27 @@ describe('clip publish', () => {
     const layout = await buildFixture('large', join(work, 'large-layout'));
     const repo = 'pub/large';
     const target = `${proxy.host}/${repo}:v1`;
-    const blobs = new Map<string, number>([[layout.image.configDigest, -1], ...layout.image.layers.map((l) => [l.digest, l.size] as [string, number])]);
+    const blobs = new Map<string, number>([
+      [layout.image.configDigest, -1],
+      ...layout.image.layers.map((l) => [l.digest, l.size] as [string, number]),
+    ]);
     const biggest = [...layout.image.layers].sort((a, b) => b.size - a.size)[0]!;
     proxy.log.length = 0;
     proxy.throttle(1024 * 1024);
 
-    const child = spawn(process.execPath, [CLI, 'publish', layout.ref, target, '--index-concurrency', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'publish', layout.ref, target, '--index-concurrency', '1'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     try {
       // Interrupt once some blob is done and the biggest layer is part-way up.
       const deadline = Date.now() + 60_000;
-      const sentOfBiggest = () => proxy.log.filter((r) => r.method === 'PUT' && r.url.includes(`digest=${encodeURIComponent(biggest.digest)}`)).reduce((s, r) => s + r.bodyBytes, 0);
+      const sentOfBiggest = () =>
+        proxy.log
+          .filter((r) => r.method === 'PUT' && r.url.includes(`digest=${encodeURIComponent(biggest.digest)}`))
+          .reduce((s, r) => s + r.bodyBytes, 0);
       while (!(/push: \[\d+\/\d+\] uploaded/.test(stderr) && sentOfBiggest() > 512 * 1024)) {
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`publish did not reach the upload in time:\n${stderr}`);
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -200,7 +227,9 @@ describe('clip publish', () => {
     expect(present.has(biggest.digest)).toBe(false);
 
     proxy.log.length = 0;
-    const rerun = await runCli(['publish', layout.ref, target, '--json', '--no-progress', '--index-concurrency', '1'], { timeoutMs: 120_000 });
+    const rerun = await runCli(['publish', layout.ref, target, '--json', '--no-progress', '--index-concurrency', '1'], {
+      timeoutMs: 120_000,
+    });
     expect(rerun.stderr).not.toMatch(/clip: (internal )?error/);
     expect(rerun.code).toBe(0);
     const summary = JSON.parse(rerun.stdout.toString()) as PublishJson;
@@ -212,7 +241,11 @@ describe('clip publish', () => {
     expect(await manifestStatus(repo, fallbackTag)).toBe(200);
     const pulled = await runCli(['pull-archive', target, '--cache-dir', await tempDir('cache-large'), '--json']);
     expect(pulled.code).toBe(0);
-    expect(JSON.parse(pulled.stdout.toString())).toMatchObject({ manifestDigest: layout.image.manifestDigest, cached: false, via: 'index' });
+    expect(JSON.parse(pulled.stdout.toString())).toMatchObject({
+      manifestDigest: layout.image.manifestDigest,
+      cached: false,
+      via: 'index',
+    });
   });
 
   it('fails cleanly on a failed image push or a stopped registry, publishing no archive', async () => {
@@ -222,7 +255,9 @@ describe('clip publish', () => {
 
     // The registry refuses the image manifest: no artifact, no archive blob, no referrers tag.
     proxy.failWhen((method, url) => method === 'PUT' && url.startsWith(`/v2/${repo}/manifests/`));
-    const failed = await runCli(['publish', layout.ref, `${proxy.host}/${repo}:v1`, '-o', archive, '--no-progress'], { timeoutMs: 120_000 });
+    const failed = await runCli(['publish', layout.ref, `${proxy.host}/${repo}:v1`, '-o', archive, '--no-progress'], {
+      timeoutMs: 120_000,
+    });
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/image push failed; no archive was published/);
     expect(failed.stderr).toMatch(/clip: error: .*PUT manifest.*HTTP 500.*\[CLIP_E_REGISTRY\]/);
@@ -237,7 +272,9 @@ describe('clip publish', () => {
     await gone.stop();
     const unreachable = await runCli(['publish', layout.ref, `${host}/${repo}:v1`, '--no-progress'], { timeoutMs: 120_000 });
     expect(unreachable.code).toBe(1);
-    expect(unreachable.stderr).toMatch(new RegExp(`clip: error: registry ${host.replace(/\./g, '\\.')} repository ${repo}: .*ECONNREFUSED.*\\[CLIP_E_REGISTRY\\]`));
+    expect(unreachable.stderr).toMatch(
+      new RegExp(`clip: error: registry ${host.replace(/\./g, '\\.')} repository ${repo}: .*ECONNREFUSED.*\\[CLIP_E_REGISTRY\\]`),
+    );
     expect(unreachable.stderr).not.toMatch(/archive published/);
 
     // pull-archive of an image without a published archive says so.

@@ -68,7 +68,11 @@ export interface ReliabilityImage {
 }
 
 /** Builds the image, pushes it to `registryHost`, unpacks it with umoci. */
-export async function prepareReliabilityImage(work: string, registryHost: string, repository = 'reliability/image'): Promise<ReliabilityImage> {
+export async function prepareReliabilityImage(
+  work: string,
+  registryHost: string,
+  repository = 'reliability/image',
+): Promise<ReliabilityImage> {
   const layout = await buildLayout(join(work, 'layout'), RELIABILITY_IMAGE);
   await skopeoCopy(layout.ref, `docker://${registryHost}/${repository}:${layout.tag}`);
   const rootfs = await umociUnpack(layout.umociRef, join(work, 'bundle'));
@@ -90,7 +94,9 @@ export async function prepareReliabilityImage(work: string, registryHost: string
 
 /** `clip index <layout> -o <output> --storage-ref <storageRef>` with small spans; throws on failure. */
 export async function indexWithCli(layoutRef: string, output: string, storageRef: string, spanSize = '64KiB'): Promise<void> {
-  const result = await runCli(['index', layoutRef, '-o', output, '--storage-ref', storageRef, '--span-size', spanSize, '--no-progress'], { timeoutMs: 120_000 });
+  const result = await runCli(['index', layoutRef, '-o', output, '--storage-ref', storageRef, '--span-size', spanSize, '--no-progress'], {
+    timeoutMs: 120_000,
+  });
   if (result.code !== 0) throw new Error(`clip index exited with ${result.code}:\n${result.stderr}`);
 }
 
@@ -202,7 +208,10 @@ export async function runRandomReads(work: string, plan: ReadPlan, graceMs = 60_
     // Every reader may block in read() for the read timeout: with libuv's default 4 threads,
     // opens and closes of other readers would queue behind them and count as read latency.
     const threads = String(Math.min(1024, plan.concurrency * 2 + 4));
-    const child = spawn(process.execPath, [script, planFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, UV_THREADPOOL_SIZE: threads } });
+    const child = spawn(process.execPath, [script, planFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, UV_THREADPOOL_SIZE: threads },
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -211,7 +220,8 @@ export async function runRandomReads(work: string, plan: ReadPlan, graceMs = 60_
     child.once('error', reject);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`reader exited with ${code ?? signal} (hung reads are killed after the grace period):\n${err}`));
+      if (code !== 0)
+        return reject(new Error(`reader exited with ${code ?? signal} (hung reads are killed after the grace period):\n${err}`));
       resolve(JSON.parse(out) as ReadReport);
     });
   });

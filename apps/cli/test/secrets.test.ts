@@ -12,7 +12,11 @@ import { removeAll, runCli, sh, startMount, tempDir } from './mount-harness.js';
 const USER = 'clip-secret-user';
 const PASSWORD = 'Pw-7Zq9xW-unguessable-4Kt2';
 const WRONG = 'Wrong-8Hh3-also-secret-1Xy';
-const SECRETS = [PASSWORD, WRONG, ...[PASSWORD, WRONG].flatMap((p) => [Buffer.from(p).toString('base64'), Buffer.from(`${USER}:${p}`).toString('base64')])];
+const SECRETS = [
+  PASSWORD,
+  WRONG,
+  ...[PASSWORD, WRONG].flatMap((p) => [Buffer.from(p).toString('base64'), Buffer.from(`${USER}:${p}`).toString('base64')]),
+];
 
 let work: string;
 let registry: RunningRegistry | undefined;
@@ -83,15 +87,24 @@ describe('credentials never appear in output, errors, metrics or archives', () =
     useCredentials(undefined);
     const dockerConfig = join(work, 'docker');
     await mkdir(dockerConfig, { recursive: true });
-    await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [registry!.host]: { auth: Buffer.from(`${USER}:${WRONG}`).toString('base64') } } }));
+    await writeFile(
+      join(dockerConfig, 'config.json'),
+      JSON.stringify({ auths: { [registry!.host]: { auth: Buffer.from(`${USER}:${WRONG}`).toString('base64') } } }),
+    );
     process.env.DOCKER_CONFIG = dockerConfig;
     expect((await cli('cat docker-config wrong', ['cat', archive, filePath])).code).toBe(1);
-    await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [registry!.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }));
+    await writeFile(
+      join(dockerConfig, 'config.json'),
+      JSON.stringify({ auths: { [registry!.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }),
+    );
     expect((await cli('cat docker-config', ['cat', archive, filePath])).code).toBe(0);
     process.env.DOCKER_CONFIG = join(work, 'no-docker-config');
 
     // Mounts: a good one (metrics endpoint scraped) and one with the wrong password (reads fail).
-    for (const [label, password] of [['mount', PASSWORD], ['mount wrong', WRONG]] as const) {
+    for (const [label, password] of [
+      ['mount', PASSWORD],
+      ['mount wrong', WRONG],
+    ] as const) {
       useCredentials(password);
       const port = await freePort();
       const mount = await startMount(archive, await tempDir('secrets-mnt'), ['--metrics', `127.0.0.1:${port}`, '--read-timeout', '10']);
@@ -111,10 +124,18 @@ describe('credentials never appear in output, errors, metrics or archives', () =
     useCredentials(undefined);
 
     // The wrong-password runs really failed on authentication, and said so.
-    expect(captured.filter((c) => c.what.endsWith('wrong stderr')).map((c) => c.text).join('\n')).toMatch(/auth|401|denied|CLIP_E_AUTH/i);
+    expect(
+      captured
+        .filter((c) => c.what.endsWith('wrong stderr'))
+        .map((c) => c.text)
+        .join('\n'),
+    ).toMatch(/auth|401|denied|CLIP_E_AUTH/i);
     for (const { what, text } of captured) {
       for (const secret of SECRETS) expect(text.includes(secret), `${what} contains a secret`).toBe(false);
     }
-    console.log('secrets', JSON.stringify({ outputsSearched: captured.length, bytesSearched: captured.reduce((n, c) => n + c.text.length, 0) }));
+    console.log(
+      'secrets',
+      JSON.stringify({ outputsSearched: captured.length, bytesSearched: captured.reduce((n, c) => n + c.text.length, 0) }),
+    );
   }, 240_000);
 });

@@ -95,8 +95,8 @@ function verifyFrame(bytes: Uint8Array, fileLength: number): VerifiedFrame {
   }
   if ((flags & ~KNOWN_FLAGS) !== 0) {
     throw new ArchiveFormatError(
-      `archive format version ${major}.${minor} uses features this clip does not support `
-        + `(flags 0x${flags.toString(16)}; this clip reads up to version ${FORMAT_MAJOR}.${FORMAT_MINOR_LATEST}); upgrade clip`,
+      `archive format version ${major}.${minor} uses features this clip does not support ` +
+        `(flags 0x${flags.toString(16)}; this clip reads up to version ${FORMAT_MAJOR}.${FORMAT_MINOR_LATEST}); upgrade clip`,
     );
   }
   const inodeCount = stored.u32(H_INODE_COUNT);
@@ -105,7 +105,8 @@ function verifyFrame(bytes: Uint8Array, fileLength: number): VerifiedFrame {
   const storedSections = readSectionTable(stored);
   for (const [id, section] of storedSections) {
     if (id === SECTION.data || id === SECTION.tablesDigest) continue;
-    if (section.offset + section.length > tablesEnd) corrupt(`section ${id} [${section.offset}, ${section.offset + section.length}) runs past the end`);
+    if (section.offset + section.length > tablesEnd)
+      corrupt(`section ${id} [${section.offset}, ${section.offset + section.length}) runs past the end`);
   }
   let dataSection: { offset: number; length: number } | undefined;
   if (dataMode) {
@@ -118,7 +119,10 @@ function verifyFrame(bytes: Uint8Array, fileLength: number): VerifiedFrame {
   }
   let tables = { bytes, sections: storedSections };
   if ((flags & FLAG_COMPRESSED_TABLES) !== 0) {
-    const counts = new Map([[SECTION.inodes, inodeCount], [SECTION.entries, entryCount]]);
+    const counts = new Map([
+      [SECTION.inodes, inodeCount],
+      [SECTION.entries, entryCount],
+    ]);
     tables = inflateSections(bytes, storedSections, tablesEnd, counts);
   } else if (storedSections.has(SECTION.compressed)) {
     corrupt('COMPRESSED section without the compressed-tables flag');
@@ -206,7 +210,8 @@ class ArchiveReader implements ClipArchive {
     if (this.r.u8(at + I.type) !== DIRECTORY_TYPE_CODE) return undefined;
     const first = this.r.u32(at + I.firstChild);
     const count = this.r.u32(at + I.childCount);
-    if (first + count > this.entryCount) corrupt(`directory ${ino} children [${first}, ${first + count}) exceed ${this.entryCount} entries`);
+    if (first + count > this.entryCount)
+      corrupt(`directory ${ino} children [${first}, ${first + count}) exceed ${this.entryCount} entries`);
     return { first, count };
   }
 

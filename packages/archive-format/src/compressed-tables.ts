@@ -8,13 +8,7 @@ import { deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 const deflateRawAsync = promisify(deflateRaw);
 import { ArchiveFormatError } from '@clip/shared';
 import { ByteReader, ByteWriter } from './binary.js';
-import {
-  COMPRESSED_RECORD as C,
-  MAX_DEFLATE_RATIO,
-  MAX_INFLATED_TABLES,
-  SECTION,
-  TABLE_ENCODING_DEFLATE_RAW,
-} from './binary-layout.js';
+import { COMPRESSED_RECORD as C, MAX_DEFLATE_RATIO, MAX_INFLATED_TABLES, SECTION, TABLE_ENCODING_DEFLATE_RAW } from './binary-layout.js';
 
 export interface EncodedSection {
   id: number;
@@ -34,8 +28,14 @@ const TABLE_DEFLATE_LEVEL = 6;
 
 /** Sections a writer compresses: every table but WINDOWS, whose windows are deflated already. */
 const WRITER_COMPRESSES: ReadonlySet<number> = new Set([
-  SECTION.metadata, SECTION.layers, SECTION.spans, SECTION.pieces,
-  SECTION.inodes, SECTION.entries, SECTION.xattrs, SECTION.strings,
+  SECTION.metadata,
+  SECTION.layers,
+  SECTION.spans,
+  SECTION.pieces,
+  SECTION.inodes,
+  SECTION.entries,
+  SECTION.xattrs,
+  SECTION.strings,
 ]);
 
 /** Whether a reader accepts section `id` as compressed: the tables (1–9), never DATA or digests. */
@@ -52,7 +52,10 @@ function corrupt(message: string): never {
  * the COMPRESSED section that lists them.
  */
 export function compressSections(sections: readonly EncodedSection[]): EncodedSection[] {
-  return listCompressed(sections, sections.map((section) => (compresses(section) ? deflateRawSync(section.bytes, { level: TABLE_DEFLATE_LEVEL }) : undefined)));
+  return listCompressed(
+    sections,
+    sections.map((section) => (compresses(section) ? deflateRawSync(section.bytes, { level: TABLE_DEFLATE_LEVEL }) : undefined)),
+  );
 }
 
 /**
@@ -111,7 +114,8 @@ interface Planned {
 function readList(r: ByteReader, sections: ReadonlyMap<number, SectionEntry>, counts: ReadonlyMap<number, number>): Planned[] {
   const list = sections.get(SECTION.compressed);
   if (!list) corrupt('compressed tables without a COMPRESSED section');
-  if (list.recordSize < C.size || list.length % list.recordSize !== 0) corrupt(`COMPRESSED section of ${list.length} bytes in records of ${list.recordSize}`);
+  if (list.recordSize < C.size || list.length % list.recordSize !== 0)
+    corrupt(`COMPRESSED section of ${list.length} bytes in records of ${list.recordSize}`);
   const planned: Planned[] = [];
   let total = 0;
   for (let at = list.offset; at < list.offset + list.length; at += list.recordSize) {
@@ -127,7 +131,8 @@ function readList(r: ByteReader, sections: ReadonlyMap<number, SectionEntry>, co
     if (entry.recordSize !== 0) corrupt(`compressed section ${id} has record size ${entry.recordSize} in the section table (must be 0)`);
     // Inodes and entries have their record counts in the header: the length must agree.
     const count = counts.get(id);
-    if (count !== undefined && length !== count * recordSize) corrupt(`section ${id} inflates to ${length} bytes, the header implies ${count} × ${recordSize}`);
+    if (count !== undefined && length !== count * recordSize)
+      corrupt(`section ${id} inflates to ${length} bytes, the header implies ${count} × ${recordSize}`);
     if (length > entry.length * MAX_DEFLATE_RATIO) corrupt(`section ${id} of ${entry.length} bytes cannot inflate to ${length}`);
     total += length;
     if (total > MAX_INFLATED_TABLES) corrupt(`compressed tables inflate to more than ${MAX_INFLATED_TABLES} bytes`);
@@ -155,7 +160,8 @@ function inflateSection(stored: Uint8Array, length: number, id: number): Buffer 
     throw new ArchiveFormatError(`corrupt archive: section ${id} does not inflate to ${length} bytes`, { cause: error });
   }
   if (result.buffer.length !== length) corrupt(`section ${id} inflates to ${result.buffer.length} bytes, expected ${length}`);
-  if (result.engine.bytesWritten !== stored.length) corrupt(`section ${id} has ${stored.length - result.engine.bytesWritten} bytes after its deflate stream`);
+  if (result.engine.bytesWritten !== stored.length)
+    corrupt(`section ${id} has ${stored.length - result.engine.bytesWritten} bytes after its deflate stream`);
   return result.buffer;
 }
 

@@ -16,7 +16,8 @@ class FileByteSource implements ArchiveByteSource {
     let filled = 0;
     while (filled < out.length) {
       const { bytesRead } = await this.handle.read(out, filled, out.length - filled, start + filled);
-      if (bytesRead === 0) throw new ArchiveFormatError(`corrupt archive: ${this.description} is shorter than ${end} bytes (truncated while open?)`);
+      if (bytesRead === 0)
+        throw new ArchiveFormatError(`corrupt archive: ${this.description} is shorter than ${end} bytes (truncated while open?)`);
       filled += bytesRead;
     }
     return out;

@@ -60,7 +60,9 @@ export function dataSectionFetchRange(archive: ClipArchive, source: ArchiveByteS
   return (digest, start, end, signal) => {
     if (!digests.has(digest)) return Promise.reject(new LayerNotFoundError(digest, source.description));
     if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end <= data.length)) {
-      return Promise.reject(new UsageError(`byte range [${start}, ${end}) is outside the data section (${data.length} bytes) of ${source.description}`));
+      return Promise.reject(
+        new UsageError(`byte range [${start}, ${end}) is outside the data section (${data.length} bytes) of ${source.description}`),
+      );
     }
     return source.read(data.offset + start, data.offset + end, signal);
   };

@@ -40,7 +40,8 @@ export function decodeLayers(t: LayerTables): ArchiveLayer[] {
     const compressedSize = r.u64(at + L.compressedSize);
     if (source === LAYER_SOURCE_ARCHIVE) {
       if (!t.dataSection) corrupt(`layer ${li} reads from a DATA section the archive does not have`);
-      if (compressedSize !== t.dataSection.length) corrupt(`layer ${li} is ${compressedSize} bytes, its DATA section ${t.dataSection.length}`);
+      if (compressedSize !== t.dataSection.length)
+        corrupt(`layer ${li} is ${compressedSize} bytes, its DATA section ${t.dataSection.length}`);
     }
     const firstSpan = r.u32(at + L.firstSpan);
     const spanCount = r.u32(at + L.spanCount);

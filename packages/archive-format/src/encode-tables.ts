@@ -192,7 +192,10 @@ function encodeInodes(
     inodeBytes.u32(at + I.mode, inodeU32(inode, 'mode'));
     inodeBytes.u32(at + I.uid, inodeU32(inode, 'uid'));
     inodeBytes.u32(at + I.gid, inodeU32(inode, 'gid'));
-    inodeBytes.u64(at + I.size_, Number.isSafeInteger(inode.size) && inode.size >= 0 ? inode.size : checkU64(inode.size, `inode ${inode.ino} size`));
+    inodeBytes.u64(
+      at + I.size_,
+      Number.isSafeInteger(inode.size) && inode.size >= 0 ? inode.size : checkU64(inode.size, `inode ${inode.ino} size`),
+    );
     if (!Number.isSafeInteger(inode.mtimeSec)) fail(`inode ${inode.ino} mtimeSec is not a safe integer`);
     // Same bytes as i64 for non-negative times, without a BigInt per inode.
     if (inode.mtimeSec >= 0) inodeBytes.u64(at + I.mtimeSec, inode.mtimeSec);
@@ -207,9 +210,12 @@ function encodeInodes(
       inodeBytes.u32(at + I.linkTargetOffset, target.offset);
       inodeBytes.u32(at + I.linkTargetLength, target.length);
     }
-    const xattrs = inode.xattrs === undefined ? NO_XATTRS : Object.entries(inode.xattrs)
-      .map(([name, value]) => ({ name: textEncoder.encode(name), value }))
-      .sort((a, b) => Buffer.compare(a.name, b.name));
+    const xattrs =
+      inode.xattrs === undefined
+        ? NO_XATTRS
+        : Object.entries(inode.xattrs)
+            .map(([name, value]) => ({ name: textEncoder.encode(name), value }))
+            .sort((a, b) => Buffer.compare(a.name, b.name));
     inodeBytes.u32(at + I.firstXattr, checkU32(xattrRecords.length, 'xattr count'));
     inodeBytes.u32(at + I.xattrCount, xattrs.length);
     for (const { name, value } of xattrs) {

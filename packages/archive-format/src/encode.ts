@@ -44,7 +44,8 @@ export function encodeDataArchiveHead(contents: ArchiveContents, dataLength: num
   checkU64(dataLength, 'data section length');
   contents.layers.forEach((layer, li) => {
     if (layer.source !== 'archive') fail(`layers[${li}] of a data-carrying archive must have source "archive"`);
-    if (layer.compressedSize !== dataLength) fail(`layers[${li}].compressedSize ${layer.compressedSize} is not the data section length ${dataLength}`);
+    if (layer.compressedSize !== dataLength)
+      fail(`layers[${li}].compressedSize ${layer.compressedSize} is not the data section length ${dataLength}`);
   });
   const tables = encodeTables(contents, options.compressTables);
   return writeFrame(tables.compressed ? { ...tables, sections: compressSections(tables.sections) } : tables, dataLength);
@@ -56,6 +57,11 @@ export function encodeDataArchive(contents: ArchiveContents, data: Uint8Array, o
   const out = new Uint8Array(head.length + data.length + CHECKSUM_SIZE);
   out.set(head, 0);
   out.set(data, head.length);
-  out.set(createHash('sha256').update(out.subarray(0, head.length + data.length)).digest(), head.length + data.length);
+  out.set(
+    createHash('sha256')
+      .update(out.subarray(0, head.length + data.length))
+      .digest(),
+    head.length + data.length,
+  );
   return out;
 }

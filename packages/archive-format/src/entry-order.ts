@@ -42,7 +42,8 @@ function prepareEntries(entries: readonly DirEntry[], inodes: readonly Inode[]):
       continue;
     }
     if (inoByPath.has(entry.path)) fail(`duplicate entry ${JSON.stringify(entry.path)}`);
-    if (!Number.isInteger(entry.ino) || entry.ino < 1 || entry.ino > inodes.length) fail(`entry ${JSON.stringify(entry.path)} names missing inode ${entry.ino}`);
+    if (!Number.isInteger(entry.ino) || entry.ino < 1 || entry.ino > inodes.length)
+      fail(`entry ${JSON.stringify(entry.path)} names missing inode ${entry.ino}`);
     inoByPath.set(entry.path, entry.ino);
   }
   const prepared: PreparedEntry[] = [];

@@ -88,13 +88,19 @@ export function verifyTablesDigest(r: ByteReader, fileLength: number): number {
   const data = found.get(SECTION.data);
   if (!digest || digest.length !== CHECKSUM_SIZE) corrupt('data-carrying archive without a TABLES_DIGEST section');
   if (!data) corrupt('data-carrying archive without a DATA section');
-  if (digest.offset + CHECKSUM_SIZE > r.length) corrupt(`truncated: tables end at ${digest.offset + CHECKSUM_SIZE}, only ${r.length} bytes read`);
+  if (digest.offset + CHECKSUM_SIZE > r.length)
+    corrupt(`truncated: tables end at ${digest.offset + CHECKSUM_SIZE}, only ${r.length} bytes read`);
   const actual = createHash('sha256').update(r.bytes.subarray(0, digest.offset)).digest();
-  if (!actual.equals(r.bytes.subarray(digest.offset, digest.offset + CHECKSUM_SIZE))) corrupt('tables checksum mismatch (truncated or damaged)');
+  if (!actual.equals(r.bytes.subarray(digest.offset, digest.offset + CHECKSUM_SIZE)))
+    corrupt('tables checksum mismatch (truncated or damaged)');
   if (data.offset !== digest.offset + CHECKSUM_SIZE) corrupt('DATA section does not follow the tables');
   const expected = data.offset + data.length + CHECKSUM_SIZE;
   if (expected !== fileLength) {
-    corrupt(expected > fileLength ? `truncated: the data section needs ${expected} bytes, the file has ${fileLength}` : `${fileLength - expected} unexpected bytes after the data section`);
+    corrupt(
+      expected > fileLength
+        ? `truncated: the data section needs ${expected} bytes, the file has ${fileLength}`
+        : `${fileLength - expected} unexpected bytes after the data section`,
+    );
   }
   return digest.offset;
 }

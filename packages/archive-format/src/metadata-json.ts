@@ -15,7 +15,9 @@ export function encodeMetadata(metadata: ArchiveMetadata): Uint8Array {
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item ?? null)).join(',')}]`;
   if (value !== null && typeof value === 'object') {
-    const keys = Object.keys(value).filter((key) => (value as Record<string, unknown>)[key] !== undefined).sort();
+    const keys = Object.keys(value)
+      .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+      .sort();
     return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`).join(',')}}`;
   }
   return JSON.stringify(value);
@@ -35,9 +37,14 @@ export function decodeMetadata(bytes: Uint8Array): ArchiveMetadata {
   if (!isObject(value.imageConfig)) corrupt('metadata.imageConfig is not an object');
   if (value.storage !== undefined) {
     const storage = value.storage;
-    if (!isObject(storage) || typeof storage.registry !== 'string' || typeof storage.repository !== 'string'
-      || typeof storage.manifestDigest !== 'string' || !isDigest(storage.manifestDigest)
-      || (storage.tag !== undefined && typeof storage.tag !== 'string')) {
+    if (
+      !isObject(storage) ||
+      typeof storage.registry !== 'string' ||
+      typeof storage.repository !== 'string' ||
+      typeof storage.manifestDigest !== 'string' ||
+      !isDigest(storage.manifestDigest) ||
+      (storage.tag !== undefined && typeof storage.tag !== 'string')
+    ) {
       corrupt('metadata.storage is malformed');
     }
   }

@@ -11,7 +11,14 @@ const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const u64 = fc.oneof(fc.integer({ min: 0, max: 1 << 20 }), fc.maxSafeNat());
 
 const nameArb = fc
-  .string({ unit: fc.oneof(fc.constantFrom('a', 'b', 'Z', '.', '-', ' ', 'é', '日', '\u{1F600}', '\n'), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 })), minLength: 1, maxLength: 12 })
+  .string({
+    unit: fc.oneof(
+      fc.constantFrom('a', 'b', 'Z', '.', '-', ' ', 'é', '日', '\u{1F600}', '\n'),
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }),
+    ),
+    minLength: 1,
+    maxLength: 12,
+  })
   .filter((name) => name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0'));
 
 const metadataArb: fc.Arbitrary<ArchiveMetadata> = fc.record(

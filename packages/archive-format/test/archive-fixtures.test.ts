@@ -21,7 +21,11 @@ function describeArchive(archive: ClipArchive): unknown {
       ...layer,
       spans: layer.spans.map((span) => ({
         ...span,
-        checkpoint: { ...span.checkpoint, window: createHash('sha256').update(span.checkpoint.window).digest('hex'), windowLength: span.checkpoint.window.length },
+        checkpoint: {
+          ...span.checkpoint,
+          window: createHash('sha256').update(span.checkpoint.window).digest('hex'),
+          windowLength: span.checkpoint.window.length,
+        },
       })),
     })),
     tree: [...archive.walk()].map(({ path, inode }) => ({
@@ -35,7 +39,10 @@ function describeArchive(archive: ClipArchive): unknown {
 describe('checked-in archive fixtures', () => {
   it.runIf(process.env.CLIP_WRITE_FIXTURES === '1' && ARCHIVE_FORMAT_VERSION === 2)('writes the v2 and v2.2 fixtures', () => {
     // v2.0 is the uncompressed layout; v2.2 the same contents with compressed tables.
-    for (const [name, compressTables] of [['v2/small', false], ['v2.2/small', true]] as const) {
+    for (const [name, compressTables] of [
+      ['v2/small', false],
+      ['v2.2/small', true],
+    ] as const) {
       const bytes = encodeArchive(v2FixtureContents(), { compressTables });
       mkdirSync(`${dir}${name.split('/')[0]}`, { recursive: true });
       writeFileSync(`${dir}${name}.clip`, bytes);

@@ -10,7 +10,20 @@ import { contentsArb, normalised } from './archive-arbitraries.js';
 import { archiveContents } from './archive-contents.js';
 
 function baseInode(ino: number, type: Inode['type'], extra: Partial<Inode> = {}): Inode {
-  return { ino, type, mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 1700000000, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, nlink: 1, ...extra };
+  return {
+    ino,
+    type,
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtimeSec: 1700000000,
+    mtimeNsec: 0,
+    rdevMajor: 0,
+    rdevMinor: 0,
+    nlink: 1,
+    ...extra,
+  };
 }
 
 function smallContents(): ArchiveContents {
@@ -49,7 +62,12 @@ function readEverything(archive: ClipArchive): void {
 
 function withChecksum(bytes: Uint8Array): Uint8Array {
   const out = bytes.slice();
-  out.set(createHash('sha256').update(out.subarray(0, out.length - 32)).digest(), out.length - 32);
+  out.set(
+    createHash('sha256')
+      .update(out.subarray(0, out.length - 32))
+      .digest(),
+    out.length - 32,
+  );
   return out;
 }
 
@@ -187,13 +205,24 @@ describe('archive format v2', () => {
     inodes.push(baseInode(inodes.length + 1, 'directory'));
     entries.push({ path: '/usr', ino: inodes.length });
     const layer = {
-      digest: `sha256:${'a'.repeat(64)}`, diffId: `sha256:${'b'.repeat(64)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-      compression: 'gzip', compressedSize: 1, uncompressedSize: 1, spans: [],
+      digest: `sha256:${'a'.repeat(64)}`,
+      diffId: `sha256:${'b'.repeat(64)}`,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      compression: 'gzip',
+      compressedSize: 1,
+      uncompressedSize: 1,
+      spans: [],
     } as const;
-    const bytes = encodeArchive({ metadata: { sourceRef: 'x', imageConfig: {}, createdBy: 't' }, layers: [{ ...layer, spans: [] }], inodes, entries });
+    const bytes = encodeArchive({
+      metadata: { sourceRef: 'x', imageConfig: {}, createdBy: 't' },
+      layers: [{ ...layer, spans: [] }],
+      inodes,
+      entries,
+    });
     const started = performance.now();
     const archive = openArchive(bytes);
-    if (process.env.CLIP_REPORT_TIMES === '1') console.log(`opened a ${bytes.length}-byte 100k-file archive in ${(performance.now() - started).toFixed(1)} ms`);
+    if (process.env.CLIP_REPORT_TIMES === '1')
+      console.log(`opened a ${bytes.length}-byte 100k-file archive in ${(performance.now() - started).toFixed(1)} ms`);
     expect(archive.minorVersion).toBe(2);
     expect(archive.entryCount).toBe(100_501);
     const hit = archive.lookup('/usr/d321/file-123.py');
@@ -238,7 +267,11 @@ describe('entry order handed to the encoder', () => {
     const shuffled = { ...contents, entries: [...contents.entries].reverse() };
     expect(Buffer.from(encodeArchive(shuffled)).equals(expected)).toBe(true);
     expect(Buffer.from(await encodeArchiveAsync(contents)).equals(expected)).toBe(true);
-    expect(Buffer.from(await encodeArchiveAsync(contents, { compressTables: false })).equals(Buffer.from(encodeArchive(contents, { compressTables: false })))).toBe(true);
+    expect(
+      Buffer.from(await encodeArchiveAsync(contents, { compressTables: false })).equals(
+        Buffer.from(encodeArchive(contents, { compressTables: false })),
+      ),
+    ).toBe(true);
     const archive = openArchive(expected);
     expect(archive.childNames(1)!.map((child) => child.name)).toEqual(['a', 'b', 'z', 'é']);
     expect(archive.lookup('/a/x/q')?.type).toBe('file');
@@ -253,7 +286,14 @@ describe('entry order handed to the encoder', () => {
     expect(() => encodeArchive(orphan)).toThrow(/has no parent entry "\/nowhere"/);
     const underFile = { ...contents, entries: [...contents.entries, { path: '/z/f', ino: 9 }] };
     await expect(encodeArchiveAsync(underFile)).rejects.toThrow(/parent of "\/z\/f" is not a directory/);
-    const unsorted = { ...contents, entries: contents.entries.map((entry) => (entry.path === '/a/y' ? { path: '/a/w', ino: entry.ino } : entry)) };
-    expect(openArchive(encodeArchive(unsorted)).childNames(2 + 1)!.map((child) => child.name)).toEqual(['w', 'x']);
+    const unsorted = {
+      ...contents,
+      entries: contents.entries.map((entry) => (entry.path === '/a/y' ? { path: '/a/w', ino: entry.ino } : entry)),
+    };
+    expect(
+      openArchive(encodeArchive(unsorted))
+        .childNames(2 + 1)!
+        .map((child) => child.name),
+    ).toEqual(['w', 'x']);
   });
 });

@@ -25,7 +25,12 @@ const MEMORY_BOUND = 256 * 2 ** 20;
 function withChecksum(bytes: Uint8Array): Uint8Array {
   const out = bytes.slice();
   if (out.length < 32) return out;
-  out.set(createHash('sha256').update(out.subarray(0, out.length - 32)).digest(), out.length - 32);
+  out.set(
+    createHash('sha256')
+      .update(out.subarray(0, out.length - 32))
+      .digest(),
+    out.length - 32,
+  );
   return out;
 }
 
@@ -120,16 +125,23 @@ describe('archive decoder fuzzing', () => {
 
   it('chunks removed or duplicated (checksum recomputed): ArchiveFormatError only', () => {
     fc.assert(
-      fc.property(contentsArb, fc.nat(), fc.integer({ min: 1, max: 64 }), fc.boolean(), fc.boolean(), (contents, from, length, duplicate, compressTables) => {
-        const bytes = encodeArchive(contents, { compressTables });
-        const body = bytes.subarray(0, bytes.length - 32);
-        const start = 12 + (from % Math.max(1, body.length - 12));
-        const end = Math.min(body.length, start + length);
-        const spliced = duplicate
-          ? Buffer.concat([body.subarray(0, end), body.subarray(start, end), body.subarray(end), Buffer.alloc(32)])
-          : Buffer.concat([body.subarray(0, start), body.subarray(end), Buffer.alloc(32)]);
-        openChecked(withChecksum(spliced));
-      }),
+      fc.property(
+        contentsArb,
+        fc.nat(),
+        fc.integer({ min: 1, max: 64 }),
+        fc.boolean(),
+        fc.boolean(),
+        (contents, from, length, duplicate, compressTables) => {
+          const bytes = encodeArchive(contents, { compressTables });
+          const body = bytes.subarray(0, bytes.length - 32);
+          const start = 12 + (from % Math.max(1, body.length - 12));
+          const end = Math.min(body.length, start + length);
+          const spliced = duplicate
+            ? Buffer.concat([body.subarray(0, end), body.subarray(start, end), body.subarray(end), Buffer.alloc(32)])
+            : Buffer.concat([body.subarray(0, start), body.subarray(end), Buffer.alloc(32)]);
+          openChecked(withChecksum(spliced));
+        },
+      ),
       { numRuns: ARCHIVE_FUZZ_RUNS.splices },
     );
     expect(peakGrowth).toBeLessThan(MEMORY_BOUND);
@@ -152,7 +164,10 @@ describe('archive decoder fuzzing', () => {
     fc.assert(
       fc.property(
         contentsArb,
-        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.oneof(fc.integer({ min: 0, max: 7 }), fc.constantFrom(...EXTREMES))), { minLength: 1, maxLength: 3 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.oneof(fc.integer({ min: 0, max: 7 }), fc.constantFrom(...EXTREMES))), {
+          minLength: 1,
+          maxLength: 3,
+        }),
         fc.boolean(),
         (contents, edits, recompute) => {
           const bytes = encodeArchive(contents).slice();

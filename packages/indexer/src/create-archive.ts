@@ -7,8 +7,29 @@ import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { type ArchiveLayer, type ArchiveMetadata, encodeArchiveAsync, type StorageReference } from '@clip/archive-format';
-import { type ClipError, DigestMismatchError, formatImageReference, type ImageReference, IoError, LayerFormatError, type Logger, parseImageReference, PlatformNotFoundError, type RegistryReference, silentLogger, UsageError, writeFileAtomically } from '@clip/shared';
-import { type ImageSource, type LayerDescriptor, LayoutSource, OciArchiveSource, type Platform, type ResolvedImage } from '@clip/registry-fetch';
+import {
+  type ClipError,
+  DigestMismatchError,
+  formatImageReference,
+  type ImageReference,
+  IoError,
+  LayerFormatError,
+  type Logger,
+  parseImageReference,
+  PlatformNotFoundError,
+  type RegistryReference,
+  silentLogger,
+  UsageError,
+  writeFileAtomically,
+} from '@clip/shared';
+import {
+  type ImageSource,
+  type LayerDescriptor,
+  LayoutSource,
+  OciArchiveSource,
+  type Platform,
+  type ResolvedImage,
+} from '@clip/registry-fetch';
 import { OverlayTree } from './overlay/overlay-tree.js';
 import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
 import { openLocalBlob } from './pipeline/local-blob.js';
@@ -103,14 +124,18 @@ function metadataFor(source: ImageSource, storage: StorageReference, image: Reso
   if (config.User) imageConfig.user = config.User;
   if (config.Labels && Object.keys(config.Labels).length > 0) imageConfig.labels = config.Labels;
   if (config.StopSignal) imageConfig.stopSignal = config.StopSignal;
-  const platform = image.platform ?? (image.config.os && image.config.architecture
-    ? { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) }
-    : undefined);
+  const platform =
+    image.platform ??
+    (image.config.os && image.config.architecture
+      ? { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) }
+      : undefined);
   return {
     sourceRef: source.reference,
     storage,
     manifestMediaType: image.manifestMediaType,
-    ...(platform ? { platform: { os: platform.os, architecture: platform.architecture, ...(platform.variant ? { variant: platform.variant } : {}) } } : {}),
+    ...(platform
+      ? { platform: { os: platform.os, architecture: platform.architecture, ...(platform.variant ? { variant: platform.variant } : {}) } }
+      : {}),
     imageConfig,
     createdBy: CREATED_BY,
   };
@@ -127,8 +152,10 @@ function checkPlatform(wanted: Platform | undefined, image: ResolvedImage): void
 
 function archiveLayer(descriptor: LayerDescriptor, indexed: IndexedLayer): ArchiveLayer {
   const { scan } = indexed;
-  if (scan.digest !== UNHASHED && scan.digest !== descriptor.digest) throw new DigestMismatchError(`layer ${descriptor.digest}`, descriptor.digest, scan.digest);
-  if (scan.diffId !== descriptor.diffId) throw new DigestMismatchError(`uncompressed layer ${descriptor.digest} (diff_id)`, descriptor.diffId, scan.diffId);
+  if (scan.digest !== UNHASHED && scan.digest !== descriptor.digest)
+    throw new DigestMismatchError(`layer ${descriptor.digest}`, descriptor.digest, scan.digest);
+  if (scan.diffId !== descriptor.diffId)
+    throw new DigestMismatchError(`uncompressed layer ${descriptor.digest} (diff_id)`, descriptor.diffId, scan.diffId);
   return {
     digest: descriptor.digest,
     mediaType: descriptor.mediaType,
@@ -284,7 +311,9 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     };
     /** A local layout's blob file, read directly (see local-blob.ts); undefined for other sources. */
     const openLocal = (layer: LayerDescriptor) =>
-      sourceRef.kind === 'oci-layout' ? openLocalBlob(sourceRef.dir, layer, `blob in ${source.reference}`, counting) : Promise.resolve(undefined);
+      sourceRef.kind === 'oci-layout'
+        ? openLocalBlob(sourceRef.dir, layer, `blob in ${source.reference}`, counting)
+        : Promise.resolve(undefined);
     const openFromSource = async (layer: LayerDescriptor) => {
       const blob = await source.openBlob(layer.digest);
       return (async function* () {
@@ -300,7 +329,13 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       // hashCompressed false: ImageSource.openBlob's stream, and a local blob read directly,
       // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
       // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
-      const options = { digest: layer.digest, compression: layer.compression, spanSize, hashCompressed: false, digestVerified: true } as const;
+      const options = {
+        digest: layer.digest,
+        compression: layer.compression,
+        spanSize,
+        hashCompressed: false,
+        digestVerified: true,
+      } as const;
       const indexed = await activeScanner.scan(counted, options, layer.size).catch((error: unknown) => {
         throw nameLayer(error, layer.digest);
       });

@@ -7,7 +7,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { createArchive, type IndexProgress, type IndexSummary } from './create-archive.js';
-import { type Digest, DigestMismatchError, formatImageReference, type Logger, parseImageReference, parseRegistryReference, sha256Digest, silentLogger, UsageError } from '@clip/shared';
+import {
+  type Digest,
+  DigestMismatchError,
+  formatImageReference,
+  type Logger,
+  parseImageReference,
+  parseRegistryReference,
+  sha256Digest,
+  silentLogger,
+  UsageError,
+} from '@clip/shared';
 import {
   ARCHIVE_ARTIFACT_TYPE,
   ARCHIVE_LAYER_MEDIA_TYPE,
@@ -223,7 +233,11 @@ async function pushArchive(
   const bytes = await readFile(output);
   verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
   const destination = openRegistryTarget(targetRef, { logger, ...(options.insecure ? { insecure: true } : {}) });
-  const signature = artifactSignature(options.signKey, { archiveDigest: sha256Digest(bytes), manifestDigest: image.manifestDigest, target: targetRef });
+  const signature = artifactSignature(options.signKey, {
+    archiveDigest: sha256Digest(bytes),
+    manifestDigest: image.manifestDigest,
+    target: targetRef,
+  });
   try {
     const artifact = await pushReferrer(destination, {
       artifactType: ARCHIVE_ARTIFACT_TYPE,
@@ -231,7 +245,8 @@ async function pushArchive(
       blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
       ...(signature.annotations ? { annotations: signature.annotations } : {}),
     });
-    const boundIndexDigest = options.bind !== false ? await pushBoundIndex(destination, source, image, artifact.manifest, logger) : undefined;
+    const boundIndexDigest =
+      options.bind !== false ? await pushBoundIndex(destination, source, image, artifact.manifest, logger) : undefined;
     return { bytes: bytes.length, artifact, boundIndexDigest, signedBy: signature.signedBy };
   } finally {
     await destination.close();
@@ -278,6 +293,7 @@ function publishSummary(
     layerBytes,
     pushRateBytesPerSecond: rate === null ? null : Math.round(rate),
     estimatedRegistryIndexSeconds: estimated,
-    indexingTimeSavedSeconds: estimated === null ? null : Math.round((pushSeconds + estimated + archivePushSeconds - totalSeconds) * 1000) / 1000,
+    indexingTimeSavedSeconds:
+      estimated === null ? null : Math.round((pushSeconds + estimated + archivePushSeconds - totalSeconds) * 1000) / 1000,
   };
 }

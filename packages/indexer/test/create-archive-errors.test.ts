@@ -40,7 +40,11 @@ describe('malformed layers fail with LayerFormatError naming the layer digest', 
   const good: RawMember = { name: 'etc/ok', data: 'fine\n' };
   const cases: Array<[string, () => Uint8Array, RegExp]> = [
     ['bad header checksum', () => tar([good, { name: 'etc/bad', data: 'x', badChecksum: true }]), /checksum/],
-    ['truncated entry', () => tar([good, { name: 'etc/big', data: 'y'.repeat(3000) }], { endMarker: false }).subarray(0, 2048), /truncated/],
+    [
+      'truncated entry',
+      () => tar([good, { name: 'etc/big', data: 'y'.repeat(3000) }], { endMarker: false }).subarray(0, 2048),
+      /truncated/,
+    ],
     ['../ in a name', () => tar([good, { name: '../../etc/passwd', data: 'x' }]), /"\.\." component/],
     ['NUL in a name', () => tar([good, { name: 'x', pax: { path: 'etc/a\0b' } }]), /NUL/],
     ['sparse member', () => tar([good, { name: 's', typeflag: 'S', magic: 'gnu' }]), /sparse/],
@@ -50,7 +54,11 @@ describe('malformed layers fail with LayerFormatError naming the layer digest', 
     const dir = join(work, 'bad', label.replace(/\W+/g, '-'));
     const layout = await writeRawLayout(dir, 'bad', [tar([{ name: 'base', data: 'ok' }]), makeTar()]);
     const output = join(dir, 'out.clip');
-    const error = await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output, workers: false }), LayerFormatError, pattern);
+    const error = await expectRejects(
+      createArchive({ source: layout.ref, storageRef: STORAGE, output, workers: false }),
+      LayerFormatError,
+      pattern,
+    );
     expect(error.message).toContain(layout.layerDigests[1]);
     // Nothing half-written is left behind.
     expect((await readdir(dir)).filter((name) => name.includes('.clip'))).toEqual([]);
@@ -58,7 +66,12 @@ describe('malformed layers fail with LayerFormatError naming the layer digest', 
 
   it('absolute names are made relative, not refused', async () => {
     const dir = join(work, 'absolute');
-    const layout = await writeRawLayout(dir, 'abs', [tar([{ name: '/etc/abs', data: 'abs\n' }, { name: './rel/./x', data: 'x' }])]);
+    const layout = await writeRawLayout(dir, 'abs', [
+      tar([
+        { name: '/etc/abs', data: 'abs\n' },
+        { name: './rel/./x', data: 'x' },
+      ]),
+    ]);
     await createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip') });
     const archive = await readArchiveFile(join(dir, 'out.clip'));
     expect(archive.lookup('/etc/abs')?.size).toBe(4);
@@ -79,7 +92,12 @@ describe('platforms', () => {
 
   it('a platform the index lacks is a clear error listing what is there', async () => {
     await expectRejects(
-      createArchive({ source: multiarch.ref, storageRef: STORAGE, output: join(work, 'x.clip'), platform: { os: 'linux', architecture: 's390x' } }),
+      createArchive({
+        source: multiarch.ref,
+        storageRef: STORAGE,
+        output: join(work, 'x.clip'),
+        platform: { os: 'linux', architecture: 's390x' },
+      }),
       PlatformNotFoundError,
       /linux\/s390x not found.*linux\/amd64.*linux\/arm64/,
     );
@@ -87,7 +105,12 @@ describe('platforms', () => {
 
   it('a single-platform image of another platform is refused when a platform is asked for', async () => {
     await expectRejects(
-      createArchive({ source: basic.ref, storageRef: STORAGE, output: join(work, 'x.clip'), platform: { os: 'linux', architecture: 'riscv64' } }),
+      createArchive({
+        source: basic.ref,
+        storageRef: STORAGE,
+        output: join(work, 'x.clip'),
+        platform: { os: 'linux', architecture: 'riscv64' },
+      }),
       PlatformNotFoundError,
       /linux\/riscv64 not found.*linux\/amd64/,
     );
@@ -100,7 +123,11 @@ describe('storage references', () => {
   });
 
   it('a storage reference must be a registry reference', async () => {
-    await expectRejects(createArchive({ source: basic.ref, storageRef: `oci:${work}/other:tag`, output: join(work, 'x.clip') }), UsageError, /registry reference/);
+    await expectRejects(
+      createArchive({ source: basic.ref, storageRef: `oci:${work}/other:tag`, output: join(work, 'x.clip') }),
+      UsageError,
+      /registry reference/,
+    );
   });
 });
 
@@ -165,7 +192,11 @@ describe('local layout blobs are read directly and still verified', () => {
     const { layout, blob, dir } = await layoutWithBlob('tampered');
     // Another valid gzip'd tar under the same name: the scan succeeds, the digest does not.
     await writeFile(blob, gzipSync(tar([{ name: 'etc/a', data: 'b'.repeat(5000) }])));
-    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), DigestMismatchError, /digest mismatch/);
+    await expectRejects(
+      createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }),
+      DigestMismatchError,
+      /digest mismatch/,
+    );
   });
 
   it('a blob with a wrong gzip CRC-32 is refused by the digest check (the scan skips the CRC)', async () => {
@@ -174,18 +205,30 @@ describe('local layout blobs are read directly and still verified', () => {
     bytes[bytes.length - 8]! ^= 0xff;
     await writeFile(blob, bytes);
     // Without the opt-out this would be a LayerFormatError ("incorrect data check") before the digest is known.
-    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), DigestMismatchError, /digest mismatch/);
+    await expectRejects(
+      createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }),
+      DigestMismatchError,
+      /digest mismatch/,
+    );
   });
 
   it('a blob with extra bytes after the declared size is refused', async () => {
     const { layout, blob, dir } = await layoutWithBlob('longer');
     await appendFile(blob, gzipSync(Buffer.alloc(0))); // an empty gzip member: still a valid stream
-    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), DigestMismatchError, /digest mismatch/);
+    await expectRejects(
+      createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }),
+      DigestMismatchError,
+      /digest mismatch/,
+    );
   });
 
   it('a missing blob is reported by the source as a missing layer', async () => {
     const { layout, blob, dir } = await layoutWithBlob('missing');
     await rm(blob);
-    await expectRejects(createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }), LayerNotFoundError, /not found/);
+    await expectRejects(
+      createArchive({ source: layout.ref, storageRef: STORAGE, output: join(dir, 'out.clip'), workers: false }),
+      LayerNotFoundError,
+      /not found/,
+    );
   });
 });

@@ -7,7 +7,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive, readArchiveFile } from '@clip/archive-format';
 import { createLogger } from '@clip/shared';
-import { buildFixture, type BuiltImage, diffTrees, FIXTURE_NAMES, type FixtureName, readTree, type RunningRegistry, skopeoCopy, startRegistry, umociUnpack } from '@clip/testkit';
+import {
+  buildFixture,
+  type BuiltImage,
+  diffTrees,
+  FIXTURE_NAMES,
+  type FixtureName,
+  readTree,
+  type RunningRegistry,
+  skopeoCopy,
+  startRegistry,
+  umociUnpack,
+} from '@clip/testkit';
 import { createArchive } from '../src/create-archive.js';
 import { archiveTree, uncompressedLayer, withoutDirectoryMtimes } from './helpers/archive-tree.js';
 
@@ -32,7 +43,8 @@ function platformOf(image: BuiltImage) {
 function plain(value: unknown): unknown {
   if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex');
   if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, plain(item)]));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, plain(item)]));
   return value;
 }
 
@@ -56,11 +68,18 @@ describe.each(FIXTURE_NAMES)('fixture %s', (name: FixtureName) => {
       // Indexing the local layout never talked to the registry named by the storage ref.
       expect(registry!.logs(), label).toBe(registryLogBefore);
       expect(summary.networkBytes).toBe(0);
-      const announced = logLines.map((line) => JSON.parse(line) as Record<string, unknown>).find((record) => record['msg'] === 'indexing from local OCI layout with remote storage reference');
+      const announced = logLines
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((record) => record['msg'] === 'indexing from local OCI layout with remote storage reference');
       expect(announced, label).toMatchObject({ level: 'info', source_ref: layout.ref, storage_ref: storageRef });
 
       const archive = await readArchiveFile(output);
-      expect(archive.metadata.storage).toEqual({ registry: registry!.host, repository, tag: layout.tag, manifestDigest: image.manifestDigest });
+      expect(archive.metadata.storage).toEqual({
+        registry: registry!.host,
+        repository,
+        tag: layout.tag,
+        manifestDigest: image.manifestDigest,
+      });
       expect(archive.metadata.sourceRef).toBe(layout.ref);
       expect(archive.metadata.platform).toMatchObject({ os: platform.os, architecture: platform.architecture });
       expect(archive.layers.map((layer) => layer.digest)).toEqual(image.layers.map((layer) => layer.digest));
@@ -98,7 +117,10 @@ describe.each(FIXTURE_NAMES)('fixture %s', (name: FixtureName) => {
       expect(b.metadata.sourceRef).toBe(storageRef);
       expect(b.inodeCount, label).toBe(a.inodeCount);
       for (let ino = 1; ino <= a.inodeCount; ino++) expect(plain(b.inode(ino)), label).toEqual(plain(a.inode(ino)));
-      expect([...b.walk()].map((e) => [e.path, e.inode.ino]), label).toEqual([...a.walk()].map((e) => [e.path, e.inode.ino]));
+      expect(
+        [...b.walk()].map((e) => [e.path, e.inode.ino]),
+        label,
+      ).toEqual([...a.walk()].map((e) => [e.path, e.inode.ino]));
       expect(plain(b.layers), label).toEqual(plain(a.layers));
     }
   }, 240_000);

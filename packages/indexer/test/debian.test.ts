@@ -6,7 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readArchiveFile } from '@clip/archive-format';
-import { buildDebianImage, type DebianImage, diffTrees, readTree, type RunningRegistry, skopeoCopy, startRegistry, umociUnpack } from '@clip/testkit';
+import {
+  buildDebianImage,
+  type DebianImage,
+  diffTrees,
+  readTree,
+  type RunningRegistry,
+  skopeoCopy,
+  startRegistry,
+  umociUnpack,
+} from '@clip/testkit';
 import { createArchive } from '../src/create-archive.js';
 import { archiveTree, uncompressedLayer } from './helpers/archive-tree.js';
 

@@ -141,7 +141,12 @@ describe('OverlayTree', () => {
   });
 
   it('resolves parent symlinks inside the root (usrmerge: bin -> usr/bin)', () => {
-    const v = view(build([dir('usr'), dir('usr/bin'), sym('bin', 'usr/bin'), sym('lib', '/usr/lib')], [e('bin/tool'), e('lib/x/y'), e('.wh.bin')].slice(0, 2)));
+    const v = view(
+      build(
+        [dir('usr'), dir('usr/bin'), sym('bin', 'usr/bin'), sym('lib', '/usr/lib')],
+        [e('bin/tool'), e('lib/x/y'), e('.wh.bin')].slice(0, 2),
+      ),
+    );
     expect(v.has('/usr/bin/tool')).toBe(true);
     expect(v.has('/usr/lib/x/y')).toBe(true);
     expect(v.get('/bin')!.type).toBe('symlink');
@@ -169,6 +174,15 @@ describe('OverlayTree', () => {
   });
 
   it('sorts names byte-wise', () => {
-    expect(paths(build([e('b'), e('B'), e('a-b'), dir('a'), e('a/x'), e('é'), e('_')]))).toEqual(['/', '/B', '/_', '/a', '/a-b', '/b', '/é', '/a/x']);
+    expect(paths(build([e('b'), e('B'), e('a-b'), dir('a'), e('a/x'), e('é'), e('_')]))).toEqual([
+      '/',
+      '/B',
+      '/_',
+      '/a',
+      '/a-b',
+      '/b',
+      '/é',
+      '/a/x',
+    ]);
   });
 });

@@ -13,7 +13,10 @@ describe('PieceHasher with PieceCuts', () => {
   const cases: Array<[string, () => Buffer | Promise<Buffer>]> = [
     ['gzip -6', () => gzipCli(data, 6)],
     ['sync flushes', () => gzipWithFlushes(data, 1, 20_011)],
-    ['multi-member with an empty member', () => Buffer.concat([gzipCli(data.subarray(0, 600_000), 6), gzipCli(Buffer.alloc(0), 1), gzipCli(data.subarray(600_000), 9)])],
+    [
+      'multi-member with an empty member',
+      () => Buffer.concat([gzipCli(data.subarray(0, 600_000), 6), gzipCli(Buffer.alloc(0), 1), gzipCli(data.subarray(600_000), 9)]),
+    ],
   ];
   for (const [name, make] of cases) {
     it(`${name}: the same spans and digests as hashing in the recorder`, async () => {
@@ -49,6 +52,17 @@ describe('PieceHasher with PieceCuts', () => {
     const hasher = new PieceHasher(() => {});
     hasher.bytes(new Uint8Array(10));
     expect(() => hasher.cuts([0, 11])).toThrow(/internal/);
-    expect(() => hasher.finish([{ checkpoint: { uncompressedOffset: 0, compressedBitOffset: 0, window: new Uint8Array(0), kind: 'gzip-member' }, uncompressedEnd: 1, pieces: [{ compressedEnd: 10, uncompressedEnd: 1, digest: `sha256:${'0'.repeat(64)}` }] }], [0])).toThrow(/internal/);
+    expect(() =>
+      hasher.finish(
+        [
+          {
+            checkpoint: { uncompressedOffset: 0, compressedBitOffset: 0, window: new Uint8Array(0), kind: 'gzip-member' },
+            uncompressedEnd: 1,
+            pieces: [{ compressedEnd: 10, uncompressedEnd: 1, digest: `sha256:${'0'.repeat(64)}` }],
+          },
+        ],
+        [0],
+      ),
+    ).toThrow(/internal/);
   });
 });

@@ -18,7 +18,10 @@ export function rng(seed: number): () => number {
   };
 }
 
-const WORDS = 'the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were her she there one all we their def return import class self none true false usr lib bin etc'.split(' ');
+const WORDS =
+  'the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were her she there one all we their def return import class self none true false usr lib bin etc'.split(
+    ' ',
+  );
 
 /** A mix of text, random bytes, zero runs and repeats, the kinds of content tar layers hold. */
 export function layerData(seed: number, size: number): Buffer {

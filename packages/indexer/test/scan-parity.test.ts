@@ -16,12 +16,22 @@ const blobs: Array<[string, () => Buffer | Promise<Buffer>]> = [
   ['stored blocks (level 0)', () => gzipSync(mixed.subarray(0, 400_000), { level: 0 })],
   ['sync flushes', () => gzipWithFlushes(text, 6, 3_000)],
   ['full flushes', () => gzipWithFlushes(mixed, 1, 40_001, true)],
-  ['multi-member with an empty member', () => Buffer.concat([gzipCli(Buffer.alloc(0), 6), gzipCli(text.subarray(0, 200_000), 9), gzipCli(Buffer.alloc(0), 1), gzipCli(mixed, 6)])],
+  [
+    'multi-member with an empty member',
+    () =>
+      Buffer.concat([gzipCli(Buffer.alloc(0), 6), gzipCli(text.subarray(0, 200_000), 9), gzipCli(Buffer.alloc(0), 1), gzipCli(mixed, 6)]),
+  ],
 ];
 
 /** The scan with windows as base64: the same deep comparison, without element-wise typed-array walks. */
 function comparable(scan: LayerScan): unknown {
-  return { ...scan, spans: scan.spans.map((span) => ({ ...span, checkpoint: { ...span.checkpoint, window: Buffer.from(span.checkpoint.window).toString('base64') } })) };
+  return {
+    ...scan,
+    spans: scan.spans.map((span) => ({
+      ...span,
+      checkpoint: { ...span.checkpoint, window: Buffer.from(span.checkpoint.window).toString('base64') },
+    })),
+  };
 }
 
 describe.skipIf(nativeMissing !== undefined)(`native vs portable gzip scan${nativeMissing ? ` (skipped: ${nativeMissing})` : ''}`, () => {
@@ -53,7 +63,13 @@ describe.skipIf(nativeMissing !== undefined)(`native vs portable gzip scan${nati
     corrupt[Math.floor(blob.length / 2)]! ^= 0x5a;
     const badTrailer = Buffer.from(blob);
     badTrailer[blob.length - 6]! ^= 1; // CRC32
-    const inputs = [blob.subarray(0, blob.length - 7), blob.subarray(0, 5), corrupt, badTrailer, Buffer.concat([blob, Buffer.from('garbage!')])];
+    const inputs = [
+      blob.subarray(0, blob.length - 7),
+      blob.subarray(0, 5),
+      corrupt,
+      badTrailer,
+      Buffer.concat([blob, Buffer.from('garbage!')]),
+    ];
     for (const input of inputs) {
       for (const gzipInflater of ['native', 'portable'] as const) {
         await expect(scanBlob(input, 'gzip', { spanSize: 64 * 1024, gzipInflater })).rejects.toMatchObject({ code: 'CLIP_E_LAYER_FORMAT' });

@@ -68,7 +68,12 @@ describe('scanLayer zstd', () => {
   });
 
   it('frame splitter finds the same boundaries whatever the chunking', () => {
-    const frames = [zstdCli(data.subarray(0, 1000)), Buffer.from([0x5f, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]), zstdCli(Buffer.alloc(0)), zstdCli(data.subarray(0, 70_000), ['--no-check'])];
+    const frames = [
+      zstdCli(data.subarray(0, 1000)),
+      Buffer.from([0x5f, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]),
+      zstdCli(Buffer.alloc(0)),
+      zstdCli(data.subarray(0, 70_000), ['--no-check']),
+    ];
     const blob = Buffer.concat(frames);
     const expected: number[] = [];
     frames.reduce((at, f) => (expected.push(at + f.length), at + f.length), 0);
@@ -91,8 +96,12 @@ describe('scanLayer zstd', () => {
 
   it('rejects truncated and corrupt zstd with LayerFormatError', async () => {
     const blob = zstdCli(data.subarray(0, 100_000));
-    await expect(scanBlob(blob.subarray(0, blob.length - 10), 'zstd', { spanSize: SPAN })).rejects.toMatchObject({ code: 'CLIP_E_LAYER_FORMAT' });
-    await expect(scanBlob(Buffer.from('not zstd at all'), 'zstd', { spanSize: SPAN })).rejects.toMatchObject({ code: 'CLIP_E_LAYER_FORMAT' });
+    await expect(scanBlob(blob.subarray(0, blob.length - 10), 'zstd', { spanSize: SPAN })).rejects.toMatchObject({
+      code: 'CLIP_E_LAYER_FORMAT',
+    });
+    await expect(scanBlob(Buffer.from('not zstd at all'), 'zstd', { spanSize: SPAN })).rejects.toMatchObject({
+      code: 'CLIP_E_LAYER_FORMAT',
+    });
   });
 });
 
@@ -101,7 +110,12 @@ describe('scanLayer uncompressed', () => {
     const data = layerData(9, 300_000);
     expect(await checkSpans(data, data, 'none', 50_000)).toBe(6);
     const { layer } = await scanBlob(data, 'none', { spanSize: 50_000, pieceSize: 7_000 });
-    for (const [offset, length] of [[0, 1], [49_999, 2], [123_456, 100_000], [299_999, 1]] as const) {
+    for (const [offset, length] of [
+      [0, 1],
+      [49_999, 2],
+      [123_456, 100_000],
+      [299_999, 1],
+    ] as const) {
       expect((await readRange(layer, data, offset, length)).equals(data.subarray(offset, offset + length))).toBe(true);
     }
   });
@@ -111,7 +125,11 @@ describe('scanLayer edge cases', () => {
   it('empty layers scan to one empty span in every compression', async () => {
     const empty = Buffer.alloc(0);
     const { gzipCli } = await import('./scan-helpers.js');
-    for (const [compression, blob] of [['gzip', gzipCli(empty, 6)], ['zstd', zstdCli(empty)], ['none', empty]] as const) {
+    for (const [compression, blob] of [
+      ['gzip', gzipCli(empty, 6)],
+      ['zstd', zstdCli(empty)],
+      ['none', empty],
+    ] as const) {
       const { scan, output } = await scanBlob(blob, compression, { spanSize: 1000 });
       expect(output.length).toBe(0);
       expect(scan.uncompressedSize).toBe(0);

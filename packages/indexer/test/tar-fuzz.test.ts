@@ -91,7 +91,9 @@ const numberField = (length: number) =>
     fc.string({ maxLength: length }),
   );
 const base256 = (length: number) =>
-  fc.tuple(fc.constantFrom(0x80, 0xff, 0xc0), fc.uint8Array({ minLength: length - 1, maxLength: length - 1 })).map(([first, rest]) => Uint8Array.from([first, ...rest]));
+  fc
+    .tuple(fc.constantFrom(0x80, 0xff, 0xc0), fc.uint8Array({ minLength: length - 1, maxLength: length - 1 }))
+    .map(([first, rest]) => Uint8Array.from([first, ...rest]));
 
 function fieldValue(field: keyof typeof FIELDS): fc.Arbitrary<Uint8Array> {
   const length = FIELDS[field][1];
@@ -102,7 +104,10 @@ function fieldValue(field: keyof typeof FIELDS): fc.Arbitrary<Uint8Array> {
     case 'prefix':
       return fc.oneof(text(hostileName), fc.uint8Array({ maxLength: length }));
     case 'typeflag':
-      return fc.oneof(text(fc.constantFrom('0', '1', '2', '3', '4', '5', '6', '7', 'x', 'g', 'L', 'K', 'S', 'V', 'Z', '\0')), fc.uint8Array({ minLength: 1, maxLength: 1 }));
+      return fc.oneof(
+        text(fc.constantFrom('0', '1', '2', '3', '4', '5', '6', '7', 'x', 'g', 'L', 'K', 'S', 'V', 'Z', '\0')),
+        fc.uint8Array({ minLength: 1, maxLength: 1 }),
+      );
     case 'magic':
       return fc.oneof(text(fc.constantFrom('ustar\u000000', 'ustar  \0', 'garbage!')), fc.uint8Array({ maxLength: length }));
     default:
@@ -110,11 +115,13 @@ function fieldValue(field: keyof typeof FIELDS): fc.Arbitrary<Uint8Array> {
   }
 }
 
-const mutationArb = fc.record({
-  header: fc.nat(),
-  field: fc.constantFrom(...(Object.keys(FIELDS) as Array<keyof typeof FIELDS>)),
-  fix: fc.boolean(),
-}).chain((m) => fieldValue(m.field).map((value) => ({ ...m, value })));
+const mutationArb = fc
+  .record({
+    header: fc.nat(),
+    field: fc.constantFrom(...(Object.keys(FIELDS) as Array<keyof typeof FIELDS>)),
+    fix: fc.boolean(),
+  })
+  .chain((m) => fieldValue(m.field).map((value) => ({ ...m, value })));
 
 /** Walks and checks the outcome: safe entries, or LayerFormatError. */
 function walkChecked(data: Uint8Array, chunk: number): 'ok' | 'refused' {
@@ -171,12 +178,16 @@ describe('tar walk fuzzing', () => {
 
   it('random byte edits anywhere: safe entries or LayerFormatError', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.boolean(), (edits, fix) => {
-        const data = BASE_TAR.slice();
-        for (const [at, value] of edits) data[at % data.length] = value;
-        if (fix) for (const at of HEADERS) fixChecksum(data, at);
-        walkChecked(data, 700);
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+        fc.boolean(),
+        (edits, fix) => {
+          const data = BASE_TAR.slice();
+          for (const [at, value] of edits) data[at % data.length] = value;
+          if (fix) for (const at of HEADERS) fixChecksum(data, at);
+          walkChecked(data, 700);
+        },
+      ),
       { numRuns: FUZZ_RUNS.edits },
     );
   });
@@ -188,10 +199,16 @@ describe('tar walk fuzzing', () => {
     );
     fc.assert(
       fc.property(
-        fc.dictionary(fc.constantFrom('path', 'linkpath', 'size', 'mtime', 'uid', 'gid', 'GNU.sparse.major', 'SCHILY.xattr.a'), paxValue, { maxKeys: 4 }),
+        fc.dictionary(fc.constantFrom('path', 'linkpath', 'size', 'mtime', 'uid', 'gid', 'GNU.sparse.major', 'SCHILY.xattr.a'), paxValue, {
+          maxKeys: 4,
+        }),
         fc.constantFrom('0', '1', '2', '5'),
         (pax, typeflag) => {
-          const members: RawMember[] = [{ name: 'a/', typeflag: '5' }, { name: 'a/target', data: 'target' }, { name: 'a/m', typeflag, linkname: 'a/target', data: typeflag === '0' ? 'data' : '', pax }];
+          const members: RawMember[] = [
+            { name: 'a/', typeflag: '5' },
+            { name: 'a/target', data: 'target' },
+            { name: 'a/m', typeflag, linkname: 'a/target', data: typeflag === '0' ? 'data' : '', pax },
+          ];
           walkChecked(tar(members), 333);
         },
       ),

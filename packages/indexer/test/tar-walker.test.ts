@@ -1,5 +1,18 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, symlinkSync, linkSync, chmodSync, readFileSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
+import {
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+  mkdirSync,
+  symlinkSync,
+  linkSync,
+  chmodSync,
+  readFileSync,
+  truncateSync,
+  openSync,
+  writeSync,
+  closeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -162,8 +175,17 @@ describe('TarWalker on hand-built streams', () => {
   });
 
   it('applies PAX global headers to later members', () => {
-    const entries = walk(tar([{ name: 'g', typeflag: 'g', data: '13 uid=12345\n' }, { name: 'a', data: 'x' }, { name: 'b', data: 'y' }]));
-    expect(entries.map((e) => [e.path, e.uid])).toEqual([['a', 12345], ['b', 12345]]);
+    const entries = walk(
+      tar([
+        { name: 'g', typeflag: 'g', data: '13 uid=12345\n' },
+        { name: 'a', data: 'x' },
+        { name: 'b', data: 'y' },
+      ]),
+    );
+    expect(entries.map((e) => [e.path, e.uid])).toEqual([
+      ['a', 12345],
+      ['b', 12345],
+    ]);
   });
 
   it('normalises leading ./ and / and doubled slashes', () => {
@@ -190,7 +212,16 @@ describe('TarWalker on hand-built streams', () => {
 
 describe('TarWalker refuses malformed or hostile layers with LayerFormatError naming the layer', () => {
   it('bad header checksum', () => {
-    expectLayerError(() => walk(tar([{ name: 'ok', data: 'x' }, { name: 'bad', badChecksum: true }])), /checksum at byte 1024/);
+    expectLayerError(
+      () =>
+        walk(
+          tar([
+            { name: 'ok', data: 'x' },
+            { name: 'bad', badChecksum: true },
+          ]),
+        ),
+      /checksum at byte 1024/,
+    );
   });
 
   it('not a tar at all (e.g. still compressed)', () => {
@@ -203,7 +234,13 @@ describe('TarWalker refuses malformed or hostile layers with LayerFormatError na
   });
 
   it('truncated header', () => {
-    const data = tar([{ name: 'a', data: 'x' }, { name: 'b', data: 'y' }], { endMarker: false });
+    const data = tar(
+      [
+        { name: 'a', data: 'x' },
+        { name: 'b', data: 'y' },
+      ],
+      { endMarker: false },
+    );
     expectLayerError(() => walk(data.subarray(0, 1024 + 100)), /truncated/);
   });
 
@@ -234,7 +271,12 @@ describe('TarWalker refuses malformed or hostile layers with LayerFormatError na
 
   it('PAX sparse members', () => {
     expectLayerError(
-      () => walk(tar([{ name: 'GNUSparseFile.0/s', data: 'x', pax: { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 's' } }])),
+      () =>
+        walk(
+          tar([
+            { name: 'GNUSparseFile.0/s', data: 'x', pax: { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 's' } },
+          ]),
+        ),
       /sparse/,
     );
   });

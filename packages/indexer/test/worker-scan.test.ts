@@ -15,7 +15,10 @@ const compiled = new URL('../dist/pipeline/layer-scanner.js', import.meta.url);
 const workerScript = new URL('../dist/pipeline/scan-worker.js', import.meta.url);
 const missing = !existsSync(fileURLToPath(compiled)) || !existsSync(fileURLToPath(workerScript));
 
-type Scanner = { scan(compressed: AsyncIterable<Uint8Array>, options: Parameters<typeof indexLayer>[1], size?: number): Promise<IndexedLayer>; close(): Promise<void> };
+type Scanner = {
+  scan(compressed: AsyncIterable<Uint8Array>, options: Parameters<typeof indexLayer>[1], size?: number): Promise<IndexedLayer>;
+  close(): Promise<void>;
+};
 
 async function tarOf(files: Array<[string, Buffer]>): Promise<Buffer> {
   const pack = tarStream.pack();
@@ -63,7 +66,11 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
   const cases: Array<[string, LayerCompression, () => Buffer | Promise<Buffer>]> = [
     ['gzip', 'gzip', () => gzipCli(tar, 6)],
     ['gzip with sync flushes', 'gzip', () => gzipWithFlushes(tar, 1, 30_001)],
-    ['multi-member gzip', 'gzip', () => Buffer.concat([gzipCli(tar.subarray(0, 1_000_000), 6), gzipCli(Buffer.alloc(0), 1), gzipCli(tar.subarray(1_000_000), 9)])],
+    [
+      'multi-member gzip',
+      'gzip',
+      () => Buffer.concat([gzipCli(tar.subarray(0, 1_000_000), 6), gzipCli(Buffer.alloc(0), 1), gzipCli(tar.subarray(1_000_000), 9)]),
+    ],
     ['zstd', 'zstd', () => zstdCli(tar, ['-B1MiB'])],
     ['uncompressed', 'none', () => tar],
   ];
@@ -85,7 +92,11 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
     const size = 2 << 20;
     const shared = await createLayerScanner({ workers: true, concurrency: 2, logger: silentLogger, layerSizes: [size, size] });
     try {
-      for (const [compression, blob] of [['gzip', gzipCli(tar, 6)], ['zstd', zstdCli(tar, ['-B1MiB'])], ['none', tar]] as const) {
+      for (const [compression, blob] of [
+        ['gzip', gzipCli(tar, 6)],
+        ['zstd', zstdCli(tar, ['-B1MiB'])],
+        ['none', tar],
+      ] as const) {
         const options = { digest: 'sha256:test', compression, spanSize: 256 * 1024 };
         const local = await indexLayer(chunked(blob, 65_536), options);
         const [one, two] = await Promise.all([

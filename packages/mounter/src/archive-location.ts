@@ -1,7 +1,13 @@
 // Opens the archive a command names: a local .clip file or an http(s) URL, read by range
 // (only the head up front). Data-carrying archives then serve file contents from the same
 // source; OCI-mode archives from their registry (storage reference).
-import { type ArchiveByteSource, type ClipArchive, dataSectionFetchRange, openArchiveFromSource, openFileByteSource } from '@clip/archive-format';
+import {
+  type ArchiveByteSource,
+  type ClipArchive,
+  dataSectionFetchRange,
+  openArchiveFromSource,
+  openFileByteSource,
+} from '@clip/archive-format';
 import { isArchiveUrl } from './archive-url.js';
 // The HTTP and registry clients (undici) are loaded only when a URL or a registry is read.
 import type { HttpSourceOptions } from './http-archive-source.js';

@@ -66,7 +66,8 @@ class HttpArchiveSource implements ArchiveByteSource {
     if (start === end) return new Uint8Array(0);
     if (end <= this.first.length) return this.first.subarray(start, end);
     const { body } = await this.request(start, end, signal);
-    if (body.length !== end - start) throw new ArchiveFormatError(`corrupt archive: ${this.description}: got ${body.length} bytes of [${start}, ${end})`);
+    if (body.length !== end - start)
+      throw new ArchiveFormatError(`corrupt archive: ${this.description}: got ${body.length} bytes of [${start}, ${end})`);
     return body;
   }
 
@@ -122,12 +123,16 @@ class HttpArchiveSource implements ArchiveByteSource {
     const contentRange = headers['content-range'];
     const match = typeof contentRange === 'string' ? CONTENT_RANGE_RE.exec(contentRange) : null;
     if (!match || Number(match[1]) !== start || match[3] === '*') {
-      throw new ArchiveFormatError(`cannot read archive ${this.description}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)} for bytes ${start}-${end - 1}`);
+      throw new ArchiveFormatError(
+        `cannot read archive ${this.description}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)} for bytes ${start}-${end - 1}`,
+      );
     }
     const total = Number(match[3]);
     const expected = Math.min(end, total) - start;
     if (Number(match[2]) !== start + expected - 1 || body.length !== expected) {
-      throw new ArchiveFormatError(`cannot read archive ${this.description}: got ${body.length} bytes for bytes ${start}-${end - 1} of ${total}`);
+      throw new ArchiveFormatError(
+        `cannot read archive ${this.description}: got ${body.length} bytes for bytes ${start}-${end - 1} of ${total}`,
+      );
     }
     return { body, total };
   }
@@ -157,7 +162,13 @@ export async function openHttpByteSource(
     connections: 8,
     ...(options.insecure ? { connect: { rejectUnauthorized: false } } : {}),
   });
-  const source = new HttpArchiveSource(parsed, describeUrl(parsed), agent, retryPolicy({ retries: options.retries ?? 2 }), options.logger ?? silentLogger);
+  const source = new HttpArchiveSource(
+    parsed,
+    describeUrl(parsed),
+    agent,
+    retryPolicy({ retries: options.retries ?? 2 }),
+    options.logger ?? silentLogger,
+  );
   try {
     await source.start();
   } catch (error) {

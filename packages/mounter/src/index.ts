@@ -6,7 +6,14 @@ export type { LayerFetcher, MountHandle, MountOptions } from './mount.js';
 export type { MountableArchive } from './archive-view.js';
 export type { MetricsSnapshot } from './metrics.js';
 export { MountFailedError, MountpointError } from './errors.js';
-export { holdMount, SERVER_CONNECTION_FD, superviseMount, type AttachMessage, type ServerRole, type SupervisorOptions } from './supervisor.js';
+export {
+  holdMount,
+  SERVER_CONNECTION_FD,
+  superviseMount,
+  type AttachMessage,
+  type ServerRole,
+  type SupervisorOptions,
+} from './supervisor.js';
 export { checkMountpoint, forceUnmount, isMounted } from './mountpoint.js';
 export { lockMountpoint, type MountLock } from './mount-lock.js';
 export { openArchiveFetcher, openArchiveLocation, type ArchiveFetcher, type OpenedArchive } from './archive-location.js';

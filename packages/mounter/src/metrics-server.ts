@@ -13,7 +13,8 @@ export interface MetricsServer {
 export function parseHostPort(text: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
   const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw new UsageError(`invalid metrics address ${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:9100`);
+  if (!match || port > 65535)
+    throw new UsageError(`invalid metrics address ${JSON.stringify(text)}: expected host:port, e.g. 127.0.0.1:9100`);
   return { host: match[1] ?? (match[2] || '127.0.0.1'), port };
 }
 
@@ -41,7 +42,7 @@ export async function startMetricsServer(listen: string, metrics: MountMetrics, 
 
 function listenReason(error: NodeJS.ErrnoException): string {
   if (error.code === 'EADDRINUSE') return 'the port is already in use (pick another --metrics port)';
-  if (error.code === 'EADDRNOTAVAIL') return 'the address is not one of this host\'s (use 127.0.0.1 or 0.0.0.0)';
+  if (error.code === 'EADDRNOTAVAIL') return "the address is not one of this host's (use 127.0.0.1 or 0.0.0.0)";
   if (error.code === 'EACCES') return 'permission denied (ports below 1024 need privileges)';
   if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') return 'the host name does not resolve';
   return error.code ?? error.message;

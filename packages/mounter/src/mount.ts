@@ -91,7 +91,9 @@ export function mountOptions(): string[] {
 /** Whether /etc/fuse.conf has a `user_allow_other` line (fusermount3's rule, uncommented). */
 export function userAllowOther(conf = '/etc/fuse.conf'): boolean {
   try {
-    return readFileSync(conf, 'utf8').split('\n').some((line) => line.trim() === 'user_allow_other');
+    return readFileSync(conf, 'utf8')
+      .split('\n')
+      .some((line) => line.trim() === 'user_allow_other');
   } catch {
     return false;
   }

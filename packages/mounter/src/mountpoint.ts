@@ -50,7 +50,8 @@ export async function checkMountpoint(
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new MountpointError(path, `mountpoint ${path} does not exist (create it with mkdir -p)`);
     // ECONNABORTED: the same, for a request that was waiting when the connection was aborted.
-    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') throw new MountpointError(path, `mountpoint ${path} cannot be used: ${(error as Error).message}`);
+    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED')
+      throw new MountpointError(path, `mountpoint ${path} cannot be used: ${(error as Error).message}`);
     if (!options.forceUnmountStale) {
       throw new MountpointError(
         path,

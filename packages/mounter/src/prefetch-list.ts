@@ -117,7 +117,9 @@ export class ReadRecorder {
   }
 
   async flush(): Promise<void> {
-    const lines = [...this.#files.values()].map((file) => `${file.path}\t${file.ranges.map(([start, end]) => `${start}-${end}`).join(',')}`);
+    const lines = [...this.#files.values()].map(
+      (file) => `${file.path}\t${file.ranges.map(([start, end]) => `${start}-${end}`).join(',')}`,
+    );
     try {
       await writeFileAtomically(this.file, Buffer.from(lines.length ? `${lines.join('\n')}\n` : ''));
     } catch (error) {

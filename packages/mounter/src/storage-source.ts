@@ -29,10 +29,14 @@ export interface StorageOptions {
   hostsDir?: string;
 }
 
-export async function openStorageFetcher(archive: Pick<MountableArchive, 'metadata'>, options: StorageOptions = {}): Promise<StorageFetcher> {
+export async function openStorageFetcher(
+  archive: Pick<MountableArchive, 'metadata'>,
+  options: StorageOptions = {},
+): Promise<StorageFetcher> {
   const logger = options.logger ?? silentLogger;
   const storage = archive.metadata.storage;
-  if (!storage) throw new ArchiveFormatError('archive has no storage reference (it was not indexed in OCI mode), so its layers cannot be fetched');
+  if (!storage)
+    throw new ArchiveFormatError('archive has no storage reference (it was not indexed in OCI mode), so its layers cannot be fetched');
   const reference = storageReference(storage);
   logger.info('cached source image reference from metadata', { reference, source: archive.metadata.sourceRef });
   const timeout = options.requestTimeoutMs;
@@ -49,7 +53,9 @@ export async function openStorageFetcher(archive: Pick<MountableArchive, 'metada
     reference,
     source,
     fetchRange: (digest, start, end, signal) => source.readBlobRange(digest, start, end, signal ? { signal } : {}),
-    ...(source instanceof MirroredSource ? { hostStats: () => source.hostStats(), prometheus: () => hostStatsPrometheus(source.hostStats()) } : {}),
+    ...(source instanceof MirroredSource
+      ? { hostStats: () => source.hostStats(), prometheus: () => hostStatsPrometheus(source.hostStats()) }
+      : {}),
     close: () => source.close(),
   };
 }

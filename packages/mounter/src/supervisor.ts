@@ -109,7 +109,15 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   };
 
   const startChild = (role: ServerRole): Child => {
-    const child: Child = { process: startServer(options.serverArgs(init, role), holder.fd), generation: 0, attachedAt: 0, served: false, exited: false, ready: false, replaced: false };
+    const child: Child = {
+      process: startServer(options.serverArgs(init, role), holder.fd),
+      generation: 0,
+      attachedAt: 0,
+      served: false,
+      exited: false,
+      ready: false,
+      replaced: false,
+    };
     child.process.on('message', (message: unknown) => {
       const kind = (message as { kind?: unknown }).kind;
       if (kind === 'ready') {

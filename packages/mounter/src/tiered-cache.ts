@@ -29,7 +29,9 @@ export class TieredBlockCache implements BlockCache {
     if (this.#memory) this.#metrics.add('memoryCacheMisses');
     if (!this.#disk) return undefined;
     // Only a longer block than memory's is worth reading (and verifying) from disk.
-    return this.#fromDisk(key, inMemory ? inMemory.length + 1 : 0).then((onDisk) => (onDisk && (!inMemory || onDisk.length > inMemory.length) ? onDisk : inMemory));
+    return this.#fromDisk(key, inMemory ? inMemory.length + 1 : 0).then((onDisk) =>
+      onDisk && (!inMemory || onDisk.length > inMemory.length) ? onDisk : inMemory,
+    );
   }
 
   async set(key: string, value: Buffer): Promise<void> {

@@ -29,10 +29,28 @@ export interface FileSpec {
 }
 
 /** Writes archive.clip and the layer blob into `dir`; returns the layer bytes by path. */
-export async function writeTestArchive(dir: string, files: FileSpec[], spanSize = 64 * 1024): Promise<{ archivePath: string; layersDir: string }> {
+export async function writeTestArchive(
+  dir: string,
+  files: FileSpec[],
+  spanSize = 64 * 1024,
+): Promise<{ archivePath: string; layersDir: string }> {
   const chunks: Buffer[] = [];
   let layerSize = 0;
-  const inodes: Inode[] = [{ ino: 1, type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 1_700_000_000, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, nlink: 2 }];
+  const inodes: Inode[] = [
+    {
+      ino: 1,
+      type: 'directory',
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      mtimeSec: 1_700_000_000,
+      mtimeNsec: 0,
+      rdevMajor: 0,
+      rdevMinor: 0,
+      nlink: 2,
+    },
+  ];
   const entries: DirEntry[] = [{ path: '/', ino: 1 }];
   const inoByPath = new Map<string, number>([['/', 1]]);
   for (const file of files) {
@@ -45,10 +63,16 @@ export async function writeTestArchive(dir: string, files: FileSpec[], spanSize 
     }
     const ino = inodes.length + 1;
     const inode: Inode = {
-      ino, type: file.type, mode: file.mode, uid: file.uid ?? 0, gid: file.gid ?? 0,
+      ino,
+      type: file.type,
+      mode: file.mode,
+      uid: file.uid ?? 0,
+      gid: file.gid ?? 0,
       size: file.content?.length ?? (file.linkTarget ? Buffer.byteLength(file.linkTarget) : 0),
-      mtimeSec: file.mtimeSec ?? 1_700_000_000, mtimeNsec: 0,
-      rdevMajor: file.rdev?.[0] ?? 0, rdevMinor: file.rdev?.[1] ?? 0,
+      mtimeSec: file.mtimeSec ?? 1_700_000_000,
+      mtimeNsec: 0,
+      rdevMajor: file.rdev?.[0] ?? 0,
+      rdevMinor: file.rdev?.[1] ?? 0,
       nlink: file.type === 'directory' ? 2 : 1,
     };
     if (file.linkTarget) inode.linkTarget = file.linkTarget;
@@ -69,7 +93,12 @@ export async function writeTestArchive(dir: string, files: FileSpec[], spanSize 
   const layerData = Buffer.concat(chunks);
   const layer = plainLayer(layerData, spanSize, 16 * 1024);
   const contents: ArchiveContents = {
-    metadata: { sourceRef: 'test', storage: { registry: '127.0.0.1:1', repository: 'test/image', manifestDigest: sha(Buffer.from('m')) }, imageConfig: {}, createdBy: 'mounter test' },
+    metadata: {
+      sourceRef: 'test',
+      storage: { registry: '127.0.0.1:1', repository: 'test/image', manifestDigest: sha(Buffer.from('m')) },
+      imageConfig: {},
+      createdBy: 'mounter test',
+    },
     layers: [layer],
     inodes,
     entries,

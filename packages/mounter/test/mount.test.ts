@@ -14,7 +14,18 @@ const files: FileSpec[] = [
   { path: '/bin/tool', type: 'file', mode: 0o4755, content: Buffer.from('#!/bin/sh\necho tool\n') },
   { path: '/bin/tool2', type: 'file', mode: 0, hardlinkOf: '/bin/tool' },
   { path: '/etc', type: 'directory', mode: 0o755 },
-  { path: '/etc/hello', type: 'file', mode: 0o640, uid: 1000, gid: 1001, content: Buffer.from('hello world\n'), xattrs: { 'user.note': Buffer.from('hi'), 'security.capability': Buffer.from([1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) } },
+  {
+    path: '/etc/hello',
+    type: 'file',
+    mode: 0o640,
+    uid: 1000,
+    gid: 1001,
+    content: Buffer.from('hello world\n'),
+    xattrs: {
+      'user.note': Buffer.from('hi'),
+      'security.capability': Buffer.from([1, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    },
+  },
   { path: '/etc/empty', type: 'file', mode: 0o644 },
   { path: '/tmp', type: 'directory', mode: 0o1777 },
   { path: '/link', type: 'symlink', mode: 0o777, linkTarget: 'etc/hello' },
@@ -54,7 +65,9 @@ describe('FUSE mount of an archive', () => {
   });
 
   it('reports modes, owners, types, devices and times', async () => {
-    const stat = await sh(`cd ${mountpoint} && stat -c '%n %A %u %g %s %t:%T %Y' bin/tool etc/hello etc/empty tmp dev/null dev/sda fifo link`);
+    const stat = await sh(
+      `cd ${mountpoint} && stat -c '%n %A %u %g %s %t:%T %Y' bin/tool etc/hello etc/empty tmp dev/null dev/sda fifo link`,
+    );
     expect(stat.split('\n')).toEqual([
       'bin/tool -rwsr-xr-x 0 0 20 0:0 1700000000',
       'etc/hello -rw-r----- 1000 1001 12 0:0 1700000000',
@@ -92,7 +105,14 @@ describe('FUSE mount of an archive', () => {
   });
 
   it('refuses writes with EROFS', async () => {
-    for (const cmd of [`touch ${mountpoint}/new`, `rm ${mountpoint}/etc/hello`, `mkdir ${mountpoint}/d`, `chmod 600 ${mountpoint}/etc/hello`, `sh -c 'echo x >> ${mountpoint}/etc/hello'`, `setfattr -n user.x -v 1 ${mountpoint}/etc/hello`]) {
+    for (const cmd of [
+      `touch ${mountpoint}/new`,
+      `rm ${mountpoint}/etc/hello`,
+      `mkdir ${mountpoint}/d`,
+      `chmod 600 ${mountpoint}/etc/hello`,
+      `sh -c 'echo x >> ${mountpoint}/etc/hello'`,
+      `setfattr -n user.x -v 1 ${mountpoint}/etc/hello`,
+    ]) {
       expect(await sh(`${cmd} 2>&1 || true`)).toMatch(/Read-only file system/);
     }
   });

@@ -26,7 +26,10 @@ function content(size: number, seed: number): Buffer {
 
 const files: FileSpec[] = [
   { path: '/d', type: 'directory', mode: 0o755 },
-  ...Array.from({ length: 20 }, (_, i): FileSpec => ({ path: `/d/f${String(i).padStart(2, '0')}`, type: 'file', mode: 0o644, content: content(5000 + i * 997, i) })),
+  ...Array.from(
+    { length: 20 },
+    (_, i): FileSpec => ({ path: `/d/f${String(i).padStart(2, '0')}`, type: 'file', mode: 0o644, content: content(5000 + i * 997, i) }),
+  ),
   { path: '/big', type: 'file', mode: 0o644, content: content(5 * SPAN + 1234, 99) },
 ];
 
@@ -97,9 +100,10 @@ describe('mounter read path', () => {
       expect(got.length).toBe(inode.size);
       const start = inode.data!.offset;
       // Within one span in this layout, or the next span from its own checkpoint.
-      const bound = Math.floor(start / SPAN) === Math.floor((start + inode.size - 1) / SPAN)
-        ? boundFor(start, start + inode.size)
-        : SPAN + boundFor(start + inode.size - 1, start + inode.size);
+      const bound =
+        Math.floor(start / SPAN) === Math.floor((start + inode.size - 1) / SPAN)
+          ? boundFor(start, start + inode.size)
+          : SPAN + boundFor(start + inode.size - 1, start + inode.size);
       expect(fetchedBytes() - before).toBeLessThanOrEqual(bound);
     }
     const total = fetches.length;
@@ -148,9 +152,20 @@ describe('mounter read path', () => {
   it('a prefetch list fetches each needed span once, only up to the listed files', async () => {
     const r = reader();
     const paths = ['/d/f02', '/d/f05', '/d/f03', '/d/f09', '/missing'];
-    const result = await prefetchFiles({ archive, reader: r, entries: paths.map((path) => ({ path })), logger: silentLogger, concurrency: 8 });
+    const result = await prefetchFiles({
+      archive,
+      reader: r,
+      entries: paths.map((path) => ({ path })),
+      logger: silentLogger,
+      concurrency: 8,
+    });
     expect(result).toEqual({ files: 4, failed: 0 });
-    const furthest = Math.max(...paths.slice(0, 4).map((p) => archive.lookup(p)!).map((i) => i.data!.offset + i.size));
+    const furthest = Math.max(
+      ...paths
+        .slice(0, 4)
+        .map((p) => archive.lookup(p)!)
+        .map((i) => i.data!.offset + i.size),
+    );
     for (const [, end] of fetches) expect(end).toBeLessThanOrEqual(Math.ceil(furthest / PIECE) * PIECE);
     expect(maxFetchesPerByte()).toBe(1);
     // The workload then reads them from the cache.
@@ -172,17 +187,37 @@ describe('record and prefetch lists', () => {
     recorder.record(big, 0, 4096);
     recorder.record(big, RANGE_GRAIN, 1);
     await recorder.flush();
-    expect(await readFile(file, 'utf8')).toBe(`/big\t0-${2 * RANGE_GRAIN},${3 * RANGE_GRAIN}-${4 * RANGE_GRAIN}\n/d/f01\t0-${small.size}\n`);
+    expect(await readFile(file, 'utf8')).toBe(
+      `/big\t0-${2 * RANGE_GRAIN},${3 * RANGE_GRAIN}-${4 * RANGE_GRAIN}\n/d/f01\t0-${small.size}\n`,
+    );
     expect(await readPrefetchList(file)).toEqual([
-      { path: '/big', ranges: [[0, 2 * RANGE_GRAIN], [3 * RANGE_GRAIN, 4 * RANGE_GRAIN]] },
+      {
+        path: '/big',
+        ranges: [
+          [0, 2 * RANGE_GRAIN],
+          [3 * RANGE_GRAIN, 4 * RANGE_GRAIN],
+        ],
+      },
       { path: '/d/f01', ranges: [[0, small.size]] },
     ]);
   });
 
   it('addRange keeps ranges sorted and disjoint', () => {
     const ranges: Array<[number, number]> = [];
-    for (const [start, end] of [[50, 60], [10, 20], [30, 40], [15, 35], [60, 70], [0, 5]] as const) addRange(ranges, start, end);
-    expect(ranges).toEqual([[0, 5], [10, 40], [50, 70]]);
+    for (const [start, end] of [
+      [50, 60],
+      [10, 20],
+      [30, 40],
+      [15, 35],
+      [60, 70],
+      [0, 5],
+    ] as const)
+      addRange(ranges, start, end);
+    expect(ranges).toEqual([
+      [0, 5],
+      [10, 40],
+      [50, 70],
+    ]);
   });
 
   it('a ranged prefetch fetches only up to the listed part of a file', async () => {

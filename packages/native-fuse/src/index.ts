@@ -237,7 +237,10 @@ async function detachWithFusermount(mountpoint: string, errno: number): Promise<
     const ok = await new Promise<boolean>((resolve) => execFile(tool, ['-u', '-z', mountpoint], (error) => resolve(!error)));
     if (ok) return;
   }
-  throw new NativeFuseError(`cannot unmount ${mountpoint} (umount2: errno ${errno}; fusermount3 and fusermount failed)`, 'CLIP_FUSE_UNMOUNT');
+  throw new NativeFuseError(
+    `cannot unmount ${mountpoint} (umount2: errno ${errno}; fusermount3 and fusermount failed)`,
+    'CLIP_FUSE_UNMOUNT',
+  );
 }
 
 /** Aborts a FUSE connection through fusectl (mounted on demand): readers see ENOTCONN. */

@@ -69,7 +69,8 @@ it('releasing the holder with no server aborts the connection and detaches the m
   const dir = await mkdtemp(join(tmpdir(), 'clip-held-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const holder = MountHolder.hold(dir, ['ro', 'fsname=clip-test', 'subtype=clip']);
-  const mounted = async () => (await import('node:fs/promises')).readFile('/proc/self/mountinfo', 'utf8').then((t) => t.includes(` ${dir} `));
+  const mounted = async () =>
+    (await import('node:fs/promises')).readFile('/proc/self/mountinfo', 'utf8').then((t) => t.includes(` ${dir} `));
   expect(await mounted()).toBe(true);
   holder.release();
   expect(holder.alive()).toBe(false);

@@ -10,7 +10,11 @@ import { buildMetadataTable, FuseSession, type NativeFuseError, type TableNode }
 
 const run = promisify(execFile);
 const sh = async (command: string) => (await run('sh', ['-c', command])).stdout.trimEnd();
-const shFails = async (command: string) => run('sh', ['-c', command]).then(() => '', (error: { stderr: string }) => error.stderr);
+const shFails = async (command: string) =>
+  run('sh', ['-c', command]).then(
+    () => '',
+    (error: { stderr: string }) => error.stderr,
+  );
 
 const DIR = 0o040000;
 const FILE = 0o100000;
@@ -20,10 +24,61 @@ const content = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7 + 3
 
 /** ino → node: / (1) with a/ (2), a/data (3), link → a/data (4), null device (5), a/copy = hardlink of 3. */
 const nodes: Record<number, TableNode> = {
-  1: { mode: DIR | 0o755, uid: 0, gid: 0, size: 4096, nlink: 3, rdev: 0, mtimeSec: 1_700_000_000, mtimeNsec: 5, blocks: 0, children: [{ name: 'null', ino: 5 }, { name: 'link', ino: 4 }, { name: 'a', ino: 2 }] },
-  2: { mode: DIR | 0o1777, uid: 1000, gid: 100, size: 4096, nlink: 2, rdev: 0, mtimeSec: 1_700_000_001, mtimeNsec: 0, blocks: 0, children: [{ name: 'data', ino: 3 }, { name: 'copy', ino: 3 }] },
-  3: { mode: FILE | 0o4755, uid: 0, gid: 0, size: content.length, nlink: 2, rdev: 0, mtimeSec: 1_700_000_002, mtimeNsec: 123_456_789, blocks: Math.ceil(content.length / 512), xattrs: { 'user.note': Buffer.from('hello'), 'user.empty': Buffer.alloc(0) } },
-  4: { mode: LINK | 0o777, uid: 0, gid: 0, size: 6, nlink: 1, rdev: 0, mtimeSec: 1_700_000_003, mtimeNsec: 0, blocks: 0, linkTarget: 'a/data' },
+  1: {
+    mode: DIR | 0o755,
+    uid: 0,
+    gid: 0,
+    size: 4096,
+    nlink: 3,
+    rdev: 0,
+    mtimeSec: 1_700_000_000,
+    mtimeNsec: 5,
+    blocks: 0,
+    children: [
+      { name: 'null', ino: 5 },
+      { name: 'link', ino: 4 },
+      { name: 'a', ino: 2 },
+    ],
+  },
+  2: {
+    mode: DIR | 0o1777,
+    uid: 1000,
+    gid: 100,
+    size: 4096,
+    nlink: 2,
+    rdev: 0,
+    mtimeSec: 1_700_000_001,
+    mtimeNsec: 0,
+    blocks: 0,
+    children: [
+      { name: 'data', ino: 3 },
+      { name: 'copy', ino: 3 },
+    ],
+  },
+  3: {
+    mode: FILE | 0o4755,
+    uid: 0,
+    gid: 0,
+    size: content.length,
+    nlink: 2,
+    rdev: 0,
+    mtimeSec: 1_700_000_002,
+    mtimeNsec: 123_456_789,
+    blocks: Math.ceil(content.length / 512),
+    xattrs: { 'user.note': Buffer.from('hello'), 'user.empty': Buffer.alloc(0) },
+  },
+  4: {
+    mode: LINK | 0o777,
+    uid: 0,
+    gid: 0,
+    size: 6,
+    nlink: 1,
+    rdev: 0,
+    mtimeSec: 1_700_000_003,
+    mtimeNsec: 0,
+    blocks: 0,
+    linkTarget: 'a/data',
+  },
   5: { mode: CHAR | 0o666, uid: 0, gid: 0, size: 0, nlink: 1, rdev: (1 << 8) | 3, mtimeSec: 1_700_000_004, mtimeNsec: 0, blocks: 0 },
 };
 
@@ -137,7 +192,19 @@ describe('failures reach callers as typed clip errors', () => {
       mountpoint: missing,
       options: ['ro'],
       table: buildMetadataTable(5, (ino) => nodes[ino]!),
-      statfs: { bsize: 4096, frsize: 4096, blocks: 100, bfree: 0, bavail: 0, files: 5, ffree: 0, favail: 0, fsid: 0, flag: 1, namemax: 255 },
+      statfs: {
+        bsize: 4096,
+        frsize: 4096,
+        blocks: 100,
+        bfree: 0,
+        bavail: 0,
+        files: 5,
+        ffree: 0,
+        favail: 0,
+        fsid: 0,
+        flag: 1,
+        namemax: 255,
+      },
       cacheSeconds: 1,
       read: async () => Buffer.alloc(0),
     }).then(

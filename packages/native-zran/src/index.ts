@@ -61,6 +61,9 @@ function tryLoad(): NativeZranLoad {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const message = error instanceof Error ? error.message.split('\n')[0]! : String(error);
-    return { ok: false, reason: code === 'MODULE_NOT_FOUND' ? 'clip_zran.node is not built (npm run build:native -w @clip/native-zran)' : message };
+    return {
+      ok: false,
+      reason: code === 'MODULE_NOT_FOUND' ? 'clip_zran.node is not built (npm run build:native -w @clip/native-zran)' : message,
+    };
   }
 }

@@ -341,22 +341,22 @@ export class LayerReader {
     for (let attempt = 0; !block; attempt++) {
       let live = this.#live.get(key);
       if (!live) {
-        if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length) await this.#seedFromCache(layer, index, key);
+        if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length)
+          await this.#seedFromCache(layer, index, key);
         live = this.#live.get(key) ?? new LiveSpan(spanDecoderFor(this.#codec, layer, index), spanLength);
         this.#live.add(key, live);
       }
       try {
         block = await live.extend(pieces.length, fetchFrom);
       } catch (error) {
-        if (!(error instanceof StaleDecoderError) || attempt >= 2) throw error instanceof StaleDecoderError && error.reason !== undefined ? error.reason : error;
+        if (!(error instanceof StaleDecoderError) || attempt >= 2)
+          throw error instanceof StaleDecoderError && error.reason !== undefined ? error.reason : error;
       } finally {
         if (live.complete || !live.usable) this.#live.remove(key, live);
       }
     }
     if (block.length < covers) {
-      throw new LayerFormatError(
-        `layer ${layer.digest} span ${index}: decoded ${block.length} bytes, expected at least ${covers}`,
-      );
+      throw new LayerFormatError(`layer ${layer.digest} span ${index}: decoded ${block.length} bytes, expected at least ${covers}`);
     }
     return { block, pieceCount: pieces.length };
   }

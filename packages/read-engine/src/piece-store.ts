@@ -157,7 +157,8 @@ export class PieceStore {
           const slice = Buffer.from(bytes.subarray(piece.start - start, piece.end - start));
           const actual = pieceDigest(slice);
           if (slice.length !== piece.end - piece.start || actual !== piece.digest) {
-            const short = slice.length !== piece.end - piece.start ? ` (only ${slice.length} of ${piece.end - piece.start} bytes fetched)` : '';
+            const short =
+              slice.length !== piece.end - piece.start ? ` (only ${slice.length} of ${piece.end - piece.start} bytes fetched)` : '';
             mismatch = new DigestMismatchError(`${source.what} piece ${i}${short}`, piece.digest, actual);
             break;
           }
@@ -176,19 +177,21 @@ export class PieceStore {
       promise.catch(() => {});
       state.pending[index] = promise;
     }
-    run.then(
-      (parts) => {
-        for (let i = first; i < end; i++) {
-          state.pending[i] = undefined;
-          if (!state.parts[i]) this.#keep(state, i, parts[i - first]!);
-        }
-      },
-      () => {
-        for (let i = first; i < end; i++) state.pending[i] = undefined;
-      },
-    ).finally(() => {
-      state.inFlight--;
-    });
+    run
+      .then(
+        (parts) => {
+          for (let i = first; i < end; i++) {
+            state.pending[i] = undefined;
+            if (!state.parts[i]) this.#keep(state, i, parts[i - first]!);
+          }
+        },
+        () => {
+          for (let i = first; i < end; i++) state.pending[i] = undefined;
+        },
+      )
+      .finally(() => {
+        state.inFlight--;
+      });
   }
 
   #evict(): void {

@@ -26,7 +26,22 @@ const dir = fileURLToPath(new URL('../../archive-format/test/fixtures/archives/'
 interface Expected {
   version: string;
   mode: 'oci' | 'data';
-  tree: Array<{ path: string; type: string; mode: number; uid: number; gid: number; size: number; nlink: number; mtimeSec: number; mtimeNsec: number; ino: number; linkTarget?: string; rdev?: string; xattrs?: Record<string, string>; sha256?: string }>;
+  tree: Array<{
+    path: string;
+    type: string;
+    mode: number;
+    uid: number;
+    gid: number;
+    size: number;
+    nlink: number;
+    mtimeSec: number;
+    mtimeNsec: number;
+    ino: number;
+    linkTarget?: string;
+    rdev?: string;
+    xattrs?: Record<string, string>;
+    sha256?: string;
+  }>;
 }
 
 function memorySource(bytes: Uint8Array, reads: Array<[number, number]> = []): ArchiveByteSource {
@@ -46,14 +61,24 @@ async function describeTree(archive: ClipArchive, reader: LayerReader | undefine
   const out: Expected['tree'] = [];
   for (const { path, inode } of archive.walk()) {
     const row: Expected['tree'][number] = {
-      path, type: inode.type, mode: inode.mode, uid: inode.uid, gid: inode.gid, size: inode.size,
-      nlink: inode.nlink, mtimeSec: inode.mtimeSec, mtimeNsec: inode.mtimeNsec, ino: inode.ino,
+      path,
+      type: inode.type,
+      mode: inode.mode,
+      uid: inode.uid,
+      gid: inode.gid,
+      size: inode.size,
+      nlink: inode.nlink,
+      mtimeSec: inode.mtimeSec,
+      mtimeNsec: inode.mtimeNsec,
+      ino: inode.ino,
     };
     if (inode.linkTarget !== undefined) row.linkTarget = inode.linkTarget;
     if (inode.type === 'char' || inode.type === 'block') row.rdev = `${inode.rdevMajor}:${inode.rdevMinor}`;
     if (inode.xattrs) row.xattrs = Object.fromEntries(Object.entries(inode.xattrs).map(([k, v]) => [k, Buffer.from(v).toString('hex')]));
     if (reader && inode.type === 'file') {
-      row.sha256 = createHash('sha256').update(await reader.readFile(inode, 0, inode.size)).digest('hex');
+      row.sha256 = createHash('sha256')
+        .update(await reader.readFile(inode, 0, inode.size))
+        .digest('hex');
     }
     out.push(row);
   }
@@ -63,7 +88,10 @@ async function describeTree(archive: ClipArchive, reader: LayerReader | undefine
 describe('archive compatibility: every version still reads', () => {
   it.runIf(process.env.CLIP_WRITE_FIXTURES === '1')('writes the v2.1 and v2.2 (data-carrying) fixtures', async () => {
     // v2.1 is the uncompressed-tables layout; v2.2 the same contents with compressed tables.
-    for (const [version, compressTables] of [['2.1', false], ['2.2', true]] as const) {
+    for (const [version, compressTables] of [
+      ['2.1', false],
+      ['2.2', true],
+    ] as const) {
       const { contents, data } = v21FixtureContents();
       const bytes = encodeDataArchive(contents, data, { compressTables });
       mkdirSync(`${dir}v${version}`, { recursive: true });
@@ -84,26 +112,33 @@ describe('archive compatibility: every version still reads', () => {
     expect(archive.readdir('/tmp')?.map((e) => e.name)).toEqual(['empty', 'fifo', '日本語 file.txt']);
   });
 
-  it.each(['2.1', '2.2'])('v%s (data-carrying) opens from its head only and reads every file with the recorded digests', async (version) => {
-    const bytes = readFileSync(`${dir}v${version}/data.clip`);
-    const expected = JSON.parse(readFileSync(`${dir}v${version}/data.expected.json`, 'utf8')) as Expected;
-    const reads: Array<[number, number]> = [];
-    const source = memorySource(bytes, reads);
-    // Read as a remote mount would: a head of the tables only, then blocks.
-    let headLength = 64;
-    for (let need = archiveHeadLength(bytes.subarray(0, headLength), bytes.length); need > headLength; need = archiveHeadLength(bytes.subarray(0, headLength), bytes.length)) {
-      headLength = need;
-    }
-    const archive = openArchiveHead(bytes.subarray(0, headLength), bytes.length);
-    expect(archive.dataSection!.offset).toBe(headLength);
-    expect(`${archive.formatVersion}.${archive.minorVersion}`).toBe(expected.version);
-    const reader = new LayerReader(archive, { fetchRange: dataSectionFetchRange(archive, source) });
-    expect(await describeTree(archive, reader)).toEqual(expected.tree);
-    expect(reads.every(([start]) => start >= headLength)).toBe(true);
-    // The whole-file path agrees, and the range path through openArchiveFromSource too.
-    expect(await describeTree(openArchive(bytes), undefined)).toEqual(expected.tree.map(({ sha256: _, ...row }) => row));
-    expect((await openArchiveFromSource(memorySource(bytes))).inodeCount).toBe(archive.inodeCount);
-  });
+  it.each(['2.1', '2.2'])(
+    'v%s (data-carrying) opens from its head only and reads every file with the recorded digests',
+    async (version) => {
+      const bytes = readFileSync(`${dir}v${version}/data.clip`);
+      const expected = JSON.parse(readFileSync(`${dir}v${version}/data.expected.json`, 'utf8')) as Expected;
+      const reads: Array<[number, number]> = [];
+      const source = memorySource(bytes, reads);
+      // Read as a remote mount would: a head of the tables only, then blocks.
+      let headLength = 64;
+      for (
+        let need = archiveHeadLength(bytes.subarray(0, headLength), bytes.length);
+        need > headLength;
+        need = archiveHeadLength(bytes.subarray(0, headLength), bytes.length)
+      ) {
+        headLength = need;
+      }
+      const archive = openArchiveHead(bytes.subarray(0, headLength), bytes.length);
+      expect(archive.dataSection!.offset).toBe(headLength);
+      expect(`${archive.formatVersion}.${archive.minorVersion}`).toBe(expected.version);
+      const reader = new LayerReader(archive, { fetchRange: dataSectionFetchRange(archive, source) });
+      expect(await describeTree(archive, reader)).toEqual(expected.tree);
+      expect(reads.every(([start]) => start >= headLength)).toBe(true);
+      // The whole-file path agrees, and the range path through openArchiveFromSource too.
+      expect(await describeTree(openArchive(bytes), undefined)).toEqual(expected.tree.map(({ sha256: _, ...row }) => row));
+      expect((await openArchiveFromSource(memorySource(bytes))).inodeCount).toBe(archive.inodeCount);
+    },
+  );
 
   it('v2.1: a damaged data block fails with a digest mismatch, never wrong bytes', async () => {
     const bytes = Buffer.from(readFileSync(`${dir}v2.1/data.clip`));
@@ -151,7 +186,9 @@ describe('archive compatibility: every version still reads', () => {
     expect(tree('2.2')).toEqual(tree('2.1'));
     expect(openArchive(v22).dataSection!.offset).toBeLessThan(openArchive(v21).dataSection!.offset);
     expect(Buffer.from(encodeDataArchive(v21FixtureContents().contents, v21FixtureContents().data)).equals(v22)).toBe(true);
-    expect(Buffer.from(encodeDataArchive(v21FixtureContents().contents, v21FixtureContents().data, { compressTables: false })).equals(v21)).toBe(true);
+    expect(
+      Buffer.from(encodeDataArchive(v21FixtureContents().contents, v21FixtureContents().data, { compressTables: false })).equals(v21),
+    ).toBe(true);
   });
 
   it('v2.2 archives stay refusable by v2.0/v2.1 readers: compressed sections are blobs in the section table', () => {
@@ -175,8 +212,15 @@ describe('archive compatibility: every version still reads', () => {
     const bytes = Buffer.from(readFileSync(`${dir}v2.2/small.clip`));
     bytes.writeUInt16LE(3, 10);
     bytes.writeUInt32LE(2 | 4, 12);
-    bytes.set(createHash('sha256').update(bytes.subarray(0, bytes.length - 32)).digest(), bytes.length - 32);
-    expect(() => openArchive(bytes)).toThrow(/version 2\.3 uses features this clip does not support \(flags 0x6; this clip reads up to version 2\.2\); upgrade clip/);
+    bytes.set(
+      createHash('sha256')
+        .update(bytes.subarray(0, bytes.length - 32))
+        .digest(),
+      bytes.length - 32,
+    );
+    expect(() => openArchive(bytes)).toThrow(
+      /version 2\.3 uses features this clip does not support \(flags 0x6; this clip reads up to version 2\.2\); upgrade clip/,
+    );
   });
 
   it('OCI-mode encoding refuses data-carrying layers', () => {

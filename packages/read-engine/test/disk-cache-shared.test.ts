@@ -52,7 +52,9 @@ interface ChildResult {
 
 function writer(dir: string, maxBytes: number, entries: number, name: string): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD, dir, String(maxBytes), String(entries), String(ENTRY), name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CHILD, dir, String(maxBytes), String(entries), String(ENTRY), name], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -85,7 +85,7 @@ describe('DiskBlockCache write coalescing and length hints', () => {
     expect((await cache.get('k'))?.equals(Buffer.alloc(40, 2))).toBe(true);
   });
 
-  it('a delete waits for the key\'s queued writes, so it is not undone by them', async () => {
+  it("a delete waits for the key's queued writes, so it is not undone by them", async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
     const cache = new DiskBlockCache(dir, 1 << 20);
     void cache.set('k', Buffer.alloc(10));

@@ -4,7 +4,20 @@ import { PathNotFoundError } from '@clip/shared';
 import { resolveImagePath } from '../src/resolve-path.js';
 
 function node(ino: number, type: Inode['type'], linkTarget?: string): Inode {
-  return { ino, type, mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, nlink: 1, ...(linkTarget ? { linkTarget } : {}) };
+  return {
+    ino,
+    type,
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtimeSec: 0,
+    mtimeNsec: 0,
+    rdevMajor: 0,
+    rdevMinor: 0,
+    nlink: 1,
+    ...(linkTarget ? { linkTarget } : {}),
+  };
 }
 
 const table = new Map<string, Inode>([

@@ -77,31 +77,47 @@ describe('LayerReader', () => {
     await reader.read(0, 205, 10); // covered by the cached block
     expect(fetches.length).toBe(1);
     expect(await reader.read(0, 260, 20)).toEqual(data.subarray(260, 280));
-    expect(fetches).toEqual([[200, 225], [225, 300]]);
+    expect(fetches).toEqual([
+      [200, 225],
+      [225, 300],
+    ]);
   });
 
-  it('keeps a partial span\'s compressed prefix in the cache, so a new reader extends it without refetching', async () => {
+  it("keeps a partial span's compressed prefix in the cache, so a new reader extends it without refetching", async () => {
     const { data, layer, fetches, reader, store } = setup();
     await reader.read(0, 200, 10);
     expect(store.get(compressedKey(layer, 2))?.length).toBe(25);
-    const fresh = new LayerReader({ layers: [layer] }, {
-      fetchRange: async (_d, start, end) => {
-        fetches.push([start, end]);
-        return Buffer.from(data.subarray(start, end));
+    const fresh = new LayerReader(
+      { layers: [layer] },
+      {
+        fetchRange: async (_d, start, end) => {
+          fetches.push([start, end]);
+          return Buffer.from(data.subarray(start, end));
+        },
+        cache: { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) },
+        codec: plainCodec,
       },
-      cache: { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) },
-      codec: plainCodec,
-    });
+    );
     expect(await fresh.read(0, 240, 20)).toEqual(data.subarray(240, 260));
-    expect(fetches).toEqual([[200, 225], [225, 275]]);
+    expect(fetches).toEqual([
+      [200, 225],
+      [225, 275],
+    ]);
   });
 
-  it('drops a span\'s compressed prefix from the cache once the span is decoded whole', async () => {
+  it("drops a span's compressed prefix from the cache once the span is decoded whole", async () => {
     const data = Buffer.alloc(400, 7);
     const layer = plainLayer(data, 100, 25);
     const store = new Map<string, Buffer>();
-    const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value), delete: (key) => void store.delete(key) };
-    const reader = new LayerReader({ layers: [layer] }, { fetchRange: async (_d, start, end) => Buffer.from(data.subarray(start, end)), cache, codec: plainCodec });
+    const cache: BlockCache = {
+      get: (key) => store.get(key),
+      set: (key, value) => void store.set(key, value),
+      delete: (key) => void store.delete(key),
+    };
+    const reader = new LayerReader(
+      { layers: [layer] },
+      { fetchRange: async (_d, start, end) => Buffer.from(data.subarray(start, end)), cache, codec: plainCodec },
+    );
     await reader.read(0, 100, 10);
     expect(store.has(compressedKey(layer, 1))).toBe(true);
     await reader.read(0, 190, 10);
@@ -128,7 +144,11 @@ describe('LayerReader', () => {
         const { data, fetches, reader } = setup(1000, 100, 25);
         let batch: Promise<unknown>[] = [];
         for (const [offset, length, wait] of ops) {
-          batch.push(reader.read(0, offset, length).then((got) => expect(got).toEqual(data.subarray(Math.min(offset, 1000), Math.min(offset + length, 1000)))));
+          batch.push(
+            reader
+              .read(0, offset, length)
+              .then((got) => expect(got).toEqual(data.subarray(Math.min(offset, 1000), Math.min(offset + length, 1000)))),
+          );
           if (wait) {
             await Promise.all(batch);
             batch = [];
@@ -148,7 +168,10 @@ describe('LayerReader', () => {
     await reader.read(0, 330, 1);
     expect(fetches).toEqual([[300, 350]]);
     await reader.read(0, 399, 1);
-    expect(fetches).toEqual([[300, 350], [350, 400]]);
+    expect(fetches).toEqual([
+      [300, 350],
+      [350, 400],
+    ]);
   });
 
   it('shares one fetch among concurrent reads of a span', async () => {
@@ -170,7 +193,20 @@ describe('LayerReader', () => {
 
   it('readFile maps a file range onto its layer', async () => {
     const { data, reader } = setup();
-    const inode: Inode = { ino: 2, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 150, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, nlink: 1, data: { layer: 0, offset: 420 } };
+    const inode: Inode = {
+      ino: 2,
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: 150,
+      mtimeSec: 0,
+      mtimeNsec: 0,
+      rdevMajor: 0,
+      rdevMinor: 0,
+      nlink: 1,
+      data: { layer: 0, offset: 420 },
+    };
     expect(await reader.readFile(inode, 100, 4096)).toEqual(data.subarray(520, 570));
     expect((await reader.readFile({ ...inode, size: 0, data: undefined }, 0, 10)).length).toBe(0);
   });
@@ -178,7 +214,10 @@ describe('LayerReader', () => {
   it('prefetch fetches what the range needs in each span', async () => {
     const { fetches, reader } = setup();
     await reader.prefetch(0, 150, 100);
-    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([[100, 200], [200, 250]]);
+    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([
+      [100, 200],
+      [200, 250],
+    ]);
   });
 
   it('prefetchRanges merges ranges per span: one fetch per span, to the furthest need', async () => {
@@ -193,7 +232,10 @@ describe('LayerReader', () => {
       { concurrency: 8 },
     );
     expect(result).toEqual({ spans: 2, failed: 0 });
-    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([[100, 150], [500, 575]]);
+    expect(fetches.sort((a, b) => a[0] - b[0])).toEqual([
+      [100, 150],
+      [500, 575],
+    ]);
     expect(store.get(blockKey(layer, 5))?.length).toBe(75);
   });
 
@@ -251,8 +293,15 @@ describe('LayerReader live decoders', () => {
       return Buffer.from(data.subarray(start, end));
     };
     const store = new Map<string, Buffer>();
-    const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value), delete: (key) => void store.delete(key) };
-    const reader = new LayerReader({ layers: [layer] }, { fetchRange, cache, codec, ...(liveDecoders !== undefined ? { liveDecoders } : {}) });
+    const cache: BlockCache = {
+      get: (key) => store.get(key),
+      set: (key, value) => void store.set(key, value),
+      delete: (key) => void store.delete(key),
+    };
+    const reader = new LayerReader(
+      { layers: [layer] },
+      { fetchRange, cache, codec, ...(liveDecoders !== undefined ? { liveDecoders } : {}) },
+    );
     return { data, layer, counts, fetches, reader, store };
   }
 
@@ -266,8 +315,11 @@ describe('LayerReader live decoders', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(fc.nat(99), fc.nat(60)), { minLength: 1, maxLength: 12 }), async (reads) => {
         const { data, counts, reader } = liveSetup();
-        const got = await Promise.all(reads.map(([offset, length]) => reader.read(0, 300 + offset, length).then((bytes) => ({ bytes, offset, length }))));
-        for (const { bytes, offset, length } of got) expect(bytes).toEqual(data.subarray(300 + offset, Math.min(300 + offset + length, 1000)));
+        const got = await Promise.all(
+          reads.map(([offset, length]) => reader.read(0, 300 + offset, length).then((bytes) => ({ bytes, offset, length }))),
+        );
+        for (const { bytes, offset, length } of got)
+          expect(bytes).toEqual(data.subarray(300 + offset, Math.min(300 + offset + length, 1000)));
         // A zero-length read needs no bytes, so only reads with a length start a decoder.
         expect(counts.decoders).toBeGreaterThanOrEqual(reads.some(([, length]) => length > 0) ? 1 : 0);
         if (reads.every(([, length]) => length === 0)) expect(counts.pushed).toBe(0);
@@ -283,7 +335,11 @@ describe('LayerReader live decoders', () => {
     await reader.read(0, 200, 10); // evicts span 1's decoder
     expect(await reader.read(0, 120, 30)).toEqual(data.subarray(120, 150));
     expect(counts.decoders).toBe(3);
-    expect(fetches).toEqual([[100, 110], [200, 210], [110, 150]]);
+    expect(fetches).toEqual([
+      [100, 110],
+      [200, 210],
+      [110, 150],
+    ]);
   });
 
   it('liveDecoders 0 still reads right (decoding from the checkpoint each time)', async () => {
@@ -309,8 +365,17 @@ describe('LayerReader live decoders', () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
     const stored: string[] = [];
-    const cache: BlockCache = { get: () => undefined, set: async (key) => { await gate; stored.push(key); } };
-    const reader = new LayerReader({ layers: [layer] }, { fetchRange: async (_d, start, end) => Buffer.from(data.subarray(start, end)), cache, codec: plainCodec });
+    const cache: BlockCache = {
+      get: () => undefined,
+      set: async (key) => {
+        await gate;
+        stored.push(key);
+      },
+    };
+    const reader = new LayerReader(
+      { layers: [layer] },
+      { fetchRange: async (_d, start, end) => Buffer.from(data.subarray(start, end)), cache, codec: plainCodec },
+    );
     expect((await reader.read(0, 0, 10)).length).toBe(10);
     expect(stored).toEqual([]);
     const flushed = reader.flush();
@@ -319,4 +384,3 @@ describe('LayerReader live decoders', () => {
     expect(stored).toEqual([blockKey(layer, 0), compressedKey(layer, 0)]);
   });
 });
-

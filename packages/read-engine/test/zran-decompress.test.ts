@@ -50,11 +50,20 @@ describe('deflate bit-offset prefix', () => {
 describe('span navigation and verification', () => {
   const blob = Buffer.from(text.subarray(0, 30_000));
   const layer: ArchiveLayer = {
-    digest: sha(blob), diffId: sha(blob), mediaType: 'x', compression: 'none', compressedSize: blob.length, uncompressedSize: blob.length,
+    digest: sha(blob),
+    diffId: sha(blob),
+    mediaType: 'x',
+    compression: 'none',
+    compressedSize: blob.length,
+    uncompressedSize: blob.length,
     spans: [0, 10_000, 20_000].map((start) => ({
       checkpoint: { uncompressedOffset: start, compressedBitOffset: start * 8, window: new Uint8Array(0), kind: 'plain' as const },
       uncompressedEnd: start + 10_000,
-      pieces: [4000, 8000, 10_000].map((end) => ({ compressedEnd: start + end, uncompressedEnd: start + end, digest: sha(blob.subarray(start + end - (end === 4000 ? 4000 : end === 8000 ? 4000 : 2000), start + end)) })),
+      pieces: [4000, 8000, 10_000].map((end) => ({
+        compressedEnd: start + end,
+        uncompressedEnd: start + end,
+        digest: sha(blob.subarray(start + end - (end === 4000 ? 4000 : end === 8000 ? 4000 : 2000), start + end)),
+      })),
     })),
   };
 

@@ -25,14 +25,20 @@ function data(seed: number, size: number): Buffer {
   while (i < size) {
     const kind = next() % 3;
     const length = Math.min(size - i, 1 + (next() % 20_000));
-    for (let j = 0; j < length; j++) out[i + j] = kind === 0 ? 97 + (next() % 6) : kind === 1 ? next() & 0xff : out[Math.max(0, i + j - 300)]!;
+    for (let j = 0; j < length; j++)
+      out[i + j] = kind === 0 ? 97 + (next() % 6) : kind === 1 ? next() & 0xff : out[Math.max(0, i + j - 300)]!;
     i += length;
   }
   return out;
 }
 
 /** Raw deflate of `head` then `rest`, with a Z_BLOCK flush between: a block boundary at any bit. */
-async function deflateWithBoundary(head: Buffer, rest: Buffer, level: number, restLevel: number): Promise<{ stream: Buffer; headBytes: number }> {
+async function deflateWithBoundary(
+  head: Buffer,
+  rest: Buffer,
+  level: number,
+  restLevel: number,
+): Promise<{ stream: Buffer; headBytes: number }> {
   const deflate = createDeflateRaw({ level });
   const chunks: Buffer[] = [];
   deflate.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -60,7 +66,8 @@ async function boundaryCase(seed: number, level: number, restLevel = level) {
   for (let bit = headBytes * 8; bit < headBytes * 8 + 8; bit++) {
     const blob = stream.subarray(bit >> 3);
     try {
-      if (inflateRawSync(deflateInputAt(blob, bit & 7), { dictionary: window }).equals(rest)) return { blob: Buffer.from(blob), k: bit & 7, window, rest };
+      if (inflateRawSync(deflateInputAt(blob, bit & 7), { dictionary: window }).equals(rest))
+        return { blob: Buffer.from(blob), k: bit & 7, window, rest };
     } catch {
       // not the boundary
     }
@@ -74,7 +81,13 @@ const OFFSET = 5_000_000;
  * A one-span layer over `blob` (checkpoint at byte 0, bit `k`), pieces ending at `cuts`; each
  * piece's uncompressedEnd is what its prefix decodes to (`decodable`), the last the span's end.
  */
-function spanLayer(blob: Buffer, checkpoint: Omit<Checkpoint, 'uncompressedOffset'>, total: number, cuts: number[], decodable: (prefix: Buffer) => number): ArchiveLayer {
+function spanLayer(
+  blob: Buffer,
+  checkpoint: Omit<Checkpoint, 'uncompressedOffset'>,
+  total: number,
+  cuts: number[],
+  decodable: (prefix: Buffer) => number,
+): ArchiveLayer {
   const ends = [...new Set([...cuts.filter((cut) => cut > 0 && cut < blob.length), blob.length])].sort((a, b) => a - b);
   let previous = 0;
   const pieces = ends.map((end, i) => {
@@ -84,7 +97,12 @@ function spanLayer(blob: Buffer, checkpoint: Omit<Checkpoint, 'uncompressedOffse
     return piece;
   });
   return {
-    digest: sha(blob), diffId: sha(blob), mediaType: 'x', compression: 'gzip', compressedSize: blob.length, uncompressedSize: OFFSET + total,
+    digest: sha(blob),
+    diffId: sha(blob),
+    mediaType: 'x',
+    compression: 'gzip',
+    compressedSize: blob.length,
+    uncompressedSize: OFFSET + total,
     spans: [{ checkpoint: { ...checkpoint, uncompressedOffset: OFFSET }, uncompressedEnd: OFFSET + total, pieces }],
   };
 }
@@ -128,7 +146,11 @@ async function casesByResidue(level: number, restLevel = level): Promise<Deflate
     const c = await boundaryCase(seed, level, restLevel);
     if (found[c.k]) continue;
     const decodable = (prefix: Buffer) => inflateRawSync(deflateInputAt(prefix, c.k), { ...syncFlush, dictionary: c.window }).length;
-    found[c.k] = { ...c, layer: (cuts) => spanLayer(c.blob, { compressedBitOffset: c.k, window: c.window, kind: 'deflate-block' }, c.rest.length, cuts, decodable) };
+    found[c.k] = {
+      ...c,
+      layer: (cuts) =>
+        spanLayer(c.blob, { compressedBitOffset: c.k, window: c.window, kind: 'deflate-block' }, c.rest.length, cuts, decodable),
+    };
   }
   return found;
 }
@@ -142,7 +164,13 @@ function evenCuts(length: number, size: number): number[] {
 describe('createSpanDecoder (deflate-block)', () => {
   const byLevel = new Map<string, DeflateCase[]>();
   beforeAll(async () => {
-    for (const [level, restLevel] of [[1, 1], [6, 6], [9, 9], [6, 0]] as const) byLevel.set(`${level}/${restLevel}`, await casesByResidue(level, restLevel));
+    for (const [level, restLevel] of [
+      [1, 1],
+      [6, 6],
+      [9, 9],
+      [6, 0],
+    ] as const)
+      byLevel.set(`${level}/${restLevel}`, await casesByResidue(level, restLevel));
   });
 
   it('boundary cases exist at every bit residue', () => {
@@ -161,7 +189,8 @@ describe('createSpanDecoder (deflate-block)', () => {
   }
 
   it('stored blocks right at the checkpoint, pieces cut inside block headers and contents', async () => {
-    for (const c of byLevel.get('6/0')!) await feed(c.layer([1, 2, 3, 4, 5, 6, ...evenCuts(c.blob.length, 9_999)]), c.blob, c.rest, [1, 2, 3]);
+    for (const c of byLevel.get('6/0')!)
+      await feed(c.layer([1, 2, 3, 4, 5, 6, ...evenCuts(c.blob.length, 9_999)]), c.blob, c.rest, [1, 2, 3]);
   });
 
   it('random cuts and groupings (fast-check)', async () => {
@@ -185,7 +214,13 @@ describe('createSpanDecoder (deflate-block)', () => {
     const stream = deflateRawSync(rest, { level: 6 });
     const blob = Buffer.concat([stream, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])]);
     const decodable = (prefix: Buffer) => inflateRawSync(prefix, syncFlush).length;
-    const layer = spanLayer(blob, { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'deflate-block' }, rest.length, [...evenCuts(stream.length, 20_000), stream.length], decodable);
+    const layer = spanLayer(
+      blob,
+      { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'deflate-block' },
+      rest.length,
+      [...evenCuts(stream.length, 20_000), stream.length],
+      decodable,
+    );
     await feed(layer, blob, rest, [1]);
   });
 
@@ -203,10 +238,16 @@ describe('createSpanDecoder (deflate-block)', () => {
 
 describe('createSpanDecoder (gzip-member)', () => {
   const parts = [data(21, 150_000), Buffer.alloc(0), data(22, 90_000), data(23, 10)];
-  const blob = Buffer.concat([gzipSync(parts[0]!, { level: 6 }), gzipSync(parts[1]!), gzipSync(parts[2]!, { level: 1 }), gzipSync(parts[3]!, { level: 0 })]);
+  const blob = Buffer.concat([
+    gzipSync(parts[0]!, { level: 6 }),
+    gzipSync(parts[1]!),
+    gzipSync(parts[2]!, { level: 1 }),
+    gzipSync(parts[3]!, { level: 0 }),
+  ]);
   const all = Buffer.concat(parts);
   const decodable = (prefix: Buffer) => gunzipSync(prefix, syncFlush).length;
-  const layerFor = (cuts: number[]) => spanLayer(blob, { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'gzip-member' }, all.length, cuts, decodable);
+  const layerFor = (cuts: number[]) =>
+    spanLayer(blob, { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'gzip-member' }, all.length, cuts, decodable);
 
   it('multi-member (with an empty member) piece by piece, cuts in headers and trailers', async () => {
     await feed(layerFor(evenCuts(blob.length, 997)), blob, all, [1]);
@@ -244,15 +285,35 @@ describe('createSpanDecoder (zstd-frame, plain)', () => {
       return whole === 0 ? 0 : zstdDecompress(prefix.subarray(0, whole)).length;
     };
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.integer({ min: 1, max: blob.length - 1 }), { maxLength: 12 }), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1 }), async (cuts, groups) => {
-        await feed(spanLayer(blob, { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'zstd-frame' }, all.length, cuts, decodable), blob, all, groups);
-      }),
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: blob.length - 1 }), { maxLength: 12 }),
+        fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1 }),
+        async (cuts, groups) => {
+          await feed(
+            spanLayer(blob, { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'zstd-frame' }, all.length, cuts, decodable),
+            blob,
+            all,
+            groups,
+          );
+        },
+      ),
       { numRuns: 20 },
     );
   });
 
   it('plain spans return their input', async () => {
     const all = data(41, 50_000);
-    await feed(spanLayer(all, { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'plain' }, all.length, [1, 999, 30_000], (prefix) => prefix.length), all, all, [1]);
+    await feed(
+      spanLayer(
+        all,
+        { compressedBitOffset: 0, window: new Uint8Array(0), kind: 'plain' },
+        all.length,
+        [1, 999, 30_000],
+        (prefix) => prefix.length,
+      ),
+      all,
+      all,
+      [1],
+    );
   });
 });

@@ -31,10 +31,7 @@ export function basicHeader(credentials: { username: string; password: string })
 }
 
 /** Fetches a token from the realm. Returns the token and its lifetime. */
-export type TokenFetcher = (
-  url: URL,
-  headers: Record<string, string>,
-) => Promise<{ status: number; body: Buffer }>;
+export type TokenFetcher = (url: URL, headers: Record<string, string>) => Promise<{ status: number; body: Buffer }>;
 
 interface CachedToken {
   token: string;
@@ -210,7 +207,11 @@ export class Authenticator {
     const lifetime = (answer.expires_in ?? DEFAULT_TOKEN_SECONDS) * 1000;
     const issued = answer.issued_at ? Date.parse(answer.issued_at) : Number.NaN;
     const start = Number.isNaN(issued) ? Date.now() : Math.min(issued, Date.now());
-    this.tokens.set(key, { token, refreshAt: start + lifetime - Math.min(EXPIRY_MARGIN_MS, lifetime / 2), expiresAt: start + lifetime - Math.min(1000, lifetime / 10) });
+    this.tokens.set(key, {
+      token,
+      refreshAt: start + lifetime - Math.min(EXPIRY_MARGIN_MS, lifetime / 2),
+      expiresAt: start + lifetime - Math.min(1000, lifetime / 10),
+    });
     return token;
   }
 }

@@ -62,7 +62,11 @@ export function runCredentialHelper(helper: string, host: string, env?: NodeJS.P
       if (error) {
         // Helpers answer "credentials not found in native keychain" with exit code 1.
         if (/not found/i.test(String(stdout))) return resolve(undefined);
-        return reject(new AuthError(`credential helper docker-credential-${helper} failed for ${host} (${(error as NodeJS.ErrnoException).code ?? 'error'})`));
+        return reject(
+          new AuthError(
+            `credential helper docker-credential-${helper} failed for ${host} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+          ),
+        );
       }
       try {
         const answer = JSON.parse(stdout) as { Username?: string; Secret?: string };
@@ -106,7 +110,8 @@ export async function resolveCredentials(registryHost: string, options: Credenti
   }
   // Half a pair is a mistake to name, not "no credentials": use it (an empty password) so
   // a refusal says where it came from.
-  if (envUser !== undefined) return { username: envUser, password: '', source: 'CLIP_REGISTRY_USERNAME (CLIP_REGISTRY_PASSWORD is not set)' };
+  if (envUser !== undefined)
+    return { username: envUser, password: '', source: 'CLIP_REGISTRY_USERNAME (CLIP_REGISTRY_PASSWORD is not set)' };
   const dir = options.dockerConfigDir ?? env['DOCKER_CONFIG'] ?? join(homedir(), '.docker');
   const config = await readDockerConfig(dir);
   if (!config) return undefined;
@@ -121,7 +126,8 @@ export async function resolveCredentials(registryHost: string, options: Credenti
     const found = entry ? fromAuthEntry(entry) : undefined;
     if (found) return { ...found, source: `docker config auths (${join(dir, 'config.json')})` };
     const username = entry ? usernameOnly(entry) : undefined;
-    if (username !== undefined) return { username, password: '', source: `docker config auths (${join(dir, 'config.json')}; a username without a password)` };
+    if (username !== undefined)
+      return { username, password: '', source: `docker config auths (${join(dir, 'config.json')}; a username without a password)` };
   }
   if (config.credsStore) {
     for (const key of registryHost === 'docker.io' ? ['https://index.docker.io/v1/'] : [registryHost]) {

@@ -17,7 +17,6 @@ export interface Descriptor {
   artifactType?: string;
 }
 
-
 export interface LayerDescriptor extends Descriptor {
   /** The uncompressed digest from the image config's rootfs.diff_ids. */
   diffId: Digest;

@@ -41,7 +41,14 @@ export {
   type PushResult,
   type RegistryTarget,
 } from './push.js';
-export { listReferrers, parseArtifactManifest, pushReferrer, referrersTag, type PushedReferrer, type ReferrerArtifact } from './referrers.js';
+export {
+  listReferrers,
+  parseArtifactManifest,
+  pushReferrer,
+  referrersTag,
+  type PushedReferrer,
+  type ReferrerArtifact,
+} from './referrers.js';
 // The .clip archive as an OCI artifact.
 export { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE, ArchiveNotPublishedError } from './archive-artifact/artifact.js';
 export {
@@ -72,7 +79,14 @@ export { archiveSizeLimit } from './archive-trust/fetch-archive.js';
 export { artifactSignature, pushBoundIndex } from './archive-trust/publish-binding.js';
 export { bindingPayload, checkSignature, keyFingerprint, loadSigningKey, loadVerifyKey, signBinding } from './archive-trust/signature.js';
 // Mirrors and pull-through caches configured by containerd hosts.toml (docs/fleet.md).
-export { HostsConfigError, loadHostsConfig, parseHostsToml, type HostCapability, type HostConfig, type LoadedHosts } from './hosts/hosts-config.js';
+export {
+  HostsConfigError,
+  loadHostsConfig,
+  parseHostsToml,
+  type HostCapability,
+  type HostConfig,
+  type LoadedHosts,
+} from './hosts/hosts-config.js';
 export { DEFAULT_HOSTS_DIR, resolveHostsDir } from './hosts/hosts-dir.js';
 export { DEFAULT_MIRROR_STALL_MS, MirroredSource, type MirrorOptions } from './hosts/mirrored-source.js';
 export type { HostStats } from './hosts/host-set.js';

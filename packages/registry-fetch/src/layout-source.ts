@@ -1,7 +1,15 @@
 // ImageSource over a local OCI image layout: `oci:<dir>` (a directory) and
 // `oci-archive:<file.tar>` (the same layout inside a tar, read by offset, never extracted).
 import type { Readable } from 'node:stream';
-import { type Digest, formatImageReference, LayerNotFoundError, ManifestNotFoundError, type OciArchiveReference, type OciLayoutReference, verifyDigest } from '@clip/shared';
+import {
+  type Digest,
+  formatImageReference,
+  LayerNotFoundError,
+  ManifestNotFoundError,
+  type OciArchiveReference,
+  type OciLayoutReference,
+  verifyDigest,
+} from '@clip/shared';
 import type { Descriptor, ImageSource, RangeOptions, RawManifest, ResolvedImage, ResolveOptions, SourceStats } from './image-source.js';
 import { DirectoryStore, type LayoutStore } from './layout-store.js';
 import { detectManifestMediaType } from './media-types.js';
@@ -81,10 +89,15 @@ abstract class LocalLayoutSource implements ImageSource {
 
   async resolve(options?: ResolveOptions): Promise<ResolvedImage> {
     const manifest = await this.topManifest();
-    return resolveImage(this.reference, manifest, {
-      fetchManifest: (digest) => this.fetchManifest(digest),
-      readSmallBlob: (descriptor: Descriptor) => this.readWholeBlob(descriptor.digest),
-    }, options);
+    return resolveImage(
+      this.reference,
+      manifest,
+      {
+        fetchManifest: (digest) => this.fetchManifest(digest),
+        readSmallBlob: (descriptor: Descriptor) => this.readWholeBlob(descriptor.digest),
+      },
+      options,
+    );
   }
 
   private async readWholeBlob(digest: Digest): Promise<Buffer> {

@@ -17,12 +17,9 @@ export const MEDIA_TYPE = {
 } as const;
 
 /** The Accept header for manifest GETs: every manifest and index type we can read. */
-export const MANIFEST_ACCEPT = [
-  MEDIA_TYPE.ociManifest,
-  MEDIA_TYPE.ociIndex,
-  MEDIA_TYPE.dockerManifest,
-  MEDIA_TYPE.dockerManifestList,
-].join(', ');
+export const MANIFEST_ACCEPT = [MEDIA_TYPE.ociManifest, MEDIA_TYPE.ociIndex, MEDIA_TYPE.dockerManifest, MEDIA_TYPE.dockerManifestList].join(
+  ', ',
+);
 
 export function isIndexMediaType(mediaType: string): boolean {
   return mediaType === MEDIA_TYPE.ociIndex || mediaType === MEDIA_TYPE.dockerManifestList;

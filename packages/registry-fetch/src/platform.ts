@@ -2,7 +2,15 @@
 import { PlatformNotFoundError, UsageError } from '@clip/shared';
 import type { Descriptor, Platform } from './image-source.js';
 
-const NODE_ARCH_TO_OCI: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const NODE_ARCH_TO_OCI: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
 
 /** The platform of this machine, `linux/<arch>` in OCI spelling. */
 export function hostPlatform(): Platform {

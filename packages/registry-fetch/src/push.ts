@@ -5,7 +5,15 @@
 // Upload steps are not retried one by one (an upload session has state); a failed blob
 // upload is restarted from the HEAD, within the retry policy.
 import type { Readable } from 'node:stream';
-import { type Digest, DigestMismatchError, formatImageReference, parseRegistryReference, RegistryError, type RegistryReference, sha256Digest } from '@clip/shared';
+import {
+  type Digest,
+  DigestMismatchError,
+  formatImageReference,
+  parseRegistryReference,
+  RegistryError,
+  type RegistryReference,
+  sha256Digest,
+} from '@clip/shared';
 import { repositoryScope } from './auth.js';
 import type { ImageSource, RawManifest } from './image-source.js';
 import { isIndexMediaType } from './media-types.js';
@@ -86,7 +94,13 @@ function withDigest(url: string, digest: Digest): string {
 
 async function blobExists(target: RegistryTarget, digest: Digest): Promise<boolean> {
   const what = `HEAD blob ${digest}`;
-  const response = await target.client.send({ method: 'HEAD', path: target.blobPath(digest), scopes: target.pushScopes, what, followRedirects: true });
+  const response = await target.client.send({
+    method: 'HEAD',
+    path: target.blobPath(digest),
+    scopes: target.pushScopes,
+    what,
+    followRedirects: true,
+  });
   await target.client.discard(response);
   if (response.status === 200) return true;
   if (response.status === 404) return false;
@@ -145,7 +159,14 @@ async function uploadOnce(target: RegistryTarget, blob: BlobToPush, options: Pus
     }
     // 202: the registry could not mount and opened an ordinary upload session instead.
   } else {
-    start = await client.send({ method: 'POST', path: uploads, headers: { 'content-length': '0' }, scopes: target.pushScopes, what: `start upload of blob ${blob.digest}`, noRetry: true });
+    start = await client.send({
+      method: 'POST',
+      path: uploads,
+      headers: { 'content-length': '0' },
+      scopes: target.pushScopes,
+      what: `start upload of blob ${blob.digest}`,
+      noRetry: true,
+    });
   }
   if (start.status !== 202) throw await client.unexpected(start, `start upload of blob ${blob.digest}`);
   await client.discard(start);
@@ -204,12 +225,20 @@ async function uploadOnce(target: RegistryTarget, blob: BlobToPush, options: Pus
     }
     stream?.destroy();
     const what = `finish upload of blob ${blob.digest}`;
-    finish = await client.send({ method: 'PUT', path: withDigest(url, blob.digest), headers: { 'content-length': '0' }, scopes: target.pushScopes, what, noRetry: true });
+    finish = await client.send({
+      method: 'PUT',
+      path: withDigest(url, blob.digest),
+      headers: { 'content-length': '0' },
+      scopes: target.pushScopes,
+      what,
+      noRetry: true,
+    });
     if (finish.status !== 201) throw await client.unexpected(finish, what);
   }
   await client.discard(finish);
   const stored = finish.headers['docker-content-digest'];
-  if (typeof stored === 'string' && stored !== blob.digest) throw new DigestMismatchError(`blob pushed to ${target.reference}`, blob.digest, stored);
+  if (typeof stored === 'string' && stored !== blob.digest)
+    throw new DigestMismatchError(`blob pushed to ${target.reference}`, blob.digest, stored);
   return 'uploaded';
 }
 
@@ -248,7 +277,8 @@ export async function pushManifest(
   if (response.status !== 201) throw await target.client.unexpected(response, what);
   await target.client.discard(response);
   const stored = response.headers['docker-content-digest'];
-  if (typeof stored === 'string' && stored !== digest) throw new DigestMismatchError(`manifest pushed to ${target.reference}`, digest, stored);
+  if (typeof stored === 'string' && stored !== digest)
+    throw new DigestMismatchError(`manifest pushed to ${target.reference}`, digest, stored);
   return digest;
 }
 

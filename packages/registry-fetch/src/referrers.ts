@@ -115,7 +115,8 @@ export function parseArtifactManifest(bytes: Uint8Array, what: string): Artifact
   };
   if (typeof record['artifactType'] === 'string') manifest.artifactType = record['artifactType'];
   if (record['subject'] !== undefined) manifest.subject = parseDescriptor(record['subject'], `${what} subject`);
-  if (typeof record['annotations'] === 'object' && record['annotations'] !== null) manifest.annotations = record['annotations'] as Record<string, string>;
+  if (typeof record['annotations'] === 'object' && record['annotations'] !== null)
+    manifest.annotations = record['annotations'] as Record<string, string>;
   return manifest;
 }
 
@@ -162,16 +163,28 @@ function artifactManifestBytes(artifact: ReferrerArtifact, blob: Descriptor): Ui
  * artifact added. The tag goes last: until it is written the artifact cannot be found, so an
  * interrupted push never leaves a findable artifact with missing parts.
  */
-export async function pushReferrer(target: RegistryTarget, artifact: ReferrerArtifact, onBytes?: (bytes: number) => void): Promise<PushedReferrer> {
+export async function pushReferrer(
+  target: RegistryTarget,
+  artifact: ReferrerArtifact,
+  onBytes?: (bytes: number) => void,
+): Promise<PushedReferrer> {
   const client = target.client;
-  const blob: Descriptor = { mediaType: artifact.blob.mediaType, digest: sha256Digest(artifact.blob.bytes), size: artifact.blob.bytes.length };
+  const blob: Descriptor = {
+    mediaType: artifact.blob.mediaType,
+    digest: sha256Digest(artifact.blob.bytes),
+    size: artifact.blob.bytes.length,
+  };
   let bytesUploaded = 0;
-  const blobResult = await pushBlob(target, { digest: blob.digest, size: blob.size, content: artifact.blob.bytes }, {
-    onBytes: (bytes) => {
-      bytesUploaded += bytes;
-      onBytes?.(bytes);
+  const blobResult = await pushBlob(
+    target,
+    { digest: blob.digest, size: blob.size, content: artifact.blob.bytes },
+    {
+      onBytes: (bytes) => {
+        bytesUploaded += bytes;
+        onBytes?.(bytes);
+      },
     },
-  });
+  );
   await pushBlob(target, { digest: EMPTY_CONFIG_DESCRIPTOR.digest, size: EMPTY_CONFIG_DESCRIPTOR.size, content: EMPTY_CONFIG.bytes });
 
   const bytes = artifactManifestBytes(artifact, blob);
@@ -188,7 +201,8 @@ export async function pushReferrer(target: RegistryTarget, artifact: ReferrerArt
   if (response.status !== 201) throw await client.unexpected(response, what);
   await client.discard(response);
   const manifest: Descriptor = { mediaType: MEDIA_TYPE.ociManifest, digest, size: bytes.length, artifactType: artifact.artifactType };
-  const indexedByRegistry = typeof response.headers['oci-subject'] === 'string' && response.headers['oci-subject'] === artifact.subject.digest;
+  const indexedByRegistry =
+    typeof response.headers['oci-subject'] === 'string' && response.headers['oci-subject'] === artifact.subject.digest;
   const result: PushedReferrer = { manifest, blob, blobResult, bytesUploaded };
   if (indexedByRegistry) return result;
 

@@ -4,10 +4,28 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
-import { AuthError, isClipError, isLoopbackRegistry, type Logger, registryEndpointHost, RegistryError, silentLogger, TimeoutError } from '@clip/shared';
+import {
+  AuthError,
+  isClipError,
+  isLoopbackRegistry,
+  type Logger,
+  registryEndpointHost,
+  RegistryError,
+  silentLogger,
+  TimeoutError,
+} from '@clip/shared';
 import { Authenticator } from './auth.js';
 import { resolveCredentials, type Credentials, type ResolvedCredentials } from './credentials.js';
-import { backoffDelay, isRetryableError, isRetryableStatus, parseRetryAfter, retryPolicy, sleep, type RetryOptions, type RetryPolicy } from './retry.js';
+import {
+  backoffDelay,
+  isRetryableError,
+  isRetryableStatus,
+  parseRetryAfter,
+  retryPolicy,
+  sleep,
+  type RetryOptions,
+  type RetryPolicy,
+} from './retry.js';
 import type { StatsCounter } from './stats.js';
 
 export interface TimeoutOptions {
@@ -97,7 +115,12 @@ function registryErrorDetail(body: Buffer): string {
   return '';
 }
 
-function endpointTls(endpoint: RegistryEndpoint | undefined): { ca?: string[]; cert?: string[]; key?: string[]; rejectUnauthorized?: boolean } {
+function endpointTls(endpoint: RegistryEndpoint | undefined): {
+  ca?: string[];
+  cert?: string[];
+  key?: string[];
+  rejectUnauthorized?: boolean;
+} {
   const tls = endpoint?.tls;
   if (!tls) return {};
   return {
@@ -186,7 +209,10 @@ export class RegistryClient {
       try {
         this.stats.request();
         const response = await this.agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers });
-        const body = await this.readBody({ status: response.statusCode, headers: response.headers, body: response.body, url }, 'token request');
+        const body = await this.readBody(
+          { status: response.statusCode, headers: response.headers, body: response.body, url },
+          'token request',
+        );
         if (isRetryableStatus(response.statusCode) && attempt < this.policy.retries) {
           await sleep(backoffDelay(this.policy, attempt, parseRetryAfter(response.headers['retry-after'])));
           continue;
@@ -217,7 +243,9 @@ export class RegistryClient {
         if ((error as { name?: unknown } | undefined)?.name === 'AbortError') return error as Error;
         const message = error instanceof Error ? error.message : String(error);
         const hint = /wrong version number/i.test(message) ? ' (the registry seems to speak plain HTTP; use insecure / --insecure)' : '';
-        return new RegistryError(`${this.describe()}: ${what} failed: ${typeof code === 'string' ? `${code} ` : ''}${message}${hint}`, { cause: error });
+        return new RegistryError(`${this.describe()}: ${what} failed: ${typeof code === 'string' ? `${code} ` : ''}${message}${hint}`, {
+          cause: error,
+        });
       }
     }
   }
@@ -231,7 +259,10 @@ export class RegistryClient {
   private async sendOnce(request: RegistryRequest, authorization: string | undefined): Promise<RegistryResponse> {
     let url = new URL(request.path, this.base);
     for (let redirects = 0; ; redirects++) {
-      const headers: Record<string, string> = { ...(url.origin === this.base.origin ? this.options.endpoint?.headers : {}), ...request.headers };
+      const headers: Record<string, string> = {
+        ...(url.origin === this.base.origin ? this.options.endpoint?.headers : {}),
+        ...request.headers,
+      };
       if (authorization && url.origin === this.base.origin) headers['authorization'] = authorization;
       this.stats.request();
       if (request.range) this.stats.range();
@@ -246,7 +277,8 @@ export class RegistryClient {
       const location = header(response.headers, 'location');
       if (request.followRedirects && REDIRECT_STATUSES.has(response.statusCode) && location) {
         await response.body.dump();
-        if (redirects >= MAX_REDIRECTS) throw new RegistryError(`${this.describe()}: ${request.what}: more than ${MAX_REDIRECTS} redirects`);
+        if (redirects >= MAX_REDIRECTS)
+          throw new RegistryError(`${this.describe()}: ${request.what}: more than ${MAX_REDIRECTS} redirects`);
         url = new URL(location, url);
         this.logger.debug('following redirect', { what: request.what, to: url.origin });
         continue;
@@ -319,7 +351,12 @@ export class RegistryClient {
         const detail = registryErrorDetail(await this.readBody(response, request.what).catch(() => Buffer.alloc(0)));
         if (attempt < retries) {
           const delay = backoffDelay(this.policy, attempt++, retryAfter);
-          this.logger.debug('retrying after HTTP error', { what: request.what, status: response.status, attempt, delay_ms: Math.round(delay) });
+          this.logger.debug('retrying after HTTP error', {
+            what: request.what,
+            status: response.status,
+            attempt,
+            delay_ms: Math.round(delay),
+          });
           await sleep(delay, request.signal);
           continue;
         }

@@ -2,7 +2,17 @@
 // blobs streamed (verified, resumed by Range after a dropped connection), byte ranges by
 // HTTP Range.
 import { Readable } from 'node:stream';
-import { type Digest, formatImageReference, LayerNotFoundError, ManifestNotFoundError, RegistryError, type RegistryReference, sha256Digest, UsageError, verifyDigest } from '@clip/shared';
+import {
+  type Digest,
+  formatImageReference,
+  LayerNotFoundError,
+  ManifestNotFoundError,
+  RegistryError,
+  type RegistryReference,
+  sha256Digest,
+  UsageError,
+  verifyDigest,
+} from '@clip/shared';
 import type { Descriptor, ImageSource, RangeOptions, RawManifest, ResolvedImage, ResolveOptions, SourceStats } from './image-source.js';
 import { MANIFEST_ACCEPT, detectManifestMediaType } from './media-types.js';
 import { checkRange } from './range.js';
@@ -65,13 +75,18 @@ export class RegistrySource implements ImageSource {
       verifyDigest(`manifest of ${this.reference}`, bytes, tagOrDigest as Digest);
     } else {
       const announced = response.headers['docker-content-digest'];
-      if (typeof announced === 'string' && announced.startsWith('sha256:')) verifyDigest(`manifest of ${this.reference}`, bytes, announced as Digest);
+      if (typeof announced === 'string' && announced.startsWith('sha256:'))
+        verifyDigest(`manifest of ${this.reference}`, bytes, announced as Digest);
     }
     const contentType = response.headers['content-type'];
     return {
       digest: actual,
       bytes,
-      mediaType: detectManifestMediaType(bytes, typeof contentType === 'string' ? contentType : undefined, `manifest ${tagOrDigest} of ${this.reference}`),
+      mediaType: detectManifestMediaType(
+        bytes,
+        typeof contentType === 'string' ? contentType : undefined,
+        `manifest ${tagOrDigest} of ${this.reference}`,
+      ),
     };
   }
 
@@ -81,10 +96,15 @@ export class RegistrySource implements ImageSource {
 
   async resolve(options?: ResolveOptions): Promise<ResolvedImage> {
     const top = await this.topManifest();
-    return resolveImage(this.reference, top, {
-      fetchManifest: (digest) => this.fetchManifest(digest),
-      readSmallBlob: (descriptor: Descriptor) => this.readSmallBlob(descriptor.digest),
-    }, options);
+    return resolveImage(
+      this.reference,
+      top,
+      {
+        fetchManifest: (digest) => this.fetchManifest(digest),
+        readSmallBlob: (descriptor: Descriptor) => this.readSmallBlob(descriptor.digest),
+      },
+      options,
+    );
   }
 
   fetchManifest(digest: Digest): Promise<RawManifest> {
@@ -92,7 +112,13 @@ export class RegistrySource implements ImageSource {
   }
 
   /** GET on a blob, following redirects to blob storage; 404 → LayerNotFoundError. */
-  private async getBlob(digest: Digest, headers: Record<string, string>, what: string, signal?: AbortSignal, range = false): Promise<RegistryResponse> {
+  private async getBlob(
+    digest: Digest,
+    headers: Record<string, string>,
+    what: string,
+    signal?: AbortSignal,
+    range = false,
+  ): Promise<RegistryResponse> {
     const response = await this.client.send({
       method: 'GET',
       path: this.path('blobs', digest),
@@ -207,10 +233,13 @@ export class RegistrySource implements ImageSource {
       const match = typeof contentRange === 'string' ? CONTENT_RANGE_RE.exec(contentRange) : null;
       if (!match || Number(match[1]) !== start || Number(match[2]) !== end - 1) {
         abandon(response);
-        throw new RangeAnswerError(`${this.client.describe()}: ${what}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)}, expected bytes ${start}-${end - 1}/…`);
+        throw new RangeAnswerError(
+          `${this.client.describe()}: ${what}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)}, expected bytes ${start}-${end - 1}/…`,
+        );
       }
       const body = await this.readRangeBody(response, what, length);
-      if (body.length !== length) throw new RangeAnswerError(`${this.client.describe()}: ${what}: got ${body.length} bytes, expected ${length}`);
+      if (body.length !== length)
+        throw new RangeAnswerError(`${this.client.describe()}: ${what}: got ${body.length} bytes, expected ${length}`);
       return body;
     }
     if (response.status === 416) {
@@ -236,7 +265,8 @@ export class RegistrySource implements ImageSource {
     }
     // Stop the download of the rest of the blob (closes that connection).
     abandon(response);
-    if (filled !== length) throw new UsageError(`byte range [${start}, ${end}) is outside blob ${digest} of ${this.reference} (size ${position})`);
+    if (filled !== length)
+      throw new UsageError(`byte range [${start}, ${end}) is outside blob ${digest} of ${this.reference} (size ${position})`);
     return out;
   }
 
@@ -246,7 +276,13 @@ export class RegistrySource implements ImageSource {
 
   async hasBlob(digest: Digest): Promise<boolean> {
     const what = `HEAD blob ${digest}`;
-    const response = await this.client.send({ method: 'HEAD', path: this.path('blobs', digest), scopes: this.pullScope, what, followRedirects: true });
+    const response = await this.client.send({
+      method: 'HEAD',
+      path: this.path('blobs', digest),
+      scopes: this.pullScope,
+      what,
+      followRedirects: true,
+    });
     await this.client.discard(response);
     if (response.status === 200) return true;
     if (response.status === 404) return false;

@@ -43,8 +43,10 @@ export function parseDescriptor(value: unknown, what: string): Descriptor {
   const record = value as Record<string, unknown>;
   const { mediaType, digest, size } = record;
   if (typeof mediaType !== 'string') throw new ImageFormatError(`${what}: descriptor has no mediaType`);
-  if (typeof digest !== 'string' || !isDigest(digest)) throw new ImageFormatError(`${what}: descriptor has a bad digest ${JSON.stringify(digest)}`);
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new ImageFormatError(`${what}: descriptor ${digest} has a bad size`);
+  if (typeof digest !== 'string' || !isDigest(digest))
+    throw new ImageFormatError(`${what}: descriptor has a bad digest ${JSON.stringify(digest)}`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+    throw new ImageFormatError(`${what}: descriptor ${digest} has a bad size`);
   const descriptor: Descriptor = { mediaType, digest, size };
   const platform = parsePlatformField(record['platform']);
   if (platform) descriptor.platform = platform;

@@ -26,8 +26,13 @@ beforeAll(async () => {
   registry = await startRegistry({ auth: { kind: 'htpasswd', htpasswd: stdout } });
   built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }] }] }]);
   await run('skopeo', [
-    'copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `--dest-creds=${USER}:${PASSWORD}`,
-    `oci:${join(work, 'layout')}:v1`, `docker://${registry.host}/private/img:v1`,
+    'copy',
+    '--quiet',
+    '--preserve-digests',
+    '--dest-tls-verify=false',
+    `--dest-creds=${USER}:${PASSWORD}`,
+    `oci:${join(work, 'layout')}:v1`,
+    `docker://${registry.host}/private/img:v1`,
   ]);
 });
 
@@ -40,7 +45,10 @@ const noDockerConfig = () => ({ env: {}, dockerConfigDir: join(work, 'no-docker-
 
 describe('htpasswd (Basic) registry', () => {
   it('reads with explicit credentials', async () => {
-    const source = await openImageSource(`${registry.host}/private/img:v1`, { ...noDockerConfig(), credentials: { username: USER, password: PASSWORD } });
+    const source = await openImageSource(`${registry.host}/private/img:v1`, {
+      ...noDockerConfig(),
+      credentials: { username: USER, password: PASSWORD },
+    });
     try {
       expect((await source.resolve()).manifestDigest).toBe(built[0]!.top.digest);
     } finally {
@@ -55,7 +63,10 @@ describe('htpasswd (Basic) registry', () => {
     });
     const configDir = join(work, 'docker');
     await mkdir(configDir, { recursive: true });
-    await writeFile(join(configDir, 'config.json'), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }));
+    await writeFile(
+      join(configDir, 'config.json'),
+      JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }),
+    );
     const viaConfig = await openImageSource(`${registry.host}/private/img:v1`, { env: { DOCKER_CONFIG: configDir } });
     try {
       expect((await viaEnv.resolve()).manifestDigest).toBe(built[0]!.top.digest);
@@ -69,7 +80,11 @@ describe('htpasswd (Basic) registry', () => {
   it('fails with AuthError for wrong or missing credentials, never showing the password', async () => {
     const lines: string[] = [];
     const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) });
-    const wrong = await openImageSource(`${registry.host}/private/img:v1`, { ...noDockerConfig(), logger, credentials: { username: USER, password: WRONG } });
+    const wrong = await openImageSource(`${registry.host}/private/img:v1`, {
+      ...noDockerConfig(),
+      logger,
+      credentials: { username: USER, password: WRONG },
+    });
     const none = await openImageSource(`${registry.host}/private/img:v1`, { ...noDockerConfig(), logger });
     try {
       const wrongError = await wrong.resolve().catch((e: unknown) => e);
@@ -117,15 +132,28 @@ describe('resolveCredentials', () => {
     const env = { DOCKER_CONFIG: dir, PATH: `${bin}:${process.env['PATH'] ?? ''}` };
     expect(await resolveCredentials('docker.io', { env })).toMatchObject({ username: 'hubuser', password: 'hubpass' });
     expect(await resolveCredentials('plain.example.com', { env })).toMatchObject({ username: 'pu', password: 'pp' });
-    expect(await resolveCredentials('helper.example.com', { env })).toMatchObject({ username: 'hu', password: 'hs', source: 'docker credential helper fake' });
-    expect(await resolveCredentials('store.example.com', { env })).toMatchObject({ username: 'hu', source: 'docker credential store fake' });
+    expect(await resolveCredentials('helper.example.com', { env })).toMatchObject({
+      username: 'hu',
+      password: 'hs',
+      source: 'docker credential helper fake',
+    });
+    expect(await resolveCredentials('store.example.com', { env })).toMatchObject({
+      username: 'hu',
+      source: 'docker credential store fake',
+    });
     expect(await resolveCredentials('unknown.example.com', { env })).toBeUndefined();
-    expect(await resolveCredentials('plain.example.com', { env: { ...env, CLIP_REGISTRY_USERNAME: 'eu', CLIP_REGISTRY_PASSWORD: 'ep' } })).toMatchObject({ username: 'eu' });
-    expect(await resolveCredentials('plain.example.com', { env, credentials: { username: 'x', password: 'y' } })).toMatchObject({ username: 'x' });
+    expect(
+      await resolveCredentials('plain.example.com', { env: { ...env, CLIP_REGISTRY_USERNAME: 'eu', CLIP_REGISTRY_PASSWORD: 'ep' } }),
+    ).toMatchObject({ username: 'eu' });
+    expect(await resolveCredentials('plain.example.com', { env, credentials: { username: 'x', password: 'y' } })).toMatchObject({
+      username: 'x',
+    });
   });
 
   it('parses WWW-Authenticate challenges', () => {
-    expect(parseChallenge('Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push"')).toEqual({
+    expect(
+      parseChallenge('Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push"'),
+    ).toEqual({
       scheme: 'bearer',
       params: { realm: 'https://auth.example.com/token', service: 'registry.example.com', scope: 'repository:a/b:pull,push' },
     });

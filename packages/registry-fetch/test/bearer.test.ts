@@ -24,7 +24,9 @@ beforeAll(async () => {
   registry = await startRegistry({
     auth: { kind: 'token', realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.rootCertBundle },
   });
-  built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }, { files: { b: 'b\n' } }] }] }]);
+  built = await writeTestLayout(join(work, 'layout'), [
+    { tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }, { files: { b: 'b\n' } }] }] },
+  ]);
 });
 
 afterAll(async () => {
@@ -37,7 +39,10 @@ describe('bearer token auth against the real registry', () => {
   it('pushes with credentials, pulls anonymously, caches tokens per scope', async () => {
     const layout = await openImageSource(`oci:${join(work, 'layout')}:v1`);
     try {
-      const pushed = await pushImage(layout, `${registry.host}/tok/img:v1`, { ...isolated(), credentials: { username: USER, password: PASSWORD } });
+      const pushed = await pushImage(layout, `${registry.host}/tok/img:v1`, {
+        ...isolated(),
+        credentials: { username: USER, password: PASSWORD },
+      });
       expect(pushed.blobsUploaded).toBe(3);
     } finally {
       await layout.close();
@@ -66,9 +71,10 @@ describe('bearer token auth against the real registry', () => {
     try {
       const anonymous = await pushImage(layout, `${registry.host}/tok/other:v1`, isolated()).catch((e: unknown) => e);
       expect(anonymous).toBeInstanceOf(AuthError);
-      const wrong = await pushImage(layout, `${registry.host}/tok/other:v1`, { ...isolated(), credentials: { username: USER, password: 'nope-wrong-9' } }).catch(
-        (e: unknown) => e,
-      );
+      const wrong = await pushImage(layout, `${registry.host}/tok/other:v1`, {
+        ...isolated(),
+        credentials: { username: USER, password: 'nope-wrong-9' },
+      }).catch((e: unknown) => e);
       expect(wrong).toBeInstanceOf(AuthError);
       expect((wrong as Error).message).toMatch(/token server .* refused credentials from explicit credentials/);
       expect((wrong as Error).message).not.toContain('nope-wrong-9');

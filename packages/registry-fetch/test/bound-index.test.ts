@@ -42,8 +42,20 @@ describe('bound index', () => {
       manifests: [
         { mediaType: OCI_MANIFEST, digest: d('1'), size: 400, platform: { os: 'linux', architecture: 'amd64' } },
         { mediaType: OCI_MANIFEST, digest: d('2'), size: 401, platform: { os: 'linux', architecture: 'arm64' } },
-        { mediaType: OCI_MANIFEST, digest: d('b'), size: 600, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { [BOUND_MANIFEST_ANNOTATION]: d('2') } },
-        { mediaType: OCI_MANIFEST, digest: d('c'), size: 600, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { [BOUND_MANIFEST_ANNOTATION]: d('1') } },
+        {
+          mediaType: OCI_MANIFEST,
+          digest: d('b'),
+          size: 600,
+          platform: { os: 'unknown', architecture: 'unknown' },
+          annotations: { [BOUND_MANIFEST_ANNOTATION]: d('2') },
+        },
+        {
+          mediaType: OCI_MANIFEST,
+          digest: d('c'),
+          size: 600,
+          platform: { os: 'unknown', architecture: 'unknown' },
+          annotations: { [BOUND_MANIFEST_ANNOTATION]: d('1') },
+        },
       ],
       annotations: { 'org.opencontainers.image.created': '2026-01-01T00:00:00Z' },
     };

@@ -80,9 +80,19 @@ beforeAll(async () => {
   origin = await startRegistry();
   const layout = join(work, 'layout');
   built = await writeTestLayout(layout, [
-    { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(12_000_000, 3) }, compression: 'none' }] }] },
+    {
+      tag: 'v1',
+      images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(12_000_000, 3) }, compression: 'none' }] }],
+    },
   ]);
-  await run('skopeo', ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${origin.host}/test/img:v1`]);
+  await run('skopeo', [
+    'copy',
+    '--quiet',
+    '--preserve-digests',
+    '--dest-tls-verify=false',
+    `oci:${layout}:v1`,
+    `docker://${origin.host}/test/img:v1`,
+  ]);
 }, 60_000);
 
 afterAll(async () => {
@@ -125,7 +135,10 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
 
     // distribution 2.8 fills its cache from upstream on its own once asked (measured: the fill
     // goes on after the client drops the 200).
-    await waitCached(mirror, imageBlobs.map((b) => b.digest));
+    await waitCached(
+      mirror,
+      imageBlobs.map((b) => b.digest),
+    );
     const afterFirst = originBytes();
 
     for (let worker = 2; worker <= 4; worker++) {
@@ -167,7 +180,11 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
     const mirror = await startRegistry({ proxy: { remoteUrl: origin.url } });
     stopAfter.push(mirror);
     const hostsDir = await hostsDirFor('drain', [`http://${mirror.host}`]);
-    const source = (await openImageSource(`${origin.host}/test/img:v1`, { ...fast, hostsDir, mirror: { coldFill: { mode: 'drain' } } })) as MirroredSource;
+    const source = (await openImageSource(`${origin.host}/test/img:v1`, {
+      ...fast,
+      hostsDir,
+      mirror: { coldFill: { mode: 'drain' } },
+    })) as MirroredSource;
     const layer = bigLayer();
     expect((await source.readBlobRange(layer.digest as Digest, 10, 20)).equals(layer.bytes.subarray(10, 20))).toBe(true);
     for (let i = 0; i < 200 && source.hostStats()[0]!.fillsCompleted === 0; i++) await new Promise((r) => setTimeout(r, 50));
@@ -213,11 +230,23 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
 
   it('a mirror that is down, answers errors or stalls: reads fall back to the next host', async () => {
     const downPort = await freePort();
-    const erroring: FaultProxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: origin.port }, rates: { 'status-503': 1 }, match: () => true });
+    const erroring: FaultProxy = await startFaultProxy({
+      upstream: { hostname: '127.0.0.1', port: origin.port },
+      rates: { 'status-503': 1 },
+      match: () => true,
+    });
     stopAfter.push(erroring);
-    const stalling: FaultProxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: origin.port }, rates: { stall: 1 }, match: (req) => /\/blobs\//.test(req.url ?? '') });
+    const stalling: FaultProxy = await startFaultProxy({
+      upstream: { hostname: '127.0.0.1', port: origin.port },
+      rates: { stall: 1 },
+      match: (req) => /\/blobs\//.test(req.url ?? ''),
+    });
     stopAfter.push(stalling);
-    const stallingMidBody: FaultProxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: origin.port }, rates: { 'stall-mid-body': 1 }, match: (req) => /\/blobs\//.test(req.url ?? '') && typeof req.headers['range'] === 'string' });
+    const stallingMidBody: FaultProxy = await startFaultProxy({
+      upstream: { hostname: '127.0.0.1', port: origin.port },
+      rates: { 'stall-mid-body': 1 },
+      match: (req) => /\/blobs\//.test(req.url ?? '') && typeof req.headers['range'] === 'string',
+    });
     stopAfter.push(stallingMidBody);
     for (const [name, mirror, kind] of [
       ['down', `http://127.0.0.1:${downPort}`, 'errors'],

@@ -87,7 +87,9 @@ describe('containerd hosts.toml', () => {
     const bad = (text: string) => () => parseHostsToml(text, '/x/hosts.toml', '/x');
     expect(bad('server = "a"\n[host."h"\ncapabilities = 1')).toThrow(HostsConfigError);
     expect(bad('server = "a"\n[host."h"\ncapabilities = 1')).toThrow(/bad registry hosts file \/x\/hosts\.toml: not valid TOML \(line 2/);
-    expect(bad('[host."https://m"]\ncapabilities = ["pull", "fly"]')).toThrow(/\/x\/hosts\.toml: \[host."https:\/\/m"\]: unknown capability "fly"/);
+    expect(bad('[host."https://m"]\ncapabilities = ["pull", "fly"]')).toThrow(
+      /\/x\/hosts\.toml: \[host."https:\/\/m"\]: unknown capability "fly"/,
+    );
     expect(bad('server = 5')).toThrow(/`server` must be a string/);
     expect(bad('[host."https://m"]\nskip_verify = "yes"')).toThrow(/skip_verify must be true or false/);
     try {
@@ -120,7 +122,11 @@ describe('containerd hosts.toml', () => {
     await writeFile(join(dir, 'client.key'), 'x');
     const loaded = await loadHostsConfig(root, 'certs.example.com');
     expect(loaded!.hosts).toHaveLength(1);
-    expect(loaded!.hosts[0]).toMatchObject({ isServer: true, ca: [join(dir, 'ca.crt')], client: [[join(dir, 'client.cert'), join(dir, 'client.key')]] });
+    expect(loaded!.hosts[0]).toMatchObject({
+      isServer: true,
+      ca: [join(dir, 'ca.crt')],
+      client: [[join(dir, 'client.cert'), join(dir, 'client.key')]],
+    });
   });
 
   it('--hosts-dir, then CLIP_HOSTS_DIR, then /etc/containerd/certs.d if it exists; empty turns it off', () => {
@@ -140,6 +146,8 @@ describe('dial_timeout', () => {
     expect(parseGoDuration('5')).toBeUndefined();
     expect(parseGoDuration('')).toBeUndefined();
     expect(parseHostsToml('[host."http://m"]\ndial_timeout = "250ms"\n', 'f', '/')[0]!.dialTimeoutMs).toBe(250);
-    expect(() => parseHostsToml('[host."http://m"]\ndial_timeout = 3\n', '/d/hosts.toml', '/d')).toThrow(/\/d\/hosts\.toml: \[host."http:\/\/m"\]: dial_timeout must be a duration/);
+    expect(() => parseHostsToml('[host."http://m"]\ndial_timeout = 3\n', '/d/hosts.toml', '/d')).toThrow(
+      /\/d\/hosts\.toml: \[host."http:\/\/m"\]: dial_timeout must be a duration/,
+    );
   });
 });

@@ -27,7 +27,13 @@ describe.skipIf(!address)('a registry on a non-loopback address', () => {
     work = await mkdtemp(join(tmpdir(), 'clip-insecure-'));
     registry = await startRegistry({ host: address as string });
     built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a' } }] }] }]);
-    await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${join(work, 'layout')}:v1`, `docker://${registry.host}/plain/img:v1`]);
+    await run('skopeo', [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      `oci:${join(work, 'layout')}:v1`,
+      `docker://${registry.host}/plain/img:v1`,
+    ]);
   });
 
   afterAll(async () => {

@@ -27,8 +27,8 @@ beforeAll(async () => {
     {
       tag: 'multi',
       images: [
-        { layers: [{ files: { 'arch': 'amd64\n' } }], platform: { os: 'linux', architecture: 'amd64' } },
-        { layers: [{ files: { 'arch': 'arm64\n' } }], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+        { layers: [{ files: { arch: 'amd64\n' } }], platform: { os: 'linux', architecture: 'amd64' } },
+        { layers: [{ files: { arch: 'arm64\n' } }], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
       ],
     },
   ]);
@@ -44,7 +44,10 @@ afterAll(async () => {
 const sources: Array<[string, (tag?: string) => ImageSource]> = [
   ['oci layout', (tag) => new LayoutSource({ kind: 'oci-layout', dir: layout, ...(tag ? { tag } : {}) })],
   ['oci archive', (tag) => new OciArchiveSource({ kind: 'oci-archive', file: join(work, 'image.tar'), ...(tag ? { tag } : {}) })],
-  ['oci archive without ./', (tag) => new OciArchiveSource({ kind: 'oci-archive', file: join(work, 'plain.tar'), ...(tag ? { tag } : {}) })],
+  [
+    'oci archive without ./',
+    (tag) => new OciArchiveSource({ kind: 'oci-archive', file: join(work, 'plain.tar'), ...(tag ? { tag } : {}) }),
+  ],
 ];
 
 describe.each(sources)('%s', (_name, open) => {
@@ -73,7 +76,12 @@ describe.each(sources)('%s', (_name, open) => {
     try {
       const blob = built[0]!.images[0]!.layers[1]!;
       const size = blob.bytes.length;
-      for (const [start, end] of [[0, 1000], [size / 2 - 17, size / 2 + 4099], [size - 513, size], [5, 5]] as const) {
+      for (const [start, end] of [
+        [0, 1000],
+        [size / 2 - 17, size / 2 + 4099],
+        [size - 513, size],
+        [5, 5],
+      ] as const) {
         expect((await source.readBlobRange(blob.digest, start, end)).equals(blob.bytes.subarray(start, end))).toBe(true);
       }
       expect((await readAll(await source.openBlob(blob.digest))).equals(blob.bytes)).toBe(true);
@@ -103,7 +111,10 @@ describe.each(sources)('%s', (_name, open) => {
   });
 
   it('names the available tags for an unknown tag, and wants a tag when several exist', async () => {
-    for (const [tag, message] of [['nope', /no manifest tagged nope; tags: v1, multi/], [undefined, /pick a tag: v1, multi/]] as const) {
+    for (const [tag, message] of [
+      ['nope', /no manifest tagged nope; tags: v1, multi/],
+      [undefined, /pick a tag: v1, multi/],
+    ] as const) {
       const source = open(tag);
       try {
         const error = await source.resolve().catch((e: unknown) => e);

@@ -32,33 +32,85 @@ async function openssl(args: string[]): Promise<void> {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-mirror-tls-'));
-  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=clip test CA']);
+  await openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=clip test CA',
+  ]);
   for (const [name, ext] of [
     ['server', 'subjectAltName=IP:127.0.0.1'],
     ['client', 'extendedKeyUsage=clientAuth'],
   ] as const) {
     await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
     await writeFile(join(work, `${name}.ext`), `${ext}\n`);
-    await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.cert`, '-days', '2', '-extfile', `${name}.ext`]);
+    await openssl([
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.cert`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    ]);
   }
   registry = await startRegistry();
-  built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { 'big.bin': noise(400_000, 5) }, compression: 'none' }] }] }]);
-  await run('skopeo', ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `oci:${join(work, 'layout')}:v1`, `docker://${registry.host}/tls/img:v1`]);
+  built = await writeTestLayout(join(work, 'layout'), [
+    { tag: 'v1', images: [{ layers: [{ files: { 'big.bin': noise(400_000, 5) }, compression: 'none' }] }] },
+  ]);
+  await run('skopeo', [
+    'copy',
+    '--quiet',
+    '--preserve-digests',
+    '--dest-tls-verify=false',
+    `oci:${join(work, 'layout')}:v1`,
+    `docker://${registry.host}/tls/img:v1`,
+  ]);
 
   const ca = await readFile(join(work, 'ca.crt'));
   front = createServer(
-    { key: await readFile(join(work, 'server.key')), cert: await readFile(join(work, 'server.cert')), ca, requestCert: true, rejectUnauthorized: true },
+    {
+      key: await readFile(join(work, 'server.key')),
+      cert: await readFile(join(work, 'server.cert')),
+      ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
     (req, res) => {
       const header = req.headers['x-mirror-token'];
-      seen.push({ header: typeof header === 'string' ? header : undefined, clientCert: (req.socket as TLSSocket).authorized, url: req.url ?? '' });
+      seen.push({
+        header: typeof header === 'string' ? header : undefined,
+        clientCert: (req.socket as TLSSocket).authorized,
+        url: req.url ?? '',
+      });
       if (header !== 'fleet-a') {
         res.writeHead(403).end();
         return;
       }
-      const upstream = httpRequest({ hostname: '127.0.0.1', port: registry.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
+      const upstream = httpRequest(
+        { hostname: '127.0.0.1', port: registry.port, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
       upstream.on('error', () => res.destroy());
       req.pipe(upstream);
     },
@@ -78,7 +130,10 @@ async function hostsDir(name: string, entry: string[]): Promise<string> {
   const dir = join(work, name, `127.0.0.1_${registry.port}_`);
   await mkdir(dir, { recursive: true });
   for (const file of ['ca.crt', 'client.cert', 'client.key']) await writeFile(join(dir, file), await readFile(join(work, file)));
-  await writeFile(join(dir, 'hosts.toml'), [`server = "http://${registry.host}"`, `[host."https://127.0.0.1:${frontPort}"]`, ...entry.map((l) => `  ${l}`)].join('\n'));
+  await writeFile(
+    join(dir, 'hosts.toml'),
+    [`server = "http://${registry.host}"`, `[host."https://127.0.0.1:${frontPort}"]`, ...entry.map((l) => `  ${l}`)].join('\n'),
+  );
   return join(work, name);
 }
 
@@ -98,7 +153,14 @@ async function readThrough(dir: string): Promise<ReturnType<MirroredSource['host
 describe('HTTPS mirror configured by hosts.toml', () => {
   it('ca (relative path), client [cert, key] and header make the mirror usable', async () => {
     const before = seen.length;
-    const [m, s] = await readThrough(await hostsDir('full', ['ca = "ca.crt"', 'client = [["client.cert", "client.key"]]', `[host."https://127.0.0.1:${frontPort}".header]`, '  x-mirror-token = "fleet-a"']));
+    const [m, s] = await readThrough(
+      await hostsDir('full', [
+        'ca = "ca.crt"',
+        'client = [["client.cert", "client.key"]]',
+        `[host."https://127.0.0.1:${frontPort}".header]`,
+        '  x-mirror-token = "fleet-a"',
+      ]),
+    );
     expect(m).toMatchObject({ rangesHonoured: 1, fallbacks: 0 });
     expect(s!.rangeRequests).toBe(0);
     const requests = seen.slice(before);
@@ -108,11 +170,24 @@ describe('HTTPS mirror configured by hosts.toml', () => {
   });
 
   it('without the CA the mirror is not trusted; skip_verify trusts it; a missing header gets 403: each time reads fall back or go through as they should', async () => {
-    const noCa = await readThrough(await hostsDir('no-ca', ['client = [["client.cert", "client.key"]]', `[host."https://127.0.0.1:${frontPort}".header]`, '  x-mirror-token = "fleet-a"']));
+    const noCa = await readThrough(
+      await hostsDir('no-ca', [
+        'client = [["client.cert", "client.key"]]',
+        `[host."https://127.0.0.1:${frontPort}".header]`,
+        '  x-mirror-token = "fleet-a"',
+      ]),
+    );
     expect(noCa[0]!.rangesHonoured).toBe(0);
     expect(noCa[1]!.rangesHonoured).toBe(1);
 
-    const skip = await readThrough(await hostsDir('skip', ['skip_verify = true', 'client = [["client.cert", "client.key"]]', `[host."https://127.0.0.1:${frontPort}".header]`, '  x-mirror-token = "fleet-a"']));
+    const skip = await readThrough(
+      await hostsDir('skip', [
+        'skip_verify = true',
+        'client = [["client.cert", "client.key"]]',
+        `[host."https://127.0.0.1:${frontPort}".header]`,
+        '  x-mirror-token = "fleet-a"',
+      ]),
+    );
     expect(skip[0]!.rangesHonoured).toBe(1);
 
     const noHeader = await readThrough(await hostsDir('no-header', ['ca = "ca.crt"', 'client = [["client.cert", "client.key"]]']));
@@ -124,7 +199,9 @@ describe('HTTPS mirror configured by hosts.toml', () => {
   it('a CA file that does not exist is a hosts config error naming the file', async () => {
     const dir = await hostsDir('missing-ca', ['ca = "nope.crt"']);
     await expect(openImageSource(`${registry.host}/tls/img:v1`, { hostsDir: dir })).rejects.toThrow(
-      new RegExp(`bad registry hosts file .*127\\.0\\.0\\.1_${registry.port}_/hosts\\.toml: cannot read CA certificate .*nope\\.crt: ENOENT`),
+      new RegExp(
+        `bad registry hosts file .*127\\.0\\.0\\.1_${registry.port}_/hosts\\.toml: cannot read CA certificate .*nope\\.crt: ENOENT`,
+      ),
     );
   });
 });

@@ -25,7 +25,10 @@ beforeAll(async () => {
   proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
   layout = join(work, 'layout');
   built = await writeTestLayout(layout, [
-    { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 3) }, compression: 'none' }] }] },
+    {
+      tag: 'v1',
+      images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 3) }, compression: 'none' }] }],
+    },
     {
       tag: 'multi',
       images: [
@@ -61,7 +64,14 @@ describe('pushImage', () => {
 
       // skopeo copies it back into a layout: the same manifest, config and layer bytes.
       const back = join(work, 'back');
-      await run('skopeo', ['copy', '--quiet', '--preserve-digests', '--src-tls-verify=false', `docker://${registry.host}/pushed/img:v1`, `oci:${back}:v1`]);
+      await run('skopeo', [
+        'copy',
+        '--quiet',
+        '--preserve-digests',
+        '--src-tls-verify=false',
+        `docker://${registry.host}/pushed/img:v1`,
+        `oci:${back}:v1`,
+      ]);
       const index = JSON.parse(await readFile(join(back, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
       expect(index.manifests[0]!.digest).toBe(image.manifest.digest);
       for (const blob of [image.config, ...image.layers]) {
@@ -128,7 +138,12 @@ describe('pushImage', () => {
       const before = proxy.log.length;
       const result = await pushImage(source, `${proxy.host}/flaky/img:v1`, { concurrency: 1, retries: { retries: 3, baseDelayMs: 10 } });
       expect(result.blobsUploaded).toBe(3);
-      expect(proxy.log.slice(before).map((entry) => entry.fault).filter((fault) => fault !== 'none')).toEqual(['status', 'reset']);
+      expect(
+        proxy.log
+          .slice(before)
+          .map((entry) => entry.fault)
+          .filter((fault) => fault !== 'none'),
+      ).toEqual(['status', 'reset']);
       expect(await skopeoRawDigest(`${registry.host}/flaky/img:v1`)).toBe(built[0]!.images[0]!.manifest.digest);
     } finally {
       proxy.script([]);

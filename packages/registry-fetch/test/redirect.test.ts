@@ -55,7 +55,10 @@ afterAll(async () => {
 describe('blob redirects', () => {
   it('follows them for ranges and whole blobs without forwarding Authorization', async () => {
     const host = `127.0.0.1:${(registry.address() as AddressInfo).port}`;
-    const source = new RegistrySource({ kind: 'registry', registry: host, repository: 'r/x', tag: 'latest' }, { credentials: { username: 'u', password: 'p' }, env: {} });
+    const source = new RegistrySource(
+      { kind: 'registry', registry: host, repository: 'r/x', tag: 'latest' },
+      { credentials: { username: 'u', password: 'p' }, env: {} },
+    );
     try {
       expect((await source.readBlobRange(digest, 100, 2000)).equals(blob.subarray(100, 2000))).toBe(true);
       expect((await readAll(await source.openBlob(digest))).equals(blob)).toBe(true);

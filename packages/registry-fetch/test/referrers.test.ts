@@ -55,7 +55,11 @@ describe('referrers on a registry without the referrers API', () => {
       expect(a).toMatchObject({ blobResult: 'uploaded', fallbackTag: referrersTag(subject.digest) });
       expect(a.fallbackTag).toBe(`sha256-${subject.digest.slice('sha256:'.length)}`);
       const b = await pushReferrer(target, { artifactType: TYPE_B, subject, blob: { bytes: Buffer.from('payload b'), mediaType: TYPE_B } });
-      const again = await pushReferrer(target, { artifactType: TYPE_A, subject, blob: { bytes: Buffer.from('payload a'), mediaType: TYPE_A } });
+      const again = await pushReferrer(target, {
+        artifactType: TYPE_A,
+        subject,
+        blob: { bytes: Buffer.from('payload a'), mediaType: TYPE_A },
+      });
       expect(again.manifest.digest).toBe(a.manifest.digest);
       expect(again.blobResult).toBe('exists');
 
@@ -105,10 +109,13 @@ describe('referrers API', () => {
         res.end(answer);
         return;
       }
-      const upstream = httpRequest({ hostname: '127.0.0.1', port: registry.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
+      const upstream = httpRequest(
+        { hostname: '127.0.0.1', port: registry.port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
       req.pipe(upstream);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -28,7 +28,10 @@ beforeAll(async () => {
   proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
   const layout = join(work, 'layout');
   built = await writeTestLayout(layout, [
-    { tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 7) }, compression: 'none' }] }] },
+    {
+      tag: 'v1',
+      images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 7) }, compression: 'none' }] }],
+    },
     {
       tag: 'multi',
       images: [
@@ -72,7 +75,11 @@ describe('RegistrySource against a real registry', () => {
     try {
       const { digest, bytes } = bigLayer();
       const size = bytes.length;
-      const ranges: Array<[number, number]> = [[0, 4096], [size / 2 - 1000, size / 2 + 77_777], [size - 1, size]];
+      const ranges: Array<[number, number]> = [
+        [0, 4096],
+        [size / 2 - 1000, size / 2 + 77_777],
+        [size - 1, size],
+      ];
       for (const [start, end] of ranges) {
         expect((await source.readBlobRange(digest as Digest, start, end)).equals(bytes.subarray(start, end))).toBe(true);
       }
@@ -126,7 +133,10 @@ describe('RegistrySource through a fault-injecting proxy', () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, fast);
     try {
       const { digest, bytes } = bigLayer();
-      proxy.script([{ kind: 'reset' }, { kind: 'status', status: 503 }, { kind: 'status', status: 429, headers: { 'retry-after': '1' } }], isBlob);
+      proxy.script(
+        [{ kind: 'reset' }, { kind: 'status', status: 503 }, { kind: 'status', status: 429, headers: { 'retry-after': '1' } }],
+        isBlob,
+      );
       const before = proxy.log.length;
       const range = await source.readBlobRange(digest as Digest, 1000, 200_000);
       expect(range.equals(bytes.subarray(1000, 200_000))).toBe(true);
@@ -140,7 +150,11 @@ describe('RegistrySource through a fault-injecting proxy', () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, fast);
     try {
       const { digest, bytes } = bigLayer();
-      for (const [start, end] of [[0, 10], [150_000, 150_100], [bytes.length - 100, bytes.length]] as const) {
+      for (const [start, end] of [
+        [0, 10],
+        [150_000, 150_100],
+        [bytes.length - 100, bytes.length],
+      ] as const) {
         proxy.script([{ kind: 'ignore-range' }], isBlob);
         expect((await source.readBlobRange(digest as Digest, start, end)).equals(bytes.subarray(start, end))).toBe(true);
       }
@@ -167,9 +181,14 @@ describe('RegistrySource through a fault-injecting proxy', () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, { retries: { retries: 2, baseDelayMs: 5 } });
     try {
       const { digest } = bigLayer();
-      proxy.script(Array.from({ length: 3 }, () => ({ kind: 'status' as const, status: 500 })), isBlob);
+      proxy.script(
+        Array.from({ length: 3 }, () => ({ kind: 'status' as const, status: 500 })),
+        isBlob,
+      );
       const error = await source.readBlobRange(digest as Digest, 0, 10).catch((e: unknown) => e);
-      expect((error as Error).message).toMatch(new RegExp(`registry ${proxy.host} repository test/img: GET blob ${digest}.*HTTP 500.*after 3 attempts`));
+      expect((error as Error).message).toMatch(
+        new RegExp(`registry ${proxy.host} repository test/img: GET blob ${digest}.*HTTP 500.*after 3 attempts`),
+      );
     } finally {
       proxy.script([]);
       await source.close();
@@ -226,7 +245,9 @@ describe('timeouts', () => {
       const digest = sha256(Buffer.from('whatever')) as Digest;
       const error = await source.readBlobRange(digest, 0, 1000).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(TimeoutError);
-      expect((error as Error).message).toContain(`registry ${host} repository silent/repo: GET blob ${digest} bytes 0-999: response body stalled for 300 ms`);
+      expect((error as Error).message).toContain(
+        `registry ${host} repository silent/repo: GET blob ${digest} bytes 0-999: response body stalled for 300 ms`,
+      );
     } finally {
       await source.close();
     }

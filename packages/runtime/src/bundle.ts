@@ -50,12 +50,19 @@ function bundleStateDir(pool: ImageMountPool, dir: string): string {
   return join(pool.stateDir, 'bundles', createHash('sha256').update(dir).digest('hex').slice(0, 24));
 }
 
-export async function prepareBundle(pool: ImageMountPool, image: string, bundleDir: string, options: PrepareBundleOptions = {}): Promise<PreparedBundle> {
+export async function prepareBundle(
+  pool: ImageMountPool,
+  image: string,
+  bundleDir: string,
+  options: PrepareBundleOptions = {},
+): Promise<PreparedBundle> {
   const dir = resolve(bundleDir);
   const rootfs = join(dir, 'rootfs');
   const state = bundleStateDir(pool, dir);
   if (existsSync(join(dir, 'config.json')) || existsSync(state)) {
-    throw new StateDirError(`${dir} already holds a bundle (config.json or its state exists); remove it first (clip bundle --remove ${dir})`);
+    throw new StateDirError(
+      `${dir} already holds a bundle (config.json or its state exists); remove it first (clip bundle --remove ${dir})`,
+    );
   }
   try {
     await mkdir(dir, { recursive: true });
@@ -99,7 +106,11 @@ export interface RemoveBundleOptions {
 }
 
 /** Unmounts the bundle's rootfs, removes config.json and its state, releases the image mount. */
-export async function removeBundle(pool: ImageMountPool, bundleDir: string, options: RemoveBundleOptions = {}): Promise<{ keptUpper?: string }> {
+export async function removeBundle(
+  pool: ImageMountPool,
+  bundleDir: string,
+  options: RemoveBundleOptions = {},
+): Promise<{ keptUpper?: string }> {
   const dir = resolve(bundleDir);
   const state = bundleStateDir(pool, dir);
   const text = await readFile(join(state, 'bundle.json'), 'utf8').catch(() => undefined);

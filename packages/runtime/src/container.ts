@@ -51,8 +51,14 @@ const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIG
 export async function runContainer(pool: ImageMountPool, image: string, options: RunContainerOptions = {}): Promise<ContainerSummary> {
   const logger = options.logger ?? silentLogger;
   const id = options.name ?? randomBytes(6).toString('hex');
-  if (!NAME.test(id)) throw new ContainerConfigError(`invalid container name ${JSON.stringify(id)}: letters, digits, '_', '.', '-' (at most 64)`);
-  const runtime = new OciRuntime({ root: options.runtimeRoot ?? join(pool.stateDir, 'runtime'), ...(options.runtime ? { path: options.runtime } : {}), ...(options.runtimeFlags ? { flags: options.runtimeFlags } : {}), logger });
+  if (!NAME.test(id))
+    throw new ContainerConfigError(`invalid container name ${JSON.stringify(id)}: letters, digits, '_', '.', '-' (at most 64)`);
+  const runtime = new OciRuntime({
+    root: options.runtimeRoot ?? join(pool.stateDir, 'runtime'),
+    ...(options.runtime ? { path: options.runtime } : {}),
+    ...(options.runtimeFlags ? { flags: options.runtimeFlags } : {}),
+    logger,
+  });
   await pool.checkStateDir();
   await runtime.check();
   await pruneContainers(pool, runtime, logger);
@@ -60,7 +66,8 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   // mkdir without `recursive` is the atomic claim of the name: two runs with one --name cannot both get it.
   await mkdir(join(pool.stateDir, 'containers'), { recursive: true });
   await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'EEXIST') throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
+    if (error.code === 'EEXIST')
+      throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
     throw new StateDirError(`cannot create ${dir}: ${error.message}`, { cause: error });
   });
 
@@ -169,8 +176,12 @@ export async function pruneContainers(pool: ImageMountPool, runtime: OciRuntime,
     // No owner file yet: a clip run is just creating it.
     if (!owner || pidAlive(owner.pid)) continue;
     logger.warn('removing a container whose clip run is gone', { id, pid: owner.pid });
-    await runtime.delete(id).catch((error: unknown) => logger.warn('cannot delete stale container', { id, error: (error as Error).message }));
-    await removeBundle(pool, dir, { lazyUnmount: true }).catch((error: unknown) => logger.warn('cannot remove stale bundle', { id, error: (error as Error).message }));
+    await runtime
+      .delete(id)
+      .catch((error: unknown) => logger.warn('cannot delete stale container', { id, error: (error as Error).message }));
+    await removeBundle(pool, dir, { lazyUnmount: true }).catch((error: unknown) =>
+      logger.warn('cannot remove stale bundle', { id, error: (error as Error).message }),
+    );
     const imageKey = await imageKeyOf(pool, id);
     if (imageKey) await pool.release(imageKey, `container:${id}`).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

@@ -7,7 +7,15 @@ export { runContainer, pruneContainers } from './container.js';
 export type { RunContainerOptions, ContainerSummary } from './container.js';
 export { OciRuntime } from './oci-runtime.js';
 export type { OciRuntimeOptions, RunOptions, RunResult } from './oci-runtime.js';
-export { buildRuntimeSpec, parseVolume, containerArgs, containerEnv, DEFAULT_PATH, DEFAULT_CAPABILITIES, STOP_SIGNAL_ANNOTATION } from './oci-spec.js';
+export {
+  buildRuntimeSpec,
+  parseVolume,
+  containerArgs,
+  containerEnv,
+  DEFAULT_PATH,
+  DEFAULT_CAPABILITIES,
+  STOP_SIGNAL_ANNOTATION,
+} from './oci-spec.js';
 export type { ImageRuntimeConfig, ContainerOptions, NetworkMode, VolumeSpec, RuntimeSpec } from './oci-spec.js';
 export { resolveUser } from './users.js';
 export type { ResolvedUser } from './users.js';

@@ -18,7 +18,14 @@ import { promisify } from 'node:util';
 import { forceUnmount, isArchiveUrl, isMounted, openArchiveLocation } from '@clip/mounter';
 import { silentLogger, writeFileAtomically, type Logger } from '@clip/shared';
 import { MountServerError, StateDirError } from './errors.js';
-import { defaultClipCommand, fetchedBytes, freeLoopbackAddress, mountServerAlive, startMountServer, stopMountServer } from './mount-server.js';
+import {
+  defaultClipCommand,
+  fetchedBytes,
+  freeLoopbackAddress,
+  mountServerAlive,
+  startMountServer,
+  stopMountServer,
+} from './mount-server.js';
 import type { ImageRuntimeConfig } from './oci-spec.js';
 import { withFileLock } from './state-lock.js';
 
@@ -138,11 +145,24 @@ export class ImageMountPool {
     const archiveDigest = isArchiveUrl(archive) ? `sha256:${hex(archive)}` : await fileDigest(archive);
     const manifestDigest = metadata.storage?.manifestDigest ?? archiveDigest;
     const imageKey = `${manifestDigest.replace(/^sha256:/, '').slice(0, 16)}-${archiveDigest.replace(/^sha256:/, '').slice(0, 16)}`;
-    return { archive: isArchiveUrl(archive) ? archive : resolve(archive), manifestDigest, archiveDigest, imageConfig: metadata.imageConfig, imageKey };
+    return {
+      archive: isArchiveUrl(archive) ? archive : resolve(archive),
+      manifestDigest,
+      archiveDigest,
+      imageConfig: metadata.imageConfig,
+      imageKey,
+    };
   }
 
   private async defaultResolve(image: string): Promise<string> {
-    if (isArchiveUrl(image) || (await stat(image).then(() => true, () => false))) return image;
+    if (
+      isArchiveUrl(image) ||
+      (await stat(image).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return image;
     const [command, ...prefix] = this.options.clipCommand ?? defaultClipCommand();
     const args = [...prefix, 'pull-archive', image, '--json', ...(this.options.insecure ? ['--insecure'] : [])];
     if (this.options.archiveCacheDir) args.push('--cache-dir', this.options.archiveCacheDir);
@@ -152,7 +172,11 @@ export class ImageMountPool {
       return (JSON.parse(stdout) as { path: string }).path;
     } catch (error) {
       const stderr = String((error as { stderr?: string }).stderr ?? '').trim();
-      const line = stderr.split('\n').reverse().find((l) => l.startsWith('clip: ')) ?? stderr.split('\n').pop();
+      const line =
+        stderr
+          .split('\n')
+          .reverse()
+          .find((l) => l.startsWith('clip: ')) ?? stderr.split('\n').pop();
       throw new MountServerError(`cannot find the archive of ${image}: ${line || (error as Error).message}`);
     }
   }
@@ -225,18 +249,26 @@ export class ImageMountPool {
         reused = true;
       } else {
         if (record) {
-          this.logger.warn('mount server of the image is gone; replacing it', { image_key: resolved.imageKey, pid: record.pid, mountpoint: record.mountpoint });
+          this.logger.warn('mount server of the image is gone; replacing it', {
+            image_key: resolved.imageKey,
+            pid: record.pid,
+            mountpoint: record.mountpoint,
+          });
           await this.teardown(record);
         }
         record = await this.start(image, resolved, dir).catch(async (error: unknown) => {
           // Leave nothing behind for an image that could not be mounted (the error carries the log).
-          if ((await this.holders(resolved.imageKey)).length === 0 && !(await isMounted(join(dir, 'mnt')))) await rm(dir, { recursive: true, force: true });
+          if ((await this.holders(resolved.imageKey)).length === 0 && !(await isMounted(join(dir, 'mnt'))))
+            await rm(dir, { recursive: true, force: true });
           throw error;
         });
       }
       await mkdir(join(dir, 'holders'), { recursive: true });
       // Atomic: list() and other processes read holder files without the lock.
-      await writeFileAtomically(join(dir, 'holders', holderFile(holder)), Buffer.from(`${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() })}\n`));
+      await writeFileAtomically(
+        join(dir, 'holders', holderFile(holder)),
+        Buffer.from(`${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() })}\n`),
+      );
       const key = resolved.imageKey;
       return {
         imageKey: key,

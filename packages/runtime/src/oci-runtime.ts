@@ -79,10 +79,14 @@ export class OciRuntime {
     // Own process group: a terminal's Ctrl-C reaches the container once (through us), not twice.
     // stdin of a terminal is piped through (a background group reading the tty would stop).
     const ttyIn = process.stdin.isTTY === true;
-    const child = spawn(this.path, ['--root', this.root, ...this.flags, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, '--pid-file', pidFile, id], {
-      stdio: [ttyIn ? 'pipe' : 'inherit', 'inherit', 'inherit'],
-      detached: true,
-    });
+    const child = spawn(
+      this.path,
+      ['--root', this.root, ...this.flags, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, '--pid-file', pidFile, id],
+      {
+        stdio: [ttyIn ? 'pipe' : 'inherit', 'inherit', 'inherit'],
+        detached: true,
+      },
+    );
     if (ttyIn && child.stdin) process.stdin.pipe(child.stdin);
     const result: RunResult = { exitCode: 0 };
     let killTimer: NodeJS.Timeout | undefined;
@@ -102,7 +106,13 @@ export class OciRuntime {
     let watching = true;
     const started = async (): Promise<boolean> => {
       if (result.startedAfterMs !== undefined) return true;
-      if (!(await access(pidFile).then(() => true, () => false))) return false;
+      if (
+        !(await access(pidFile).then(
+          () => true,
+          () => false,
+        ))
+      )
+        return false;
       if (result.startedAfterMs === undefined) {
         result.startedAfterMs = performance.now() - spawnedAt;
         options.onStarted?.(result.startedAfterMs);
@@ -115,7 +125,11 @@ export class OciRuntime {
     try {
       const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
         child.once('error', (error: NodeJS.ErrnoException) =>
-          reject(error.code === 'ENOENT' ? new OciRuntimeError(`OCI runtime ${this.path} not found (install runc, or pass --runtime <path>)`) : error),
+          reject(
+            error.code === 'ENOENT'
+              ? new OciRuntimeError(`OCI runtime ${this.path} not found (install runc, or pass --runtime <path>)`)
+              : error,
+          ),
         );
         child.once('exit', (c, s) => resolve([c, s]));
       });

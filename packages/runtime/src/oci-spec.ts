@@ -65,16 +65,37 @@ export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 
 /** Docker's default capability set (moby oci/caps/defaults.go). */
 export const DEFAULT_CAPABILITIES = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
 ];
 
 /** Annotation keys from the image spec (annotations.md / config conversion). */
 export const STOP_SIGNAL_ANNOTATION = 'org.opencontainers.image.stopSignal';
 
 const MASKED_PATHS = [
-  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
-  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
 ];
 const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
@@ -139,9 +160,11 @@ export function checkImageConfig(config: ImageRuntimeConfig): void {
     throw new ContainerConfigError(`the image config's ${field} is malformed`);
   };
   for (const field of ['entrypoint', 'cmd', 'env'] as const) if (config[field] !== undefined && !isStringArray(config[field])) bad(field);
-  for (const field of ['workingDir', 'user', 'stopSignal'] as const) if (config[field] !== undefined && typeof config[field] !== 'string') bad(field);
+  for (const field of ['workingDir', 'user', 'stopSignal'] as const)
+    if (config[field] !== undefined && typeof config[field] !== 'string') bad(field);
   const labels: unknown = config.labels;
-  if (labels !== undefined && (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string'))) bad('labels');
+  if (labels !== undefined && (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string')))
+    bad('labels');
 }
 
 export function buildRuntimeSpec(input: SpecInput): RuntimeSpec {
@@ -156,7 +179,12 @@ export function buildRuntimeSpec(input: SpecInput): RuntimeSpec {
   const mounts: RuntimeSpec['mounts'] = [
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
@@ -164,11 +192,17 @@ export function buildRuntimeSpec(input: SpecInput): RuntimeSpec {
   ];
   if (network === 'host') {
     // The host's name resolution, as Docker gives a host-network container.
-    for (const file of ['/etc/resolv.conf', '/etc/hosts']) mounts.push({ destination: file, type: 'bind', source: file, options: ['rbind', 'ro'] });
+    for (const file of ['/etc/resolv.conf', '/etc/hosts'])
+      mounts.push({ destination: file, type: 'bind', source: file, options: ['rbind', 'ro'] });
   }
   if (input.init) mounts.push({ destination: INIT_PATH, type: 'bind', source: input.init, options: ['bind', 'ro'] });
   for (const volume of options.volumes ?? []) {
-    mounts.push({ destination: volume.destination, type: 'bind', source: volume.source, options: ['rbind', 'rprivate', volume.readonly ? 'ro' : 'rw'] });
+    mounts.push({
+      destination: volume.destination,
+      type: 'bind',
+      source: volume.source,
+      options: ['rbind', 'rprivate', volume.readonly ? 'ro' : 'rw'],
+    });
   }
 
   const annotations: Record<string, string> = { ...(config.labels ?? {}) };

@@ -25,7 +25,14 @@ export async function mountOverlay(dirs: OverlayDirs): Promise<void> {
   for (const path of Object.values(dirs)) checkPath(path);
   await Promise.all([dirs.upper, dirs.work, dirs.target].map((dir) => mkdir(dir, { recursive: true })));
   try {
-    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${dirs.lower},upperdir=${dirs.upper},workdir=${dirs.work}`, dirs.target]);
+    await run('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${dirs.lower},upperdir=${dirs.upper},workdir=${dirs.work}`,
+      dirs.target,
+    ]);
   } catch (error) {
     const detail = ((error as { stderr?: string }).stderr ?? (error as Error).message).trim();
     throw new OverlayError(`cannot mount the overlay root at ${dirs.target} (lower ${dirs.lower}): ${detail}`, { cause: error });
@@ -42,13 +49,17 @@ export async function unmountOverlay(target: string, options: { lazy?: boolean }
   // leave it running on a root whose image mount is about to go. Look for its processes instead.
   if (!options.lazy) {
     const users = await processesRootedAt(target);
-    if (users.length > 0) throw new OverlayError(`cannot unmount the root ${target} (is a container still running in it?): ${users.length === 1 ? 'process' : 'processes'} ${users.slice(0, 5).join(', ')} ${users.length === 1 ? 'uses' : 'use'} it as root`);
+    if (users.length > 0)
+      throw new OverlayError(
+        `cannot unmount the root ${target} (is a container still running in it?): ${users.length === 1 ? 'process' : 'processes'} ${users.slice(0, 5).join(', ')} ${users.length === 1 ? 'uses' : 'use'} it as root`,
+      );
   }
   try {
     await run('umount', [target]);
   } catch (error) {
     const detail = ((error as { stderr?: string }).stderr ?? (error as Error).message).trim();
-    if (!options.lazy) throw new OverlayError(`cannot unmount the root ${target} (is a container still running in it?): ${detail}`, { cause: error });
+    if (!options.lazy)
+      throw new OverlayError(`cannot unmount the root ${target} (is a container still running in it?): ${detail}`, { cause: error });
     await run('umount', ['-l', target]).catch((lazyError: unknown) => {
       throw new OverlayError(`cannot unmount the overlay root ${target}: ${(lazyError as Error).message}`, { cause: lazyError });
     });

@@ -99,7 +99,8 @@ export function parseGroup(text: string): GroupEntry[] {
 export async function resolveUser(root: string, user: string | undefined, imageName = 'the image'): Promise<ResolvedUser> {
   const spec = (user ?? '').trim() || '0';
   const [userPart = '', groupPart] = spec.split(':', 2) as [string, string | undefined];
-  if (userPart === '' || groupPart === '') throw new ContainerConfigError(`invalid user ${JSON.stringify(spec)}: expected user[:group] or uid[:gid]`);
+  if (userPart === '' || groupPart === '')
+    throw new ContainerConfigError(`invalid user ${JSON.stringify(spec)}: expected user[:group] or uid[:gid]`);
   const passwdText = await readImageFile(root, '/etc/passwd');
   const passwd = passwdText === undefined ? [] : parsePasswd(passwdText);
 
@@ -129,8 +130,6 @@ export async function resolveUser(root: string, user: string | undefined, imageN
       gid = group.gid;
     }
   }
-  const additionalGids = entry
-    ? [...new Set(groups.filter((g) => g.members.includes(entry.name) && g.gid !== gid).map((g) => g.gid))]
-    : [];
+  const additionalGids = entry ? [...new Set(groups.filter((g) => g.members.includes(entry.name) && g.gid !== gid).map((g) => g.gid))] : [];
   return { uid, gid, additionalGids, home: entry?.home ?? '/' };
 }

@@ -43,7 +43,11 @@ export async function buildBusyboxLayout(dir: string, tag = 'v1', labels: Record
     { type: 'dir', path: 'tmp', mode: 0o1777 },
     { type: 'dir', path: 'root', mode: 0o700 },
   ];
-  return buildLayout(dir, { tag, layers: [{ compression: 'gzip', entries }], config: { ...TEST_IMAGE_CONFIG, Labels: { ...TEST_IMAGE_CONFIG.Labels, ...labels } } });
+  return buildLayout(dir, {
+    tag,
+    layers: [{ compression: 'gzip', entries }],
+    config: { ...TEST_IMAGE_CONFIG, Labels: { ...TEST_IMAGE_CONFIG.Labels, ...labels } },
+  });
 }
 
 /** Builds the busybox image and `clip publish`es it; returns the registry reference. */
@@ -68,7 +72,10 @@ export interface RunningCli {
 }
 
 export function startCli(args: string[], env: Record<string, string> = {}, input?: string): RunningCli {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   if (input !== undefined) child.stdin!.end(input);
   let stdout = '';
   let stderr = '';
@@ -107,7 +114,10 @@ export async function cleanupStateDir(dir: string): Promise<void> {
   }
   const mounts = (await mountsUnder(dir)).sort((a, b) => b.path.length - a.path.length);
   for (const mount of mounts) await run('umount', ['-l', mount.path]).catch(() => undefined);
-  await run('sh', ['-c', `for c in $(runc --root ${dir}/runtime list -q 2>/dev/null); do runc --root ${dir}/runtime delete --force $c; done`]).catch(() => undefined);
+  await run('sh', [
+    '-c',
+    `for c in $(runc --root ${dir}/runtime list -q 2>/dev/null); do runc --root ${dir}/runtime delete --force $c; done`,
+  ]).catch(() => undefined);
 }
 
 export interface RuntimeTestWorld {
@@ -136,9 +146,13 @@ export async function startRuntimeWorld(name: string): Promise<RuntimeTestWorld>
     image,
     close: async () => {
       // Containers the tests ran with runc directly (their own --root under work) first.
-      await run('sh', ['-c', `for c in $(runc --root ${work}/runc-root list -q 2>/dev/null); do runc --root ${work}/runc-root delete --force $c; done`]).catch(() => undefined);
+      await run('sh', [
+        '-c',
+        `for c in $(runc --root ${work}/runc-root list -q 2>/dev/null); do runc --root ${work}/runc-root delete --force $c; done`,
+      ]).catch(() => undefined);
       await cleanupStateDir(stateDir);
-      for (const mount of (await mountsUnder(work)).sort((a, b) => b.path.length - a.path.length)) await run('umount', ['-l', mount.path]).catch(() => undefined);
+      for (const mount of (await mountsUnder(work)).sort((a, b) => b.path.length - a.path.length))
+        await run('umount', ['-l', mount.path]).catch(() => undefined);
       await registry.stop();
       await rm(work, { recursive: true, force: true });
     },

@@ -20,21 +20,43 @@ describe('image config to runtime spec', () => {
   });
 
   it("keeps the image's Env, applies -e overrides, defaults PATH, HOME and HOSTNAME", () => {
-    expect(containerEnv(['A=1', 'B=2'], ['B=3'], '/home/app', 'box')).toEqual(['A=1', 'B=3', `PATH=${DEFAULT_PATH}`, 'HOSTNAME=box', 'HOME=/home/app']);
+    expect(containerEnv(['A=1', 'B=2'], ['B=3'], '/home/app', 'box')).toEqual([
+      'A=1',
+      'B=3',
+      `PATH=${DEFAULT_PATH}`,
+      'HOSTNAME=box',
+      'HOME=/home/app',
+    ]);
     expect(containerEnv(['PATH=/opt/bin', 'HOME=/data'], [], '/root', 'box')).toEqual(['PATH=/opt/bin', 'HOME=/data', 'HOSTNAME=box']);
     expect(() => containerEnv([], ['NOEQUALS'], '/', 'box')).toThrow(/expected KEY=VALUE/);
   });
 
   it('writes user, cwd, annotations, namespaces, mounts and capabilities', () => {
     const config = { cmd: ['sh'], env: ['X=1'], workingDir: '/srv', labels: { a: 'b' }, stopSignal: 'SIGQUIT' };
-    const spec = buildRuntimeSpec({ config, options: { volumes: [parseVolume('/host/data:/data:ro')] }, user: app, id: 'abcdef0123456789', init: '/usr/bin/tini-static' });
+    const spec = buildRuntimeSpec({
+      config,
+      options: { volumes: [parseVolume('/host/data:/data:ro')] },
+      user: app,
+      id: 'abcdef0123456789',
+      init: '/usr/bin/tini-static',
+    });
     expect(spec.process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [2000] });
     expect(spec.process.cwd).toBe('/srv');
     expect(spec.process.args).toEqual(['/dev/init', '--', 'sh']);
     expect(spec.hostname).toBe('abcdef012345');
     expect(spec.annotations).toEqual({ a: 'b', 'org.opencontainers.image.stopSignal': 'SIGQUIT' });
     expect(spec.linux.namespaces.map((n) => n.type)).toEqual(['pid', 'ipc', 'uts', 'mount', 'network']);
-    expect(spec.mounts.map((m) => m.destination)).toEqual(['/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/dev/init', '/data']);
+    expect(spec.mounts.map((m) => m.destination)).toEqual([
+      '/proc',
+      '/dev',
+      '/dev/pts',
+      '/dev/shm',
+      '/dev/mqueue',
+      '/sys',
+      '/sys/fs/cgroup',
+      '/dev/init',
+      '/data',
+    ]);
     expect(spec.mounts.at(-1)).toEqual({ destination: '/data', type: 'bind', source: '/host/data', options: ['rbind', 'rprivate', 'ro'] });
     // A non-root user gets no effective capabilities (as with Docker); root gets Docker's set.
     expect(spec.process.capabilities.effective).toEqual([]);
@@ -57,7 +79,9 @@ describe('image config to runtime spec', () => {
   it('rejects malformed volumes and relative working directories', () => {
     expect(() => parseVolume('data:/data')).toThrow(/must be absolute/);
     expect(() => parseVolume('/a:/b:rx')).toThrow(/expected/);
-    expect(() => buildRuntimeSpec({ config: { cmd: ['sh'] }, options: { workingDir: 'rel' }, user: root, id: 'c' })).toThrow(/must be absolute/);
+    expect(() => buildRuntimeSpec({ config: { cmd: ['sh'] }, options: { workingDir: 'rel' }, user: root, id: 'c' })).toThrow(
+      /must be absolute/,
+    );
   });
 });
 
@@ -68,7 +92,10 @@ describe('user resolution from the image', () => {
     await mkdir(join(dir, 'etc'), { recursive: true });
     await mkdir(join(dir, 'usr/lib'), { recursive: true });
     // An absolute symlink must resolve inside the image, never to the host's /usr/lib/passwd.
-    await writeFile(join(dir, 'usr/lib/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n');
+    await writeFile(
+      join(dir, 'usr/lib/passwd'),
+      'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n',
+    );
     await symlink('/usr/lib/passwd', join(dir, 'etc/passwd'));
     await writeFile(join(dir, 'etc/group'), 'root:x:0:\napp:x:1000:\nextra:x:2000:app,web\nwww:x:33:\n');
   });
@@ -85,7 +112,9 @@ describe('user resolution from the image', () => {
 
   it('fails clearly on unknown users and groups', async () => {
     await expect(resolveUser(dir, 'ghost', 'img')).rejects.toThrow("unable to find user ghost: no matching entry in img's /etc/passwd");
-    await expect(resolveUser(dir, 'app:nogroup', 'img')).rejects.toThrow("unable to find group nogroup: no matching entry in img's /etc/group");
+    await expect(resolveUser(dir, 'app:nogroup', 'img')).rejects.toThrow(
+      "unable to find group nogroup: no matching entry in img's /etc/group",
+    );
     await expect(resolveUser(dir, 'app:')).rejects.toThrow(/invalid user/);
     await expect(resolveUser(join(dir, 'usr'), 'app', 'img')).rejects.toThrow(/the image has no \/etc\/passwd/);
   });

@@ -34,7 +34,9 @@ afterAll(async () => {
 describe('clip run', () => {
   it("runs the image's Cmd with its Env, WorkingDir and User, then leaves nothing behind", async () => {
     const result = await clipRun(image);
-    expect(result.stderr).toMatch(/msg="container started" .*image=\S+busybox:v1 .*archive_digest=sha256:[0-9a-f]{64} .*mount_reused=false .*time_to_exec_ms=\d+/);
+    expect(result.stderr).toMatch(
+      /msg="container started" .*image=\S+busybox:v1 .*archive_digest=sha256:[0-9a-f]{64} .*mount_reused=false .*time_to_exec_ms=\d+/,
+    );
     expect(result.stdout).toBe('hello from clip in /work as app\n');
     expect(result.code).toBe(0);
     expect(await mountsUnder(stateDir)).toEqual([]);
@@ -50,8 +52,13 @@ describe('clip run', () => {
       expect((await clipRun(image, '--', 'id', '-u')).stdout).toBe('1000\n');
       expect((await clipRun(image, '--', 'id', '-G')).stdout).toBe('1000 2000\n');
       expect((await clipRun(image, '--', 'pwd')).stdout).toBe('/work\n');
-      expect((await clipRun(image, '--', 'sh', '-c', 'echo $VAR $PATH $HOME')).stdout).toBe('from-image /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/app\n');
-      expect((await clipRun('-e', 'VAR=override', '-w', '/tmp', '-u', '0:0', image, '--', 'sh', '-c', 'echo $VAR $(pwd) $(id -u):$(id -g)')).stdout).toBe('override /tmp 0:0\n');
+      expect((await clipRun(image, '--', 'sh', '-c', 'echo $VAR $PATH $HOME')).stdout).toBe(
+        'from-image /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /home/app\n',
+      );
+      expect(
+        (await clipRun('-e', 'VAR=override', '-w', '/tmp', '-u', '0:0', image, '--', 'sh', '-c', 'echo $VAR $(pwd) $(id -u):$(id -g)'))
+          .stdout,
+      ).toBe('override /tmp 0:0\n');
       expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
     } finally {
       await hold.release();
@@ -63,8 +70,21 @@ describe('clip run', () => {
     const host = join(work, 'volume');
     await run('mkdir', ['-p', host]);
     await run('sh', ['-c', `echo from-host > ${host}/in.txt`]);
-    const result = await clipRun('-u', 'root', '-v', `${host}:/data`, '--keep', '--json', '--cache-dir', join(work, 'fresh-cache'), image, '--', 'sh', '-c',
-      'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt');
+    const result = await clipRun(
+      '-u',
+      'root',
+      '-v',
+      `${host}:/data`,
+      '--keep',
+      '--json',
+      '--cache-dir',
+      join(work, 'fresh-cache'),
+      image,
+      '--',
+      'sh',
+      '-c',
+      'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt',
+    );
     expect(result.stdout).toBe('from-host\nimage data\n');
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as { keptUpper: string; exitCode: number; fetchedBytes: number };
@@ -77,7 +97,11 @@ describe('clip run', () => {
   });
 
   it("passes stdin/stdout/stderr through and exits with the container's exit code", async () => {
-    const result = await startCli(['run', '--state-dir', stateDir, image, '--', 'sh', '-c', 'cat; echo to-stderr >&2; exit 7'], {}, 'from stdin\n').done;
+    const result = await startCli(
+      ['run', '--state-dir', stateDir, image, '--', 'sh', '-c', 'cat; echo to-stderr >&2; exit 7'],
+      {},
+      'from stdin\n',
+    ).done;
     expect(result.stdout).toBe('from stdin\n');
     expect(result.stderr).toMatch(/^to-stderr$/m);
     expect(result.code).toBe(7);
@@ -150,7 +174,10 @@ describe('clip run', () => {
 
   it('runs from a .clip file and from an archive URL (data-carrying archive read by range)', async () => {
     const rootfs = join(work, 'plain-rootfs');
-    await run('sh', ['-c', `mkdir -p ${rootfs}/bin ${rootfs}/etc && cp /bin/busybox ${rootfs}/bin/ && ln -sf busybox ${rootfs}/bin/sh && ln -sf busybox ${rootfs}/bin/cat && echo plain > ${rootfs}/etc/motd`]);
+    await run('sh', [
+      '-c',
+      `mkdir -p ${rootfs}/bin ${rootfs}/etc && cp /bin/busybox ${rootfs}/bin/ && ln -sf busybox ${rootfs}/bin/sh && ln -sf busybox ${rootfs}/bin/cat && echo plain > ${rootfs}/etc/motd`,
+    ]);
     const archive = join(work, 'plain.clip');
     await run(process.execPath, [CLI, 'archive', rootfs, '-o', archive]);
     const fromFile = await clipRun(archive, '--', 'cat', '/etc/motd');
@@ -182,7 +209,9 @@ describe('clip run', () => {
   it('fails clearly on an unknown user', async () => {
     const result = await clipRun('-u', 'nobody-here', image, '--', 'true');
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/clip: error: unable to find user nobody-here: no matching entry in \S+'s \/etc\/passwd \[CLIP_E_CONTAINER_CONFIG\]/);
+    expect(result.stderr).toMatch(
+      /clip: error: unable to find user nobody-here: no matching entry in \S+'s \/etc\/passwd \[CLIP_E_CONTAINER_CONFIG\]/,
+    );
     expect(result.stderr).not.toMatch(/\n\s+at /);
     expect(await mountsUnder(stateDir)).toEqual([]);
   });

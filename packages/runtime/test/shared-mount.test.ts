@@ -52,10 +52,24 @@ describe('shared image mounts', () => {
 
   it('clip bundle prepares config.json + rootfs for runc run --bundle; --remove cleans up', async () => {
     const bundle = join(work, 'bundle');
-    const prepared = await cli(['bundle', '--state-dir', stateDir, '--json', image, bundle, '--', 'sh', '-c', 'cat /work/data.txt; id -un']);
+    const prepared = await cli([
+      'bundle',
+      '--state-dir',
+      stateDir,
+      '--json',
+      image,
+      bundle,
+      '--',
+      'sh',
+      '-c',
+      'cat /work/data.txt; id -un',
+    ]);
     expect(prepared.code).toBe(0);
     expect(JSON.parse(prepared.stdout)).toMatchObject({ dir: bundle, rootfs: join(bundle, 'rootfs'), mountReused: false });
-    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { process: { user: { uid: number }; cwd: string; env: string[] }; annotations: Record<string, string> };
+    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {
+      process: { user: { uid: number }; cwd: string; env: string[] };
+      annotations: Record<string, string>;
+    };
     expect(spec.process.user.uid).toBe(1000);
     expect(spec.process.cwd).toBe('/work');
     expect(spec.process.env).toContain('GREETING=clip');
@@ -89,7 +103,9 @@ describe('shared image mounts', () => {
     await run('sh', ['-c', `runc --root ${runtimeRoot} run --detach --bundle ${join(work, 'bundle2')} busy </dev/null >/dev/null 2>&1`]);
     const busy = await cli(['bundle', '--remove', join(work, 'bundle2'), '--state-dir', stateDir]);
     expect(busy.code).toBe(1);
-    expect(busy.stderr).toMatch(/clip: error: cannot unmount the root \S+bundle2\/rootfs \(is a container still running in it\?\): process(es)? [\d, ]+ uses? it as root \[CLIP_E_OVERLAY\]/);
+    expect(busy.stderr).toMatch(
+      /clip: error: cannot unmount the root \S+bundle2\/rootfs \(is a container still running in it\?\): process(es)? [\d, ]+ uses? it as root \[CLIP_E_OVERLAY\]/,
+    );
     await run('runc', ['--root', runtimeRoot, 'delete', '--force', 'busy']);
     expect((await cli(['bundle', '--remove', join(work, 'bundle2'), '--state-dir', stateDir])).code).toBe(0);
     await expectNothingLeft();

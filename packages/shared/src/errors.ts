@@ -93,10 +93,7 @@ export class LayerFormatError extends ClipError {
 /** An image platform that the image index does not contain. */
 export class PlatformNotFoundError extends ClipError {
   constructor(requested: string, available: string[]) {
-    super(
-      'CLIP_E_PLATFORM',
-      `platform ${requested} not found in image index; available: ${available.join(', ') || '(none)'}`,
-    );
+    super('CLIP_E_PLATFORM', `platform ${requested} not found in image index; available: ${available.join(', ') || '(none)'}`);
   }
 }
 

@@ -132,7 +132,8 @@ export function parseImageReference(text: string): ImageReference {
   if (trimmed.startsWith('oci-archive:')) return parseArchive(text, trimmed.slice('oci-archive:'.length));
   if (trimmed.startsWith('docker://')) return parseRegistry(text, trimmed.slice('docker://'.length));
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(trimmed);
-  if (scheme) fail(text, `unsupported transport ${JSON.stringify(scheme[1])} (use oci:, oci-archive:, docker:// or a plain registry reference)`);
+  if (scheme)
+    fail(text, `unsupported transport ${JSON.stringify(scheme[1])} (use oci:, oci-archive:, docker:// or a plain registry reference)`);
   if (/^(docker-archive|docker-daemon|dir|containers-storage):/.test(trimmed)) {
     fail(text, 'unsupported transport (use oci:, oci-archive:, or a registry reference)');
   }
@@ -142,7 +143,8 @@ export function parseImageReference(text: string): ImageReference {
 /** Parses and requires a registry reference (for push targets and storage references). */
 export function parseRegistryReference(text: string): RegistryReference {
   const ref = parseImageReference(text);
-  if (ref.kind !== 'registry') throw new InvalidReferenceError(`expected a registry reference (host/repo:tag), got ${JSON.stringify(text)}`);
+  if (ref.kind !== 'registry')
+    throw new InvalidReferenceError(`expected a registry reference (host/repo:tag), got ${JSON.stringify(text)}`);
   return ref;
 }
 

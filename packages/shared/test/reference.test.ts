@@ -13,11 +13,27 @@ const D = `sha256:${'ab'.repeat(32)}` as const;
 
 const valid: Array<[string, ImageReference, string]> = [
   ['ubuntu', { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: 'latest' }, 'docker.io/library/ubuntu:latest'],
-  ['ubuntu:22.04', { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: '22.04' }, 'docker.io/library/ubuntu:22.04'],
-  ['library/ubuntu', { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: 'latest' }, 'docker.io/library/ubuntu:latest'],
+  [
+    'ubuntu:22.04',
+    { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: '22.04' },
+    'docker.io/library/ubuntu:22.04',
+  ],
+  [
+    'library/ubuntu',
+    { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: 'latest' },
+    'docker.io/library/ubuntu:latest',
+  ],
   ['someone/app:v1', { kind: 'registry', registry: 'docker.io', repository: 'someone/app', tag: 'v1' }, 'docker.io/someone/app:v1'],
-  ['docker.io/ubuntu', { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: 'latest' }, 'docker.io/library/ubuntu:latest'],
-  ['index.docker.io/ubuntu', { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: 'latest' }, 'docker.io/library/ubuntu:latest'],
+  [
+    'docker.io/ubuntu',
+    { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: 'latest' },
+    'docker.io/library/ubuntu:latest',
+  ],
+  [
+    'index.docker.io/ubuntu',
+    { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', tag: 'latest' },
+    'docker.io/library/ubuntu:latest',
+  ],
   [`ubuntu@${D}`, { kind: 'registry', registry: 'docker.io', repository: 'library/ubuntu', digest: D }, `docker.io/library/ubuntu@${D}`],
   [
     `ubuntu:22.04@${D}`,
@@ -30,7 +46,11 @@ const valid: Array<[string, ImageReference, string]> = [
   ['[::1]:5000/app:x', { kind: 'registry', registry: '[::1]:5000', repository: 'app', tag: 'x' }, '[::1]:5000/app:x'],
   ['ghcr.io/org/app:1.0', { kind: 'registry', registry: 'ghcr.io', repository: 'org/app', tag: '1.0' }, 'ghcr.io/org/app:1.0'],
   ['docker://quay.io/a/b', { kind: 'registry', registry: 'quay.io', repository: 'a/b', tag: 'latest' }, 'quay.io/a/b:latest'],
-  ['my-reg.example.com/a_b/c__d/e-f.g', { kind: 'registry', registry: 'my-reg.example.com', repository: 'a_b/c__d/e-f.g', tag: 'latest' }, 'my-reg.example.com/a_b/c__d/e-f.g:latest'],
+  [
+    'my-reg.example.com/a_b/c__d/e-f.g',
+    { kind: 'registry', registry: 'my-reg.example.com', repository: 'a_b/c__d/e-f.g', tag: 'latest' },
+    'my-reg.example.com/a_b/c__d/e-f.g:latest',
+  ],
   ['oci:/tmp/layout', { kind: 'oci-layout', dir: '/tmp/layout' }, 'oci:/tmp/layout'],
   ['oci:/tmp/layout:v1', { kind: 'oci-layout', dir: '/tmp/layout', tag: 'v1' }, 'oci:/tmp/layout:v1'],
   ['oci:rel/dir:latest', { kind: 'oci-layout', dir: 'rel/dir', tag: 'latest' }, 'oci:rel/dir:latest'],

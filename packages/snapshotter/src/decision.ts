@@ -21,7 +21,14 @@ export interface ArchiveResolver {
   resolve(imageRef: string): Promise<ResolvedImage>;
 }
 
-export type FallbackReason = 'missing_labels' | 'no_archive' | 'untrusted_archive' | 'image_changed' | 'registry_error' | 'archive_error' | 'mount_failed';
+export type FallbackReason =
+  | 'missing_labels'
+  | 'no_archive'
+  | 'untrusted_archive'
+  | 'image_changed'
+  | 'registry_error'
+  | 'archive_error'
+  | 'mount_failed';
 
 export type Decision =
   | { kind: 'remote'; image: ResolvedImage; layerIndex: number }

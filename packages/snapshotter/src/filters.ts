@@ -51,7 +51,12 @@ function parseCondition(text: string): Condition {
   const match = /^((?:[^"=!~]|"(?:[^"\\]|\\.)*")+?)\s*(==|!=|~=)\s*(.*)$/.exec(text.trim());
   const field = match ? (match[1] as string) : text.trim();
   const path = splitOutsideQuotes(field.trim(), '.').map(unquote);
-  if (path.length === 0 || !path[0] || !['name', 'parent', 'kind', 'labels'].includes(path[0]) || (path[0] === 'labels' && path.length !== 2)) {
+  if (
+    path.length === 0 ||
+    !path[0] ||
+    !['name', 'parent', 'kind', 'labels'].includes(path[0]) ||
+    (path[0] === 'labels' && path.length !== 2)
+  ) {
     throw new SnapshotArgumentError(`unsupported filter field ${JSON.stringify(field)} (name, parent, kind, labels.<key>)`);
   }
   if (!match) return { path, op: 'present', value: '' };
@@ -62,16 +67,15 @@ export type Filter = (target: FilterTarget) => boolean;
 
 /** Any of `filters` matches; no filters match everything. */
 export function parseFilters(filters: readonly string[]): Filter {
-  const alternatives = filters
-    .filter((f) => f.trim() !== '')
-    .map((f) => splitOutsideQuotes(f, ',').map(parseCondition));
+  const alternatives = filters.filter((f) => f.trim() !== '').map((f) => splitOutsideQuotes(f, ',').map(parseCondition));
   if (alternatives.length === 0) return () => true;
   return (target) => alternatives.some((conditions) => conditions.every((c) => holds(c, target)));
 }
 
 function holds(condition: Condition, target: FilterTarget): boolean {
   const [field, key] = condition.path;
-  const value = field === 'labels' ? target.labels[key as string] : field === 'kind' ? target.kind.toLowerCase() : target[field as 'name' | 'parent'];
+  const value =
+    field === 'labels' ? target.labels[key as string] : field === 'kind' ? target.kind.toLowerCase() : target[field as 'name' | 'parent'];
   const expected = field === 'kind' ? condition.value.toLowerCase() : condition.value;
   switch (condition.op) {
     case 'present':

@@ -34,7 +34,13 @@ interface CreateRequest {
 }
 
 export function loadSnapshotsService(): grpc.ServiceDefinition {
-  const definition = protoLoader.loadSync(SERVICE_PROTO, { includeDirs: [PROTO_ROOT], keepCase: true, longs: Number, enums: String, defaults: true });
+  const definition = protoLoader.loadSync(SERVICE_PROTO, {
+    includeDirs: [PROTO_ROOT],
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    defaults: true,
+  });
   const pkg = grpc.loadPackageDefinition(definition) as unknown as {
     containerd: { services: { snapshots: { v1: { Snapshots: grpc.ServiceClientConstructor } } } };
   };
@@ -59,7 +65,10 @@ function toMessage(info: SnapshotInfo): InfoMessage {
 function toStatus(error: unknown, method: string, logger: Logger): Partial<grpc.StatusObject> {
   if (error instanceof SnapshotError) return { code: error.grpcCode, details: error.message };
   if (isClipError(error)) return { code: GrpcCode.UNAVAILABLE, details: `${error.message} [${error.code}]` };
-  logger.error('snapshot request failed unexpectedly', { method, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  logger.error('snapshot request failed unexpectedly', {
+    method,
+    error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+  });
   return { code: GrpcCode.INTERNAL, details: `clip snapshotter: ${method}: ${error instanceof Error ? error.message : String(error)}` };
 }
 
@@ -76,7 +85,8 @@ export function snapshotsHandlers(snapshotter: ClipSnapshotter, logger: Logger):
           (response) => callback(null, response),
           (error: unknown) => {
             const status = toStatus(error, method, logger);
-            if (status.code !== GrpcCode.ALREADY_EXISTS) logger.debug('request refused', { method, code: status.code, details: status.details });
+            if (status.code !== GrpcCode.ALREADY_EXISTS)
+              logger.debug('request refused', { method, code: status.code, details: status.details });
             callback(status, null);
           },
         );

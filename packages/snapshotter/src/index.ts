@@ -4,4 +4,11 @@ export { startSnapshotterServer } from './server.js';
 export type { SnapshotterServer, SnapshotterServerOptions } from './server.js';
 export type { ArchiveResolver, ResolvedImage, FallbackReason } from './decision.js';
 export { loadSnapshotsService } from './grpc-service.js';
-export { SnapshotError, SnapshotNotFoundError, SnapshotExistsError, SnapshotPreconditionError, SnapshotArgumentError, ImageMountError } from './errors.js';
+export {
+  SnapshotError,
+  SnapshotNotFoundError,
+  SnapshotExistsError,
+  SnapshotPreconditionError,
+  SnapshotArgumentError,
+  ImageMountError,
+} from './errors.js';

@@ -45,9 +45,13 @@ export function parseLayerLabels(labels: Readonly<Record<string, string>>, key =
   const imageRef = labels[LABEL_CRI_IMAGE_REF] || labels[LABEL_STARGZ_REFERENCE];
   const layerDigest = labels[LABEL_CRI_LAYER_DIGEST] || labels[LABEL_STARGZ_DIGEST];
   if (!imageRef || !layerDigest) {
-    return { kind: 'incomplete', reason: 'no image reference and layer digest labels (cri.image-ref/cri.layer-digest or stargz.reference/stargz.digest)' };
+    return {
+      kind: 'incomplete',
+      reason: 'no image reference and layer digest labels (cri.image-ref/cri.layer-digest or stargz.reference/stargz.digest)',
+    };
   }
-  if (!DIGEST_RE.test(layerDigest)) return { kind: 'incomplete', reason: `layer digest label ${JSON.stringify(layerDigest)} is not a sha256 digest` };
+  if (!DIGEST_RE.test(layerDigest))
+    return { kind: 'incomplete', reason: `layer digest label ${JSON.stringify(layerDigest)} is not a sha256 digest` };
   const manifestDigest = labels[LABEL_CRI_MANIFEST_DIGEST];
   if (manifestDigest !== undefined && !DIGEST_RE.test(manifestDigest)) {
     return { kind: 'incomplete', reason: `manifest digest label ${JSON.stringify(manifestDigest)} is not a sha256 digest` };

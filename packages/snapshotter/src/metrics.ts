@@ -20,18 +20,35 @@ export class SnapshotterMetrics {
       '# HELP clip_snapshotter_fallbacks_total Layers unpacked by containerd instead of served lazily, by reason.',
       '# TYPE clip_snapshotter_fallbacks_total counter',
     ];
-    for (const reason of ['missing_labels', 'no_archive', 'untrusted_archive', 'image_changed', 'registry_error', 'archive_error', 'mount_failed'] as const) {
+    for (const reason of [
+      'missing_labels',
+      'no_archive',
+      'untrusted_archive',
+      'image_changed',
+      'registry_error',
+      'archive_error',
+      'mount_failed',
+    ] as const) {
       lines.push(`clip_snapshotter_fallbacks_total{reason="${reason}"} ${this.fallbacks.get(reason) ?? 0}`);
     }
     lines.push('# TYPE clip_snapshotter_remote_layers_total counter', `clip_snapshotter_remote_layers_total ${this.remoteLayers}`);
-    lines.push('# TYPE clip_snapshotter_lazy_mount_starts_total counter', `clip_snapshotter_lazy_mount_starts_total ${this.lazyMountStarts}`);
-    lines.push('# TYPE clip_snapshotter_lazy_mount_reuses_total counter', `clip_snapshotter_lazy_mount_reuses_total ${this.lazyMountReuses}`);
+    lines.push(
+      '# TYPE clip_snapshotter_lazy_mount_starts_total counter',
+      `clip_snapshotter_lazy_mount_starts_total ${this.lazyMountStarts}`,
+    );
+    lines.push(
+      '# TYPE clip_snapshotter_lazy_mount_reuses_total counter',
+      `clip_snapshotter_lazy_mount_reuses_total ${this.lazyMountReuses}`,
+    );
     lines.push('# TYPE clip_snapshotter_lazy_mounts gauge', `clip_snapshotter_lazy_mounts ${mounts.length}`);
     lines.push('# TYPE clip_snapshotter_snapshots gauge');
     for (const [kind, count] of Object.entries(snapshots)) lines.push(`clip_snapshotter_snapshots{kind="${kind.toLowerCase()}"} ${count}`);
     for (const mount of mounts) {
       if (!mount.metrics) continue;
-      const text = await fetch(`http://${mount.metrics}/metrics`, { signal: AbortSignal.timeout(2000) }).then((r) => r.text(), () => '');
+      const text = await fetch(`http://${mount.metrics}/metrics`, { signal: AbortSignal.timeout(2000) }).then(
+        (r) => r.text(),
+        () => '',
+      );
       const image = mount.imageRef.replace(/["\\\n]/g, '_');
       for (const line of text.split('\n')) {
         // Re-export each sample with the image as a label; HELP/TYPE lines are left out.
@@ -45,7 +62,11 @@ export class SnapshotterMetrics {
   }
 }
 
-export async function serveMetrics(host: string, port: number, render: () => Promise<string>): Promise<{ address: string; close(): Promise<void> }> {
+export async function serveMetrics(
+  host: string,
+  port: number,
+  render: () => Promise<string>,
+): Promise<{ address: string; close(): Promise<void> }> {
   const server: Server = createServer((request, response) => {
     if (request.url !== '/metrics' && request.url !== '/') {
       response.writeHead(404).end();

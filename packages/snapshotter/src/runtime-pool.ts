@@ -24,10 +24,18 @@ export class RuntimeImageMountPool implements ImageMountPool {
       // A local, verified archive: the pool serves it as it is.
       lease = await this.pool.acquire(image.archivePath, holder);
     } catch (error) {
-      throw new ImageMountError(`cannot mount ${image.imageRef}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new ImageMountError(`cannot mount ${image.imageRef}: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
     }
     this.refs.set(lease.imageKey, image.imageRef);
-    return { imageKey: lease.imageKey, mountpoint: lease.mountpoint, manifestDigest: lease.manifestDigest, reused: lease.reused, release: lease.release };
+    return {
+      imageKey: lease.imageKey,
+      mountpoint: lease.mountpoint,
+      manifestDigest: lease.manifestDigest,
+      reused: lease.reused,
+      release: lease.release,
+    };
   }
 
   release(imageKey: string, holder: string): Promise<void> {
@@ -38,7 +46,10 @@ export class RuntimeImageMountPool implements ImageMountPool {
     const mounts = await this.pool.list();
     const infos: ImageMountInfo[] = [];
     for (const m of mounts) {
-      const server = await readFile(join(this.options.stateDir, 'mounts', m.imageKey, 'server.json'), 'utf8').then((t) => JSON.parse(t) as { metrics?: string }, () => undefined);
+      const server = await readFile(join(this.options.stateDir, 'mounts', m.imageKey, 'server.json'), 'utf8').then(
+        (t) => JSON.parse(t) as { metrics?: string },
+        () => undefined,
+      );
       infos.push({
         imageKey: m.imageKey,
         imageRef: this.refs.get(m.imageKey) ?? m.image,

@@ -56,18 +56,28 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
 
   await mkdir(dirname(address), { recursive: true });
   // A socket left by a previous run (crash, kill -9) would make bind fail.
-  if (await stat(address).then((s) => s.isSocket(), () => false)) await rm(address);
+  if (
+    await stat(address).then(
+      (s) => s.isSocket(),
+      () => false,
+    )
+  )
+    await rm(address);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
   server.addService(loadSnapshotsService(), snapshotsHandlers(snapshotter, logger));
   await new Promise<void>((resolveBind, reject) => {
     server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (error) =>
-      error ? reject(new ClipError('CLIP_E_SNAPSHOTTER_ADDRESS', `cannot listen on ${address}: ${error.message}`, { cause: error })) : resolveBind(),
+      error
+        ? reject(new ClipError('CLIP_E_SNAPSHOTTER_ADDRESS', `cannot listen on ${address}: ${error.message}`, { cause: error }))
+        : resolveBind(),
     );
   });
   // Remember which socket file is ours: a successor may already have replaced it when we close.
   const boundInode = (await stat(address)).ino;
   const metricsServer = options.metrics
-    ? await serveMetrics(options.metrics.host, options.metrics.port, async () => metrics.prometheus(await pool.list(), snapshotter.counts()))
+    ? await serveMetrics(options.metrics.host, options.metrics.port, async () =>
+        metrics.prometheus(await pool.list(), snapshotter.counts()),
+      )
     : undefined;
   logger.info('snapshotter serving', { address, root, metrics: metricsServer?.address });
   return {

@@ -84,7 +84,12 @@ export class ClipSnapshotter {
       // One line per image: layers above an already fallen-back parent say nothing new.
       if (!parentRecord?.labels['containerd.io/snapshot/clip.fallback']) {
         const image = parsed.kind === 'remote' ? parsed.request.imageRef : '(not named by the labels)';
-        this.logger.warn('not lazy: containerd unpacks this image', { image, reason: decision.reason, detail: decision.detail, layer: labels[LABEL_SNAPSHOT_REF] });
+        this.logger.warn('not lazy: containerd unpacks this image', {
+          image,
+          reason: decision.reason,
+          detail: decision.detail,
+          layer: labels[LABEL_SNAPSHOT_REF],
+        });
         this.options.metrics.fallback(decision.reason);
       }
       fallback = decision.reason;
@@ -123,13 +128,18 @@ export class ClipSnapshotter {
     labels: Record<string, string>,
     decision: Extract<Decision, { kind: 'remote' }>,
   ): Promise<SnapshotExistsError | { mountError: string }> {
-    const answer = new SnapshotExistsError(`target snapshot ${JSON.stringify(target)} already exists (served lazily by clip from ${decision.image.imageRef})`);
+    const answer = new SnapshotExistsError(
+      `target snapshot ${JSON.stringify(target)} already exists (served lazily by clip from ${decision.image.imageRef})`,
+    );
     if (this.store.get(target)) return answer;
     const id = this.store.allocateId();
     const image = decision.image;
     let imageKey: string;
     try {
-      const lease = await this.options.pool.acquire({ imageRef: image.imageRef, manifestDigest: image.manifestDigest, archivePath: image.archivePath }, holderOf(id));
+      const lease = await this.options.pool.acquire(
+        { imageRef: image.imageRef, manifestDigest: image.manifestDigest, archivePath: image.archivePath },
+        holderOf(id),
+      );
       if (lease.reused) this.options.metrics.lazyMountReuses++;
       else this.options.metrics.lazyMountStarts++;
       imageKey = lease.imageKey;
@@ -162,7 +172,11 @@ export class ClipSnapshotter {
     if (this.store.get(target)?.id !== id) await this.options.pool.release(imageKey, holderOf(id));
     else {
       this.options.metrics.remoteLayers++;
-      this.logger.info('remote layer', { image: image.imageRef, layer: `${decision.layerIndex + 1}/${image.layers.length}`, snapshot: target });
+      this.logger.info('remote layer', {
+        image: image.imageRef,
+        layer: `${decision.layerIndex + 1}/${image.layers.length}`,
+        snapshot: target,
+      });
     }
     return answer;
   }
@@ -178,7 +192,8 @@ export class ClipSnapshotter {
 
   async mounts(key: string): Promise<Mount[]> {
     const record = this.store.require(key);
-    if (record.kind === 'COMMITTED') throw new SnapshotPreconditionError(`snapshot ${JSON.stringify(key)} is committed: only active and view snapshots have mounts`);
+    if (record.kind === 'COMMITTED')
+      throw new SnapshotPreconditionError(`snapshot ${JSON.stringify(key)} is committed: only active and view snapshots have mounts`);
     return this.mountsOf(record);
   }
 
@@ -205,7 +220,8 @@ export class ClipSnapshotter {
   async commit(name: string, key: string, labels: Record<string, string>): Promise<void> {
     checkKey(name, 'name');
     const record = this.store.require(key);
-    if (record.kind !== 'ACTIVE') throw new SnapshotPreconditionError(`snapshot ${JSON.stringify(key)} is not active (it is ${record.kind.toLowerCase()})`);
+    if (record.kind !== 'ACTIVE')
+      throw new SnapshotPreconditionError(`snapshot ${JSON.stringify(key)} is not active (it is ${record.kind.toLowerCase()})`);
     if (this.store.get(name)) throw new SnapshotExistsError(`snapshot ${JSON.stringify(name)} already exists`);
     const usage = await diskUsage(fsDir(this.root, record.id));
     const now = wallClockNs();
@@ -224,9 +240,13 @@ export class ClipSnapshotter {
   async remove(key: string): Promise<void> {
     const record = this.store.require(key);
     const child = this.store.children(key)[0];
-    if (child) throw new SnapshotPreconditionError(`cannot remove snapshot ${JSON.stringify(key)}: snapshot ${JSON.stringify(child.name)} is its child`);
+    if (child)
+      throw new SnapshotPreconditionError(
+        `cannot remove snapshot ${JSON.stringify(key)}: snapshot ${JSON.stringify(child.name)} is its child`,
+      );
     await this.store.transaction((tx) => {
-      if (this.store.children(key).length > 0) throw new SnapshotPreconditionError(`cannot remove snapshot ${JSON.stringify(key)}: it has children`);
+      if (this.store.children(key).length > 0)
+        throw new SnapshotPreconditionError(`cannot remove snapshot ${JSON.stringify(key)}: it has children`);
       tx.delete(key);
     });
     await rm(snapshotDir(this.root, record.id), { recursive: true, force: true });
@@ -248,11 +268,15 @@ export class ClipSnapshotter {
         const value = info.labels[key];
         if (value === undefined) delete labels[key];
         else labels[key] = value;
-      } else throw new SnapshotArgumentError(`cannot update field ${JSON.stringify(path)} of snapshot ${JSON.stringify(info.name)}: only labels are mutable`);
+      } else
+        throw new SnapshotArgumentError(
+          `cannot update field ${JSON.stringify(path)} of snapshot ${JSON.stringify(info.name)}: only labels are mutable`,
+        );
     }
     const updated: SnapshotRecord = { ...record, labels, updatedAt: wallClockNs() };
     await this.store.transaction((tx) => {
-      if (this.store.get(info.name)?.id !== record.id) throw new SnapshotNotFoundError(`snapshot ${JSON.stringify(info.name)} does not exist`);
+      if (this.store.get(info.name)?.id !== record.id)
+        throw new SnapshotNotFoundError(`snapshot ${JSON.stringify(info.name)} does not exist`);
       tx.put(updated);
     });
     return toInfo(updated);
@@ -260,7 +284,10 @@ export class ClipSnapshotter {
 
   list(filters: readonly string[]): SnapshotInfo[] {
     const matches = parseFilters(filters);
-    return this.store.all().filter((r) => matches({ name: r.name, parent: r.parent, kind: r.kind, labels: r.labels })).map(toInfo);
+    return this.store
+      .all()
+      .filter((r) => matches({ name: r.name, parent: r.parent, kind: r.kind, labels: r.labels }))
+      .map(toInfo);
   }
 
   async usage(key: string): Promise<{ size: number; inodes: number }> {

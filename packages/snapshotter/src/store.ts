@@ -48,7 +48,8 @@ const MAX_KEY_LENGTH = 4096;
 
 export function checkKey(key: string, what = 'key'): void {
   if (!key) throw new SnapshotArgumentError(`snapshot ${what} must not be empty`);
-  if (key.length > MAX_KEY_LENGTH || key.includes('\0')) throw new SnapshotArgumentError(`invalid snapshot ${what} ${JSON.stringify(key.slice(0, 80))}`);
+  if (key.length > MAX_KEY_LENGTH || key.includes('\0'))
+    throw new SnapshotArgumentError(`invalid snapshot ${what} ${JSON.stringify(key.slice(0, 80))}`);
 }
 
 export class MetadataStore {
@@ -120,7 +121,8 @@ export class MetadataStore {
           changes.set(record.name, record);
         },
         create: (record) => {
-          if (this.byName.has(record.name) || changes.get(record.name)) throw new SnapshotExistsError(`snapshot ${JSON.stringify(record.name)} already exists`);
+          if (this.byName.has(record.name) || changes.get(record.name))
+            throw new SnapshotExistsError(`snapshot ${JSON.stringify(record.name)} already exists`);
           changes.set(record.name, record);
         },
         delete: (name) => {

@@ -45,7 +45,16 @@ describe('clip snapshotter', () => {
     await writeFile(config, JSON.stringify({ address: socket, root: join(dir, 'root'), stateDir: join(dir, 'state') }));
     const child = spawn(process.execPath, [CLI, 'snapshotter', '--config', config], { stdio: 'ignore' });
     try {
-      for (let i = 0; i < 300 && !(await stat(socket).then(() => true, () => false)); i++) await sleep(100);
+      for (
+        let i = 0;
+        i < 300 &&
+        !(await stat(socket).then(
+          () => true,
+          () => false,
+        ));
+        i++
+      )
+        await sleep(100);
       const client = snapshotsClient(socket);
       expect((await client.call('Prepare', { key: 'a', parent: '' })).code).toBe(0);
       expect((await client.call('Commit', { key: 'a', name: 'c' })).code).toBe(0);
@@ -57,6 +66,11 @@ describe('clip snapshotter', () => {
       await new Promise((resolve) => child.once('exit', resolve));
     }
     expect(child.exitCode).toBe(0);
-    expect(await stat(socket).then(() => true, () => false)).toBe(false);
+    expect(
+      await stat(socket).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(false);
   });
 });

@@ -8,7 +8,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDebianImage, type DebianImage, freePort, type RunningRegistry, skopeoCopy, startRegistry } from '@clip/testkit';
-import { CLI, type Containerd, type CountingProxy, metricValue, mountsUnder, run, type SnapshotterProcess, startContainerd, startCountingProxy, startSnapshotter } from './harness.js';
+import {
+  CLI,
+  type Containerd,
+  type CountingProxy,
+  metricValue,
+  mountsUnder,
+  run,
+  type SnapshotterProcess,
+  startContainerd,
+  startCountingProxy,
+  startSnapshotter,
+} from './harness.js';
 import { snapshotsClient } from './grpc-client.js';
 
 let dir: string;
@@ -38,11 +49,20 @@ beforeAll(async () => {
   await skopeoCopy(image.ref, `docker://${plainRef}`);
   // The base image alone, as a Docker manifest: no archive indexes it (smaller, faster to unpack).
   plainRef2 = `${proxy.host}/plain/debian-base:v2s2`;
-  await skopeoCopy(`oci:${image.layoutDir}:${image.baseTag}`, `docker://${plainRef2}`, { preserveDigests: false, extraArgs: ['--format', 'v2s2'] });
+  await skopeoCopy(`oci:${image.layoutDir}:${image.baseTag}`, `docker://${plainRef2}`, {
+    preserveDigests: false,
+    extraArgs: ['--format', 'v2s2'],
+  });
   // Published without the binding index: the archive is only a referrer, which the default trust rules refuse.
   unboundRef = `${proxy.host}/unbound/debian-base:v1`;
   await run(process.execPath, [CLI, 'publish', `oci:${image.layoutDir}:${image.baseTag}`, unboundRef, '--no-bind'], { timeout: 240_000 });
-  snapshotterOptions = { socket: join(dir, 'clip.sock'), root: join(dir, 'snap'), stateDir: join(dir, 'state'), cacheDir: join(dir, 'cache'), metricsPort: await freePort() };
+  snapshotterOptions = {
+    socket: join(dir, 'clip.sock'),
+    root: join(dir, 'snap'),
+    stateDir: join(dir, 'state'),
+    cacheDir: join(dir, 'cache'),
+    metricsPort: await freePort(),
+  };
   snapshotter = await startSnapshotter(snapshotterOptions);
   containerd = await startContainerd(join(dir, 'containerd'), snapshotterOptions.socket);
 }, 600_000);
@@ -69,7 +89,17 @@ describe('containerd with clip as remote snapshotter', () => {
     const pulled = proxy.blobBytes(layerDigests());
     expect(pulled).toBeLessThan(layerBytes() * 0.01);
 
-    const out = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', lazyRef, 'lazy1', 'python3', '-c', 'import json; print(json.dumps({"answer": 6 * 7}))']);
+    const out = await containerd.ctr([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'clip',
+      lazyRef,
+      'lazy1',
+      'python3',
+      '-c',
+      'import json; print(json.dumps({"answer": 6 * 7}))',
+    ]);
     expect(out.trim()).toBe('{"answer": 42}');
     const fetched = proxy.blobBytes(layerDigests());
     expect(fetched).toBeGreaterThan(0);
@@ -84,7 +114,19 @@ describe('containerd with clip as remote snapshotter', () => {
     // `clip run` on the same worker (same state directory) shares the image's mount.
     const clipRun = await run(
       process.execPath,
-      [CLI, 'run', '--state-dir', snapshotterOptions.stateDir, '--cache-dir', join(dir, 'run-cache'), '--json', lazyRef, '--', 'cat', '/etc/debian_version'],
+      [
+        CLI,
+        'run',
+        '--state-dir',
+        snapshotterOptions.stateDir,
+        '--cache-dir',
+        join(dir, 'run-cache'),
+        '--json',
+        lazyRef,
+        '--',
+        'cat',
+        '/etc/debian_version',
+      ],
       { env: { ...process.env, CLIP_ARCHIVE_CACHE: join(dir, 'run-archives') }, timeout: 120_000 },
     );
     expect(clipRun.stdout.trim()).toMatch(/^12\./);
@@ -97,7 +139,10 @@ describe('fallback, restart and removal', () => {
   it('an image without an archive is unpacked normally, runs, and the fallback is logged and counted', async () => {
     // Another namespace: containerd would otherwise find the shared layers already unpacked.
     await containerd.ctr(['image', 'pull', '--plain-http', '--snapshotter', 'clip', plainRef], { namespace: 'fallback' });
-    const out = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', plainRef, 'plain1', 'sh', '-c', 'cat /etc/debian_version; python3 -c "print(7*6)"'], { namespace: 'fallback' });
+    const out = await containerd.ctr(
+      ['run', '--rm', '--snapshotter', 'clip', plainRef, 'plain1', 'sh', '-c', 'cat /etc/debian_version; python3 -c "print(7*6)"'],
+      { namespace: 'fallback' },
+    );
     expect(out.trim().split('\n')[1]).toBe('42');
     expect(out.trim().split('\n')[0]).toMatch(/^12\./);
     const metrics = await snapshotter.metrics();
@@ -105,16 +150,26 @@ describe('fallback, restart and removal', () => {
     expect(snapshotter.logs()).toMatch(/msg="not lazy: containerd unpacks this image" .*reason=missing_labels/);
 
     // rpull of an image nobody published an archive for: no_archive, still unpacked and run.
-    await containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', plainRef2], { tool: 'ctr-remote', namespace: 'fallback2' });
-    const out2 = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', plainRef2, 'plain2', 'cat', '/etc/debian_version'], { namespace: 'fallback2' });
+    await containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', plainRef2], {
+      tool: 'ctr-remote',
+      namespace: 'fallback2',
+    });
+    const out2 = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', plainRef2, 'plain2', 'cat', '/etc/debian_version'], {
+      namespace: 'fallback2',
+    });
     expect(out2.trim()).toMatch(/^12\./);
     const after = await snapshotter.metrics();
     expect(metricValue(after, 'clip_snapshotter_fallbacks_total{reason="no_archive"}')).toBe(1);
     expect(snapshotter.logs()).toMatch(new RegExp(`not lazy.*image=${plainRef2.replace(/[.]/g, '\\.')} reason=no_archive`));
 
     // An archive nothing binds to the image: refused like clip mount refuses it, and said so.
-    await containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', unboundRef], { tool: 'ctr-remote', namespace: 'fallback3' });
-    const out3 = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', unboundRef, 'plain3', 'cat', '/etc/debian_version'], { namespace: 'fallback3' });
+    await containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', unboundRef], {
+      tool: 'ctr-remote',
+      namespace: 'fallback3',
+    });
+    const out3 = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', unboundRef, 'plain3', 'cat', '/etc/debian_version'], {
+      namespace: 'fallback3',
+    });
     expect(out3.trim()).toMatch(/^12\./);
     expect(metricValue(await snapshotter.metrics(), 'clip_snapshotter_fallbacks_total{reason="untrusted_archive"}')).toBe(1);
   }, 300_000);
@@ -134,7 +189,8 @@ describe('fallback, restart and removal', () => {
     const mountsDir = join(snapshotterOptions.stateDir, 'mounts');
     const keys = await readdir(mountsDir);
     expect(keys.length).toBe(1);
-    for (const key of keys) process.kill((JSON.parse(await readFile(join(mountsDir, key, 'server.json'), 'utf8')) as { pid: number }).pid, 'SIGTERM');
+    for (const key of keys)
+      process.kill((JSON.parse(await readFile(join(mountsDir, key, 'server.json'), 'utf8')) as { pid: number }).pid, 'SIGTERM');
     for (let i = 0; i < 50 && (await mountsUnder(snapshotterOptions.stateDir)).length > 0; i++) await sleep(100);
     expect(await mountsUnder(snapshotterOptions.stateDir)).toEqual([]);
 
@@ -142,18 +198,38 @@ describe('fallback, restart and removal', () => {
     expect(await names()).toEqual(before);
     // containerd redials its proxy plugins with a backoff of at most 3 s.
     for (let i = 0; i < 50; i++) {
-      if (await containerd.ctr(['snapshot', '--snapshotter', 'clip', 'ls']).then(() => true, () => false)) break;
+      if (
+        await containerd.ctr(['snapshot', '--snapshotter', 'clip', 'ls']).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
       await sleep(200);
     }
-    const out = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', lazyRef, 'lazy2', 'python3', '-c', 'import sqlite3; print(sqlite3.sqlite_version_info[0])']);
+    const out = await containerd.ctr([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'clip',
+      lazyRef,
+      'lazy2',
+      'python3',
+      '-c',
+      'import sqlite3; print(sqlite3.sqlite_version_info[0])',
+    ]);
     expect(out.trim()).toBe('3');
     expect(snapshotter.logs()).toMatch(/mount server of the image is gone; replacing it/);
   }, 300_000);
 
-  it('malformed requests get containerd\'s gRPC errors and the server keeps serving', async () => {
+  it("malformed requests get containerd's gRPC errors and the server keeps serving", async () => {
     const client = snapshotsClient(snapshotterOptions.socket);
     try {
-      const top = (await client.list([`labels."containerd.io/snapshot/clip.remote"`])).response?.['info'] as Array<{ name: string; parent: string; labels: Record<string, string> }>;
+      const top = (await client.list([`labels."containerd.io/snapshot/clip.remote"`])).response?.['info'] as Array<{
+        name: string;
+        parent: string;
+        labels: Record<string, string>;
+      }>;
       expect(top.length).toBe(2);
       const layer1 = top.find((i) => i.parent === '') as { name: string; labels: Record<string, string> };
       const layer2 = top.find((i) => i.parent !== '') as { name: string; labels: Record<string, string> };
@@ -166,17 +242,47 @@ describe('fallback, restart and removal', () => {
       const cases: Array<[string, string, Record<string, unknown>, number, RegExp]> = [
         ['unknown key', 'Stat', { key: 'no-such-key' }, grpc.status.NOT_FOUND, /does not exist/],
         ['unknown mounts', 'Mounts', { key: 'no-such-key' }, grpc.status.NOT_FOUND, /does not exist/],
-        ['unknown parent', 'Prepare', { key: 'k1', parent: 'no-such-parent' }, grpc.status.NOT_FOUND, /parent snapshot "no-such-parent" does not exist/],
+        [
+          'unknown parent',
+          'Prepare',
+          { key: 'k1', parent: 'no-such-parent' },
+          grpc.status.NOT_FOUND,
+          /parent snapshot "no-such-parent" does not exist/,
+        ],
         ['empty key', 'Prepare', { key: '', parent: '' }, grpc.status.INVALID_ARGUMENT, /must not be empty/],
         ['commit of unknown key', 'Commit', { name: 'n1', key: 'no-such-key' }, grpc.status.NOT_FOUND, /does not exist/],
         ['commit of a committed snapshot', 'Commit', { name: 'n2', key: layer1.name }, grpc.status.FAILED_PRECONDITION, /not active/],
         ['mounts of a committed snapshot', 'Mounts', { key: layer1.name }, grpc.status.FAILED_PRECONDITION, /committed/],
         ['remove of a parent', 'Remove', { key: layer1.name }, grpc.status.FAILED_PRECONDITION, /is its child/],
         ['existing key', 'Prepare', { key: layer1.name, parent: '' }, grpc.status.ALREADY_EXISTS, /already exists/],
-        ['immutable field', 'Update', { info: { name: layer1.name }, update_mask: { paths: ['parent'] } }, grpc.status.INVALID_ARGUMENT, /only labels/],
-        ['labels pointing at another image', 'Prepare', { key: 'k2', parent: '', labels: criLabels(`sha256:${'1'.repeat(64)}`, digest1 as string) }, grpc.status.INVALID_ARGUMENT, /point at another image/],
-        ['layer the image does not have', 'Prepare', { key: 'k3', parent: '', labels: criLabels(layer1.name, `sha256:${'2'.repeat(64)}`) }, grpc.status.INVALID_ARGUMENT, /does not have/],
-        ['wrong parent', 'Prepare', { key: 'k4', parent: '', labels: criLabels(layer2.name, digest2 as string) }, grpc.status.INVALID_ARGUMENT, /wrong parent/],
+        [
+          'immutable field',
+          'Update',
+          { info: { name: layer1.name }, update_mask: { paths: ['parent'] } },
+          grpc.status.INVALID_ARGUMENT,
+          /only labels/,
+        ],
+        [
+          'labels pointing at another image',
+          'Prepare',
+          { key: 'k2', parent: '', labels: criLabels(`sha256:${'1'.repeat(64)}`, digest1 as string) },
+          grpc.status.INVALID_ARGUMENT,
+          /point at another image/,
+        ],
+        [
+          'layer the image does not have',
+          'Prepare',
+          { key: 'k3', parent: '', labels: criLabels(layer1.name, `sha256:${'2'.repeat(64)}`) },
+          grpc.status.INVALID_ARGUMENT,
+          /does not have/,
+        ],
+        [
+          'wrong parent',
+          'Prepare',
+          { key: 'k4', parent: '', labels: criLabels(layer2.name, digest2 as string) },
+          grpc.status.INVALID_ARGUMENT,
+          /wrong parent/,
+        ],
       ];
       for (const [what, method, request, code, message] of cases) {
         const result = await client.call(method, request);
@@ -194,7 +300,12 @@ describe('fallback, restart and removal', () => {
   }, 60_000);
 
   it('removing images and containers leaves no mounts and frees the snapshot directories', async () => {
-    for (const [namespace, ref] of [['cliptest', lazyRef], ['fallback', plainRef], ['fallback2', plainRef2], ['fallback3', unboundRef]] as const) {
+    for (const [namespace, ref] of [
+      ['cliptest', lazyRef],
+      ['fallback', plainRef],
+      ['fallback2', plainRef2],
+      ['fallback3', unboundRef],
+    ] as const) {
       await containerd.ctr(['image', 'rm', '--sync', ref], { namespace });
     }
     // containerd's garbage collector removes the snapshots and calls Cleanup.

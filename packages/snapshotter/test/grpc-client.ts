@@ -8,9 +8,17 @@ export interface CallResult {
   response?: Record<string, unknown>;
 }
 
-export function snapshotsClient(socket: string): { call(method: string, request: Record<string, unknown>): Promise<CallResult>; list(filters: string[]): Promise<CallResult>; close(): void } {
+export function snapshotsClient(socket: string): {
+  call(method: string, request: Record<string, unknown>): Promise<CallResult>;
+  list(filters: string[]): Promise<CallResult>;
+  close(): void;
+} {
   const Client = grpc.makeGenericClientConstructor(loadSnapshotsService(), 'Snapshots');
-  const client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res?: Record<string, unknown>) => void) => void> & grpc.Client;
+  const client = new Client(`unix://${socket}`, grpc.credentials.createInsecure()) as unknown as Record<
+    string,
+    (req: unknown, cb: (err: grpc.ServiceError | null, res?: Record<string, unknown>) => void) => void
+  > &
+    grpc.Client;
   return {
     call: (method, request) =>
       new Promise((resolve) => {

@@ -30,15 +30,18 @@ export interface CountingProxy {
 export async function startCountingProxy(upstream: { hostname: string; port: number }): Promise<CountingProxy> {
   const served: Served[] = [];
   const server: Server = createServer((req, res) => {
-    const forward = httpRequest({ hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      const entry: Served = { method: req.method ?? '', path: req.url ?? '', status: up.statusCode ?? 0, bytes: 0 };
-      served.push(entry);
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.on('data', (chunk: Buffer) => {
-        entry.bytes += chunk.length;
-      });
-      up.pipe(res);
-    });
+    const forward = httpRequest(
+      { hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        const entry: Served = { method: req.method ?? '', path: req.url ?? '', status: up.statusCode ?? 0, bytes: 0 };
+        served.push(entry);
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.on('data', (chunk: Buffer) => {
+          entry.bytes += chunk.length;
+        });
+        up.pipe(res);
+      },
+    );
     forward.on('error', () => res.destroy());
     req.pipe(forward);
   });
@@ -73,7 +76,14 @@ function connectable(path: string): Promise<boolean> {
 async function waitForSocket(path: string, child: ChildProcess, what: string, logs: () => string): Promise<void> {
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}): ${logs().slice(-2000)}`);
-    if ((await stat(path).then((s) => s.isSocket(), () => false)) && (await connectable(path))) return;
+    if (
+      (await stat(path).then(
+        (s) => s.isSocket(),
+        () => false,
+      )) &&
+      (await connectable(path))
+    )
+      return;
     await sleep(100);
   }
   throw new Error(`${what} did not create ${path}: ${logs().slice(-2000)}`);
@@ -152,12 +162,35 @@ export interface SnapshotterProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startSnapshotter(options: { socket: string; root: string; stateDir: string; cacheDir: string; metricsPort: number }): Promise<SnapshotterProcess> {
+export async function startSnapshotter(options: {
+  socket: string;
+  root: string;
+  stateDir: string;
+  cacheDir: string;
+  metricsPort: number;
+}): Promise<SnapshotterProcess> {
   let output = '';
   const metrics = `127.0.0.1:${options.metricsPort}`;
-  const child = spawn(process.execPath, [CLI, 'snapshotter', '--address', options.socket, '--root', options.root, '--state-dir', options.stateDir, '--cache-dir', options.cacheDir, '--metrics', metrics], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'snapshotter',
+      '--address',
+      options.socket,
+      '--root',
+      options.root,
+      '--state-dir',
+      options.stateDir,
+      '--cache-dir',
+      options.cacheDir,
+      '--metrics',
+      metrics,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   await waitForSocket(options.socket, child, 'clip snapshotter', () => output);

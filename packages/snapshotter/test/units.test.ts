@@ -21,7 +21,10 @@ describe('labels', () => {
       'containerd.io/snapshot/cri.manifest-digest': D('c'),
       'containerd.io/snapshot/cri.image-layers': `${D('b')},${D('d')}`,
     });
-    expect(cri).toEqual({ kind: 'remote', request: { target: D('a'), imageRef: 'r.example/app:v1', layerDigest: D('b'), manifestDigest: D('c'), layers: [D('b'), D('d')] } });
+    expect(cri).toEqual({
+      kind: 'remote',
+      request: { target: D('a'), imageRef: 'r.example/app:v1', layerDigest: D('b'), manifestDigest: D('c'), layers: [D('b'), D('d')] },
+    });
     const stargz = parseLayerLabels({
       'containerd.io/snapshot.ref': D('a'),
       'containerd.io/snapshot/remote/stargz.reference': 'r.example/app:v1',
@@ -30,7 +33,13 @@ describe('labels', () => {
     expect(stargz.kind === 'remote' && stargz.request.imageRef).toBe('r.example/app:v1');
     expect(parseLayerLabels({}, `default/3/extract-123-abc ${D('e')}`)).toMatchObject({ kind: 'incomplete' });
     expect(parseLayerLabels({}, 'default/4/my-container')).toEqual({ kind: 'none' });
-    expect(parseLayerLabels({ 'containerd.io/snapshot.ref': D('a'), 'containerd.io/snapshot/cri.image-ref': 'x/y', 'containerd.io/snapshot/cri.layer-digest': 'nope' })).toMatchObject({
+    expect(
+      parseLayerLabels({
+        'containerd.io/snapshot.ref': D('a'),
+        'containerd.io/snapshot/cri.image-ref': 'x/y',
+        'containerd.io/snapshot/cri.layer-digest': 'nope',
+      }),
+    ).toMatchObject({
       kind: 'incomplete',
       reason: expect.stringMatching(/not a sha256 digest/),
     });
@@ -38,7 +47,12 @@ describe('labels', () => {
 });
 
 describe('filters', () => {
-  const target = { name: 'default/5/sha256:abc', parent: 'p1', kind: 'COMMITTED', labels: { 'containerd.io/snapshot.ref': 'sha256:abc', plain: 'v' } };
+  const target = {
+    name: 'default/5/sha256:abc',
+    parent: 'p1',
+    kind: 'COMMITTED',
+    labels: { 'containerd.io/snapshot.ref': 'sha256:abc', plain: 'v' },
+  };
   it('evaluates containerd filter expressions the metadata layer sends', () => {
     expect(parseFilters([`labels."containerd.io/snapshot.ref"==sha256:abc,parent=="p1"`])(target)).toBe(true);
     expect(parseFilters([`labels."containerd.io/snapshot.ref"==sha256:abc,parent=="p2"`])(target)).toBe(false);
@@ -75,7 +89,15 @@ describe('metadata store', () => {
   afterEach(async () => {
     await rm(root, { recursive: true, force: true });
   });
-  const record = (id: number, name: string, parent = ''): SnapshotRecord => ({ id, name, kind: 'COMMITTED', parent, labels: { a: 'b' }, createdAt: '1', updatedAt: '1' });
+  const record = (id: number, name: string, parent = ''): SnapshotRecord => ({
+    id,
+    name,
+    kind: 'COMMITTED',
+    parent,
+    labels: { a: 'b' },
+    createdAt: '1',
+    updatedAt: '1',
+  });
 
   it('keeps every snapshot across a reopen and refuses duplicate names', async () => {
     const store = await MetadataStore.open(root);
@@ -83,7 +105,12 @@ describe('metadata store', () => {
     await store.transaction((tx) => tx.create(record(store.allocateId(), 'top', 'base')));
     await expect(store.transaction((tx) => tx.create(record(9, 'top')))).rejects.toBeInstanceOf(SnapshotExistsError);
     const reopened = await MetadataStore.open(root);
-    expect(reopened.all().map((r) => r.name).sort()).toEqual(['base', 'top']);
+    expect(
+      reopened
+        .all()
+        .map((r) => r.name)
+        .sort(),
+    ).toEqual(['base', 'top']);
     expect(reopened.ancestors(reopened.require('top')).map((r) => r.name)).toEqual(['base']);
     expect(reopened.allocateId()).toBe(3);
   });

@@ -130,7 +130,7 @@ async function emptyDir(dir: string): Promise<void> {
 }
 
 async function extractTar(tarPath: string, dir: string): Promise<void> {
-  await runTool('tar', ['--xattrs', "--xattrs-include=*", '--numeric-owner', '-xpf', tarPath, '-C', dir]);
+  await runTool('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpf', tarPath, '-C', dir]);
 }
 
 async function build(work: string, suite: string, variant: string, packages: string[], log: (m: string) => void) {
@@ -187,10 +187,7 @@ export async function buildDebianImage(options: DebianImageOptions = {}): Promis
   const suite = options.suite ?? 'bookworm';
   const variant = options.variant ?? 'minbase';
   const log = options.onProgress ?? (() => {});
-  const key = createHash('sha256')
-    .update(JSON.stringify({ RECIPE_VERSION, suite, variant, packages }))
-    .digest('hex')
-    .slice(0, 16);
+  const key = createHash('sha256').update(JSON.stringify({ RECIPE_VERSION, suite, variant, packages })).digest('hex').slice(0, 16);
   const root = options.cacheDir ?? testkitCacheDir();
   const name = `debian-${suite}-${variant}-${packages.join('_').slice(0, 40) || 'base'}-${key}`;
   const final = join(root, name);

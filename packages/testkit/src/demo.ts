@@ -105,7 +105,10 @@ export const STEPS: DemoStep[] = [
       ctx.defer(async () => {
         await stopClipMount(mount);
       });
-      const line = mount.stderr().split('\n').find((l) => l.includes('cached source image reference from metadata'));
+      const line = mount
+        .stderr()
+        .split('\n')
+        .find((l) => l.includes('cached source image reference from metadata'));
       return `mounted at ${mountpoint}; ${line ? line.replace(/^.*msg=/, 'log: ') : 'storage reference read from the archive'}`;
     },
   },
@@ -229,7 +232,10 @@ async function stopClipMount(mount: ClipMount): Promise<Record<string, unknown> 
   }
   // A mount process that had to be killed leaves a stale mount behind: detach it.
   await runTool('fusermount3', ['-uz', mount.mountpoint]).catch(() => {});
-  const line = mount.stderr().split('\n').find((l) => l.startsWith('{"metrics"'));
+  const line = mount
+    .stderr()
+    .split('\n')
+    .find((l) => l.startsWith('{"metrics"'));
   return line ? (JSON.parse(line) as { metrics: Record<string, unknown> }).metrics : undefined;
 }
 

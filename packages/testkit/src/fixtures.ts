@@ -21,11 +21,26 @@ const MiB = 1024 * 1024;
 
 /** `security.capability` v2 value granting cap_net_bind_service (permitted + effective). */
 export const CAP_NET_BIND_SERVICE = Uint8Array.from([
-  0x01, 0x00, 0x00, 0x02, // magic VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
-  0x00, 0x04, 0x00, 0x00, // permitted[0]: bit 10
-  0x00, 0x00, 0x00, 0x00, // inheritable[0]
-  0x00, 0x00, 0x00, 0x00, // permitted[1]
-  0x00, 0x00, 0x00, 0x00, // inheritable[1]
+  0x01,
+  0x00,
+  0x00,
+  0x02, // magic VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+  0x00,
+  0x04,
+  0x00,
+  0x00, // permitted[0]: bit 10
+  0x00,
+  0x00,
+  0x00,
+  0x00, // inheritable[0]
+  0x00,
+  0x00,
+  0x00,
+  0x00, // permitted[1]
+  0x00,
+  0x00,
+  0x00,
+  0x00, // inheritable[1]
 ]);
 
 const LONG_DIR = `deep/${'d'.repeat(60)}/${'e'.repeat(60)}`; // > 100 bytes once a file name is added

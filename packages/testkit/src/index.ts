@@ -3,7 +3,17 @@
 export { archiveContents } from './archive-contents.js';
 export { buildDebianImage, testkitCacheDir, type DebianImage, type DebianImageOptions } from './debian-image.js';
 export { runDemo } from './demo.js';
-export { FAULT_KINDS, startFaultProxy, type FaultKind, type FaultProxy, type FaultProxyOptions, type FaultProxyStats, type FaultRates, type ProxiedRequest, type ScriptedFault } from './fault-proxy.js';
+export {
+  FAULT_KINDS,
+  startFaultProxy,
+  type FaultKind,
+  type FaultProxy,
+  type FaultProxyOptions,
+  type FaultProxyStats,
+  type FaultRates,
+  type ProxiedRequest,
+  type ScriptedFault,
+} from './fault-proxy.js';
 export { buildFixture, FIXTURE_NAMES, FIXTURES, type FixtureName, type FixtureSpec } from './fixtures.js';
 export { buildLayout, type BuiltImage, type BuiltLayer, type BuiltLayout, type LayoutSpec, type PlatformImageSpec } from './layout.js';
 export type { EntrySpec, LayerSpec } from './layer-spec.js';

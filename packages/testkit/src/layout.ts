@@ -265,7 +265,12 @@ export async function buildLayout(dir: string, spec: LayoutSpec): Promise<BuiltL
       const { os, architecture, variant } = image.platform;
       tags.push([
         image.tag,
-        { mediaType: MEDIA_TYPES.manifest, digest: image.manifestDigest, size: image.manifestSize, platform: { os, architecture, ...(variant ? { variant } : {}) } },
+        {
+          mediaType: MEDIA_TYPES.manifest,
+          digest: image.manifestDigest,
+          size: image.manifestSize,
+          platform: { os, architecture, ...(variant ? { variant } : {}) },
+        },
       ]);
     });
   }

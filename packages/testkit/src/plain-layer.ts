@@ -15,7 +15,19 @@ export function plainLayer(data: Buffer, spanSize: number, pieceSize: number): A
       const pe = Math.min(p + pieceSize, end);
       pieces.push({ compressedEnd: pe, uncompressedEnd: pe, digest: sha(data.subarray(p, pe)) });
     }
-    spans.push({ checkpoint: { uncompressedOffset: start, compressedBitOffset: start * 8, window: new Uint8Array(), kind: 'plain' }, uncompressedEnd: end, pieces });
+    spans.push({
+      checkpoint: { uncompressedOffset: start, compressedBitOffset: start * 8, window: new Uint8Array(), kind: 'plain' },
+      uncompressedEnd: end,
+      pieces,
+    });
   }
-  return { digest: sha(data), mediaType: 'application/vnd.oci.image.layer.v1.tar', compression: 'none', compressedSize: data.length, uncompressedSize: data.length, diffId: sha(data), spans };
+  return {
+    digest: sha(data),
+    mediaType: 'application/vnd.oci.image.layer.v1.tar',
+    compression: 'none',
+    compressedSize: data.length,
+    uncompressedSize: data.length,
+    diffId: sha(data),
+    spans,
+  };
 }

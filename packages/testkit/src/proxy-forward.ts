@@ -48,7 +48,13 @@ function upstreamHeaders(req: IncomingMessage, range: string | undefined): Incom
 }
 
 /** Forwards as a stream. */
-export function forward(upstream: Upstream, req: IncomingMessage, res: ServerResponse, entry: ProxiedRequest, options: ForwardOptions): void {
+export function forward(
+  upstream: Upstream,
+  req: IncomingMessage,
+  res: ServerResponse,
+  entry: ProxiedRequest,
+  options: ForwardOptions,
+): void {
   const out = httpRequest(
     { hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: upstreamHeaders(req, options.range) },
     (answer) => {
@@ -200,7 +206,10 @@ export async function injectBodyFault(
       const size = total && total !== '*' ? Number(total) : end + 1;
       // Another range of the same length, moved within the blob.
       const length = end - start + 1;
-      const shift = start > 0 ? -1 - Math.floor(random() * Math.min(start, 4096)) : Math.min(1 + Math.floor(random() * 4096), Math.max(0, size - end - 1));
+      const shift =
+        start > 0
+          ? -1 - Math.floor(random() * Math.min(start, 4096))
+          : Math.min(1 + Math.floor(random() * 4096), Math.max(0, size - end - 1));
       if (shift === 0) return respond(res, 206, answer.headers, Buffer.alloc(0));
       const other = await fetchUpstream(upstream, req, `bytes=${start + shift}-${start + shift + length - 1}`);
       const headers = kind === 'shifted-body' ? answer.headers : other.headers;

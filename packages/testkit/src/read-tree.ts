@@ -88,15 +88,11 @@ function run(command: string, args: string[]): Promise<{ code: number; stdout: s
  * relative to root (`/` for root itself), values hex.
  */
 export async function readXattrs(root: string): Promise<Map<string, Record<string, string>>> {
-  const result = await run('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root]).catch(
-    (error: Error) => {
-      throw new Error(`cannot run getfattr (install the attr package): ${error.message}`);
-    },
-  );
+  const result = await run('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root]).catch((error: Error) => {
+    throw new Error(`cannot run getfattr (install the attr package): ${error.message}`);
+  });
   // Files without xattr support (ENOTSUP) just have none; any other complaint is an error.
-  const problems = result.stderr
-    .split('\n')
-    .filter((line) => line.trim() !== '' && !/Operation not supported/.test(line));
+  const problems = result.stderr.split('\n').filter((line) => line.trim() !== '' && !/Operation not supported/.test(line));
   if (result.code !== 0 && problems.length > 0) throw new Error(`getfattr failed on ${root}: ${problems.join('\n')}`);
   const out = new Map<string, Record<string, string>>();
   const base = root.replace(/\/+$/, '');
@@ -112,7 +108,9 @@ export async function readXattrs(root: string): Promise<Map<string, Record<strin
     const eq = line.indexOf('=');
     if (!current || eq < 0) continue;
     const value = line.slice(eq + 1);
-    current[unescapeGetfattr(line.slice(0, eq))] = value.startsWith('0x') ? value.slice(2).toLowerCase() : Buffer.from(value.replace(/^"|"$/g, '')).toString('hex');
+    current[unescapeGetfattr(line.slice(0, eq))] = value.startsWith('0x')
+      ? value.slice(2).toLowerCase()
+      : Buffer.from(value.replace(/^"|"$/g, '')).toString('hex');
   }
   return out;
 }

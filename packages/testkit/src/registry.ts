@@ -89,7 +89,13 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-function configYaml(storageDir: string, addr: string, dir: string, auth: RegistryOptions['auth'], proxy?: RegistryOptions['proxy']): string {
+function configYaml(
+  storageDir: string,
+  addr: string,
+  dir: string,
+  auth: RegistryOptions['auth'],
+  proxy?: RegistryOptions['proxy'],
+): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -118,7 +124,8 @@ function configYaml(storageDir: string, addr: string, dir: string, auth: Registr
   }
   if (proxy) {
     lines.push('proxy:', `  remoteurl: ${proxy.remoteUrl}`);
-    if (proxy.username !== undefined) lines.push(`  username: ${JSON.stringify(proxy.username)}`, `  password: ${JSON.stringify(proxy.password ?? '')}`);
+    if (proxy.username !== undefined)
+      lines.push(`  username: ${JSON.stringify(proxy.username)}`, `  password: ${JSON.stringify(proxy.password ?? '')}`);
   }
   return `${lines.join('\n')}\n`;
 }

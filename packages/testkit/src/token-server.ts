@@ -40,8 +40,19 @@ export async function startTokenServer(options: {
   let password = options.password;
   const dir = await mkdtemp(join(tmpdir(), 'clip-token-'));
   await run('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=clip-test-token',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=clip-test-token',
+    '-keyout',
+    join(dir, 'key.pem'),
+    '-out',
+    join(dir, 'cert.pem'),
   ]);
   const key = await readFile(join(dir, 'key.pem'), 'utf8');
   const certPem = await readFile(join(dir, 'cert.pem'), 'utf8');
@@ -53,7 +64,16 @@ export async function startTokenServer(options: {
   const sign = (subject: string, access: Array<{ type: string; name: string; actions: string[] }>) => {
     const now = Math.floor(Date.now() / 1000);
     const header = { alg: 'RS256', typ: 'JWT', x5c: [certDer.toString('base64')] };
-    const claims = { iss: issuer, sub: subject, aud: service, exp: now + (options.expiresIn ?? 300), nbf: now - 10, iat: now, jti: randomUUID(), access };
+    const claims = {
+      iss: issuer,
+      sub: subject,
+      aud: service,
+      exp: now + (options.expiresIn ?? 300),
+      nbf: now - 10,
+      iat: now,
+      jti: randomUUID(),
+      access,
+    };
     const input = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
     const signature = createSign('RSA-SHA256').update(input).sign(key);
     return `${input}.${base64url(signature)}`;

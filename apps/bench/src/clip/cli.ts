@@ -88,20 +88,41 @@ export class ClipCli {
     netns?: string,
     spanSize?: string,
   ): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
-    const result = await this.exec(['index', source, '-o', archive, '--json', ...(storageRef ? ['--storage-ref', storageRef] : []), ...(spanSize ? ['--span-size', spanSize] : [])], netns);
+    const result = await this.exec(
+      [
+        'index',
+        source,
+        '-o',
+        archive,
+        '--json',
+        ...(storageRef ? ['--storage-ref', storageRef] : []),
+        ...(spanSize ? ['--span-size', spanSize] : []),
+      ],
+      netns,
+    );
     const summary = lastJsonObject(result.stdout) ?? lastJsonObject(result.stderr);
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };
   }
 
   /** `clip index` of a local source under rss-wrapper.js: time, summary and peak RSS of the process. */
-  async indexWithPeakRss(source: string, archive: string, storageRef: string, rssFile: string): Promise<{ seconds: number; peakRssBytes: number }> {
+  async indexWithPeakRss(
+    source: string,
+    archive: string,
+    storageRef: string,
+    rssFile: string,
+  ): Promise<{ seconds: number; peakRssBytes: number }> {
     const args = [this.path, 'index', source, '-o', archive, '--json', '--no-progress', '--storage-ref', storageRef];
     const result = await nodeWithPeakRss(args[0]!, args.slice(1), rssFile, { timeoutMs: 60 * 60_000 });
     return { seconds: result.seconds, peakRssBytes: result.peakRssBytes };
   }
 
   /** `clip publish <source> <target> --json`. */
-  async publish(source: string, target: string, output: string, netns?: string): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
+  async publish(
+    source: string,
+    target: string,
+    output: string,
+    netns?: string,
+  ): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
     const result = await this.exec(['publish', source, target, '-o', output, '--json', '--no-progress'], netns);
     const summary = lastJsonObject(result.stdout);
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };

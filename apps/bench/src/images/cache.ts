@@ -14,7 +14,12 @@ export function specKey(spec: unknown): string {
 }
 
 /** Returns the cached directory for `spec`, building it with `build(dir)` if absent. */
-export async function cachedDir<T>(kind: string, name: string, spec: unknown, build: (dir: string) => Promise<T>): Promise<{ dir: string; meta: T }> {
+export async function cachedDir<T>(
+  kind: string,
+  name: string,
+  spec: unknown,
+  build: (dir: string) => Promise<T>,
+): Promise<{ dir: string; meta: T }> {
   const dir = join(cacheRoot(), kind, `${name}-${specKey(spec)}`);
   const marker = join(dir, '.complete.json');
   try {

@@ -44,7 +44,11 @@ async function largestFile(roots: string[]): Promise<string> {
 const PYTHON_MINIMAL: DebianSpec = { name: 'python-minimal', suite: 'bookworm', packages: ['python3'] };
 const PYTHON_SCI: DebianSpec = { name: 'python-sci', suite: 'bookworm', packages: ['python3', 'python3-numpy', 'python3-pandas'] };
 // Layers in Dockerfile order: base system + python3, the compiler toolchain, the science stack.
-const FAT_LAYERS = [['python3'], ['build-essential', 'gfortran', 'python3-dev'], ['python3-numpy', 'python3-pandas', 'python3-scipy', 'python3-matplotlib']];
+const FAT_LAYERS = [
+  ['python3'],
+  ['build-essential', 'gfortran', 'python3-dev'],
+  ['python3-numpy', 'python3-pandas', 'python3-scipy', 'python3-matplotlib'],
+];
 const PYTHON_FAT: DebianSpec = { name: 'python-fat', suite: 'bookworm', packages: FAT_LAYERS.flat() };
 // The same workload as python-sci: the extra gigabyte is what a lazy start should not pay for.
 const SCI_WORKLOAD = chrootWorkload("python3 -c 'import numpy, pandas'", "python3 -c 'import json, sqlite3, numpy, pandas; print(1)'");
@@ -92,7 +96,8 @@ export function pythonSciImage(): Promise<BenchImage> {
 }
 
 export function pythonFatImage(): Promise<BenchImage> {
-  const layers = async (rootfs: string): Promise<LayerSource[]> => (await splitByPackages(rootfs, FAT_LAYERS)).map((list) => ({ root: rootfs, list }));
+  const layers = async (rootfs: string): Promise<LayerSource[]> =>
+    (await splitByPackages(rootfs, FAT_LAYERS)).map((list) => ({ root: rootfs, list }));
   return debianImage(
     PYTHON_FAT,
     SCI_WORKLOAD,
@@ -120,7 +125,13 @@ export async function syntheticImage(scale: 'quick' | 'full'): Promise<BenchImag
   const { dir, meta } = await cachedDir<LayoutMeta>('layouts', name, { spec, version: 1 }, async (target) => {
     const tree = await writeSyntheticTree(join(target, 'tree'), spec);
     await writeFile(join(target, 'hot.txt'), `${tree.hotFiles.join('\n')}\n`);
-    const image = await writeOciLayout(join(target, 'layout'), 'latest', tree.layerRoots.map((root) => ({ root })), {}, 6);
+    const image = await writeOciLayout(
+      join(target, 'layout'),
+      'latest',
+      tree.layerRoots.map((root) => ({ root })),
+      {},
+      6,
+    );
     await sh(`rm -rf '${join(target, 'tree')}'`);
     return { image, uncompressedBytes: tree.uncompressedBytes, bigFile: tree.bigFile };
   });

@@ -101,7 +101,8 @@ async function treeEntries(root: string): Promise<string[]> {
 export async function splitByPackages(rootfs: string, groups: string[][]): Promise<string[][]> {
   const packages = await installedPackages(rootfs);
   const providers = new Map<string, string[]>();
-  for (const pkg of packages.values()) for (const virtual of pkg.provides) providers.set(virtual, [...(providers.get(virtual) ?? []), pkg.name]);
+  for (const pkg of packages.values())
+    for (const virtual of pkg.provides) providers.set(virtual, [...(providers.get(virtual) ?? []), pkg.name]);
   const minbase = [...packages.values()].filter((pkg) => pkg.essential || pkg.priority === 'required').map((pkg) => pkg.name);
   const layerOfPackage = new Map<string, number>();
   groups.forEach((seeds, layer) => {
@@ -143,7 +144,11 @@ export async function splitByPackages(rootfs: string, groups: string[][]): Promi
     const members = layers[layerOf(path)]!;
     members.add(path);
     // Every layer carries the parent directories of its entries, as image builders write them.
-    for (let parent = path.slice(0, Math.max(0, path.lastIndexOf('/'))); parent && !members.has(parent); parent = parent.slice(0, Math.max(0, parent.lastIndexOf('/')))) {
+    for (
+      let parent = path.slice(0, Math.max(0, path.lastIndexOf('/')));
+      parent && !members.has(parent);
+      parent = parent.slice(0, Math.max(0, parent.lastIndexOf('/')))
+    ) {
       members.add(parent);
     }
   }

@@ -73,9 +73,16 @@ export async function nodeAppLayers(rootfs: string): Promise<LayerSource[]> {
   const { dir } = await cachedDir('apps', 'node-app', spec, async (target) => {
     const deps = join(target, 'deps', 'app');
     await mkdir(deps, { recursive: true });
-    await writeFile(join(deps, 'package.json'), `${JSON.stringify({ name: 'bench-node-app', version: '1.0.0', private: true, main: 'index.js', dependencies: NODE_APP_DEPENDENCIES }, null, 2)}\n`);
+    await writeFile(
+      join(deps, 'package.json'),
+      `${JSON.stringify({ name: 'bench-node-app', version: '1.0.0', private: true, main: 'index.js', dependencies: NODE_APP_DEPENDENCIES }, null, 2)}\n`,
+    );
     // --ignore-scripts: no install script may reach beyond the npm registry.
-    await run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', `--before=${NPM_BEFORE}`], { cwd: deps, env: npmEnv(), timeoutMs: 30 * 60_000 });
+    await run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', `--before=${NPM_BEFORE}`], {
+      cwd: deps,
+      env: npmEnv(),
+      timeoutMs: 30 * 60_000,
+    });
     await mkdir(join(target, 'src', 'app'), { recursive: true });
     await writeFile(join(target, 'src', 'app', 'index.js'), NODE_APP_INDEX);
     return { built: new Date().toISOString() };

@@ -73,7 +73,13 @@ async function writeLayer(layoutDir: string, source: LayerSource, gzipLevel: num
   return { digest: `sha256:${digestHex}`, size, diffId: `sha256:${diffHex}` };
 }
 
-export async function writeOciLayout(layoutDir: string, tag: string, layers: LayerSource[], runtime: ImageRuntime = {}, gzipLevel = 6): Promise<BuiltImage> {
+export async function writeOciLayout(
+  layoutDir: string,
+  tag: string,
+  layers: LayerSource[],
+  runtime: ImageRuntime = {},
+  gzipLevel = 6,
+): Promise<BuiltImage> {
   await rm(layoutDir, { recursive: true, force: true });
   await mkdir(join(layoutDir, 'blobs', 'sha256'), { recursive: true });
   const built: BuiltImage['layers'] = [];
@@ -82,7 +88,12 @@ export async function writeOciLayout(layoutDir: string, tag: string, layers: Lay
 }
 
 /** Writes config, manifest and index for layer blobs already in `<layoutDir>/blobs/sha256`. */
-export async function finishOciLayout(layoutDir: string, tag: string, built: BuiltImage['layers'], runtime: ImageRuntime = {}): Promise<BuiltImage> {
+export async function finishOciLayout(
+  layoutDir: string,
+  tag: string,
+  built: BuiltImage['layers'],
+  runtime: ImageRuntime = {},
+): Promise<BuiltImage> {
   const config = JSON.stringify({
     architecture: 'amd64',
     os: 'linux',
@@ -102,7 +113,13 @@ export async function finishOciLayout(layoutDir: string, tag: string, built: Bui
     join(layoutDir, 'index.json'),
     JSON.stringify({
       schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifestBlob, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifestBlob,
+          annotations: { 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
     }),
   );
   return {

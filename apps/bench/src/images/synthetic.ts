@@ -15,7 +15,12 @@ export interface SyntheticSpec {
 
 export const SYNTHETIC_QUICK: SyntheticSpec = { layers: 2, smallFilesPerLayer: 400, smallFileBytes: 24 * 1024, bigFileBytes: [32 << 20] };
 // About 2 GB unpacked in 4 layers: 20k small files (655 MB) and five 256 MiB files.
-export const SYNTHETIC_FULL: SyntheticSpec = { layers: 4, smallFilesPerLayer: 5000, smallFileBytes: 32 * 1024, bigFileBytes: [256 << 20, 256 << 20, 256 << 20, 256 << 20, 256 << 20] };
+export const SYNTHETIC_FULL: SyntheticSpec = {
+  layers: 4,
+  smallFilesPerLayer: 5000,
+  smallFileBytes: 32 * 1024,
+  bigFileBytes: [256 << 20, 256 << 20, 256 << 20, 256 << 20, 256 << 20],
+};
 
 function compressible(size: number): Buffer {
   const bytes = randomBytes(size);

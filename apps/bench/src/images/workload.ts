@@ -14,7 +14,10 @@ export function chrootWorkload(description: string, command: string): Workload {
   return {
     description,
     command,
-    run: (rootDir) => sh(`chroot '${rootDir}' /bin/sh -c ${JSON.stringify(command)}`, { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' } }),
+    run: (rootDir) =>
+      sh(`chroot '${rootDir}' /bin/sh -c ${JSON.stringify(command)}`, {
+        env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
+      }),
   };
 }
 

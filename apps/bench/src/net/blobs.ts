@@ -12,7 +12,20 @@ export async function uploadBlob(netns: string, host: string, repository: string
   url.searchParams.set('digest', digest);
   const put = await run(
     'curl',
-    ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', '--data-binary', `@${file}`, url.toString()],
+    [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-X',
+      'PUT',
+      '-H',
+      'Content-Type: application/octet-stream',
+      '--data-binary',
+      `@${file}`,
+      url.toString(),
+    ],
     { netns },
   );
   if (put.stdout !== '201') throw new Error(`blob upload failed with HTTP ${put.stdout}`);

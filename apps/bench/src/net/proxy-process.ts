@@ -15,9 +15,16 @@ export interface ProxyProcess {
   stop(): Promise<void>;
 }
 
-export async function startProxyProcess(netns: string, listenPort: number, upstreamPort: number, oneWayDelayMs: number): Promise<ProxyProcess> {
+export async function startProxyProcess(
+  netns: string,
+  listenPort: number,
+  upstreamPort: number,
+  oneWayDelayMs: number,
+): Promise<ProxyProcess> {
   const script = fileURLToPath(new URL('./proxy-main.js', import.meta.url));
-  const child: ChildProcess = startProcess(process.execPath, [script, String(listenPort), String(upstreamPort), String(oneWayDelayMs)], { netns });
+  const child: ChildProcess = startProcess(process.execPath, [script, String(listenPort), String(upstreamPort), String(oneWayDelayMs)], {
+    netns,
+  });
   const dispose = onCleanup('stop proxy', () => stopProcess(child, 1000));
   const ready = await waitForOutput(child, (text) => /listening \d+/.test(text), 10_000);
   const port = Number(/listening (\d+)/.exec(ready)?.[1]);

@@ -13,7 +13,12 @@ export interface NamespacedRegistry {
 }
 
 /** `extraConfig`: more config.yml lines, e.g. a `proxy:` section for a pull-through cache. */
-export async function startNamespacedRegistry(netns: string, dir: string, port: number, extraConfig: string[] = []): Promise<NamespacedRegistry> {
+export async function startNamespacedRegistry(
+  netns: string,
+  dir: string,
+  port: number,
+  extraConfig: string[] = [],
+): Promise<NamespacedRegistry> {
   const storageDir = join(dir, 'storage');
   await mkdir(storageDir, { recursive: true });
   const configPath = join(dir, 'config.yml');
@@ -44,7 +49,10 @@ export async function startNamespacedRegistry(netns: string, dir: string, port: 
   const dispose = onCleanup('stop registry', () => stopProcess(child, 2000));
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const probe = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`], { netns, allowFailure: true });
+    const probe = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`], {
+      netns,
+      allowFailure: true,
+    });
     if (probe.stdout === '200') break;
     if (child.exitCode !== null || Date.now() > deadline) {
       dispose();

@@ -36,7 +36,13 @@ export function stargzSnapshotter(binary: string, args: string[] = []): ProxySna
   return { name: 'stargz', argv: (socket, root) => [binary, '-address', socket, '-root', root, ...args] };
 }
 
-async function waitFor(check: () => Promise<boolean>, child: ChildProcess, what: string, output: () => string, timeoutMs = 30_000): Promise<void> {
+async function waitFor(
+  check: () => Promise<boolean>,
+  child: ChildProcess,
+  what: string,
+  output: () => string,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited: ${output().slice(-1500)}`);
@@ -150,7 +156,12 @@ export async function startContainerd(options: ContainerdOptions): Promise<Conta
     const daemon = startProcess('containerd', ['--config', join(dir, 'config.toml')], { netns });
     children.push(daemon);
     const output = capture(daemon);
-    await waitFor(async () => (await run('ctr', ['--address', address, 'version'], { allowFailure: true })).code === 0, daemon, 'containerd', output);
+    await waitFor(
+      async () => (await run('ctr', ['--address', address, 'version'], { allowFailure: true })).code === 0,
+      daemon,
+      'containerd',
+      output,
+    );
   } catch (error) {
     dispose();
     await stop();
@@ -160,7 +171,11 @@ export async function startContainerd(options: ContainerdOptions): Promise<Conta
     dir,
     address,
     ctr: (args, runOptions = {}) =>
-      run(runOptions.tool ?? 'ctr', ['--address', address, '--namespace', CTR_NAMESPACE, ...args], { timeoutMs: 30 * 60_000, ...runOptions, netns }),
+      run(runOptions.tool ?? 'ctr', ['--address', address, '--namespace', CTR_NAMESPACE, ...args], {
+        timeoutMs: 30 * 60_000,
+        ...runOptions,
+        netns,
+      }),
     stop: async () => {
       dispose();
       await stop();

@@ -31,8 +31,15 @@ interface Manifest {
   layers: { digest: string; size: number }[];
 }
 
-async function manifestOf(context: BenchContext, host: string, repository: string, tag: string): Promise<{ manifest: Manifest; bytes: number }> {
-  const fetched = await run('curl', ['-sf', '-H', `Accept: ${MANIFEST_TYPES}`, `http://${host}/v2/${repository}/manifests/${tag}`], { netns: context.link.netns });
+async function manifestOf(
+  context: BenchContext,
+  host: string,
+  repository: string,
+  tag: string,
+): Promise<{ manifest: Manifest; bytes: number }> {
+  const fetched = await run('curl', ['-sf', '-H', `Accept: ${MANIFEST_TYPES}`, `http://${host}/v2/${repository}/manifests/${tag}`], {
+    netns: context.link.netns,
+  });
   return { manifest: JSON.parse(fetched.stdout) as Manifest, bytes: Buffer.byteLength(fetched.stdout) };
 }
 
@@ -65,7 +72,16 @@ export async function convertToEstargz(context: BenchContext, image: PublishedIm
     const plain = await convert('esgz', ['convert', '--estargz', '--oci']);
     const workload = image.bench.workload.command;
     if (!workload) return { plain, optimizeSkipped: 'the workload is not a command in the image' };
-    const optimized = await convert('esgz-opt', ['optimize', '--oci', '--period', '10', '--entrypoint', '["/bin/sh","-c"]', '--args', JSON.stringify([workload])]);
+    const optimized = await convert('esgz-opt', [
+      'optimize',
+      '--oci',
+      '--period',
+      '10',
+      '--entrypoint',
+      '["/bin/sh","-c"]',
+      '--args',
+      JSON.stringify([workload]),
+    ]);
     return { plain, optimized };
   } finally {
     await containerd.stop();

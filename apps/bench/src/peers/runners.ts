@@ -27,7 +27,12 @@ async function containerdStart(
   context: BenchContext,
   image: PublishedImage,
   label: string,
-  options: { snapshotter?: ProxySnapshotter; pull: (containerd: Containerd) => Promise<{ seconds: number }>; runArgs: string[]; ref: string },
+  options: {
+    snapshotter?: ProxySnapshotter;
+    pull: (containerd: Containerd) => Promise<{ seconds: number }>;
+    runArgs: string[];
+    ref: string;
+  },
 ): Promise<StartMeasurement> {
   const command = image.bench.workload.command;
   if (!command) throw new Error(`${image.bench.name}: the workload is not a command in the image`);
@@ -51,7 +56,12 @@ async function containerdStart(
 }
 
 /** eStargz through containerd + stargz-snapshotter: `ctr-remote image rpull`, then `ctr run`. */
-export function estargzRunner(label: string, ref: string | undefined, stargzBinary: string | undefined, skip: string | undefined): StartRunner {
+export function estargzRunner(
+  label: string,
+  ref: string | undefined,
+  stargzBinary: string | undefined,
+  skip: string | undefined,
+): StartRunner {
   return {
     label,
     command: 'ctr-remote image rpull + ctr run (stargz snapshotter)',
@@ -136,7 +146,19 @@ export function clipRunRunner(context: BenchContext): StartRunner {
       const command = image.bench.workload.command;
       if (!command || !image.archive) throw new Error(`${image.bench.name}: no workload command or no archive`);
       const dir = await scratch(ctx, `clip-run-${image.bench.name}`);
-      const args = ['run', '--state-dir', join(dir, 'state'), '--cache-dir', join(dir, 'cache'), '--json', image.archive, '--', '/bin/sh', '-c', command];
+      const args = [
+        'run',
+        '--state-dir',
+        join(dir, 'state'),
+        '--cache-dir',
+        join(dir, 'cache'),
+        '--json',
+        image.archive,
+        '--',
+        '/bin/sh',
+        '-c',
+        command,
+      ];
       await ctx.link.resetCounters();
       const started = performance.now();
       await run(process.execPath, [ctx.clip.path, ...args], { netns: ctx.link.netns, timeoutMs: 30 * 60_000 });

@@ -25,7 +25,11 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function commandsPresent(): Promise<boolean> {
-  const found = await run('sh', ['-c', 'command -v go && command -v ctr && command -v ctr-remote && command -v containerd && command -v runc'], { allowFailure: true });
+  const found = await run(
+    'sh',
+    ['-c', 'command -v go && command -v ctr && command -v ctr-remote && command -v containerd && command -v runc'],
+    { allowFailure: true },
+  );
   return found.code === 0 && (await exists(STARGZ_SOURCES));
 }
 
@@ -34,10 +38,18 @@ async function installPackages(log: (message: string) => void): Promise<string |
   if (process.getuid?.() !== 0) return `packages missing (${STARGZ_PACKAGES.join(' ')}) and not root`;
   log(`eStargz peer: apt-get install ${STARGZ_PACKAGES.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let result = await run('apt-get', ['install', '-y', '--no-install-recommends', ...STARGZ_PACKAGES], { env, allowFailure: true, timeoutMs: 20 * 60_000 });
+  let result = await run('apt-get', ['install', '-y', '--no-install-recommends', ...STARGZ_PACKAGES], {
+    env,
+    allowFailure: true,
+    timeoutMs: 20 * 60_000,
+  });
   if (result.code !== 0) {
     await run('apt-get', ['update'], { env, allowFailure: true, timeoutMs: 10 * 60_000 });
-    result = await run('apt-get', ['install', '-y', '--no-install-recommends', ...STARGZ_PACKAGES], { env, allowFailure: true, timeoutMs: 20 * 60_000 });
+    result = await run('apt-get', ['install', '-y', '--no-install-recommends', ...STARGZ_PACKAGES], {
+      env,
+      allowFailure: true,
+      timeoutMs: 20 * 60_000,
+    });
   }
   if (result.code !== 0) return `apt-get install failed: ${result.stderr.trim().split('\n').at(-1) ?? ''}`;
   return (await commandsPresent()) ? undefined : 'Go toolchain, stargz-snapshotter sources or containerd tools still missing after apt-get';
@@ -65,9 +77,18 @@ async function setUp(log: (message: string) => void): Promise<PeerSetup> {
   log(`eStargz peer: building stargz-grpc offline with ${goVersion} (GOPATH mode, nice -n 10)`);
   const temporary = `${binary}.${process.pid}.tmp`;
   const env = { ...process.env, GO111MODULE: 'off', GOPATH: `${join(dir, 'gopath')}:${GOCODE}`, GOFLAGS: '', GOPROXY: 'off' };
-  const built = await run('nice', ['-n', '10', 'go', 'build', '-o', temporary, '.'], { cwd: SOURCE_DIR, env, allowFailure: true, timeoutMs: 30 * 60_000 });
+  const built = await run('nice', ['-n', '10', 'go', 'build', '-o', temporary, '.'], {
+    cwd: SOURCE_DIR,
+    env,
+    allowFailure: true,
+    timeoutMs: 30 * 60_000,
+  });
   if (built.code !== 0) {
-    const first = built.stderr.trim().split('\n').find((line) => !line.startsWith('#')) ?? `exit ${built.code}`;
+    const first =
+      built.stderr
+        .trim()
+        .split('\n')
+        .find((line) => !line.startsWith('#')) ?? `exit ${built.code}`;
     return { skip: `eStargz peer skipped: stargz-grpc does not build from Debian's sources: ${first}` };
   }
   await rename(temporary, binary);

@@ -57,7 +57,8 @@ export function markdownTable(rows: ResultRow[]): string {
   for (const row of rows) {
     const clip = row.skipped ? `skipped: ${shorten(row.skipped)}` : `${num(row.clip)} ${row.unit}`;
     const ratio = row.ratio === undefined ? '–' : `${row.ratio.toFixed(2)}×`;
-    const moved = row.baselineBytes === undefined && row.clipBytes === undefined ? '–' : `${bytes(row.baselineBytes)} → ${bytes(row.clipBytes)}`;
+    const moved =
+      row.baselineBytes === undefined && row.clipBytes === undefined ? '–' : `${bytes(row.baselineBytes)} → ${bytes(row.clipBytes)}`;
     lines.push(
       `| ${cell(`${row.scenario}: ${row.variant}`)} | ${row.image} | ${row.profile} | ${cell(row.baselineLabel)} | ${num(row.baseline)} ${row.unit} | ${clip} | ${ratio} | ${moved} | ${row.clipRangeRequests ?? '–'} | ${row.note ? cell(row.note) : ''} |`,
     );

@@ -37,7 +37,9 @@ export function barChartSvg(chart: BarChart): string {
   const groupWidth = chart.series.length * barWidth + gap;
   const width = Math.max(360, left + chart.groups.length * groupWidth + 20);
   const height = top + plotHeight + 40 + 18 * chart.series.length;
-  const max = niceMax(Math.max(0, ...chart.groups.flatMap((group) => group.values.filter((v): v is number => v !== undefined && Number.isFinite(v)))));
+  const max = niceMax(
+    Math.max(0, ...chart.groups.flatMap((group) => group.values.filter((v): v is number => v !== undefined && Number.isFinite(v)))),
+  );
   const y = (value: number) => Math.round((top + plotHeight - (value / max) * plotHeight) * 10) / 10;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
@@ -49,21 +51,31 @@ export function barChartSvg(chart: BarChart): string {
     parts.push(`<line x1="${left}" x2="${width - 10}" y1="${y(value)}" y2="${y(value)}" stroke="#ddd"/>`);
     parts.push(`<text x="${left - 6}" y="${y(value) + 4}" text-anchor="end">${escapeXml(format(value))}</text>`);
   }
-  parts.push(`<text x="14" y="${top + plotHeight / 2}" transform="rotate(-90 14 ${top + plotHeight / 2})" text-anchor="middle">${escapeXml(chart.unit)}</text>`);
+  parts.push(
+    `<text x="14" y="${top + plotHeight / 2}" transform="rotate(-90 14 ${top + plotHeight / 2})" text-anchor="middle">${escapeXml(chart.unit)}</text>`,
+  );
   chart.groups.forEach((group, g) => {
     const x0 = left + gap / 2 + g * groupWidth;
     group.values.forEach((value, s) => {
       if (value === undefined || !Number.isFinite(value)) return;
       const x = x0 + s * barWidth;
-      parts.push(`<rect x="${x}" y="${y(value)}" width="${barWidth - 3}" height="${Math.max(0, top + plotHeight - y(value))}" fill="${COLORS[s % COLORS.length]}"><title>${escapeXml(`${chart.series[s]}: ${format(value)} ${chart.unit}`)}</title></rect>`);
-      parts.push(`<text x="${x + (barWidth - 3) / 2}" y="${y(value) - 3}" text-anchor="middle" font-size="9">${escapeXml(format(value))}</text>`);
+      parts.push(
+        `<rect x="${x}" y="${y(value)}" width="${barWidth - 3}" height="${Math.max(0, top + plotHeight - y(value))}" fill="${COLORS[s % COLORS.length]}"><title>${escapeXml(`${chart.series[s]}: ${format(value)} ${chart.unit}`)}</title></rect>`,
+      );
+      parts.push(
+        `<text x="${x + (barWidth - 3) / 2}" y="${y(value) - 3}" text-anchor="middle" font-size="9">${escapeXml(format(value))}</text>`,
+      );
     });
-    parts.push(`<text x="${x0 + (chart.series.length * barWidth) / 2}" y="${top + plotHeight + 16}" text-anchor="middle">${escapeXml(group.label)}</text>`);
+    parts.push(
+      `<text x="${x0 + (chart.series.length * barWidth) / 2}" y="${top + plotHeight + 16}" text-anchor="middle">${escapeXml(group.label)}</text>`,
+    );
   });
   chart.series.forEach((name, s) => {
     const x = left;
     const yy = top + plotHeight + 40 + s * 18;
-    parts.push(`<rect x="${x}" y="${yy - 10}" width="12" height="12" fill="${COLORS[s % COLORS.length]}"/><text x="${x + 16}" y="${yy}">${escapeXml(name)}</text>`);
+    parts.push(
+      `<rect x="${x}" y="${yy - 10}" width="12" height="12" fill="${COLORS[s % COLORS.length]}"/><text x="${x + 16}" y="${yy}">${escapeXml(name)}</text>`,
+    );
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -15,7 +15,12 @@ export function coldStartChart(results: BenchResults, image: string): string {
     series: ['full pull + unpack', 'clip cold cache', 'clip prefetch', 'clip warm cache'],
     groups: profiles.map((profile) => ({
       label: profile,
-      values: [pick(profile, 'cold cache')?.baseline, pick(profile, 'cold cache')?.clip, pick(profile, 'prefetch (recorded list)')?.clip, pick(profile, 'warm cache')?.clip],
+      values: [
+        pick(profile, 'cold cache')?.baseline,
+        pick(profile, 'cold cache')?.clip,
+        pick(profile, 'prefetch (recorded list)')?.clip,
+        pick(profile, 'warm cache')?.clip,
+      ],
     })),
   });
 }
@@ -29,7 +34,12 @@ export function bytesChart(results: BenchResults): string {
     series: ['image (compressed)', 'full pull', 'clip cold start', 'image (uncompressed)'],
     groups: results.images.map((image) => ({
       label: image.name,
-      values: [image.compressedBytes / 1e6, (cold(image.name)?.baselineBytes ?? Number.NaN) / 1e6, (cold(image.name)?.clipBytes ?? Number.NaN) / 1e6, image.uncompressedBytes / 1e6],
+      values: [
+        image.compressedBytes / 1e6,
+        (cold(image.name)?.baselineBytes ?? Number.NaN) / 1e6,
+        (cold(image.name)?.clipBytes ?? Number.NaN) / 1e6,
+        image.uncompressedBytes / 1e6,
+      ],
     })),
   });
 }
@@ -43,7 +53,10 @@ export function scaleBytesChart(results: BenchResults): string | undefined {
     title: 'Read one small file: bytes fetched vs image size',
     unit: 'MB',
     series: ['full pull (layer)', 'clip mount + read', '.clip archive (local)'],
-    groups: rows.map((row) => ({ label: row.image, values: [(row.baselineBytes ?? Number.NaN) / 1e6, (row.clipBytes ?? Number.NaN) / 1e6, archive(row) / 1e6] })),
+    groups: rows.map((row) => ({
+      label: row.image,
+      values: [(row.baselineBytes ?? Number.NaN) / 1e6, (row.clipBytes ?? Number.NaN) / 1e6, archive(row) / 1e6],
+    })),
   });
 }
 
@@ -53,7 +66,9 @@ export async function writeResults(outDir: string, results: BenchResults): Promi
   const json = join(outDir, `${stem}.json`);
   const md = join(outDir, `${stem}.md`);
   const charts: string[] = [];
-  const headline = results.images.find((image) => results.rows.some((row) => row.image === image.name && row.scenario === 'start + workload'));
+  const headline = results.images.find((image) =>
+    results.rows.some((row) => row.image === image.name && row.scenario === 'start + workload'),
+  );
   let markdown = markdownReport(results);
   if (headline) {
     const file = join(outDir, `${stem}-cold-start.svg`);

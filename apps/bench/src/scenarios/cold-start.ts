@@ -50,7 +50,10 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
   const variants = ['cold cache', 'warm cache', 'prefetch (recorded list)'];
   const skipReason = image.indexSkipped ?? (await context.clip.unavailable('mount'));
   if (skipReason || !image.archive) {
-    return { rows: variants.map((variant) => skippedRow({ ...base, variant, ...baselineFields }, skipReason ?? 'no archive')), ...(unpackedRoot ? { unpackedRoot } : {}) };
+    return {
+      rows: variants.map((variant) => skippedRow({ ...base, variant, ...baselineFields }, skipReason ?? 'no archive')),
+      ...(unpackedRoot ? { unpackedRoot } : {}),
+    };
   }
 
   const row = (variant: string, runs: StartMeasurement[], note?: string): ResultRow => {
@@ -108,7 +111,13 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     const runs: StartMeasurement[] = [];
     for (let i = 0; i < context.repetitions; i++) {
       context.log(`  clip prefetch ${label} ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
-      runs.push(await clipStart(context, image, { cacheDir: join(await scratch(context, 'cache'), 'cache'), prefetch: list, ...(archive ? { archive } : {}) }));
+      runs.push(
+        await clipStart(context, image, {
+          cacheDir: join(await scratch(context, 'cache'), 'cache'),
+          prefetch: list,
+          ...(archive ? { archive } : {}),
+        }),
+      );
     }
     return runs;
   };

@@ -24,7 +24,13 @@ interface Daemons {
 async function waitForSocket(path: string, child: ChildProcess, what: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
-    if (await stat(path).then((s) => s.isSocket(), () => false)) return;
+    if (
+      await stat(path).then(
+        (s) => s.isSocket(),
+        () => false,
+      )
+    )
+      return;
     await sleep(100);
   }
   throw new Error(`${what} did not create ${path}`);
@@ -48,7 +54,16 @@ async function startDaemons(context: BenchContext, dir: string, withClip: boolea
   const clipSocket = join(dir, 'clip.sock');
   const children: ChildProcess[] = [];
   if (withClip) {
-    const snap = start(context.link.netns, process.execPath, [defaultCliPath(), 'snapshotter', '--address', clipSocket, '--root', join(dir, 'clip'), '--state-dir', join(dir, 'mounts')]);
+    const snap = start(context.link.netns, process.execPath, [
+      defaultCliPath(),
+      'snapshotter',
+      '--address',
+      clipSocket,
+      '--root',
+      join(dir, 'clip'),
+      '--state-dir',
+      join(dir, 'mounts'),
+    ]);
     children.push(snap);
     await waitForSocket(clipSocket, snap, 'clip snapshotter');
   }
@@ -70,13 +85,18 @@ async function startDaemons(context: BenchContext, dir: string, withClip: boolea
   children.push(containerd);
   await waitForSocket(address, containerd, 'containerd');
   return {
-    ctr: async (args, tool = 'ctr') => (await run(tool, ['--address', address, '--namespace', NAMESPACE, ...args], { netns: context.link.netns, timeoutMs: 60 * 60_000 })).stdout,
+    ctr: async (args, tool = 'ctr') =>
+      (await run(tool, ['--address', address, '--namespace', NAMESPACE, ...args], { netns: context.link.netns, timeoutMs: 60 * 60_000 }))
+        .stdout,
     stop: async () => {
       for (const child of children.reverse()) await stopChild(child);
       // Image mounts outlive the snapshotter by design: stop them and anything left mounted.
       const keys = await readdir(join(dir, 'mounts', 'mounts')).catch(() => [] as string[]);
       for (const key of keys) {
-        const server = await readFile(join(dir, 'mounts', 'mounts', key, 'server.json'), 'utf8').then((t) => JSON.parse(t) as { pid: number }, () => undefined);
+        const server = await readFile(join(dir, 'mounts', 'mounts', key, 'server.json'), 'utf8').then(
+          (t) => JSON.parse(t) as { pid: number },
+          () => undefined,
+        );
         try {
           if (server) process.kill(server.pid, 'SIGTERM');
         } catch {
@@ -85,7 +105,8 @@ async function startDaemons(context: BenchContext, dir: string, withClip: boolea
       }
       await sleep(500);
       const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '');
-      for (const point of mounts.filter((p) => p.startsWith(`${dir}/`)).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
+      for (const point of mounts.filter((p) => p.startsWith(`${dir}/`)).reverse())
+        await run('umount', ['-l', point]).catch(() => undefined);
     },
   };
 }
@@ -106,7 +127,16 @@ async function measure(context: BenchContext, image: PublishedImage, command: st
     if (withClip) await daemons.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', image.clientRef], 'ctr-remote');
     else await daemons.ctr(['image', 'pull', '--plain-http', image.clientRef]);
     const pullSeconds = (performance.now() - started) / 1000;
-    await daemons.ctr(['run', '--rm', ...(withClip ? ['--snapshotter', 'clip'] : []), image.clientRef, `bench-${process.pid}`, 'sh', '-c', command]);
+    await daemons.ctr([
+      'run',
+      '--rm',
+      ...(withClip ? ['--snapshotter', 'clip'] : []),
+      image.clientRef,
+      `bench-${process.pid}`,
+      'sh',
+      '-c',
+      command,
+    ]);
     const seconds = (performance.now() - started) / 1000;
     const link = await context.link.resetCounters();
     return { seconds, pullSeconds, bytes: link.bytesDown };
@@ -133,7 +163,13 @@ export async function containerdStart(context: BenchContext, image: PublishedIma
     return [];
   }
   for (const tool of ['containerd', 'ctr', 'ctr-remote', 'runc']) {
-    if (!(await run('sh', ['-c', `command -v ${tool}`]).then(() => true, () => false))) return [skippedRow(base, `${tool} not installed`)];
+    if (
+      !(await run('sh', ['-c', `command -v ${tool}`]).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return [skippedRow(base, `${tool} not installed`)];
   }
   const reason = await context.clip.unavailable('publish');
   if (reason) return [skippedRow(base, reason)];

@@ -26,7 +26,13 @@ interface FleetRun {
   secondWave?: FleetRun;
 }
 
-async function oneWorker(context: BenchContext, image: PublishedImage, archive: string, hostsDir: string, label: string): Promise<{ seconds: number; metrics?: Record<string, unknown> }> {
+async function oneWorker(
+  context: BenchContext,
+  image: PublishedImage,
+  archive: string,
+  hostsDir: string,
+  label: string,
+): Promise<{ seconds: number; metrics?: Record<string, unknown> }> {
   const dir = await scratch(context, `fleet-${label}`);
   const mountpoint = join(dir, 'image');
   await mkdir(mountpoint, { recursive: true });
@@ -44,7 +50,14 @@ async function oneWorker(context: BenchContext, image: PublishedImage, archive: 
   return { seconds, ...(metrics ? { metrics } : {}) };
 }
 
-async function fleetRun(context: BenchContext, image: PublishedImage, archive: string, workers: number, label: string, cache: 'none' | 'cold' | 'warmed'): Promise<FleetRun> {
+async function fleetRun(
+  context: BenchContext,
+  image: PublishedImage,
+  archive: string,
+  workers: number,
+  label: string,
+  cache: 'none' | 'cold' | 'warmed',
+): Promise<FleetRun> {
   const dir = await scratch(context, `fleet-${label}-setup`);
   const hostsDir = cache === 'none' ? '' : join(dir, 'certs.d');
   let registry;
@@ -52,10 +65,16 @@ async function fleetRun(context: BenchContext, image: PublishedImage, archive: s
     let warmSeconds: number | undefined;
     if (cache !== 'none') {
       const origin = image.clientRef.split('/')[0]!;
-      registry = await startNamespacedRegistry(context.link.netns, join(dir, 'cache-registry'), CACHE_PORT, ['proxy:', `  remoteurl: http://${origin}`]);
+      registry = await startNamespacedRegistry(context.link.netns, join(dir, 'cache-registry'), CACHE_PORT, [
+        'proxy:',
+        `  remoteurl: http://${origin}`,
+      ]);
       const hostDir = join(hostsDir, origin.replace(/:(\d+)$/, '_$1_'));
       await mkdir(hostDir, { recursive: true });
-      await writeFile(join(hostDir, 'hosts.toml'), `server = "http://${origin}"\n\n[host."http://127.0.0.1:${CACHE_PORT}"]\n  capabilities = ["pull", "resolve"]\n`);
+      await writeFile(
+        join(hostDir, 'hosts.toml'),
+        `server = "http://${origin}"\n\n[host."http://127.0.0.1:${CACHE_PORT}"]\n  capabilities = ["pull", "resolve"]\n`,
+      );
     }
     await context.link.resetCounters();
     if (cache === 'warmed') {
@@ -65,7 +84,9 @@ async function fleetRun(context: BenchContext, image: PublishedImage, archive: s
     }
     context.log(`  fleet ${label}: ${workers} workers ${image.bench.name}`);
     const started = performance.now();
-    const results = await Promise.all(Array.from({ length: workers }, (_, i) => oneWorker(context, image, archive, hostsDir, `${label}-${i}`)));
+    const results = await Promise.all(
+      Array.from({ length: workers }, (_, i) => oneWorker(context, image, archive, hostsDir, `${label}-${i}`)),
+    );
     const seconds = (performance.now() - started) / 1000;
     // A cold cache goes on filling from the origin after the reads: count that too.
     if (cache === 'cold') await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -75,7 +96,9 @@ async function fleetRun(context: BenchContext, image: PublishedImage, archive: s
     if (cache === 'cold') {
       context.log(`  fleet ${label}: second wave of ${workers} workers`);
       const again = performance.now();
-      const wave = await Promise.all(Array.from({ length: workers }, (_, i) => oneWorker(context, image, archive, hostsDir, `${label}-2-${i}`)));
+      const wave = await Promise.all(
+        Array.from({ length: workers }, (_, i) => oneWorker(context, image, archive, hostsDir, `${label}-2-${i}`)),
+      );
       const waveLink = await context.link.resetCounters();
       const waveLast = wave.at(-1)?.metrics as { hosts?: unknown } | undefined;
       secondWave = {
@@ -132,7 +155,12 @@ export async function fleetScenario(context: BenchContext, image: PublishedImage
         baselineRequests: plain.originRequests,
         clipRequests: measured.originRequests,
         note: `origin bytes ${(measured.originBytes / 1e6).toFixed(1)} MB vs ${(plain.originBytes / 1e6).toFixed(1)} MB${measured.warmSeconds !== undefined ? `; warm took ${measured.warmSeconds.toFixed(1)} s (before the rollout)` : ''}`,
-        details: { baselineWorkers: plain.workers, workers: measured.workers, hosts: measured.hosts, ...(measured.warmSeconds !== undefined ? { warmSeconds: measured.warmSeconds } : {}) },
+        details: {
+          baselineWorkers: plain.workers,
+          workers: measured.workers,
+          hosts: measured.hosts,
+          ...(measured.warmSeconds !== undefined ? { warmSeconds: measured.warmSeconds } : {}),
+        },
       }),
     );
   }

@@ -19,7 +19,10 @@ export async function indexing(context: BenchContext, image: PublishedImage): Pr
   const mb = bench.uncompressedBytes / 1e6;
   // Both sides read the blobs from the page cache: read them once before timing either.
   await sh(`cat ${blobs.map((b) => `'${b}'`).join(' ')} > /dev/null`);
-  const gzipSeconds = await repeat(context.repetitions, async () => (await sh(`for f in ${blobs.map((b) => `'${b}'`).join(' ')}; do gzip -dc "$f" > /dev/null; done`)).seconds);
+  const gzipSeconds = await repeat(
+    context.repetitions,
+    async () => (await sh(`for f in ${blobs.map((b) => `'${b}'`).join(' ')}; do gzip -dc "$f" > /dev/null; done`)).seconds,
+  );
   const repository = image.clientRef.slice(context.link.clientHost.length + 1).split(':')[0];
   const curlSeconds = await repeat(context.repetitions, async () => {
     await context.link.resetCounters();
@@ -58,7 +61,10 @@ export async function indexing(context: BenchContext, image: PublishedImage): Pr
   let localSeconds: number | undefined;
   try {
     const dir = await scratch(context, 'index-local');
-    localSeconds = await repeat(context.repetitions, async () => (await context.clip.index(bench.image.reference, join(dir, 'x.clip'), image.clientRef)).seconds);
+    localSeconds = await repeat(
+      context.repetitions,
+      async () => (await context.clip.index(bench.image.reference, join(dir, 'x.clip'), image.clientRef)).seconds,
+    );
     rows.push(finishRow({ ...local, clip: localSeconds, details: { ...local.details, clipMBps: mb / localSeconds } }));
   } catch (error) {
     rows.push(skippedRow(local, `clip index failed: ${(error as Error).message.slice(0, 300)}`));
@@ -66,7 +72,10 @@ export async function indexing(context: BenchContext, image: PublishedImage): Pr
   try {
     const dir = await scratch(context, 'index-remote');
     await context.link.resetCounters();
-    const remoteSeconds = await repeat(context.repetitions, async () => (await context.clip.index(`docker://${image.clientRef}`, join(dir, 'x.clip'), undefined, context.link.netns)).seconds);
+    const remoteSeconds = await repeat(
+      context.repetitions,
+      async () => (await context.clip.index(`docker://${image.clientRef}`, join(dir, 'x.clip'), undefined, context.link.netns)).seconds,
+    );
     const link = await context.link.resetCounters();
     const runs = context.repetitions;
     rows.push(

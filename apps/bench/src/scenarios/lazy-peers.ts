@@ -31,7 +31,11 @@ function find(rows: ResultRow[], scenario: string, variant: string): ResultRow |
 /** clip's own column from the headline scenario of this run. */
 function fromRow(row: ResultRow | undefined, label: string): Outcome {
   if (row?.clip === undefined) return `${label} was not measured in this run`;
-  return { seconds: row.clip, ...(row.clipBytes === undefined ? {} : { bytes: row.clipBytes }), ...(row.clipRequests === undefined ? {} : { requests: row.clipRequests }) };
+  return {
+    seconds: row.clip,
+    ...(row.clipBytes === undefined ? {} : { bytes: row.clipBytes }),
+    ...(row.clipRequests === undefined ? {} : { requests: row.clipRequests }),
+  };
 }
 
 /** Cold starts through `runner` (context.repetitions of them, each on a fresh worker), summarised by median. */
@@ -83,13 +87,21 @@ export async function lazyPeers(context: BenchContext, image: PublishedImage, ea
 
   // clip's columns: the headline scenario's `clip mount` runs, or a runner of their own.
   const sides: { label: string; outcome: () => Promise<Outcome>; against: StartRunner[] }[] = [
-    { label: 'clip cold cache', outcome: async () => fromRow(find(earlier, 'start + workload', 'cold cache'), 'clip cold cache'), against: [fullPull, plain] },
+    {
+      label: 'clip cold cache',
+      outcome: async () => fromRow(find(earlier, 'start + workload', 'cold cache'), 'clip cold cache'),
+      against: [fullPull, plain],
+    },
     {
       label: 'clip prefetch (recorded list)',
       outcome: async () => fromRow(find(earlier, 'start + workload', 'prefetch (recorded list)'), 'clip prefetch'),
       against: [optimized],
     },
-    ...[clipSnapshotterRunner(context), clipRunRunner(context)].map((runner) => ({ label: runner.label, outcome: () => measure(context, image, runner), against: [plain] })),
+    ...[clipSnapshotterRunner(context), clipRunRunner(context)].map((runner) => ({
+      label: runner.label,
+      outcome: () => measure(context, image, runner),
+      against: [plain],
+    })),
   ];
   const baseline = find(earlier, 'start + workload', 'cold cache');
   const rows: ResultRow[] = [];
@@ -100,7 +112,15 @@ export async function lazyPeers(context: BenchContext, image: PublishedImage, ea
   return [...rows, ...preparationRows(image, converted, skip, find(earlier, 'indexing', 'local layout'))];
 }
 
-function startRow(context: BenchContext, image: PublishedImage, label: string, peer: StartRunner, value: Outcome, clip: Outcome, fullPull: ResultRow | undefined): ResultRow {
+function startRow(
+  context: BenchContext,
+  image: PublishedImage,
+  label: string,
+  peer: StartRunner,
+  value: Outcome,
+  clip: Outcome,
+  fullPull: ResultRow | undefined,
+): ResultRow {
   const base = {
     scenario: 'peers: start + workload',
     variant: `${label} vs ${peer.label}`,
@@ -114,7 +134,12 @@ function startRow(context: BenchContext, image: PublishedImage, label: string, p
   const note = fullPull?.baseline
     ? `peer ${value.seconds.toFixed(2)} s = ${(fullPull.baseline / value.seconds).toFixed(2)}× full pull + unpack (${fullPull.baseline.toFixed(2)} s)`
     : '';
-  const peerFields = { baseline: value.seconds, ...(value.bytes === undefined ? {} : { baselineBytes: value.bytes }), ...(value.requests === undefined ? {} : { baselineRequests: value.requests }), note };
+  const peerFields = {
+    baseline: value.seconds,
+    ...(value.bytes === undefined ? {} : { baselineBytes: value.bytes }),
+    ...(value.requests === undefined ? {} : { baselineRequests: value.requests }),
+    note,
+  };
   if (typeof clip === 'string') return skippedRow({ ...base, ...peerFields }, clip);
   return finishRow({
     ...base,
@@ -122,28 +147,49 @@ function startRow(context: BenchContext, image: PublishedImage, label: string, p
     clip: clip.seconds,
     ...(clip.bytes === undefined ? {} : { clipBytes: clip.bytes }),
     ...(clip.requests === undefined ? {} : { clipRequests: clip.requests }),
-    details: { peerPhases: value.phases, ...(fullPull?.baseline ? { fullPullSeconds: fullPull.baseline, fullPullBytes: fullPull.baselineBytes } : {}) },
+    details: {
+      peerPhases: value.phases,
+      ...(fullPull?.baseline ? { fullPullSeconds: fullPull.baseline, fullPullBytes: fullPull.baselineBytes } : {}),
+    },
   });
 }
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 /** What each system needs before a worker can start lazily: conversion vs indexing time, extra registry storage vs the archive. */
-function preparationRows(image: PublishedImage, converted: EstargzImages | undefined, skip: string | undefined, index: ResultRow | undefined): ResultRow[] {
+function preparationRows(
+  image: PublishedImage,
+  converted: EstargzImages | undefined,
+  skip: string | undefined,
+  index: ResultRow | undefined,
+): ResultRow[] {
   const prep = { scenario: 'peers: preparation', image: image.bench.name, profile: 'local', better: 'lower' as const };
   const rows: ResultRow[] = [];
   for (const [command, variant] of [
     ['convert', converted?.plain],
     ['optimize', converted?.optimized],
   ] as const) {
-    const timeBase = { ...prep, unit: 's' as const, variant: `eStargz ${command} vs clip index (local layout)`, baselineLabel: `ctr-remote image ${command}` };
-    const sizeBase = { ...prep, unit: 'MB' as const, variant: `extra registry storage: eStargz ${command} vs clip archive`, baselineLabel: 'eStargz copy of every layer + config + manifest' };
+    const timeBase = {
+      ...prep,
+      unit: 's' as const,
+      variant: `eStargz ${command} vs clip index (local layout)`,
+      baselineLabel: `ctr-remote image ${command}`,
+    };
+    const sizeBase = {
+      ...prep,
+      unit: 'MB' as const,
+      variant: `extra registry storage: eStargz ${command} vs clip archive`,
+      baselineLabel: 'eStargz copy of every layer + config + manifest',
+    };
     if (!variant) {
       const reason = skip ?? (command === 'optimize' ? converted?.optimizeSkipped : undefined) ?? 'not converted';
       rows.push(skippedRow(timeBase, reason), skippedRow(sizeBase, reason));
       continue;
     }
-    const note = command === 'optimize' ? 'optimize runs the workload (up to --period 10 s); clip records it on any worker with --record' : 'clip needs no conversion: the original layers are served';
+    const note =
+      command === 'optimize'
+        ? 'optimize runs the workload (up to --period 10 s); clip records it on any worker with --record'
+        : 'clip needs no conversion: the original layers are served';
     rows.push(
       index?.clip === undefined
         ? skippedRow({ ...timeBase, baseline: variant.convertSeconds }, 'clip index was not measured in this run')
@@ -154,7 +200,12 @@ function preparationRows(image: PublishedImage, converted: EstargzImages | undef
     rows.push(
       image.archiveBytes === undefined
         ? skippedRow({ ...sizeBase, baseline: variant.extraBytes / 1e6 }, 'no clip archive in this run')
-        : finishRow({ ...sizeBase, baseline: variant.extraBytes / 1e6, clip: image.archiveBytes / 1e6, note: `eStargz adds ${mb(variant.extraBytes)} (${share}); clip adds its archive` }),
+        : finishRow({
+            ...sizeBase,
+            baseline: variant.extraBytes / 1e6,
+            clip: image.archiveBytes / 1e6,
+            note: `eStargz adds ${mb(variant.extraBytes)} (${share}); clip adds its archive`,
+          }),
     );
   }
   return rows;

@@ -38,9 +38,19 @@ async function evict(path: string): Promise<void> {
 
 const walk = (root: string) => sh(`find '${root}' -printf '%s %m %n %U\\n' | wc -l`);
 
-export async function mountIo(context: BenchContext, image: PublishedImage, unpackedRoot: string | undefined, linkMbit?: number): Promise<ResultRow[]> {
+export async function mountIo(
+  context: BenchContext,
+  image: PublishedImage,
+  unpackedRoot: string | undefined,
+  linkMbit?: number,
+): Promise<ResultRow[]> {
   const { bench } = image;
-  const base = { scenario: 'mount I/O', image: bench.name, profile: context.link.profile.name, baselineLabel: 'unpacked tree on local disk' };
+  const base = {
+    scenario: 'mount I/O',
+    image: bench.name,
+    profile: context.link.profile.name,
+    baselineLabel: 'unpacked tree on local disk',
+  };
   if (!unpackedRoot) return [skippedRow({ ...base, variant: 'all', unit: 's', better: 'lower' }, 'no unpacked tree (baseline failed)')];
   const localFile = join(unpackedRoot, bench.bigFile);
   const fileBytes = Number((await run('stat', ['-c', '%s', localFile])).stdout.trim());
@@ -59,10 +69,32 @@ export async function mountIo(context: BenchContext, image: PublishedImage, unpa
   const linkMBps = linkMbit === undefined ? undefined : linkMbit / 8;
   const small = { ...base, unit: 'ms' as const, better: 'lower' as const };
   const rows = {
-    smallCold: { ...small, variant: `first read ${bench.smallFile} (cold: fresh mount + cache)`, baselineLabel: 'local file evicted from page cache', baseline: localSmallCold },
-    smallWarm: { ...small, variant: `read ${bench.smallFile} again (warm: same mount)`, baselineLabel: 'local file, page-cached', baseline: localSmallWarm },
-    smallDisk: { ...small, variant: `read ${bench.smallFile} (warm disk: new mount, same --cache-dir)`, baselineLabel: 'local file, page-cached', baseline: localSmallWarm },
-    cold: { ...base, variant: `sequential read ${bench.bigFile} (cold)`, unit: 'MB/s' as const, better: 'higher' as const, baseline: localCold, details: { fileBytes } },
+    smallCold: {
+      ...small,
+      variant: `first read ${bench.smallFile} (cold: fresh mount + cache)`,
+      baselineLabel: 'local file evicted from page cache',
+      baseline: localSmallCold,
+    },
+    smallWarm: {
+      ...small,
+      variant: `read ${bench.smallFile} again (warm: same mount)`,
+      baselineLabel: 'local file, page-cached',
+      baseline: localSmallWarm,
+    },
+    smallDisk: {
+      ...small,
+      variant: `read ${bench.smallFile} (warm disk: new mount, same --cache-dir)`,
+      baselineLabel: 'local file, page-cached',
+      baseline: localSmallWarm,
+    },
+    cold: {
+      ...base,
+      variant: `sequential read ${bench.bigFile} (cold)`,
+      unit: 'MB/s' as const,
+      better: 'higher' as const,
+      baseline: localCold,
+      details: { fileBytes },
+    },
     coldLink: {
       ...base,
       variant: `sequential read ${bench.bigFile} (cold), link use`,
@@ -71,7 +103,14 @@ export async function mountIo(context: BenchContext, image: PublishedImage, unpa
       baselineLabel: 'measured link rate (link check)',
       baseline: linkMBps ?? Number.NaN,
     },
-    warm: { ...base, variant: `sequential read ${bench.bigFile} (warm)`, unit: 'MB/s' as const, better: 'higher' as const, baseline: localWarm, details: { fileBytes } },
+    warm: {
+      ...base,
+      variant: `sequential read ${bench.bigFile} (warm)`,
+      unit: 'MB/s' as const,
+      better: 'higher' as const,
+      baseline: localWarm,
+      details: { fileBytes },
+    },
     walkCold: {
       ...base,
       variant: 'find + stat of every entry (cold: fresh mount / dropped dentry cache)',
@@ -80,7 +119,14 @@ export async function mountIo(context: BenchContext, image: PublishedImage, unpa
       baseline: localWalkCold.seconds,
       details: { entries: Number(localWalk.stdout.trim()) },
     },
-    walk: { ...base, variant: 'find + stat of every entry (warm: second walk)', unit: 's' as const, better: 'lower' as const, baseline: localWalk.seconds, details: { entries: Number(localWalk.stdout.trim()) } },
+    walk: {
+      ...base,
+      variant: 'find + stat of every entry (warm: second walk)',
+      unit: 's' as const,
+      better: 'lower' as const,
+      baseline: localWalk.seconds,
+      details: { entries: Number(localWalk.stdout.trim()) },
+    },
     memory: {
       ...base,
       variant: 'mounter peak RSS after the workload',
@@ -108,7 +154,9 @@ export async function mountIo(context: BenchContext, image: PublishedImage, unpa
       const smallCold = await readMs(join(mountpoint, bench.smallFile));
       const smallLink = await context.link.resetCounters();
       const smallWarm = await readMs(join(mountpoint, bench.smallFile));
-      out.push(finishRow({ ...rows.smallCold, clip: smallCold, clipBytes: smallLink.bytesDown, clipRangeRequests: smallLink.rangeRequests }));
+      out.push(
+        finishRow({ ...rows.smallCold, clip: smallCold, clipBytes: smallLink.bytesDown, clipRangeRequests: smallLink.rangeRequests }),
+      );
       out.push(finishRow({ ...rows.smallWarm, clip: smallWarm }));
       const walkedCold = await walk(mountpoint);
       const walked = await walk(mountpoint);
@@ -120,17 +168,31 @@ export async function mountIo(context: BenchContext, image: PublishedImage, unpa
       const wireMBps = coldLink.bytesDown / MB / cold;
       out.push(finishRow({ ...rows.cold, clip: mbps(cold), clipBytes: coldLink.bytesDown, clipRangeRequests: coldLink.rangeRequests }));
       out.push(
-        linkMBps === undefined ? skippedRow(rows.coldLink, 'no measured link rate') : finishRow({
-          ...rows.coldLink,
-          clip: wireMBps,
-          clipBytes: coldLink.bytesDown,
-          note: `link use ${(wireMBps / linkMBps).toFixed(2)} (goal ≥ 0.8); file data ${mbps(cold).toFixed(1)} MB/s`,
-          details: { linkMBps, wireMBps, fileMBps: mbps(cold), linkUse: wireMBps / linkMBps },
-        }),
+        linkMBps === undefined
+          ? skippedRow(rows.coldLink, 'no measured link rate')
+          : finishRow({
+              ...rows.coldLink,
+              clip: wireMBps,
+              clipBytes: coldLink.bytesDown,
+              note: `link use ${(wireMBps / linkMBps).toFixed(2)} (goal ≥ 0.8); file data ${mbps(cold).toFixed(1)} MB/s`,
+              details: { linkMBps, wireMBps, fileMBps: mbps(cold), linkUse: wireMBps / linkMBps },
+            }),
       );
       out.push(finishRow({ ...rows.warm, clip: mbps(warm) }));
-      out.push(finishRow({ ...rows.walkCold, clip: walkedCold.seconds, details: { entries: Number(localWalk.stdout.trim()), mountEntries: Number(walkedCold.stdout.trim()) } }));
-      out.push(finishRow({ ...rows.walk, clip: walked.seconds, details: { entries: Number(localWalk.stdout.trim()), mountEntries: Number(walked.stdout.trim()) } }));
+      out.push(
+        finishRow({
+          ...rows.walkCold,
+          clip: walkedCold.seconds,
+          details: { entries: Number(localWalk.stdout.trim()), mountEntries: Number(walkedCold.stdout.trim()) },
+        }),
+      );
+      out.push(
+        finishRow({
+          ...rows.walk,
+          clip: walked.seconds,
+          details: { entries: Number(localWalk.stdout.trim()), mountEntries: Number(walked.stdout.trim()) },
+        }),
+      );
       const over = memory.peakBytes - MEMORY_CACHE_BYTES;
       out.push(
         finishRow({
@@ -149,7 +211,11 @@ export async function mountIo(context: BenchContext, image: PublishedImage, unpa
       await context.link.resetCounters();
       const smallDisk = await readMs(join(again.mountpoint, bench.smallFile));
       const diskLink = await context.link.resetCounters();
-      out.splice(2, 0, finishRow({ ...rows.smallDisk, clip: smallDisk, clipBytes: diskLink.bytesDown, clipRangeRequests: diskLink.rangeRequests }));
+      out.splice(
+        2,
+        0,
+        finishRow({ ...rows.smallDisk, clip: smallDisk, clipBytes: diskLink.bytesDown, clipRangeRequests: diskLink.rangeRequests }),
+      );
     } finally {
       await again.stop();
     }

@@ -11,10 +11,14 @@ import { scratch, DENSE_SPAN_SIZE, type BenchContext, type PublishedImage } from
 
 export async function publishImage(context: BenchContext, bench: BenchImage): Promise<PublishedImage> {
   const repository = `bench/${bench.name}:latest`;
-  await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', bench.image.reference, `docker://${context.link.registryHost}/${repository}`], {
-    netns: context.link.netns,
-    timeoutMs: 30 * 60_000,
-  });
+  await run(
+    'skopeo',
+    ['copy', '--quiet', '--dest-tls-verify=false', bench.image.reference, `docker://${context.link.registryHost}/${repository}`],
+    {
+      netns: context.link.netns,
+      timeoutMs: 30 * 60_000,
+    },
+  );
   const clientRef = `${context.link.clientHost}/${repository}`;
   const published: PublishedImage = { bench, clientRef };
   const reason = await context.clip.unavailable('index');
@@ -41,7 +45,11 @@ export async function publishImage(context: BenchContext, bench: BenchImage): Pr
 export async function publishScenario(context: BenchContext, image: PublishedImage): Promise<ResultRow[]> {
   const { bench } = image;
   const base = { scenario: 'publish', image: bench.name, profile: context.link.profile.name, unit: 's' as const, better: 'lower' as const };
-  const rowSeq = { ...base, variant: 'clip publish vs clip push then clip index', baselineLabel: 'clip push, then clip index (sequential)' };
+  const rowSeq = {
+    ...base,
+    variant: 'clip publish vs clip push then clip index',
+    baselineLabel: 'clip push, then clip index (sequential)',
+  };
   const rowMax = { ...base, variant: 'clip publish vs max(push, index)', baselineLabel: 'max(clip push, clip index) (perfect overlap)' };
   for (const command of ['push', 'publish', 'index'] as const) {
     const reason = await context.clip.unavailable(command);
@@ -57,16 +65,35 @@ export async function publishScenario(context: BenchContext, image: PublishedIma
     const index = await context.clip.index(bench.image.reference, join(dir, `seq-${i}.clip`), target('seq', i));
     const published = await context.clip.publish(bench.image.reference, target('par', i), join(dir, `par-${i}.clip`), context.link.netns);
     const publishLink = await context.link.resetCounters();
-    runs.push({ push: push.seconds, index: index.seconds, publish: published.seconds, pushUp: pushLink.bytesUp, publishUp: publishLink.bytesUp });
+    runs.push({
+      push: push.seconds,
+      index: index.seconds,
+      publish: published.seconds,
+      pushUp: pushLink.bytesUp,
+      publishUp: publishLink.bytesUp,
+    });
   }
   const pick = (key: keyof (typeof runs)[number]) => median(runs.map((run) => run[key]));
   const push = pick('push');
   const index = pick('index');
   const publish = pick('publish');
   const ideal = Math.max(push, index);
-  const details = { pushSeconds: push, indexSeconds: index, publishSeconds: publish, pushBytesUp: pick('pushUp'), publishBytesUp: pick('publishUp'), compressedBytes: bench.image.compressedBytes };
+  const details = {
+    pushSeconds: push,
+    indexSeconds: index,
+    publishSeconds: publish,
+    pushBytesUp: pick('pushUp'),
+    publishBytesUp: pick('publishUp'),
+    compressedBytes: bench.image.compressedBytes,
+  };
   return [
-    finishRow({ ...rowSeq, baseline: push + index, clip: publish, note: `push ${push.toFixed(2)} s + index ${index.toFixed(2)} s`, details }),
+    finishRow({
+      ...rowSeq,
+      baseline: push + index,
+      clip: publish,
+      note: `push ${push.toFixed(2)} s + index ${index.toFixed(2)} s`,
+      details,
+    }),
     finishRow({ ...rowMax, baseline: ideal, clip: publish, note: `publish / max = ${(publish / ideal).toFixed(2)} (goal ≤ 1.1)`, details }),
   ];
 }

@@ -32,9 +32,12 @@ export async function rangeFetch(context: BenchContext, image: PublishedImage, l
   const url = `http://${context.link.clientHost}/v2/${repository}/blobs/${layer.digest}`;
   const bytes = ranges.length * RANGE;
   await context.link.resetCounters();
-  const curl = await sh(`printf '%s\\n' ${ranges.map(([s, e]) => `${s}-${e}`).join(' ')} | xargs -P${PARALLEL} -I{} curl -sf -o /dev/null -r {} '${url}'`, {
-    netns: context.link.netns,
-  });
+  const curl = await sh(
+    `printf '%s\\n' ${ranges.map(([s, e]) => `${s}-${e}`).join(' ')} | xargs -P${PARALLEL} -I{} curl -sf -o /dev/null -r {} '${url}'`,
+    {
+      netns: context.link.netns,
+    },
+  );
   const curlLink = await context.link.resetCounters();
   const curlMBps = bytes / 1e6 / curl.seconds;
   const linkMBps = linkMbit === undefined ? undefined : linkMbit / 8;

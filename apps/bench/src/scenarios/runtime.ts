@@ -21,7 +21,8 @@ interface Measurement {
 
 /** The runtime part of the config of the layout's (single) image. */
 async function layoutImageConfig(layout: string): Promise<ImageRuntimeConfig> {
-  const blob = async (digest: string) => JSON.parse(await readFile(join(layout, 'blobs', ...digest.split(':')), 'utf8')) as Record<string, unknown>;
+  const blob = async (digest: string) =>
+    JSON.parse(await readFile(join(layout, 'blobs', ...digest.split(':')), 'utf8')) as Record<string, unknown>;
   const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
   const manifest = (await blob(index.manifests[0]!.digest)) as { config: { digest: string } };
   const config = ((await blob(manifest.config.digest)) as { config?: Record<string, unknown> }).config ?? {};
@@ -41,7 +42,10 @@ async function baselineRun(context: BenchContext, image: PublishedImage, command
   const bundle = join(dir, 'bundle');
   await context.link.resetCounters();
   const started = performance.now();
-  await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${image.clientRef}`, `oci:${layout}:latest`], { netns: context.link.netns, timeoutMs: 60 * 60_000 });
+  await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${image.clientRef}`, `oci:${layout}:latest`], {
+    netns: context.link.netns,
+    timeoutMs: 60 * 60_000,
+  });
   await run('umoci', ['unpack', '--image', `${layout}:latest`, bundle], { timeoutMs: 60 * 60_000 });
   const config = await layoutImageConfig(layout);
   const user = await resolveUser(join(bundle, 'rootfs'), config.user);
@@ -62,10 +66,26 @@ async function baselineRun(context: BenchContext, image: PublishedImage, command
 /** `count` concurrent `clip run`s of the archive on one fresh worker (state, caches); time until all exited. */
 async function clipRuns(context: BenchContext, image: PublishedImage, command: string, count: number): Promise<Measurement> {
   const dir = await scratch(context, `runtime-clip-${image.bench.name}`);
-  const args = ['run', '--state-dir', join(dir, 'state'), '--cache-dir', join(dir, 'cache'), '--json', image.archive!, '--', '/bin/sh', '-c', command];
+  const args = [
+    'run',
+    '--state-dir',
+    join(dir, 'state'),
+    '--cache-dir',
+    join(dir, 'cache'),
+    '--json',
+    image.archive!,
+    '--',
+    '/bin/sh',
+    '-c',
+    command,
+  ];
   await context.link.resetCounters();
   const started = performance.now();
-  const results = await Promise.all(Array.from({ length: count }, () => run(process.execPath, [context.clip.path, ...args], { netns: context.link.netns, timeoutMs: 30 * 60_000 })));
+  const results = await Promise.all(
+    Array.from({ length: count }, () =>
+      run(process.execPath, [context.clip.path, ...args], { netns: context.link.netns, timeoutMs: 30 * 60_000 }),
+    ),
+  );
   const seconds = (performance.now() - started) / 1000;
   const link = await context.link.resetCounters();
   const summaries = results.map((result) => lastJsonObject(result.stderr));
@@ -81,9 +101,20 @@ export async function runtimeScenarios(context: BenchContext, image: PublishedIm
     context.log(`  runtime: ${image.bench.name} has no command to run inside a container; not applicable`);
     return [];
   }
-  const skip = (image.indexSkipped ?? (await context.clip.unavailable('run')) ?? (image.archive ? undefined : 'no archive'));
-  const startBase = { ...base, scenario: 'container start + workload', variant: 'clip run (cold)', unit: 's' as const, baselineLabel: 'skopeo copy + umoci unpack + runc run' };
-  const fanBase = { ...base, scenario: `${FANOUT} containers of one image, one worker`, unit: 's' as const, baselineLabel: '1 container (clip run)' };
+  const skip = image.indexSkipped ?? (await context.clip.unavailable('run')) ?? (image.archive ? undefined : 'no archive');
+  const startBase = {
+    ...base,
+    scenario: 'container start + workload',
+    variant: 'clip run (cold)',
+    unit: 's' as const,
+    baselineLabel: 'skopeo copy + umoci unpack + runc run',
+  };
+  const fanBase = {
+    ...base,
+    scenario: `${FANOUT} containers of one image, one worker`,
+    unit: 's' as const,
+    baselineLabel: '1 container (clip run)',
+  };
   if (skip) {
     return [skippedRow(startBase, skip), skippedRow({ ...fanBase, variant: 'time until all exited' }, skip)];
   }
@@ -125,7 +156,7 @@ export async function runtimeScenarios(context: BenchContext, image: PublishedIm
       clip: bytes(fans) / 1e6,
       baselineBytes: bytes(singles),
       clipBytes: bytes(fans),
-      note: 'one shared mount: ≈ 1 container\'s bytes (ratio ≈ 1)',
+      note: "one shared mount: ≈ 1 container's bytes (ratio ≈ 1)",
     }),
   ];
 }

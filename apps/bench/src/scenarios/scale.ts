@@ -48,9 +48,30 @@ async function scaleRows(context: BenchContext, image: ScaleImage): Promise<Resu
   }
   const tarSeconds = median(tarRuns.map((r) => r.seconds));
   const rows0 = {
-    index: { ...base, variant: `clip index, ${image.files} files`, unit: 's' as const, better: 'lower' as const, baselineLabel: 'gzip -dc | tar -t of the layer', baseline: tarSeconds },
-    rss: { ...base, variant: `index peak RSS, ${image.files} files`, unit: 'MB' as const, better: 'lower' as const, baselineLabel: 'gzip -dc | tar -t (largest process)', baseline: median(tarRuns.map((r) => r.rss)) / MB },
-    size: { ...base, variant: `archive size, ${image.files} files`, unit: 'MB' as const, better: 'lower' as const, baselineLabel: 'uncompressed layer (tar)', baseline: image.tarBytes / MB },
+    index: {
+      ...base,
+      variant: `clip index, ${image.files} files`,
+      unit: 's' as const,
+      better: 'lower' as const,
+      baselineLabel: 'gzip -dc | tar -t of the layer',
+      baseline: tarSeconds,
+    },
+    rss: {
+      ...base,
+      variant: `index peak RSS, ${image.files} files`,
+      unit: 'MB' as const,
+      better: 'lower' as const,
+      baselineLabel: 'gzip -dc | tar -t (largest process)',
+      baseline: median(tarRuns.map((r) => r.rss)) / MB,
+    },
+    size: {
+      ...base,
+      variant: `archive size, ${image.files} files`,
+      unit: 'MB' as const,
+      better: 'lower' as const,
+      baselineLabel: 'uncompressed layer (tar)',
+      baseline: image.tarBytes / MB,
+    },
     lookup: {
       ...base,
       variant: `open + lookup of a deep path, ${image.files} files`,
@@ -74,13 +95,29 @@ async function scaleRows(context: BenchContext, image: ScaleImage): Promise<Resu
   const archiveBytes = (await stat(archive)).size;
   const indexSeconds = median(indexRuns.map((r) => r.seconds));
   const peakRss = median(indexRuns.map((r) => r.rss));
-  rows.push(finishRow({ ...rows0.index, clip: indexSeconds, details: { files: image.files, tarBytes: image.tarBytes, layerBytes: image.image.compressedBytes, filesPerSecond: image.files / indexSeconds } }));
+  rows.push(
+    finishRow({
+      ...rows0.index,
+      clip: indexSeconds,
+      details: {
+        files: image.files,
+        tarBytes: image.tarBytes,
+        layerBytes: image.image.compressedBytes,
+        filesPerSecond: image.files / indexSeconds,
+      },
+    }),
+  );
   rows.push(
     finishRow({
       ...rows0.rss,
       clip: peakRss / MB,
       note: `peak / files = ${Math.round(peakRss / image.files)} B`,
-      details: { files: image.files, peakRssBytes: peakRss, baselinePeakRssBytes: rows0.rss.baseline * MB, bytesPerFile: peakRss / image.files },
+      details: {
+        files: image.files,
+        peakRssBytes: peakRss,
+        baselinePeakRssBytes: rows0.rss.baseline * MB,
+        bytesPerFile: peakRss / image.files,
+      },
     }),
   );
   rows.push(
@@ -88,10 +125,21 @@ async function scaleRows(context: BenchContext, image: ScaleImage): Promise<Resu
       ...rows0.size,
       clip: archiveBytes / MB,
       note: `${percent(archiveBytes, image.tarBytes)} of uncompressed (goal ≤ 0.5%)`,
-      details: { archiveBytes, tarBytes: image.tarBytes, percentOfUncompressed: (100 * archiveBytes) / image.tarBytes, bytesPerFile: archiveBytes / image.files },
+      details: {
+        archiveBytes,
+        tarBytes: image.tarBytes,
+        percentOfUncompressed: (100 * archiveBytes) / image.tarBytes,
+        bytesPerFile: archiveBytes / image.files,
+      },
     }),
   );
-  rows.push(finishRow({ ...rows0.lookup, clip: await repeat(runs, () => probeMs('clip', archive, image.deepPath)), details: { path: image.deepPath, pathListBytes: (await stat(image.pathList)).size } }));
+  rows.push(
+    finishRow({
+      ...rows0.lookup,
+      clip: await repeat(runs, () => probeMs('clip', archive, image.deepPath)),
+      details: { path: image.deepPath, pathListBytes: (await stat(image.pathList)).size },
+    }),
+  );
   rows.push(await coldRead(context, image, archive));
   return rows;
 }
@@ -101,10 +149,20 @@ async function coldRead(context: BenchContext, image: ScaleImage, archive: strin
   const layer = image.image.layers[0]!;
   const url = `http://${context.link.clientHost}/v2/bench/${image.name}/blobs/${layer.digest}`;
   const member = image.smallFile.slice(1);
-  await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', image.image.reference, `docker://${context.link.registryHost}/bench/${image.name}:latest`], {
-    netns: context.link.netns,
-    timeoutMs: 30 * 60_000,
-  });
+  await run(
+    'skopeo',
+    [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      image.image.reference,
+      `docker://${context.link.registryHost}/bench/${image.name}:latest`,
+    ],
+    {
+      netns: context.link.netns,
+      timeoutMs: 30 * 60_000,
+    },
+  );
   await context.link.resetCounters();
   // Streamed pull + extract of just that file: the cheapest thing a full pull can do.
   const pulled = await sh(`curl -sf '${url}' | tar -xzO '${member}' > /dev/null`, { netns: context.link.netns });
@@ -156,7 +214,20 @@ export async function scale(context: BenchContext, sizes: number[]): Promise<Res
       rows.push(...(await scaleRows(context, image)));
     } catch (error) {
       context.log(`scale ${image.name} failed: ${(error as Error).message}`);
-      rows.push(skippedRow({ scenario: 'scale', variant: `${files} files`, image: image.name, profile: 'local', unit: 's', better: 'lower', baselineLabel: '–' }, `scale failed: ${(error as Error).message.slice(0, 300)}`));
+      rows.push(
+        skippedRow(
+          {
+            scenario: 'scale',
+            variant: `${files} files`,
+            image: image.name,
+            profile: 'local',
+            unit: 's',
+            better: 'lower',
+            baselineLabel: '–',
+          },
+          `scale failed: ${(error as Error).message.slice(0, 300)}`,
+        ),
+      );
     }
   }
   return withMarginalRss(rows);
@@ -175,6 +246,10 @@ function withMarginalRss(rows: ResultRow[]): ResultRow[] {
     const previous = rss[index - 1]!;
     const perFile = ((row.clip! - previous.clip!) * MB) / (files(row) - files(previous));
     if (!Number.isFinite(perFile)) return row;
-    return { ...row, note: `${row.note ?? ''}; growth from ${previous.image}: ${Math.round(perFile)} B per file`, details: { ...row.details, marginalBytesPerFile: perFile } };
+    return {
+      ...row,
+      note: `${row.note ?? ''}; growth from ${previous.image}: ${Math.round(perFile)} B per file`,
+      details: { ...row.details, marginalBytesPerFile: perFile },
+    };
   });
 }

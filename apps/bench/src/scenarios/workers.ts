@@ -30,7 +30,12 @@ export async function baselineStart(context: BenchContext, image: PublishedImage
   const workload = await image.bench.workload.run(join(bundle, 'rootfs'));
   const seconds = (performance.now() - started) / 1000;
   const link = await context.link.resetCounters();
-  return { seconds, phases: { pull: pull.seconds, unpack: unpack.seconds, workload: workload.seconds }, link, rootfs: join(bundle, 'rootfs') };
+  return {
+    seconds,
+    phases: { pull: pull.seconds, unpack: unpack.seconds, workload: workload.seconds },
+    link,
+    rootfs: join(bundle, 'rootfs'),
+  };
 }
 
 export interface ClipStartOptions {

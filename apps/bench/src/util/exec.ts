@@ -98,7 +98,8 @@ export function waitForOutput(child: ChildProcess, predicate: (text: string) => 
       seen += chunk.toString();
       if (predicate(seen)) finish(() => resolve(seen));
     };
-    const onExit = (code: number | null) => finish(() => reject(new Error(`process exited (${code}) before it was ready:\n${seen.slice(-3000)}`)));
+    const onExit = (code: number | null) =>
+      finish(() => reject(new Error(`process exited (${code}) before it was ready:\n${seen.slice(-3000)}`)));
     const timer = setTimeout(() => finish(() => reject(new Error(`not ready after ${timeoutMs} ms:\n${seen.slice(-3000)}`))), timeoutMs);
     const finish = (then: () => void) => {
       clearTimeout(timer);

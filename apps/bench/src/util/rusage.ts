@@ -18,7 +18,8 @@ export async function nodeWithPeakRss(script: string, args: string[], rssFile: s
   return { ...result, peakRssBytes: Number((await readFile(rssFile, 'utf8')).trim()) };
 }
 
-const PY = 'import resource,subprocess,sys; r=subprocess.run(["bash","-o","pipefail","-c",sys.argv[1]]); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)';
+const PY =
+  'import resource,subprocess,sys; r=subprocess.run(["bash","-o","pipefail","-c",sys.argv[1]]); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)';
 
 /** A shell pipeline with the peak RSS of its largest process. */
 export async function shWithPeakRss(script: string, options: RunOptions = {}): Promise<Measured> {

@@ -8,7 +8,8 @@ export function median(values: number[]): number {
 
 /** baseline / clip, or undefined when either side is missing or zero. */
 export function ratio(baseline: number | undefined, clip: number | undefined): number | undefined {
-  if (baseline === undefined || clip === undefined || !Number.isFinite(baseline) || !Number.isFinite(clip) || clip <= 0 || baseline <= 0) return undefined;
+  if (baseline === undefined || clip === undefined || !Number.isFinite(baseline) || !Number.isFinite(clip) || clip <= 0 || baseline <= 0)
+    return undefined;
   return baseline / clip;
 }
 

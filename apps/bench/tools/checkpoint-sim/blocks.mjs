@@ -21,7 +21,8 @@ while (inPos < input.length) {
   const count = inflater.run(input, inPos, output, 0, events, ends);
   if (count < 0) throw new Error(`inflate failed (${count}): ${inflater.message()}`);
   for (let i = 0; i < count; i++) {
-    if (events[i * EVENT_STRIDE] === EVENT_BOUNDARY) lines.push(`${events[i * EVENT_STRIDE + 1]} ${outBase + events[i * EVENT_STRIDE + 2]}`);
+    if (events[i * EVENT_STRIDE] === EVENT_BOUNDARY)
+      lines.push(`${events[i * EVENT_STRIDE + 1]} ${outBase + events[i * EVENT_STRIDE + 2]}`);
   }
   if (ends[0] === inPos && ends[1] === 0) break;
   inPos = ends[0];

@@ -3,7 +3,13 @@
 // `clip bundle --remove <dir>` tears it down and releases the mount.
 import type { Command } from 'commander';
 import { createLogger, UsageError } from '@clip/shared';
-import { containerPoolOptions, parseContainerOptions, registerContainerOptions, registerPoolOptions, type ContainerCommandOptions } from './runtime-options.js';
+import {
+  containerPoolOptions,
+  parseContainerOptions,
+  registerContainerOptions,
+  registerPoolOptions,
+  type ContainerCommandOptions,
+} from './runtime-options.js';
 
 interface BundleCommandOptions extends ContainerCommandOptions {
   remove?: boolean;
@@ -31,7 +37,8 @@ export function register(program: Command): void {
       if (options.remove) {
         // `clip bundle --remove <dir>`: commander puts the one operand first.
         const dir = second ?? first;
-        if (!dir || (first !== undefined && second !== undefined) || words.length > 0) throw new UsageError('usage: clip bundle --remove <dir>');
+        if (!dir || (first !== undefined && second !== undefined) || words.length > 0)
+          throw new UsageError('usage: clip bundle --remove <dir>');
         const pool = new ImageMountPool(await containerPoolOptions(options, logger));
         const result = await removeBundle(pool, dir, { keepUpper: options.keep ?? false });
         logger.info('removed bundle', { dir, kept_upper: result.keptUpper });
@@ -51,7 +58,9 @@ export function register(program: Command): void {
         ms: Math.round(performance.now() - started),
       });
       if (options.json) {
-        process.stdout.write(`${JSON.stringify({ dir: bundle.dir, rootfs: bundle.rootfs, config: `${bundle.dir}/config.json`, id: bundle.id, imageKey: bundle.lease.imageKey, manifestDigest: bundle.lease.manifestDigest, archiveDigest: bundle.lease.archiveDigest, mountReused: bundle.lease.reused })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ dir: bundle.dir, rootfs: bundle.rootfs, config: `${bundle.dir}/config.json`, id: bundle.id, imageKey: bundle.lease.imageKey, manifestDigest: bundle.lease.manifestDigest, archiveDigest: bundle.lease.archiveDigest, mountReused: bundle.lease.reused })}\n`,
+        );
       } else {
         process.stdout.write(`${bundle.dir}\n`);
       }

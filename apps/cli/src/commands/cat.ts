@@ -28,39 +28,37 @@ export function register(program: Command): void {
     .option('--read-timeout <seconds>', 'per-request registry timeout', '30')
     .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   addTrustOptions(command).action(async (archivePath: string, path: string, options: CatOptions) => {
-      const timeoutSeconds = Number(options.readTimeout);
-      if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
-      const [{ LayerReader, resolveImagePath, MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
-        import('@clip/read-engine'),
-        import('@clip/mounter'),
-        import('@clip/registry-fetch'),
-      ]);
-      const logger = createLogger();
-      const insecure = options.insecure ?? false;
-      const hosts = hostsDirOption(options);
-      const location = await resolveArchiveArgument(archivePath, { logger, insecure, ...(await trustOptionsFrom(options)), ...hosts });
-      const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
-      const archive = opened.archive;
-      let inode: Inode;
-      let fetcher: ArchiveFetcher;
-      try {
-        const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
-        if (found.inode.type !== 'file') throw new NotAFileError(`${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
-        inode = found.inode;
-        fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000, ...hosts });
-      } catch (error) {
-        await opened.close();
-        throw error;
+    const timeoutSeconds = Number(options.readTimeout);
+    if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
+    const [{ LayerReader, resolveImagePath, MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }, { resolveArchiveArgument }] =
+      await Promise.all([import('@clip/read-engine'), import('@clip/mounter'), import('@clip/registry-fetch')]);
+    const logger = createLogger();
+    const insecure = options.insecure ?? false;
+    const hosts = hostsDirOption(options);
+    const location = await resolveArchiveArgument(archivePath, { logger, insecure, ...(await trustOptionsFrom(options)), ...hosts });
+    const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
+    const archive = opened.archive;
+    let inode: Inode;
+    let fetcher: ArchiveFetcher;
+    try {
+      const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
+      if (found.inode.type !== 'file')
+        throw new NotAFileError(`${path} is a ${found.inode.type}${found.path !== path ? ` (${found.path})` : ''}, not a regular file`);
+      inode = found.inode;
+      fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: timeoutSeconds * 1000, ...hosts });
+    } catch (error) {
+      await opened.close();
+      throw error;
+    }
+    try {
+      // A small cache so consecutive chunks of one span decode it once.
+      const reader = new LayerReader(archive, { fetchRange: fetcher.fetchRange, cache: new MemoryBlockCache(CACHE_BYTES) });
+      for (let offset = 0; offset < inode.size; offset += CHUNK) {
+        const chunk = await reader.readFile(inode, offset, CHUNK);
+        if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       }
-      try {
-        // A small cache so consecutive chunks of one span decode it once.
-        const reader = new LayerReader(archive, { fetchRange: fetcher.fetchRange, cache: new MemoryBlockCache(CACHE_BYTES) });
-        for (let offset = 0; offset < inode.size; offset += CHUNK) {
-          const chunk = await reader.readFile(inode, offset, CHUNK);
-          if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
-        }
-      } finally {
-        await fetcher.close();
-      }
-    });
+    } finally {
+      await fetcher.close();
+    }
+  });
 }

@@ -24,7 +24,10 @@ const BAR_WIDTH = 24;
 const REDRAWS_PER_SECOND = 10;
 
 /** Progress on stderr: one redrawn bar on a terminal, a plain line per finished layer otherwise. */
-export function progressReporter(stream: NodeJS.WriteStream, now: () => number = () => performance.now()): {
+export function progressReporter(
+  stream: NodeJS.WriteStream,
+  now: () => number = () => performance.now(),
+): {
   update: (progress: IndexProgress) => void;
   finish: () => void;
 } {
@@ -90,8 +93,20 @@ export function register(program: Command): void {
       // Loaded here, not at startup: other commands (and --help) should not pay for them.
       const { reusePublishedArchive } = await import('@clip/registry-fetch');
       const platform = options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {};
-      const reused = await reusePublishedArchive(source, { output: options.output, reuse: options.reuse ?? false, logger: createLogger(), insecure: options.insecure ?? false, ...platform, ...hostsDirOption(options) });
-      if (reused) return void process.stdout.write(options.json ? `${JSON.stringify({ reused: true, ...reused })}\n` : `reused the published archive of ${reused.reference}: ${options.output}\n`);
+      const reused = await reusePublishedArchive(source, {
+        output: options.output,
+        reuse: options.reuse ?? false,
+        logger: createLogger(),
+        insecure: options.insecure ?? false,
+        ...platform,
+        ...hostsDirOption(options),
+      });
+      if (reused)
+        return void process.stdout.write(
+          options.json
+            ? `${JSON.stringify({ reused: true, ...reused })}\n`
+            : `reused the published archive of ${reused.reference}: ${options.output}\n`,
+        );
       const spanSize = parseSize(options.spanSize);
       const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);
       if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0)) {

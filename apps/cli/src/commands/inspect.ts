@@ -29,8 +29,15 @@ export interface ArchiveReport {
 
 export function describeArchive(file: string, archive: ClipArchive, archiveBytes: number): ArchiveReport {
   const counts: ArchiveReport['counts'] = {
-    file: 0, directory: 0, symlink: 0, char: 0, block: 0, fifo: 0, socket: 0,
-    inodes: archive.inodeCount, entries: archive.entryCount,
+    file: 0,
+    directory: 0,
+    symlink: 0,
+    char: 0,
+    block: 0,
+    fifo: 0,
+    socket: 0,
+    inodes: archive.inodeCount,
+    entries: archive.entryCount,
   };
   for (const { inode } of archive.walk()) counts[inode.type]++;
   return {
@@ -61,7 +68,12 @@ function storageText(metadata: ArchiveMetadata): string {
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ').trimEnd());
+  return rows.map((row) =>
+    row
+      .map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!)))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 export function formatReport(report: ArchiveReport): string {
@@ -115,12 +127,20 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   addTrustOptions(command).action(async (file: string, options: { json?: boolean; insecure?: boolean; hostsDir?: string } & TrustFlags) => {
-      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
-      const insecure = options.insecure ?? false;
-      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)), ...hostsDirOption(options) });
-      const opened = await openArchiveLocation(location, { insecure });
-      await opened.close();
-      const report = describeArchive(file, opened.archive, opened.archive.byteLength);
-      process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+    const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
+      import('@clip/mounter'),
+      import('@clip/registry-fetch'),
+    ]);
+    const insecure = options.insecure ?? false;
+    const location = await resolveArchiveArgument(file, {
+      logger: createLogger(),
+      insecure,
+      ...(await trustOptionsFrom(options)),
+      ...hostsDirOption(options),
     });
+    const opened = await openArchiveLocation(location, { insecure });
+    await opened.close();
+    const report = describeArchive(file, opened.archive, opened.archive.byteLength);
+    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+  });
 }

@@ -6,7 +6,13 @@ import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-t
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 const TYPE_CHARS: Record<FileType, string> = {
-  file: '-', directory: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', socket: 's',
+  file: '-',
+  directory: 'd',
+  symlink: 'l',
+  char: 'c',
+  block: 'b',
+  fifo: 'p',
+  socket: 's',
 };
 
 /** `drwxr-xr-x`-style mode string, with s/S (setuid/setgid) and t/T (sticky). */
@@ -82,14 +88,24 @@ export function register(program: Command): void {
     .option('-l, --long', 'long listing: mode, links, uid, gid, size (or major, minor), mtime (UTC), name -> target')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
-  addTrustOptions(command).action(async (file: string, path: string, options: { long?: boolean; insecure?: boolean; hostsDir?: string } & TrustFlags) => {
-      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
+  addTrustOptions(command).action(
+    async (file: string, path: string, options: { long?: boolean; insecure?: boolean; hostsDir?: string } & TrustFlags) => {
+      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
+        import('@clip/mounter'),
+        import('@clip/registry-fetch'),
+      ]);
       const insecure = options.insecure ?? false;
-      const location = await resolveArchiveArgument(file, { logger: createLogger(), insecure, ...(await trustOptionsFrom(options)), ...hostsDirOption(options) });
+      const location = await resolveArchiveArgument(file, {
+        logger: createLogger(),
+        insecure,
+        ...(await trustOptionsFrom(options)),
+        ...hostsDirOption(options),
+      });
       const opened = await openArchiveLocation(location, { insecure });
       await opened.close();
       const rows = listPath(opened.archive, path);
       const lines = options.long ? longListing(rows) : rows.map((row) => escapeName(row.name));
       if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
-    });
+    },
+  );
 }

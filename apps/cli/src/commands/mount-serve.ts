@@ -94,7 +94,8 @@ export async function serveMount(options: ServeOptions): Promise<void> {
   // The supervisor may have died while this process was still starting (its 'disconnect' then
   // came before anyone listened).
   if (process.send && !process.connected) onDisconnect();
-  const stopLeaving = () => process.off('SIGINT', onSigint).off('SIGTERM', onSigterm).off('SIGHUP', onSighup).off('disconnect', onDisconnect);
+  const stopLeaving = () =>
+    process.off('SIGINT', onSigint).off('SIGTERM', onSigterm).off('SIGHUP', onSighup).off('disconnect', onDisconnect);
   try {
     await serve(options, connection, turn, () => {
       state.attached = true;
@@ -118,7 +119,13 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   if (options.locationDigest) await checkDigest(options.location, options.locationDigest);
   const opened = await openArchiveLocation(options.location, { insecure, logger, timeoutMs: readMs, retries });
   const archive = opened.archive;
-  const fetcher = await openArchiveFetcher(opened, { insecure, logger, requestTimeoutMs: readMs, retries, ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}) });
+  const fetcher = await openArchiveFetcher(opened, {
+    insecure,
+    logger,
+    requestTimeoutMs: readMs,
+    retries,
+    ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}),
+  });
   let handle;
   try {
     handle = await mount({
@@ -163,9 +170,12 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
     });
   }
   if (handle.resendError !== 0) {
-    logger.warn('the kernel cannot resend requests a dead serving process had taken (needs Linux 6.9 or later); those reads never complete', {
-      errno: handle.resendError,
-    });
+    logger.warn(
+      'the kernel cannot resend requests a dead serving process had taken (needs Linux 6.9 or later); those reads never complete',
+      {
+        errno: handle.resendError,
+      },
+    );
   }
   // The metrics address too: with `--metrics host:0` each serving process gets its own port.
   logger.info('serving reads', { pid: process.pid, mountpoint: handle.mountpoint, generation, metrics: handle.metricsAddress });
@@ -173,7 +183,8 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
 
   // Runs until a signal, the mount is detached from outside, or the supervisor is gone.
   const stop = await Promise.race([stopRequested, handle.ended.then(() => 'detached' as const)]);
-  const reason = stop === 'detached' ? { reason: 'detached from outside' } : stop === 'supervisor gone' ? { reason: stop } : { signal: stop };
+  const reason =
+    stop === 'detached' ? { reason: 'detached from outside' } : stop === 'supervisor gone' ? { reason: stop } : { signal: stop };
   logger.info('unmounting', { mountpoint: handle.mountpoint, ...reason });
   // A second signal while unmounting means "now".
   const forceExit = () => process.exit(1);
@@ -189,6 +200,8 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
 
 /** The archive the supervisor resolved must not have changed since (a file planted in the cache). */
 async function checkDigest(path: string, expected: string): Promise<void> {
-  const actual = `sha256:${createHash('sha256').update(await readFile(path)).digest('hex')}`;
+  const actual = `sha256:${createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex')}`;
   if (actual !== expected) throw new DigestMismatchError(`archive ${path} (changed since clip mount checked it)`, expected, actual);
 }

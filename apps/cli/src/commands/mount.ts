@@ -54,89 +54,97 @@ export function register(program: Command): void {
     .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .option('--force-unmount-stale', 'detach a stale FUSE mount at the mountpoint instead of refusing')
     .option('--allow-non-empty', 'mount over a directory that has entries (hidden while mounted) instead of refusing')
-    .option('--no-standby', 'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)')
+    .option(
+      '--no-standby',
+      'keep no prepared standby serving process (saves its memory; a replacement for a dead one then starts from scratch)',
+    )
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
     .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
     .addOption(new Option('--serve-location <location>').hideHelp())
     .addOption(new Option('--serve-location-digest <sha256:hex>').hideHelp());
   addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
-      const readTimeoutSeconds = Number(options.readTimeout);
-      if (!(readTimeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
-      const retries = Number(options.retries);
-      if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`invalid --retries ${JSON.stringify(options.retries)}`);
-      const cacheSize = parseSize(options.cacheSize);
-      const memoryCache = parseSize(options.memoryCache);
-      const logger = createLogger();
+    const readTimeoutSeconds = Number(options.readTimeout);
+    if (!(readTimeoutSeconds > 0))
+      throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
+    const retries = Number(options.retries);
+    if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`invalid --retries ${JSON.stringify(options.retries)}`);
+    const cacheSize = parseSize(options.cacheSize);
+    const memoryCache = parseSize(options.memoryCache);
+    const logger = createLogger();
 
-      const serving = {
-        cacheSize,
-        memoryCache,
-        insecure: options.insecure ?? false,
-        readMs: readTimeoutSeconds * 1000,
-        retries,
-        logger,
-        ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-        ...(options.prefetch ? { prefetch: options.prefetch } : {}),
-        ...(options.record ? { record: options.record } : {}),
-        ...(options.metrics ? { metrics: options.metrics } : {}),
-      };
-      if (options.serveConnection) {
-        const { serveMount } = await import('./mount-serve.js');
-        await serveMount({
-          ...serving,
-          connection: options.serveConnection,
-          location: options.serveLocation ?? archivePath,
-          ...(options.serveLocationDigest ? { locationDigest: options.serveLocationDigest } : {}),
-          mountpoint,
-          ...hostsDirOption(options),
-        });
-        return;
-      }
-      // The supervisor decides which archive is trusted; serving processes open what it chose.
-      const trust = await trustOptionsFrom(options);
-      // Refuse a bad mountpoint before touching the network.
-      const checked = await checkMountpoint(mountpoint, {
-        forceUnmountStale: options.forceUnmountStale ?? false,
-        allowNonEmpty: options.allowNonEmpty ?? false,
-        logger,
+    const serving = {
+      cacheSize,
+      memoryCache,
+      insecure: options.insecure ?? false,
+      readMs: readTimeoutSeconds * 1000,
+      retries,
+      logger,
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+      ...(options.prefetch ? { prefetch: options.prefetch } : {}),
+      ...(options.record ? { record: options.record } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+    };
+    if (options.serveConnection) {
+      const { serveMount } = await import('./mount-serve.js');
+      await serveMount({
+        ...serving,
+        connection: options.serveConnection,
+        location: options.serveLocation ?? archivePath,
+        ...(options.serveLocationDigest ? { locationDigest: options.serveLocationDigest } : {}),
+        mountpoint,
+        ...hostsDirOption(options),
       });
-      // One clip mount per mountpoint: held by this (supervising) process until it exits.
-      const lock = await lockMountpoint(checked);
-      if (options.allowNonEmpty && (await readdir(checked).catch(() => [])).length > 0) {
-        logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint: checked });
-      }
-      // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
-      const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
-        import('@clip/mounter'),
-        import('@clip/registry-fetch'),
-      ]);
-      // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-      const location = isArchiveUrl(archivePath) ? archivePath : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust, ...hostsDirOption(options) });
-      // Serving processes (also replacements, much later) reopen a resolved archive by path:
-      // they check it still has the bytes the trust checks passed.
-      const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
-      // This process holds the mount and never serves a read; serving children come and go
-      // (see superviseMount in @clip/mounter and ./mount-serve.ts).
-      process.exitCode = await superviseMount({
-        mountpoint: checked,
-        options: mountOptions(),
-        standby: options.standby,
-        logger,
-        serverArgs: (init, role) => [
-          process.argv[1]!,
-          ...process.argv.slice(2),
-          '--serve-connection',
-          `${SERVER_CONNECTION_FD}:${role}:${init}`,
-          '--serve-location',
-          location,
-          ...(digest ? ['--serve-location-digest', digest] : []),
-        ],
-      });
-      await lock.release();
-      setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+      return;
+    }
+    // The supervisor decides which archive is trusted; serving processes open what it chose.
+    const trust = await trustOptionsFrom(options);
+    // Refuse a bad mountpoint before touching the network.
+    const checked = await checkMountpoint(mountpoint, {
+      forceUnmountStale: options.forceUnmountStale ?? false,
+      allowNonEmpty: options.allowNonEmpty ?? false,
+      logger,
     });
+    // One clip mount per mountpoint: held by this (supervising) process until it exits.
+    const lock = await lockMountpoint(checked);
+    if (options.allowNonEmpty && (await readdir(checked).catch(() => [])).length > 0) {
+      logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint: checked });
+    }
+    // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
+    const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
+      import('@clip/mounter'),
+      import('@clip/registry-fetch'),
+    ]);
+    // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
+    const location = isArchiveUrl(archivePath)
+      ? archivePath
+      : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust, ...hostsDirOption(options) });
+    // Serving processes (also replacements, much later) reopen a resolved archive by path:
+    // they check it still has the bytes the trust checks passed.
+    const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
+    // This process holds the mount and never serves a read; serving children come and go
+    // (see superviseMount in @clip/mounter and ./mount-serve.ts).
+    process.exitCode = await superviseMount({
+      mountpoint: checked,
+      options: mountOptions(),
+      standby: options.standby,
+      logger,
+      serverArgs: (init, role) => [
+        process.argv[1]!,
+        ...process.argv.slice(2),
+        '--serve-connection',
+        `${SERVER_CONNECTION_FD}:${role}:${init}`,
+        '--serve-location',
+        location,
+        ...(digest ? ['--serve-location-digest', digest] : []),
+      ],
+    });
+    await lock.release();
+    setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+  });
 }
 
 async function fileDigest(path: string): Promise<string> {
-  return `sha256:${createHash('sha256').update(await readFile(path)).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex')}`;
 }

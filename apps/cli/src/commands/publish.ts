@@ -23,7 +23,8 @@ interface PublishCommandOptions {
 function positiveInteger(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > 64) throw new UsageError(`invalid ${flag} ${JSON.stringify(text)}: expected an integer from 1 to 64`);
+  if (!Number.isInteger(value) || value < 1 || value > 64)
+    throw new UsageError(`invalid ${flag} ${JSON.stringify(text)}: expected an integer from 1 to 64`);
   return value;
 }
 
@@ -59,7 +60,10 @@ export function register(program: Command): void {
     .option('--index-concurrency <n>', 'layers scanned at once (default: number of CPUs)')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--no-progress', 'no progress output on stderr')
-    .option('--no-bind', 'leave the tag on the image alone instead of an index that binds image and archive (workers then need --archive-digest, --verify-key or --trust-referrers)')
+    .option(
+      '--no-bind',
+      'leave the tag on the image alone instead of an index that binds image and archive (workers then need --archive-digest, --verify-key or --trust-referrers)',
+    )
     .option('--sign-key <file>', 'sign the archive binding with this ed25519 private key (PEM, PKCS#8) for workers with --verify-key')
     .action(async (source: string, target: string, options: PublishCommandOptions) => {
       const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');

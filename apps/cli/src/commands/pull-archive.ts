@@ -29,7 +29,9 @@ const TRUST_TEXT = {
 export function register(program: Command): void {
   const command = program
     .command('pull-archive')
-    .description('download the .clip archive a worker may serve for an image (bound by its index, pinned, signed or a trusted referrer), verified and cached')
+    .description(
+      'download the .clip archive a worker may serve for an image (bound by its index, pinned, signed or a trusted referrer), verified and cached',
+    )
     .argument('<image>', 'registry reference, e.g. 127.0.0.1:5000/app:v1')
     .option('-o, --output <file.clip>', 'copy the archive here (it is always kept in the cache)')
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax shown in the help text

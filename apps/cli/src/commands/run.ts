@@ -3,7 +3,13 @@
 // @clip/runtime's runContainer.
 import type { Command } from 'commander';
 import { createLogger, UsageError } from '@clip/shared';
-import { containerPoolOptions, parseContainerOptions, registerContainerOptions, registerPoolOptions, type ContainerCommandOptions } from './runtime-options.js';
+import {
+  containerPoolOptions,
+  parseContainerOptions,
+  registerContainerOptions,
+  registerPoolOptions,
+  type ContainerCommandOptions,
+} from './runtime-options.js';
 
 interface RunCommandOptions extends ContainerCommandOptions {
   name?: string;
@@ -19,16 +25,23 @@ export function register(program: Command): void {
   const command = program
     .command('run')
     .usage('[options] <image> [-- command args...]')
-    .description('start a container from an image mounted lazily (overlay root, OCI spec from the image config, runc); foreground, exits with its exit code')
+    .description(
+      'start a container from an image mounted lazily (overlay root, OCI spec from the image config, runc); foreground, exits with its exit code',
+    )
     .argument('<image>', 'registry reference (its published archive is found and cached), .clip file or http(s) URL')
-    .argument('[command...]', 'command and arguments after --, replacing the image\'s Cmd');
+    .argument('[command...]', "command and arguments after --, replacing the image's Cmd");
   registerContainerOptions(command);
   registerPoolOptions(command);
   command
     .option('--name <id>', 'container id (default: random)')
     .option('--runtime <path>', 'OCI runtime binary (runc, crun, ...)', 'runc')
     .option('--runtime-root <dir>', "the runtime's --root (default <state-dir>/runtime)")
-    .option('--runtime-flag <flag>', 'global flag put before the runtime command, repeatable (e.g. --runtime-flag=--debug)', (v: string, p: string[]) => [...p, v], [] as string[])
+    .option(
+      '--runtime-flag <flag>',
+      'global flag put before the runtime command, repeatable (e.g. --runtime-flag=--debug)',
+      (v: string, p: string[]) => [...p, v],
+      [] as string[],
+    )
     .option('--keep', "keep the container's upper (written) directory after exit")
     .option('--stop-timeout <seconds>', 'after forwarding SIGINT/SIGTERM, kill the container this much later', '10')
     .option('--json', 'print a JSON summary (times, bytes fetched) to stderr on exit')

@@ -43,7 +43,10 @@ export function registerContainerOptions(command: Command): void {
 export function registerPoolOptions(command: Command): void {
   command
     .option('--state-dir <dir>', 'state of mounts, bundles and containers (shared by all clip run/bundle of this worker)', '/run/clip')
-    .option('--cache-dir <dir>', 'disk cache of decoded blocks, shared by all images (default $XDG_CACHE_HOME/clip/blocks, else ~/.cache/clip/blocks)')
+    .option(
+      '--cache-dir <dir>',
+      'disk cache of decoded blocks, shared by all images (default $XDG_CACHE_HOME/clip/blocks, else ~/.cache/clip/blocks)',
+    )
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
     .option('--memory-cache <size>', 'memory cache bound of each image mount', '512MiB')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
@@ -53,9 +56,13 @@ export function registerPoolOptions(command: Command): void {
   addTrustOptions(command);
 }
 
-export async function parseContainerOptions(options: ContainerCommandOptions, command: string[]): Promise<ContainerOptions & { init?: false }> {
+export async function parseContainerOptions(
+  options: ContainerCommandOptions,
+  command: string[],
+): Promise<ContainerOptions & { init?: false }> {
   const { parseVolume } = await import('@clip/runtime');
-  if (options.net !== 'none' && options.net !== 'host') throw new UsageError(`invalid --net ${JSON.stringify(options.net)}: expected none or host`);
+  if (options.net !== 'none' && options.net !== 'host')
+    throw new UsageError(`invalid --net ${JSON.stringify(options.net)}: expected none or host`);
   return {
     ...(command.length > 0 ? { command } : {}),
     ...(options.entrypoint !== undefined ? { entrypoint: options.entrypoint === '' ? [] : [options.entrypoint] } : {}),

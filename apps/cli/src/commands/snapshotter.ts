@@ -33,7 +33,8 @@ async function readConfig(path: string): Promise<Partial<SnapshotterCommandOptio
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`--config ${path}: expected a JSON object`);
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(parsed)) {
-    if (!(CONFIG_KEYS as readonly string[]).includes(key)) throw new UsageError(`--config ${path}: unknown key ${JSON.stringify(key)} (known: ${CONFIG_KEYS.join(', ')})`);
+    if (!(CONFIG_KEYS as readonly string[]).includes(key))
+      throw new UsageError(`--config ${path}: unknown key ${JSON.stringify(key)} (known: ${CONFIG_KEYS.join(', ')})`);
     config[key] = typeof value === 'number' ? String(value) : value;
   }
   return config as Partial<SnapshotterCommandOptions>;
@@ -42,14 +43,22 @@ async function readConfig(path: string): Promise<Partial<SnapshotterCommandOptio
 export function register(program: Command): void {
   const command = program
     .command('snapshotter')
-    .description('containerd remote snapshotter: containers start from clip archives lazily (configure as [proxy_plugins.clip] type = "snapshot")')
-    .option('--address <socket>', 'unix socket to serve containerd\'s snapshots API on (default /run/clip/snapshotter.sock)')
+    .description(
+      'containerd remote snapshotter: containers start from clip archives lazily (configure as [proxy_plugins.clip] type = "snapshot")',
+    )
+    .option('--address <socket>', "unix socket to serve containerd's snapshots API on (default /run/clip/snapshotter.sock)")
     .option('--root <dir>', 'snapshot directories and metadata (default /var/lib/clip-snapshotter)')
-    .option('--state-dir <dir>', 'image mounts (one per image; the same directory as clip run shares them with its containers) (default /run/clip)')
+    .option(
+      '--state-dir <dir>',
+      'image mounts (one per image; the same directory as clip run shares them with its containers) (default /run/clip)',
+    )
     .option('--cache-dir <dir>', 'archives and decoded blocks, shared by the image mounts (default <root>/cache)')
     .option('--cache-size <size>', 'disk cache bound of the image mounts (default 10GiB)')
     .option('--config <file>', `JSON file with any of: ${CONFIG_KEYS.join(', ')} (flags win)`)
-    .option('--metrics <host:port>', 'serve Prometheus metrics (fallbacks by reason, lazy mounts, bytes fetched) on http://host:port/metrics')
+    .option(
+      '--metrics <host:port>',
+      'serve Prometheus metrics (fallbacks by reason, lazy mounts, bytes fetched) on http://host:port/metrics',
+    )
     .option('--insecure', 'allow plain HTTP / unverified TLS to non-loopback registries')
     .option('--retries <n>', 'retries of a failed registry request (default 2)');
   // The same trust rules as clip mount <ref>: which archives may stand in for an image.
@@ -63,12 +72,16 @@ export function register(program: Command): void {
     const retries = options.retries ?? '2';
     if (!/^\d+$/.test(retries)) throw new UsageError(`invalid --retries ${JSON.stringify(retries)}`);
     const insecure = options.insecure === true;
-    if (flags.archiveDigest) throw new UsageError('--archive-digest names one archive; the snapshotter serves many images (use --verify-key or --trust-referrers)');
+    if (flags.archiveDigest)
+      throw new UsageError(
+        '--archive-digest names one archive; the snapshotter serves many images (use --verify-key or --trust-referrers)',
+      );
     const trust = await trustOptionsFrom(flags);
     let metrics: { host: string; port: number } | undefined;
     if (options.metrics) {
       const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(options.metrics);
-      if (!match || Number(match[3]) > 65535) throw new UsageError(`invalid --metrics ${JSON.stringify(options.metrics)}: expected host:port, e.g. 127.0.0.1:9102`);
+      if (!match || Number(match[3]) > 65535)
+        throw new UsageError(`invalid --metrics ${JSON.stringify(options.metrics)}: expected host:port, e.g. 127.0.0.1:9102`);
       metrics = { host: match[1] ?? (match[2] || '127.0.0.1'), port: Number(match[3]) };
     }
     const logger = createLogger();

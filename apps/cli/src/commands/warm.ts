@@ -20,7 +20,10 @@ interface WarmCommandOptions {
 }
 
 async function isFile(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isFile(), () => false);
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 export function register(program: Command): void {
@@ -30,21 +33,29 @@ export function register(program: Command): void {
     .argument('<image>', 'registry reference, or a .clip archive (its storage reference is warmed)')
     .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
     .option('--all', 'every layer and the config (the default)')
-    .option('--profile <file>', 'only the layers holding the files a --record file lists (needs the archive: a .clip argument, or the published one)')
+    .option(
+      '--profile <file>',
+      'only the layers holding the files a --record file lists (needs the archive: a .clip argument, or the published one)',
+    )
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--concurrency <n>', 'blobs read at once per mirror', '4')
-    .option('--read-through', 'stream every blob whole through the mirror (caches that store only what they stream); default: trigger the fill and wait')
+    .option(
+      '--read-through',
+      'stream every blob whole through the mirror (caches that store only what they stream); default: trigger the fill and wait',
+    )
     .option('--fill-timeout <seconds>', 'how long a triggered fill may take per blob', '600')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the result as JSON on stdout')
     .action(async (image: string, options: WarmCommandOptions) => {
       if (options.all && options.profile) throw new UsageError('--all and --profile exclude each other');
       const concurrency = Number(options.concurrency);
-      if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`invalid --concurrency ${JSON.stringify(options.concurrency)}`);
+      if (!Number.isInteger(concurrency) || concurrency < 1)
+        throw new UsageError(`invalid --concurrency ${JSON.stringify(options.concurrency)}`);
       const fillTimeout = Number(options.fillTimeout);
       if (!(fillTimeout > 0)) throw new UsageError(`invalid --fill-timeout ${JSON.stringify(options.fillTimeout)}: expected seconds > 0`);
       const { hostsDir } = hostsDirOption(options);
-      if (!hostsDir) throw new UsageError('no hosts directory: pass --hosts-dir <dir> (or set CLIP_HOSTS_DIR); /etc/containerd/certs.d does not exist');
+      if (!hostsDir)
+        throw new UsageError('no hosts directory: pass --hosts-dir <dir> (or set CLIP_HOSTS_DIR); /etc/containerd/certs.d does not exist');
       const logger = createLogger();
       const [{ openArchive }, { warmMirrors }] = await Promise.all([import('@clip/archive-format'), import('@clip/registry-fetch')]);
 
@@ -85,13 +96,21 @@ export function register(program: Command): void {
         ...(options.readThrough ? { readThrough: true } : {}),
         ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
         ...(options.insecure ? { insecure: true } : {}),
-        onBlob: (e) => logger.info(e.error ? 'blob not warmed' : 'blob warmed', { mirror: e.mirror, digest: e.digest, bytes: e.bytes, ...(e.error ? { error: e.error } : {}) }),
+        onBlob: (e) =>
+          logger.info(e.error ? 'blob not warmed' : 'blob warmed', {
+            mirror: e.mirror,
+            digest: e.digest,
+            bytes: e.bytes,
+            ...(e.error ? { error: e.error } : {}),
+          }),
       });
       const failed = result.mirrors.reduce((n, m) => n + m.failed.length, 0);
       if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       else {
         for (const m of result.mirrors) {
-          process.stdout.write(`${m.mirror}: ${m.blobs}/${result.blobs.length} blobs (${m.alreadyCached} already cached), ${formatSize(m.bytes)}${m.failed.length ? `, ${m.failed.length} failed` : ''}\n`);
+          process.stdout.write(
+            `${m.mirror}: ${m.blobs}/${result.blobs.length} blobs (${m.alreadyCached} already cached), ${formatSize(m.bytes)}${m.failed.length ? `, ${m.failed.length} failed` : ''}\n`,
+          );
         }
       }
       if (failed > 0) {

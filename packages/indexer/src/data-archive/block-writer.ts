@@ -62,7 +62,13 @@ export class DataBlockWriter {
     this.spans.push({
       checkpoint: { uncompressedOffset: uncompressedStart, compressedBitOffset: start * 8, window: new Uint8Array(0), kind: 'gzip-member' },
       uncompressedEnd: this.position,
-      pieces: [{ compressedEnd: this.compressedLength, uncompressedEnd: this.position, digest: `sha256:${createHash('sha256').update(compressed).digest('hex')}` }],
+      pieces: [
+        {
+          compressedEnd: this.compressedLength,
+          uncompressedEnd: this.position,
+          digest: `sha256:${createHash('sha256').update(compressed).digest('hex')}`,
+        },
+      ],
     });
   }
 

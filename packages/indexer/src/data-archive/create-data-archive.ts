@@ -39,7 +39,9 @@ const MIN_BLOCK = 4096;
 const MAX_BLOCK = 64 * 1024 * 1024;
 
 function ioError(what: string, error: unknown): ClipError {
-  return error instanceof ClipError ? error : new IoError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  return error instanceof ClipError
+    ? error
+    : new IoError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
 export async function createDataArchive(options: CreateDataArchiveOptions): Promise<DataArchiveSummary> {
@@ -73,7 +75,10 @@ export async function createDataArchive(options: CreateDataArchiveOptions): Prom
       sink.check();
       const { layer, dataLength } = await writer.finish();
       const metadata: ArchiveMetadata = { sourceRef: `${kind}:${basename(input)}`, imageConfig: {}, createdBy: CREATED_BY };
-      const head = encodeDataArchiveHead({ metadata, layers: [layer], inodes: source.tables.inodes, entries: source.tables.entries }, dataLength);
+      const head = encodeDataArchiveHead(
+        { metadata, layers: [layer], inodes: source.tables.inodes, entries: source.tables.entries },
+        dataLength,
+      );
 
       const out = await open(tmpPath, 'w');
       try {

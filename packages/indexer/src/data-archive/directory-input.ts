@@ -11,13 +11,20 @@ import type { ContentSink, InputTables } from './content-sink.js';
 
 function fileType(mode: number): FileType {
   switch (mode & 0o170000) {
-    case 0o100000: return 'file';
-    case 0o040000: return 'directory';
-    case 0o120000: return 'symlink';
-    case 0o020000: return 'char';
-    case 0o060000: return 'block';
-    case 0o010000: return 'fifo';
-    default: return 'socket';
+    case 0o100000:
+      return 'file';
+    case 0o040000:
+      return 'directory';
+    case 0o120000:
+      return 'symlink';
+    case 0o020000:
+      return 'char';
+    case 0o060000:
+      return 'block';
+    case 0o010000:
+      return 'fifo';
+    default:
+      return 'socket';
   }
 }
 
@@ -56,13 +63,17 @@ function unescapeGetfattr(text: string): Buffer {
 /** Every xattr under `root` (symlinks not followed), by absolute path. */
 export async function readAllXattrs(root: string): Promise<Map<string, Record<string, Uint8Array>>> {
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.once('error', (error) => reject(ioError('cannot run getfattr (install the attr package)', error)));
-    child.once('close', (exit) => resolve({ code: exit ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.once('close', (exit) =>
+      resolve({ code: exit ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }),
+    );
   });
   const problems = stderr.split('\n').filter((line) => line.trim() !== '' && !/Operation not supported/.test(line));
   if (code !== 0 && problems.length > 0) throw new IoError(`getfattr failed on ${root}: ${problems.join('; ')}`);
@@ -78,7 +89,9 @@ export async function readAllXattrs(root: string): Promise<Map<string, Record<st
     const eq = line.indexOf('=');
     const name = unescapeGetfattr(eq < 0 ? line : line.slice(0, eq)).toString('utf8');
     const value = eq < 0 ? '' : line.slice(eq + 1);
-    current[name] = value.startsWith('0x') ? new Uint8Array(Buffer.from(value.slice(2), 'hex')) : new Uint8Array(Buffer.from(value.replace(/^"|"$/g, '')));
+    current[name] = value.startsWith('0x')
+      ? new Uint8Array(Buffer.from(value.slice(2), 'hex'))
+      : new Uint8Array(Buffer.from(value.replace(/^"|"$/g, '')));
   }
   return result;
 }

@@ -239,7 +239,11 @@ export class OverlayTree {
       existing.stamp = layer;
       return;
     }
-    this.setChild(dir, name, record.type === 'directory' ? { inode: record, stamp: layer, children: new Map() } : { inode: record, stamp: layer });
+    this.setChild(
+      dir,
+      name,
+      record.type === 'directory' ? { inode: record, stamp: layer, children: new Map() } : { inode: record, stamp: layer },
+    );
   }
 
   /** Links `entry` to its target's inode; false when the target does not exist (yet). */

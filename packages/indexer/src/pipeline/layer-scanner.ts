@@ -63,7 +63,11 @@ class WorkerPool implements LayerScanner {
    * side; with one large layer the worker's inflate is the longer path and the main thread
    * hashes.
    */
-  constructor(private readonly script: URL, private readonly size: number, private readonly hashDiffIds: boolean) {}
+  constructor(
+    private readonly script: URL,
+    private readonly size: number,
+    private readonly hashDiffIds: boolean,
+  ) {}
 
   private async acquire(): Promise<Worker> {
     const worker = this.idle.pop();

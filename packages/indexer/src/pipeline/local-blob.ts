@@ -52,7 +52,8 @@ class LocalBlob implements FillableBlob {
       this.done = true;
       const actual = `sha256:${this.hash.digest('hex')}`;
       if (actual !== this.digest) throw new DigestMismatchError(this.what, this.digest, actual);
-      if (this.position !== this.size) throw new DigestMismatchError(`${this.what} (size ${this.position}, expected ${this.size})`, this.digest, actual);
+      if (this.position !== this.size)
+        throw new DigestMismatchError(`${this.what} (size ${this.position}, expected ${this.size})`, this.digest, actual);
       return 0;
     } catch (error) {
       await this.close();

@@ -42,7 +42,8 @@ export class PieceHasher {
         const to = Math.min(end, at + bytes.length);
         if (from < to) hash.update(bytes.subarray(from - at, to - at));
       }
-      if (this.held.length > 0 && start < this.held[0]!.start) throw new Error(`internal: piece starts at ${start}, before the bytes still held`);
+      if (this.held.length > 0 && start < this.held[0]!.start)
+        throw new Error(`internal: piece starts at ${start}, before the bytes still held`);
       this.digests.push(`sha256:${hash.digest('hex')}`);
       // The next piece starts at end - 1 at the earliest.
       while (this.held.length > 0 && this.held[0]!.start + this.held[0]!.bytes.length <= end - 1) this.release(this.held.shift()!.bytes);

@@ -139,7 +139,8 @@ port.on('message', (message: ToWorker) => {
       wake?.();
       return;
     case 'free':
-      if (message.buffer?.byteLength === GZIP_OUTPUT_BUFFER_SIZE && freeOutput.length < MAX_OUTPUT_IN_FLIGHT + 2) freeOutput.push(message.buffer);
+      if (message.buffer?.byteLength === GZIP_OUTPUT_BUFFER_SIZE && freeOutput.length < MAX_OUTPUT_IN_FLIGHT + 2)
+        freeOutput.push(message.buffer);
       outputInFlight--;
       wakeOutput?.();
       wakeOutput = undefined;

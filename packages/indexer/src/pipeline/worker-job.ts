@@ -32,7 +32,12 @@ export class WorkerJob {
   private readonly result: Promise<LayerScan>;
 
   /** `hashDiffId`: the worker hashes the uncompressed output; otherwise this thread does. */
-  constructor(private readonly worker: Worker, options: IndexLayerOptions, hashDiffId: boolean, rehydrate: (error: { code?: string; message: string }) => Error) {
+  constructor(
+    private readonly worker: Worker,
+    options: IndexLayerOptions,
+    hashDiffId: boolean,
+    rehydrate: (error: { code?: string; message: string }) => Error,
+  ) {
     this.walker = new TarWalker(options.digest, (entry) => this.entries.push(entry));
     this.diffHash = hashDiffId ? undefined : createHash('sha256');
     this.blobHash = options.hashCompressed === false ? undefined : createHash('sha256');
@@ -56,7 +61,11 @@ export class WorkerJob {
     const scan = await this.result;
     const { blobHash, diffHash } = this;
     return {
-      scan: { ...scan, digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED, diffId: diffHash ? `sha256:${diffHash.digest('hex')}` : scan.diffId },
+      scan: {
+        ...scan,
+        digest: blobHash ? `sha256:${blobHash.digest('hex')}` : UNHASHED,
+        diffId: diffHash ? `sha256:${diffHash.digest('hex')}` : scan.diffId,
+      },
       entries: this.entries,
     };
   }

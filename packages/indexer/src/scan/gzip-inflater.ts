@@ -37,7 +37,10 @@ if (isMainThread) warnOnce();
  * the inflater can (native only; the portable one always checks): for blobs whose digest is
  * verified anyway.
  */
-export async function createGzipInflater(kind: GzipInflaterKind = defaultKind(), options: { validate?: boolean } = {}): Promise<GzipBlockInflater> {
+export async function createGzipInflater(
+  kind: GzipInflaterKind = defaultKind(),
+  options: { validate?: boolean } = {},
+): Promise<GzipBlockInflater> {
   if (kind === 'portable') {
     const { PakoBlockInflater } = await import('./pako-inflater.js');
     return new PakoBlockInflater();

@@ -68,7 +68,12 @@ export async function scanGzip(
             recorder.consume(chunk.subarray(consumedTo, inAt));
             consumedTo = inAt;
             memberStart = uncompressed;
-            recorder.start({ uncompressedOffset: uncompressed, compressedBitOffset: (chunkStart + inAt) * 8, window: new Uint8Array(0), kind: 'gzip-member' });
+            recorder.start({
+              uncompressedOffset: uncompressed,
+              compressedBitOffset: (chunkStart + inAt) * 8,
+              window: new Uint8Array(0),
+              kind: 'gzip-member',
+            });
           } else if (kind === EVENT_BOUNDARY) {
             const position = chunkStart + inAt;
             const bit = position * 8 - events[e + 3]!;
@@ -89,7 +94,8 @@ export async function scanGzip(
         if (outPos === out.length) {
           // Copy the window out of the full buffer before it is handed over.
           const next = newOutputBuffer();
-          if (next.length !== GZIP_OUTPUT_BUFFER_SIZE) throw new Error(`internal: gzip output buffers must be ${GZIP_OUTPUT_BUFFER_SIZE} bytes`);
+          if (next.length !== GZIP_OUTPUT_BUFFER_SIZE)
+            throw new Error(`internal: gzip output buffers must be ${GZIP_OUTPUT_BUFFER_SIZE} bytes`);
           next.set(out.subarray(out.length - WINDOW));
           await emit();
           out = next;

@@ -3,12 +3,7 @@
 import type { SpanRecorder } from './span-recorder.js';
 import type { ScanSink } from './scan-sink.js';
 
-export async function scanPlain(
-  data: AsyncIterable<Uint8Array>,
-  spanSize: number,
-  recorder: SpanRecorder,
-  sink: ScanSink,
-): Promise<void> {
+export async function scanPlain(data: AsyncIterable<Uint8Array>, spanSize: number, recorder: SpanRecorder, sink: ScanSink): Promise<void> {
   let position = 0;
   recorder.start({ uncompressedOffset: 0, compressedBitOffset: 0, window: new Uint8Array(0), kind: 'plain' });
   for await (const chunk of data) {

@@ -106,7 +106,14 @@ export async function scanLayer(
   const recorder = new SpanRecorder(pieceSize, compression === 'none', onWindow, options.pieceCuts);
   switch (compression) {
     case 'gzip':
-      await scanGzip(compressed, spanSize, recorder, sink, await createGzipInflater(options.gzipInflater, { validate: options.gzipValidate !== false }), options.outputBuffer);
+      await scanGzip(
+        compressed,
+        spanSize,
+        recorder,
+        sink,
+        await createGzipInflater(options.gzipInflater, { validate: options.gzipValidate !== false }),
+        options.outputBuffer,
+      );
       break;
     case 'zstd': {
       // Loaded on first use: most layers are gzip, and a scan worker starts faster without fzstd.

@@ -92,7 +92,9 @@ export class SpanRecorder {
       if (this.position === pieceEnd && this.current) {
         const bound = this.identity
           ? this.current.checkpoint.uncompressedOffset + (pieceEnd - Math.floor(this.current.checkpoint.compressedBitOffset / 8))
-          : boundary && boundary.bit <= pieceEnd * 8 ? boundary.uncompressed : this.lastBoundary;
+          : boundary && boundary.bit <= pieceEnd * 8
+            ? boundary.uncompressed
+            : this.lastBoundary;
         this.closePiece(bound);
       }
     }

@@ -41,7 +41,12 @@ export async function scanZstd(
       recorder.consume(frame, { bit: (chunkStart + end) * 8, uncompressed });
       offset = end;
       if (uncompressed - recorder.spanStart! >= spanSize) {
-        recorder.start({ uncompressedOffset: uncompressed, compressedBitOffset: (chunkStart + end) * 8, window: new Uint8Array(0), kind: 'zstd-frame' });
+        recorder.start({
+          uncompressedOffset: uncompressed,
+          compressedBitOffset: (chunkStart + end) * 8,
+          window: new Uint8Array(0),
+          kind: 'zstd-frame',
+        });
       }
     }
     const rest = chunk.subarray(offset);

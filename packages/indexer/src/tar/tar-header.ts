@@ -120,8 +120,9 @@ function signedChecksum(block: Uint8Array): number {
 
 function isUstar(block: Uint8Array): boolean {
   // "ustar\0" (POSIX); GNU writes "ustar  \0" and uses the prefix area for other fields.
-  return block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 &&
-    block[261] === 0x72 && block[262] === 0;
+  return (
+    block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 && block[261] === 0x72 && block[262] === 0
+  );
 }
 
 /** Decodes a header block, or returns why it cannot be decoded. The checksum is checked by the caller. */

@@ -19,8 +19,15 @@ const SLAB_SIZE = 64 * 1024;
 const MAX_META_SIZE = 16 * 1024 * 1024;
 
 const ENTRY_TYPES: Record<string, TarEntryType> = {
-  '0': 'file', '\0': 'file', '7': 'file',
-  '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'directory', '6': 'fifo',
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'directory',
+  '6': 'fifo',
   // GNU dumpdir: a directory whose data lists its contents (skipped).
   D: 'directory',
 };
@@ -49,7 +56,14 @@ function stripNul(bytes: Uint8Array): string {
 function parsePaxTime(text: string): { sec: number; nsec: number } | undefined {
   // The usual shape, `<seconds>.<up to 9 digits>`, without a regular expression.
   const dot = text.indexOf('.');
-  if (dot > 0 && dot <= 15 && text.length - dot - 1 <= 9 && text.length - dot > 1 && allDigits(text, 0, dot) && allDigits(text, dot + 1, text.length)) {
+  if (
+    dot > 0 &&
+    dot <= 15 &&
+    text.length - dot - 1 <= 9 &&
+    text.length - dot > 1 &&
+    allDigits(text, 0, dot) &&
+    allDigits(text, dot + 1, text.length)
+  ) {
     let nsec = 0;
     for (let i = dot + 1; i < dot + 10; i++) nsec = nsec * 10 + (i < text.length ? text.charCodeAt(i) - 48 : 0);
     return { sec: Number(text.slice(0, dot)), nsec };
@@ -179,7 +193,9 @@ export class TarWalker {
       (state.kind === 'header' && this.memberStart !== undefined);
     if (inside) {
       const member = this.memberStart ?? this.offset - this.headerFilled;
-      throw this.error(`truncated tar stream: it ends at byte ${this.offset} inside the member at byte ${member} (${JSON.stringify(this.lastName)})`);
+      throw this.error(
+        `truncated tar stream: it ends at byte ${this.offset} inside the member at byte ${member} (${JSON.stringify(this.lastName)})`,
+      );
     }
   }
 

@@ -77,7 +77,9 @@ export function verifySpanPieces(layer: ArchiveLayer, spanIndex: number, compres
     pieceStart = piece.compressedEnd;
   }
   if (pieceStart - start < compressed.length) {
-    throw new LayerFormatError(`layer ${layer.digest} span ${spanIndex}: ${compressed.length} bytes fetched, but its pieces end after ${pieceStart - start}`);
+    throw new LayerFormatError(
+      `layer ${layer.digest} span ${spanIndex}: ${compressed.length} bytes fetched, but its pieces end after ${pieceStart - start}`,
+    );
   }
 }
 
@@ -134,7 +136,10 @@ export async function decompressSpan(layer: ArchiveLayer, spanIndex: number, com
   try {
     output = await inflateSpan(span, compressed, spanLength);
   } catch (error) {
-    throw new LayerFormatError(`${what} does not decompress from its checkpoint: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new LayerFormatError(
+      `${what} does not decompress from its checkpoint: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
   const needed = guaranteedEnd(span, compressed.length) - spanStart;
   if (output.length < needed) {

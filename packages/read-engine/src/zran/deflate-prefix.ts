@@ -48,7 +48,7 @@ const EMPTY_DYNAMIC_BLOCK = emptyDynamicBlock();
 const PREFIX_BITS: readonly (readonly number[])[] = Array.from({ length: 8 }, (_, k) => {
   const bits: number[] = [];
   // Fixed blocks add 2 (mod 8) each, the dynamic block 7 (mod 8).
-  const fixedCount = k % 2 === 0 ? k / 2 : (((k - 7) % 8) + 8) % 8 / 2;
+  const fixedCount = k % 2 === 0 ? k / 2 : ((((k - 7) % 8) + 8) % 8) / 2;
   if (k % 2 === 1) bits.push(...EMPTY_DYNAMIC_BLOCK);
   for (let i = 0; i < fixedCount; i++) bits.push(...EMPTY_FIXED_BLOCK);
   return bits;

@@ -93,7 +93,10 @@ class Decoder implements SpanDecoder {
     try {
       output = await this.engine.decode(compressed, this.#consumed === 0);
     } catch (error) {
-      this.#failure = new LayerFormatError(`${this.what} does not decompress from its checkpoint: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      this.#failure = new LayerFormatError(
+        `${this.what} does not decompress from its checkpoint: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
       throw this.#failure;
     }
     this.#consumed += compressed.length;
@@ -122,9 +125,8 @@ class ZlibEngine implements Engine {
     private readonly bitResidue: number,
   ) {
     const options: ZlibOptions = { chunkSize: ZLIB_CHUNK, finishFlush: constants.Z_SYNC_FLUSH };
-    this.#stream = kind === 'gzip-member'
-      ? createGunzip(options)
-      : createInflateRaw(window.length > 0 ? { ...options, dictionary: window } : options);
+    this.#stream =
+      kind === 'gzip-member' ? createGunzip(options) : createInflateRaw(window.length > 0 ? { ...options, dictionary: window } : options);
     this.#stream.on('data', (chunk: Buffer) => this.#chunks.push(chunk));
     this.#stream.on('error', (error: Error) => {
       this.#error ??= error;
@@ -163,7 +165,8 @@ class ZstdEngine implements Engine {
   #pending: Buffer = Buffer.alloc(0);
 
   async decode(input: Uint8Array): Promise<Buffer> {
-    const bytes = this.#pending.length === 0 ? Buffer.from(input.buffer, input.byteOffset, input.byteLength) : Buffer.concat([this.#pending, input]);
+    const bytes =
+      this.#pending.length === 0 ? Buffer.from(input.buffer, input.byteOffset, input.byteLength) : Buffer.concat([this.#pending, input]);
     const whole = completeFramesLength(bytes);
     // Keep a copy of the tail: `input` belongs to the caller.
     this.#pending = Buffer.from(bytes.subarray(whole));

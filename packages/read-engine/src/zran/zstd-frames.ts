@@ -82,7 +82,7 @@ export class ZstdFrameSplitter {
         if (magic === ZSTD_MAGIC) {
           this.skippable = false;
           this.expect('descriptor', 1);
-        } else if (((magic & SKIPPABLE_MASK) >>> 0) === SKIPPABLE_MAGIC) {
+        } else if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
           this.skippable = true;
           this.expect('skippable-size', 4);
         } else {

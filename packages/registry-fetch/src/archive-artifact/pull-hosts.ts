@@ -22,7 +22,8 @@ export async function pullArchiveViaHosts(
       return await pullFrom(reference, { ...rest, source });
     } catch (error) {
       lastError = error;
-      if (i < sources.length - 1) options.logger?.warn('archive pull from a registry host failed; trying the next', { error: (error as Error).message });
+      if (i < sources.length - 1)
+        options.logger?.warn('archive pull from a registry host failed; trying the next', { error: (error as Error).message });
     } finally {
       // pullFrom closes the source it was given; closing twice is harmless.
       await source.close().catch(() => {});

@@ -19,7 +19,11 @@ export interface PublishedArchive {
 }
 
 /** The newest archive artifact that refers to `manifestDigest` (not yet trusted: for messages), or undefined. */
-export async function findPublishedArchive(source: RegistrySource, manifestDigest: Digest, logger: Logger = silentLogger): Promise<PublishedArchive | undefined> {
+export async function findPublishedArchive(
+  source: RegistrySource,
+  manifestDigest: Digest,
+  logger: Logger = silentLogger,
+): Promise<PublishedArchive | undefined> {
   const lookup = await listReferrers(source.client, manifestDigest, { artifactType: ARCHIVE_ARTIFACT_TYPE });
   // Later entries were added later (fallback index appends): try the newest first.
   for (const candidate of [...lookup.referrers].reverse()) {

@@ -21,7 +21,13 @@ export interface ResolveArchiveOptions extends TrustOptions {
 export async function isRegistryArgument(text: string): Promise<boolean> {
   // http(s) URLs are archives read by range (mounter), never registry references.
   if (text.endsWith('.clip') || text.startsWith('.') || text.startsWith('/') || /^https?:\/\//i.test(text)) return false;
-  if (await stat(text).then(() => true, () => false)) return false;
+  if (
+    await stat(text).then(
+      () => true,
+      () => false,
+    )
+  )
+    return false;
   if (text.startsWith('docker://')) return true;
   const first = text.split('/')[0] ?? '';
   if (!text.includes('/') || !(first.includes('.') || first.includes(':') || first === 'localhost')) return false;

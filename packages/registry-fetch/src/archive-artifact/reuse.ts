@@ -38,11 +38,16 @@ export async function reusePublishedArchive(sourceText: string, options: ReuseOp
     const image = await source.resolve(options.platform ? { platform: options.platform } : {});
     found = await findPublishedArchive(source, image.manifestDigest, options.logger);
     if (!found) return undefined;
-    options.logger.info(options.reuse ? 'image already has a published archive; reusing it' : 'image already has a published archive (pass --reuse to take it instead of indexing)', {
-      reference: source.reference,
-      manifest_digest: image.manifestDigest,
-      artifact: found.artifact.digest,
-    });
+    options.logger.info(
+      options.reuse
+        ? 'image already has a published archive; reusing it'
+        : 'image already has a published archive (pass --reuse to take it instead of indexing)',
+      {
+        reference: source.reference,
+        manifest_digest: image.manifestDigest,
+        artifact: found.artifact.digest,
+      },
+    );
   } catch (error) {
     if (!isClipError(error)) throw error;
     options.logger.warn('could not look for a published archive', { reference: source.reference, error: error.message });

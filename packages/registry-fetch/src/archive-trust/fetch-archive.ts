@@ -30,19 +30,28 @@ export interface ArchiveArtifact {
 }
 
 /** Reads artifact manifest `artifact` and checks it is a clip archive of `manifestDigest` within `limit` bytes. */
-export async function readArchiveArtifact(source: RegistrySource, artifact: Descriptor, manifestDigest: Digest, limit: number): Promise<ArchiveArtifact> {
+export async function readArchiveArtifact(
+  source: RegistrySource,
+  artifact: Descriptor,
+  manifestDigest: Digest,
+  limit: number,
+): Promise<ArchiveArtifact> {
   const what = `archive artifact ${artifact.digest} in ${source.reference}`;
   const raw = await source.fetchManifest(artifact.digest);
   const manifest = parseArtifactManifest(raw.bytes, what);
-  if (manifest.artifactType !== ARCHIVE_ARTIFACT_TYPE) throw new ArchiveUntrustedError(`${what} has artifactType ${manifest.artifactType ?? '(none)'}, not ${ARCHIVE_ARTIFACT_TYPE}`);
+  if (manifest.artifactType !== ARCHIVE_ARTIFACT_TYPE)
+    throw new ArchiveUntrustedError(`${what} has artifactType ${manifest.artifactType ?? '(none)'}, not ${ARCHIVE_ARTIFACT_TYPE}`);
   if (manifest.subject && manifest.subject.digest !== manifestDigest) {
     throw new ArchiveUntrustedError(`${what} refers to manifest ${manifest.subject.digest}, not ${manifestDigest}`);
   }
   const layers = manifest.layers.filter((layer) => layer.mediaType === ARCHIVE_LAYER_MEDIA_TYPE);
-  if (layers.length !== 1) throw new ArchiveUntrustedError(`${what} has ${layers.length} layers of type ${ARCHIVE_LAYER_MEDIA_TYPE}, expected 1`);
+  if (layers.length !== 1)
+    throw new ArchiveUntrustedError(`${what} has ${layers.length} layers of type ${ARCHIVE_LAYER_MEDIA_TYPE}, expected 1`);
   const blob = layers[0]!;
   if (blob.size > limit) {
-    throw new ArchiveUntrustedError(`${what}: archive blob ${blob.digest} is ${blob.size} bytes, more than the ${limit} bytes an archive of this image can need`);
+    throw new ArchiveUntrustedError(
+      `${what}: archive blob ${blob.digest} is ${blob.size} bytes, more than the ${limit} bytes an archive of this image can need`,
+    );
   }
   return { artifact: { ...artifact, size: raw.bytes.length }, manifest, blob };
 }
@@ -66,7 +75,12 @@ async function readAtMost(stream: Readable, limit: number, what: string): Promis
  * Downloads archive blob `digest` (declared `size`, or unknown for a pinned digest) after
  * checking its magic with a Range read; at most `limit` bytes are ever accepted.
  */
-export async function downloadArchiveBlob(source: RegistrySource, digest: Digest, size: number | undefined, limit: number): Promise<Buffer> {
+export async function downloadArchiveBlob(
+  source: RegistrySource,
+  digest: Digest,
+  size: number | undefined,
+  limit: number,
+): Promise<Buffer> {
   const what = `archive blob ${digest} in ${source.reference}`;
   const head = await source.readBlobRange(digest, 0, Math.min(MAGIC.length, size ?? MAGIC.length)).catch((error: unknown) => {
     // A blob shorter than the magic answers 416 / a short range: it is not an archive.
@@ -79,6 +93,7 @@ export async function downloadArchiveBlob(source: RegistrySource, digest: Digest
   const bytes = await readAtMost(await source.openBlob(digest), Math.min(size ?? limit, limit), what);
   const actual = sha256Digest(bytes);
   if (actual !== digest) throw new DigestMismatchError(what, digest, actual);
-  if (size !== undefined && bytes.length !== size) throw new ArchiveFormatError(`${what} has ${bytes.length} bytes, its descriptor says ${size}`);
+  if (size !== undefined && bytes.length !== size)
+    throw new ArchiveFormatError(`${what} has ${bytes.length} bytes, its descriptor says ${size}`);
   return bytes;
 }

@@ -13,7 +13,15 @@
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { openArchive, type ClipArchive } from '@clip/archive-format';
-import { type Digest, DigestMismatchError, isClipError, type Logger, parseRegistryReference, sha256Digest, silentLogger } from '@clip/shared';
+import {
+  type Digest,
+  DigestMismatchError,
+  isClipError,
+  type Logger,
+  parseRegistryReference,
+  sha256Digest,
+  silentLogger,
+} from '@clip/shared';
 import type { Descriptor, Platform, ResolvedImage } from '../image-source.js';
 import { listReferrers } from '../referrers.js';
 import { RegistrySource } from '../registry-source.js';
@@ -125,7 +133,11 @@ async function resolveContext(reference: string, options: LoadArchiveOptions): P
     return {
       source,
       image,
-      expectation: { image, foundThrough: { registry: ref.registry, repository: ref.repository }, ...(options.mirrorOf ? { mirrorOf: options.mirrorOf } : {}) },
+      expectation: {
+        image,
+        foundThrough: { registry: ref.registry, repository: ref.repository },
+        ...(options.mirrorOf ? { mirrorOf: options.mirrorOf } : {}),
+      },
       limit: archiveSizeLimit(image.layers),
       options,
       logger,
@@ -141,7 +153,9 @@ async function resolveContext(reference: string, options: LoadArchiveOptions): P
 async function candidates(context: Context, forListing = false): Promise<Candidate[]> {
   const { image, options, source } = context;
   if (options.archiveDigest && !forListing) return [{ trust: 'pinned', via: 'digest' }];
-  const bound = image.indexBytes ? boundArtifacts(parseIndexEntries(image.indexBytes, `image index ${image.indexDigest}`), image.manifestDigest) : [];
+  const bound = image.indexBytes
+    ? boundArtifacts(parseIndexEntries(image.indexBytes, `image index ${image.indexDigest}`), image.manifestDigest)
+    : [];
   const found: Candidate[] = bound.map((artifact) => ({ trust: 'bound-index', via: 'index', artifact }));
   if (found.length > 0 && !forListing) return found;
   const referrersAllowed = options.trustReferrers || (options.verifyKeys?.length ?? 0) > 0;
@@ -198,21 +212,36 @@ async function accept(context: Context, candidate: Candidate): Promise<Accepted>
     blobDigest = artifact.blob.digest;
     size = artifact.blob.size;
     if (options.verifyKeys?.length) {
-      const verdict = checkSignature(artifact.manifest.annotations, { archiveDigest: blobDigest, manifestDigest: image.manifestDigest, storage: archiveLocation(context) }, options.verifyKeys);
+      const verdict = checkSignature(
+        artifact.manifest.annotations,
+        { archiveDigest: blobDigest, manifestDigest: image.manifestDigest, storage: archiveLocation(context) },
+        options.verifyKeys,
+      );
       // A mirror serves the origin's signed artifacts: the signature names the origin.
       const viaMirror = verdict.ok
         ? verdict
-        : (options.mirrorOf ?? [])
-            .map((origin) => checkSignature(artifact.manifest.annotations, { archiveDigest: blobDigest, manifestDigest: image.manifestDigest, storage: origin }, options.verifyKeys!))
-            .find((result) => result.ok) ?? verdict;
-      if (!viaMirror.ok) throw new ArchiveUnboundError(`archive artifact ${candidate.artifact.digest} in ${source.reference}: ${viaMirror.reason}`);
+        : ((options.mirrorOf ?? [])
+            .map((origin) =>
+              checkSignature(
+                artifact.manifest.annotations,
+                { archiveDigest: blobDigest, manifestDigest: image.manifestDigest, storage: origin },
+                options.verifyKeys!,
+              ),
+            )
+            .find((result) => result.ok) ?? verdict);
+      if (!viaMirror.ok)
+        throw new ArchiveUnboundError(`archive artifact ${candidate.artifact.digest} in ${source.reference}: ${viaMirror.reason}`);
       signedBy = viaMirror.key;
     }
   }
   const cached = await fromCache(context, blobDigest);
   if (cached) return { ...cached, ...(signedBy ? { signedBy } : {}) };
   const bytes = await downloadArchiveBlob(source, blobDigest, size, limit);
-  const archive = check(context, bytes, `archive ${blobDigest}${candidate.artifact ? ` (artifact ${candidate.artifact.digest})` : ''} in ${source.reference}`);
+  const archive = check(
+    context,
+    bytes,
+    `archive ${blobDigest}${candidate.artifact ? ` (artifact ${candidate.artifact.digest})` : ''} in ${source.reference}`,
+  );
   const path = cachedArchivePath(context.cacheDir, archiveLocation(context), blobDigest);
   return { bytes, archive, blobDigest, fromCache: false, path, ...(signedBy ? { signedBy } : {}) };
 }
@@ -251,8 +280,13 @@ export async function loadArchiveForReference(reference: string, options: LoadAr
       } catch (error) {
         // A pinned or bound archive that fails is an error: nothing else may stand in for it.
         // Nor may an unreachable registry make the next referrer win: only invalid ones are skipped.
-        if (!isClipError(error) || candidate.trust === 'pinned' || candidate.trust === 'bound-index' || TRANSIENT.has(error.code)) throw error;
-        logger.warn('skipping invalid archive referrer', { reference: source.reference, artifact: candidate.artifact?.digest, error: error.message });
+        if (!isClipError(error) || candidate.trust === 'pinned' || candidate.trust === 'bound-index' || TRANSIENT.has(error.code))
+          throw error;
+        logger.warn('skipping invalid archive referrer', {
+          reference: source.reference,
+          artifact: candidate.artifact?.digest,
+          error: error.message,
+        });
         failures.push(`${candidate.artifact?.digest}: ${error.message}`);
         continue;
       }
@@ -292,14 +326,22 @@ export async function loadArchiveForReference(reference: string, options: LoadAr
 }
 
 /** Every archive candidate of `reference` (bound and referrers), each checked; nothing is cached. */
-export async function listArchiveCandidates(reference: string, options: LoadArchiveOptions = {}): Promise<{ reference: string; manifestDigest: Digest; candidates: CandidateReport[] }> {
+export async function listArchiveCandidates(
+  reference: string,
+  options: LoadArchiveOptions = {},
+): Promise<{ reference: string; manifestDigest: Digest; candidates: CandidateReport[] }> {
   const context = await resolveContext(reference, { ...options, refresh: true });
   const { source, image } = context;
   try {
     const reports: CandidateReport[] = [];
     const referrersAllowed = options.trustReferrers || (options.verifyKeys?.length ?? 0) > 0;
     for (const candidate of await candidates(context, true)) {
-      const report: CandidateReport = { via: candidate.via, usable: false, chosen: false, ...(candidate.artifact ? { artifactDigest: candidate.artifact.digest } : {}) };
+      const report: CandidateReport = {
+        via: candidate.via,
+        usable: false,
+        chosen: false,
+        ...(candidate.artifact ? { artifactDigest: candidate.artifact.digest } : {}),
+      };
       try {
         const accepted = await accept(context, candidate);
         report.blobDigest = accepted.blobDigest;
@@ -322,4 +364,3 @@ export async function listArchiveCandidates(reference: string, options: LoadArch
     await source.close();
   }
 }
-

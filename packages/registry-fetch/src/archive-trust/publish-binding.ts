@@ -16,7 +16,11 @@ export function artifactSignature(
 ): { annotations?: Record<string, string>; signedBy?: string } {
   if (!key) return {};
   const annotations = signBinding(
-    { archiveDigest: binding.archiveDigest, manifestDigest: binding.manifestDigest, storage: { registry: binding.target.registry, repository: binding.target.repository } },
+    {
+      archiveDigest: binding.archiveDigest,
+      manifestDigest: binding.manifestDigest,
+      storage: { registry: binding.target.registry, repository: binding.target.repository },
+    },
     key,
   );
   return { annotations, signedBy: keyFingerprint(key) };
@@ -36,12 +40,19 @@ export async function pushBoundIndex(
   const ref = destination.ref;
   const tag = ref.tag ?? (ref.digest ? undefined : 'latest');
   if (!tag) {
-    logger.warn('target names a digest: no tag to bind the archive to; workers need --archive-digest, --verify-key or --trust-referrers', { target: destination.reference });
+    logger.warn('target names a digest: no tag to bind the archive to; workers need --archive-digest, --verify-key or --trust-referrers', {
+      target: destination.reference,
+    });
     return undefined;
   }
   const bytes = bindIndexBytes({
     top: await source.topManifest(),
-    manifest: { digest: image.manifestDigest, mediaType: image.manifestMediaType, size: image.manifestBytes.length, ...(image.platform ? { platform: image.platform } : {}) },
+    manifest: {
+      digest: image.manifestDigest,
+      mediaType: image.manifestMediaType,
+      size: image.manifestBytes.length,
+      ...(image.platform ? { platform: image.platform } : {}),
+    },
     artifact,
   });
   const digest = await pushManifest(destination, { bytes, mediaType: MEDIA_TYPE.ociIndex }, tag);

@@ -33,11 +33,14 @@ export function bindingPayload(binding: SignedBinding): Buffer {
 /** `sha256:<hex>` of the public key's SPKI DER: names the key in annotations and logs. */
 export function keyFingerprint(key: KeyObject): string {
   const publicKey = key.type === 'private' ? createPublicKey(key) : key;
-  return `sha256:${createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')}`;
 }
 
 function checkEd25519(key: KeyObject, path: string): KeyObject {
-  if (key.asymmetricKeyType !== 'ed25519') throw new UsageError(`key ${path} is ${key.asymmetricKeyType ?? 'not an asymmetric key'}, expected ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new UsageError(`key ${path} is ${key.asymmetricKeyType ?? 'not an asymmetric key'}, expected ed25519`);
   return key;
 }
 
@@ -91,5 +94,8 @@ export function checkSignature(
   for (const key of keys) {
     if (verify(null, payload, key, bytes)) return { ok: true, key: keyFingerprint(key) };
   }
-  return { ok: false, reason: `signature does not verify with ${keys.length === 1 ? 'the --verify-key' : `any of the ${keys.length} --verify-key keys`} (signed by ${annotations?.[SIGNATURE_KEY_ANNOTATION] ?? 'an unnamed key'})` };
+  return {
+    ok: false,
+    reason: `signature does not verify with ${keys.length === 1 ? 'the --verify-key' : `any of the ${keys.length} --verify-key keys`} (signed by ${annotations?.[SIGNATURE_KEY_ANNOTATION] ?? 'an unnamed key'})`,
+  };
 }

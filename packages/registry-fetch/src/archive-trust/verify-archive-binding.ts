@@ -53,16 +53,22 @@ export function verifyArchiveBinding(archive: ClipArchive, expected: BindingExpe
     );
   }
   if (storage.manifestDigest !== expected.image.manifestDigest) {
-    throw new ArchiveUntrustedError(`${what} indexes manifest ${storage.manifestDigest}, not the image's ${expected.image.manifestDigest} (${through})`);
+    throw new ArchiveUntrustedError(
+      `${what} indexes manifest ${storage.manifestDigest}, not the image's ${expected.image.manifestDigest} (${through})`,
+    );
   }
   const want = expected.image.layers;
   if (archive.layers.length !== want.length) {
-    throw new ArchiveUntrustedError(`${what} lists ${archive.layers.length} layers, manifest ${expected.image.manifestDigest} has ${want.length}`);
+    throw new ArchiveUntrustedError(
+      `${what} lists ${archive.layers.length} layers, manifest ${expected.image.manifestDigest} has ${want.length}`,
+    );
   }
   archive.layers.forEach((layer, i) => {
     const image = want[i]!;
     const differs = (field: string, got: string | number, expect: string | number) =>
-      new ArchiveUntrustedError(`${what}: layer ${i} ${field} is ${got}, manifest ${expected.image.manifestDigest} of ${through} says ${expect}`);
+      new ArchiveUntrustedError(
+        `${what}: layer ${i} ${field} is ${got}, manifest ${expected.image.manifestDigest} of ${through} says ${expect}`,
+      );
     if (layer.digest !== image.digest) throw differs('digest', layer.digest, image.digest);
     if (layer.diffId !== image.diffId) throw differs('diffID', layer.diffId, image.diffId);
     if (layer.compressedSize !== image.size) throw differs('size', layer.compressedSize, image.size);

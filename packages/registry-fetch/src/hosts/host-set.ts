@@ -144,7 +144,9 @@ async function readPem(path: string, what: string, file: string): Promise<string
   try {
     return await readFile(path, 'utf8');
   } catch (error) {
-    throw new HostsConfigError(file, `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    throw new HostsConfigError(file, `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -179,7 +181,12 @@ export interface HostSetOptions {
 }
 
 /** One RegistrySource per configured host, mirrors first, the server last. */
-export async function buildHosts(ref: RegistryReference, loaded: LoadedHosts, options: RegistryClientOptions, hostOptions: HostSetOptions): Promise<RegistryHost[]> {
+export async function buildHosts(
+  ref: RegistryReference,
+  loaded: LoadedHosts,
+  options: RegistryClientOptions,
+  hostOptions: HostSetOptions,
+): Promise<RegistryHost[]> {
   const file = existsSync(`${loaded.dir}/hosts.toml`) ? `${loaded.dir}/hosts.toml` : loaded.dir;
   const hosts: RegistryHost[] = [];
   for (const config of loaded.hosts) {

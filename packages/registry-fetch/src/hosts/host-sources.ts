@@ -9,7 +9,10 @@ import { buildHosts } from './host-set.js';
 import { DEFAULT_MIRROR_STALL_MS } from './mirrored-source.js';
 
 /** Sources to try in order; a single plain source when `hostsDir` has nothing for this registry. */
-export async function openHostSources(ref: RegistryReference, options: RegistryClientOptions & { hostsDir?: string }): Promise<RegistrySource[]> {
+export async function openHostSources(
+  ref: RegistryReference,
+  options: RegistryClientOptions & { hostsDir?: string },
+): Promise<RegistrySource[]> {
   const { hostsDir, ...clientOptions } = options;
   const loaded = hostsDir ? await loadHostsConfig(hostsDir, ref.registry) : undefined;
   if (!loaded) return [new RegistrySource(ref, clientOptions)];

@@ -90,7 +90,10 @@ export async function loadHostsConfig(root: string, registry: string): Promise<L
 
 /** Docker's certs.d pattern: the default host with the dir's `*.crt` CAs and `*.cert`/`*.key` pairs. */
 async function certFilesHost(dir: string): Promise<HostConfig> {
-  const names = (await readdir(dir, { withFileTypes: true })).filter((e) => !e.isDirectory()).map((e) => e.name).sort();
+  const names = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => !e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   const host = defaultHost();
   for (const name of names) {
     if (name.endsWith('.crt')) host.ca.push(join(dir, name));
@@ -164,7 +167,8 @@ function absolute(path: string, baseDir: string): string {
 function parseHostEntry(server: string, table: TomlTable, file: string, baseDir: string, isServer: boolean): HostConfig {
   const where = isServer ? 'server' : `[host.${JSON.stringify(server)}]`;
   const overridePath = table['override_path'];
-  if (overridePath !== undefined && typeof overridePath !== 'boolean') throw new HostsConfigError(file, `${where}: override_path must be true or false`);
+  if (overridePath !== undefined && typeof overridePath !== 'boolean')
+    throw new HostsConfigError(file, `${where}: override_path must be true or false`);
   const result = defaultHost();
   result.isServer = isServer;
   if (server !== '') {
@@ -189,7 +193,8 @@ function parseHostEntry(server: string, table: TomlTable, file: string, baseDir:
     if (list.length > 0) {
       result.capabilities = list.map((c) => {
         const lower = c.toLowerCase();
-        if (!(ALL_CAPABILITIES as string[]).includes(lower)) throw new HostsConfigError(file, `${where}: unknown capability ${JSON.stringify(c)}`);
+        if (!(ALL_CAPABILITIES as string[]).includes(lower))
+          throw new HostsConfigError(file, `${where}: unknown capability ${JSON.stringify(c)}`);
         return lower as HostCapability;
       });
     }
@@ -220,7 +225,8 @@ function parseHostEntry(server: string, table: TomlTable, file: string, baseDir:
   const header = table['header'];
   if (header !== undefined) {
     if (!isTable(header)) throw new HostsConfigError(file, `${where}: header must be a table`);
-    for (const [name, value] of Object.entries(header)) result.header[name] = stringList(value, `${where}: header ${JSON.stringify(name)}`, file);
+    for (const [name, value] of Object.entries(header))
+      result.header[name] = stringList(value, `${where}: header ${JSON.stringify(name)}`, file);
   }
   return result;
 }

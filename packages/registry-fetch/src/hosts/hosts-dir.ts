@@ -13,7 +13,11 @@ function isDirectory(path: string): boolean {
 }
 
 /** The hosts directory to use, or undefined for none (no mirrors: the registry itself). */
-export function resolveHostsDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, fallback = DEFAULT_HOSTS_DIR): string | undefined {
+export function resolveHostsDir(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  fallback = DEFAULT_HOSTS_DIR,
+): string | undefined {
   if (flag !== undefined) return flag === '' ? undefined : flag;
   const fromEnv = env['CLIP_HOSTS_DIR'];
   if (fromEnv !== undefined) return fromEnv === '' ? undefined : fromEnv;

@@ -143,7 +143,10 @@ export async function mirrorRange(host: RegistryHost, request: MirrorRangeReques
     const match = typeof contentRange === 'string' ? CONTENT_RANGE_RE.exec(contentRange) : null;
     if (!match || Number(match[1]) !== start || Number(match[2]) !== end - 1) {
       host.stats.errors++;
-      throw new MirrorPassError(`${client.describe()}: ${what}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)}`, 'bad-answer');
+      throw new MirrorPassError(
+        `${client.describe()}: ${what}: 206 with Content-Range ${JSON.stringify(contentRange ?? null)}`,
+        'bad-answer',
+      );
     }
     const out = Buffer.alloc(end - start);
     let filled = 0;

@@ -63,10 +63,18 @@ export class MirroredSource implements ImageSource {
     this.filler = new ColdFiller({ mode: 'drop', concurrency: 2, maxBytes: 1024 * 1024 * 1024, ...mirror.coldFill }, this.logger);
   }
 
-  static async open(ref: RegistryReference, loaded: LoadedHosts, options: RegistryClientOptions = {}, mirror: MirrorOptions = {}): Promise<MirroredSource> {
+  static async open(
+    ref: RegistryReference,
+    loaded: LoadedHosts,
+    options: RegistryClientOptions = {},
+    mirror: MirrorOptions = {},
+  ): Promise<MirroredSource> {
     const hosts = await buildHosts(ref, loaded, options, { mirrorStallMs: mirror.stallMs ?? DEFAULT_MIRROR_STALL_MS });
     const source = new MirroredSource(ref, hosts, loaded.dir, options, mirror);
-    source.logger.info('registry hosts from hosts.toml', { dir: loaded.dir, hosts: hosts.map((h) => `${h.stats.role}:${h.stats.host}`).join(',') });
+    source.logger.info('registry hosts from hosts.toml', {
+      dir: loaded.dir,
+      hosts: hosts.map((h) => `${h.stats.role}:${h.stats.host}`).join(','),
+    });
     return source;
   }
 
@@ -96,7 +104,11 @@ export class MirroredSource implements ImageSource {
     const tagOrDigest = this.ref.digest;
     if (tagOrDigest) return this.fetchManifest(tagOrDigest as Digest);
     // Resolving a tag trusts the host with the tag → digest mapping: only `resolve` hosts.
-    return this.firstOf(this.hosts.filter((h) => h.has('pull', 'resolve')), 'resolve tags', (h) => h.source.topManifest());
+    return this.firstOf(
+      this.hosts.filter((h) => h.has('pull', 'resolve')),
+      'resolve tags',
+      (h) => h.source.topManifest(),
+    );
   }
 
   fetchManifest(digest: Digest): Promise<RawManifest> {
@@ -105,10 +117,15 @@ export class MirroredSource implements ImageSource {
 
   async resolve(options?: ResolveOptions): Promise<ResolvedImage> {
     const top = await this.topManifest();
-    return resolveImage(this.reference, top, {
-      fetchManifest: (digest) => this.fetchManifest(digest),
-      readSmallBlob: (descriptor: Descriptor) => this.readSmallBlob(descriptor),
-    }, options);
+    return resolveImage(
+      this.reference,
+      top,
+      {
+        fetchManifest: (digest) => this.fetchManifest(digest),
+        readSmallBlob: (descriptor: Descriptor) => this.readSmallBlob(descriptor),
+      },
+      options,
+    );
   }
 
   private async readSmallBlob(descriptor: Descriptor): Promise<Buffer> {
@@ -167,13 +184,28 @@ export class MirroredSource implements ImageSource {
         release = undefined;
       };
       try {
-        const bytes = await mirrorRange(host, { digest, start, end, stallMs: this.stallMs, filler: this.filler, onHeaders, ...(signal ? { signal } : {}) });
+        const bytes = await mirrorRange(host, {
+          digest,
+          start,
+          end,
+          stallMs: this.stallMs,
+          filler: this.filler,
+          onHeaders,
+          ...(signal ? { signal } : {}),
+        });
         this.counter.received(bytes.length);
         return bytes;
       } catch (error) {
         if (signal?.aborted || !(error instanceof MirrorPassError)) throw error;
         host.stats.fallbacks++;
-        this.logger.debug('mirror passed a range read on', { host: host.stats.host, digest, start, end, reason: error.reason, error: error.message });
+        this.logger.debug('mirror passed a range read on', {
+          host: host.stats.host,
+          digest,
+          start,
+          end,
+          reason: error.reason,
+          error: error.message,
+        });
       }
     }
     throw new RegistryError(`registry ${this.ref.registry}: no host served ${digest}`);

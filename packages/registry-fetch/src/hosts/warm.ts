@@ -6,7 +6,16 @@
 // it instead would cost the origin two copies (distribution fetches once to store, once to
 // stream). `readThrough` streams every blob whole, for caches that store only what they stream.
 // Either way the cached blob is then read whole from the mirror (zone-local) and verified.
-import { type Digest, LayerNotFoundError, TimeoutError, UsageError, silentLogger, type Logger, parseRegistryReference, type RegistryReference } from '@clip/shared';
+import {
+  type Digest,
+  LayerNotFoundError,
+  TimeoutError,
+  UsageError,
+  silentLogger,
+  type Logger,
+  parseRegistryReference,
+  type RegistryReference,
+} from '@clip/shared';
 import type { Platform, ResolvedImage } from '../image-source.js';
 import type { RegistryClientOptions } from '../registry-client.js';
 import { loadHostsConfig } from './hosts-config.js';
@@ -96,7 +105,9 @@ async function triggerFill(host: RegistryHost, digest: Digest, timeoutMs: number
     await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
     if (await hasCached(host, digest)) return false;
   }
-  throw new TimeoutError(`mirror ${host.stats.host} did not store ${digest} within ${Math.round(timeoutMs / 1000)} s (a cache that stores only what it streams needs --read-through)`);
+  throw new TimeoutError(
+    `mirror ${host.stats.host} did not store ${digest} within ${Math.round(timeoutMs / 1000)} s (a cache that stores only what it streams needs --read-through)`,
+  );
 }
 
 async function bounded<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
@@ -111,10 +122,22 @@ export async function warmMirrors(reference: string | RegistryReference, options
   const logger: Logger = options.logger ?? silentLogger;
   const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
   const loaded = await loadHostsConfig(options.hostsDir, ref.registry);
-  const { hostsDir, platform, layers, concurrency, stallMs, onBlob, readThrough: _readThrough, fillTimeoutMs: _fillTimeoutMs, ...clientOptions } = options;
+  const {
+    hostsDir,
+    platform,
+    layers,
+    concurrency,
+    stallMs,
+    onBlob,
+    readThrough: _readThrough,
+    fillTimeoutMs: _fillTimeoutMs,
+    ...clientOptions
+  } = options;
   const mirrorStallMs = stallMs ?? 60_000;
   if (!loaded?.hosts.some((h) => !h.isServer && h.capabilities.includes('pull'))) {
-    throw new UsageError(`no mirror with the pull capability is configured for ${ref.registry} in ${hostsDir} (hosts.toml [host."…"] entries)`);
+    throw new UsageError(
+      `no mirror with the pull capability is configured for ${ref.registry} in ${hostsDir} (hosts.toml [host."…"] entries)`,
+    );
   }
   // The tag is resolved the way every read resolves it (resolve-capable hosts, in order)...
   const all = await MirroredSource.open(ref, loaded, clientOptions, { stallMs: mirrorStallMs });
@@ -130,7 +153,10 @@ export async function warmMirrors(reference: string | RegistryReference, options
   const pinned: RegistryReference = { ...ref, digest: topDigest };
   const hosts = await buildHosts(pinned, loaded, clientOptions, { mirrorStallMs });
   const mirrors = hosts.filter((h) => h.isMirror && h.has('pull'));
-  const wanted = layers === undefined || layers === 'all' ? image.layers.map((l) => l.digest) : image.layers.map((l) => l.digest).filter((d) => layers.includes(d));
+  const wanted =
+    layers === undefined || layers === 'all'
+      ? image.layers.map((l) => l.digest)
+      : image.layers.map((l) => l.digest).filter((d) => layers.includes(d));
   const blobs = [image.configDescriptor.digest, ...wanted];
   const result: WarmResult = { reference: all.reference, manifestDigest: image.manifestDigest, blobs, mirrors: [] };
   try {

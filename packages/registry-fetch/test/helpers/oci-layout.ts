@@ -134,7 +134,9 @@ export async function writeTestLayout(
       const indexJson = {
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: images.map((image, i) => descriptor(image.manifest, { platform: entry.images[i]!.platform ?? { os: 'linux', architecture: 'amd64' } })),
+        manifests: images.map((image, i) =>
+          descriptor(image.manifest, { platform: entry.images[i]!.platform ?? { os: 'linux', architecture: 'amd64' } }),
+        ),
       };
       top = await writeBlob(dir, Buffer.from(JSON.stringify(indexJson)), 'application/vnd.oci.image.index.v1+json');
     }
