@@ -44,6 +44,8 @@ export interface ImageMountPoolOptions {
   readTimeoutMs?: number;
   retries?: number;
   insecure?: boolean;
+  /** containerd hosts.toml directory (mirrors) for `clip mount` and `clip pull-archive` (--hosts-dir; '' for none). */
+  hostsDir?: string;
   /** Where `clip pull-archive` keeps downloaded archives (default resolver only). */
   archiveCacheDir?: string;
   /** More `clip pull-archive` flags for the default resolver, e.g. trust: ['--verify-key', 'key.pem']. */
@@ -166,6 +168,7 @@ export class ImageMountPool {
     const [command, ...prefix] = this.options.clipCommand ?? defaultClipCommand();
     const args = [...prefix, 'pull-archive', image, '--json', ...(this.options.insecure ? ['--insecure'] : [])];
     if (this.options.archiveCacheDir) args.push('--cache-dir', this.options.archiveCacheDir);
+    if (this.options.hostsDir !== undefined) args.push('--hosts-dir', this.options.hostsDir);
     args.push(...(this.options.pullArchiveArgs ?? []));
     try {
       const { stdout } = await run(command!, args, { maxBuffer: 1 << 20 });
@@ -190,6 +193,7 @@ export class ImageMountPool {
       ...(o.readTimeoutMs ? ['--read-timeout', String(o.readTimeoutMs / 1000)] : []),
       ...(o.retries !== undefined ? ['--retries', String(o.retries)] : []),
       ...(o.insecure ? ['--insecure'] : []),
+      ...(o.hostsDir !== undefined ? ['--hosts-dir', o.hostsDir] : []),
     ];
   }
 

@@ -24,6 +24,8 @@ export interface SnapshotterServerOptions {
   cacheSize?: string;
   retries?: number;
   insecure?: boolean;
+  /** containerd hosts.toml directory (mirrors) for the image mounts ('' for none). */
+  hostsDir?: string;
   metrics?: { host: string; port: number };
   logger?: Logger;
 }
@@ -51,6 +53,7 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
     ...(options.cacheSize ? { cacheSize: options.cacheSize } : {}),
     ...(options.retries !== undefined ? { retries: options.retries } : {}),
     ...(options.insecure ? { insecure: true } : {}),
+    ...(options.hostsDir !== undefined ? { hostsDir: options.hostsDir } : {}),
   });
   const snapshotter = await ClipSnapshotter.open({ root, decider: new RemoteDecider(options.resolver), pool, metrics, logger });
 

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { ContainerOptions, ImageMountPoolOptions } from '@clip/runtime';
 import { parseSize, UsageError, type Logger } from '@clip/shared';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 export interface ContainerCommandOptions extends TrustFlags {
@@ -24,6 +25,7 @@ export interface ContainerCommandOptions extends TrustFlags {
   readTimeout: string;
   retries: string;
   insecure?: boolean;
+  hostsDir?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -51,7 +53,8 @@ export function registerPoolOptions(command: Command): void {
     .option('--memory-cache <size>', 'memory cache bound of each image mount', '512MiB')
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
-    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry');
+    .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   // Which archives of a reference are served: the same trust rules as clip mount.
   addTrustOptions(command);
 }
@@ -92,6 +95,7 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
   parseSize(options.memoryCache);
   const insecure = options.insecure ?? false;
   const trust = await trustOptionsFrom(options);
+  const hosts = hostsDirOption(options);
   const { resolveArchiveArgument } = await import('@clip/registry-fetch');
   const { isArchiveUrl } = await import('@clip/mounter');
   return {
@@ -103,10 +107,13 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
     readTimeoutMs: readTimeout * 1000,
     retries,
     insecure,
+    // Mirrors: the mount servers get the same hosts directory (none resolved means none).
+    hostsDir: hosts.hostsDir ?? '',
     // The mount servers are this very CLI's `clip mount`.
     clipCommand: [process.execPath, fileURLToPath(new URL('../main.js', import.meta.url))],
     // Archives are found as `clip mount` finds them (referrers / fallback tag, archive cache).
-    resolveArchive: async (image) => (isArchiveUrl(image) ? image : resolveArchiveArgument(image, { logger, insecure, ...trust })),
+    resolveArchive: async (image) =>
+      isArchiveUrl(image) ? image : resolveArchiveArgument(image, { logger, insecure, ...trust, ...hosts }),
     logger,
   };
 }

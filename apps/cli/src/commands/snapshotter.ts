@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { openArchive } from '@clip/archive-format';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
+import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 
 interface SnapshotterCommandOptions extends TrustFlags {
@@ -16,12 +17,13 @@ interface SnapshotterCommandOptions extends TrustFlags {
   config?: string;
   metrics?: string;
   insecure?: boolean;
+  hostsDir?: string;
   retries?: string;
   stateDir?: string;
 }
 
 /** Keys a --config JSON file may set; flags win over it. */
-const CONFIG_KEYS = ['address', 'root', 'stateDir', 'cacheDir', 'cacheSize', 'metrics', 'insecure', 'retries'] as const;
+const CONFIG_KEYS = ['address', 'root', 'stateDir', 'cacheDir', 'cacheSize', 'metrics', 'insecure', 'retries', 'hostsDir'] as const;
 
 async function readConfig(path: string): Promise<Partial<SnapshotterCommandOptions>> {
   let parsed: unknown;
@@ -60,7 +62,8 @@ export function register(program: Command): void {
       'serve Prometheus metrics (fallbacks by reason, lazy mounts, bytes fetched) on http://host:port/metrics',
     )
     .option('--insecure', 'allow plain HTTP / unverified TLS to non-loopback registries')
-    .option('--retries <n>', 'retries of a failed registry request (default 2)');
+    .option('--retries <n>', 'retries of a failed registry request (default 2)')
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   // The same trust rules as clip mount <ref>: which archives may stand in for an image.
   addTrustOptions(command).action(async (flags: SnapshotterCommandOptions) => {
     const options: SnapshotterCommandOptions = { ...(flags.config ? await readConfig(flags.config) : {}), ...flags };
@@ -77,6 +80,7 @@ export function register(program: Command): void {
         '--archive-digest names one archive; the snapshotter serves many images (use --verify-key or --trust-referrers)',
       );
     const trust = await trustOptionsFrom(flags);
+    const hosts = hostsDirOption(options);
     let metrics: { host: string; port: number } | undefined;
     if (options.metrics) {
       const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(options.metrics);
@@ -97,10 +101,17 @@ export function register(program: Command): void {
       cacheSize,
       retries: Number(retries),
       insecure,
+      hostsDir: hosts.hostsDir ?? '',
       ...(metrics ? { metrics } : {}),
       resolver: {
         async resolve(imageRef) {
-          const pulled = await pullArchive(imageRef, { ...trust, cacheDir: archiveDir, logger, ...(insecure ? { insecure: true } : {}) });
+          const pulled = await pullArchive(imageRef, {
+            ...trust,
+            ...hosts,
+            cacheDir: archiveDir,
+            logger,
+            ...(insecure ? { insecure: true } : {}),
+          });
           const archive = openArchive(await readFile(pulled.path));
           return {
             imageRef: pulled.reference,
