@@ -31,10 +31,10 @@ import {
   type ResolvedImage,
 } from '@clip/registry-fetch';
 import { OverlayTree } from './overlay/overlay-tree.js';
-import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
+import { createLayerIndexer, type LayerIndexer } from './pipeline/layer-indexer.js';
 import { openLocalBlob } from './pipeline/local-blob.js';
 import type { IndexedLayer } from './pipeline/index-layer.js';
-import { UNHASHED } from './scan/scan-layer.js';
+import { UNHASHED } from './scan/scan-compressed-layer.js';
 
 export const CREATED_BY = 'clip 0.1.0';
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
@@ -267,7 +267,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
 
   const source = await openSource(sourceRef, options, logger);
   const phases = phaseTimer(logger);
-  let scanner: LayerScanner | undefined;
+  let indexer: LayerIndexer | undefined;
   try {
     const image = await source.resolve(options.platform ? { platform: options.platform } : {});
     phases.done('resolve');
@@ -295,13 +295,13 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     report();
 
     const concurrency = Math.max(1, options.concurrency ?? availableParallelism());
-    scanner = await createLayerScanner({
+    indexer = await createLayerIndexer({
       workers: options.workers ?? true,
       concurrency,
       logger,
       layerSizes: image.layers.map((layer) => layer.size),
     });
-    const activeScanner = scanner;
+    const activeIndexer = indexer;
     // Set when the archive cannot be made: layers still streaming stop at their next chunk.
     let abandoned: Error | undefined;
     const counting = (count: number) => {
@@ -336,7 +336,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
         hashCompressed: false,
         digestVerified: true,
       } as const;
-      const indexed = await activeScanner.scan(counted, options, layer.size).catch((error: unknown) => {
+      const indexed = await activeIndexer.index(counted, options, layer.size).catch((error: unknown) => {
         throw nameLayer(error, layer.digest);
       });
       layersDone++;
@@ -397,7 +397,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     logger.info('archive written', { output: options.output, files, directories, layers: layers.length, archive_bytes: bytes.length });
     return summary;
   } finally {
-    await scanner?.close();
+    await indexer?.close();
     await source.close();
   }
 }
