@@ -6,14 +6,12 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import { type ArchiveLayer, type ArchiveMetadata, encodeArchiveAsync, type StorageReference } from '@clip/archive-format';
+import { type ArchiveMetadata, type DirEntry, encodeArchiveAsync, type Inode, type StorageReference } from '@clip/archive-format';
 import {
   type ClipError,
-  DigestMismatchError,
   formatImageReference,
   type ImageReference,
   IoError,
-  LayerFormatError,
   type Logger,
   parseImageReference,
   PlatformNotFoundError,
@@ -22,19 +20,9 @@ import {
   UsageError,
   writeFileAtomically,
 } from '@clip/shared';
-import {
-  type ImageSource,
-  type LayerDescriptor,
-  LayoutSource,
-  OciArchiveSource,
-  type Platform,
-  type ResolvedImage,
-} from '@clip/registry-fetch';
-import { OverlayTree } from './overlay/overlay-tree.js';
-import { createLayerScanner, type LayerScanner } from './pipeline/layer-scanner.js';
-import { openLocalBlob } from './pipeline/local-blob.js';
-import type { IndexedLayer } from './pipeline/index-layer.js';
-import { UNHASHED } from './scan/scan-layer.js';
+import { type ImageSource, LayoutSource, OciArchiveSource, type Platform, type ResolvedImage } from '@clip/registry-fetch';
+import { indexImageLayers, type PhaseTimer } from './pipeline/index-image-layers.js';
+import { createLayerIndexer, type LayerIndexer } from './pipeline/layer-indexer.js';
 
 export const CREATED_BY = 'clip 0.1.0';
 export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
@@ -150,23 +138,6 @@ function checkPlatform(wanted: Platform | undefined, image: ResolvedImage): void
   }
 }
 
-function archiveLayer(descriptor: LayerDescriptor, indexed: IndexedLayer): ArchiveLayer {
-  const { scan } = indexed;
-  if (scan.digest !== UNHASHED && scan.digest !== descriptor.digest)
-    throw new DigestMismatchError(`layer ${descriptor.digest}`, descriptor.digest, scan.digest);
-  if (scan.diffId !== descriptor.diffId)
-    throw new DigestMismatchError(`uncompressed layer ${descriptor.digest} (diff_id)`, descriptor.diffId, scan.diffId);
-  return {
-    digest: descriptor.digest,
-    mediaType: descriptor.mediaType,
-    compression: descriptor.compression,
-    compressedSize: scan.compressedSize,
-    uncompressedSize: scan.uncompressedSize,
-    diffId: descriptor.diffId,
-    spans: scan.spans,
-  };
-}
-
 function ioError(what: string, error: unknown): ClipError {
   return new IoError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
@@ -206,7 +177,7 @@ async function openSource(ref: ImageReference, options: CreateArchiveOptions, lo
 }
 
 /** Debug-level timing of the indexing phases (milliseconds since the previous mark). */
-function phaseTimer(logger: Logger): { done(phase: string, fields?: Record<string, number>): void } {
+function phaseTimer(logger: Logger): PhaseTimer {
   let last = performance.now();
   return {
     done(phase, fields = {}) {
@@ -215,38 +186,6 @@ function phaseTimer(logger: Logger): { done(phase: string, fields?: Record<strin
       last = now;
     },
   };
-}
-
-/** Runs `task` over `items` with at most `limit` in flight; results in item order. */
-function boundedAll<T, R>(items: readonly T[], limit: number, task: (item: T, index: number) => Promise<R>): Promise<R>[] {
-  const results: Promise<R>[] = [];
-  let active = 0;
-  const waiting: Array<() => void> = [];
-  const slot = async (): Promise<void> => {
-    if (active < limit) {
-      active++;
-      return;
-    }
-    await new Promise<void>((resolve) => waiting.push(resolve));
-  };
-  const release = () => {
-    const next = waiting.shift();
-    if (next) next();
-    else active--;
-  };
-  items.forEach((item, index) => {
-    results.push(
-      (async () => {
-        await slot();
-        try {
-          return await task(item, index);
-        } finally {
-          release();
-        }
-      })(),
-    );
-  });
-  return results;
 }
 
 export async function createArchive(options: CreateArchiveOptions): Promise<IndexSummary> {
@@ -267,106 +206,35 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
 
   const source = await openSource(sourceRef, options, logger);
   const phases = phaseTimer(logger);
-  let scanner: LayerScanner | undefined;
+  let indexer: LayerIndexer | undefined;
   try {
-    const image = await source.resolve(options.platform ? { platform: options.platform } : {});
-    phases.done('resolve');
-    checkPlatform(options.platform, image);
-    const storage = storageFor(storageRef, image);
-    if (storageRef.digest !== undefined && storageRef.digest !== image.manifestDigest) {
-      logger.warn('storage reference digest differs from the indexed manifest; recording the indexed one', {
-        storage_ref: formatImageReference(storageRef),
-        manifest_digest: image.manifestDigest,
-      });
-    }
-    const metadata = metadataFor(source, storage, image);
+    const { image, metadata } = await resolveImage(source, storageRef, options.platform, phases, logger);
     logger.info('indexing image', {
       source_ref: source.reference,
       manifest_digest: image.manifestDigest,
       layers: image.layers.length,
       span_size: spanSize,
     });
-
-    const layersTotal = image.layers.length;
-    const bytesTotal = image.layers.reduce((sum, layer) => sum + layer.size, 0);
-    let bytesRead = 0;
-    let layersDone = 0;
-    const report = () => options.onProgress?.({ layersDone, layersTotal, bytesRead, bytesTotal });
-    report();
-
+    const progress = progressReporter(image, options.onProgress);
     const concurrency = Math.max(1, options.concurrency ?? availableParallelism());
-    scanner = await createLayerScanner({
+    indexer = await createLayerIndexer({
       workers: options.workers ?? true,
       concurrency,
       logger,
       layerSizes: image.layers.map((layer) => layer.size),
     });
-    const activeScanner = scanner;
-    // Set when the archive cannot be made: layers still streaming stop at their next chunk.
-    let abandoned: Error | undefined;
-    const counting = (count: number) => {
-      if (abandoned) throw abandoned;
-      bytesRead += count;
-      report();
-    };
-    /** A local layout's blob file, read directly (see local-blob.ts); undefined for other sources. */
-    const openLocal = (layer: LayerDescriptor) =>
-      sourceRef.kind === 'oci-layout'
-        ? openLocalBlob(sourceRef.dir, layer, `blob in ${source.reference}`, counting)
-        : Promise.resolve(undefined);
-    const openFromSource = async (layer: LayerDescriptor) => {
-      const blob = await source.openBlob(layer.digest);
-      return (async function* () {
-        for await (const chunk of blob as AsyncIterable<Uint8Array>) {
-          counting(chunk.length);
-          yield chunk;
-        }
-      })();
-    };
-    const scans = boundedAll(image.layers, concurrency, async (layer) => {
-      if (abandoned) throw abandoned;
-      const counted = (await openLocal(layer)) ?? (await openFromSource(layer));
-      // hashCompressed false: ImageSource.openBlob's stream, and a local blob read directly,
-      // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
-      // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
-      const options = {
-        digest: layer.digest,
-        compression: layer.compression,
-        spanSize,
-        hashCompressed: false,
-        digestVerified: true,
-      } as const;
-      const indexed = await activeScanner.scan(counted, options, layer.size).catch((error: unknown) => {
-        throw nameLayer(error, layer.digest);
-      });
-      layersDone++;
-      report();
-      logger.debug('layer scanned', { digest: layer.digest, entries: indexed.entries.length, spans: indexed.scan.spans.length });
-      return indexed;
+    const { layers, tree } = await indexImageLayers({
+      image,
+      source,
+      sourceRef,
+      indexer,
+      concurrency,
+      spanSize,
+      phases,
+      logger,
+      onBytesRead: progress.bytesRead,
+      onLayerDone: progress.layerDone,
     });
-    // Failures of later layers must not go unobserved while we wait for earlier ones.
-    for (const scan of scans) scan.catch(() => {});
-
-    // Merge strictly in layer order, as soon as each layer's scan is in.
-    const tree = new OverlayTree();
-    const layers: ArchiveLayer[] = [];
-    try {
-      for (let index = 0; index < scans.length; index++) {
-        const indexed = await scans[index]!;
-        const descriptor = image.layers[index]!;
-        layers.push(archiveLayer(descriptor, indexed));
-        phases.done('scan', { layer: index });
-        tree.applyLayer(index, descriptor.digest, indexed.entries);
-        const count = indexed.entries.length;
-        // The tree holds what it needs: let the layer's entry list go.
-        indexed.entries.length = 0;
-        phases.done('merge', { layer: index, entries: count });
-      }
-    } catch (error) {
-      abandoned = new Error('indexing abandoned');
-      await Promise.allSettled(scans);
-      throw error;
-    }
     const { inodes, entries } = tree.toTables();
     phases.done('tables', { inodes: inodes.length, entries: entries.length });
     const bytes = await encodeArchiveAsync({ metadata, layers, inodes, entries });
@@ -374,14 +242,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
     await writeAtomically(options.output, bytes);
     phases.done('write');
 
-    let files = 0;
-    let directories = 0;
-    for (const entry of entries) {
-      const type = inodes[entry.ino - 1]!.type;
-      if (type === 'file') files++;
-      else if (type === 'directory') directories++;
-    }
-    const stats = source.stats();
+    const { files, directories } = countNames(inodes, entries);
     const summary: IndexSummary = {
       files,
       directories,
@@ -389,21 +250,69 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       checkpoints: layers.reduce((sum, layer) => sum + layer.spans.length, 0),
       archiveBytes: bytes.length,
       seconds: Number(process.hrtime.bigint() - started) / 1e9,
-      bytesRead,
-      networkBytes: stats.networkBytesReceived,
+      bytesRead: progress.total(),
+      networkBytes: source.stats().networkBytesReceived,
       manifestDigest: image.manifestDigest,
       output: options.output,
     };
     logger.info('archive written', { output: options.output, files, directories, layers: layers.length, archive_bytes: bytes.length });
     return summary;
   } finally {
-    await scanner?.close();
+    await indexer?.close();
     await source.close();
   }
 }
 
-/** Decompression errors (gzip/zstd) come without the layer: add its digest, once. */
-function nameLayer(error: unknown, digest: string): unknown {
-  if (!(error instanceof LayerFormatError) || error.message.includes(digest)) return error;
-  return new LayerFormatError(`layer ${digest}: ${error.message}`, { cause: error });
+/** The manifest and config (platform checked) and the archive metadata recorded for them. */
+async function resolveImage(
+  source: ImageSource,
+  storageRef: RegistryReference,
+  platform: Platform | undefined,
+  phases: PhaseTimer,
+  logger: Logger,
+): Promise<{ image: ResolvedImage; metadata: ArchiveMetadata }> {
+  const image = await source.resolve(platform ? { platform } : {});
+  phases.done('resolve');
+  checkPlatform(platform, image);
+  const storage = storageFor(storageRef, image);
+  if (storageRef.digest !== undefined && storageRef.digest !== image.manifestDigest) {
+    logger.warn('storage reference digest differs from the indexed manifest; recording the indexed one', {
+      storage_ref: formatImageReference(storageRef),
+      manifest_digest: image.manifestDigest,
+    });
+  }
+  return { image, metadata: metadataFor(source, storage, image) };
+}
+
+/** Counts bytes read and layers done, reporting each change (and the start) to onProgress. */
+function progressReporter(image: ResolvedImage, onProgress: ((progress: IndexProgress) => void) | undefined) {
+  const layersTotal = image.layers.length;
+  const bytesTotal = image.layers.reduce((sum, layer) => sum + layer.size, 0);
+  let bytesRead = 0;
+  let layersDone = 0;
+  const report = () => onProgress?.({ layersDone, layersTotal, bytesRead, bytesTotal });
+  report();
+  return {
+    bytesRead(count: number) {
+      bytesRead += count;
+      report();
+    },
+    layerDone() {
+      layersDone++;
+      report();
+    },
+    total: () => bytesRead,
+  };
+}
+
+/** Regular files and directories among the archive's names (a hardlink counts once per name). */
+function countNames(inodes: readonly Inode[], entries: readonly DirEntry[]): { files: number; directories: number } {
+  let files = 0;
+  let directories = 0;
+  for (const entry of entries) {
+    const type = inodes[entry.ino - 1]!.type;
+    if (type === 'file') files++;
+    else if (type === 'directory') directories++;
+  }
+  return { files, directories };
 }

@@ -4,7 +4,7 @@
 // pieces, mid-byte checkpoints (a shared byte), multi-member streams and odd chunk sizes.
 import { describe, expect, it } from 'vitest';
 import { PieceHasher } from '../src/pipeline/piece-hasher.js';
-import { scanLayer } from '../src/scan/scan-layer.js';
+import { scanCompressedLayer } from '../src/scan/scan-compressed-layer.js';
 import type { PieceCuts } from '../src/scan/span-recorder.js';
 import { chunked, gzipCli, gzipWithFlushes, layerData } from './scan-helpers.js';
 
@@ -22,9 +22,9 @@ describe('PieceHasher with PieceCuts', () => {
     it(`${name}: the same spans and digests as hashing in the recorder`, async () => {
       const blob = await make();
       const options = { spanSize: 64 * 1024, pieceSize: 4099 };
-      const expected = await scanLayer(chunked(blob, 65_536), 'gzip', options, () => {});
+      const expected = await scanCompressedLayer(chunked(blob, 65_536), 'gzip', options, () => {});
       const cuts: PieceCuts = { ranges: [], kept: [] };
-      const scan = await scanLayer(chunked(blob, 65_536), 'gzip', { ...options, pieceCuts: cuts }, () => {});
+      const scan = await scanCompressedLayer(chunked(blob, 65_536), 'gzip', { ...options, pieceCuts: cuts }, () => {});
       expect(scan.spans.flatMap((span) => span.pieces).every((piece) => piece.digest === `sha256:${'0'.repeat(64)}`)).toBe(true);
       const released: Uint8Array[] = [];
       const hasher = new PieceHasher((bytes) => released.push(bytes));

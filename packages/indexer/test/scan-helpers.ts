@@ -5,7 +5,7 @@ import { constants, createGzip, deflateRawSync, gzipSync } from 'node:zlib';
 import type { ArchiveLayer, LayerCompression } from '@clip/archive-format';
 import { compressedRangeFor, decompressSpan, spanIndexAt, verifySpanPieces } from '@clip/read-engine';
 import type { GzipInflaterKind } from '../src/scan/gzip-inflater.js';
-import { scanLayer, type LayerScan } from '../src/scan/scan-layer.js';
+import { scanCompressedLayer, type LayerScan } from '../src/scan/scan-compressed-layer.js';
 
 /** xorshift32: deterministic bytes without depending on Math.random. */
 export function rng(seed: number): () => number {
@@ -94,7 +94,7 @@ export async function scanBlob(
   options: { spanSize: number; pieceSize?: number; chunkSize?: number; gzipInflater?: GzipInflaterKind },
 ): Promise<{ scan: LayerScan; layer: ArchiveLayer; output: Buffer }> {
   const out: Uint8Array[] = [];
-  const scan = await scanLayer(chunked(blob, options.chunkSize ?? 65536), compression, options, (chunk) => {
+  const scan = await scanCompressedLayer(chunked(blob, options.chunkSize ?? 65536), compression, options, (chunk) => {
     out.push(chunk);
   });
   const layer: ArchiveLayer = {

@@ -2,7 +2,7 @@
 // checkpoint bit offsets, windows, pieces, digests) and outputs must be identical.
 import { describe, expect, it } from 'vitest';
 import { nativeGzipUnavailable } from '../src/scan/gzip-inflater.js';
-import type { LayerScan } from '../src/scan/scan-layer.js';
+import type { LayerScan } from '../src/scan/scan-compressed-layer.js';
 import { gzipCli, gzipSync, gzipWithFlushes, layerData, scanBlob } from './scan-helpers.js';
 
 const nativeMissing = nativeGzipUnavailable();

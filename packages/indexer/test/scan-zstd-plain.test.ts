@@ -33,7 +33,7 @@ async function checkSpans(blob: Buffer, data: Buffer, compression: 'zstd' | 'non
   return scan.spans.length;
 }
 
-describe('scanLayer zstd', () => {
+describe('scanCompressedLayer zstd', () => {
   const data = layerData(7, 900_000);
 
   it('single-frame layer: one span, fetched whole', async () => {
@@ -105,7 +105,7 @@ describe('scanLayer zstd', () => {
   });
 });
 
-describe('scanLayer uncompressed', () => {
+describe('scanCompressedLayer uncompressed', () => {
   it('spans of spanSize, pieces verify, reads equal the data', async () => {
     const data = layerData(9, 300_000);
     expect(await checkSpans(data, data, 'none', 50_000)).toBe(6);
@@ -121,7 +121,7 @@ describe('scanLayer uncompressed', () => {
   });
 });
 
-describe('scanLayer edge cases', () => {
+describe('scanCompressedLayer edge cases', () => {
   it('empty layers scan to one empty span in every compression', async () => {
     const empty = Buffer.alloc(0);
     const { gzipCli } = await import('./scan-helpers.js');

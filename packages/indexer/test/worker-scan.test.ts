@@ -8,15 +8,15 @@ import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LayerCompression, storeWindow } from '@clip/archive-format';
 import { LayerFormatError, silentLogger } from '@clip/shared';
-import { indexLayer, type IndexedLayer } from '../src/pipeline/index-layer.js';
+import { indexLayerInThread, type IndexedLayer } from '../src/pipeline/index-layer.js';
 import { chunked, gzipCli, gzipWithFlushes, layerData, zstdCli } from './scan-helpers.js';
 
-const compiled = new URL('../dist/pipeline/layer-scanner.js', import.meta.url);
+const compiled = new URL('../dist/pipeline/layer-indexer.js', import.meta.url);
 const workerScript = new URL('../dist/pipeline/scan-worker.js', import.meta.url);
 const missing = !existsSync(fileURLToPath(compiled)) || !existsSync(fileURLToPath(workerScript));
 
-type Scanner = {
-  scan(compressed: AsyncIterable<Uint8Array>, options: Parameters<typeof indexLayer>[1], size?: number): Promise<IndexedLayer>;
+type LayerIndexer = {
+  index(compressed: AsyncIterable<Uint8Array>, options: Parameters<typeof indexLayerInThread>[1], size?: number): Promise<IndexedLayer>;
   close(): Promise<void>;
 };
 
@@ -47,11 +47,11 @@ function comparable(layer: IndexedLayer): unknown {
 }
 
 describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not built)' : ''}`, () => {
-  let scanner: Scanner;
+  let indexer: LayerIndexer;
   let tar: Buffer;
   beforeAll(async () => {
-    const { createLayerScanner } = (await import(compiled.href)) as { createLayerScanner: (o: object) => Promise<Scanner> };
-    scanner = await createLayerScanner({ workers: true, concurrency: 2, logger: silentLogger });
+    const { createLayerIndexer } = (await import(compiled.href)) as { createLayerIndexer: (o: object) => Promise<LayerIndexer> };
+    indexer = await createLayerIndexer({ workers: true, concurrency: 2, logger: silentLogger });
     tar = await tarOf([
       ['a', layerData(1, 2_500_000)],
       ['dir/b', layerData(2, 3_000_000)],
@@ -60,7 +60,7 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
     ]);
   });
   afterAll(async () => {
-    await scanner?.close();
+    await indexer?.close();
   });
 
   const cases: Array<[string, LayerCompression, () => Buffer | Promise<Buffer>]> = [
@@ -78,9 +78,9 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
     it(`${name}: the same entries and scan as in-thread, twice on one pool`, async () => {
       const blob = await make();
       const options = { digest: 'sha256:test', compression, spanSize: 256 * 1024 };
-      const local = await indexLayer(chunked(blob, 65_536), options);
+      const local = await indexLayerInThread(chunked(blob, 65_536), options);
       for (let round = 0; round < 2; round++) {
-        const remote = await scanner.scan(chunked(blob, 100_003), options, blob.length);
+        const remote = await indexer.index(chunked(blob, 100_003), options, blob.length);
         expect(remote.scan.spans.length).toBeGreaterThan(compression === 'zstd' ? 0 : 5);
         expect(comparable(remote)).toEqual(comparable(local));
       }
@@ -88,9 +88,9 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
   }
 
   it('several large layers: the workers hash the diffIds, the same scans as in-thread', async () => {
-    const { createLayerScanner } = (await import(compiled.href)) as { createLayerScanner: (o: object) => Promise<Scanner> };
+    const { createLayerIndexer } = (await import(compiled.href)) as { createLayerIndexer: (o: object) => Promise<LayerIndexer> };
     const size = 2 << 20;
-    const shared = await createLayerScanner({ workers: true, concurrency: 2, logger: silentLogger, layerSizes: [size, size] });
+    const shared = await createLayerIndexer({ workers: true, concurrency: 2, logger: silentLogger, layerSizes: [size, size] });
     try {
       for (const [compression, blob] of [
         ['gzip', gzipCli(tar, 6)],
@@ -98,10 +98,10 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
         ['none', tar],
       ] as const) {
         const options = { digest: 'sha256:test', compression, spanSize: 256 * 1024 };
-        const local = await indexLayer(chunked(blob, 65_536), options);
+        const local = await indexLayerInThread(chunked(blob, 65_536), options);
         const [one, two] = await Promise.all([
-          shared.scan(chunked(blob, 100_003), options, blob.length),
-          shared.scan(chunked(blob, 65_536), options, blob.length),
+          shared.index(chunked(blob, 100_003), options, blob.length),
+          shared.index(chunked(blob, 65_536), options, blob.length),
         ]);
         expect(comparable(one!)).toEqual(comparable(local));
         expect(comparable(two!)).toEqual(comparable(local));
@@ -115,13 +115,13 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
     const gz = Buffer.from(gzipCli(tar, 6));
     gz[gz.length - 8]! ^= 0xff;
     const checked = { digest: 'sha256:test', compression: 'gzip' as const, spanSize: 256 * 1024 };
-    await expect(scanner.scan(chunked(gz, 65_536), checked, gz.length)).rejects.toThrow(LayerFormatError);
-    await expect(indexLayer(chunked(gz, 65_536), checked)).rejects.toThrow(/check/);
+    await expect(indexer.index(chunked(gz, 65_536), checked, gz.length)).rejects.toThrow(LayerFormatError);
+    await expect(indexLayerInThread(chunked(gz, 65_536), checked)).rejects.toThrow(/check/);
     const skipped = { ...checked, digestVerified: true };
-    const remote = await scanner.scan(chunked(gz, 65_536), skipped, gz.length);
-    expect(comparable(remote)).toEqual(comparable(await indexLayer(chunked(gz, 65_536), skipped)));
+    const remote = await indexer.index(chunked(gz, 65_536), skipped, gz.length);
+    expect(comparable(remote)).toEqual(comparable(await indexLayerInThread(chunked(gz, 65_536), skipped)));
     // Only the blob digest and the last piece's digest tell it from the intact blob.
-    const intact = await indexLayer(chunked(gzipCli(tar, 6), 65_536), checked);
+    const intact = await indexLayerInThread(chunked(gzipCli(tar, 6), 65_536), checked);
     expect(remote.entries).toEqual(intact.entries);
     expect(remote.scan.diffId).toBe(intact.scan.diffId);
     expect(remote.scan.digest).not.toBe(intact.scan.digest);
@@ -134,10 +134,10 @@ describe.skipIf(missing)(`worker-thread layer scan${missing ? ' (skipped: not bu
     expect(badHeader.subarray(headerOfB, headerOfB + 5).toString()).toBe('dir/b');
     badHeader.fill(0x41, headerOfB, headerOfB + 100);
     const options = { digest: 'sha256:test', compression: 'gzip' as const, spanSize: 256 * 1024 };
-    await expect(scanner.scan(chunked(gzipCli(badHeader, 6), 65_536), options, 1 << 30)).rejects.toBeInstanceOf(LayerFormatError);
+    await expect(indexer.index(chunked(gzipCli(badHeader, 6), 65_536), options, 1 << 30)).rejects.toBeInstanceOf(LayerFormatError);
     const gz = gzipCli(tar, 6);
-    await expect(scanner.scan(chunked(gz.subarray(0, gz.length - 1000), 65_536), options, 1 << 30)).rejects.toThrow(/truncated/);
-    const again = await scanner.scan(chunked(gz, 65_536), options, gz.length);
-    expect(comparable(again)).toEqual(comparable(await indexLayer(chunked(gz, 65_536), options)));
+    await expect(indexer.index(chunked(gz.subarray(0, gz.length - 1000), 65_536), options, 1 << 30)).rejects.toThrow(/truncated/);
+    const again = await indexer.index(chunked(gz, 65_536), options, gz.length);
+    expect(comparable(again)).toEqual(comparable(await indexLayerInThread(chunked(gz, 65_536), options)));
   });
 });

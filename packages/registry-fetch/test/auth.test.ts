@@ -9,7 +9,7 @@ import { AuthError, createLogger } from '@clip/shared';
 import { parseChallenge } from '../src/auth.js';
 import { resolveCredentials } from '../src/credentials.js';
 import { openImageSource } from '../src/open.js';
-import { writeTestLayout, type BuiltEntry } from './helpers/oci-layout.js';
+import { buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
 
 const run = promisify(execFile);
 const USER = 'alice';
@@ -18,13 +18,13 @@ const WRONG = 'wrong-Xy77-secret';
 
 let work: string;
 let registry: RunningRegistry;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-auth-test-'));
   const { stdout } = await run('htpasswd', ['-nbB', USER, PASSWORD]);
   registry = await startRegistry({ auth: { kind: 'htpasswd', htpasswd: stdout } });
-  built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }] }] }]);
+  built = [await buildLayout(join(work, 'layout'), { tag: 'v1', layers: [filesLayer({ a: 'a\n' })] })];
   await run('skopeo', [
     'copy',
     '--quiet',
@@ -50,7 +50,7 @@ describe('htpasswd (Basic) registry', () => {
       credentials: { username: USER, password: PASSWORD },
     });
     try {
-      expect((await source.resolve()).manifestDigest).toBe(built[0]!.top.digest);
+      expect((await source.resolve()).manifestDigest).toBe(built[0]!.topDigest);
     } finally {
       await source.close();
     }
@@ -69,8 +69,8 @@ describe('htpasswd (Basic) registry', () => {
     );
     const viaConfig = await openImageSource(`${registry.host}/private/img:v1`, { env: { DOCKER_CONFIG: configDir } });
     try {
-      expect((await viaEnv.resolve()).manifestDigest).toBe(built[0]!.top.digest);
-      expect((await viaConfig.resolve()).manifestDigest).toBe(built[0]!.top.digest);
+      expect((await viaEnv.resolve()).manifestDigest).toBe(built[0]!.topDigest);
+      expect((await viaConfig.resolve()).manifestDigest).toBe(built[0]!.topDigest);
     } finally {
       await viaEnv.close();
       await viaConfig.close();

@@ -6,7 +6,7 @@ import { startRegistry, type RunningRegistry } from '@clip/testkit';
 import { AuthError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { pushImage } from '../src/push.js';
-import { writeTestLayout, type BuiltEntry } from './helpers/oci-layout.js';
+import { buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
 import { startTokenServer, type TokenServer } from './helpers/token-server.js';
 
 const USER = 'bob';
@@ -15,7 +15,7 @@ const PASSWORD = 'tok-Pw-4471';
 let work: string;
 let tokens: TokenServer;
 let registry: RunningRegistry;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 const isolated = () => ({ env: {}, dockerConfigDir: join(work, 'no-docker') });
 
 beforeAll(async () => {
@@ -24,9 +24,7 @@ beforeAll(async () => {
   registry = await startRegistry({
     auth: { kind: 'token', realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.rootCertBundle },
   });
-  built = await writeTestLayout(join(work, 'layout'), [
-    { tag: 'v1', images: [{ layers: [{ files: { a: 'a\n' } }, { files: { b: 'b\n' } }] }] },
-  ]);
+  built = [await buildLayout(join(work, 'layout'), { tag: 'v1', layers: [filesLayer({ a: 'a\n' }), filesLayer({ b: 'b\n' })] })];
 });
 
 afterAll(async () => {
@@ -55,7 +53,7 @@ describe('bearer token auth against the real registry', () => {
     const source = await openImageSource(`${registry.host}/tok/img:v1`, isolated());
     try {
       const image = await source.resolve();
-      expect(image.manifestDigest).toBe(built[0]!.top.digest);
+      expect(image.manifestDigest).toBe(built[0]!.topDigest);
       const layer = image.layers[0]!;
       await source.readBlobRange(layer.digest, 0, 10);
       await source.readBlobRange(layer.digest, 5, 20);

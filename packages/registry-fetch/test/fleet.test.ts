@@ -13,13 +13,13 @@ import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { MirroredSource } from '../src/hosts/mirrored-source.js';
 import type { ImageSource } from '../src/image-source.js';
-import { writeTestLayout, noise, type BuiltEntry } from './helpers/oci-layout.js';
+import { blobBytes, buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
 
 const run = promisify(execFile);
 
 let work: string;
 let origin: RunningRegistry;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 const stopAfter: Array<{ stop(): Promise<void> }> = [];
 
 const fast = { retries: { retries: 2, baseDelayMs: 10, maxDelayMs: 50 } };
@@ -59,10 +59,10 @@ async function readAllRanges(source: ImageSource): Promise<void> {
   const layer = bigLayer();
   for (const [start, end] of RANGES) {
     const bytes = await source.readBlobRange(layer.digest as Digest, start, end);
-    expect(bytes.equals(layer.bytes.subarray(start, end))).toBe(true);
+    expect(bytes.equals(blobBytes(layer).subarray(start, end))).toBe(true);
   }
   const small = built[0]!.images[0]!.layers[0]!;
-  expect((await source.readBlobRange(small.digest as Digest, 10, 100)).equals(small.bytes.subarray(10, 100))).toBe(true);
+  expect((await source.readBlobRange(small.digest as Digest, 10, 100)).equals(blobBytes(small).subarray(10, 100))).toBe(true);
 }
 
 function blobCached(mirror: RunningRegistry, digest: string): boolean {
@@ -79,12 +79,15 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-fleet-'));
   origin = await startRegistry();
   const layout = join(work, 'layout');
-  built = await writeTestLayout(layout, [
-    {
+  built = [
+    await buildLayout(layout, {
       tag: 'v1',
-      images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(12_000_000, 3) }, compression: 'none' }] }],
-    },
-  ]);
+      layers: [
+        filesLayer({ 'etc/hello': 'hello\n' }),
+        filesLayer({ 'big.bin': { generate: 'random', size: 12_000_000, seed: 3 } }, 'none'),
+      ],
+    }),
+  ];
   await run('skopeo', [
     'copy',
     '--quiet',
@@ -114,8 +117,9 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
     const mirror = await startRegistry({ proxy: { remoteUrl: origin.url } });
     stopAfter.push(mirror);
     const hostsDir = await hostsDirFor('certs.d', [`http://${mirror.host}`]);
-    const imageBlobs = [built[0]!.images[0]!.config, ...built[0]!.images[0]!.layers];
-    const imageBytes = imageBlobs.reduce((sum, b) => sum + b.bytes.length, 0);
+    const image0 = built[0]!.images[0]!;
+    const imageBlobs = [{ digest: image0.configDigest, size: image0.configSize }, ...image0.layers];
+    const imageBytes = imageBlobs.reduce((sum, b) => sum + b.size, 0);
 
     const originBefore = originBytes();
     const first = await openImageSource(`${origin.host}/test/img:v1`, { ...fast, hostsDir });
@@ -131,7 +135,7 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
     expect(mirrorStats!.fallbacks).toBeGreaterThanOrEqual(1);
     expect(serverStats!.rangesHonoured).toBeGreaterThanOrEqual(1);
     expect(firstBytes).toBeLessThanOrEqual(plainBytes + 64 * 1024);
-    expect(firstBytes).toBeLessThan(bigLayer().bytes.length / 4);
+    expect(firstBytes).toBeLessThan(bigLayer().size / 4);
 
     // distribution 2.8 fills its cache from upstream on its own once asked (measured: the fill
     // goes on after the client drops the 200).
@@ -168,7 +172,7 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
     const layer = bigLayer();
     const starts = Array.from({ length: 8 }, (_, i) => i * 1_000_000);
     const parts = await Promise.all(starts.map((s) => source.readBlobRange(layer.digest as Digest, s, s + 50_000)));
-    for (const [i, p] of parts.entries()) expect(p.equals(layer.bytes.subarray(starts[i]!, starts[i]! + 50_000))).toBe(true);
+    for (const [i, p] of parts.entries()) expect(p.equals(blobBytes(layer).subarray(starts[i]!, starts[i]! + 50_000))).toBe(true);
     const [m, s] = source.hostStats();
     await source.close();
     expect(m!.fullResponses).toBe(1);
@@ -186,14 +190,14 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
       mirror: { coldFill: { mode: 'drain' } },
     })) as MirroredSource;
     const layer = bigLayer();
-    expect((await source.readBlobRange(layer.digest as Digest, 10, 20)).equals(layer.bytes.subarray(10, 20))).toBe(true);
+    expect((await source.readBlobRange(layer.digest as Digest, 10, 20)).equals(blobBytes(layer).subarray(10, 20))).toBe(true);
     for (let i = 0; i < 200 && source.hostStats()[0]!.fillsCompleted === 0; i++) await new Promise((r) => setTimeout(r, 50));
     const filled = source.hostStats()[0]!;
-    expect(filled).toMatchObject({ fillsStarted: 1, fillsCompleted: 1, fillBytes: layer.bytes.length });
+    expect(filled).toMatchObject({ fillsStarted: 1, fillsCompleted: 1, fillBytes: layer.size });
     // Within the cold cool-down, but the fill finished: the mirror serves the next read (once
     // distribution's own store of the blob, which runs beside the stream, has finished too).
     await waitCached(mirror, [layer.digest]);
-    expect((await source.readBlobRange(layer.digest as Digest, 100, 200)).equals(layer.bytes.subarray(100, 200))).toBe(true);
+    expect((await source.readBlobRange(layer.digest as Digest, 100, 200)).equals(blobBytes(layer).subarray(100, 200))).toBe(true);
     expect(source.hostStats()[0]!.rangesHonoured).toBe(1);
     await source.close();
   }, 30_000);
@@ -204,14 +208,14 @@ describe('fleet behind a pull-through cache (hosts.toml)', () => {
     const hostsDir = await hostsDirFor('refill', [`http://${mirror.host}`]);
     const source = (await openImageSource(`${origin.host}/test/img:v1`, { ...fast, hostsDir })) as MirroredSource;
     const layer = bigLayer();
-    expect((await source.readBlobRange(layer.digest as Digest, 10, 20)).equals(layer.bytes.subarray(10, 20))).toBe(true);
+    expect((await source.readBlobRange(layer.digest as Digest, 10, 20)).equals(blobBytes(layer).subarray(10, 20))).toBe(true);
     expect(source.hostStats()[0]).toMatchObject({ fullResponses: 1, rangesHonoured: 0 });
     await waitCached(mirror, [layer.digest]);
     // Within the cool-down the blob is not asked of the mirror again.
-    expect((await source.readBlobRange(layer.digest as Digest, 30, 40)).equals(layer.bytes.subarray(30, 40))).toBe(true);
+    expect((await source.readBlobRange(layer.digest as Digest, 30, 40)).equals(blobBytes(layer).subarray(30, 40))).toBe(true);
     expect(source.hostStats()[0]).toMatchObject({ rangesHonoured: 0, skipped: 1 });
     await new Promise((r) => setTimeout(r, 2100));
-    expect((await source.readBlobRange(layer.digest as Digest, 50, 60)).equals(layer.bytes.subarray(50, 60))).toBe(true);
+    expect((await source.readBlobRange(layer.digest as Digest, 50, 60)).equals(blobBytes(layer).subarray(50, 60))).toBe(true);
     expect(source.hostStats()[0]).toMatchObject({ fullResponses: 1, rangesHonoured: 1 });
     await source.close();
   }, 30_000);

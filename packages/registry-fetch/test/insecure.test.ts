@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type RunningRegistry } from '@clip/testkit';
 import { RegistryError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
-import { writeTestLayout, type BuiltEntry } from './helpers/oci-layout.js';
+import { buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
 
 const run = promisify(execFile);
 
@@ -20,13 +20,13 @@ const address = Object.values(networkInterfaces())
 
 let work: string;
 let registry: RunningRegistry;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 
 describe.skipIf(!address)('a registry on a non-loopback address', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'clip-insecure-'));
     registry = await startRegistry({ host: address as string });
-    built = await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { a: 'a' } }] }] }]);
+    built = [await buildLayout(join(work, 'layout'), { tag: 'v1', layers: [filesLayer({ a: 'a' })] })];
     await run('skopeo', [
       'copy',
       '--quiet',
@@ -56,7 +56,7 @@ describe.skipIf(!address)('a registry on a non-loopback address', () => {
   it('falls back to plain HTTP with insecure: true', async () => {
     const source = await openImageSource(`${registry.host}/plain/img:v1`, { insecure: true, retries: 0, env: {} });
     try {
-      expect((await source.resolve()).manifestDigest).toBe(built[0]!.top.digest);
+      expect((await source.resolve()).manifestDigest).toBe(built[0]!.topDigest);
     } finally {
       await source.close();
     }

@@ -8,30 +8,33 @@ import { type Digest, DigestMismatchError, LayerNotFoundError, ManifestNotFoundE
 import { LayoutSource, OciArchiveSource } from '../src/layout-source.js';
 import type { ImageSource } from '../src/image-source.js';
 import { readAll } from '../src/verify-stream.js';
-import { archiveLayout, writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { archiveLayout, blobBytes, buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
+import { sha256Digest } from '@clip/shared';
 
 const run = promisify(execFile);
 
 let work: string;
 let layout: string;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-layout-test-'));
   layout = join(work, 'layout');
-  built = await writeTestLayout(layout, [
-    {
+  built = [
+    await buildLayout(layout, {
       tag: 'v1',
-      images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(200_000) }, compression: 'none' }] }],
-    },
-    {
+      layers: [filesLayer({ 'etc/hello': 'hello\n' }), filesLayer({ 'big.bin': { generate: 'random', size: 200_000 } }, 'none')],
+      config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/bin:/bin'] },
+    }),
+    await buildLayout(layout, {
       tag: 'multi',
-      images: [
-        { layers: [{ files: { arch: 'amd64\n' } }], platform: { os: 'linux', architecture: 'amd64' } },
-        { layers: [{ files: { arch: 'arm64\n' } }], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      layers: [],
+      platforms: [
+        { layers: [filesLayer({ arch: 'amd64\n' })], platform: { os: 'linux', architecture: 'amd64' } },
+        { layers: [filesLayer({ arch: 'arm64\n' })], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
       ],
-    },
-  ]);
+    }),
+  ];
   await archiveLayout(layout, join(work, 'image.tar'));
   // A second archive without the './' name prefix, as other tools write them.
   await run('tar', ['-C', layout, '-cf', join(work, 'plain.tar'), 'oci-layout', 'index.json', 'blobs']);
@@ -56,12 +59,12 @@ describe.each(sources)('%s', (_name, open) => {
     try {
       const image = await source.resolve();
       const expected = built[0]!.images[0]!;
-      expect(image.manifestDigest).toBe(expected.manifest.digest);
-      expect(sha256(image.manifestBytes)).toBe(image.manifestDigest);
-      expect(image.configDescriptor.digest).toBe(expected.config.digest);
+      expect(image.manifestDigest).toBe(expected.manifestDigest);
+      expect(sha256Digest(image.manifestBytes)).toBe(image.manifestDigest);
+      expect(image.configDescriptor.digest).toBe(expected.configDigest);
       expect(image.indexDigest).toBeUndefined();
       expect(image.layers.map((l) => [l.digest, l.size, l.diffId, l.compression])).toEqual(
-        expected.layers.map((l, i) => [l.digest, l.bytes.length, l.diffId, i === 0 ? 'gzip' : 'none']),
+        expected.layers.map((l, i) => [l.digest, l.size, l.diffId, i === 0 ? 'gzip' : 'none']),
       );
       expect(image.platform).toEqual({ os: 'linux', architecture: 'amd64' });
       expect(image.config.config?.Cmd).toEqual(['/bin/sh']);
@@ -75,16 +78,16 @@ describe.each(sources)('%s', (_name, open) => {
     const source = open('v1');
     try {
       const blob = built[0]!.images[0]!.layers[1]!;
-      const size = blob.bytes.length;
+      const size = blob.size;
       for (const [start, end] of [
         [0, 1000],
         [size / 2 - 17, size / 2 + 4099],
         [size - 513, size],
         [5, 5],
       ] as const) {
-        expect((await source.readBlobRange(blob.digest, start, end)).equals(blob.bytes.subarray(start, end))).toBe(true);
+        expect((await source.readBlobRange(blob.digest, start, end)).equals(blobBytes(blob).subarray(start, end))).toBe(true);
       }
-      expect((await readAll(await source.openBlob(blob.digest))).equals(blob.bytes)).toBe(true);
+      expect((await readAll(await source.openBlob(blob.digest))).equals(blobBytes(blob))).toBe(true);
       expect(source.stats().rangeRequests).toBe(3);
       expect(await source.hasBlob(blob.digest)).toBe(true);
       await expect(source.readBlobRange(blob.digest, 0, size + 1)).rejects.toThrow(/outside/);
@@ -97,10 +100,10 @@ describe.each(sources)('%s', (_name, open) => {
     const source = open('multi');
     try {
       const amd = await source.resolve({ platform: { os: 'linux', architecture: 'amd64' } });
-      expect(amd.indexDigest).toBe(built[1]!.top.digest);
-      expect(amd.manifestDigest).toBe(built[1]!.images[0]!.manifest.digest);
+      expect(amd.indexDigest).toBe(built[1]!.topDigest);
+      expect(amd.manifestDigest).toBe(built[1]!.images[0]!.manifestDigest);
       const arm = await source.resolve({ platform: { os: 'linux', architecture: 'arm64' } });
-      expect(arm.manifestDigest).toBe(built[1]!.images[1]!.manifest.digest);
+      expect(arm.manifestDigest).toBe(built[1]!.images[1]!.manifestDigest);
       expect(arm.platform).toEqual({ os: 'linux', architecture: 'arm64', variant: 'v8' });
       const error = await source.resolve({ platform: { os: 'linux', architecture: 's390x' } }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(PlatformNotFoundError);
@@ -129,7 +132,7 @@ describe.each(sources)('%s', (_name, open) => {
   it('throws LayerNotFoundError naming digest and reference for a missing blob', async () => {
     const source = open('v1');
     try {
-      const missing = sha256(Buffer.from('not there')) as Digest;
+      const missing = sha256Digest(Buffer.from('not there')) as Digest;
       const error = await source.readBlobRange(missing, 0, 1).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(LayerNotFoundError);
       expect((error as Error).message).toContain('layer not found');
@@ -145,14 +148,14 @@ describe.each(sources)('%s', (_name, open) => {
 describe('layout edge cases', () => {
   it('defaults to the only manifest, resolves by digest, and detects tampered blobs', async () => {
     const dir = join(work, 'single');
-    const [entry] = await writeTestLayout(dir, [{ tag: 'only', images: [{ layers: [{ files: { a: 'a' } }] }] }]);
+    const [entry] = [await buildLayout(dir, { tag: 'only', layers: [filesLayer({ a: 'a' })] })];
     const byDefault = new LayoutSource({ kind: 'oci-layout', dir });
-    expect((await byDefault.resolve()).manifestDigest).toBe(entry!.top.digest);
-    const byDigest = new LayoutSource({ kind: 'oci-layout', dir, digest: entry!.top.digest as Digest });
-    expect((await byDigest.resolve()).manifestDigest).toBe(entry!.top.digest);
+    expect((await byDefault.resolve()).manifestDigest).toBe(entry!.topDigest);
+    const byDigest = new LayoutSource({ kind: 'oci-layout', dir, digest: entry!.topDigest as Digest });
+    expect((await byDigest.resolve()).manifestDigest).toBe(entry!.topDigest);
 
     const layer = entry!.images[0]!.layers[0]!;
-    await writeFile(join(dir, 'blobs', 'sha256', layer.digest.slice(7)), Buffer.concat([layer.bytes, Buffer.from('x')]));
+    await writeFile(join(dir, 'blobs', 'sha256', layer.digest.slice(7)), Buffer.concat([blobBytes(layer), Buffer.from('x')]));
     await expect(readAll(await byDefault.openBlob(layer.digest as Digest))).rejects.toBeInstanceOf(DigestMismatchError);
     await byDefault.close();
     await byDigest.close();
@@ -166,7 +169,7 @@ describe('layout edge cases', () => {
       const image = await source.resolve();
       expect(image.layers.map((l) => l.diffId)).toEqual(built[0]!.images[0]!.layers.map((l) => l.diffId));
       const layer = image.layers[0]!;
-      expect(sha256(await readAll(await source.openBlob(layer.digest)))).toBe(layer.digest);
+      expect(sha256Digest(await readAll(await source.openBlob(layer.digest)))).toBe(layer.digest);
     } finally {
       await source.close();
     }

@@ -15,7 +15,7 @@ import { startRegistry, type RunningRegistry } from '@clip/testkit';
 import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import type { MirroredSource } from '../src/hosts/mirrored-source.js';
-import { writeTestLayout, noise, type BuiltEntry } from './helpers/oci-layout.js';
+import { blobBytes, buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
 
 const run = promisify(execFile);
 
@@ -23,7 +23,7 @@ let work: string;
 let registry: RunningRegistry;
 let front: Server;
 let frontPort: number;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 const seen: Array<{ header: string | undefined; clientCert: boolean; url: string }> = [];
 
 async function openssl(args: string[]): Promise<void> {
@@ -72,9 +72,12 @@ beforeAll(async () => {
     ]);
   }
   registry = await startRegistry();
-  built = await writeTestLayout(join(work, 'layout'), [
-    { tag: 'v1', images: [{ layers: [{ files: { 'big.bin': noise(400_000, 5) }, compression: 'none' }] }] },
-  ]);
+  built = [
+    await buildLayout(join(work, 'layout'), {
+      tag: 'v1',
+      layers: [filesLayer({ 'big.bin': { generate: 'random', size: 400_000, seed: 5 } }, 'none')],
+    }),
+  ];
   await run('skopeo', [
     'copy',
     '--quiet',
@@ -143,7 +146,7 @@ async function readThrough(dir: string): Promise<ReturnType<MirroredSource['host
     const layer = built[0]!.images[0]!.layers[0]!;
     await source.resolve();
     const bytes = await source.readBlobRange(layer.digest as Digest, 1000, 300_000);
-    expect(bytes.equals(layer.bytes.subarray(1000, 300_000))).toBe(true);
+    expect(bytes.equals(blobBytes(layer).subarray(1000, 300_000))).toBe(true);
     return source.hostStats();
   } finally {
     await source.close();

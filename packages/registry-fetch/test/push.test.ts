@@ -9,7 +9,8 @@ import type { Digest } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { openRegistryTarget, pushBlob, pushImage, pushManifest, type PushProgress } from '../src/push.js';
 import { readAll } from '../src/verify-stream.js';
-import { writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { blobBytes, buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
+import { sha256Digest } from '@clip/shared';
 
 const run = promisify(execFile);
 
@@ -17,26 +18,27 @@ let work: string;
 let layout: string;
 let registry: RunningRegistry;
 let proxy: FaultProxy;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-push-test-'));
   registry = await startRegistry();
   proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
   layout = join(work, 'layout');
-  built = await writeTestLayout(layout, [
-    {
+  built = [
+    await buildLayout(layout, {
       tag: 'v1',
-      images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 3) }, compression: 'none' }] }],
-    },
-    {
+      layers: [filesLayer({ 'etc/hello': 'hello\n' }), filesLayer({ 'big.bin': { generate: 'random', size: 300_000, seed: 3 } }, 'none')],
+    }),
+    await buildLayout(layout, {
       tag: 'multi',
-      images: [
-        { layers: [{ files: { arch: 'amd64\n' } }], platform: { os: 'linux', architecture: 'amd64' } },
-        { layers: [{ files: { arch: 'arm64\n' } }], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      layers: [],
+      platforms: [
+        { layers: [filesLayer({ arch: 'amd64\n' })], platform: { os: 'linux', architecture: 'amd64' } },
+        { layers: [filesLayer({ arch: 'arm64\n' })], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
       ],
-    },
-  ]);
+    }),
+  ];
 });
 
 afterAll(async () => {
@@ -47,7 +49,7 @@ afterAll(async () => {
 
 async function skopeoRawDigest(reference: string): Promise<Digest> {
   const { stdout } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reference}`], { encoding: 'buffer' });
-  return sha256(stdout as unknown as Buffer) as Digest;
+  return sha256Digest(stdout as unknown as Buffer) as Digest;
 }
 
 describe('pushImage', () => {
@@ -57,10 +59,10 @@ describe('pushImage', () => {
     try {
       const first = await pushImage(source, `${registry.host}/pushed/img:v1`, { onProgress: (p) => events.push(p) });
       const image = built[0]!.images[0]!;
-      expect(first).toMatchObject({ digest: image.manifest.digest, blobsUploaded: 3, blobsSkipped: 0, manifestsPushed: 1 });
-      expect(first.bytesUploaded).toBe(image.config.bytes.length + image.layers.reduce((sum, l) => sum + l.bytes.length, 0));
+      expect(first).toMatchObject({ digest: image.manifestDigest, blobsUploaded: 3, blobsSkipped: 0, manifestsPushed: 1 });
+      expect(first.bytesUploaded).toBe(image.configSize + image.layers.reduce((sum, l) => sum + l.size, 0));
       expect(events.at(-1)).toMatchObject({ event: 'done', blobsDone: 3, bytesDone: first.bytesUploaded });
-      expect(await skopeoRawDigest(`${registry.host}/pushed/img:v1`)).toBe(image.manifest.digest);
+      expect(await skopeoRawDigest(`${registry.host}/pushed/img:v1`)).toBe(image.manifestDigest);
 
       // skopeo copies it back into a layout: the same manifest, config and layer bytes.
       const back = join(work, 'back');
@@ -73,9 +75,9 @@ describe('pushImage', () => {
         `oci:${back}:v1`,
       ]);
       const index = JSON.parse(await readFile(join(back, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
-      expect(index.manifests[0]!.digest).toBe(image.manifest.digest);
-      for (const blob of [image.config, ...image.layers]) {
-        expect(sha256(await readFile(join(back, 'blobs', 'sha256', blob.digest.slice(7))))).toBe(blob.digest);
+      expect(index.manifests[0]!.digest).toBe(image.manifestDigest);
+      for (const blob of [{ digest: image.configDigest }, ...image.layers]) {
+        expect(sha256Digest(await readFile(join(back, 'blobs', 'sha256', blob.digest.slice(7))))).toBe(blob.digest);
       }
 
       const second = await pushImage(source, `${registry.host}/pushed/img:v1`);
@@ -89,12 +91,12 @@ describe('pushImage', () => {
     const source = await openImageSource(`oci:${layout}:multi`);
     try {
       const result = await pushImage(source, `${registry.host}/pushed/multi:1`);
-      expect(result).toMatchObject({ digest: built[1]!.top.digest, manifestsPushed: 3, blobsUploaded: 4 });
-      expect(await skopeoRawDigest(`${registry.host}/pushed/multi:1`)).toBe(built[1]!.top.digest);
+      expect(result).toMatchObject({ digest: built[1]!.topDigest, manifestsPushed: 3, blobsUploaded: 4 });
+      expect(await skopeoRawDigest(`${registry.host}/pushed/multi:1`)).toBe(built[1]!.topDigest);
       const remote = await openImageSource(`${registry.host}/pushed/multi:1`);
       try {
         const arm = await remote.resolve({ platform: { os: 'linux', architecture: 'arm64' } });
-        expect(arm.manifestDigest).toBe(built[1]!.images[1]!.manifest.digest);
+        expect(arm.manifestDigest).toBe(built[1]!.images[1]!.manifestDigest);
       } finally {
         await remote.close();
       }
@@ -111,7 +113,7 @@ describe('pushImage', () => {
       const remote = await openImageSource(`${registry.host}/chunked/img:v1`);
       try {
         const big = built[0]!.images[0]!.layers[1]!;
-        expect((await readAll(await remote.openBlob(big.digest as Digest))).equals(big.bytes)).toBe(true);
+        expect((await readAll(await remote.openBlob(big.digest as Digest))).equals(blobBytes(big))).toBe(true);
       } finally {
         await remote.close();
       }
@@ -125,7 +127,7 @@ describe('pushImage', () => {
     try {
       const result = await pushImage(source, `${registry.host}/mounted/img:v1`);
       expect(result).toMatchObject({ blobsMounted: 3, blobsUploaded: 0, bytesUploaded: 0 });
-      expect(await skopeoRawDigest(`${registry.host}/mounted/img:v1`)).toBe(built[0]!.images[0]!.manifest.digest);
+      expect(await skopeoRawDigest(`${registry.host}/mounted/img:v1`)).toBe(built[0]!.images[0]!.manifestDigest);
     } finally {
       await source.close();
     }
@@ -144,7 +146,7 @@ describe('pushImage', () => {
           .map((entry) => entry.fault)
           .filter((fault) => fault !== 'none'),
       ).toEqual(['status', 'reset']);
-      expect(await skopeoRawDigest(`${registry.host}/flaky/img:v1`)).toBe(built[0]!.images[0]!.manifest.digest);
+      expect(await skopeoRawDigest(`${registry.host}/flaky/img:v1`)).toBe(built[0]!.images[0]!.manifestDigest);
     } finally {
       proxy.script([]);
       await source.close();
@@ -156,20 +158,20 @@ describe('pushImage', () => {
     try {
       const data = Buffer.from('clip archive bytes');
       const config = Buffer.from('{}');
-      expect(await pushBlob(target, { digest: sha256(data) as Digest, size: data.length, content: data })).toBe('uploaded');
-      expect(await pushBlob(target, { digest: sha256(config) as Digest, size: config.length, content: config })).toBe('uploaded');
-      expect(await pushBlob(target, { digest: sha256(data) as Digest, size: data.length, content: data })).toBe('exists');
+      expect(await pushBlob(target, { digest: sha256Digest(data) as Digest, size: data.length, content: data })).toBe('uploaded');
+      expect(await pushBlob(target, { digest: sha256Digest(config) as Digest, size: config.length, content: config })).toBe('uploaded');
+      expect(await pushBlob(target, { digest: sha256Digest(data) as Digest, size: data.length, content: data })).toBe('exists');
       const manifest = Buffer.from(
         JSON.stringify({
           schemaVersion: 2,
           mediaType: 'application/vnd.oci.image.manifest.v1+json',
           artifactType: 'application/vnd.clip.archive.v1',
-          config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: config.length },
-          layers: [{ mediaType: 'application/vnd.clip.archive.v1', digest: sha256(data), size: data.length }],
+          config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256Digest(config), size: config.length },
+          layers: [{ mediaType: 'application/vnd.clip.archive.v1', digest: sha256Digest(data), size: data.length }],
         }),
       );
       const digest = await pushManifest(target, { bytes: manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json' }, 'v1');
-      expect(digest).toBe(sha256(manifest));
+      expect(digest).toBe(sha256Digest(manifest));
       expect(await skopeoRawDigest(`${registry.host}/artifacts/thing:v1`)).toBe(digest);
     } finally {
       await target.close();

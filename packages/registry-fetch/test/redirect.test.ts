@@ -6,10 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Digest } from '@clip/shared';
 import { RegistrySource } from '../src/registry-source.js';
 import { readAll } from '../src/verify-stream.js';
-import { noise, sha256 } from './helpers/oci-layout.js';
+import { generateContent } from '@clip/testkit';
+import { sha256Digest } from '@clip/shared';
 
-const blob = noise(50_000, 11);
-const digest = sha256(blob) as Digest;
+const blob = Buffer.from(generateContent({ generate: 'random', size: 50_000, seed: 11 }));
+const digest = sha256Digest(blob) as Digest;
 const seenByStorage: IncomingHttpHeaders[] = [];
 const seenByRegistry: IncomingHttpHeaders[] = [];
 let registry: Server;

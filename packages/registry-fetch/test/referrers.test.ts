@@ -15,7 +15,7 @@ import { openImageSource } from '../src/open.js';
 import { openRegistryTarget, pushImage } from '../src/push.js';
 import { EMPTY_CONFIG_DESCRIPTOR, listReferrers, parseArtifactManifest, pushReferrer, referrersTag } from '../src/referrers.js';
 import { RegistrySource } from '../src/registry-source.js';
-import { writeTestLayout } from './helpers/oci-layout.js';
+import { buildLayout, filesLayer } from '@clip/testkit';
 
 const run = promisify(execFile);
 const TYPE_A = 'application/vnd.example.a';
@@ -29,7 +29,7 @@ const repo = () => `${registry.host}/refs/img`;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'clip-referrers-test-'));
   registry = await startRegistry();
-  await writeTestLayout(join(work, 'layout'), [{ tag: 'v1', images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }] }] }]);
+  await buildLayout(join(work, 'layout'), { tag: 'v1', layers: [filesLayer({ 'etc/hello': 'hello\n' })] });
   const source = await openImageSource(`oci:${join(work, 'layout')}:v1`);
   try {
     const pushed = await pushImage(source, `${repo()}:v1`);

@@ -11,14 +11,15 @@ import { type Digest, LayerNotFoundError, ManifestNotFoundError, PlatformNotFoun
 import { openImageSource } from '../src/open.js';
 import { RegistrySource } from '../src/registry-source.js';
 import { readAll } from '../src/verify-stream.js';
-import { writeTestLayout, noise, sha256, type BuiltEntry } from './helpers/oci-layout.js';
+import { blobBytes, buildLayout, filesLayer, type BuiltLayout } from '@clip/testkit';
+import { sha256Digest } from '@clip/shared';
 
 const run = promisify(execFile);
 
 let work: string;
 let registry: RunningRegistry;
 let proxy: FaultProxy;
-let built: BuiltEntry[];
+let built: BuiltLayout[];
 
 const fast = { retries: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
 
@@ -27,19 +28,20 @@ beforeAll(async () => {
   registry = await startRegistry();
   proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
   const layout = join(work, 'layout');
-  built = await writeTestLayout(layout, [
-    {
+  built = [
+    await buildLayout(layout, {
       tag: 'v1',
-      images: [{ layers: [{ files: { 'etc/hello': 'hello\n' } }, { files: { 'big.bin': noise(300_000, 7) }, compression: 'none' }] }],
-    },
-    {
+      layers: [filesLayer({ 'etc/hello': 'hello\n' }), filesLayer({ 'big.bin': { generate: 'random', size: 300_000, seed: 7 } }, 'none')],
+    }),
+    await buildLayout(layout, {
       tag: 'multi',
-      images: [
-        { layers: [{ files: { arch: 'amd64\n' } }], platform: { os: 'linux', architecture: 'amd64' } },
-        { layers: [{ files: { arch: 'arm64\n' } }], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      layers: [],
+      platforms: [
+        { layers: [filesLayer({ arch: 'amd64\n' })], platform: { os: 'linux', architecture: 'amd64' } },
+        { layers: [filesLayer({ arch: 'arm64\n' })], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
       ],
-    },
-  ]);
+    }),
+  ];
   const copy = (from: string, to: string, all = false) =>
     run('skopeo', ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', ...(all ? ['--all'] : []), from, to]);
   await copy(`oci:${layout}:v1`, `docker://${registry.host}/test/img:v1`);
@@ -60,7 +62,7 @@ describe('RegistrySource against a real registry', () => {
     try {
       expect(source.kind).toBe('registry');
       const image = await source.resolve();
-      expect(image.manifestDigest).toBe(built[0]!.images[0]!.manifest.digest);
+      expect(image.manifestDigest).toBe(built[0]!.images[0]!.manifestDigest);
       expect(image.layers.map((l) => [l.digest, l.diffId, l.compression])).toEqual(
         built[0]!.images[0]!.layers.map((l, i) => [l.digest, l.diffId, i === 0 ? 'gzip' : 'none']),
       );
@@ -73,7 +75,7 @@ describe('RegistrySource against a real registry', () => {
   it('reads ranges at start, middle and end equal to the local blob bytes, and whole blobs', async () => {
     const source = await openImageSource(`${registry.host}/test/img:v1`);
     try {
-      const { digest, bytes } = bigLayer();
+      const [digest, bytes] = [bigLayer().digest, blobBytes(bigLayer())];
       const size = bytes.length;
       const ranges: Array<[number, number]> = [
         [0, 4096],
@@ -94,7 +96,7 @@ describe('RegistrySource against a real registry', () => {
   it('reports a missing blob as layer not found, naming digest and reference', async () => {
     const source = await openImageSource(`${registry.host}/test/img:v1`);
     try {
-      const missing = sha256(Buffer.from('nothing')) as Digest;
+      const missing = sha256Digest(Buffer.from('nothing')) as Digest;
       for (const attempt of [() => source.readBlobRange(missing, 0, 10), () => source.openBlob(missing)]) {
         const error = await attempt().catch((e: unknown) => e);
         expect(error).toBeInstanceOf(LayerNotFoundError);
@@ -113,10 +115,10 @@ describe('RegistrySource against a real registry', () => {
     const source = await openImageSource(`${registry.host}/test/multi:1`, { platform: { os: 'linux', architecture: 'arm64' } });
     try {
       const arm = await source.resolve();
-      expect(arm.manifestDigest).toBe(built[1]!.images[1]!.manifest.digest);
-      expect(arm.indexDigest).toBe(built[1]!.top.digest);
+      expect(arm.manifestDigest).toBe(built[1]!.images[1]!.manifestDigest);
+      expect(arm.indexDigest).toBe(built[1]!.topDigest);
       const amd = await source.resolve({ platform: { os: 'linux', architecture: 'amd64' } });
-      expect(amd.manifestDigest).toBe(built[1]!.images[0]!.manifest.digest);
+      expect(amd.manifestDigest).toBe(built[1]!.images[0]!.manifestDigest);
       const error = await source.resolve({ platform: { os: 'windows', architecture: 'amd64' } }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(PlatformNotFoundError);
       expect((error as Error).message).toContain('available: linux/amd64, linux/arm64/v8');
@@ -132,7 +134,7 @@ describe('RegistrySource through a fault-injecting proxy', () => {
   it('survives a reset, a 503 and a 429 with Retry-After, ending with the right bytes', async () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, fast);
     try {
-      const { digest, bytes } = bigLayer();
+      const [digest, bytes] = [bigLayer().digest, blobBytes(bigLayer())];
       proxy.script(
         [{ kind: 'reset' }, { kind: 'status', status: 503 }, { kind: 'status', status: 429, headers: { 'retry-after': '1' } }],
         isBlob,
@@ -149,7 +151,7 @@ describe('RegistrySource through a fault-injecting proxy', () => {
   it('takes the range out of a 200 answer when the server ignores Range', async () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, fast);
     try {
-      const { digest, bytes } = bigLayer();
+      const [digest, bytes] = [bigLayer().digest, blobBytes(bigLayer())];
       for (const [start, end] of [
         [0, 10],
         [150_000, 150_100],
@@ -166,7 +168,7 @@ describe('RegistrySource through a fault-injecting proxy', () => {
   it('resumes a whole-blob stream cut mid-body with a Range request', async () => {
     const source = await openImageSource(`${proxy.host}/test/img:v1`, fast);
     try {
-      const { digest, bytes } = bigLayer();
+      const [digest, bytes] = [bigLayer().digest, blobBytes(bigLayer())];
       proxy.script([{ kind: 'reset-mid-body', afterBytes: 100_000 }], isBlob);
       const before = proxy.log.length;
       expect((await readAll(await source.openBlob(digest as Digest))).equals(bytes)).toBe(true);
@@ -242,7 +244,7 @@ describe('timeouts', () => {
       { timeouts: { bodyMs: 300 }, retries: 0 },
     );
     try {
-      const digest = sha256(Buffer.from('whatever')) as Digest;
+      const digest = sha256Digest(Buffer.from('whatever')) as Digest;
       const error = await source.readBlobRange(digest, 0, 1000).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(TimeoutError);
       expect((error as Error).message).toContain(

@@ -15,8 +15,19 @@ export {
   type ScriptedFault,
 } from './fault-proxy.js';
 export { buildFixture, FIXTURE_NAMES, FIXTURES, type FixtureName, type FixtureSpec } from './fixtures.js';
-export { buildLayout, type BuiltImage, type BuiltLayer, type BuiltLayout, type LayoutSpec, type PlatformImageSpec } from './layout.js';
+export {
+  archiveLayout,
+  blobBytes,
+  buildLayout,
+  filesLayer,
+  type BuiltImage,
+  type BuiltLayer,
+  type BuiltLayout,
+  type LayoutSpec,
+  type PlatformImageSpec,
+} from './layout.js';
 export type { EntrySpec, LayerSpec } from './layer-spec.js';
+export { generateContent, type FileContent, type GeneratedContent } from './content.js';
 export { writeRawLayout, type RawLayout } from './raw-layout.js';
 export { chunked, tar, type RawMember } from './raw-tar.js';
 export { readTree } from './read-tree.js';

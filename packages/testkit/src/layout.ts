@@ -1,11 +1,14 @@
 // Writes OCI image layouts (image-spec v1.1 `oci-layout` + index.json + blobs) from
 // declarative layer specs, deterministically: the same spec gives the same digests.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type { Digest, Platform } from '@clip/shared';
+import type { FileContent } from './content.js';
 import { layerTarEntries, type LayerCompression, type LayerSpec } from './layer-spec.js';
 import { expectedTree } from './overlay.js';
 import { encodeTar } from './tar-writer.js';
@@ -81,6 +84,7 @@ export interface BuiltImage {
   manifestDigest: Digest;
   manifestSize: number;
   configDigest: Digest;
+  configSize: number;
   layers: BuiltLayer[];
   /** The unpacked tree the layers should produce (OCI overlay rules). */
   expected: Tree;
@@ -97,6 +101,7 @@ export interface BuiltLayout {
   /** What the tag points at: the manifest (single platform) or the image index. */
   topDigest: Digest;
   topMediaType: string;
+  topSize: number;
   images: BuiltImage[];
   /** images[0]. */
   image: BuiltImage;
@@ -213,6 +218,7 @@ async function buildImage(
       manifestDigest: manifestBlob.digest,
       manifestSize: manifestBlob.size,
       configDigest: configBlob.digest,
+      configSize: configBlob.size,
       layers: built,
       expected: expectedTree(layers),
     },
@@ -290,8 +296,24 @@ export async function buildLayout(dir: string, spec: LayoutSpec): Promise<BuiltL
     umociRef: `${dir}:${tag}`,
     topDigest: top.digest,
     topMediaType: top.mediaType,
+    topSize: top.size,
     images,
     image: first,
     expected: first.expected,
   };
+}
+
+/** A layer of regular files (mode 0644, root-owned) from a path → content map. */
+export function filesLayer(files: Record<string, FileContent>, compression: LayerCompression = 'gzip'): LayerSpec {
+  return { compression, entries: Object.entries(files).map(([path, content]) => ({ type: 'file' as const, path, content })) };
+}
+
+/** Tars a layout directory into an oci-archive file (with `./` prefixed names, like skopeo). */
+export async function archiveLayout(dir: string, file: string): Promise<void> {
+  await promisify(execFile)('tar', ['-C', dir, '-cf', file, '.']);
+}
+
+/** A built layer's blob, read back from the layout (tests compare fetched bytes with it). */
+export function blobBytes(layer: BuiltLayer): Buffer {
+  return readFileSync(layer.blobPath);
 }

@@ -1,4 +1,5 @@
-// Writes an OCI layout around arbitrary (possibly malformed) layer tars, for error tests.
+// Writes an OCI layout around arbitrary (possibly malformed) layer tars, for error tests; well-formed
+// layouts from specs come from layout.ts (buildLayout), the one builder every package's tests use.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';

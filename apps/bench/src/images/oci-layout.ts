@@ -1,3 +1,4 @@
+// Not the testkit's buildLayout: this streams real, GB-sized directory trees through tar and gzip on disk.
 // Writes a local OCI layout from directory trees, one gzip layer per tree (tar --sort=name,
 // numeric owners, gzip -n), the way a build worker's output looks.
 import { createHash } from 'node:crypto';

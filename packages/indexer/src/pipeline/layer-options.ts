@@ -1,4 +1,4 @@
-// What the layer scanner is told about one layer, and the scanLayer options that follow from
+// What the layer indexer is told about one layer, and the scanCompressedLayer options that follow from
 // it: one place for the in-thread scan and the worker (which does not load the tar walker).
 import type { LayerCompression } from '@clip/archive-format';
 
@@ -16,7 +16,7 @@ export interface IndexLayerOptions {
   digestVerified?: boolean;
 }
 
-/** scanLayer's options that follow from IndexLayerOptions (shared by the in-thread and worker scans). */
+/** scanCompressedLayer's options that follow from IndexLayerOptions (shared by the in-thread and worker scans). */
 export function scanOptionsFor(options: IndexLayerOptions): { spanSize: number; hashCompressed?: false; gzipValidate?: false } {
   return {
     spanSize: options.spanSize,

@@ -7,7 +7,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { GZIP_OUTPUT_BUFFER_SIZE } from '../scan/gzip-scan.js';
-import { scanLayer } from '../scan/scan-layer.js';
+import { scanCompressedLayer } from '../scan/scan-compressed-layer.js';
 import type { PieceCuts } from '../scan/span-recorder.js';
 import { scanOptionsFor } from './layer-options.js';
 import type { Digest } from '@clip/shared';
@@ -98,7 +98,7 @@ port.on('message', (message: ToWorker) => {
       const gzip = options.compression === 'gzip';
       // gzip: the main thread hashes the pieces (it has the compressed bytes back anyway).
       const cuts: PieceCuts | undefined = gzip ? { ranges: [], kept: [] } : undefined;
-      scanLayer(
+      scanCompressedLayer(
         chunks(gzip, cuts),
         options.compression,
         {

@@ -1,10 +1,10 @@
-// One layer indexed on one worker thread (layer-scanner.ts's WorkerPool runs these): the
+// One layer indexed on one worker thread (layer-indexer.ts's WorkerPool runs these): the
 // worker decompresses and records checkpoints; this thread feeds it the compressed bytes in
 // transferred 1 MiB buffers (at most MAX_CHUNKS_IN_FLIGHT at a time), walks and hashes the
 // uncompressed bytes it sends back, hashes gzip pieces, and recycles the buffers both ways.
 import { createHash, type Hash } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
-import { UNHASHED, type LayerScan } from '../scan/scan-layer.js';
+import { UNHASHED, type LayerScan } from '../scan/scan-compressed-layer.js';
 import type { TarEntry } from '../tar/tar-entry.js';
 import { TarWalker } from '../tar/tar-walker.js';
 import type { IndexedLayer, IndexLayerOptions } from './index-layer.js';

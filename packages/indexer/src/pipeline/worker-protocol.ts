@@ -2,7 +2,7 @@
 // records checkpoints; the main thread walks the tar stream and hashes it (diffId; the worker
 // does when asked, `start.hashDiffId`, with several large layers at once), so the
 // two halves of a layer's work run on two cores and no entry list ever crosses threads.
-import type { LayerScan } from '../scan/scan-layer.js';
+import type { LayerScan } from '../scan/scan-compressed-layer.js';
 import type { IndexLayerOptions } from './index-layer.js';
 
 export type ToWorker =

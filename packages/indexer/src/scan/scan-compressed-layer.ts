@@ -36,7 +36,7 @@ export interface LayerScan {
  * buffer the scanner no longer writes). Only with gzip and `outputBuffer` may the callee
  * transfer a chunk's ArrayBuffer: each is then one whole buffer from `outputBuffer`.
  */
-export async function scanLayer(
+export async function scanCompressedLayer(
   compressed: AsyncIterable<Uint8Array>,
   compression: LayerCompression,
   options: {

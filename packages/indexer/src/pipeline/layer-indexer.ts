@@ -11,23 +11,23 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArchiveFormatError, ClipError, IoError, LayerFormatError, type Logger, TimeoutError, UsageError } from '@clip/shared';
-import { indexLayer, type IndexedLayer, type IndexLayerOptions } from './index-layer.js';
+import { indexLayerInThread, type IndexedLayer, type IndexLayerOptions } from './index-layer.js';
 import { WorkerJob } from './worker-job.js';
 
-export interface LayerScanner {
+export interface LayerIndexer {
   /**
    * `size`: the layer's compressed size when known (small layers are scanned in-thread).
    * A FillableBlob (local-blob.ts) is read straight into the buffers sent to the worker.
    */
-  scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer>;
+  index(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer>;
   close(): Promise<void>;
 }
 
 /** Layers smaller than this are scanned on the calling thread (no worker start-up). */
 export const IN_THREAD_MAX_BYTES = 1 << 20;
 
-const inThread: LayerScanner = {
-  scan: (compressed, options) => indexLayer(compressed, options),
+const inThread: LayerIndexer = {
+  index: (compressed, options) => indexLayerInThread(compressed, options),
   close: async () => {},
 };
 
@@ -52,7 +52,7 @@ export function rehydrateError(error: { code?: string; message: string }): Error
   return Class ? new Class(error.message) : new ClipError(error.code, error.message);
 }
 
-class WorkerPool implements LayerScanner {
+class WorkerPool implements LayerIndexer {
   private readonly idle: Worker[] = [];
   private readonly all: Worker[] = [];
   private readonly waiting: Array<(worker: Worker) => void> = [];
@@ -95,8 +95,8 @@ class WorkerPool implements LayerScanner {
     if (next) void this.acquire().then(next);
   }
 
-  async scan(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer> {
-    if (size !== undefined && size < IN_THREAD_MAX_BYTES) return indexLayer(compressed, options);
+  async index(compressed: AsyncIterable<Uint8Array>, options: IndexLayerOptions, size?: number): Promise<IndexedLayer> {
+    if (size !== undefined && size < IN_THREAD_MAX_BYTES) return indexLayerInThread(compressed, options);
     const worker = await this.acquire();
     const job = new WorkerJob(worker, options, this.hashDiffIds, rehydrateError);
     try {
@@ -127,12 +127,12 @@ class WorkerPool implements LayerScanner {
  * `layerSizes`: the compressed sizes of the layers to be scanned, when known; with two or more
  * layers large enough for a worker (and room to run them at once) the workers hash the diffIds.
  */
-export async function createLayerScanner(options: {
+export async function createLayerIndexer(options: {
   workers: boolean;
   concurrency: number;
   logger: Logger;
   layerSizes?: readonly number[];
-}): Promise<LayerScanner> {
+}): Promise<LayerIndexer> {
   if (!options.workers) return inThread;
   const script = workerScript();
   if (!script) {
