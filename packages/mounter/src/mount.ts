@@ -16,6 +16,7 @@ import { lockMountpoint, type MountLock } from './mount-lock.js';
 import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
+import type { LayerFetcher } from './layer-fetcher.js';
 import { TieredBlockCache } from './tiered-cache.js';
 
 export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
@@ -25,14 +26,6 @@ export const DEFAULT_READ_TIMEOUT_MS = 30_000;
 const DISK_WRITE_DELAY_MS = 250;
 /** Kernel caching of attributes and entries: the image never changes under a mount. */
 const KERNEL_CACHE_SECONDS = 86_400;
-
-/** Reads byte ranges of layer blobs; `close` is called on unmount. */
-export interface LayerFetcher {
-  fetchRange: FetchRange;
-  close?(): Promise<void>;
-  /** Prometheus text the fetcher adds to /metrics (per registry host counters). */
-  prometheus?(): string;
-}
 
 export interface MountOptions {
   archive: MountableArchive;

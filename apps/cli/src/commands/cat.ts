@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { once } from 'node:events';
 import { createLogger, NotAFileError, UsageError } from '@clip/shared';
-import type { ArchiveFetcher } from '@clip/mounter';
+import type { LayerFetcher } from '@clip/mounter';
 import type { Inode } from '@clip/archive-format';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
@@ -39,7 +39,7 @@ export function register(program: Command): void {
     const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
     const archive = opened.archive;
     let inode: Inode;
-    let fetcher: ArchiveFetcher;
+    let fetcher: LayerFetcher;
     try {
       const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
       if (found.inode.type !== 'file')
@@ -58,7 +58,7 @@ export function register(program: Command): void {
         if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       }
     } finally {
-      await fetcher.close();
+      await fetcher.close?.();
     }
   });
 }
