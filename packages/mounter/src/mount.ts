@@ -1,12 +1,12 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
-// file data fetched lazily by byte range from the image's registry, decoded blocks kept in
+// file data fetched lazily by byte range from the image's registry, decoded spans kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
 import { readdir, realpath } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { FetchRange, Inode } from '@clip/archive-format';
 import { FuseSession, type HeldConnection } from '@clip/native-fuse';
-import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
+import { DiskSpanCache, LayerReader, MemorySpanCache } from '@clip/read-engine';
 import { silentLogger, type Logger } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
 import { archiveTable, pathOf } from './metadata-table.js';
@@ -17,12 +17,12 @@ import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
 import type { LayerFetcher } from './layer-fetcher.js';
-import { TieredBlockCache } from './tiered-cache.js';
+import { TieredSpanCache } from './tiered-cache.js';
 
 export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
 export const DEFAULT_DISK_CACHE = 4 * 2 ** 30;
 export const DEFAULT_READ_TIMEOUT_MS = 30_000;
-/** Disk writes of a block wait this long for the span to be extended further (flushed on unmount). */
+/** Disk writes of a span wait this long for the span to be extended further (flushed on unmount). */
 const DISK_WRITE_DELAY_MS = 250;
 /** Kernel caching of attributes and entries: the image never changes under a mount. */
 const KERNEL_CACHE_SECONDS = 86_400;
@@ -124,10 +124,10 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
   }
   const metrics = new MountMetrics();
 
-  const memory = options.memoryCache === 0 ? undefined : new MemoryBlockCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
-  let disk: DiskBlockCache | undefined;
+  const memory = options.memoryCache === 0 ? undefined : new MemorySpanCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
+  let disk: DiskSpanCache | undefined;
   if (options.cacheDir) {
-    disk = new DiskBlockCache(options.cacheDir, options.cacheSize ?? DEFAULT_DISK_CACHE, {
+    disk = new DiskSpanCache(options.cacheDir, options.cacheSize ?? DEFAULT_DISK_CACHE, {
       logger,
       writeDelayMs: DISK_WRITE_DELAY_MS,
       onCorrupt: () => metrics.add('diskCacheCorrupt'),
@@ -147,7 +147,7 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
   };
   const reader = new LayerReader(archive, {
     fetchRange: countingFetch,
-    cache: new TieredBlockCache(memory, disk, metrics),
+    cache: new TieredSpanCache(memory, disk, metrics),
     onEvent: (event) => {
       if (event.kind === 'digest-mismatch') {
         metrics.add('digestMismatches');
@@ -215,7 +215,7 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
       unmounting ??= (async () => {
         stopPrefetch.abort();
         await fuse.unmount();
-        // Cache writes run behind the reads: finish them, so the next mount finds the blocks.
+        // Cache writes run behind the reads: finish them, so the next mount finds the spans.
         await reader.flush();
         await disk?.flush();
         await server?.close();
