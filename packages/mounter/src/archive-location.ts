@@ -12,8 +12,7 @@ import { isArchiveUrl } from './archive-url.js';
 // The HTTP and registry clients (undici) are loaded only when a URL or a registry is read.
 import type { HttpSourceOptions } from './http-archive-source.js';
 import type { StorageOptions } from './storage-source.js';
-import type { LayerFetcher } from './mount.js';
-import type { HostStats } from '@clip/registry-fetch';
+import type { LayerFetcher } from './layer-fetcher.js';
 
 export interface OpenedArchive {
   archive: ClipArchive;
@@ -41,16 +40,8 @@ export async function openArchiveLocation(location: string, options: HttpSourceO
   }
 }
 
-export interface ArchiveFetcher extends LayerFetcher {
-  /** Where bytes come from, for logs: the archive itself or `registry/repo@digest`. */
-  reference: string;
-  /** Per registry host counters when reading through hosts.toml mirrors. */
-  hostStats?: () => HostStats[];
-  close(): Promise<void>;
-}
-
 /** Where the opened archive's layer bytes come from; closing it closes the archive source too. */
-export async function openArchiveFetcher(opened: OpenedArchive, options: StorageOptions = {}): Promise<ArchiveFetcher> {
+export async function openArchiveFetcher(opened: OpenedArchive, options: StorageOptions = {}): Promise<LayerFetcher> {
   if (opened.mode === 'data') {
     options.logger?.info('serving file contents from the archive', { archive: opened.source.description });
     return { reference: opened.source.description, fetchRange: dataSectionFetchRange(opened.archive, opened.source), close: opened.close };

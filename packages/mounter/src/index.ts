@@ -2,7 +2,8 @@
 // of its layers (registry or the archive itself), hands the metadata table to the native FUSE
 // session and answers its reads through the read engine.
 export { DEFAULT_DISK_CACHE, DEFAULT_MEMORY_CACHE, DEFAULT_READ_TIMEOUT_MS, mount, mountOptions, userAllowOther } from './mount.js';
-export type { LayerFetcher, MountHandle, MountOptions } from './mount.js';
+export type { MountHandle, MountOptions } from './mount.js';
+export type { LayerFetcher } from './layer-fetcher.js';
 export type { MountableArchive } from './archive-view.js';
 export type { MetricsSnapshot } from './metrics.js';
 export { MountFailedError, MountpointError } from './errors.js';
@@ -16,7 +17,7 @@ export {
 } from './supervisor.js';
 export { checkMountpoint, forceUnmount, isMounted } from './mountpoint.js';
 export { lockMountpoint, type MountLock } from './mount-lock.js';
-export { openArchiveFetcher, openArchiveLocation, type ArchiveFetcher, type OpenedArchive } from './archive-location.js';
+export { openArchiveFetcher, openArchiveLocation, type OpenedArchive } from './archive-location.js';
 export { isArchiveUrl } from './archive-url.js';
 export type { HttpSourceOptions } from './http-archive-source.js';
 export type { StorageOptions } from './storage-source.js';

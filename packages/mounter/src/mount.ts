@@ -1,12 +1,12 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
-// file data fetched lazily by byte range from the image's registry, decoded blocks kept in
+// file data fetched lazily by byte range from the image's registry, decoded spans kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
 import { readdir, realpath } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { FetchRange, Inode } from '@clip/archive-format';
 import { FuseSession, type HeldConnection } from '@clip/native-fuse';
-import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
+import { DiskSpanCache, LayerReader, MemorySpanCache } from '@clip/read-engine';
 import { silentLogger, type Logger } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
 import { archiveTable, pathOf } from './metadata-table.js';
@@ -16,23 +16,16 @@ import { lockMountpoint, type MountLock } from './mount-lock.js';
 import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
-import { TieredBlockCache } from './tiered-cache.js';
+import type { LayerFetcher } from './layer-fetcher.js';
+import { TieredSpanCache } from './tiered-cache.js';
 
 export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
 export const DEFAULT_DISK_CACHE = 4 * 2 ** 30;
 export const DEFAULT_READ_TIMEOUT_MS = 30_000;
-/** Disk writes of a block wait this long for the span to be extended further (flushed on unmount). */
+/** Disk writes of a span wait this long for the span to be extended further (flushed on unmount). */
 const DISK_WRITE_DELAY_MS = 250;
 /** Kernel caching of attributes and entries: the image never changes under a mount. */
 const KERNEL_CACHE_SECONDS = 86_400;
-
-/** Reads byte ranges of layer blobs; `close` is called on unmount. */
-export interface LayerFetcher {
-  fetchRange: FetchRange;
-  close?(): Promise<void>;
-  /** Prometheus text the fetcher adds to /metrics (per registry host counters). */
-  prometheus?(): string;
-}
 
 export interface MountOptions {
   archive: MountableArchive;
@@ -118,51 +111,10 @@ export async function mount(options: MountOptions): Promise<MountHandle> {
 
 async function mountLocked(options: MountOptions, logger: Logger, lock: MountLock): Promise<MountHandle> {
   const { archive, fetcher } = options;
-  // An attached connection is already mounted there (by the supervisor, which checked it).
-  const mountpoint = options.attach
-    ? resolvePath(options.mountpoint)
-    : await checkMountpoint(options.mountpoint, {
-        forceUnmountStale: options.forceUnmountStale,
-        allowNonEmpty: options.allowNonEmpty,
-        logger,
-      });
-  if (!options.attach && options.allowNonEmpty && (await readdir(mountpoint).catch(() => [])).length > 0) {
-    logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint });
-  }
+  const mountpoint = await prepareMountpoint(options, logger);
   const metrics = new MountMetrics();
-
-  const memory = options.memoryCache === 0 ? undefined : new MemoryBlockCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
-  let disk: DiskBlockCache | undefined;
-  if (options.cacheDir) {
-    disk = new DiskBlockCache(options.cacheDir, options.cacheSize ?? DEFAULT_DISK_CACHE, {
-      logger,
-      writeDelayMs: DISK_WRITE_DELAY_MS,
-      onCorrupt: () => metrics.add('diskCacheCorrupt'),
-    });
-    await disk.open();
-  }
-  const countingFetch: FetchRange = async (digest, start, end, signal) => {
-    metrics.add('fetchRequests');
-    try {
-      const bytes = await fetcher.fetchRange(digest, start, end, signal);
-      metrics.add('fetchBytes', bytes.length);
-      return bytes;
-    } catch (error) {
-      metrics.add('fetchErrors');
-      throw error;
-    }
-  };
-  const reader = new LayerReader(archive, {
-    fetchRange: countingFetch,
-    cache: new TieredBlockCache(memory, disk, metrics),
-    onEvent: (event) => {
-      if (event.kind === 'digest-mismatch') {
-        metrics.add('digestMismatches');
-        logger.warn('piece digest mismatch', { layer: event.layer, span: event.span, attempt: event.attempt });
-      }
-    },
-  });
-
+  const disk = await openDiskCache(options, logger, metrics);
+  const reader = createLayerReader(options, logger, metrics, disk);
   const table = archiveTable(archive);
   const recorder = options.record ? new ReadRecorder(options.record, logger, (inode) => pathOf(archive, table, inode.ino)) : undefined;
   const read = createReadHandler({
@@ -198,18 +150,8 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
     throw error;
   }
   metrics.attachExternal(() => fuse.counters());
-
   const stopPrefetch = new AbortController();
-  const prefetchDone = options.prefetch
-    ? readPrefetchList(options.prefetch)
-        .then((entries) =>
-          prefetchFiles({ archive, reader, entries, logger, signal: stopPrefetch.signal, onFile: () => metrics.add('prefetchedFiles') }),
-        )
-        .then(
-          (result) => logger.info('prefetch finished', { files: result.files, failed: result.failed }),
-          (error: unknown) => logger.warn('prefetch list unusable', { file: options.prefetch, error: (error as Error).message }),
-        )
-    : Promise.resolve();
+  const prefetchDone = startPrefetch(options, reader, logger, metrics, stopPrefetch.signal);
 
   return {
     mountpoint,
@@ -222,7 +164,7 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
       unmounting ??= (async () => {
         stopPrefetch.abort();
         await fuse.unmount();
-        // Cache writes run behind the reads: finish them, so the next mount finds the blocks.
+        // Cache writes run behind the reads: finish them, so the next mount finds the spans.
         await reader.flush();
         await disk?.flush();
         await server?.close();
@@ -233,4 +175,77 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
       return unmounting;
     },
   };
+}
+
+/** The mountpoint, checked (unless attaching: the supervisor mounted there and checked it). */
+async function prepareMountpoint(options: MountOptions, logger: Logger): Promise<string> {
+  if (options.attach) return resolvePath(options.mountpoint);
+  const mountpoint = await checkMountpoint(options.mountpoint, {
+    forceUnmountStale: options.forceUnmountStale,
+    allowNonEmpty: options.allowNonEmpty,
+    logger,
+  });
+  if (options.allowNonEmpty && (await readdir(mountpoint).catch(() => [])).length > 0) {
+    logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint });
+  }
+  return mountpoint;
+}
+
+/** The disk span cache, opened, when a cache directory was given. */
+async function openDiskCache(options: MountOptions, logger: Logger, metrics: MountMetrics): Promise<DiskSpanCache | undefined> {
+  if (!options.cacheDir) return undefined;
+  const disk = new DiskSpanCache(options.cacheDir, options.cacheSize ?? DEFAULT_DISK_CACHE, {
+    logger,
+    writeDelayMs: DISK_WRITE_DELAY_MS,
+    onCorrupt: () => metrics.add('diskCacheCorrupt'),
+  });
+  await disk.open();
+  return disk;
+}
+
+/** The read engine over the fetcher (fetches counted) and the memory and disk span caches. */
+function createLayerReader(options: MountOptions, logger: Logger, metrics: MountMetrics, disk: DiskSpanCache | undefined): LayerReader {
+  const memory = options.memoryCache === 0 ? undefined : new MemorySpanCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
+  return new LayerReader(options.archive, {
+    fetchRange: countingFetchRange(options.fetcher, metrics),
+    cache: new TieredSpanCache(memory, disk, metrics),
+    onEvent: (event) => {
+      if (event.kind === 'digest-mismatch') {
+        metrics.add('digestMismatches');
+        logger.warn('piece digest mismatch', { layer: event.layer, span: event.span, attempt: event.attempt });
+      }
+    },
+  });
+}
+
+function countingFetchRange(fetcher: LayerFetcher, metrics: MountMetrics): FetchRange {
+  return async (digest, start, end, signal) => {
+    metrics.add('fetchRequests');
+    try {
+      const bytes = await fetcher.fetchRange(digest, start, end, signal);
+      metrics.add('fetchBytes', bytes.length);
+      return bytes;
+    } catch (error) {
+      metrics.add('fetchErrors');
+      throw error;
+    }
+  };
+}
+
+/** Fetches the prefetch list's files in the background; settles when done (at once without one). */
+function startPrefetch(
+  options: MountOptions,
+  reader: LayerReader,
+  logger: Logger,
+  metrics: MountMetrics,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!options.prefetch) return Promise.resolve();
+  const archive = options.archive;
+  return readPrefetchList(options.prefetch)
+    .then((entries) => prefetchFiles({ archive, reader, entries, logger, signal, onFile: () => metrics.add('prefetchedFiles') }))
+    .then(
+      (result) => logger.info('prefetch finished', { files: result.files, failed: result.failed }),
+      (error: unknown) => logger.warn('prefetch list unusable', { file: options.prefetch, error: (error as Error).message }),
+    );
 }

@@ -2,21 +2,13 @@
 // LayerFetcher: what `clip mount` and `clip cat` read layer byte ranges through.
 import type { StorageReference } from '@clip/archive-format';
 import { ArchiveFormatError, type Logger, silentLogger } from '@clip/shared';
-import { type HostStats, hostStatsPrometheus, type ImageSource, MirroredSource, openImageSource } from '@clip/registry-fetch';
+import { hostStatsPrometheus, MirroredSource, openImageSource } from '@clip/registry-fetch';
 import type { MountableArchive } from './archive-view.js';
-import type { LayerFetcher } from './mount.js';
+import type { LayerFetcher } from './layer-fetcher.js';
 
 /** `registry/repository@digest` (pinned to the manifest the archive was built from). */
 export function storageReference(storage: StorageReference): string {
   return `${storage.registry}/${storage.repository}@${storage.manifestDigest}`;
-}
-
-export interface StorageFetcher extends LayerFetcher {
-  reference: string;
-  source: ImageSource;
-  /** Per registry host counters when reading through hosts.toml mirrors. */
-  hostStats?: () => HostStats[];
-  close(): Promise<void>;
 }
 
 export interface StorageOptions {
@@ -29,10 +21,7 @@ export interface StorageOptions {
   hostsDir?: string;
 }
 
-export async function openStorageFetcher(
-  archive: Pick<MountableArchive, 'metadata'>,
-  options: StorageOptions = {},
-): Promise<StorageFetcher> {
+export async function openStorageFetcher(archive: Pick<MountableArchive, 'metadata'>, options: StorageOptions = {}): Promise<LayerFetcher> {
   const logger = options.logger ?? silentLogger;
   const storage = archive.metadata.storage;
   if (!storage)
@@ -51,7 +40,6 @@ export async function openStorageFetcher(
   });
   return {
     reference,
-    source,
     fetchRange: (digest, start, end, signal) => source.readBlobRange(digest, start, end, signal ? { signal } : {}),
     ...(source instanceof MirroredSource
       ? { hostStats: () => source.hostStats(), prometheus: () => hostStatsPrometheus(source.hostStats()) }

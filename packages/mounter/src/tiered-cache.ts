@@ -1,15 +1,15 @@
 // Memory in front of disk: a disk hit is promoted to memory; a store goes to both.
-// A block in memory shorter than the caller needs does not hide a longer one on disk.
+// A span in memory shorter than the caller needs does not hide a longer one on disk.
 // Counts hits and misses per tier for the metrics.
-import type { BlockCache } from '@clip/read-engine';
+import type { SpanCache } from '@clip/read-engine';
 import type { MountMetrics } from './metrics.js';
 
-export class TieredBlockCache implements BlockCache {
-  readonly #memory: BlockCache | undefined;
-  readonly #disk: BlockCache | undefined;
+export class TieredSpanCache implements SpanCache {
+  readonly #memory: SpanCache | undefined;
+  readonly #disk: SpanCache | undefined;
   readonly #metrics: MountMetrics;
 
-  constructor(memory: BlockCache | undefined, disk: BlockCache | undefined, metrics: MountMetrics) {
+  constructor(memory: SpanCache | undefined, disk: SpanCache | undefined, metrics: MountMetrics) {
     this.#memory = memory;
     this.#disk = disk;
     this.#metrics = metrics;
@@ -28,7 +28,7 @@ export class TieredBlockCache implements BlockCache {
     }
     if (this.#memory) this.#metrics.add('memoryCacheMisses');
     if (!this.#disk) return undefined;
-    // Only a longer block than memory's is worth reading (and verifying) from disk.
+    // Only a longer span than memory's is worth reading (and verifying) from disk.
     return this.#fromDisk(key, inMemory ? inMemory.length + 1 : 0).then((onDisk) =>
       onDisk && (!inMemory || onDisk.length > inMemory.length) ? onDisk : inMemory,
     );

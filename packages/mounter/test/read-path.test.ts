@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readArchiveFile, type ClipArchive } from '@clip/archive-format';
-import { DiskBlockCache, LayerReader, MemoryBlockCache } from '@clip/read-engine';
+import { DiskSpanCache, LayerReader, MemorySpanCache } from '@clip/read-engine';
 import { type Digest, silentLogger } from '@clip/shared';
 import { createReadHandler } from '../src/read-handler.js';
 import { archiveTable, pathOf } from '../src/metadata-table.js';
-import { TieredBlockCache } from '../src/tiered-cache.js';
+import { TieredSpanCache } from '../src/tiered-cache.js';
 import { MountMetrics } from '../src/metrics.js';
 import { addRange, prefetchFiles, readPrefetchList, ReadRecorder, RANGE_GRAIN } from '../src/prefetch-list.js';
 import { writeTestArchive, type FileSpec } from './helpers.js';
@@ -38,7 +38,7 @@ let archive: ClipArchive;
 let layerBytes: Buffer;
 let fetches: Array<[number, number]>;
 
-function reader(cache = new TieredBlockCache(new MemoryBlockCache(64 << 20), undefined, new MountMetrics())): LayerReader {
+function reader(cache = new TieredSpanCache(new MemorySpanCache(64 << 20), undefined, new MountMetrics())): LayerReader {
   return new LayerReader(archive, {
     fetchRange: async (_digest: Digest, start: number, end: number) => {
       fetches.push([start, end]);
@@ -138,9 +138,9 @@ describe('mounter read path', () => {
 
   it('a shorter block in memory does not hide a longer one on disk', async () => {
     const metrics = new MountMetrics();
-    const memory = new MemoryBlockCache(1 << 20);
-    const disk = new DiskBlockCache(join(dir, 'cache'), 1 << 30);
-    const tiered = new TieredBlockCache(memory, disk, metrics);
+    const memory = new MemorySpanCache(1 << 20);
+    const disk = new DiskSpanCache(join(dir, 'cache'), 1 << 30);
+    const tiered = new TieredSpanCache(memory, disk, metrics);
     await disk.set('k', Buffer.alloc(100, 1));
     memory.set('k', Buffer.alloc(10, 2));
     expect((await tiered.get('k', 5))?.length).toBe(10);

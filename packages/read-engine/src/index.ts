@@ -2,20 +2,20 @@
 // the compressed bytes from each span's checkpoint are fetched (FetchRange), verified piece
 // by piece, decoded (zran for gzip, frames for zstd) and cached (memory and disk LRU).
 export {
-  blockKey,
+  spanKey,
   compressedKey,
   DEFAULT_LIVE_DECODERS,
   DEFAULT_PIECE_CACHE_BYTES,
   LayerReader,
-  type BlockCache,
+  type SpanCache,
   type LayerRange,
   type LayerReaderOptions,
   type LayerSource,
   type ReaderEvent,
 } from './layer-reader.js';
 export { resolveImagePath, type PathLookup, type ResolvedPath } from './resolve-path.js';
-export { MemoryBlockCache } from './cache/memory-cache.js';
-export { DiskBlockCache, type DiskCacheEvents, type DiskCacheOptions } from './cache/disk-cache.js';
+export { MemorySpanCache } from './cache/memory-cache.js';
+export { DiskSpanCache, type DiskCacheEvents, type DiskCacheOptions } from './cache/disk-cache.js';
 export { compressedRangeFor, decompressSpan, spanIndexAt, verifySpanPieces } from './zran/decompress-span.js';
 export { completeFramesLength, ZstdFrameSplitter, type FrameEnd } from './zran/zstd-frames.js';
 export { createSpanDecoder, type SpanDecoder } from './zran/span-decoder.js';

@@ -2,11 +2,11 @@
 // spans covering it → only the compressed bytes from each span's checkpoint up to the piece
 // that covers the needed end → verified, decompressed, cached, sliced.
 //
-// Decoded spans are cached by (layer digest, span index). A cached block may hold only the
+// Decoded spans are cached by (layer digest, span index). A cached span may hold only the
 // start of its span (the pieces a previous read needed). A read that needs more feeds the
 // span's live decoder (kept for recently extended spans) only the pieces it lacks; without
 // one, the span is decoded again from its checkpoint. The verified compressed pieces of such
-// partial spans are kept (a bounded PieceStore in memory, and the BlockCache under
+// partial spans are kept (a bounded PieceStore in memory, and the SpanCache under
 // `compressedKey`), so that decode fetches only the pieces it lacks; a piece being fetched is
 // never fetched twice. Cache stores do not hold up reads (`flush` awaits them).
 import { type Digest, LayerFormatError, NotAFileError } from '@clip/shared';
@@ -17,17 +17,17 @@ import { PieceStore, type PieceRange } from './piece-store.js';
 import { LiveSpan, LiveSpans, StaleDecoderError } from './live-spans.js';
 
 /**
- * Decoded blocks by key. `get` and `set` may be sync (memory) or async (disk); a cache that
+ * Decoded spans by key. `get` and `set` may be sync (memory) or async (disk); a cache that
  * fails to store must not throw (the read still succeeds).
  */
-export interface BlockCache {
+export interface SpanCache {
   /**
    * `minLength`: the length the caller needs; a tiered cache keeps looking (e.g. on disk)
-   * when a faster tier holds a shorter block.
+   * when a faster tier holds a shorter span.
    */
   get(key: string, minLength?: number): Buffer | undefined | Promise<Buffer | undefined>;
   set(key: string, value: Buffer): void | Promise<void>;
-  /** Drops an entry (optional; used for compressed prefixes a complete block supersedes). */
+  /** Drops an entry (optional; used for compressed prefixes a complete span supersedes). */
   delete?(key: string): void | Promise<void>;
 }
 
@@ -40,7 +40,7 @@ export type ReaderEvent =
 
 export interface LayerReaderOptions {
   fetchRange: FetchRange;
-  cache?: BlockCache;
+  cache?: SpanCache;
   /** zran operations; defaults to the real ones (tests may pass hand-made codecs). */
   codec?: SpanCodec;
   onEvent?: (event: ReaderEvent) => void;
@@ -66,18 +66,18 @@ export interface LayerSource {
 }
 
 /**
- * Key of a decoded block in a BlockCache: the layer and the span's uncompressed range, so
+ * Key of a decoded span in a SpanCache: the layer and the span's uncompressed range, so
  * caches shared by archives of one image indexed with other span sizes never mix blocks.
  */
-export function blockKey(layer: ArchiveLayer, spanIndex: number): string {
+export function spanKey(layer: ArchiveLayer, spanIndex: number): string {
   const span = layer.spans[spanIndex];
   if (!span) throw new LayerFormatError(`layer ${layer.digest} has no span ${spanIndex}`);
   return `${layer.digest}/${span.checkpoint.uncompressedOffset}-${span.uncompressedEnd}`;
 }
 
-/** Key of a partial span's verified compressed prefix in a BlockCache (pieces are re-verified on load). */
+/** Key of a partial span's verified compressed prefix in a SpanCache (pieces are re-verified on load). */
 export function compressedKey(layer: ArchiveLayer, spanIndex: number): string {
-  return `${blockKey(layer, spanIndex)}/z`;
+  return `${spanKey(layer, spanIndex)}/z`;
 }
 
 interface InFlight {
@@ -89,7 +89,7 @@ interface InFlight {
 export class LayerReader {
   readonly #archive: LayerSource;
   readonly #fetchRange: FetchRange;
-  readonly #cache: BlockCache | undefined;
+  readonly #cache: SpanCache | undefined;
   readonly #codec: SpanCodec;
   readonly #onEvent: (event: ReaderEvent) => void;
   readonly #inFlight = new Map<string, InFlight>();
@@ -134,7 +134,7 @@ export class LayerReader {
       if (spanStart >= end) break;
       const from = Math.max(offset, spanStart) - spanStart;
       const to = Math.min(end, span.uncompressedEnd) - spanStart;
-      parts.push(this.#block(layer, index, to, signal).then((block) => block.subarray(from, to)));
+      parts.push(this.#decodedSpan(layer, index, to, signal).then((decoded) => decoded.subarray(from, to)));
     }
     const slices = await Promise.all(parts);
     const result = slices.length === 1 ? slices[0]! : Buffer.concat(slices);
@@ -187,7 +187,7 @@ export class LayerReader {
         const spanStart = span.checkpoint.uncompressedOffset;
         if (spanStart >= end) break;
         const need = Math.min(end, span.uncompressedEnd) - spanStart;
-        const key = blockKey(layer, index);
+        const key = spanKey(layer, index);
         const known = needs.get(key);
         if (!known) needs.set(key, { layer, index, need });
         else known.need = Math.max(known.need, need);
@@ -200,7 +200,7 @@ export class LayerReader {
     const worker = async () => {
       for (let item = queue.shift(); item && !signal?.aborted; item = queue.shift()) {
         try {
-          await this.#block(item.layer, item.index, item.need, signal);
+          await this.#decodedSpan(item.layer, item.index, item.need, signal);
           spans++;
         } catch (error) {
           failed++;
@@ -228,9 +228,9 @@ export class LayerReader {
     return layer;
   }
 
-  /** A decoded block of span `index` holding at least `need` bytes from the span's start. */
-  async #block(layer: ArchiveLayer, index: number, need: number, signal?: AbortSignal): Promise<Buffer> {
-    const key = blockKey(layer, index);
+  /** The decoded span `index`, or its first part, holding at least `need` bytes from the span's start. */
+  async #decodedSpan(layer: ArchiveLayer, index: number, need: number, signal?: AbortSignal): Promise<Buffer> {
+    const key = spanKey(layer, index);
     const pending = this.#inFlight.get(key);
     if (pending && pending.covers >= need) return raceAbort(pending.promise, signal);
 
@@ -263,16 +263,16 @@ export class LayerReader {
   }
 
   async #decodeAndStore(key: string, layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<Buffer> {
-    const { block, pieceCount } = await this.#decode(layer, index, covers, partial);
+    const { decoded, pieceCount } = await this.#decode(layer, index, covers, partial);
     const span = layer.spans[index]!;
-    const complete = block.length >= span.uncompressedEnd - span.checkpoint.uncompressedOffset;
+    const complete = decoded.length >= span.uncompressedEnd - span.checkpoint.uncompressedOffset;
     if (complete) this.#pieces.discard(key);
-    if (this.#cache) this.#background(this.#store(key, layer, index, block, complete, pieceCount));
-    return block;
+    if (this.#cache) this.#background(this.#store(key, layer, index, decoded, complete, pieceCount));
+    return decoded;
   }
 
-  async #store(key: string, layer: ArchiveLayer, index: number, block: Buffer, complete: boolean, pieceCount: number): Promise<void> {
-    await this.#storeQuietly(key, block);
+  async #store(key: string, layer: ArchiveLayer, index: number, decoded: Buffer, complete: boolean, pieceCount: number): Promise<void> {
+    await this.#storeQuietly(key, decoded);
     // A partial span's pieces outlive the memory store (and the process) in the cache.
     const prefixKey = compressedKey(layer, index);
     if (!complete) {
@@ -318,15 +318,15 @@ export class LayerReader {
   /**
    * Span `index` decoded at least to `covers`: its live decoder fed the pieces it lacks, or a
    * new decoder fed every piece from the checkpoint. `partial`: the cache holds a shorter
-   * block, so it may hold the compressed prefix too.
+   * decoded span, so it may hold the compressed prefix too.
    */
-  async #decode(layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<{ block: Buffer; pieceCount: number }> {
+  async #decode(layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<{ decoded: Buffer; pieceCount: number }> {
     const span = layer.spans[index]!;
     const spanStart = span.checkpoint.uncompressedOffset;
     const spanLength = span.uncompressedEnd - spanStart;
     const range = this.#codec.compressedRangeFor(layer, index, spanStart + covers);
     const pieces = this.#pieceRanges(layer, index, range.start, range.pieceCount);
-    const key = blockKey(layer, index);
+    const key = spanKey(layer, index);
     const source = {
       what: `layer ${layer.digest} span ${index}`,
       fetch: (start: number, end: number) => {
@@ -336,9 +336,9 @@ export class LayerReader {
       onMismatch: (attempt: number) => this.#onEvent({ kind: 'digest-mismatch', layer: layer.digest, span: index, attempt }),
     };
     const fetchFrom = (from: number) => this.#pieces.prefix(key, pieces, source, from);
-    let block: Buffer | undefined;
+    let decoded: Buffer | undefined;
     // A live decoder that failed under an earlier read is replaced; at most twice in a row.
-    for (let attempt = 0; !block; attempt++) {
+    for (let attempt = 0; !decoded; attempt++) {
       let live = this.#live.get(key);
       if (!live) {
         if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length)
@@ -347,7 +347,7 @@ export class LayerReader {
         this.#live.add(key, live);
       }
       try {
-        block = await live.extend(pieces.length, fetchFrom);
+        decoded = await live.extend(pieces.length, fetchFrom);
       } catch (error) {
         if (!(error instanceof StaleDecoderError) || attempt >= 2)
           throw error instanceof StaleDecoderError && error.reason !== undefined ? error.reason : error;
@@ -355,10 +355,10 @@ export class LayerReader {
         if (live.complete || !live.usable) this.#live.remove(key, live);
       }
     }
-    if (block.length < covers) {
-      throw new LayerFormatError(`layer ${layer.digest} span ${index}: decoded ${block.length} bytes, expected at least ${covers}`);
+    if (decoded.length < covers) {
+      throw new LayerFormatError(`layer ${layer.digest} span ${index}: decoded ${decoded.length} bytes, expected at least ${covers}`);
     }
-    return { block, pieceCount: pieces.length };
+    return { decoded, pieceCount: pieces.length };
   }
 
   /** Loads a persisted compressed prefix of a partial span into the piece store (each piece re-verified). */
@@ -375,9 +375,9 @@ export class LayerReader {
     this.#pieces.seed(key, this.#pieceRanges(layer, index, start, span.pieces.length), stored);
   }
 
-  async #storeQuietly(key: string, block: Buffer): Promise<void> {
+  async #storeQuietly(key: string, decoded: Buffer): Promise<void> {
     try {
-      await this.#cache!.set(key, block);
+      await this.#cache!.set(key, decoded);
     } catch {
       // A cache that cannot store (full disk) must not fail the read.
     }

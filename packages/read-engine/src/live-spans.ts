@@ -12,7 +12,7 @@ export class StaleDecoderError extends Error {
   }
 }
 
-/** Smallest buffer a growing block starts with (it then doubles, up to the span's length). */
+/** Smallest buffer a growing decoded span starts with (it then doubles, up to the span's length). */
 const MIN_CAPACITY = 256 * 1024;
 
 export class LiveSpan {
@@ -31,7 +31,7 @@ export class LiveSpan {
   ) {}
 
   /** Uncompressed bytes decoded so far (a view; later extensions never rewrite it). */
-  get block(): Buffer {
+  get decoded(): Buffer {
     return this.#buffer.subarray(0, this.#length);
   }
 
@@ -46,13 +46,13 @@ export class LiveSpan {
 
   /**
    * Decodes pieces [claimed, count) once `fetch(claimed)` has their bytes, after every
-   * extension queued before; resolves to the block so far. Rejects with StaleDecoderError
+   * extension queued before; resolves to the span decoded so far. Rejects with StaleDecoderError
    * when an earlier extension failed (the caller restarts from the checkpoint).
    */
   extend(count: number, fetch: (fromPiece: number) => Promise<Uint8Array>): Promise<Buffer> {
     if (!this.usable) return Promise.reject(new StaleDecoderError(this.#stale));
     const from = this.#claimed;
-    if (count <= from) return this.#chain.then(() => this.#blockIfUsable());
+    if (count <= from) return this.#chain.then(() => this.#decodedIfUsable());
     this.#claimed = count;
     const bytes = fetch(from);
     bytes.catch(() => {});
@@ -66,7 +66,7 @@ export class LiveSpan {
       }
     });
     this.#chain = link.catch(() => {});
-    return link.then(() => this.block);
+    return link.then(() => this.decoded);
   }
 
   /** Frees the decoder once queued extensions are done. */
@@ -76,9 +76,9 @@ export class LiveSpan {
     void this.#chain.then(() => this.decoder.close());
   }
 
-  #blockIfUsable(): Buffer {
+  #decodedIfUsable(): Buffer {
     if (this.#stale !== undefined) throw new StaleDecoderError(this.#stale);
-    return this.block;
+    return this.decoded;
   }
 
   #append(output: Buffer): void {
@@ -102,7 +102,7 @@ export class LiveSpan {
   }
 }
 
-/** Live spans by block key, least recently used first out. */
+/** Live spans by span key, least recently used first out. */
 export class LiveSpans {
   readonly #spans = new Map<string, LiveSpan>();
 

@@ -119,7 +119,7 @@ export class PieceStore {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  /** Forgets a span's pieces (its decoded block is complete elsewhere). */
+  /** Forgets a span's pieces (the span is complete, decoded, elsewhere). */
   discard(key: string): void {
     const state = this.#spans.get(key);
     if (!state || state.inFlight > 0) return;

@@ -3,7 +3,7 @@
 // argv: <dir> <maxBytes> <entries> <entryBytes> <name>
 // Prints one JSON line: { written, readBack, wrong, warnings }.
 import { createHash } from 'node:crypto';
-import { DiskBlockCache } from '../dist/index.js';
+import { DiskSpanCache } from '../dist/index.js';
 
 const [dir, maxBytes, entries, entryBytes, name] = process.argv.slice(2);
 let warnings = 0;
@@ -19,7 +19,7 @@ const logger = {
     return logger;
   },
 };
-const cache = new DiskBlockCache(dir, Number(maxBytes), { logger });
+const cache = new DiskSpanCache(dir, Number(maxBytes), { logger });
 /** Deterministic content per key, so any process can check what it reads. */
 function content(key) {
   const out = Buffer.alloc(Number(entryBytes));

@@ -2,8 +2,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DiskBlockCache } from '../src/cache/disk-cache.js';
-import { MemoryBlockCache } from '../src/cache/memory-cache.js';
+import { DiskSpanCache } from '../src/cache/disk-cache.js';
+import { MemorySpanCache } from '../src/cache/memory-cache.js';
 
 let dir: string | undefined;
 afterEach(async () => {
@@ -20,11 +20,11 @@ async function files(root: string): Promise<string[]> {
   return out;
 }
 
-describe('DiskBlockCache', () => {
+describe('DiskSpanCache', () => {
   it('stores, loads and shares entries between instances', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
-    const a = new DiskBlockCache(dir, 1 << 20);
-    const b = new DiskBlockCache(dir, 1 << 20);
+    const a = new DiskSpanCache(dir, 1 << 20);
+    const b = new DiskSpanCache(dir, 1 << 20);
     await a.set('sha256:aa/1', Buffer.from('block one'));
     expect((await b.get('sha256:aa/1'))?.toString()).toBe('block one');
     expect(await b.get('sha256:aa/2')).toBeUndefined();
@@ -33,7 +33,7 @@ describe('DiskBlockCache', () => {
   it('drops a corrupt entry and reports a miss', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
     let corrupt = 0;
-    const cache = new DiskBlockCache(dir, 1 << 20, { onCorrupt: () => corrupt++ });
+    const cache = new DiskSpanCache(dir, 1 << 20, { onCorrupt: () => corrupt++ });
     await cache.set('k', Buffer.from('payload bytes'));
     const [file] = await files(dir);
     const raw = await readFile(file!);
@@ -46,7 +46,7 @@ describe('DiskBlockCache', () => {
 
   it('evicts least recently used entries past its bound and keeps a longer entry', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
-    const cache = new DiskBlockCache(dir, 3000);
+    const cache = new DiskSpanCache(dir, 3000);
     for (let i = 0; i < 5; i++) {
       await cache.set(`k${i}`, Buffer.alloc(900, i));
       await new Promise((resolve) => setTimeout(resolve, 15));
@@ -60,10 +60,10 @@ describe('DiskBlockCache', () => {
   });
 });
 
-describe('DiskBlockCache write coalescing and length hints', () => {
+describe('DiskSpanCache write coalescing and length hints', () => {
   it('sets of one key while a write runs collapse into one write of the longest value', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
-    const cache = new DiskBlockCache(dir, 1 << 20);
+    const cache = new DiskSpanCache(dir, 1 << 20);
     const sets = [10, 20, 30, 25].map((length) => cache.set('k', Buffer.alloc(length, length)));
     await cache.flush();
     await Promise.all(sets);
@@ -73,7 +73,7 @@ describe('DiskBlockCache write coalescing and length hints', () => {
 
   it('with a write delay, values set meanwhile are written once; flush ends the wait', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
-    const cache = new DiskBlockCache(dir, 1 << 20, { writeDelayMs: 60_000 });
+    const cache = new DiskSpanCache(dir, 1 << 20, { writeDelayMs: 60_000 });
     const first = cache.set('k', Buffer.alloc(10, 1));
     await new Promise((resolve) => setTimeout(resolve, 5));
     void cache.set('k', Buffer.alloc(40, 2));
@@ -87,7 +87,7 @@ describe('DiskBlockCache write coalescing and length hints', () => {
 
   it("a delete waits for the key's queued writes, so it is not undone by them", async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
-    const cache = new DiskBlockCache(dir, 1 << 20);
+    const cache = new DiskSpanCache(dir, 1 << 20);
     void cache.set('k', Buffer.alloc(10));
     void cache.set('k', Buffer.alloc(20));
     await cache.delete('k');
@@ -97,7 +97,7 @@ describe('DiskBlockCache write coalescing and length hints', () => {
 
   it('get with minLength misses an entry known to be shorter without reading it', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
-    const cache = new DiskBlockCache(dir, 1 << 20);
+    const cache = new DiskSpanCache(dir, 1 << 20);
     await cache.set('k', Buffer.alloc(100, 1));
     expect(await cache.get('k', 101)).toBeUndefined();
     expect((await cache.get('k', 100))?.length).toBe(100);
@@ -105,15 +105,15 @@ describe('DiskBlockCache write coalescing and length hints', () => {
   });
 });
 
-describe('MemoryBlockCache', () => {
+describe('MemorySpanCache', () => {
   it('charges a view of a larger buffer (a growing partial span) for its whole backing store', () => {
-    const cache = new MemoryBlockCache(1 << 20);
+    const cache = new MemorySpanCache(1 << 20);
     cache.set('a', Buffer.alloc(100_000).subarray(0, 10_000));
     expect(cache.bytes).toBe(100_000);
   });
 
   it('is bounded in bytes and keeps the longer of two blocks', () => {
-    const cache = new MemoryBlockCache(1000);
+    const cache = new MemorySpanCache(1000);
     cache.set('a', Buffer.alloc(600));
     cache.set('a', Buffer.alloc(100));
     expect(cache.get('a')?.length).toBe(600);
@@ -123,10 +123,10 @@ describe('MemoryBlockCache', () => {
   });
 });
 
-describe('DiskBlockCache directory deleted under it', () => {
+describe('DiskSpanCache directory deleted under it', () => {
   it('makes the directory again and keeps caching', async () => {
     dir = await mkdtemp(join(tmpdir(), 'clip-disk-cache-'));
-    const cache = new DiskBlockCache(join(dir, 'cache'), 1 << 20);
+    const cache = new DiskSpanCache(join(dir, 'cache'), 1 << 20);
     await cache.set('a', Buffer.from('one'));
     await rm(join(dir, 'cache'), { recursive: true, force: true });
     await cache.set('b', Buffer.from('two'));

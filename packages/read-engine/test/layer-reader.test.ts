@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { type Digest, DigestMismatchError } from '@clip/shared';
 import type { Inode } from '@clip/archive-format';
 import { plainLayer } from '@clip/testkit';
-import { LayerReader, blockKey, compressedKey, type BlockCache } from '../src/layer-reader.js';
+import { LayerReader, spanKey, compressedKey, type SpanCache } from '../src/layer-reader.js';
 import type { SpanCodec } from '../src/span-codec.js';
 
 const plainCodec: SpanCodec = {
@@ -51,7 +51,7 @@ function setup(size = 1000, spanSize = 100, pieceSize = 25) {
     return bytes;
   };
   const store = new Map<string, Buffer>();
-  const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) };
+  const cache: SpanCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) };
   const reader = new LayerReader({ layers: [layer] }, { fetchRange, cache, codec: plainCodec });
   return { data, layer, fetches, store, reader, corrupt: (n: number) => (corruptNext = n) };
 }
@@ -73,7 +73,7 @@ describe('LayerReader', () => {
   it('extends a partially cached span by fetching only the pieces it lacks', async () => {
     const { data, fetches, reader, store } = setup();
     await reader.read(0, 200, 10);
-    expect(store.get(blockKey(plainLayer(data, 100, 25), 2))?.length).toBe(25);
+    expect(store.get(spanKey(plainLayer(data, 100, 25), 2))?.length).toBe(25);
     await reader.read(0, 205, 10); // covered by the cached block
     expect(fetches.length).toBe(1);
     expect(await reader.read(0, 260, 20)).toEqual(data.subarray(260, 280));
@@ -109,7 +109,7 @@ describe('LayerReader', () => {
     const data = Buffer.alloc(400, 7);
     const layer = plainLayer(data, 100, 25);
     const store = new Map<string, Buffer>();
-    const cache: BlockCache = {
+    const cache: SpanCache = {
       get: (key) => store.get(key),
       set: (key, value) => void store.set(key, value),
       delete: (key) => void store.delete(key),
@@ -122,7 +122,7 @@ describe('LayerReader', () => {
     expect(store.has(compressedKey(layer, 1))).toBe(true);
     await reader.read(0, 190, 10);
     expect(store.has(compressedKey(layer, 1))).toBe(false);
-    expect(store.get(blockKey(layer, 1))?.length).toBe(100);
+    expect(store.get(spanKey(layer, 1))?.length).toBe(100);
     expect(reader.pieceCacheBytes).toBe(0);
   });
 
@@ -130,7 +130,7 @@ describe('LayerReader', () => {
     const data = Buffer.alloc(1000);
     for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
     const store = new Map<string, Buffer>();
-    const cache: BlockCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) };
+    const cache: SpanCache = { get: (key) => store.get(key), set: (key, value) => void store.set(key, value) };
     const fetchRange = async (_d: Digest, start: number, end: number) => Buffer.from(data.subarray(start, end));
     const a = new LayerReader({ layers: [plainLayer(data, 100, 25)] }, { fetchRange, cache, codec: plainCodec });
     const b = new LayerReader({ layers: [plainLayer(data, 300, 50)] }, { fetchRange, cache, codec: plainCodec });
@@ -188,7 +188,7 @@ describe('LayerReader', () => {
     expect(ctx.fetches.length).toBe(2);
     ctx.corrupt(2);
     await expect(ctx.reader.read(0, 500, 10)).rejects.toBeInstanceOf(DigestMismatchError);
-    expect(ctx.store.has(blockKey(ctx.layer, 5))).toBe(false);
+    expect(ctx.store.has(spanKey(ctx.layer, 5))).toBe(false);
   });
 
   it('readFile maps a file range onto its layer', async () => {
@@ -236,7 +236,7 @@ describe('LayerReader', () => {
       [100, 150],
       [500, 575],
     ]);
-    expect(store.get(blockKey(layer, 5))?.length).toBe(75);
+    expect(store.get(spanKey(layer, 5))?.length).toBe(75);
   });
 
   it('any read equals the slice of the layer', async () => {
@@ -293,7 +293,7 @@ describe('LayerReader live decoders', () => {
       return Buffer.from(data.subarray(start, end));
     };
     const store = new Map<string, Buffer>();
-    const cache: BlockCache = {
+    const cache: SpanCache = {
       get: (key) => store.get(key),
       set: (key, value) => void store.set(key, value),
       delete: (key) => void store.delete(key),
@@ -365,7 +365,7 @@ describe('LayerReader live decoders', () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
     const stored: string[] = [];
-    const cache: BlockCache = {
+    const cache: SpanCache = {
       get: () => undefined,
       set: async (key) => {
         await gate;
@@ -381,6 +381,6 @@ describe('LayerReader live decoders', () => {
     const flushed = reader.flush();
     release();
     await flushed;
-    expect(stored).toEqual([blockKey(layer, 0), compressedKey(layer, 0)]);
+    expect(stored).toEqual([spanKey(layer, 0), compressedKey(layer, 0)]);
   });
 });

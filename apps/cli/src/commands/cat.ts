@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { once } from 'node:events';
 import { createLogger, NotAFileError, UsageError } from '@clip/shared';
-import type { ArchiveFetcher } from '@clip/mounter';
+import type { LayerFetcher } from '@clip/mounter';
 import type { Inode } from '@clip/archive-format';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
@@ -30,7 +30,7 @@ export function register(program: Command): void {
   addTrustOptions(command).action(async (archivePath: string, path: string, options: CatOptions) => {
     const timeoutSeconds = Number(options.readTimeout);
     if (!(timeoutSeconds > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
-    const [{ LayerReader, resolveImagePath, MemoryBlockCache }, { openArchiveFetcher, openArchiveLocation }, { resolveArchiveArgument }] =
+    const [{ LayerReader, resolveImagePath, MemorySpanCache }, { openArchiveFetcher, openArchiveLocation }, { resolveArchiveArgument }] =
       await Promise.all([import('@clip/read-engine'), import('@clip/mounter'), import('@clip/registry-fetch')]);
     const logger = createLogger();
     const insecure = options.insecure ?? false;
@@ -39,7 +39,7 @@ export function register(program: Command): void {
     const opened = await openArchiveLocation(location, { insecure, logger, timeoutMs: timeoutSeconds * 1000 });
     const archive = opened.archive;
     let inode: Inode;
-    let fetcher: ArchiveFetcher;
+    let fetcher: LayerFetcher;
     try {
       const found = resolveImagePath(archive, path.startsWith('/') ? path : `/${path}`);
       if (found.inode.type !== 'file')
@@ -52,13 +52,13 @@ export function register(program: Command): void {
     }
     try {
       // A small cache so consecutive chunks of one span decode it once.
-      const reader = new LayerReader(archive, { fetchRange: fetcher.fetchRange, cache: new MemoryBlockCache(CACHE_BYTES) });
+      const reader = new LayerReader(archive, { fetchRange: fetcher.fetchRange, cache: new MemorySpanCache(CACHE_BYTES) });
       for (let offset = 0; offset < inode.size; offset += CHUNK) {
         const chunk = await reader.readFile(inode, offset, CHUNK);
         if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       }
     } finally {
-      await fetcher.close();
+      await fetcher.close?.();
     }
   });
 }

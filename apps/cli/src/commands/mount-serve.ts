@@ -156,7 +156,7 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
   } catch (error) {
-    await fetcher.close();
+    await fetcher.close?.();
     throw error;
   }
   if (generation === 1) {

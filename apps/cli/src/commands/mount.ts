@@ -42,7 +42,7 @@ export function register(program: Command): void {
     )
     .argument('<archive>', '.clip archive (file or http(s) URL), or a registry reference whose published archive is downloaded (cached)')
     .argument('<mountpoint>', 'existing empty directory')
-    .option('--cache-dir <dir>', 'disk cache of decoded blocks, shareable between mounts')
+    .option('--cache-dir <dir>', 'disk cache of decoded spans, shareable between mounts')
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
     .option('--memory-cache <size>', 'memory cache bound (0 disables it)', '512MiB')
     .option('--prefetch <file>', 'fetch the files (or the byte ranges of them) a --record file lists, in the background after mounting')

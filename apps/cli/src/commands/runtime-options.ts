@@ -47,7 +47,7 @@ export function registerPoolOptions(command: Command): void {
     .option('--state-dir <dir>', 'state of mounts, bundles and containers (shared by all clip run/bundle of this worker)', '/run/clip')
     .option(
       '--cache-dir <dir>',
-      'disk cache of decoded blocks, shared by all images (default $XDG_CACHE_HOME/clip/blocks, else ~/.cache/clip/blocks)',
+      'disk cache of decoded spans, shared by all images (default $XDG_CACHE_HOME/clip/blocks, else ~/.cache/clip/blocks)',
     )
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
     .option('--memory-cache <size>', 'memory cache bound of each image mount', '512MiB')
@@ -101,7 +101,7 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
   return {
     stateDir: options.stateDir,
     // On disk, not in the state directory (/run is usually tmpfs, i.e. memory).
-    cacheDir: options.cacheDir ?? defaultBlockCacheDir(),
+    cacheDir: options.cacheDir ?? defaultSpanCacheDir(),
     cacheSize: options.cacheSize,
     memoryCache: options.memoryCache,
     readTimeoutMs: readTimeout * 1000,
@@ -118,8 +118,8 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
   };
 }
 
-/** `${XDG_CACHE_HOME:-~/.cache}/clip/blocks`, next to the archive cache. */
-function defaultBlockCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+/** `${XDG_CACHE_HOME:-~/.cache}/clip/blocks` (the directory keeps its old name), next to the archive cache. */
+function defaultSpanCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env['XDG_CACHE_HOME'];
   return join(xdg?.startsWith('/') ? xdg : join(homedir(), '.cache'), 'clip', 'blocks');
 }

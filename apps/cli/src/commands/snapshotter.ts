@@ -54,7 +54,7 @@ export function register(program: Command): void {
       '--state-dir <dir>',
       'image mounts (one per image; the same directory as clip run shares them with its containers) (default /run/clip)',
     )
-    .option('--cache-dir <dir>', 'archives and decoded blocks, shared by the image mounts (default <root>/cache)')
+    .option('--cache-dir <dir>', 'archives and decoded spans, shared by the image mounts (default <root>/cache)')
     .option('--cache-size <size>', 'disk cache bound of the image mounts (default 10GiB)')
     .option('--config <file>', `JSON file with any of: ${CONFIG_KEYS.join(', ')} (flags win)`)
     .option(
@@ -97,7 +97,7 @@ export function register(program: Command): void {
       logger,
       clipCommand: [process.execPath, ...process.execArgv, process.argv[1] ?? 'clip'],
       stateDir: resolve(options.stateDir ?? '/run/clip'),
-      cacheDir: join(cacheDir, 'blocks'),
+      cacheDir: join(cacheDir, 'blocks'), // the span cache; the directory keeps its old name
       cacheSize,
       retries: Number(retries),
       insecure,

@@ -1,4 +1,4 @@
-// Decoded blocks on disk, shared by any number of processes pointing at the same directory.
+// Decoded spans on disk, shared by any number of processes pointing at the same directory.
 //
 // Crash safety: an entry is written to a unique temporary file and renamed into place, so a
 // reader sees a whole entry or none. Each entry starts with a header (magic, payload sha256,
@@ -10,12 +10,12 @@
 // what fitted.
 // Writes of one key are coalesced: a write waits `writeDelayMs` first, and values set while
 // it waits or runs are replaced by the longest, written next (a span extended piece by piece
-// is written a few times, not once per piece: each write hashes and writes the whole block).
+// is written a few times, not once per piece: each write hashes and writes the whole span).
 import { createHash, randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlockCache } from '../layer-reader.js';
+import type { SpanCache } from '../layer-reader.js';
 import { ClipError, makeDirectories, silentLogger, type Logger } from '@clip/shared';
 import { CacheLedger } from './cache-ledger.js';
 
@@ -41,7 +41,7 @@ function wakeController(): AbortController {
   return controller;
 }
 
-export class DiskBlockCache implements BlockCache {
+export class DiskSpanCache implements SpanCache {
   readonly #dir: string;
   readonly #maxBytes: number;
   readonly #logger: Logger;

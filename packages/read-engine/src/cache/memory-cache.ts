@@ -1,22 +1,22 @@
-// Decoded blocks in memory, least recently used out first, bounded in bytes.
+// Decoded spans in memory, least recently used out first, bounded in bytes.
 import { LRUCache } from 'lru-cache';
-import type { BlockCache } from '../layer-reader.js';
+import type { SpanCache } from '../layer-reader.js';
 
 /**
- * What a block keeps alive: a partly decoded span is a view of a buffer that grows as the span
+ * What a cached span keeps alive: a partly decoded span is a view of a buffer that grows as the span
  * is extended, so its whole backing store counts (small pooled buffers count by length).
  */
 function chargedSize(value: Buffer): number {
   return Math.max(1, value.length >= 4096 ? Math.max(value.length, value.buffer.byteLength) : value.length);
 }
 
-export class MemoryBlockCache implements BlockCache {
+export class MemorySpanCache implements SpanCache {
   readonly #lru: LRUCache<string, Buffer>;
 
   constructor(maxBytes: number) {
     this.#lru = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, maxBytes),
-      // Blocks larger than the whole cache are simply not kept.
+      // Spans larger than the whole cache are simply not kept.
       maxEntrySize: Math.max(1, maxBytes),
       sizeCalculation: chargedSize,
     });
