@@ -37,7 +37,7 @@ export type ArchiveResolver = (image: string) => Promise<string>;
 export interface ImageMountPoolOptions {
   /** Durable state (mounts, holders, locks); e.g. /run/clip. */
   stateDir: string;
-  /** Disk cache of decoded blocks, shared by all images (clip mount --cache-dir). */
+  /** Disk cache of decoded spans, shared by all images (clip mount --cache-dir). */
   cacheDir?: string;
   cacheSize?: string;
   memoryCache?: string;

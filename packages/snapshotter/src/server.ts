@@ -19,7 +19,7 @@ export interface SnapshotterServerOptions {
   clipCommand: string[];
   /** The image mount pool's state (shared with `clip run` when it is the same directory). */
   stateDir: string;
-  /** Disk cache of decoded blocks shared by the image mounts, and its bound. */
+  /** Disk cache of decoded spans shared by the image mounts, and its bound. */
   cacheDir?: string;
   cacheSize?: string;
   retries?: number;
