@@ -1,7 +1,9 @@
 // Finds where each file's bytes sit inside a tar, reading only the 512-byte headers, so an
 // oci-archive can be served by ranges without extraction. (tar-stream's extractor would
 // stream every layer byte through JS just to learn offsets and does not expose them; its
-// header decoder is not exported, so the few header fields we need are decoded here.)
+// header decoder is not exported, so the few header fields we need are decoded here. The
+// indexer's strict tar walker sits above this package and refuses what it cannot index; this
+// reader only locates file data for serving an oci-archive, so it stays lenient and separate.)
 import { open } from 'node:fs/promises';
 import { LayerFormatError } from '@clip/shared';
 

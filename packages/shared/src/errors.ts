@@ -125,6 +125,13 @@ export class SymlinkLoopError extends ClipError {
   }
 }
 
+/** A disk cache directory that cannot be created or used. */
+export class CacheDirError extends ClipError {
+  constructor(dir: string, reason: string) {
+    super('CLIP_E_CACHE_DIR', `cannot use disk cache directory ${dir}: ${reason}`);
+  }
+}
+
 export function isClipError(error: unknown): error is ClipError {
   return error instanceof ClipError;
 }

@@ -3,6 +3,7 @@
 export {
   ArchiveFormatError,
   AuthError,
+  CacheDirError,
   ClipError,
   DigestMismatchError,
   InvalidReferenceError,

@@ -21,6 +21,13 @@ export class SnapshotError extends ClipError {
   }
 }
 
+/** The snapshotter cannot start: its root or socket address is unusable (`where` says which). */
+export class SnapshotterSetupError extends ClipError {
+  constructor(where: 'root' | 'address', message: string, options?: { cause?: unknown }) {
+    super(where === 'root' ? 'CLIP_E_SNAPSHOTTER_ROOT' : 'CLIP_E_SNAPSHOTTER_ADDRESS', message, options);
+  }
+}
+
 export class SnapshotNotFoundError extends SnapshotError {
   constructor(message: string) {
     super('CLIP_E_SNAPSHOT_NOT_FOUND', GrpcCode.NOT_FOUND, message);

@@ -3,7 +3,8 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { ClipError, silentLogger, type Logger } from '@clip/shared';
+import { silentLogger, type Logger } from '@clip/shared';
+import { SnapshotterSetupError } from './errors.js';
 import { type ArchiveResolver, RemoteDecider } from './decision.js';
 import { loadSnapshotsService, snapshotsHandlers } from './grpc-service.js';
 import { RuntimeImageMountPool } from './runtime-pool.js';
@@ -42,7 +43,7 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
   const root = resolve(options.root);
   const address = resolve(options.address);
   await mkdir(root, { recursive: true, mode: 0o700 }).catch((error: Error) => {
-    throw new ClipError('CLIP_E_SNAPSHOTTER_ROOT', `cannot create the snapshotter root ${root}: ${error.message}`, { cause: error });
+    throw new SnapshotterSetupError('root', `cannot create the snapshotter root ${root}: ${error.message}`, { cause: error });
   });
   const metrics = new SnapshotterMetrics();
   const pool = new RuntimeImageMountPool({
@@ -71,7 +72,7 @@ export async function startSnapshotterServer(options: SnapshotterServerOptions):
   await new Promise<void>((resolveBind, reject) => {
     server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (error) =>
       error
-        ? reject(new ClipError('CLIP_E_SNAPSHOTTER_ADDRESS', `cannot listen on ${address}: ${error.message}`, { cause: error }))
+        ? reject(new SnapshotterSetupError('address', `cannot listen on ${address}: ${error.message}`, { cause: error }))
         : resolveBind(),
     );
   });

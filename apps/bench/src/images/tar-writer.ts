@@ -1,3 +1,5 @@
+// Bench-only and streaming: scale images of up to 1M files are written one entry at a time, never
+// held whole; the test kit's encodeTar (whole tars in memory, every entry type) serves the tests.
 // Minimal ustar encoder for generated layers: directories and small regular files only,
 // fixed owner/mode/mtime so the same spec always gives the same bytes (and digest).
 const BLOCK = 512;

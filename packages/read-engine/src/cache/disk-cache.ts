@@ -16,7 +16,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SpanCache } from '../layer-reader.js';
-import { ClipError, makeDirectories, silentLogger, type Logger } from '@clip/shared';
+import { CacheDirError, makeDirectories, silentLogger, type Logger } from '@clip/shared';
 import { CacheLedger } from './cache-ledger.js';
 
 const MAGIC = Buffer.from('CLIPBLK1');
@@ -69,7 +69,7 @@ export class DiskSpanCache implements SpanCache {
   open(): Promise<void> {
     this.#ready ??= (async () => {
       await makeDirectories(this.#dir).catch((error: NodeJS.ErrnoException) => {
-        throw new ClipError('CLIP_E_CACHE_DIR', `cannot use disk cache directory ${this.#dir}: ${error.code ?? error.message}`);
+        throw new CacheDirError(this.#dir, error.code ?? error.message);
       });
       // Measure, so the shared counter starts from the truth (and a smaller bound applies).
       await this.#ledger.withLock(async () => {
