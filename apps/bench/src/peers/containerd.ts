@@ -112,13 +112,9 @@ async function stopProcessesUnder(dir: string): Promise<void> {
   }
 }
 
-export async function startContainerd(options: ContainerdOptions): Promise<Containerd> {
-  const { dir, netns } = options;
-  await mkdir(dir, { recursive: true });
-  const address = join(dir, 'containerd.sock');
-  const snapshotter = options.snapshotter;
-  const snapshotterSocket = join(dir, 'snapshotter', 'snapshotter.sock');
-  const config = [
+/** A private containerd's config: own root, state, sockets; CRI off; optionally one proxy snapshotter. */
+export function containerdConfig(dir: string, address: string, proxy?: { name: string; address: string }): string {
+  return [
     'version = 2',
     `root = "${join(dir, 'root')}"`,
     `state = "${join(dir, 'state')}"`,
@@ -130,9 +126,18 @@ export async function startContainerd(options: ContainerdOptions): Promise<Conta
     '  disable = true',
     '[plugins."io.containerd.internal.v1.opt"]',
     `  path = "${join(dir, 'opt')}"`,
-    ...(snapshotter ? [`[proxy_plugins.${snapshotter.name}]`, '  type = "snapshot"', `  address = "${snapshotterSocket}"`] : []),
+    ...(proxy ? [`[proxy_plugins.${proxy.name}]`, '  type = "snapshot"', `  address = "${proxy.address}"`] : []),
     '',
   ].join('\n');
+}
+
+export async function startContainerd(options: ContainerdOptions): Promise<Containerd> {
+  const { dir, netns } = options;
+  await mkdir(dir, { recursive: true });
+  const address = join(dir, 'containerd.sock');
+  const snapshotter = options.snapshotter;
+  const snapshotterSocket = join(dir, 'snapshotter', 'snapshotter.sock');
+  const config = containerdConfig(dir, address, snapshotter ? { name: snapshotter.name, address: snapshotterSocket } : undefined);
   await writeFile(join(dir, 'config.toml'), config);
 
   const children: ChildProcess[] = [];

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultCliPath } from '../clip/cli.js';
+import { containerdConfig } from '../peers/containerd.js';
 import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
 import { inNetns, run } from '../util/exec.js';
 import { median } from '../util/stats.js';
@@ -67,19 +68,7 @@ async function startDaemons(context: BenchContext, dir: string, withClip: boolea
     children.push(snap);
     await waitForSocket(clipSocket, snap, 'clip snapshotter');
   }
-  const config = [
-    'version = 2',
-    `root = "${join(dir, 'root')}"`,
-    `state = "${join(dir, 'state')}"`,
-    '[grpc]',
-    `  address = "${address}"`,
-    '[ttrpc]',
-    `  address = "${address}.ttrpc"`,
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    '  disable = true',
-    ...(withClip ? ['[proxy_plugins.clip]', '  type = "snapshot"', `  address = "${clipSocket}"`] : []),
-    '',
-  ].join('\n');
+  const config = containerdConfig(dir, address, withClip ? { name: 'clip', address: clipSocket } : undefined);
   await writeFile(join(dir, 'config.toml'), config);
   const containerd = start(context.link.netns, 'containerd', ['--config', join(dir, 'config.toml')]);
   children.push(containerd);
