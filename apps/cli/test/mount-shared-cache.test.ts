@@ -26,17 +26,12 @@ const images: Array<{ archive: string; hashes: string[] }> = [];
 let fs: string | undefined;
 const mounts: RunningMount[] = [];
 
-/** Bytes of cache entries under dir (the shared counter, lock and in-flight temporary files excluded). */
+/** Bytes of cache entries under dir (the shared counter and lock files excluded). */
 async function entryBytes(dir: string): Promise<number> {
   let total = 0;
   for (const shard of await readdir(dir)) {
     if (shard.startsWith('.')) continue;
-    for (const name of await readdir(join(dir, shard)).catch(() => [] as string[])) {
-      // A growing entry is rewritten to a temporary file and renamed over the old one: for that
-      // instant both exist. The bound is on entries; count the one that is being replaced once.
-      if (name.endsWith('.tmp')) continue;
-      total += (await stat(join(dir, shard, name)).catch(() => ({ size: 0 }))).size;
-    }
+    for (const name of await readdir(join(dir, shard)).catch(() => [] as string[])) total += (await stat(join(dir, shard, name))).size;
   }
   return total;
 }

@@ -166,9 +166,13 @@ export class DiskSpanCache implements SpanCache {
     const written = await this.#ledger.withLock(async () => {
       const current = await stat(file).catch(() => undefined);
       if (current && current.size >= entrySize) return true;
-      const delta = entrySize - (current?.size ?? 0);
       let total = (await this.#ledger.readUsage()) ?? sizeOf(await this.#scan());
-      if (total + delta > this.#limit()) total = await this.#evictLocked(delta);
+      // A growing entry is rewritten beside the old one and renamed over it: for that instant
+      // both exist, so make room for the whole new entry, not just the growth.
+      if (total + entrySize > this.#limit()) total = await this.#evictLocked(entrySize);
+      // Eviction may have removed the old entry itself.
+      const replaced = current ? await stat(file).catch(() => undefined) : undefined;
+      const delta = entrySize - (replaced?.size ?? 0);
       for (let attempt = 0; ; attempt++) {
         try {
           await mkdir(join(this.#dir, this.#shard(key)), { recursive: true });
