@@ -135,7 +135,9 @@ describe('clip run', () => {
 
   it('in a terminal: stdin is passed through and Ctrl-C reaches the container once (exit 130)', async () => {
     // script(1) gives clip run a pty: typed input, then ^C from the terminal's line discipline.
-    const command = `${process.execPath} ${CLI} run --state-dir ${stateDir} ${image} -- sh -c 'read line; echo got:$line; sleep 30'; echo exit=$?`;
+    // The ^C reaches the whole foreground group, this shell too: its trap keeps it alive to print
+    // clip's exit code (a trapped signal is reset to default in the child, so clip still sees it).
+    const command = `trap : INT; ${process.execPath} ${CLI} run --state-dir ${stateDir} ${image} -- sh -c 'read line; echo got:$line; sleep 30'; echo exit=$?`;
     const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
