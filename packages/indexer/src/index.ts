@@ -12,3 +12,5 @@ export {
 } from './create-archive.js';
 export { createDataArchive, type CreateDataArchiveOptions, type DataArchiveSummary } from './data-archive/create-data-archive.js';
 export { publish, type PublishOptions, type PublishSummary } from './publish.js';
+export type { PublishedProfile } from './publish-profile.js';
+export { republishWithProfile, type RepublishOptions, type RepublishSummary } from './republish-profile.js';

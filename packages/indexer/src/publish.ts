@@ -32,6 +32,7 @@ import {
   type PushResult,
   verifyArchive,
 } from '@clip/registry-fetch';
+import { profileArtifactParts, type PublishedProfile, recordPublishProfile } from './publish-profile.js';
 
 export interface PublishOptions {
   /** `oci:<dir>[:tag]` or `oci-archive:<file>[:tag]`. */
@@ -53,6 +54,11 @@ export interface PublishOptions {
   bind?: boolean;
   /** Sign (archive, manifest, repository) with this ed25519 key; stored on the artifact. */
   signKey?: KeyObject;
+  /**
+   * Records the build-time access profile on the freshly indexed archive (its layers are in the
+   * registry by then; `@clip/runtime`'s recordProfile); the text becomes the artifact's profile layer.
+   */
+  profile?: (archivePath: string) => Promise<Uint8Array>;
   logger?: Logger;
   /** The image's layers, known before anything starts (for a per-layer display). */
   onPlan?: (layers: Array<{ digest: Digest; size: number }>) => void;
@@ -79,6 +85,8 @@ export interface PublishSummary {
     boundIndexDigest?: Digest;
     /** Fingerprint of the key that signed the archive binding. */
     signedBy?: string;
+    /** The access profile layer (`--profile`). */
+    profile?: PublishedProfile;
   };
   /** What to deploy: `registry/repo@<bound index digest>` (or the image digest when not bound). */
   deploy: string;
@@ -134,10 +142,11 @@ export async function publish(options: PublishOptions): Promise<PublishSummary> 
     if (halves.indexed.manifestDigest !== image.manifestDigest) {
       throw new DigestMismatchError(`indexed manifest of ${source.reference}`, image.manifestDigest, halves.indexed.manifestDigest);
     }
-    // The image is in the registry: now, and only now, the archive.
+    // The image is in the registry: a lazy mount of it can record the profile, then the archive goes up.
+    const profile = options.profile ? await recordPublishProfile(options.profile, output, logger) : undefined;
     options.onStage?.('archive-push');
     const archivePushStart = performance.now();
-    const published = await pushArchive(options, source, image, targetRef, output, logger);
+    const published = await pushArchive(options, source, image, targetRef, output, logger, profile);
     const end = performance.now();
     options.onStage?.('done');
     logger.info('archive published', {
@@ -219,16 +228,18 @@ interface PublishedArchive {
   artifact: Awaited<ReturnType<typeof pushReferrer>>;
   boundIndexDigest: Digest | undefined;
   signedBy: string | undefined;
+  profile?: PublishedProfile;
 }
 
 /** Verifies the written archive, pushes it as a (signed) referrer of the image, and binds them at the tag. */
-async function pushArchive(
+export async function pushArchive(
   options: PublishOptions,
   source: ImageSource,
   image: ResolvedImage,
   targetRef: RegistryReference,
   output: string,
   logger: Logger,
+  profile?: Uint8Array,
 ): Promise<PublishedArchive> {
   const bytes = await readFile(output);
   verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
@@ -238,16 +249,25 @@ async function pushArchive(
     manifestDigest: image.manifestDigest,
     target: targetRef,
   });
+  const profileParts = profile ? profileArtifactParts(profile, options.signKey, bytes, image.manifestDigest, targetRef) : undefined;
+  const annotations = { ...signature.annotations, ...profileParts?.annotations };
   try {
     const artifact = await pushReferrer(destination, {
       artifactType: ARCHIVE_ARTIFACT_TYPE,
       subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
       blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
-      ...(signature.annotations ? { annotations: signature.annotations } : {}),
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+      ...(profileParts ? { extraBlobs: [profileParts.blob] } : {}),
     });
     const boundIndexDigest =
       options.bind !== false ? await pushBoundIndex(destination, source, image, artifact.manifest, logger) : undefined;
-    return { bytes: bytes.length, artifact, boundIndexDigest, signedBy: signature.signedBy };
+    return {
+      bytes: bytes.length,
+      artifact,
+      boundIndexDigest,
+      signedBy: signature.signedBy,
+      ...(profileParts ? { profile: profileParts.summary } : {}),
+    };
   } finally {
     await destination.close();
   }
@@ -259,7 +279,7 @@ function publishSummary(
   targetRef: RegistryReference,
   image: ResolvedImage,
   { indexed: summary, pushed: push }: IndexedAndPushed,
-  { bytes, artifact, boundIndexDigest, signedBy }: PublishedArchive,
+  { bytes, artifact, boundIndexDigest, signedBy, profile }: PublishedArchive,
   times: { started: number; indexEnd: number; pushEnd: number; archivePushStart: number; end: number },
 ): PublishSummary {
   const layerBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
@@ -283,6 +303,7 @@ function publishSummary(
       ...(artifact.fallbackTag ? { fallbackTag: artifact.fallbackTag } : {}),
       ...(boundIndexDigest ? { boundIndexDigest } : {}),
       ...(signedBy ? { signedBy } : {}),
+      ...(profile ? { profile } : {}),
     },
     stages: { indexSeconds, pushSeconds, archivePushSeconds, totalSeconds },
     bytesPushed: push.bytesUploaded,

@@ -22,6 +22,10 @@ export interface MetricsSnapshot {
   readErrors: number;
   readaheadSpans: number;
   prefetchedFiles: number;
+  profileFiles: number;
+  prefetchBytes: number;
+  prefetchUsedBytes: number;
+  prefetchWastedBytes: number;
   readLatency: { buckets: Array<{ le: number | '+Inf'; count: number }>; sum: number; count: number };
 }
 
@@ -47,6 +51,10 @@ const HELP: Record<Counter, string> = {
   readErrors: 'FUSE reads that failed (EIO)',
   readaheadSpans: 'Spans fetched by sequential readahead',
   prefetchedFiles: 'Files fetched from the prefetch list',
+  profileFiles: 'Files listed by the access profile applied to this mount',
+  prefetchBytes: 'File bytes the prefetch list or profile fetched ahead',
+  prefetchUsedBytes: 'Prefetched file bytes the workload read so far',
+  prefetchWastedBytes: 'Prefetched file bytes not read (yet; final at unmount)',
 };
 
 function snakeCase(name: string): string {
@@ -59,6 +67,7 @@ export class MountMetrics {
   #latencySum = 0;
   #latencyCount = 0;
   #external: ExternalCounters | undefined;
+  readonly #computed: ExternalCounters[] = [];
 
   add(counter: Counter, amount = 1): void {
     this.#counters.set(counter, (this.#counters.get(counter) ?? 0) + amount);
@@ -67,6 +76,11 @@ export class MountMetrics {
   /** Counters of the FUSE session; they replace same-named local ones in snapshots. */
   attachExternal(counters: ExternalCounters): void {
     this.#external = counters;
+  }
+
+  /** Counters computed at snapshot time (e.g. prefetch usage). */
+  addComputed(counters: ExternalCounters): void {
+    this.#computed.push(counters);
   }
 
   observeReadSeconds(seconds: number): void {
@@ -78,7 +92,11 @@ export class MountMetrics {
   }
 
   snapshot(): MetricsSnapshot {
-    const external = this.#external?.() ?? {};
+    const external = Object.assign(
+      {},
+      ...this.#computed.map((counters) => counters()),
+      this.#external?.() ?? {},
+    ) as ReturnType<ExternalCounters>;
     const counters = Object.fromEntries(
       (Object.keys(HELP) as Counter[]).map((name) => [name, external[name] ?? this.#counters.get(name) ?? 0]),
     ) as Record<Counter, number>;

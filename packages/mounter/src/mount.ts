@@ -1,7 +1,7 @@
 // Mounts a clip archive read-only at a directory: FUSE ops over the archive's file table,
 // file data fetched lazily by byte range from the image's registry, decoded spans kept in
 // a memory LRU and (optionally) a bounded disk cache shared between processes.
-import { readdir, realpath } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { FetchRange, Inode } from '@clip/archive-format';
@@ -15,6 +15,7 @@ import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { lockMountpoint, type MountLock } from './mount-lock.js';
 import { checkMountpoint } from './mountpoint.js';
 import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.js';
+import { PrefetchUsage } from './prefetch-usage.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
 import type { LayerFetcher } from './layer-fetcher.js';
 import { TieredSpanCache } from './tiered-cache.js';
@@ -40,6 +41,8 @@ export interface MountOptions {
   memoryCache?: number;
   /** Prefetch list (paths, optionally with byte ranges; see prefetch-list.ts) fetched in the background after mounting. */
   prefetch?: string;
+  /** The archive's access profile (same format), applied when no `prefetch` list is given; logged as such. */
+  profile?: string;
   /** File to write what was read (paths and byte ranges, first-read order) to, on unmount. */
   record?: string;
   /** `host:port` to serve Prometheus metrics on. */
@@ -117,13 +120,22 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
   const reader = createLayerReader(options, logger, metrics, disk);
   const table = archiveTable(archive);
   const recorder = options.record ? new ReadRecorder(options.record, logger, (inode) => pathOf(archive, table, inode.ino)) : undefined;
+  const usage = options.prefetch || options.profile ? new PrefetchUsage() : undefined;
+  if (usage) metrics.addComputed(() => usage.totals());
+  const onRead =
+    recorder || usage
+      ? (inode: Inode, position: number, length: number) => {
+          recorder?.record(inode, position, length);
+          usage?.read(inode, position, length);
+        }
+      : undefined;
   const read = createReadHandler({
     archive,
     reader,
     metrics,
     logger,
     readTimeoutMs: options.timeouts?.readMs ?? DEFAULT_READ_TIMEOUT_MS,
-    ...(recorder ? { onRead: (inode: Inode, position: number, length: number) => recorder.record(inode, position, length) } : {}),
+    ...(onRead ? { onRead } : {}),
   });
 
   // Before the metrics port is taken: a standby must not hold it while another process serves.
@@ -151,7 +163,7 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
   }
   metrics.attachExternal(() => fuse.counters());
   const stopPrefetch = new AbortController();
-  const prefetchDone = startPrefetch(options, reader, logger, metrics, stopPrefetch.signal);
+  const prefetchDone = startPrefetch(options, reader, logger, metrics, stopPrefetch.signal, usage);
 
   return {
     mountpoint,
@@ -239,13 +251,29 @@ function startPrefetch(
   logger: Logger,
   metrics: MountMetrics,
   signal: AbortSignal,
+  usage?: PrefetchUsage,
 ): Promise<void> {
-  if (!options.prefetch) return Promise.resolve();
+  const list = options.prefetch ?? options.profile;
+  if (!list) return Promise.resolve();
   const archive = options.archive;
-  return readPrefetchList(options.prefetch)
-    .then((entries) => prefetchFiles({ archive, reader, entries, logger, signal, onFile: () => metrics.add('prefetchedFiles') }))
+  return readPrefetchList(list)
+    .then(async (entries) => {
+      if (!options.prefetch) {
+        metrics.add('profileFiles', entries.length);
+        logger.info('applying the access profile', { profile: list, bytes: (await stat(list)).size, files: entries.length });
+      }
+      return prefetchFiles({
+        archive,
+        reader,
+        entries,
+        logger,
+        signal,
+        onFile: () => metrics.add('prefetchedFiles'),
+        ...(usage ? { onPlan: (files) => usage.planned(files) } : {}),
+      });
+    })
     .then(
       (result) => logger.info('prefetch finished', { files: result.files, failed: result.failed }),
-      (error: unknown) => logger.warn('prefetch list unusable', { file: options.prefetch, error: (error as Error).message }),
+      (error: unknown) => logger.warn('prefetch list unusable', { file: list, error: (error as Error).message }),
     );
 }

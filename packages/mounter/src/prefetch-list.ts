@@ -69,18 +69,23 @@ export async function prefetchFiles(options: {
   concurrency?: number;
   signal?: AbortSignal;
   onFile?: () => void;
+  /** The files found in the archive and the ranges of each about to be fetched (usage metrics). */
+  onPlan?: (files: Array<{ inode: Inode; ranges: Array<[number, number]> }>) => void;
 }): Promise<{ files: number; failed: number }> {
   const { archive, reader, logger, signal } = options;
   const files = options.entries
     .map((entry) => ({ entry, inode: archive.lookup(entry.path) }))
     .filter((item): item is { entry: PrefetchEntry; inode: Inode } => item.inode?.type === 'file' && item.inode.data !== undefined);
-  const ranges = files.flatMap(({ entry, inode }) => {
+  const planned = files.map(({ entry, inode }) => ({
+    inode,
+    ranges: (entry.ranges ?? [[0, inode.size]])
+      .map(([start, end]): [number, number] => [Math.min(start, inode.size), Math.min(end, inode.size)])
+      .filter(([start, end]) => end > start),
+  }));
+  options.onPlan?.(planned);
+  const ranges = planned.flatMap(({ inode, ranges: parts }) => {
     const { layer, offset } = inode.data!;
-    const parts = entry.ranges ?? [[0, inode.size]];
-    return parts
-      .map(([start, end]) => [Math.min(start, inode.size), Math.min(end, inode.size)] as const)
-      .filter(([start, end]) => end > start)
-      .map(([start, end]) => ({ layer, offset: offset + start, length: end - start }));
+    return parts.map(([start, end]) => ({ layer, offset: offset + start, length: end - start }));
   });
   const result = await reader.prefetchRanges(ranges, {
     concurrency: options.concurrency ?? DEFAULT_PREFETCH_CONCURRENCY,

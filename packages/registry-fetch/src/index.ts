@@ -62,6 +62,17 @@ export {
 export { isRegistryArgument, resolveArchiveArgument, type ResolveArchiveOptions } from './archive-artifact/resolve-argument.js';
 export { reusePublishedArchive, type ReuseOptions } from './archive-artifact/reuse.js';
 export { cachedArchivePath, defaultArchiveCacheDir } from './archive-artifact/archive-cache.js';
+// The build-time access profile: a second layer of the archive artifact.
+export {
+  checkProfileSize,
+  countProfileFiles,
+  MAX_PROFILE_BYTES,
+  PROFILE_LAYER_MEDIA_TYPE,
+  profileLayer,
+  profileSidecarPath,
+  signProfile,
+  type LoadedProfile,
+} from './archive-artifact/profile.js';
 // Which archive a worker may serve for a reference, and every check on it (docs/security.md).
 export {
   listArchiveCandidates,

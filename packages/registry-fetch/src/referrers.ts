@@ -124,6 +124,8 @@ export interface ReferrerArtifact {
   artifactType: string;
   /** The one layer: the artifact's content. */
   blob: { bytes: Uint8Array; mediaType: string; annotations?: Record<string, string> };
+  /** More layers after the first (e.g. the access profile), pushed before the manifest. */
+  extraBlobs?: Array<{ bytes: Uint8Array; mediaType: string; annotations?: Record<string, string> }>;
   /** The manifest this artifact refers to (must already be in the repository). */
   subject: Descriptor;
   annotations?: Record<string, string>;
@@ -138,19 +140,27 @@ export interface PushedReferrer {
   bytesUploaded: number;
   /** The fallback tag written, or undefined when the registry indexes referrers itself. */
   fallbackTag?: string;
+  /** The extra layers, in the order given. */
+  extraBlobs?: Descriptor[];
 }
 
 /** Manifest JSON with fields in a fixed order, so the same artifact always has the same digest. */
-function artifactManifestBytes(artifact: ReferrerArtifact, blob: Descriptor): Uint8Array {
+function artifactManifestBytes(artifact: ReferrerArtifact, blob: Descriptor, extra: Descriptor[] = []): Uint8Array {
   const layer: Record<string, unknown> = { mediaType: blob.mediaType, digest: blob.digest, size: blob.size };
   if (artifact.blob.annotations) layer['annotations'] = artifact.blob.annotations;
+  const extraLayers = extra.map((descriptor, i) => {
+    const json: Record<string, unknown> = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+    const annotations = artifact.extraBlobs?.[i]?.annotations;
+    if (annotations) json['annotations'] = annotations;
+    return json;
+  });
   const subject = { mediaType: artifact.subject.mediaType, digest: artifact.subject.digest, size: artifact.subject.size };
   const manifest: Record<string, unknown> = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPE.ociManifest,
     artifactType: artifact.artifactType,
     config: { mediaType: EMPTY_CONFIG_DESCRIPTOR.mediaType, digest: EMPTY_CONFIG_DESCRIPTOR.digest, size: EMPTY_CONFIG_DESCRIPTOR.size },
-    layers: [layer],
+    layers: [layer, ...extraLayers],
     subject,
   };
   if (artifact.annotations) manifest['annotations'] = artifact.annotations;
@@ -186,8 +196,18 @@ export async function pushReferrer(
     },
   );
   await pushBlob(target, { digest: EMPTY_CONFIG_DESCRIPTOR.digest, size: EMPTY_CONFIG_DESCRIPTOR.size, content: EMPTY_CONFIG.bytes });
+  const extra: Descriptor[] = [];
+  for (const more of artifact.extraBlobs ?? []) {
+    const descriptor: Descriptor = { mediaType: more.mediaType, digest: sha256Digest(more.bytes), size: more.bytes.length };
+    await pushBlob(
+      target,
+      { digest: descriptor.digest, size: descriptor.size, content: more.bytes },
+      { onBytes: (n) => (bytesUploaded += n) },
+    );
+    extra.push(descriptor);
+  }
 
-  const bytes = artifactManifestBytes(artifact, blob);
+  const bytes = artifactManifestBytes(artifact, blob, extra);
   const digest = sha256Digest(bytes);
   const what = `PUT artifact manifest ${digest}`;
   const response = await client.send({
@@ -203,7 +223,7 @@ export async function pushReferrer(
   const manifest: Descriptor = { mediaType: MEDIA_TYPE.ociManifest, digest, size: bytes.length, artifactType: artifact.artifactType };
   const indexedByRegistry =
     typeof response.headers['oci-subject'] === 'string' && response.headers['oci-subject'] === artifact.subject.digest;
-  const result: PushedReferrer = { manifest, blob, blobResult, bytesUploaded };
+  const result: PushedReferrer = { manifest, blob, blobResult, bytesUploaded, ...(extra.length > 0 ? { extraBlobs: extra } : {}) };
   if (indexedByRegistry) return result;
 
   // Read-modify-write of the fallback index: keep others' referrers, replace ours.

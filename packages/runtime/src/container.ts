@@ -24,6 +24,10 @@ export interface RunContainerOptions extends Omit<PrepareBundleOptions, 'id' | '
   keep?: boolean;
   /** After a forwarded SIGINT/SIGTERM, kill the container this much later (default 10 s). */
   stopTimeoutMs?: number;
+  /** Kill the container this long after it started (OciRuntime RunOptions.timeLimitMs). */
+  timeLimitMs?: number;
+  /** No terminal input; the container's stdout goes to stderr. */
+  detachStdio?: boolean;
   logger?: Logger;
 }
 
@@ -35,6 +39,8 @@ export interface ContainerSummary {
   archiveDigest: string;
   mountReused: boolean;
   exitCode: number;
+  /** Killed at timeLimitMs. */
+  timedOut?: boolean;
   /** Milliseconds: mount acquired, bundle ready, container process started (from the beginning). */
   timings: { acquireAndPrepareMs: number; timeToExecMs?: number; runMs: number; cleanupMs: number; totalMs: number };
   /** Compressed bytes the image's mount fetched while this container ran (shared mounts: all its users). */
@@ -78,6 +84,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   const began = performance.now();
   let bundle: PreparedBundle | undefined;
   let exitCode = 0;
+  let timedOut = false;
   let timeToExecMs: number | undefined;
   let fetchedBefore: number | undefined;
   let fetchedAfter: number | undefined;
@@ -101,6 +108,8 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
       const lease = bundle.lease;
       const result = await runtime.run(id, dir, {
         ...(options.stopTimeoutMs !== undefined ? { stopTimeoutMs: options.stopTimeoutMs } : {}),
+        ...(options.timeLimitMs !== undefined ? { timeLimitMs: options.timeLimitMs } : {}),
+        ...(options.detachStdio ? { detachStdio: true } : {}),
         onStarted: (afterMs) => {
           timeToExecMs = prepared - began + afterMs;
           logger.info('container started', {
@@ -114,6 +123,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
         },
       });
       exitCode = result.exitCode;
+      timedOut = result.timedOut ?? false;
       runMs = performance.now() - prepared;
     }
     fetchedAfter = await pool.fetchedBytes(bundle.lease.imageKey);
@@ -148,6 +158,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
     archiveDigest: lease.archiveDigest,
     mountReused: lease.reused,
     exitCode,
+    ...(timedOut ? { timedOut } : {}),
     timings: {
       acquireAndPrepareMs: Math.round(preparedMs),
       ...(timeToExecMs !== undefined ? { timeToExecMs: Math.round(timeToExecMs) } : {}),

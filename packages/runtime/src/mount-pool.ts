@@ -48,6 +48,10 @@ export interface ImageMountPoolOptions {
   hostsDir?: string;
   /** Where `clip pull-archive` keeps downloaded archives (default resolver only). */
   archiveCacheDir?: string;
+  /** More `clip mount` flags for every mount server (e.g. `--record <file>` for a profile run). */
+  extraMountArgs?: string[];
+  /** Apply no access profile (clip mount --no-prefetch). */
+  noPrefetch?: boolean;
   /** More `clip pull-archive` flags for the default resolver, e.g. trust: ['--verify-key', 'key.pem']. */
   pullArchiveArgs?: string[];
   /** argv running the clip CLI; default the workspace's @clip/cli, else `clip` on PATH. */
@@ -194,6 +198,8 @@ export class ImageMountPool {
       ...(o.retries !== undefined ? ['--retries', String(o.retries)] : []),
       ...(o.insecure ? ['--insecure'] : []),
       ...(o.hostsDir !== undefined ? ['--hosts-dir', o.hostsDir] : []),
+      ...(o.noPrefetch ? ['--no-prefetch'] : []),
+      ...(o.extraMountArgs ?? []),
     ];
   }
 

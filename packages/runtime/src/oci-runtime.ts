@@ -28,6 +28,8 @@ export interface RunResult {
   startedAfterMs?: number;
   /** The signal that was forwarded to the container, if any. */
   forwarded?: NodeJS.Signals;
+  /** Killed at timeLimitMs. */
+  timedOut?: boolean;
 }
 
 export interface RunOptions {
@@ -35,6 +37,10 @@ export interface RunOptions {
   stopTimeoutMs?: number;
   /** Called once the container's process runs. */
   onStarted?: (afterMs: number) => void;
+  /** SIGKILL the container when it still runs this long after the start (a profile run; servers never exit). */
+  timeLimitMs?: number;
+  /** No terminal input, and the container's stdout goes to stderr (stdout carries clip's own output). */
+  detachStdio?: boolean;
 }
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
@@ -78,12 +84,12 @@ export class OciRuntime {
     const spawnedAt = performance.now();
     // Own process group: a terminal's Ctrl-C reaches the container once (through us), not twice.
     // stdin of a terminal is piped through (a background group reading the tty would stop).
-    const ttyIn = process.stdin.isTTY === true;
+    const ttyIn = process.stdin.isTTY === true && !options.detachStdio;
     const child = spawn(
       this.path,
       ['--root', this.root, ...this.flags, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, '--pid-file', pidFile, id],
       {
-        stdio: [ttyIn ? 'pipe' : 'inherit', 'inherit', 'inherit'],
+        stdio: options.detachStdio ? ['ignore', 2, 2] : [ttyIn ? 'pipe' : 'inherit', 'inherit', 'inherit'],
         detached: true,
       },
     );
@@ -102,6 +108,13 @@ export class OciRuntime {
       }
     };
     for (const signal of FORWARDED) process.on(signal, forward);
+    const limitTimer =
+      options.timeLimitMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            result.timedOut = true;
+            this.kill(id, 'SIGKILL').catch(() => child.kill('SIGKILL'));
+          }, options.timeLimitMs);
     // Time to exec: the runtime writes the pid file once the container process runs.
     let watching = true;
     const started = async (): Promise<boolean> => {
@@ -137,6 +150,7 @@ export class OciRuntime {
     } finally {
       watching = false;
       if (killTimer) clearTimeout(killTimer);
+      if (limitTimer) clearTimeout(limitTimer);
       for (const signal of FORWARDED) process.off(signal, forward);
       if (ttyIn) process.stdin.unpipe(child.stdin ?? undefined).pause();
     }

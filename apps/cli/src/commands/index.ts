@@ -13,6 +13,7 @@ import { register as snapshotter } from './snapshotter.js';
 import { register as run } from './run.js';
 import { register as bundle } from './bundle.js';
 import { register as warm } from './warm.js';
+import { register as profile } from './profile.js';
 
 export type RegisterCommand = (program: Command) => void;
 
@@ -30,4 +31,5 @@ export const commands: RegisterCommand[] = [
   run,
   bundle,
   warm,
+  profile,
 ];

@@ -24,6 +24,8 @@ export interface ServeOptions {
   cacheSize: number;
   memoryCache: number;
   prefetch?: string;
+  /** The archive's access profile (applied unless `prefetch` is given). */
+  profile?: string;
   record?: string;
   metrics?: string;
   insecure: boolean;
@@ -152,6 +154,7 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
       },
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
       ...(options.prefetch ? { prefetch: options.prefetch } : {}),
+      ...(options.profile ? { profile: options.profile } : {}),
       ...(options.record ? { record: options.record } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });

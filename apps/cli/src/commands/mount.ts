@@ -4,7 +4,7 @@
 // the connection (@clip/mounter's superviseMount); serving child processes (./mount-serve.ts,
 // the same command with --serve-connection) answer reads and are replaced when they die.
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { checkMountpoint, lockMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
@@ -16,7 +16,8 @@ interface MountCommandOptions extends TrustFlags {
   cacheDir?: string;
   cacheSize: string;
   memoryCache: string;
-  prefetch?: string;
+  /** A list file, or false for --no-prefetch (no access profile either). */
+  prefetch?: string | false;
   record?: string;
   metrics?: string;
   insecure?: boolean;
@@ -28,6 +29,7 @@ interface MountCommandOptions extends TrustFlags {
   serveConnection?: string;
   serveLocation?: string;
   serveLocationDigest?: string;
+  serveProfile?: string;
 }
 
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
@@ -45,7 +47,14 @@ export function register(program: Command): void {
     .option('--cache-dir <dir>', 'disk cache of decoded spans, shareable between mounts')
     .option('--cache-size <size>', 'disk cache bound', '4GiB')
     .option('--memory-cache <size>', 'memory cache bound (0 disables it)', '512MiB')
-    .option('--prefetch <file>', 'fetch the files (or the byte ranges of them) a --record file lists, in the background after mounting')
+    .option(
+      '--prefetch <file>',
+      "fetch the files (or the byte ranges of them) a --record file lists, in the background after mounting (instead of the archive's access profile)",
+    )
+    .option(
+      '--no-prefetch',
+      'apply no access profile (by default the profile published with the archive is prefetched; see docs/mounter.md)',
+    )
     .option('--record <file>', 'on unmount, write which byte ranges of which files were read, in first-read order (input for --prefetch)')
     .option('--metrics <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
@@ -61,7 +70,8 @@ export function register(program: Command): void {
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
     .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
     .addOption(new Option('--serve-location <location>').hideHelp())
-    .addOption(new Option('--serve-location-digest <sha256:hex>').hideHelp());
+    .addOption(new Option('--serve-location-digest <sha256:hex>').hideHelp())
+    .addOption(new Option('--serve-profile <file>').hideHelp());
   addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
     const readTimeoutSeconds = Number(options.readTimeout);
     if (!(readTimeoutSeconds > 0))
@@ -81,6 +91,7 @@ export function register(program: Command): void {
       logger,
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
       ...(options.prefetch ? { prefetch: options.prefetch } : {}),
+      ...(options.serveProfile && !options.prefetch ? { profile: options.serveProfile } : {}),
       ...(options.record ? { record: options.record } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     };
@@ -121,6 +132,8 @@ export function register(program: Command): void {
     // Serving processes (also replacements, much later) reopen a resolved archive by path:
     // they check it still has the bytes the trust checks passed.
     const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
+    // The access profile published with the archive (kept next to it), unless a list was given or --no-prefetch.
+    const profile = options.prefetch === undefined && !isArchiveUrl(location) ? await profileNextTo(location) : undefined;
     // This process holds the mount and never serves a read; serving children come and go
     // (see superviseMount in @clip/mounter and ./mount-serve.ts).
     process.exitCode = await superviseMount({
@@ -136,11 +149,18 @@ export function register(program: Command): void {
         '--serve-location',
         location,
         ...(digest ? ['--serve-location-digest', digest] : []),
+        ...(profile ? ['--serve-profile', profile] : []),
       ],
     });
     await lock.release();
     setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
   });
+}
+
+async function profileNextTo(archive: string): Promise<string | undefined> {
+  const { profileSidecarPath } = await import('@clip/registry-fetch');
+  const path = profileSidecarPath(archive);
+  return (await stat(path).catch(() => undefined))?.isFile() ? path : undefined;
 }
 
 async function fileDigest(path: string): Promise<string> {

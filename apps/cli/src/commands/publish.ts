@@ -6,8 +6,10 @@ import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
 import type { PublishSummary } from '@clip/indexer';
 import { createPublishDisplay } from '../publish-progress.js';
+import { collectFlag, PROFILE_HELP, type ProfileFlags, profileRecorder } from '../profile-options.js';
 
-interface PublishCommandOptions {
+interface PublishCommandOptions extends ProfileFlags {
+  profile?: boolean;
   output?: string;
   json?: boolean;
   spanSize: string;
@@ -40,6 +42,9 @@ function formatPublishSummary(s: PublishSummary): string {
     `${s.archive.signedBy ? `; archive signed by ${s.archive.signedBy}` : ''}\n` +
     `archive ${s.archive.blobDigest} (${formatSize(s.archive.bytes)}) as artifact ${s.archive.artifactDigest}` +
     `${s.archive.fallbackTag ? ` (referrers tag ${s.archive.fallbackTag})` : ''}${s.archive.path ? `, kept at ${s.archive.path}` : ''}\n` +
+    (s.archive.profile
+      ? `profile ${s.archive.profile.digest} (${formatSize(s.archive.profile.bytes)}, ${s.archive.profile.files} files) in the same artifact\n`
+      : '') +
     `index ${stages.indexSeconds.toFixed(1)} s | push ${stages.pushSeconds.toFixed(1)} s | archive push ${stages.archivePushSeconds.toFixed(1)} s | total ${stages.totalSeconds.toFixed(1)} s\n` +
     `pushed ${formatSize(s.bytesPushed)} (${s.blobs.uploaded} blobs uploaded, ${s.blobs.skipped} already there); ` +
     `indexed ${formatSize(s.bytesIndexed)} locally, ${formatSize(s.indexNetworkBytes)} over the network; ${savings}\n`
@@ -49,9 +54,11 @@ function formatPublishSummary(s: PublishSummary): string {
 export function register(program: Command): void {
   program
     .command('publish')
+    .usage('[options] <source> <target> [-- command args...]')
     .description('index a local image and push it concurrently, then publish the archive to the registry as an OCI artifact')
     .argument('<source>', 'oci:<dir>[:<tag>] or oci-archive:<file>[:<tag>]')
     .argument('<target>', 'registry reference to publish to, e.g. 127.0.0.1:5000/app:v1')
+    .argument('[command...]', "with --profile: the command to profile instead of the image's Entrypoint + Cmd (after --)")
     .option('-o, --output <file.clip>', 'also keep the archive here')
     .option('--json', 'print the summary (stages, bytes, savings) as JSON on stdout')
     .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '4MiB')
@@ -65,18 +72,25 @@ export function register(program: Command): void {
       'leave the tag on the image alone instead of an index that binds image and archive (workers then need --archive-digest, --verify-key or --trust-referrers)',
     )
     .option('--sign-key <file>', 'sign the archive binding with this ed25519 private key (PEM, PKCS#8) for workers with --verify-key')
-    .action(async (source: string, target: string, options: PublishCommandOptions) => {
+    .option('--profile', PROFILE_HELP.profile)
+    .option('--profile-seconds <n>', PROFILE_HELP.seconds, '10')
+    .option('--runtime <path>', PROFILE_HELP.runtime, 'runc')
+    .option('--runtime-flag <flag>', PROFILE_HELP.runtimeFlag, collectFlag, [] as string[])
+    .action(async (source: string, target: string, words: string[], options: PublishCommandOptions) => {
+      if (words.length > 0 && !options.profile) throw new UsageError(`a command (${words.join(' ')}) is only taken with --profile`);
       const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');
       const indexConcurrency = positiveInteger(options.indexConcurrency, '--index-concurrency');
       const [{ publish }, { loadSigningKey }] = await Promise.all([import('@clip/indexer'), import('@clip/registry-fetch')]);
       const signKey = options.signKey ? await loadSigningKey(options.signKey) : undefined;
       const display = options.progress === false ? undefined : createPublishDisplay(process.stderr);
+      const logger = createLogger(display ? { write: display.log } : {});
       try {
         const summary = await publish({
           source,
           target,
           spanSize: parseSize(options.spanSize),
-          logger: createLogger(display ? { write: display.log } : {}),
+          logger,
+          ...(options.profile ? { profile: profileRecorder(options, words, logger) } : {}),
           ...(options.output ? { output: options.output } : {}),
           ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
           ...(pushConcurrency !== undefined ? { pushConcurrency } : {}),

@@ -81,7 +81,10 @@ export function register(program: Command): void {
     }
     process.stdout.write(
       `${result.cached ? 'cached' : 'downloaded'} archive ${result.blobDigest} of ${result.reference}@${result.manifestDigest} ` +
-        `(${formatSize(result.archiveBytes)}, ${TRUST_TEXT[result.trust]}): ${result.output ?? result.path}\n`,
+        `(${formatSize(result.archiveBytes)}, ${TRUST_TEXT[result.trust]}): ${result.output ?? result.path}\n` +
+        (result.profile
+          ? `access profile ${result.profile.digest} (${formatSize(result.profile.bytes)}, ${result.profile.files} files)\n`
+          : ''),
     );
   });
 }

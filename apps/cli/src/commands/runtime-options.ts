@@ -26,6 +26,8 @@ export interface ContainerCommandOptions extends TrustFlags {
   retries: string;
   insecure?: boolean;
   hostsDir?: string;
+  /** false: --no-prefetch (the image mount applies no access profile). */
+  prefetch?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -54,7 +56,8 @@ export function registerPoolOptions(command: Command): void {
     .option('--read-timeout <seconds>', 'a read that waits longer for the registry fails with EIO', '30')
     .option('--retries <n>', 'retries of a failed registry request', '2')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
-    .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
+    .option('--hosts-dir <dir>', HOSTS_DIR_HELP)
+    .option('--no-prefetch', 'a new image mount applies no access profile (default: the profile published with the archive)');
   // Which archives of a reference are served: the same trust rules as clip mount.
   addTrustOptions(command);
 }
@@ -109,6 +112,7 @@ export async function containerPoolOptions(options: ContainerCommandOptions, log
     insecure,
     // Mirrors: the mount servers get the same hosts directory (none resolved means none).
     hostsDir: hosts.hostsDir ?? '',
+    ...(options.prefetch === false ? { noPrefetch: true } : {}),
     // The mount servers are this very CLI's `clip mount`.
     clipCommand: [process.execPath, fileURLToPath(new URL('../main.js', import.meta.url))],
     // Archives are found as `clip mount` finds them (referrers / fallback tag, archive cache).

@@ -9,6 +9,7 @@ import type { Descriptor } from '../image-source.js';
 import { listReferrers, parseArtifactManifest } from '../referrers.js';
 import type { RegistrySource } from '../registry-source.js';
 import { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE } from './artifact.js';
+import { profileSidecarPath, storeProfileSidecar } from './profile.js';
 
 export interface PublishedArchive {
   /** The artifact manifest. */
@@ -70,6 +71,9 @@ export async function pullArchive(reference: string, options: PullArchiveOptions
   if (options.output) {
     await makeDirectories(dirname(options.output));
     await copyFile(loaded.path, options.output);
+    // The profile travels with the archive: `clip mount <output>` applies it.
+    await storeProfileSidecar(options.output, undefined);
+    if (loaded.profile) await copyFile(loaded.profile.path, profileSidecarPath(options.output));
   }
   return { ...loaded, ...(options.output ? { output: options.output } : {}) };
 }

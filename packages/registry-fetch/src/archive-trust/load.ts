@@ -32,6 +32,8 @@ import { boundArtifacts } from './bound-index.js';
 import { ArchiveUnboundError } from './errors.js';
 import { archiveSizeLimit, downloadArchiveBlob, readArchiveArtifact } from './fetch-archive.js';
 import { checkSignature } from './signature.js';
+import { countProfileFiles, type LoadedProfile, storeProfileSidecar } from '../archive-artifact/profile.js';
+import { type AcceptedProfile, fetchProfile, profileOfArtifact } from './profile-trust.js';
 import { verifyArchiveBinding, type BindingExpectation, type RepositoryName } from './verify-archive-binding.js';
 
 export interface TrustOptions {
@@ -76,6 +78,8 @@ export interface LoadedArchive {
   /** Fingerprint of the key that signed it, when a signature was required. */
   signedBy?: string;
   networkBytes: number;
+  /** The artifact's access profile (a second layer), verified and kept next to the archive. */
+  profile?: LoadedProfile;
 }
 
 /** One archive that may be served, before it is downloaded and checked. */
@@ -97,6 +101,8 @@ export interface CandidateReport {
   chosen: boolean;
   reason?: string;
   signedBy?: string;
+  /** Its access profile layer (checked like the archive). */
+  profileDigest?: Digest;
 }
 
 interface Context {
@@ -117,6 +123,7 @@ interface Accepted {
   signedBy?: string;
   fromCache: boolean;
   path: string;
+  profile?: AcceptedProfile;
 }
 
 function openContext(reference: string, options: LoadArchiveOptions) {
@@ -205,6 +212,7 @@ async function accept(context: Context, candidate: Candidate): Promise<Accepted>
   let blobDigest: Digest;
   let size: number | undefined;
   let signedBy: string | undefined;
+  let profile: ReturnType<typeof profileOfArtifact>;
   if (!candidate.artifact) {
     blobDigest = options.archiveDigest!;
   } else {
@@ -233,9 +241,23 @@ async function accept(context: Context, candidate: Candidate): Promise<Accepted>
         throw new ArchiveUnboundError(`archive artifact ${candidate.artifact.digest} in ${source.reference}: ${viaMirror.reason}`);
       signedBy = viaMirror.key;
     }
+    profile = profileOfArtifact(
+      artifact,
+      {
+        archiveDigest: blobDigest,
+        manifestDigest: image.manifestDigest,
+        storages: [archiveLocation(context), ...(options.mirrorOf ?? [])],
+      },
+      options.verifyKeys,
+      `archive artifact ${candidate.artifact.digest} in ${source.reference}`,
+    );
   }
+  const withProfile = async (accepted: Accepted): Promise<Accepted> =>
+    profile
+      ? { ...accepted, profile: await fetchProfile(source, profile, accepted.path, `archive artifact ${candidate.artifact?.digest}`) }
+      : accepted;
   const cached = await fromCache(context, blobDigest);
-  if (cached) return { ...cached, ...(signedBy ? { signedBy } : {}) };
+  if (cached) return withProfile({ ...cached, ...(signedBy ? { signedBy } : {}) });
   const bytes = await downloadArchiveBlob(source, blobDigest, size, limit);
   const archive = check(
     context,
@@ -243,7 +265,7 @@ async function accept(context: Context, candidate: Candidate): Promise<Accepted>
     `archive ${blobDigest}${candidate.artifact ? ` (artifact ${candidate.artifact.digest})` : ''} in ${source.reference}`,
   );
   const path = cachedArchivePath(context.cacheDir, archiveLocation(context), blobDigest);
-  return { bytes, archive, blobDigest, fromCache: false, path, ...(signedBy ? { signedBy } : {}) };
+  return withProfile({ bytes, archive, blobDigest, fromCache: false, path, ...(signedBy ? { signedBy } : {}) });
 }
 
 async function refuseUnbound(context: Context): Promise<never> {
@@ -291,6 +313,8 @@ export async function loadArchiveForReference(reference: string, options: LoadAr
         continue;
       }
       if (!accepted.fromCache) await writeFileAtomically(accepted.path, accepted.bytes);
+      // The sidecar always matches the artifact just accepted (a pinned blob has no profile).
+      const profilePath = await storeProfileSidecar(accepted.path, accepted.profile?.bytes);
       logger.info(accepted.fromCache ? 'using cached archive' : 'downloaded archive', {
         reference: source.reference,
         manifest_digest: image.manifestDigest,
@@ -302,6 +326,7 @@ export async function loadArchiveForReference(reference: string, options: LoadAr
         ...(list.length > 1 ? { candidates: list.length, chosen: 'first valid by artifact digest' } : {}),
         bytes: accepted.bytes.length,
         path: accepted.path,
+        ...(accepted.profile ? { profile: accepted.profile.digest, profile_bytes: accepted.profile.bytes.length } : {}),
       });
       return {
         reference: source.reference,
@@ -315,6 +340,16 @@ export async function loadArchiveForReference(reference: string, options: LoadAr
         via: candidate.via,
         ...(accepted.signedBy ? { signedBy: accepted.signedBy } : {}),
         networkBytes: source.stats().networkBytesReceived,
+        ...(accepted.profile && profilePath
+          ? {
+              profile: {
+                digest: accepted.profile.digest,
+                bytes: accepted.profile.bytes.length,
+                files: countProfileFiles(accepted.profile.bytes),
+                path: profilePath,
+              },
+            }
+          : {}),
       };
     }
     throw new ArchiveNotPublishedError(
@@ -347,6 +382,7 @@ export async function listArchiveCandidates(
         report.blobDigest = accepted.blobDigest;
         report.bytes = accepted.bytes.length;
         if (accepted.signedBy) report.signedBy = accepted.signedBy;
+        if (accepted.profile) report.profileDigest = accepted.profile.digest;
         const trusted = candidate.trust === 'bound-index' || referrersAllowed || options.archiveDigest === accepted.blobDigest;
         report.usable = trusted;
         if (!trusted) report.reason = 'unbound referrer (needs --trust-referrers, --verify-key or --archive-digest)';

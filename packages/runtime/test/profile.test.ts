@@ -1,0 +1,235 @@
+// The build-time access profile end to end: `clip publish --profile` and `clip profile` run the
+// image's command in runc on a recording lazy mount (real registry, FUSE, runc), publish what
+// it read as the artifact's second layer; a fresh worker's `clip mount` prefetches exactly
+// that; trust checks cover the profile.
+import { execFile } from 'node:child_process';
+import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildLayout, startRegistry, type EntrySpec, type RunningRegistry } from '@clip/testkit';
+import { BUSYBOX, cli, mountsUnder, startCli, tempDir, TEST_IMAGE_CONFIG } from './helpers.js';
+
+const run = promisify(execFile);
+const APPLETS = ['sh', 'cat', 'sleep', 'true', 'id'];
+/** Deterministic bytes that do not compress away, so reads need real ranges. */
+const noise = (size: number, seed: number) => {
+  const bytes = new Uint8Array(size);
+  let x = seed;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    bytes[i] = x >>> 24;
+  }
+  return bytes;
+};
+const A = new TextEncoder().encode('profiled file a\n');
+const B = noise(300_000, 7);
+const UNREAD = noise(2_000_000, 11);
+
+let registry: RunningRegistry;
+let work: string;
+let layoutRef: string;
+
+async function buildImage(dir: string) {
+  const entries: EntrySpec[] = [
+    { type: 'dir', path: 'bin' },
+    { type: 'file', path: 'bin/busybox', mode: 0o755, content: new Uint8Array(await readFile(BUSYBOX)) },
+    ...APPLETS.map((name): EntrySpec => ({ type: 'symlink', path: `bin/${name}`, target: 'busybox' })),
+    { type: 'dir', path: 'etc' },
+    { type: 'file', path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' },
+    { type: 'file', path: 'etc/group', content: 'root:x:0:\napp:x:1000:\nextra:x:2000:app\n' },
+    { type: 'dir', path: 'home/app', uid: 1000, gid: 1000 },
+    { type: 'dir', path: 'work', uid: 1000, gid: 1000 },
+    { type: 'dir', path: 'data' },
+    { type: 'file', path: 'data/a.txt', content: A },
+    { type: 'file', path: 'data/b.bin', content: B },
+    { type: 'file', path: 'data/unread.bin', content: UNREAD },
+    { type: 'dir', path: 'tmp', mode: 0o1777 },
+  ];
+  return buildLayout(dir, {
+    tag: 'v1',
+    layers: [{ compression: 'gzip', entries }],
+    // The image's own command reads a.txt and b.bin, then exits.
+    config: { ...TEST_IMAGE_CONFIG, Cmd: ['sh', '-c', 'cat /data/a.txt /data/b.bin > /dev/null'] },
+  });
+}
+
+/** Path → listed ranges of a profile text. */
+function parseProfile(text: string): Map<string, string> {
+  return new Map(
+    text
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split('\t') as [string, string]),
+  );
+}
+
+async function pull(ref: string, ...args: string[]) {
+  const result = await cli(['pull-archive', ref, '--json', '--refresh', ...args]);
+  if (result.code !== 0) throw new Error(`pull-archive failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as { path: string; profile?: { digest: string; bytes: number; files: number; path: string } };
+}
+
+/** A fresh worker: own archive cache, mount with metrics printed at exit. */
+async function mountAndRead(ref: string, extra: string[], read: (mnt: string) => Promise<void>) {
+  const dir = await tempDir('profile-worker');
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  const env = { CLIP_ARCHIVE_CACHE: join(dir, 'archives') };
+  const mount = startCli(['mount', ref, mnt, ...extra], env);
+  try {
+    for (let i = 0; i < 400 && !/msg="prefetch finished"|msg="serving reads"/.test(mount.output().stderr); i++)
+      await new Promise((r) => setTimeout(r, 25));
+    // With a profile, wait for its prefetch to finish before the workload reads.
+    if (!extra.includes('--no-prefetch'))
+      for (let i = 0; i < 400 && !/msg="prefetch finished"/.test(mount.output().stderr); i++) await new Promise((r) => setTimeout(r, 25));
+    await read(mnt);
+  } finally {
+    mount.child.kill('SIGTERM');
+  }
+  const result = await mount.done;
+  await rm(dir, { recursive: true, force: true });
+  const line = result.stderr.split('\n').find((l) => l.startsWith('{"metrics"'));
+  return { stderr: result.stderr, metrics: (JSON.parse(line ?? '{}') as { metrics: Record<string, number> }).metrics };
+}
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  work = await tempDir('profile');
+  process.env['XDG_CACHE_HOME'] = join(work, 'xdg-cache');
+  process.env['CLIP_ARCHIVE_CACHE'] = join(work, 'archives');
+  layoutRef = (await buildImage(join(work, 'layout'))).ref;
+});
+
+afterAll(async () => {
+  for (const mount of (await mountsUnder(work ?? '/nonexistent')).sort((a, b) => b.path.length - a.path.length))
+    await run('umount', ['-l', mount.path]).catch(() => undefined);
+  await registry?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('clip publish --profile', () => {
+  let ref: string;
+  let profile: Map<string, string>;
+
+  it("records the image's command and publishes the profile as a second artifact layer", async () => {
+    ref = `${registry.host}/test/prof:v1`;
+    const result = await cli(['publish', layoutRef, ref, '--profile', '--json', '--no-progress']);
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as { archive: { artifactDigest: string; profile: { digest: string; files: number } } };
+    expect(summary.archive.profile.files).toBeGreaterThanOrEqual(3);
+    // The artifact manifest: archive first, then the profile layer.
+    const response = await fetch(`http://${registry.host}/v2/test/prof/manifests/${summary.archive.artifactDigest}`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    const manifest = (await response.json()) as { layers: Array<{ mediaType: string; digest: string }> };
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual(['application/vnd.clip.archive.v2', 'application/vnd.clip.profile.v1']);
+    expect(manifest.layers[1]!.digest).toBe(summary.archive.profile.digest);
+
+    const pulled = await pull(ref);
+    expect(pulled.profile?.digest).toBe(summary.archive.profile.digest);
+    profile = parseProfile(await readFile(pulled.profile!.path, 'utf8'));
+    expect(profile.get('/data/a.txt')).toBe(`0-${A.length}`);
+    expect(profile.get('/data/b.bin')).toBe(`0-${B.length}`);
+    expect(profile.has('/bin/busybox')).toBe(true);
+    expect(profile.has('/data/unread.bin')).toBe(false);
+  }, 120_000);
+
+  it('a fresh worker prefetches exactly the profiled files; contents are byte-for-byte', async () => {
+    const { stderr, metrics } = await mountAndRead(ref, [], async (mnt) => {
+      expect(new Uint8Array(await readFile(join(mnt, 'data/a.txt')))).toEqual(A);
+      expect(new Uint8Array(await readFile(join(mnt, 'data/b.bin')))).toEqual(B);
+    });
+    expect(stderr).toMatch(new RegExp(`msg="applying the access profile" .*bytes=\\d+ files=${profile.size}`));
+    expect(metrics['profileFiles']).toBe(profile.size);
+    expect(metrics['prefetchedFiles']).toBe(profile.size);
+    // Every prefetched byte of a.txt and b.bin was used; busybox and the passwd files were only partly read here.
+    expect(metrics['prefetchUsedBytes']).toBeGreaterThanOrEqual(A.length + B.length);
+    expect(metrics['prefetchUsedBytes']! + metrics['prefetchWastedBytes']!).toBe(metrics['prefetchBytes']);
+  }, 60_000);
+
+  it('--no-prefetch fetches nothing ahead', async () => {
+    const { stderr, metrics } = await mountAndRead(ref, ['--no-prefetch'], async (mnt) => {
+      expect(new Uint8Array(await readFile(join(mnt, 'data/a.txt')))).toEqual(A);
+    });
+    expect(stderr).not.toMatch(/applying the access profile/);
+    expect(metrics['profileFiles']).toBe(0);
+    expect(metrics['prefetchedFiles']).toBe(0);
+    expect(metrics['prefetchBytes']).toBe(0);
+  }, 60_000);
+
+  it('stops a command that never exits at --profile-seconds', async () => {
+    const started = Date.now();
+    const result = await cli([
+      'publish',
+      layoutRef,
+      `${registry.host}/test/prof-server:v1`,
+      '--profile',
+      '--profile-seconds',
+      '2',
+      '--json',
+      '--no-progress',
+      '--',
+      'sh',
+      '-c',
+      'cat /data/a.txt > /dev/null; exec sleep 1000',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(result.stderr).toMatch(/msg="profile command stopped at the time limit" seconds=2/);
+    const pulled = await pull(`${registry.host}/test/prof-server:v1`);
+    const listed = parseProfile(await readFile(pulled.profile!.path, 'utf8'));
+    expect(listed.get('/data/a.txt')).toBe(`0-${A.length}`);
+    expect(listed.has('/data/b.bin')).toBe(false);
+  }, 120_000);
+});
+
+describe('clip profile <ref>', () => {
+  it('adds a profile to an existing publish; it verifies under the trust checks; a tampered profile is refused', async () => {
+    const ref = `${registry.host}/test/later:v1`;
+    await writeFile(join(work, 'key.pem'), (await run('openssl', ['genpkey', '-algorithm', 'ed25519'])).stdout);
+    await writeFile(join(work, 'key.pub'), (await run('openssl', ['pkey', '-in', join(work, 'key.pem'), '-pubout'])).stdout);
+    const published = await cli(['publish', layoutRef, ref, '--no-progress', '--sign-key', join(work, 'key.pem')]);
+    expect(published.code, published.stderr).toBe(0);
+    expect((await pull(ref)).profile).toBeUndefined();
+
+    const profiled = await cli(['profile', ref, '--json', '--sign-key', join(work, 'key.pem'), '--', 'cat', '/data/b.bin']);
+    expect(profiled.code, profiled.stderr).toBe(0);
+    const summary = JSON.parse(profiled.stdout) as { profile: { digest: string }; artifactDigest: string; manifestDigest: string };
+    // Bound by the new index at the tag, and signed: both trust paths accept it.
+    const bound = await pull(ref);
+    expect(bound.profile?.digest).toBe(summary.profile.digest);
+    expect(parseProfile(await readFile(bound.profile!.path, 'utf8')).get('/data/b.bin')).toBe(`0-${B.length}`);
+    // By manifest digest with --verify-key: the new artifact (archive + profile) is signed and usable.
+    const listed = await cli([
+      'pull-archive',
+      `${registry.host}/test/later@${summary.manifestDigest}`,
+      '--list',
+      '--json',
+      '--verify-key',
+      join(work, 'key.pub'),
+    ]);
+    const candidates = (
+      JSON.parse(listed.stdout) as { candidates: Array<{ artifactDigest: string; usable: boolean; profileDigest?: string }> }
+    ).candidates;
+    expect(candidates.find((c) => c.artifactDigest === summary.artifactDigest)).toMatchObject({
+      usable: true,
+      profileDigest: summary.profile.digest,
+    });
+
+    // Change the profile blob in the registry's storage after the binding.
+    const hex = summary.profile.digest.replace('sha256:', '');
+    const blob = join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+    const bytes = await readFile(blob);
+    bytes[0] = bytes[0]! ^ 1;
+    await writeFile(blob, bytes);
+    const refused = await cli(['pull-archive', ref, '--refresh', '--cache-dir', join(work, 'fresh-cache')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      new RegExp(
+        `profile blob ${summary.profile.digest} .*does not match its digest \\(changed after publishing\\?\\); refused.*CLIP_E_DIGEST_MISMATCH`,
+      ),
+    );
+  }, 180_000);
+});
