@@ -3,11 +3,13 @@
 // it read as the artifact's second layer; a fresh worker's `clip mount` prefetches exactly
 // that; trust checks cover the profile.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildLayout, startRegistry, type EntrySpec, type RunningRegistry } from '@clip/testkit';
+import { ImageMountPool } from '../src/mount-pool.js';
 import { BUSYBOX, cli, mountsUnder, startCli, tempDir, TEST_IMAGE_CONFIG } from './helpers.js';
 
 const run = promisify(execFile);
@@ -87,9 +89,11 @@ async function mountAndRead(ref: string, extra: string[], read: (mnt: string) =>
     await read(mnt);
   } finally {
     mount.child.kill('SIGTERM');
+    await mount.done;
+    await run('umount', ['-l', mnt]).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
   }
   const result = await mount.done;
-  await rm(dir, { recursive: true, force: true });
   const line = result.stderr.split('\n').find((l) => l.startsWith('{"metrics"'));
   return { stderr: result.stderr, metrics: (JSON.parse(line ?? '{}') as { metrics: Record<string, number> }).metrics };
 }
@@ -144,9 +148,38 @@ describe('clip publish --profile', () => {
     expect(stderr).toMatch(new RegExp(`msg="applying the access profile" .*bytes=\\d+ files=${profile.size}`));
     expect(metrics['profileFiles']).toBe(profile.size);
     expect(metrics['prefetchedFiles']).toBe(profile.size);
+    // Exactly the listed ranges were fetched ahead, nothing else.
+    const listed = [...profile.values()].flatMap((ranges) => ranges.split(',').map((r) => r.split('-').map(Number) as [number, number]));
+    expect(metrics['prefetchBytes']).toBe(listed.reduce((sum, [start, end]) => sum + end - start, 0));
     // Every prefetched byte of a.txt and b.bin was used; busybox and the passwd files were only partly read here.
     expect(metrics['prefetchUsedBytes']).toBeGreaterThanOrEqual(A.length + B.length);
     expect(metrics['prefetchUsedBytes']! + metrics['prefetchWastedBytes']!).toBe(metrics['prefetchBytes']);
+  }, 60_000);
+
+  it("clip run's image mount applies the profile; clip inspect shows it", async () => {
+    const pool = new ImageMountPool({ stateDir: join(work, 'state') });
+    const lease = await pool.acquire(ref, 'test:profile');
+    try {
+      const log = join(work, 'state', 'mounts', lease.imageKey, 'server.log');
+      let text = '';
+      for (let i = 0; i < 200 && !/msg="prefetch finished"/.test(text); i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        text = await readFile(log, 'utf8').catch(() => '');
+      }
+      expect(text).toMatch(new RegExp(`msg="applying the access profile" .*files=${profile.size}`));
+      expect(new Uint8Array(await readFile(join(lease.mountpoint, 'data/b.bin')))).toEqual(B);
+    } finally {
+      await lease.release();
+    }
+    const inspected = await cli(['inspect', ref, '--json']);
+    expect(inspected.code, inspected.stderr).toBe(0);
+    const report = JSON.parse(inspected.stdout) as { profile: { digest: string; files: number; listedBytes: number } };
+    expect(report.profile.files).toBe(profile.size);
+    expect(report.profile.listedBytes).toBeGreaterThanOrEqual(A.length + B.length);
+    const text = await cli(['inspect', ref]);
+    expect(text.stdout).toMatch(
+      new RegExp(`^profile +${report.profile.digest} \\(.*, ${profile.size} files, .* of file data to prefetch\\)$`, 'm'),
+    );
   }, 60_000);
 
   it('--no-prefetch fetches nothing ahead', async () => {
@@ -185,6 +218,38 @@ describe('clip publish --profile', () => {
   }, 120_000);
 });
 
+/** Pushes a copy of artifact `digest` in test/later whose profile layer is another blob; adds it to the referrers tag. */
+async function pushSwappedProfile(digest: string, subject: string): Promise<string> {
+  const base = `http://${registry.host}/v2/test/later`;
+  const manifestType = 'application/vnd.oci.image.manifest.v1+json';
+  const manifest = (await (await fetch(`${base}/manifests/${digest}`, { headers: { accept: manifestType } })).json()) as {
+    layers: Array<{ digest: string; size: number }>;
+  };
+  const evil = Buffer.from('/data/unread.bin\n');
+  const evilDigest = `sha256:${createHash('sha256').update(evil).digest('hex')}`;
+  const upload = await fetch(`${base}/blobs/uploads/`, { method: 'POST' });
+  const location = new URL(upload.headers.get('location')!, `http://${registry.host}`);
+  location.searchParams.set('digest', evilDigest);
+  expect((await fetch(location, { method: 'PUT', body: evil, headers: { 'content-type': 'application/octet-stream' } })).status).toBe(201);
+  manifest.layers[1] = { ...manifest.layers[1]!, digest: evilDigest, size: evil.length };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  const swapped = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  expect(
+    (await fetch(`${base}/manifests/${swapped}`, { method: 'PUT', body: bytes, headers: { 'content-type': manifestType } })).status,
+  ).toBe(201);
+  const tag = subject.replace(':', '-');
+  const indexType = 'application/vnd.oci.image.index.v1+json';
+  const index = (await (await fetch(`${base}/manifests/${tag}`, { headers: { accept: indexType } })).json()) as { manifests: unknown[] };
+  index.manifests.push({ mediaType: manifestType, digest: swapped, size: bytes.length, artifactType: 'application/vnd.clip.archive.v2' });
+  const put = await fetch(`${base}/manifests/${tag}`, {
+    method: 'PUT',
+    body: JSON.stringify(index),
+    headers: { 'content-type': indexType },
+  });
+  expect(put.status).toBe(201);
+  return swapped;
+}
+
 describe('clip profile <ref>', () => {
   it('adds a profile to an existing publish; it verifies under the trust checks; a tampered profile is refused', async () => {
     const ref = `${registry.host}/test/later:v1`;
@@ -217,6 +282,22 @@ describe('clip profile <ref>', () => {
       usable: true,
       profileDigest: summary.profile.digest,
     });
+
+    // A referrer that keeps the signed annotations but swaps the profile layer: its profile signature fails.
+    const swapped = await pushSwappedProfile(summary.artifactDigest, summary.manifestDigest);
+    const relisted = await cli([
+      'pull-archive',
+      `${registry.host}/test/later@${summary.manifestDigest}`,
+      '--list',
+      '--json',
+      '--verify-key',
+      join(work, 'key.pub'),
+    ]);
+    const report = (
+      JSON.parse(relisted.stdout) as { candidates: Array<{ artifactDigest: string; usable: boolean; reason?: string }> }
+    ).candidates.find((c) => c.artifactDigest === swapped);
+    expect(report?.usable).toBe(false);
+    expect(report?.reason).toMatch(/the profile signature does not verify/);
 
     // Change the profile blob in the registry's storage after the binding.
     const hex = summary.profile.digest.replace('sha256:', '');

@@ -4,6 +4,7 @@ import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-forma
 import { createLogger, formatSize } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
+import { describeProfile, type ProfileReport } from '../profile-report.js';
 
 export interface ArchiveReport {
   file: string;
@@ -25,6 +26,8 @@ export interface ArchiveReport {
   }>;
   /** Names by type (a file with two hardlinked names counts twice), plus inode and name totals. */
   counts: Record<FileType, number> & { inodes: number; entries: number };
+  /** The access profile published with the archive (kept next to it), when there is one. */
+  profile?: ProfileReport;
 }
 
 export function describeArchive(file: string, archive: ClipArchive, archiveBytes: number): ArchiveReport {
@@ -88,6 +91,12 @@ export function formatReport(report: ArchiveReport): string {
     ['source', metadata.sourceRef],
     ['storage', storageText(metadata)],
     ['manifest', metadata.storage?.manifestDigest ?? '(none)'],
+    [
+      'profile',
+      report.profile
+        ? `${report.profile.digest} (${formatSize(report.profile.bytes)}, ${report.profile.files} files, ${formatSize(report.profile.listedBytes)} of file data to prefetch)`
+        : '(none)',
+    ],
     ['platform', platform],
     ['created by', metadata.createdBy],
     ['entrypoint', config.entrypoint ? JSON.stringify(config.entrypoint) : '(none)'],
@@ -141,6 +150,8 @@ export function register(program: Command): void {
     const opened = await openArchiveLocation(location, { insecure });
     await opened.close();
     const report = describeArchive(file, opened.archive, opened.archive.byteLength);
+    const profile = /^https?:\/\//i.test(location) ? undefined : await describeProfile(location, opened.archive);
+    if (profile) report.profile = profile;
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   });
 }
