@@ -4,7 +4,7 @@
 // profile, the artifact manifest and the index are uploaded.
 import type { KeyObject } from 'node:crypto';
 import { type Digest, type Logger, parseImageReference, parseRegistryReference, silentLogger, UsageError } from '@clip/shared';
-import { openImageSource } from '@clip/registry-fetch';
+import { BOUND_MANIFEST_ANNOTATION, openImageSource, type RawManifest } from '@clip/registry-fetch';
 import { pushArchive } from './publish.js';
 import { type PublishedProfile, recordPublishProfile } from './publish-profile.js';
 
@@ -41,6 +41,11 @@ export async function republishWithProfile(options: RepublishOptions): Promise<R
   try {
     const image = await source.resolve({});
     const profile = await recordPublishProfile(options.record, options.archivePath, logger);
+    // Bind from what the reference names, minus every archive binding in it: a binding read back
+    // from the registry is never carried into the new index (docs/security.md, limitations).
+    const rebinding = Object.assign(Object.create(source) as typeof source, {
+      topManifest: async () => withoutArchiveBindings(await source.topManifest(), image.manifestDigest, logger),
+    });
     const published = await pushArchive(
       {
         source: options.reference,
@@ -49,7 +54,7 @@ export async function republishWithProfile(options: RepublishOptions): Promise<R
         ...(options.signKey ? { signKey: options.signKey } : {}),
         ...(options.insecure ? { insecure: true } : {}),
       },
-      source,
+      rebinding,
       image,
       targetRef,
       options.archivePath,
@@ -75,4 +80,18 @@ export async function republishWithProfile(options: RepublishOptions): Promise<R
   } finally {
     await source.close();
   }
+}
+
+/** The index at the reference without its archive entries (an image manifest is returned as it is). */
+function withoutArchiveBindings(top: RawManifest, manifestDigest: Digest, logger: Logger): RawManifest {
+  const json = JSON.parse(Buffer.from(top.bytes).toString('utf8')) as { manifests?: Array<{ annotations?: Record<string, string> }> };
+  if (!Array.isArray(json.manifests)) return top;
+  const bound = (entry: { annotations?: Record<string, string> }) => entry.annotations?.[BOUND_MANIFEST_ANNOTATION];
+  const others = json.manifests.filter((entry) => bound(entry) !== undefined && bound(entry) !== manifestDigest);
+  if (others.length > 0)
+    logger.warn('dropping the archive bindings of the other platforms in the index (as clip publish --platform does); publish them again', {
+      dropped: others.length,
+    });
+  json.manifests = json.manifests.filter((entry) => bound(entry) === undefined);
+  return { ...top, bytes: new TextEncoder().encode(JSON.stringify(json)) };
 }
