@@ -37,6 +37,12 @@ export function profileSeconds(text: string): number {
   return seconds;
 }
 
+/** Before any work: the profile run's OCI runtime is there (else nothing would be published after the push). */
+export async function checkProfileRuntimeFlags(flags: ProfileFlags): Promise<void> {
+  const { checkProfileRuntime } = await import('@clip/runtime');
+  await checkProfileRuntime(flags.runtime, flags.runtimeFlag);
+}
+
 /** Records the profile of an archive file whose layers are in its registry; returns the prefetch-list text. */
 export function profileRecorder(flags: ProfileFlags, command: string[], logger: Logger): (archivePath: string) => Promise<Uint8Array> {
   const seconds = profileSeconds(flags.profileSeconds);

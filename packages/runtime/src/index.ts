@@ -20,5 +20,5 @@ export type { ImageRuntimeConfig, ContainerOptions, NetworkMode, VolumeSpec, Run
 export { resolveUser } from './users.js';
 export type { ResolvedUser } from './users.js';
 export { ContainerConfigError, StateDirError, OciRuntimeError, MountServerError, OverlayError } from './errors.js';
-export { recordProfile, DEFAULT_PROFILE_SECONDS } from './profile.js';
+export { recordProfile, checkProfileRuntime, ProfileInterruptedError, DEFAULT_PROFILE_SECONDS } from './profile.js';
 export type { RecordProfileOptions, RecordedProfile } from './profile.js';

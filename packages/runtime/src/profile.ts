@@ -8,7 +8,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forceUnmount } from '@clip/mounter';
-import { silentLogger, type Logger } from '@clip/shared';
+import { ClipError, silentLogger, type Logger } from '@clip/shared';
+import { OciRuntime } from './oci-runtime.js';
 import { runContainer } from './container.js';
 import { MountServerError } from './errors.js';
 import { ImageMountPool } from './mount-pool.js';
@@ -16,6 +17,20 @@ import type { ContainerOptions } from './oci-spec.js';
 
 /** Default time limit, as stargz's optimizer (ctr-remote optimize --period 10). */
 export const DEFAULT_PROFILE_SECONDS = 10;
+
+const INTERRUPTS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/** The profile run was stopped by a signal: what it read is incomplete. */
+export class ProfileInterruptedError extends ClipError {
+  constructor(message: string) {
+    super('CLIP_E_INTERRUPTED', message);
+  }
+}
+
+/** Checks before any work that the OCI runtime for the profile run is there and runs. */
+export async function checkProfileRuntime(runtime = 'runc', flags: string[] = []): Promise<void> {
+  await new OciRuntime({ path: runtime, root: join(tmpdir(), 'clip-profile-check'), flags }).check();
+}
 
 export interface RecordProfileOptions extends ContainerOptions {
   /** Local .clip file whose layers are in its storage registry (published, or at least pushed). */
@@ -67,6 +82,11 @@ export async function recordProfile(options: RecordProfileOptions): Promise<Reco
     seconds,
     command: options.command ? options.command.join(' ') : "(the image's Entrypoint + Cmd)",
   });
+  // Ctrl-C / SIGTERM reach the container (runContainer forwards them and cleans up); the
+  // profile is then incomplete, so it is refused rather than published.
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => (interrupted ??= signal);
+  for (const signal of INTERRUPTS) process.on(signal, onSignal);
   try {
     const summary = await runContainer(pool, archive, {
       ...container,
@@ -76,6 +96,7 @@ export async function recordProfile(options: RecordProfileOptions): Promise<Reco
       ...(runtimeFlags ? { runtimeFlags } : {}),
       logger,
     });
+    if (interrupted) throw new ProfileInterruptedError(`recording the access profile was interrupted by ${interrupted}`);
     const stoppedAtLimit = summary.timedOut ?? false;
     if (stoppedAtLimit) logger.info('profile command stopped at the time limit', { seconds });
     else if (summary.exitCode !== 0)
@@ -91,6 +112,7 @@ export async function recordProfile(options: RecordProfileOptions): Promise<Reco
       .filter((line) => line.trim() !== '' && !line.startsWith('#')).length;
     return { profile, files, exitCode: summary.exitCode, stoppedAtLimit, runSeconds: summary.timings.runMs / 1000 };
   } finally {
+    for (const signal of INTERRUPTS) process.off(signal, onSignal);
     // After a failure a mount may be left: stop its server and detach it before removing the directory.
     for (const mount of await pool.list().catch(() => [])) {
       if (mount.alive) process.kill(mount.pid, 'SIGKILL');

@@ -182,6 +182,20 @@ describe('clip publish --profile', () => {
     );
   }, 60_000);
 
+  it('pull-archive -o keeps the profile next to the file; clip profile <file> writes it there', async () => {
+    const file = join(work, 'app.clip');
+    expect((await cli(['pull-archive', ref, '-o', file])).code).toBe(0);
+    expect(parseProfile(await readFile(join(work, 'app.profile'), 'utf8'))).toEqual(profile);
+    const recorded = await cli(['profile', file, '--json', '--', 'cat', '/data/a.txt']);
+    expect(recorded.code, recorded.stderr).toBe(0);
+    expect(JSON.parse(recorded.stdout)).toMatchObject({ archive: file, profile: join(work, 'app.profile') });
+    const listed = parseProfile(await readFile(join(work, 'app.profile'), 'utf8'));
+    expect(listed.get('/data/a.txt')).toBe(`0-${A.length}`);
+    expect(listed.has('/data/b.bin')).toBe(false);
+    const inspected = JSON.parse((await cli(['inspect', file, '--json'])).stdout) as { profile: { files: number } };
+    expect(inspected.profile.files).toBe(listed.size);
+  }, 60_000);
+
   it('--no-prefetch fetches nothing ahead', async () => {
     const { stderr, metrics } = await mountAndRead(ref, ['--no-prefetch'], async (mnt) => {
       expect(new Uint8Array(await readFile(join(mnt, 'data/a.txt')))).toEqual(A);
@@ -249,6 +263,19 @@ async function pushSwappedProfile(digest: string, subject: string): Promise<stri
   expect(put.status).toBe(201);
   return swapped;
 }
+
+describe('clip publish --profile, refused up front', () => {
+  it('a missing OCI runtime fails before anything is pushed; a command without --profile is a usage error', async () => {
+    const ref = `${registry.host}/test/no-runtime:v1`;
+    const result = await cli(['publish', layoutRef, ref, '--profile', '--runtime', '/nonexistent/runc', '--no-progress']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/OCI runtime \/nonexistent\/runc not found .*CLIP_E_OCI_RUNTIME/);
+    expect((await fetch(`http://${registry.host}/v2/test/no-runtime/tags/list`)).status).toBe(404);
+    const usage = await cli(['publish', layoutRef, ref, '--no-progress', '--', 'true']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/a command \(true\) is only taken with --profile/);
+  });
+});
 
 describe('clip profile <ref>', () => {
   it('adds a profile to an existing publish; it verifies under the trust checks; a tampered profile is refused', async () => {

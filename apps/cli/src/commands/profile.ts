@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { createLogger, formatSize, UsageError } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
-import { type ProfileFlags, profileRecorder, registerProfileOptions } from '../profile-options.js';
+import { checkProfileRuntimeFlags, type ProfileFlags, profileRecorder, registerProfileOptions } from '../profile-options.js';
 
 interface ProfileCommandOptions extends ProfileFlags, TrustFlags {
   output?: string;
@@ -37,6 +37,7 @@ export function register(program: Command): void {
   addTrustOptions(command).action(async (target: string, words: string[], options: ProfileCommandOptions) => {
     const logger = createLogger();
     const record = profileRecorder(options, words, logger);
+    await checkProfileRuntimeFlags(options);
     const registry = await import('@clip/registry-fetch');
     if (!(await registry.isRegistryArgument(target))) {
       if (!target.endsWith('.clip') && !options.output) throw new UsageError(`${target} is neither a registry reference nor a .clip file`);

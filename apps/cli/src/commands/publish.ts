@@ -6,7 +6,7 @@ import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
 import { parsePlatform } from '@clip/registry-fetch';
 import type { PublishSummary } from '@clip/indexer';
 import { createPublishDisplay } from '../publish-progress.js';
-import { collectFlag, PROFILE_HELP, type ProfileFlags, profileRecorder } from '../profile-options.js';
+import { checkProfileRuntimeFlags, collectFlag, PROFILE_HELP, type ProfileFlags, profileRecorder } from '../profile-options.js';
 
 interface PublishCommandOptions extends ProfileFlags {
   profile?: boolean;
@@ -78,6 +78,7 @@ export function register(program: Command): void {
     .option('--runtime-flag <flag>', PROFILE_HELP.runtimeFlag, collectFlag, [] as string[])
     .action(async (source: string, target: string, words: string[], options: PublishCommandOptions) => {
       if (words.length > 0 && !options.profile) throw new UsageError(`a command (${words.join(' ')}) is only taken with --profile`);
+      if (options.profile) await checkProfileRuntimeFlags(options);
       const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');
       const indexConcurrency = positiveInteger(options.indexConcurrency, '--index-concurrency');
       const [{ publish }, { loadSigningKey }] = await Promise.all([import('@clip/indexer'), import('@clip/registry-fetch')]);
