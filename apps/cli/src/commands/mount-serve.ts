@@ -26,6 +26,8 @@ export interface ServeOptions {
   prefetch?: string;
   /** The archive's access profile (applied unless `prefetch` is given). */
   profile?: string;
+  /** `sha256:<hex>` the profile must still have (as the supervisor found it next to the archive). */
+  profileDigest?: string;
   record?: string;
   metrics?: string;
   insecure: boolean;
@@ -120,6 +122,7 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   const { mount, openArchiveFetcher, openArchiveLocation } = await import('@clip/mounter');
   if (options.locationDigest) await checkDigest(options.location, options.locationDigest);
   const opened = await openArchiveLocation(options.location, { insecure, logger, timeoutMs: readMs, retries });
+  const profile = options.profile && (await profileUnchanged(options.profile, options.profileDigest, logger)) ? options.profile : undefined;
   const archive = opened.archive;
   const fetcher = await openArchiveFetcher(opened, {
     insecure,
@@ -154,7 +157,7 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
       },
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
       ...(options.prefetch ? { prefetch: options.prefetch } : {}),
-      ...(options.profile ? { profile: options.profile } : {}),
+      ...(profile ? { profile } : {}),
       ...(options.record ? { record: options.record } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
@@ -199,6 +202,16 @@ async function serve(options: ServeOptions, connection: { fd: number; init: Uint
   logger.info('unmounted', { mountpoint: handle.mountpoint });
   process.channel?.unref();
   setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
+}
+
+/** The profile is only a hint: one that changed since the supervisor found it is skipped, not fatal. */
+async function profileUnchanged(path: string, expected: string | undefined, logger: Logger): Promise<boolean> {
+  if (!expected) return true;
+  const bytes = await readFile(path).catch(() => undefined);
+  const actual = bytes ? `sha256:${createHash('sha256').update(bytes).digest('hex')}` : '(gone)';
+  if (actual === expected) return true;
+  logger.warn('the access profile changed since clip mount found it; not applying it', { profile: path, expected, actual });
+  return false;
 }
 
 /** The archive the supervisor resolved must not have changed since (a file planted in the cache). */

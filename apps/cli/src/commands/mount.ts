@@ -30,6 +30,7 @@ interface MountCommandOptions extends TrustFlags {
   serveLocation?: string;
   serveLocationDigest?: string;
   serveProfile?: string;
+  serveProfileDigest?: string;
 }
 
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
@@ -71,7 +72,8 @@ export function register(program: Command): void {
     .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
     .addOption(new Option('--serve-location <location>').hideHelp())
     .addOption(new Option('--serve-location-digest <sha256:hex>').hideHelp())
-    .addOption(new Option('--serve-profile <file>').hideHelp());
+    .addOption(new Option('--serve-profile <file>').hideHelp())
+    .addOption(new Option('--serve-profile-digest <sha256:hex>').hideHelp());
   addTrustOptions(command).action(async (archivePath: string, mountpoint: string, options: MountCommandOptions) => {
     const readTimeoutSeconds = Number(options.readTimeout);
     if (!(readTimeoutSeconds > 0))
@@ -92,6 +94,7 @@ export function register(program: Command): void {
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
       ...(options.prefetch ? { prefetch: options.prefetch } : {}),
       ...(options.serveProfile && !options.prefetch ? { profile: options.serveProfile } : {}),
+      ...(options.serveProfileDigest ? { profileDigest: options.serveProfileDigest } : {}),
       ...(options.record ? { record: options.record } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     };
@@ -133,7 +136,8 @@ export function register(program: Command): void {
     // they check it still has the bytes the trust checks passed.
     const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
     // The access profile published with the archive (kept next to it), unless a list was given or --no-prefetch.
-    const profile = options.prefetch === undefined && !isArchiveUrl(location) ? await profileNextTo(location) : undefined;
+    const profilePath = options.prefetch === undefined && !isArchiveUrl(location) ? await profileNextTo(location) : undefined;
+    const profile = profilePath ? { path: profilePath, digest: await fileDigest(profilePath) } : undefined;
     // This process holds the mount and never serves a read; serving children come and go
     // (see superviseMount in @clip/mounter and ./mount-serve.ts).
     process.exitCode = await superviseMount({
@@ -149,7 +153,7 @@ export function register(program: Command): void {
         '--serve-location',
         location,
         ...(digest ? ['--serve-location-digest', digest] : []),
-        ...(profile ? ['--serve-profile', profile] : []),
+        ...(profile ? ['--serve-profile', profile.path, '--serve-profile-digest', profile.digest] : []),
       ],
     });
     await lock.release();
