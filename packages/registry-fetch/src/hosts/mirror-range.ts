@@ -123,7 +123,8 @@ export async function mirrorRange(host: RegistryHost, request: MirrorRangeReques
     request.onHeaders();
     if (response.status === 200) {
       host.stats.fullResponses++;
-      host.markCold(digest);
+      const length = Number(response.headers['content-length'] ?? Number.NaN);
+      host.markCold(digest, Number.isFinite(length) ? length : undefined);
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       request.filler.take(host, digest, response);
