@@ -12,6 +12,13 @@ const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 /** undici's own timers (the mirror's agent has the stall bound as its timeouts) count as stalls too. */
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** A stall (undici's timers or our TimeoutError), as opposed to an error answer or a reset. */
+export function isStall(error: unknown): boolean {
+  if (error instanceof TimeoutError) return true;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && TIMEOUT_CODES.has(code);
+}
+
 /** Why a mirror did not serve a read; the caller passes the read to the next host. */
 export class MirrorPassError extends RegistryError {
   constructor(

@@ -14,6 +14,7 @@ import type { LoadedHosts } from './hosts-config.js';
 import { buildHosts, type HostStats, type RegistryHost } from './host-set.js';
 import { ColdFiller, MirrorPassError, mirrorRange, type ColdFillOptions } from './mirror-range.js';
 import { ThroughputEstimate } from './throughput.js';
+import { openBlobAcrossHosts } from './whole-blob.js';
 
 export interface MirrorOptions {
   /** A mirror that sends no response headers, or pauses its body, this long passes the read on; ms, default 2000. */
@@ -137,9 +138,16 @@ export class MirroredSource implements ImageSource {
     return Buffer.concat(chunks);
   }
 
-  /** Whole blobs (digest-verified) from the first host that starts sending one. */
+  /** Whole blobs (digest-verified) from the first host that starts sending one; a break mid-body resumes on the next (whole-blob.ts). */
   openBlob(digest: Digest, options?: RangeOptions): Promise<Readable> {
-    return this.firstOf(this.pullHosts(), 'pull', (h) => h.source.openBlob(digest, options));
+    const hosts = this.pullHosts();
+    if (hosts.length === 0) throw new RegistryError(`registry ${this.ref.registry}: no host in ${this.configDir} may be used to pull`);
+    return openBlobAcrossHosts(hosts, digest, {
+      reference: this.reference,
+      logger: this.logger,
+      onBytes: (bytes) => this.counter.received(bytes),
+      ...(options?.signal ? { signal: options.signal } : {}),
+    });
   }
 
   async hasBlob(digest: Digest): Promise<boolean> {
