@@ -3,7 +3,7 @@
 // more upstream stream of it. The fill time is the blob's size at the origin link's rate, as
 // the worker's own direct reads measured it.
 import { describe, expect, it } from 'vitest';
-import { parseImageReference, type Digest } from '@clip/shared';
+import { parseRegistryReference, type Digest } from '@clip/shared';
 import { RegistryHost } from '../src/hosts/host-set.js';
 import { ThroughputEstimate } from '../src/hosts/throughput.js';
 import { RegistrySource } from '../src/registry-source.js';
@@ -11,7 +11,7 @@ import { RegistrySource } from '../src/registry-source.js';
 const digest = `sha256:${'a'.repeat(64)}` as Digest;
 
 function mirrorHost(): RegistryHost {
-  const ref = parseImageReference('127.0.0.1:5000/test/img:v1');
+  const ref = parseRegistryReference('127.0.0.1:5000/test/img:v1');
   return new RegistryHost(
     { scheme: 'http', host: '127.0.0.1:5001', path: '/v2', capabilities: ['pull'], ca: [], client: [], header: {}, isServer: false },
     new RegistrySource(ref),
