@@ -189,6 +189,9 @@ export async function mirrorRange(host: RegistryHost, request: MirrorRangeReques
     if (stalled || error instanceof TimeoutError || (typeof code === 'string' && TIMEOUT_CODES.has(code))) {
       host.stats.stalls++;
       host.markDown();
+      // No answer to a blob it has not served yet: a pull-through cache is most likely fetching
+      // it from upstream before its first byte; asking again soon would open another stream.
+      if (!host.digest(digest).warm) host.markCold(digest);
       throw new MirrorPassError(`${client.describe()}: ${what}: mirror stalled for ${stallMs} ms`, 'stall', { cause: error });
     }
     // Connection refused/reset, 5xx after no retries, auth failures: the mirror is not usable now.
