@@ -47,7 +47,7 @@ async function openAt(host: RegistryHost, digest: Digest, from: number, signal: 
   });
   if (response.status === 404) {
     await client.discard(response);
-    throw new LayerNotFoundError(digest, `${host.stats.host} (${host.stats.role} of ${host.source.reference})`);
+    throw new LayerNotFoundError(digest, host.isMirror ? `${host.stats.host} (mirror of ${host.source.reference})` : host.source.reference);
   }
   if (response.status === 200) return { response, skip: from };
   if (from > 0 && response.status === 206) {
