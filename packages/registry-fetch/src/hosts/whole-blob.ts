@@ -87,11 +87,14 @@ export async function openBlobAcrossHosts(hosts: RegistryHost[], digest: Digest,
 
   /** After a failure on the current host: move on (true) or give up (false). */
   const passOn = (host: RegistryHost, error: unknown, resumable: boolean): boolean => {
-    if (isStall(error)) host.stats.stalls++;
+    const notFound = error instanceof LayerNotFoundError;
+    if (notFound) host.stats.notFound++;
+    else if (isStall(error)) host.stats.stalls++;
     else host.stats.errors++;
     if (index < hosts.length - 1) {
       host.stats.fallbacks++;
-      if (host.isMirror) host.markDown();
+      // A mirror without this blob is not down (range reads treat a 404 the same way).
+      if (host.isMirror && !notFound) host.markDown();
       logger.debug('registry host failed on a whole blob; trying the next', {
         host: host.stats.host,
         digest,
