@@ -115,12 +115,15 @@ export async function openBlobAcrossHosts(hosts: RegistryHost[], digest: Digest,
   async function* chunks(): AsyncGenerator<Buffer> {
     let current: Opened | undefined = first;
     for (;;) {
+      let opening = false;
       try {
         if (!current) {
           if (index === hosts.length - 1 && lastRetries > 0) {
             await sleep(backoffDelay(hosts[index]!.source.client.retryPolicy, lastRetries - 1), signal);
           }
+          opening = true;
           current = await open();
+          opening = false;
         }
         let skip = current.skip;
         for await (const chunk of current.response.body) {
@@ -140,6 +143,8 @@ export async function openBlobAcrossHosts(hosts: RegistryHost[], digest: Digest,
         }
         return;
       } catch (error) {
+        // open() has already tried (and counted) every host left.
+        if (opening) throw error;
         if (current) abandon(current.response);
         current = undefined;
         if (signal?.aborted) throw signal.reason ?? error;
