@@ -22,6 +22,35 @@ function originBytes(): number {
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
+/** Body bytes the origin sent for blob GETs (not manifests), from its access log. */
+function originBlobBytes(): number {
+  let total = 0;
+  for (const match of origin!.logs().matchAll(/"GET \S+\/blobs\/\S+ HTTP\/[\d.]+" \d+ (\d+)/g)) total += Number(match[1]);
+  return total;
+}
+
+/** The image's blobs (config and layers) and their sizes, asked of the origin. */
+async function imageBlobs(): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  const repo = image.storageRef.slice(origin!.host.length + 1).split(':')[0];
+  const manifest = (await (
+    await fetch(`${origin!.url}/v2/${repo}/manifests/${image.storageRef.split(':').at(-1)}`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    })
+  ).json()) as { config: { digest: string; size: number }; layers: Array<{ digest: string; size: number }> };
+  for (const d of [manifest.config, ...manifest.layers]) sizes.set(d.digest, d.size);
+  return sizes;
+}
+
+/** Blob GETs the mirror answered with anything but 206, per digest (each cold answer starts an upstream stream). */
+function coldAnswers(log: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const match of log.matchAll(/"GET \S+\/blobs\/(sha256:[0-9a-f]{64})\S* HTTP\/[\d.]+" (\d+) /g)) {
+    if (match[2] !== '206') counts.set(match[1]!, (counts.get(match[1]!) ?? 0) + 1);
+  }
+  return counts;
+}
+
 beforeAll(async () => {
   work = await tempDir('fleet-test');
   origin = await startRegistry();
@@ -70,6 +99,9 @@ async function worker(n: number): Promise<{ hosts: Array<Record<string, number |
 
 describe('clip mount --hosts-dir (pull-through cache)', () => {
   it('three workers read every file correctly; the origin serves the first only', async () => {
+    const blobs = await imageBlobs();
+    const blobTotal = [...blobs.values()].reduce((a, b) => a + b, 0);
+    const blobBytesBefore = originBlobBytes();
     const first = await worker(1);
     expect(first.hosts.map((h) => h['role'])).toEqual(['mirror', 'server']);
     // The proxy stores a blob after reading it whole from upstream: wait until the origin is quiet.
@@ -79,6 +111,19 @@ describe('clip mount --hosts-dir (pull-through cache)', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     const afterFirst = originBytes();
+    // What the first worker cost the origin: the cache's fill (one copy of each blob), the
+    // worker's own direct range reads, and, per blob, the one upstream stream distribution's
+    // proxy opens for its cold 200 besides the fill (it reads it before it notices the worker
+    // dropped the response: up to the whole blob on loopback; docs/fleet.md). Never more: the
+    // mirror is not asked about a blob again while it may still be filling it.
+    const firstCost = originBlobBytes() - blobBytesBefore;
+    const serverBytes = Number(first.hosts[1]!['bytes']);
+    console.log(JSON.stringify({ blobTotal, serverBytes, firstCost, coldAnswers: Object.fromEntries(coldAnswers(mirror!.logs())) }));
+    expect(firstCost).toBeLessThanOrEqual(2 * blobTotal + serverBytes + 256 * 1024);
+    for (const [digest, count] of coldAnswers(mirror!.logs())) {
+      expect(blobs.has(digest), digest).toBe(true);
+      expect(count, `cold answers for ${digest}`).toBe(1);
+    }
     for (const n of [2, 3]) {
       const result = await worker(n);
       const [m, s] = result.hosts;

@@ -168,6 +168,9 @@ export async function startSnapshotter(options: {
   stateDir: string;
   cacheDir: string;
   metricsPort: number;
+  /** More `clip snapshotter` flags. */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
 }): Promise<SnapshotterProcess> {
   let output = '';
   const metrics = `127.0.0.1:${options.metricsPort}`;
@@ -186,9 +189,11 @@ export async function startSnapshotter(options: {
       options.cacheDir,
       '--metrics',
       metrics,
+      ...(options.args ?? []),
     ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
     },
   );
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));

@@ -40,6 +40,9 @@ interface DigestState {
   /** The host answered a range of this blob with 206. */
   warm: boolean;
   coldUntil: number;
+  /** When the last cold answer came, and the blob's length it gave. */
+  coldSince: number;
+  coldBytes?: number;
   strikes: number;
   /** Set while a first (probe) request for this blob is waiting for its response headers. */
   probe?: Promise<void>;
@@ -58,6 +61,11 @@ function coolDown(strikes: number): number {
 function coldCoolDown(strikes: number): number {
   return Math.min(30_000, 2000 * 2 ** Math.max(0, strikes - 1));
 }
+
+/** A fill estimate longer than this is not waited for (the estimate may be wrong). */
+const MAX_FILL_WAIT_MS = 30_000;
+/** The cache's own upstream fetch shares the link with the dropped streams: leave it some room. */
+const FILL_MARGIN = 1.5;
 
 export class RegistryHost {
   readonly stats: HostStats;
@@ -95,16 +103,25 @@ export class RegistryHost {
   digest(digest: Digest): DigestState {
     let state = this.digests.get(digest);
     if (!state) {
-      state = { warm: false, coldUntil: 0, strikes: 0 };
+      state = { warm: false, coldUntil: 0, coldSince: 0, strikes: 0 };
       this.digests.set(digest, state);
     }
     return state;
   }
 
-  /** Why a read of `digest` should not try this host now, if it should not. */
-  skipReason(digest: Digest, now = Date.now()): 'down' | 'cold' | undefined {
+  /**
+   * Why a read of `digest` should not try this host now, if it should not. `fillTime`: how
+   * long a cache takes to fill that many bytes from the origin (ms, undefined = unknown). A
+   * cold blob is not asked again before its fill can have completed: distribution's proxy
+   * answers every request for a blob it is still filling with one more upstream stream of it.
+   */
+  skipReason(digest: Digest, now = Date.now(), fillTime?: (bytes: number) => number | undefined): 'down' | 'cold' | undefined {
     if (this.downUntil > now) return 'down';
-    if ((this.digests.get(digest)?.coldUntil ?? 0) > now) return 'cold';
+    const state = this.digests.get(digest);
+    if (!state || state.warm) return undefined;
+    if (state.coldUntil > now) return 'cold';
+    const fillMs = state.coldBytes !== undefined ? fillTime?.(state.coldBytes) : undefined;
+    if (fillMs !== undefined && state.coldSince + Math.min(MAX_FILL_WAIT_MS, fillMs * FILL_MARGIN) > now) return 'cold';
     return undefined;
   }
 
@@ -118,12 +135,14 @@ export class RegistryHost {
     this.downUntil = 0;
   }
 
-  /** The blob is not (yet) in this cache: skip it here for a while, then look again. */
-  markCold(digest: Digest): void {
+  /** The blob is not (yet) in this cache (`size`: its length, from the 200): skip it here for a while, then look again. */
+  markCold(digest: Digest, size?: number, now = Date.now()): void {
     const state = this.digest(digest);
     state.warm = false;
     state.strikes++;
-    state.coldUntil = Date.now() + coldCoolDown(state.strikes);
+    state.coldUntil = now + coldCoolDown(state.strikes);
+    state.coldSince = now;
+    if (size !== undefined) state.coldBytes = size;
   }
 
   markWarm(digest: Digest): void {

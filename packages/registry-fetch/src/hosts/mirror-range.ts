@@ -12,6 +12,13 @@ const CONTENT_RANGE_RE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 /** undici's own timers (the mirror's agent has the stall bound as its timeouts) count as stalls too. */
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** A stall (undici's timers or our TimeoutError), as opposed to an error answer or a reset. */
+export function isStall(error: unknown): boolean {
+  if (error instanceof TimeoutError) return true;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && TIMEOUT_CODES.has(code);
+}
+
 /** Why a mirror did not serve a read; the caller passes the read to the next host. */
 export class MirrorPassError extends RegistryError {
   constructor(
@@ -123,7 +130,8 @@ export async function mirrorRange(host: RegistryHost, request: MirrorRangeReques
     request.onHeaders();
     if (response.status === 200) {
       host.stats.fullResponses++;
-      host.markCold(digest);
+      const length = Number(response.headers['content-length'] ?? Number.NaN);
+      host.markCold(digest, Number.isFinite(length) ? length : undefined);
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       request.filler.take(host, digest, response);
@@ -181,6 +189,9 @@ export async function mirrorRange(host: RegistryHost, request: MirrorRangeReques
     if (stalled || error instanceof TimeoutError || (typeof code === 'string' && TIMEOUT_CODES.has(code))) {
       host.stats.stalls++;
       host.markDown();
+      // No answer to a blob it has not served yet: a pull-through cache is most likely fetching
+      // it from upstream before its first byte; asking again soon would open another stream.
+      if (!host.digest(digest).warm) host.markCold(digest);
       throw new MirrorPassError(`${client.describe()}: ${what}: mirror stalled for ${stallMs} ms`, 'stall', { cause: error });
     }
     // Connection refused/reset, 5xx after no retries, auth failures: the mirror is not usable now.

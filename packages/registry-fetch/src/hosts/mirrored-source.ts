@@ -13,6 +13,8 @@ import { StatsCounter } from '../stats.js';
 import type { LoadedHosts } from './hosts-config.js';
 import { buildHosts, type HostStats, type RegistryHost } from './host-set.js';
 import { ColdFiller, MirrorPassError, mirrorRange, type ColdFillOptions } from './mirror-range.js';
+import { ThroughputEstimate } from './throughput.js';
+import { openBlobAcrossHosts } from './whole-blob.js';
 
 export interface MirrorOptions {
   /** A mirror that sends no response headers, or pauses its body, this long passes the read on; ms, default 2000. */
@@ -49,6 +51,8 @@ export class MirroredSource implements ImageSource {
   private readonly logger: Logger;
   private readonly filler: ColdFiller;
   private readonly stallMs: number;
+  /** The origin link's rate as this worker's direct reads see it: when a cold cache can have filled. */
+  private readonly originRate = new ThroughputEstimate();
 
   private constructor(
     readonly ref: RegistryReference,
@@ -134,9 +138,16 @@ export class MirroredSource implements ImageSource {
     return Buffer.concat(chunks);
   }
 
-  /** Whole blobs (digest-verified) from the first host that starts sending one. */
+  /** Whole blobs (digest-verified) from the first host that starts sending one; a break mid-body resumes on the next (whole-blob.ts). */
   openBlob(digest: Digest, options?: RangeOptions): Promise<Readable> {
-    return this.firstOf(this.pullHosts(), 'pull', (h) => h.source.openBlob(digest, options));
+    const hosts = this.pullHosts();
+    if (hosts.length === 0) throw new RegistryError(`registry ${this.ref.registry}: no host in ${this.configDir} may be used to pull`);
+    return openBlobAcrossHosts(hosts, digest, {
+      reference: this.reference,
+      logger: this.logger,
+      onBytes: (bytes) => this.counter.received(bytes),
+      ...(options?.signal ? { signal: options.signal } : {}),
+    });
   }
 
   async hasBlob(digest: Digest): Promise<boolean> {
@@ -157,9 +168,10 @@ export class MirroredSource implements ImageSource {
     const signal = options?.signal;
     const hosts = this.pullHosts();
     if (hosts.length === 0) throw new RegistryError(`registry ${this.ref.registry}: no host in ${this.configDir} may be used to pull`);
+    const fillTime = (bytes: number) => this.originRate.timeFor(bytes);
     for (const [i, host] of hosts.entries()) {
       if (i === hosts.length - 1) return this.lastHostRange(host, digest, start, end, options);
-      if (host.skipReason(digest)) {
+      if (host.skipReason(digest, Date.now(), fillTime)) {
         host.stats.skipped++;
         continue;
       }
@@ -168,7 +180,7 @@ export class MirroredSource implements ImageSource {
       const state = host.digest(digest);
       if (!state.warm && state.probe) {
         await raceAbort(state.probe, signal);
-        if (host.skipReason(digest)) {
+        if (host.skipReason(digest, Date.now(), fillTime)) {
           host.stats.skipped++;
           continue;
         }
@@ -213,14 +225,19 @@ export class MirroredSource implements ImageSource {
 
   private async lastHostRange(host: RegistryHost, digest: Digest, start: number, end: number, options?: RangeOptions): Promise<Buffer> {
     host.stats.rangeRequests++;
+    this.originRate.begin();
+    let received = 0;
     try {
       const bytes = await host.source.readBlobRange(digest, start, end, options);
+      received = bytes.length;
       host.stats.rangesHonoured++;
       host.stats.bytes += bytes.length;
       return bytes;
     } catch (error) {
       host.stats.errors++;
       throw error;
+    } finally {
+      this.originRate.end(received);
     }
   }
 

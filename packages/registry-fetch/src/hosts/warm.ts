@@ -5,7 +5,8 @@
 // upstream fetch; the same probe, repeated with backoff, sees 206 once it is stored. Streaming
 // it instead would cost the origin two copies (distribution fetches once to store, once to
 // stream). `readThrough` streams every blob whole, for caches that store only what they stream.
-// Either way the cached blob is then read whole from the mirror (zone-local) and verified.
+// Either way the cached blob is then read whole from the mirror (zone-local; a break mid-blob
+// resumes by Range) and verified.
 import {
   type Digest,
   LayerNotFoundError,
@@ -22,6 +23,7 @@ import { loadHostsConfig } from './hosts-config.js';
 import { buildHosts, type RegistryHost } from './host-set.js';
 import { MirroredSource } from './mirrored-source.js';
 import { abandon } from './mirror-range.js';
+import { openBlobAcrossHosts } from './whole-blob.js';
 import { repositoryScope } from '../auth.js';
 import { sleep } from '../retry.js';
 
@@ -58,10 +60,14 @@ export interface WarmResult {
   mirrors: WarmedMirror[];
 }
 
-async function readWhole(host: RegistryHost, digest: Digest): Promise<number> {
+/** Resumes (by Range) after a mirror's stream breaks mid-blob, this many times. */
+const READ_RESUMES = 3;
+
+async function readWhole(host: RegistryHost, digest: Digest, logger: Logger): Promise<number> {
   let bytes = 0;
-  // openBlob verifies the digest at the end: a mirror handing out wrong bytes fails here.
-  for await (const chunk of await host.source.openBlob(digest)) bytes += (chunk as Buffer).length;
+  // Verified against the digest at the end: a mirror handing out wrong bytes fails here.
+  const stream = await openBlobAcrossHosts([host], digest, { reference: host.source.reference, logger, lastHostRetries: READ_RESUMES });
+  for await (const chunk of stream) bytes += (chunk as Buffer).length;
   return bytes;
 }
 
@@ -174,7 +180,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
       await bounded(blobs, concurrency ?? 4, async (digest) => {
         try {
           if (!options.readThrough && (await triggerFill(host, digest, options.fillTimeoutMs ?? 600_000))) warmed.alreadyCached++;
-          const bytes = await readWhole(host, digest);
+          const bytes = await readWhole(host, digest, logger);
           warmed.blobs++;
           warmed.bytes += bytes;
           onBlob?.({ mirror: warmed.mirror, digest, bytes });
