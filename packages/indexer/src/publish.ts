@@ -31,7 +31,9 @@ import {
   pushReferrer,
   type PushResult,
   verifyArchive,
+  WINDOWS_LAYER_MEDIA_TYPE,
 } from '@clip/registry-fetch';
+import { splitWindows } from '@clip/archive-format';
 
 export interface PublishOptions {
   /** `oci:<dir>[:tag]` or `oci-archive:<file>[:tag]`. */
@@ -51,6 +53,11 @@ export interface PublishOptions {
   insecure?: boolean;
   /** Put an index binding image and archive at the target tag (default true; see docs/security.md). */
   bind?: boolean;
+  /**
+   * Push the archive with its checkpoint windows inline (default false: the windows go to a
+   * separate blob, v2.3, so workers download only the tables before mounting; docs/archive-format.md).
+   */
+  inlineWindows?: boolean;
   /** Sign (archive, manifest, repository) with this ed25519 key; stored on the artifact. */
   signKey?: KeyObject;
   logger?: Logger;
@@ -71,7 +78,10 @@ export interface PublishSummary {
     /** Local copy (-o), absent when none was kept. */
     path?: string;
     blobDigest: Digest;
+    /** Bytes of the archive pushed (the tables only when its windows are external). */
     bytes: number;
+    /** The windows blob pushed beside it (v2.3), absent when the windows stayed inline. */
+    windows?: { digest: Digest; bytes: number };
     artifactDigest: Digest;
     /** The referrers fallback tag written; absent when the registry indexes referrers itself. */
     fallbackTag?: string;
@@ -216,6 +226,7 @@ async function indexAndPush(
 
 interface PublishedArchive {
   bytes: number;
+  windows: { digest: Digest; bytes: number } | undefined;
   artifact: Awaited<ReturnType<typeof pushReferrer>>;
   boundIndexDigest: Digest | undefined;
   signedBy: string | undefined;
@@ -230,8 +241,19 @@ async function pushArchive(
   output: string,
   logger: Logger,
 ): Promise<PublishedArchive> {
-  const bytes = await readFile(output);
-  verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
+  const written = await readFile(output);
+  verifyArchive(written, image.manifestDigest, `archive ${output}`);
+  // The tables go as the archive, the windows as a blob beside it in the same repository (where the layers are).
+  const split = options.inlineWindows ? undefined : splitWindows(written);
+  const bytes = split?.archive ?? written;
+  if (split) {
+    verifyArchive(bytes, image.manifestDigest, `archive ${output} with external windows`);
+    logger.info('checkpoint windows split from the archive', {
+      archive_bytes: bytes.length,
+      windows_bytes: split.windows.length,
+      windows_blob: split.windowsDigest,
+    });
+  }
   const destination = openRegistryTarget(targetRef, { logger, ...(options.insecure ? { insecure: true } : {}) });
   const signature = artifactSignature(options.signKey, {
     archiveDigest: sha256Digest(bytes),
@@ -243,11 +265,23 @@ async function pushArchive(
       artifactType: ARCHIVE_ARTIFACT_TYPE,
       subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
       blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
+      ...(split
+        ? {
+            extraBlobs: [
+              {
+                bytes: split.windows,
+                mediaType: WINDOWS_LAYER_MEDIA_TYPE,
+                annotations: { 'org.opencontainers.image.title': 'image.clip.windows' },
+              },
+            ],
+          }
+        : {}),
       ...(signature.annotations ? { annotations: signature.annotations } : {}),
     });
     const boundIndexDigest =
       options.bind !== false ? await pushBoundIndex(destination, source, image, artifact.manifest, logger) : undefined;
-    return { bytes: bytes.length, artifact, boundIndexDigest, signedBy: signature.signedBy };
+    const windows = split ? { digest: split.windowsDigest, bytes: split.windows.length } : undefined;
+    return { bytes: bytes.length, windows, artifact, boundIndexDigest, signedBy: signature.signedBy };
   } finally {
     await destination.close();
   }
@@ -259,7 +293,7 @@ function publishSummary(
   targetRef: RegistryReference,
   image: ResolvedImage,
   { indexed: summary, pushed: push }: IndexedAndPushed,
-  { bytes, artifact, boundIndexDigest, signedBy }: PublishedArchive,
+  { bytes, windows, artifact, boundIndexDigest, signedBy }: PublishedArchive,
   times: { started: number; indexEnd: number; pushEnd: number; archivePushStart: number; end: number },
 ): PublishSummary {
   const layerBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
@@ -279,6 +313,7 @@ function publishSummary(
       ...(options.output ? { path: options.output } : {}),
       blobDigest: artifact.blob.digest,
       bytes,
+      ...(windows ? { windows } : {}),
       artifactDigest: artifact.manifest.digest,
       ...(artifact.fallbackTag ? { fallbackTag: artifact.fallbackTag } : {}),
       ...(boundIndexDigest ? { boundIndexDigest } : {}),

@@ -210,8 +210,8 @@ describe('archive compatibility: every version still reads', () => {
 
   it('a reader meeting an unknown flag names the archive version and its own', () => {
     const bytes = Buffer.from(readFileSync(`${dir}v2.2/small.clip`));
-    bytes.writeUInt16LE(3, 10);
-    bytes.writeUInt32LE(2 | 4, 12);
+    bytes.writeUInt16LE(4, 10);
+    bytes.writeUInt32LE(2 | 8, 12);
     bytes.set(
       createHash('sha256')
         .update(bytes.subarray(0, bytes.length - 32))
@@ -219,7 +219,7 @@ describe('archive compatibility: every version still reads', () => {
       bytes.length - 32,
     );
     expect(() => openArchive(bytes)).toThrow(
-      /version 2\.3 uses features this clip does not support \(flags 0x6; this clip reads up to version 2\.2\); upgrade clip/,
+      /version 2\.4 uses features this clip does not support \(flags 0xa; this clip reads up to version 2\.3\); upgrade clip/,
     );
   });
 

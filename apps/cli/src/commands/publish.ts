@@ -18,6 +18,7 @@ interface PublishCommandOptions {
   progress?: boolean;
   bind?: boolean;
   signKey?: string;
+  inlineWindows?: boolean;
 }
 
 function positiveInteger(text: string | undefined, flag: string): number | undefined {
@@ -39,6 +40,7 @@ function formatPublishSummary(s: PublishSummary): string {
     `deploy ${s.deploy}${s.archive.boundIndexDigest ? ' (pins the archive)' : ' (archive not bound: workers need --archive-digest, --verify-key or --trust-referrers)'}` +
     `${s.archive.signedBy ? `; archive signed by ${s.archive.signedBy}` : ''}\n` +
     `archive ${s.archive.blobDigest} (${formatSize(s.archive.bytes)}) as artifact ${s.archive.artifactDigest}` +
+    `${s.archive.windows ? `, windows ${s.archive.windows.digest} (${formatSize(s.archive.windows.bytes)}, fetched by range)` : ''}` +
     `${s.archive.fallbackTag ? ` (referrers tag ${s.archive.fallbackTag})` : ''}${s.archive.path ? `, kept at ${s.archive.path}` : ''}\n` +
     `index ${stages.indexSeconds.toFixed(1)} s | push ${stages.pushSeconds.toFixed(1)} s | archive push ${stages.archivePushSeconds.toFixed(1)} s | total ${stages.totalSeconds.toFixed(1)} s\n` +
     `pushed ${formatSize(s.bytesPushed)} (${s.blobs.uploaded} blobs uploaded, ${s.blobs.skipped} already there); ` +
@@ -64,6 +66,10 @@ export function register(program: Command): void {
       '--no-bind',
       'leave the tag on the image alone instead of an index that binds image and archive (workers then need --archive-digest, --verify-key or --trust-referrers)',
     )
+    .option(
+      '--inline-windows',
+      'keep the checkpoint windows inside the pushed archive (by default they go to a blob beside it, fetched by range)',
+    )
     .option('--sign-key <file>', 'sign the archive binding with this ed25519 private key (PEM, PKCS#8) for workers with --verify-key')
     .action(async (source: string, target: string, options: PublishCommandOptions) => {
       const pushConcurrency = positiveInteger(options.concurrency, '--concurrency');
@@ -83,6 +89,7 @@ export function register(program: Command): void {
           ...(indexConcurrency !== undefined ? { indexConcurrency } : {}),
           ...(options.insecure ? { insecure: true } : {}),
           ...(options.bind === false ? { bind: false } : {}),
+          ...(options.inlineWindows ? { inlineWindows: true } : {}),
           ...(signKey ? { signKey } : {}),
           ...(display
             ? { onPlan: display.plan, onIndexProgress: display.index, onPushProgress: display.push, onStage: display.stage }
