@@ -56,7 +56,7 @@ export function register(program: Command): void {
     .argument('<target>', 'registry reference to publish to, e.g. 127.0.0.1:5000/app:v1')
     .option('-o, --output <file.clip>', 'also keep the archive here')
     .option('--json', 'print the summary (stages, bytes, savings) as JSON on stdout')
-    .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '4MiB')
+    .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '1MiB')
     .option('--platform <os/arch[/variant]>', 'platform to index from an image index (default: this machine)')
     .option('--concurrency <n>', 'blobs uploaded at once', '3')
     .option('--index-concurrency <n>', 'layers scanned at once (default: number of CPUs)')
