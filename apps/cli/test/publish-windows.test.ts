@@ -4,7 +4,7 @@
 // reads the image byte for byte. A window corrupted in the registry is EIO with a log line
 // naming the blob, never wrong bytes; an archive published with inline windows still mounts.
 import { createHash } from 'node:crypto';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PublishSummary } from '@clip/indexer';
@@ -186,6 +186,17 @@ describe('external checkpoint windows', () => {
     const log = mount.stderr();
     expect(log).toMatch(new RegExp(`msg="window digest mismatch".*windows_blob=${windows.digest}.*attempt=2`));
     expect(log).toMatch(/msg="read failed".*digest mismatch for window of layer sha256:[0-9a-f]{64} span \d+ \(windows blob/);
+  });
+
+  it('a windows blob missing from the registry is EIO with a log naming the blob, never wrong bytes', async () => {
+    const repo = 'win/missing';
+    const summary = await publish(repo);
+    const hex = summary.archive.windows!.digest.slice('sha256:'.length);
+    await rm(join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex), { recursive: true, force: true });
+    const mount = await mountFresh(repo);
+    await expect(readFile(join(mount.mountpoint, 'data/big.bin'))).rejects.toMatchObject({ code: 'EIO' });
+    expect(mount.stderr()).toMatch(new RegExp(`msg="read failed".*${summary.archive.windows!.digest}`));
+    expect((await readFile(join(mount.mountpoint, 'data/small-before'))).toString()).toBe('before the big file\n');
   });
 
   it('an archive published with --inline-windows (v2.2) still mounts, and no windows blob is pushed', async () => {

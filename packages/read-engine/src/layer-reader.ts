@@ -52,7 +52,7 @@ export interface LayerReaderOptions {
   pieceCacheBytes?: number;
   /** Live decoders of partly decoded spans kept (default 32, ~200 KiB each; 0: always re-decode). */
   liveDecoders?: number;
-  /** External windows (v2.3): bytes a window request may grow to with following windows (default 64 KiB). */
+  /** External windows (v2.3): bytes a window request may grow to with following windows (default 0: none). */
   windowCoalesceBytes?: number;
 }
 

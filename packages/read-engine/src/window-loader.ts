@@ -3,8 +3,11 @@
 // mirrors as layer ranges), verified against the archive's sha256 before use, inflated, kept in
 // a small memory LRU, and their stored bytes persisted in the SpanCache (re-verified on load),
 // so a partly decoded span resumed by another process does not fetch its window again. A
-// window being fetched is never fetched twice; a window's following neighbours in the blob
-// that nobody has yet ride along in the same request, up to a small byte budget.
+// window being fetched is never fetched twice. Optionally (`coalesceBytes`), the following
+// windows in the blob ride along in the same request; off by default: a window request runs
+// beside its span's piece request, so it saves requests but no round trip, and on a scattered
+// workload most neighbours are never used (python-minimal, 1 MiB spans: 435 KB of windows in
+// 35 requests without, 740 KB in 20 with a 64 KiB budget; docs/benchmarks.md).
 import { type ExternalWindow, type FetchRange, loadExternalWindow } from '@clip/archive-format';
 import { type Digest, DigestMismatchError } from '@clip/shared';
 
@@ -25,11 +28,11 @@ export interface WindowLoaderOptions {
   onEvent?: (event: WindowEvent) => void;
   /** Inflated windows kept in memory (default 256, 8 MiB). */
   maxWindows?: number;
-  /** Bytes a request may grow to by taking following windows along (default 64 KiB; 0: one window per request). */
+  /** Bytes a request may grow to by taking following windows along (default 0: one window per request). */
   coalesceBytes?: number;
 }
 
-export const DEFAULT_WINDOW_COALESCE_BYTES = 64 * 1024;
+export const DEFAULT_WINDOW_COALESCE_BYTES = 0;
 
 /** Key of a stored window in a SpanCache. */
 export function windowKey(ref: ExternalWindow): string {

@@ -34,7 +34,7 @@ const codec: SpanCodec = {
   },
 };
 
-function setup(options: { cache?: SpanCache; gate?: boolean } = {}) {
+function setup(options: { cache?: SpanCache; gate?: boolean; coalesce?: number } = {}) {
   const data = Buffer.alloc(1000);
   for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) & 0xff;
   const layer = plainLayer(data, SPAN, 25);
@@ -60,7 +60,13 @@ function setup(options: { cache?: SpanCache; gate?: boolean } = {}) {
   const events: ReaderEvent[] = [];
   const reader = new LayerReader(
     { layers: [layer] },
-    { fetchRange, codec, onEvent: (event) => events.push(event), ...(options.cache ? { cache: options.cache } : {}) },
+    {
+      fetchRange,
+      codec,
+      onEvent: (event) => events.push(event),
+      ...(options.cache ? { cache: options.cache } : {}),
+      ...(options.coalesce !== undefined ? { windowCoalesceBytes: options.coalesce } : {}),
+    },
   );
   return {
     data,
@@ -87,8 +93,15 @@ describe('LayerReader with external windows', () => {
     expect(await read).toEqual(data.subarray(310, 330));
   });
 
-  it('takes the following windows along in one request, then needs no window request for them', async () => {
-    const { data, reader, fetches, layer, events } = setup();
+  it('by default fetches one window per request', async () => {
+    const { reader, fetches, layer } = setup();
+    await reader.read(0, 300, 10);
+    const ref = layer.spans[3]!.checkpoint.externalWindow!;
+    expect(fetches.filter((f) => f.blob)).toEqual([{ blob: true, start: ref.offset, end: ref.offset + ref.storedLength }]);
+  });
+
+  it('with a coalescing budget, takes the following windows along in one request, then needs no window request for them', async () => {
+    const { data, reader, fetches, layer, events } = setup({ coalesce: 64 * 1024 });
     await reader.read(0, 300, 10);
     const windowFetches = () => fetches.filter((f) => f.blob);
     const first = layer.spans[3]!.checkpoint.externalWindow!;
