@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ArchiveFormatError, DigestMismatchError } from '@clip/shared';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ClipArchive, encodeArchive, loadExternalWindow, openArchive, splitWindows } from '../src/index.js';
 import { v2FixtureContents } from './fixtures/archives/v2-contents.js';
@@ -166,5 +167,31 @@ describe('external windows (v2.3)', () => {
     const withData = plainSplit().bytes;
     withData.writeUInt32LE(4 | 1, 12);
     expect(() => openArchive(rechecksum(withData))).toThrow(ArchiveFormatError);
+  });
+
+  it('random edits of a v2.3 archive (checksum recomputed) open or are refused as ArchiveFormatError; windows stay inside the blob', () => {
+    const { bytes } = plainSplit();
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(bytes.length - 33), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+        (edits) => {
+          const copy = Buffer.from(bytes);
+          for (const [at, value] of edits) copy[at] = value;
+          let archive: ClipArchive;
+          try {
+            archive = openArchive(rechecksum(copy));
+          } catch (error) {
+            expect(error).toBeInstanceOf(ArchiveFormatError);
+            return;
+          }
+          for (const layer of archive.layers)
+            for (const span of layer.spans) {
+              const ref = span.checkpoint.externalWindow;
+              if (ref) expect(ref.offset + ref.storedLength).toBeLessThanOrEqual(archive.externalWindows!.size);
+            }
+        },
+      ),
+      { numRuns: 400 },
+    );
   });
 });
