@@ -4,7 +4,7 @@
 // reads the image byte for byte. A window corrupted in the registry is EIO with a log line
 // naming the blob, never wrong bytes; an archive published with inline windows still mounts.
 import { createHash } from 'node:crypto';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PublishSummary } from '@clip/indexer';
@@ -40,7 +40,11 @@ function freshWorker(dir: string): void {
   process.env['XDG_CACHE_HOME'] = dir;
 }
 
-async function publish(repo: string, extra: string[] = []): Promise<PublishSummary> {
+/**
+ * Blobs are shared by every repository of a registry: tests that damage the windows blob
+ * publish with their own span size, so theirs is a blob nobody else uses.
+ */
+async function publish(repo: string, extra: string[] = [], spanSize = '256KiB'): Promise<PublishSummary> {
   const published = await runCli(
     [
       'publish',
@@ -51,7 +55,7 @@ async function publish(repo: string, extra: string[] = []): Promise<PublishSumma
       '--index-concurrency',
       '1',
       '--span-size',
-      '256KiB',
+      spanSize,
       ...extra,
     ],
     { timeoutMs: 120_000 },
@@ -163,7 +167,7 @@ describe('external checkpoint windows', () => {
 
   it('a corrupted window in the registry is EIO with a log naming the windows blob, never wrong bytes', async () => {
     const repo = 'win/corrupt';
-    const summary = await publish(repo);
+    const summary = await publish(repo, [], '192KiB');
     const windows = summary.archive.windows!;
     // Flip a byte of the first stored window in the registry's own storage.
     const hex = windows.digest.slice('sha256:'.length);
@@ -188,9 +192,35 @@ describe('external checkpoint windows', () => {
     expect(log).toMatch(/msg="read failed".*digest mismatch for window of layer sha256:[0-9a-f]{64} span \d+ \(windows blob/);
   });
 
+  it('windows are read through a hosts.toml mirror like layers', async () => {
+    const repo = 'win/mirrored';
+    const summary = await publish(repo);
+    const mirror = await startRegistry({ proxy: { remoteUrl: registry.url } });
+    try {
+      const hostsDir = join(work, 'certs.d');
+      const dir = join(hostsDir, `${proxy.host.replace(':', '_')}_`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(
+        join(dir, 'hosts.toml'),
+        `server = "http://${proxy.host}"\n\n[host."http://${mirror.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+      );
+      freshWorker(await tempDir('windows-cache'));
+      const mount = await startMount(`${proxy.host}/${repo}:v1`, await tempDir('windows-mnt'), ['--hosts-dir', hostsDir]);
+      mounts.push(mount);
+      expect((await readFile(join(mount.mountpoint, 'data/big.bin'))).equals(await readFile(join(rootfs, 'data/big.bin')))).toBe(true);
+      expect(mirror.logs()).toContain(`GET /v2/${repo}/blobs/${summary.archive.windows!.digest}`);
+    } finally {
+      for (const mount of mounts.splice(0)) {
+        await mount.stop();
+        await removeAll(mount.mountpoint);
+      }
+      await mirror.stop();
+    }
+  });
+
   it('a windows blob missing from the registry is EIO with a log naming the blob, never wrong bytes', async () => {
     const repo = 'win/missing';
-    const summary = await publish(repo);
+    const summary = await publish(repo, [], '320KiB');
     const hex = summary.archive.windows!.digest.slice('sha256:'.length);
     await rm(join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex), { recursive: true, force: true });
     const mount = await mountFresh(repo);
