@@ -9,7 +9,7 @@
 // workload most neighbours are never used (python-minimal, 1 MiB spans: 435 KB of windows in
 // 35 requests without, 740 KB in 20 with a 64 KiB budget; docs/benchmarks.md).
 import { type ExternalWindow, type FetchRange, loadExternalWindow } from '@clip/archive-format';
-import { type Digest, DigestMismatchError } from '@clip/shared';
+import { ClipError, type Digest, DigestMismatchError, isClipError } from '@clip/shared';
 
 /** What the loader did, for metrics and logs (LayerReader forwards them as ReaderEvents). */
 export type WindowEvent =
@@ -98,7 +98,11 @@ export class WindowLoader {
       const last = run[run.length - 1]!;
       const end = last.offset + last.storedLength;
       this.#onEvent({ kind: 'window-fetch', blob: ref.blob, start, end, windows: run.length });
-      const bytes = await this.#fetchRange(ref.blob, start, end);
+      const bytes = await this.#fetchRange(ref.blob, start, end).catch((error: unknown) => {
+        // Say which window the failed request was for (the registry's message names the blob as a "layer").
+        if (!isClipError(error)) throw error;
+        throw new ClipError(error.code, `${what} (windows blob ${ref.blob} bytes ${start}-${end}): ${error.message}`, { cause: error });
+      });
       const stored = bytes.subarray(0, ref.storedLength);
       try {
         const window = loadExternalWindow(ref, stored, what);
