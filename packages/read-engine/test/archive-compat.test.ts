@@ -178,6 +178,14 @@ describe('archive compatibility: every version still reads', () => {
     expect(await describeTree(archive, undefined)).toEqual(await describeTree(openArchive(readFileSync(`${dir}v2/small.clip`)), undefined));
   });
 
+  it('v2.3 (OCI mode, external windows) opens by range as in memory, the same tree as v2.0', async () => {
+    const bytes = readFileSync(`${dir}v2.3/small.clip`);
+    const archive = await openArchiveFromSource(memorySource(bytes));
+    expect(archive.minorVersion).toBe(3);
+    expect(archive.externalWindows?.size).toBe(readFileSync(`${dir}v2.3/small.windows`).length);
+    expect(await describeTree(archive, undefined)).toEqual(await describeTree(openArchive(readFileSync(`${dir}v2/small.clip`)), undefined));
+  });
+
   it('v2.2 data-carrying: the same tree and file digests as v2.1, a smaller head, flags 0b11', () => {
     const v21 = readFileSync(`${dir}v2.1/data.clip`);
     const v22 = readFileSync(`${dir}v2.2/data.clip`);
