@@ -3,7 +3,7 @@
 // and directory entries stay in the buffer as fixed-size records and are decoded on demand.
 // Lookups binary-search each directory's contiguous, byte-sorted children.
 import { readFile } from 'node:fs/promises';
-import { ArchiveFormatError } from '@clip/shared';
+import { ArchiveFormatError, type Digest } from '@clip/shared';
 import type { ClipArchive } from './archive.js';
 import { ByteReader, compareBytes } from './binary.js';
 import {
@@ -13,6 +13,7 @@ import {
   FILE_TYPES,
   FLAG_COMPRESSED_TABLES,
   FLAG_DATA_SECTION,
+  FLAG_EXTERNAL_WINDOWS,
   FORMAT_MAJOR,
   FORMAT_MINOR_LATEST,
   H_ENTRY_COUNT,
@@ -29,10 +30,12 @@ import {
   ROOT_INO,
   SECTION,
   SPAN_RECORD as S,
+  WINDOW_DIGEST_RECORD_SIZE,
+  WINDOWS_BLOB_RECORD as WB,
   XATTR_RECORD as X,
 } from './binary-layout.js';
 import { inflateSections, type SectionEntry } from './compressed-tables.js';
-import { decodeLayers } from './decode-layers.js';
+import { decodeLayers, type ExternalWindowTables, hexDigest } from './decode-layers.js';
 import { corrupt, guarded } from './format-errors.js';
 import { checkHeadStart, readSectionTable, recordView, type SectionView, verifyChecksum, verifyTablesDigest } from './frame-verify.js';
 import { decodeMetadata } from './metadata-json.js';
@@ -68,16 +71,17 @@ export async function readArchiveFile(path: string): Promise<ClipArchive> {
 }
 
 /** The verified frame of an archive: versions, counts, and its table sections (inflated if stored compressed). */
-interface VerifiedFrame {
+export interface VerifiedFrame {
   major: number;
   minor: number;
+  flags: number;
   inodeCount: number;
   entryCount: number;
   dataSection: { offset: number; length: number } | undefined;
   tables: { bytes: Uint8Array; sections: Map<number, SectionEntry> };
 }
 
-function verifyFrame(bytes: Uint8Array, fileLength: number): VerifiedFrame {
+export function verifyFrame(bytes: Uint8Array, fileLength: number): VerifiedFrame {
   const stored = new ByteReader(bytes);
   checkHeadStart(bytes);
   const major = stored.u16(H_MAJOR);
@@ -127,7 +131,7 @@ function verifyFrame(bytes: Uint8Array, fileLength: number): VerifiedFrame {
   } else if (storedSections.has(SECTION.compressed)) {
     corrupt('COMPRESSED section without the compressed-tables flag');
   }
-  return { major, minor, inodeCount, entryCount, dataSection, tables };
+  return { major, minor, flags, inodeCount, entryCount, dataSection, tables };
 }
 
 class ArchiveReader implements ClipArchive {
@@ -135,6 +139,7 @@ class ArchiveReader implements ClipArchive {
   readonly minorVersion: number;
   readonly byteLength: number;
   readonly dataSection: { offset: number; length: number } | undefined;
+  readonly externalWindows: { digest: Digest; size: number } | undefined;
   readonly metadata: ArchiveMetadata;
   readonly layers: readonly ArchiveLayer[];
   readonly inodeCount: number;
@@ -148,7 +153,7 @@ class ArchiveReader implements ClipArchive {
 
   constructor(bytes: Uint8Array, fileLength: number = bytes.byteLength) {
     this.byteLength = fileLength;
-    const { major, minor, inodeCount, entryCount, dataSection, tables } = verifyFrame(bytes, fileLength);
+    const { major, minor, flags, inodeCount, entryCount, dataSection, tables } = verifyFrame(bytes, fileLength);
     this.formatVersion = major;
     this.minorVersion = minor;
     this.inodeCount = inodeCount;
@@ -166,7 +171,26 @@ class ArchiveReader implements ClipArchive {
     const layers = need(SECTION.layers, 'layers', L.size);
     const spans = need(SECTION.spans, 'spans', S.size);
     const pieces = need(SECTION.pieces, 'pieces', P.size);
-    const windows = need(SECTION.windows, 'windows');
+    const external = (flags & FLAG_EXTERNAL_WINDOWS) !== 0;
+    let windows: SectionView | ExternalWindowTables;
+    if (external) {
+      if (dataSection) corrupt('external windows in a data-carrying archive');
+      if (tables.sections.has(SECTION.windows)) corrupt('WINDOWS section in an archive with external windows');
+      const blob = need(SECTION.windowsBlob, 'windows blob', WB.size);
+      if (blob.count !== 1) corrupt(`WINDOWS_BLOB holds ${blob.count} records, expected 1`);
+      const digests = need(SECTION.windowDigests, 'window digests', WINDOW_DIGEST_RECORD_SIZE);
+      if (digests.count !== spans.count) corrupt(`${digests.count} window digests for ${spans.count} spans`);
+      windows = {
+        blob: { digest: hexDigest(r.slice(blob.offset + WB.digest, 32, 'windows blob digest')), size: r.u64(blob.offset + WB.length) },
+        digests,
+      };
+      this.externalWindows = windows.blob;
+    } else {
+      for (const id of [SECTION.windowsBlob, SECTION.windowDigests])
+        if (tables.sections.has(id)) corrupt(`section ${id} (external windows) without the external-windows flag`);
+      windows = need(SECTION.windows, 'windows');
+      this.externalWindows = undefined;
+    }
     this.inodes = need(SECTION.inodes, 'inodes', I.size);
     this.entries = need(SECTION.entries, 'entries', E.size);
     this.xattrs = need(SECTION.xattrs, 'xattrs', X.size);

@@ -9,8 +9,10 @@ export const FORMAT_MINOR = 0;
 export const FORMAT_MINOR_DATA = 1;
 /** Minor version of archives with compressed tables (v2.2: COMPRESSED section, flag bit 1), in either mode. */
 export const FORMAT_MINOR_COMPRESSED = 2;
+/** Minor version of archives whose checkpoint windows live in a separate blob (v2.3: flag bit 2). */
+export const FORMAT_MINOR_EXTERNAL_WINDOWS = 3;
 /** The newest minor version this code knows (named in "upgrade clip" messages). */
-export const FORMAT_MINOR_LATEST = FORMAT_MINOR_COMPRESSED;
+export const FORMAT_MINOR_LATEST = FORMAT_MINOR_EXTERNAL_WINDOWS;
 
 /** Header: magic(8) major(2) minor(2) flags(4) sectionCount(4) inodeCount(4) entryCount(4) reserved(4). */
 export const HEADER_SIZE = 32;
@@ -25,10 +27,13 @@ export const H_ENTRY_COUNT = 24;
  * Header flags a reader must understand to read the archive (unknown bits → refuse).
  * Bit 0 = data-carrying mode (v2.1): the archive holds file contents in a DATA section.
  * Bit 1 = compressed tables (v2.2): sections listed in the COMPRESSED section are raw deflate.
+ * Bit 2 = external windows (v2.3): no WINDOWS section; span window offsets point into a
+ * separate windows blob named by WINDOWS_BLOB, each window verified by WINDOW_DIGESTS.
  */
 export const FLAG_DATA_SECTION = 1;
 export const FLAG_COMPRESSED_TABLES = 2;
-export const KNOWN_FLAGS = FLAG_DATA_SECTION | FLAG_COMPRESSED_TABLES;
+export const FLAG_EXTERNAL_WINDOWS = 4;
+export const KNOWN_FLAGS = FLAG_DATA_SECTION | FLAG_COMPRESSED_TABLES | FLAG_EXTERNAL_WINDOWS;
 
 /** Section table entry: id(4) recordSize(4) offset(8) length(8). */
 export const SECTION_ENTRY_SIZE = 24;
@@ -50,7 +55,20 @@ export const SECTION = {
   tablesDigest: 11,
   /** Compressed tables (flag bit 1): which sections are stored deflated, and their inflated lengths. */
   compressed: 12,
+  /** External windows (flag bit 2): the windows blob's sha256 and size, one WINDOWS_BLOB_RECORD. */
+  windowsBlob: 13,
+  /** External windows (flag bit 2): one 32-byte sha256 per span (its stored window; zeros for none). */
+  windowDigests: 14,
 } as const;
+
+/** WINDOWS_BLOB section: exactly one record. */
+export const WINDOWS_BLOB_RECORD = {
+  size: 40,
+  digest: 0, // 32 raw sha256 bytes of the whole windows blob
+  length: 32, // u64: its size in bytes
+} as const;
+/** WINDOW_DIGESTS section: record i = sha256 of span i's stored window bytes. */
+export const WINDOW_DIGEST_RECORD_SIZE = 32;
 
 /**
  * COMPRESSED section record: one per compressed section. The section-table entry of a

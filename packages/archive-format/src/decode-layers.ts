@@ -1,6 +1,7 @@
 // The LAYERS, SPANS, PIECES and WINDOWS sections decoded into the model when an archive is
 // opened (they are small; inodes and entries stay encoded, see archive-reader.ts). Checkpoint
-// windows are inflated on first use.
+// windows are inflated on first use; external ones (v2.3) are only located here and loaded by
+// the read engine from the windows blob.
 import { inflateRawSync } from 'node:zlib';
 import { ArchiveFormatError, type Digest } from '@clip/shared';
 import type { ByteReader } from './binary.js';
@@ -15,17 +16,24 @@ import {
 } from './binary-layout.js';
 import { corrupt } from './format-errors.js';
 import type { SectionView } from './frame-verify.js';
-import type { ArchiveLayer, Checkpoint, Span, SpanPiece } from './model.js';
+import type { ArchiveLayer, Checkpoint, ExternalWindow, Span, SpanPiece } from './model.js';
 
 export interface LayerTables {
   r: ByteReader;
   layers: SectionView;
   spans: SectionView;
   pieces: SectionView;
-  windows: SectionView;
+  /** Inline windows (the WINDOWS section), or the windows blob and one digest per span (v2.3). */
+  windows: SectionView | ExternalWindowTables;
   dataSection: { offset: number; length: number } | undefined;
   /** A string from the STRINGS section. */
   string(offset: number, length: number, what: string): string;
+}
+
+export interface ExternalWindowTables {
+  blob: { digest: Digest; size: number };
+  /** WINDOW_DIGESTS: 32-byte records, one per span. */
+  digests: SectionView;
 }
 
 export function decodeLayers(t: LayerTables): ArchiveLayer[] {
@@ -86,18 +94,24 @@ function decodeSpan({ r, spans, pieces, windows }: LayerTables, si: number): Spa
   const encoding = r.u8(at + S.windowEncoding);
   if (windowLength > MAX_WINDOW) corrupt(`span ${si} window of ${windowLength} bytes`);
   if (encoding > 1 || (encoding === 0) !== (windowLength === 0)) corrupt(`span ${si} window encoding ${encoding}`);
-  if (windowOffset + windowStored > windows.length) corrupt(`span ${si} window is outside the windows section`);
-  const stored = r.slice(windows.offset + windowOffset, windowStored, 'window');
-  const checkpoint = lazyCheckpoint(
-    {
-      uncompressedOffset: r.u64(at + S.uncompressedOffset),
-      compressedBitOffset: r.u64(at + S.compressedBitOffset),
-      kind,
-    },
-    stored,
-    windowLength,
-    si,
-  );
+  const base = { uncompressedOffset: r.u64(at + S.uncompressedOffset), compressedBitOffset: r.u64(at + S.compressedBitOffset), kind };
+  let checkpoint: Checkpoint;
+  if ('blob' in windows) {
+    if (windowLength > 0 && windowStored === 0) corrupt(`span ${si} has a window of ${windowLength} bytes stored in 0`);
+    if (windowOffset + windowStored > windows.blob.size) corrupt(`span ${si} window is outside the windows blob`);
+    const external: ExternalWindow = {
+      blob: windows.blob.digest,
+      offset: windowOffset,
+      storedLength: windowStored,
+      digest: hexDigest(r.slice(windows.digests.offset + si * windows.digests.recordSize, 32, 'window digest')),
+      length: windowLength,
+    };
+    checkpoint = windowLength === 0 ? { ...base, window: new Uint8Array(0) } : externalCheckpoint(base, external, si);
+  } else {
+    if (windowOffset + windowStored > windows.length) corrupt(`span ${si} window is outside the windows section`);
+    const stored = r.slice(windows.offset + windowOffset, windowStored, 'window');
+    checkpoint = lazyCheckpoint(base, stored, windowLength, si);
+  }
   return { checkpoint, uncompressedEnd: r.u64(at + S.uncompressedEnd), pieces: spanPieces };
 }
 
@@ -123,6 +137,20 @@ function lazyCheckpoint(base: Omit<Checkpoint, 'window'>, stored: Uint8Array, wi
   });
   return checkpoint;
 }
-function hexDigest(bytes: Uint8Array): Digest {
+/** A checkpoint whose window is in the windows blob: `window` is not here (a sync read is a bug). */
+function externalCheckpoint(base: Omit<Checkpoint, 'window'>, externalWindow: ExternalWindow, si: number): Checkpoint {
+  const checkpoint = { ...base, externalWindow } as Checkpoint;
+  Object.defineProperty(checkpoint, 'window', {
+    enumerable: false,
+    get(): Uint8Array {
+      throw new ArchiveFormatError(
+        `window of span ${si} is in windows blob ${externalWindow.blob}: load it by range (read-engine) before decoding`,
+      );
+    },
+  });
+  return checkpoint;
+}
+
+export function hexDigest(bytes: Uint8Array): Digest {
   return `sha256:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')}`;
 }

@@ -36,6 +36,8 @@ export interface EncodedTables {
   entryCount: number;
   /** Whether the sections are to be compressed (compressSections: deflated ones and the COMPRESSED list). */
   compressed: boolean;
+  /** The windows are in a separate blob (v2.3, flag bit 2; written by splitWindows). */
+  externalWindows?: boolean;
 }
 
 type HeapRef = { offset: number; length: number };

@@ -9,10 +9,12 @@ import {
   CHECKSUM_SIZE,
   FLAG_COMPRESSED_TABLES,
   FLAG_DATA_SECTION,
+  FLAG_EXTERNAL_WINDOWS,
   FORMAT_MAJOR,
   FORMAT_MINOR,
   FORMAT_MINOR_COMPRESSED,
   FORMAT_MINOR_DATA,
+  FORMAT_MINOR_EXTERNAL_WINDOWS,
   H_ENTRY_COUNT,
   H_FLAGS,
   H_INODE_COUNT,
@@ -39,7 +41,10 @@ export function writeFrame(tables: EncodedTables, dataLength?: number): Uint8Arr
   const bodyLength = sections.reduce((sum, s) => sum + s.bytes.length, 0);
   const digestAt = tableEnd + bodyLength;
   const out = new ByteWriter(digestAt + CHECKSUM_SIZE);
-  writeHeader(out, { ...formatVersion(compressed, dataMode), sectionCount, inodeCount, entryCount });
+  const version = tables.externalWindows
+    ? { minor: FORMAT_MINOR_EXTERNAL_WINDOWS, flags: formatVersion(compressed, dataMode).flags | FLAG_EXTERNAL_WINDOWS }
+    : formatVersion(compressed, dataMode);
+  writeHeader(out, { ...version, sectionCount, inodeCount, entryCount });
   writeSections(out, sections, tableEnd);
   if (dataLength !== undefined) {
     writeSectionEntry(out, sections.length, { id: SECTION.tablesDigest, recordSize: 0, offset: digestAt, length: CHECKSUM_SIZE });

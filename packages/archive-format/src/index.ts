@@ -8,6 +8,7 @@ export type {
   Checkpoint,
   DataLocation,
   DirEntry,
+  ExternalWindow,
   FileType,
   Inode,
   LayerCompression,
@@ -22,6 +23,8 @@ export { openArchive, openArchiveHead, readArchiveFile } from './archive-reader.
 export { archiveHeadLength } from './frame-verify.js';
 export { compareNames, invalidNameReason } from './name-order.js';
 export { storeWindow, storeWindowAsync } from './window-store.js';
+export { splitWindows, type SplitArchive } from './external-windows.js';
+export { loadExternalWindow } from './external-window-load.js';
 export { dataSectionFetchRange, FIRST_READ_BYTES, openArchiveFromSource, type ArchiveByteSource } from './data-archive.js';
 export { openFileByteSource } from './data-archive-file.js';
 /** The first 8 bytes of every archive: lets a reader refuse other blobs before downloading them. */

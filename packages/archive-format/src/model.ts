@@ -73,6 +73,25 @@ export interface Checkpoint {
   storedWindow?: Uint8Array;
   /** What decompression starts with here. */
   kind: 'deflate-block' | 'gzip-member' | 'zstd-frame' | 'plain';
+  /**
+   * Archives with external windows (v2.3): where this checkpoint's window lies in the windows
+   * blob. Then `window` is not in the archive (reading it throws): load the bytes by range,
+   * check `digest`, inflate (read-engine's window loader does).
+   */
+  externalWindow?: ExternalWindow;
+}
+
+/** A checkpoint window stored in a separate windows blob (v2.3, docs/archive-format.md). */
+export interface ExternalWindow {
+  /** The windows blob (sha256 of the whole blob; a blob in the storage repository). */
+  blob: Digest;
+  /** Stored (deflated) window bytes [offset, offset + storedLength) of the blob. */
+  offset: number;
+  storedLength: number;
+  /** sha256 of those stored bytes. */
+  digest: Digest;
+  /** Inflated length (≤ 32768). */
+  length: number;
 }
 
 /**

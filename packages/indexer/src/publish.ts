@@ -31,7 +31,9 @@ import {
   pushReferrer,
   type PushResult,
   verifyArchive,
+  WINDOWS_LAYER_MEDIA_TYPE,
 } from '@clip/registry-fetch';
+import { splitWindows } from '@clip/archive-format';
 import { profileArtifactParts, type PublishedProfile, recordPublishProfile } from './publish-profile.js';
 
 export interface PublishOptions {
@@ -52,6 +54,11 @@ export interface PublishOptions {
   insecure?: boolean;
   /** Put an index binding image and archive at the target tag (default true; see docs/security.md). */
   bind?: boolean;
+  /**
+   * Push the archive with its checkpoint windows inline (default false: the windows go to a
+   * separate blob, v2.3, so workers download only the tables before mounting; docs/archive-format.md).
+   */
+  inlineWindows?: boolean;
   /** Sign (archive, manifest, repository) with this ed25519 key; stored on the artifact. */
   signKey?: KeyObject;
   /**
@@ -77,7 +84,10 @@ export interface PublishSummary {
     /** Local copy (-o), absent when none was kept. */
     path?: string;
     blobDigest: Digest;
+    /** Bytes of the archive pushed (the tables only when its windows are external). */
     bytes: number;
+    /** The windows blob pushed beside it (v2.3), absent when the windows stayed inline. */
+    windows?: { digest: Digest; bytes: number };
     artifactDigest: Digest;
     /** The referrers fallback tag written; absent when the registry indexes referrers itself. */
     fallbackTag?: string;
@@ -225,6 +235,7 @@ async function indexAndPush(
 
 interface PublishedArchive {
   bytes: number;
+  windows: { digest: Digest; bytes: number } | undefined;
   artifact: Awaited<ReturnType<typeof pushReferrer>>;
   boundIndexDigest: Digest | undefined;
   signedBy: string | undefined;
@@ -241,8 +252,19 @@ export async function pushArchive(
   logger: Logger,
   profile?: Uint8Array,
 ): Promise<PublishedArchive> {
-  const bytes = await readFile(output);
-  verifyArchive(bytes, image.manifestDigest, `archive ${output}`);
+  const written = await readFile(output);
+  verifyArchive(written, image.manifestDigest, `archive ${output}`);
+  // The tables go as the archive, the windows as a blob beside it in the same repository (where the layers are).
+  const split = options.inlineWindows ? undefined : splitWindows(written);
+  const bytes = split?.archive ?? written;
+  if (split) {
+    verifyArchive(bytes, image.manifestDigest, `archive ${output} with external windows`);
+    logger.info('checkpoint windows split from the archive', {
+      archive_bytes: bytes.length,
+      windows_bytes: split.windows.length,
+      windows_blob: split.windowsDigest,
+    });
+  }
   const destination = openRegistryTarget(targetRef, { logger, ...(options.insecure ? { insecure: true } : {}) });
   const signature = artifactSignature(options.signKey, {
     archiveDigest: sha256Digest(bytes),
@@ -257,12 +279,29 @@ export async function pushArchive(
       subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
       blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
       ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
-      ...(profileParts ? { extraBlobs: [profileParts.blob] } : {}),
+      ...(split || profileParts
+        ? {
+            extraBlobs: [
+              ...(split
+                ? [
+                    {
+                      bytes: split.windows,
+                      mediaType: WINDOWS_LAYER_MEDIA_TYPE,
+                      annotations: { 'org.opencontainers.image.title': 'image.clip.windows' },
+                    },
+                  ]
+                : []),
+              ...(profileParts ? [profileParts.blob] : []),
+            ],
+          }
+        : {}),
     });
     const boundIndexDigest =
       options.bind !== false ? await pushBoundIndex(destination, source, image, artifact.manifest, logger) : undefined;
+    const windows = split ? { digest: split.windowsDigest, bytes: split.windows.length } : undefined;
     return {
       bytes: bytes.length,
+      windows,
       artifact,
       boundIndexDigest,
       signedBy: signature.signedBy,
@@ -279,7 +318,7 @@ function publishSummary(
   targetRef: RegistryReference,
   image: ResolvedImage,
   { indexed: summary, pushed: push }: IndexedAndPushed,
-  { bytes, artifact, boundIndexDigest, signedBy, profile }: PublishedArchive,
+  { bytes, windows, artifact, boundIndexDigest, signedBy, profile }: PublishedArchive,
   times: { started: number; indexEnd: number; pushEnd: number; archivePushStart: number; end: number },
 ): PublishSummary {
   const layerBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
@@ -299,6 +338,7 @@ function publishSummary(
       ...(options.output ? { path: options.output } : {}),
       blobDigest: artifact.blob.digest,
       bytes,
+      ...(windows ? { windows } : {}),
       artifactDigest: artifact.manifest.digest,
       ...(artifact.fallbackTag ? { fallbackTag: artifact.fallbackTag } : {}),
       ...(boundIndexDigest ? { boundIndexDigest } : {}),

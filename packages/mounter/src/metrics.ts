@@ -14,6 +14,8 @@ export interface MetricsSnapshot {
   diskCacheMisses: number;
   diskCacheCorrupt: number;
   digestMismatches: number;
+  windowFetchRequests: number;
+  windowFetchBytes: number;
   lookups: number;
   getattrs: number;
   readdirs: number;
@@ -42,7 +44,9 @@ const HELP: Record<Counter, string> = {
   diskCacheHits: 'Decoded spans served from the disk cache',
   diskCacheMisses: 'Decoded spans not in the disk cache',
   diskCacheCorrupt: 'Disk cache entries dropped because they failed verification',
-  digestMismatches: 'Fetched pieces whose digest did not match the archive',
+  digestMismatches: 'Fetched pieces and windows whose digest did not match the archive',
+  windowFetchRequests: 'Range requests for checkpoint windows (archives with external windows; also in fetch_requests)',
+  windowFetchBytes: 'Checkpoint window bytes fetched from the windows blob (also in fetch_bytes)',
   lookups: 'FUSE lookup requests (answered by the FUSE addon; the kernel caches entries)',
   getattrs: 'FUSE getattr requests (answered by the FUSE addon; the kernel caches attributes)',
   readdirs: 'FUSE readdir(plus) requests (answered by the FUSE addon)',

@@ -225,6 +225,17 @@ function createLayerReader(options: MountOptions, logger: Logger, metrics: Mount
       if (event.kind === 'digest-mismatch') {
         metrics.add('digestMismatches');
         logger.warn('piece digest mismatch', { layer: event.layer, span: event.span, attempt: event.attempt });
+      } else if (event.kind === 'window-fetch') {
+        metrics.add('windowFetchRequests');
+        metrics.add('windowFetchBytes', event.end - event.start);
+      } else if (event.kind === 'window-mismatch') {
+        metrics.add('digestMismatches');
+        logger.warn('window digest mismatch', {
+          windows_blob: event.blob,
+          offset: event.offset,
+          attempt: event.attempt,
+          storage: options.fetcher.reference,
+        });
       }
     },
   });

@@ -15,6 +15,9 @@ import { raceAbort } from './abort.js';
 import { defaultSpanCodec, spanDecoderFor, type SpanCodec } from './span-codec.js';
 import { PieceStore, type PieceRange } from './piece-store.js';
 import { LiveSpan, LiveSpans, StaleDecoderError } from './live-spans.js';
+import { WindowLoader, type WindowEvent } from './window-loader.js';
+import { deferredDecoder } from './zran/deferred-decoder.js';
+import type { SpanDecoder } from './zran/span-decoder.js';
 
 /**
  * Decoded spans by key. `get` and `set` may be sync (memory) or async (disk); a cache that
@@ -36,7 +39,8 @@ export type ReaderEvent =
   | { kind: 'cache-hit'; key: string; bytes: number }
   | { kind: 'cache-miss'; key: string }
   | { kind: 'fetch'; layer: Digest; start: number; end: number }
-  | { kind: 'digest-mismatch'; layer: Digest; span: number; attempt: number };
+  | { kind: 'digest-mismatch'; layer: Digest; span: number; attempt: number }
+  | WindowEvent;
 
 export interface LayerReaderOptions {
   fetchRange: FetchRange;
@@ -48,7 +52,12 @@ export interface LayerReaderOptions {
   pieceCacheBytes?: number;
   /** Live decoders of partly decoded spans kept (default 32, ~200 KiB each; 0: always re-decode). */
   liveDecoders?: number;
+  /** External windows (v2.3): bytes a window request may grow to with following windows (default 0: none). */
+  windowCoalesceBytes?: number;
 }
+
+/** Following spans whose windows may ride along with a span's window request. */
+const WINDOW_NEIGHBOURS = 3;
 
 export const DEFAULT_PIECE_CACHE_BYTES = 64 * 2 ** 20;
 export const DEFAULT_LIVE_DECODERS = 32;
@@ -99,6 +108,7 @@ export class LayerReader {
   readonly #live: LiveSpans;
   /** Cache stores still running (reads do not wait for them). */
   readonly #stores = new Set<Promise<void>>();
+  readonly #windows: WindowLoader;
 
   constructor(archive: LayerSource, options: LayerReaderOptions) {
     this.#archive = archive;
@@ -108,11 +118,18 @@ export class LayerReader {
     this.#onEvent = options.onEvent ?? (() => {});
     this.#pieces = new PieceStore(options.pieceCacheBytes ?? DEFAULT_PIECE_CACHE_BYTES);
     this.#live = new LiveSpans(options.liveDecoders ?? DEFAULT_LIVE_DECODERS);
+    this.#windows = new WindowLoader({
+      fetchRange: this.#fetchRange,
+      ...(this.#cache ? { cache: this.#cache } : {}),
+      onEvent: this.#onEvent,
+      ...(options.windowCoalesceBytes !== undefined ? { coalesceBytes: options.windowCoalesceBytes } : {}),
+    });
   }
 
   /** Settles when every cache store started so far has (e.g. before unmounting). */
   async flush(): Promise<void> {
     while (this.#stores.size > 0) await Promise.all([...this.#stores]);
+    await this.#windows.flush();
   }
 
   /** Compressed bytes of partial spans held in memory. */
@@ -343,7 +360,7 @@ export class LayerReader {
       if (!live) {
         if (partial && this.#cache && pieces.length > 0 && this.#pieces.heldPrefix(key) < pieces.length)
           await this.#seedFromCache(layer, index, key);
-        live = this.#live.get(key) ?? new LiveSpan(spanDecoderFor(this.#codec, layer, index), spanLength);
+        live = this.#live.get(key) ?? new LiveSpan(this.#decoderFor(layer, index), spanLength);
         this.#live.add(key, live);
       }
       try {
@@ -359,6 +376,20 @@ export class LayerReader {
       throw new LayerFormatError(`layer ${layer.digest} span ${index}: decoded ${decoded.length} bytes, expected at least ${covers}`);
     }
     return { decoded, pieceCount: pieces.length };
+  }
+
+  /**
+   * A decoder at span `index`'s checkpoint. An external window (v2.3) is requested now, so it
+   * travels while the span's pieces are fetched; the decoder waits for it before its first push.
+   */
+  #decoderFor(layer: ArchiveLayer, index: number): SpanDecoder {
+    const external = layer.spans[index]!.checkpoint.externalWindow;
+    if (!external) return spanDecoderFor(this.#codec, layer, index);
+    const following = layer.spans
+      .slice(index + 1, index + 1 + WINDOW_NEIGHBOURS)
+      .flatMap((span) => (span.checkpoint.externalWindow ? [span.checkpoint.externalWindow] : []));
+    const window = this.#windows.load(external, `window of layer ${layer.digest} span ${index}`, following);
+    return deferredDecoder(window, (loaded) => spanDecoderFor(this.#codec, layer, index, loaded));
   }
 
   /** Loads a persisted compressed prefix of a partial span into the piece store (each piece re-verified). */

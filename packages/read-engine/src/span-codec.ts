@@ -11,16 +11,17 @@ export interface SpanCodec {
   /** Compressed bytes [start, end) to fetch to decode span `spanIndex` up to `uncompressedEnd` (absolute). */
   compressedRangeFor(layer: ArchiveLayer, spanIndex: number, uncompressedEnd: number): { start: number; end: number; pieceCount: number };
   /** Uncompressed bytes from the span start, at least up to the last fetched piece's uncompressedEnd. */
-  decompressSpan(layer: ArchiveLayer, spanIndex: number, compressed: Uint8Array): Promise<Buffer>;
+  /** `window`: the checkpoint's window when loaded apart (external windows); default `checkpoint.window`. */
+  decompressSpan(layer: ArchiveLayer, spanIndex: number, compressed: Uint8Array, window?: Uint8Array): Promise<Buffer>;
   /** An incremental decoder at the span's checkpoint (optional: without it, decompressSpan re-decodes). */
-  createSpanDecoder?(layer: ArchiveLayer, spanIndex: number): SpanDecoder;
+  createSpanDecoder?(layer: ArchiveLayer, spanIndex: number, window?: Uint8Array): SpanDecoder;
 }
 
 export const defaultSpanCodec: SpanCodec = { spanIndexAt, compressedRangeFor, decompressSpan, createSpanDecoder };
 
 /** The codec's decoder, or one that keeps every pushed byte and re-decodes them all with decompressSpan. */
-export function spanDecoderFor(codec: SpanCodec, layer: ArchiveLayer, spanIndex: number): SpanDecoder {
-  if (codec.createSpanDecoder) return codec.createSpanDecoder(layer, spanIndex);
+export function spanDecoderFor(codec: SpanCodec, layer: ArchiveLayer, spanIndex: number, window?: Uint8Array): SpanDecoder {
+  if (codec.createSpanDecoder) return codec.createSpanDecoder(layer, spanIndex, window);
   let input: Buffer = Buffer.alloc(0);
   let produced = 0;
   return {
@@ -32,7 +33,7 @@ export function spanDecoderFor(codec: SpanCodec, layer: ArchiveLayer, spanIndex:
     },
     async push(compressed) {
       input = Buffer.concat([input, compressed]);
-      const all = await codec.decompressSpan(layer, spanIndex, input);
+      const all = await codec.decompressSpan(layer, spanIndex, input, window);
       const added = all.subarray(produced);
       produced = all.length;
       return added;

@@ -178,6 +178,14 @@ describe('archive compatibility: every version still reads', () => {
     expect(await describeTree(archive, undefined)).toEqual(await describeTree(openArchive(readFileSync(`${dir}v2/small.clip`)), undefined));
   });
 
+  it('v2.3 (OCI mode, external windows) opens by range as in memory, the same tree as v2.0', async () => {
+    const bytes = readFileSync(`${dir}v2.3/small.clip`);
+    const archive = await openArchiveFromSource(memorySource(bytes));
+    expect(archive.minorVersion).toBe(3);
+    expect(archive.externalWindows?.size).toBe(readFileSync(`${dir}v2.3/small.windows`).length);
+    expect(await describeTree(archive, undefined)).toEqual(await describeTree(openArchive(readFileSync(`${dir}v2/small.clip`)), undefined));
+  });
+
   it('v2.2 data-carrying: the same tree and file digests as v2.1, a smaller head, flags 0b11', () => {
     const v21 = readFileSync(`${dir}v2.1/data.clip`);
     const v22 = readFileSync(`${dir}v2.2/data.clip`);
@@ -210,8 +218,8 @@ describe('archive compatibility: every version still reads', () => {
 
   it('a reader meeting an unknown flag names the archive version and its own', () => {
     const bytes = Buffer.from(readFileSync(`${dir}v2.2/small.clip`));
-    bytes.writeUInt16LE(3, 10);
-    bytes.writeUInt32LE(2 | 4, 12);
+    bytes.writeUInt16LE(4, 10);
+    bytes.writeUInt32LE(2 | 8, 12);
     bytes.set(
       createHash('sha256')
         .update(bytes.subarray(0, bytes.length - 32))
@@ -219,7 +227,7 @@ describe('archive compatibility: every version still reads', () => {
       bytes.length - 32,
     );
     expect(() => openArchive(bytes)).toThrow(
-      /version 2\.3 uses features this clip does not support \(flags 0x6; this clip reads up to version 2\.2\); upgrade clip/,
+      /version 2\.4 uses features this clip does not support \(flags 0xa; this clip reads up to version 2\.3\); upgrade clip/,
     );
   });
 

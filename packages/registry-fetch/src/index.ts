@@ -50,7 +50,12 @@ export {
   type ReferrerArtifact,
 } from './referrers.js';
 // The .clip archive as an OCI artifact.
-export { ARCHIVE_ARTIFACT_TYPE, ARCHIVE_LAYER_MEDIA_TYPE, ArchiveNotPublishedError } from './archive-artifact/artifact.js';
+export {
+  ARCHIVE_ARTIFACT_TYPE,
+  ARCHIVE_LAYER_MEDIA_TYPE,
+  ArchiveNotPublishedError,
+  WINDOWS_LAYER_MEDIA_TYPE,
+} from './archive-artifact/artifact.js';
 export {
   findPublishedArchive,
   pullArchive,

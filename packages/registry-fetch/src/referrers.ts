@@ -120,12 +120,18 @@ export function parseArtifactManifest(bytes: Uint8Array, what: string): Artifact
   return manifest;
 }
 
+export interface ArtifactBlob {
+  bytes: Uint8Array;
+  mediaType: string;
+  annotations?: Record<string, string>;
+}
+
 export interface ReferrerArtifact {
   artifactType: string;
-  /** The one layer: the artifact's content. */
-  blob: { bytes: Uint8Array; mediaType: string; annotations?: Record<string, string> };
-  /** More layers after the first (e.g. the access profile), pushed before the manifest. */
-  extraBlobs?: Array<{ bytes: Uint8Array; mediaType: string; annotations?: Record<string, string> }>;
+  /** The first layer: the artifact's content. */
+  blob: ArtifactBlob;
+  /** More layers after it (e.g. the archive's windows blob), pushed first like it; found by media type. */
+  extraBlobs?: readonly ArtifactBlob[];
   /** The manifest this artifact refers to (must already be in the repository). */
   subject: Descriptor;
   annotations?: Record<string, string>;
@@ -135,32 +141,30 @@ export interface PushedReferrer {
   /** The artifact manifest (media type, digest, size, artifactType). */
   manifest: Descriptor;
   blob: Descriptor;
+  /** Descriptors of `extraBlobs`, in order. */
+  extraBlobs: Descriptor[];
   blobResult: 'exists' | 'mounted' | 'uploaded';
-  /** Bytes of the artifact blob sent (0 when it was already there). */
+  /** Bytes of the artifact's blobs sent (0 when they were already there). */
   bytesUploaded: number;
   /** The fallback tag written, or undefined when the registry indexes referrers itself. */
   fallbackTag?: string;
-  /** The extra layers, in the order given. */
-  extraBlobs?: Descriptor[];
 }
 
 /** Manifest JSON with fields in a fixed order, so the same artifact always has the same digest. */
-function artifactManifestBytes(artifact: ReferrerArtifact, blob: Descriptor, extra: Descriptor[] = []): Uint8Array {
-  const layer: Record<string, unknown> = { mediaType: blob.mediaType, digest: blob.digest, size: blob.size };
-  if (artifact.blob.annotations) layer['annotations'] = artifact.blob.annotations;
-  const extraLayers = extra.map((descriptor, i) => {
-    const json: Record<string, unknown> = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-    const annotations = artifact.extraBlobs?.[i]?.annotations;
-    if (annotations) json['annotations'] = annotations;
-    return json;
-  });
+function artifactManifestBytes(artifact: ReferrerArtifact, blob: Descriptor, extra: readonly Descriptor[]): Uint8Array {
+  const layerOf = (descriptor: Descriptor, annotations: Record<string, string> | undefined) => {
+    const layer: Record<string, unknown> = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+    if (annotations) layer['annotations'] = annotations;
+    return layer;
+  };
+  const layers = [layerOf(blob, artifact.blob.annotations), ...extra.map((d, i) => layerOf(d, artifact.extraBlobs![i]!.annotations))];
   const subject = { mediaType: artifact.subject.mediaType, digest: artifact.subject.digest, size: artifact.subject.size };
   const manifest: Record<string, unknown> = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPE.ociManifest,
     artifactType: artifact.artifactType,
     config: { mediaType: EMPTY_CONFIG_DESCRIPTOR.mediaType, digest: EMPTY_CONFIG_DESCRIPTOR.digest, size: EMPTY_CONFIG_DESCRIPTOR.size },
-    layers: [layer, ...extraLayers],
+    layers,
     subject,
   };
   if (artifact.annotations) manifest['annotations'] = artifact.annotations;
@@ -195,19 +199,24 @@ export async function pushReferrer(
       },
     },
   );
-  await pushBlob(target, { digest: EMPTY_CONFIG_DESCRIPTOR.digest, size: EMPTY_CONFIG_DESCRIPTOR.size, content: EMPTY_CONFIG.bytes });
-  const extra: Descriptor[] = [];
-  for (const more of artifact.extraBlobs ?? []) {
-    const descriptor: Descriptor = { mediaType: more.mediaType, digest: sha256Digest(more.bytes), size: more.bytes.length };
+  const extraBlobs: Descriptor[] = [];
+  for (const extra of artifact.extraBlobs ?? []) {
+    const descriptor: Descriptor = { mediaType: extra.mediaType, digest: sha256Digest(extra.bytes), size: extra.bytes.length };
     await pushBlob(
       target,
-      { digest: descriptor.digest, size: descriptor.size, content: more.bytes },
-      { onBytes: (n) => (bytesUploaded += n) },
+      { digest: descriptor.digest, size: descriptor.size, content: extra.bytes },
+      {
+        onBytes: (bytes) => {
+          bytesUploaded += bytes;
+          onBytes?.(bytes);
+        },
+      },
     );
-    extra.push(descriptor);
+    extraBlobs.push(descriptor);
   }
+  await pushBlob(target, { digest: EMPTY_CONFIG_DESCRIPTOR.digest, size: EMPTY_CONFIG_DESCRIPTOR.size, content: EMPTY_CONFIG.bytes });
 
-  const bytes = artifactManifestBytes(artifact, blob, extra);
+  const bytes = artifactManifestBytes(artifact, blob, extraBlobs);
   const digest = sha256Digest(bytes);
   const what = `PUT artifact manifest ${digest}`;
   const response = await client.send({
@@ -223,7 +232,7 @@ export async function pushReferrer(
   const manifest: Descriptor = { mediaType: MEDIA_TYPE.ociManifest, digest, size: bytes.length, artifactType: artifact.artifactType };
   const indexedByRegistry =
     typeof response.headers['oci-subject'] === 'string' && response.headers['oci-subject'] === artifact.subject.digest;
-  const result: PushedReferrer = { manifest, blob, blobResult, bytesUploaded, ...(extra.length > 0 ? { extraBlobs: extra } : {}) };
+  const result: PushedReferrer = { manifest, blob, extraBlobs, blobResult, bytesUploaded };
   if (indexedByRegistry) return result;
 
   // Read-modify-write of the fallback index: keep others' referrers, replace ours.

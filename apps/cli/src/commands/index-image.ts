@@ -82,7 +82,7 @@ export function register(program: Command): void {
     .requiredOption('-o, --output <file.clip>', 'archive to write (atomically)')
     .option('--storage-ref <ref>', 'registry reference the runtime fetches layers from (required for local layouts)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
-    .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '4MiB')
+    .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '1MiB')
     .option('--concurrency <n>', 'layers scanned at once (default: number of CPUs)')
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--json', 'print the summary as JSON on stdout')

@@ -24,6 +24,11 @@ export interface ArchiveReport {
     uncompressedSize: number;
     spans: number;
   }>;
+  /**
+   * Where the checkpoint windows are: in the archive, or (v2.3, as `clip publish` pushes it) in
+   * a separate blob of the storage repository, fetched by range with the spans that need them.
+   */
+  windows: { location: 'inline' } | { location: 'external'; digest: string; bytes: number; count: number };
   /** Names by type (a file with two hardlinked names counts twice), plus inode and name totals. */
   counts: Record<FileType, number> & { inodes: number; entries: number };
   /** The access profile published with the archive (kept next to it), when there is one. */
@@ -59,6 +64,14 @@ export function describeArchive(file: string, archive: ClipArchive, archiveBytes
       uncompressedSize: layer.uncompressedSize,
       spans: layer.spans.length,
     })),
+    windows: archive.externalWindows
+      ? {
+          location: 'external',
+          digest: archive.externalWindows.digest,
+          bytes: archive.externalWindows.size,
+          count: archive.layers.reduce((sum, layer) => sum + layer.spans.filter((span) => span.checkpoint.externalWindow).length, 0),
+        }
+      : { location: 'inline' },
     counts,
   };
 }
@@ -90,6 +103,12 @@ export function formatReport(report: ArchiveReport): string {
     ['mode', report.mode === 'data' ? 'data-carrying (file contents in the archive)' : 'OCI index (file contents in registry layers)'],
     ['source', metadata.sourceRef],
     ['storage', storageText(metadata)],
+    [
+      'windows',
+      report.windows.location === 'external'
+        ? `external: ${report.windows.count} in blob ${report.windows.digest} (${formatSize(report.windows.bytes)}, fetched by range)`
+        : 'inline (in the archive)',
+    ],
     ['manifest', metadata.storage?.manifestDigest ?? '(none)'],
     [
       'profile',

@@ -20,6 +20,7 @@ interface PublishCommandOptions extends ProfileFlags {
   progress?: boolean;
   bind?: boolean;
   signKey?: string;
+  inlineWindows?: boolean;
 }
 
 function positiveInteger(text: string | undefined, flag: string): number | undefined {
@@ -41,6 +42,7 @@ function formatPublishSummary(s: PublishSummary): string {
     `deploy ${s.deploy}${s.archive.boundIndexDigest ? ' (pins the archive)' : ' (archive not bound: workers need --archive-digest, --verify-key or --trust-referrers)'}` +
     `${s.archive.signedBy ? `; archive signed by ${s.archive.signedBy}` : ''}\n` +
     `archive ${s.archive.blobDigest} (${formatSize(s.archive.bytes)}) as artifact ${s.archive.artifactDigest}` +
+    `${s.archive.windows ? `, windows ${s.archive.windows.digest} (${formatSize(s.archive.windows.bytes)}, fetched by range)` : ''}` +
     `${s.archive.fallbackTag ? ` (referrers tag ${s.archive.fallbackTag})` : ''}${s.archive.path ? `, kept at ${s.archive.path}` : ''}\n` +
     (s.archive.profile
       ? `profile ${s.archive.profile.digest} (${formatSize(s.archive.profile.bytes)}, ${s.archive.profile.files} files) in the same artifact\n`
@@ -61,7 +63,7 @@ export function register(program: Command): void {
     .argument('[command...]', "with --profile: the command to profile instead of the image's Entrypoint + Cmd (after --)")
     .option('-o, --output <file.clip>', 'also keep the archive here')
     .option('--json', 'print the summary (stages, bytes, savings) as JSON on stdout')
-    .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '4MiB')
+    .option('--span-size <size>', 'uncompressed bytes between decompression checkpoints', '1MiB')
     .option('--platform <os/arch[/variant]>', 'platform to index from an image index (default: this machine)')
     .option('--concurrency <n>', 'blobs uploaded at once', '3')
     .option('--index-concurrency <n>', 'layers scanned at once (default: number of CPUs)')
@@ -70,6 +72,10 @@ export function register(program: Command): void {
     .option(
       '--no-bind',
       'leave the tag on the image alone instead of an index that binds image and archive (workers then need --archive-digest, --verify-key or --trust-referrers)',
+    )
+    .option(
+      '--inline-windows',
+      'keep the checkpoint windows inside the pushed archive (by default they go to a blob beside it, fetched by range)',
     )
     .option('--sign-key <file>', 'sign the archive binding with this ed25519 private key (PEM, PKCS#8) for workers with --verify-key')
     .option('--profile', PROFILE_HELP.profile)
@@ -98,6 +104,7 @@ export function register(program: Command): void {
           ...(indexConcurrency !== undefined ? { indexConcurrency } : {}),
           ...(options.insecure ? { insecure: true } : {}),
           ...(options.bind === false ? { bind: false } : {}),
+          ...(options.inlineWindows ? { inlineWindows: true } : {}),
           ...(signKey ? { signKey } : {}),
           ...(display
             ? { onPlan: display.plan, onIndexProgress: display.index, onPushProgress: display.push, onStage: display.stage }

@@ -68,11 +68,14 @@ export function register(program: Command): void {
         archivePath = (await pullArchive(image, { logger, hostsDir, ...(options.insecure ? { insecure: true } : {}) })).path;
       }
       let layers: Digest[] | 'all' = 'all';
+      let extraBlobs: Digest[] = [];
       if (archivePath) {
         const archive = openArchive(await readFile(archivePath));
         const storage = archive.metadata.storage;
         if (!storage) throw new UsageError(`${archivePath} carries its data (no registry storage reference): nothing to warm`);
         if (archivePath === image) reference = `${storage.registry}/${storage.repository}@${storage.manifestDigest}`;
+        // External windows (archive v2.3) are read from the storage repository like layers.
+        if (archive.externalWindows) extraBlobs = [archive.externalWindows.digest];
         if (options.profile) {
           const [{ readPrefetchList }, { resolveImagePath }] = await Promise.all([import('@clip/mounter'), import('@clip/read-engine')]);
           const chosen = new Set<Digest>();
@@ -92,6 +95,7 @@ export function register(program: Command): void {
         logger,
         concurrency,
         layers,
+        extraBlobs,
         fillTimeoutMs: fillTimeout * 1000,
         ...(options.readThrough ? { readThrough: true } : {}),
         ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),

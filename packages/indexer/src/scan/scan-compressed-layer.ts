@@ -10,7 +10,8 @@ import { scanPlain } from './plain-scan.js';
 import { SpanRecorder, type PieceCuts } from './span-recorder.js';
 import type { ScanSink } from './scan-sink.js';
 
-export const DEFAULT_SPAN_SIZE = 4 * 1024 * 1024;
+/** As create-archive.ts's DEFAULT_SPAN_SIZE (why: there). */
+export const DEFAULT_SPAN_SIZE = 1024 * 1024;
 /** 128 KiB: python-minimal import workload fetches 16.9 MB instead of 20.8 MB (512 KiB) for +1% archive size (docs/benchmarks.md). */
 export const DEFAULT_PIECE_SIZE = 128 * 1024;
 

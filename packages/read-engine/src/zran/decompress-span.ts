@@ -94,7 +94,7 @@ function guaranteedEnd(span: Span, compressedLength: number): number {
   return end;
 }
 
-async function inflateSpan(span: Span, compressed: Uint8Array, maxOutput: number): Promise<Buffer> {
+async function inflateSpan(span: Span, compressed: Uint8Array, maxOutput: number, loadedWindow?: Uint8Array): Promise<Buffer> {
   const checkpoint = span.checkpoint;
   // Z_SYNC_FLUSH as finishFlush: input that ends at a piece boundary (mid-block) returns what
   // it decoded instead of failing with "unexpected end of file".
@@ -104,7 +104,7 @@ async function inflateSpan(span: Span, compressed: Uint8Array, maxOutput: number
       return gunzipAsync(compressed, options);
     case 'deflate-block': {
       const input = deflateInputAt(compressed, checkpoint.compressedBitOffset % 8);
-      const window = checkpoint.window;
+      const window = loadedWindow ?? checkpoint.window;
       return inflateRawAsync(input, window.length > 0 ? { ...options, dictionary: window } : options);
     }
     case 'zstd-frame': {
@@ -123,7 +123,13 @@ async function inflateSpan(span: Span, compressed: Uint8Array, maxOutput: number
  * whole span). Returns the uncompressed bytes from span start up to at least that piece's
  * uncompressedEnd (may return more if decodable), never past span.uncompressedEnd.
  */
-export async function decompressSpan(layer: ArchiveLayer, spanIndex: number, compressed: Uint8Array): Promise<Buffer> {
+export async function decompressSpan(
+  layer: ArchiveLayer,
+  spanIndex: number,
+  compressed: Uint8Array,
+  /** The checkpoint's window when it was loaded apart (external windows); default `checkpoint.window`. */
+  window?: Uint8Array,
+): Promise<Buffer> {
   const span = spanAt(layer, spanIndex);
   const spanStart = span.checkpoint.uncompressedOffset;
   const spanLength = span.uncompressedEnd - spanStart;
@@ -134,7 +140,7 @@ export async function decompressSpan(layer: ArchiveLayer, spanIndex: number, com
   }
   let output: Buffer;
   try {
-    output = await inflateSpan(span, compressed, spanLength);
+    output = await inflateSpan(span, compressed, spanLength, window);
   } catch (error) {
     throw new LayerFormatError(
       `${what} does not decompress from its checkpoint: ${error instanceof Error ? error.message : String(error)}`,

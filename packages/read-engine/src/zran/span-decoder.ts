@@ -186,15 +186,18 @@ class PlainEngine implements Engine {
   close(): void {}
 }
 
-/** A decoder positioned at span `spanIndex`'s checkpoint. */
-export function createSpanDecoder(layer: ArchiveLayer, spanIndex: number): SpanDecoder {
+/**
+ * A decoder positioned at span `spanIndex`'s checkpoint. `window`: the checkpoint's window when
+ * it was loaded apart (external windows, v2.3); default `checkpoint.window`.
+ */
+export function createSpanDecoder(layer: ArchiveLayer, spanIndex: number, window?: Uint8Array): SpanDecoder {
   const span = spanAt(layer, spanIndex);
   const checkpoint = span.checkpoint;
   let engine: Engine;
   switch (checkpoint.kind) {
     case 'gzip-member':
     case 'deflate-block':
-      engine = new ZlibEngine(checkpoint.kind, checkpoint.window, checkpoint.compressedBitOffset % 8);
+      engine = new ZlibEngine(checkpoint.kind, window ?? checkpoint.window, checkpoint.compressedBitOffset % 8);
       break;
     case 'zstd-frame':
       engine = new ZstdEngine();

@@ -32,6 +32,8 @@ export interface WarmOptions extends RegistryClientOptions {
   platform?: Platform;
   /** Which blobs: every layer and the config (default), or these layer digests (and the config). */
   layers?: 'all' | Digest[];
+  /** More blobs of the same repository to warm, e.g. an archive's windows blob (archive v2.3). */
+  extraBlobs?: readonly Digest[];
   /** Blobs read at once per mirror; default 4. */
   concurrency?: number;
   /** A mirror pausing this long mid-blob (waiting on its upstream) fails that blob; ms, default 60000. */
@@ -132,6 +134,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
     hostsDir,
     platform,
     layers,
+    extraBlobs,
     concurrency,
     stallMs,
     onBlob,
@@ -163,7 +166,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
     layers === undefined || layers === 'all'
       ? image.layers.map((l) => l.digest)
       : image.layers.map((l) => l.digest).filter((d) => layers.includes(d));
-  const blobs = [image.configDescriptor.digest, ...wanted];
+  const blobs = [image.configDescriptor.digest, ...wanted, ...(extraBlobs ?? [])];
   const result: WarmResult = { reference: all.reference, manifestDigest: image.manifestDigest, blobs, mirrors: [] };
   try {
     for (const host of mirrors) {
