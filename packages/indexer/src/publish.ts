@@ -33,7 +33,7 @@ import {
   verifyArchive,
   WINDOWS_LAYER_MEDIA_TYPE,
 } from '@clip/registry-fetch';
-import { splitWindows } from '@clip/archive-format';
+import { openArchive, splitWindows } from '@clip/archive-format';
 import { profileArtifactParts, type PublishedProfile, recordPublishProfile } from './publish-profile.js';
 
 export interface PublishOptions {
@@ -255,7 +255,9 @@ export async function pushArchive(
   const written = await readFile(output);
   verifyArchive(written, image.manifestDigest, `archive ${output}`);
   // The tables go as the archive, the windows as a blob beside it in the same repository (where the layers are).
-  const split = options.inlineWindows ? undefined : splitWindows(written);
+  // An archive pulled from a registry (`clip profile <ref>`) has its windows there already.
+  const alreadyExternal = openArchive(written).externalWindows;
+  const split = options.inlineWindows || alreadyExternal ? undefined : splitWindows(written);
   const bytes = split?.archive ?? written;
   if (split) {
     verifyArchive(bytes, image.manifestDigest, `archive ${output} with external windows`);
@@ -279,13 +281,22 @@ export async function pushArchive(
       subject: { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length },
       blob: { bytes, mediaType: ARCHIVE_LAYER_MEDIA_TYPE, annotations: { 'org.opencontainers.image.title': 'image.clip' } },
       ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
-      ...(split || profileParts
+      ...(split || alreadyExternal || profileParts
         ? {
             extraBlobs: [
               ...(split
                 ? [
                     {
                       bytes: split.windows,
+                      mediaType: WINDOWS_LAYER_MEDIA_TYPE,
+                      annotations: { 'org.opencontainers.image.title': 'image.clip.windows' },
+                    },
+                  ]
+                : []),
+              ...(alreadyExternal
+                ? [
+                    {
+                      existing: alreadyExternal,
                       mediaType: WINDOWS_LAYER_MEDIA_TYPE,
                       annotations: { 'org.opencontainers.image.title': 'image.clip.windows' },
                     },
@@ -298,7 +309,11 @@ export async function pushArchive(
     });
     const boundIndexDigest =
       options.bind !== false ? await pushBoundIndex(destination, source, image, artifact.manifest, logger) : undefined;
-    const windows = split ? { digest: split.windowsDigest, bytes: split.windows.length } : undefined;
+    const windows = split
+      ? { digest: split.windowsDigest, bytes: split.windows.length }
+      : alreadyExternal
+        ? { digest: alreadyExternal.digest, bytes: alreadyExternal.size }
+        : undefined;
     return {
       bytes: bytes.length,
       windows,

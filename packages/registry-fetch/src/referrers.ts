@@ -3,8 +3,9 @@
 // falls back to the referrers tag schema (`<alg>-<hex>` tagging an OCI index of referrers)
 // on registries without it, such as distribution 2.8. Pushing updates the fallback tag
 // unless the registry says it indexed the subject itself (`OCI-Subject` response header).
+import type { Readable } from 'node:stream';
 import { ImageFormatError } from './errors.js';
-import { sha256Digest, type Digest } from '@clip/shared';
+import { type Digest, LayerNotFoundError, sha256Digest } from '@clip/shared';
 import { repositoryScope } from './auth.js';
 import type { Descriptor } from './image-source.js';
 import { MEDIA_TYPE } from './media-types.js';
@@ -126,12 +127,19 @@ export interface ArtifactBlob {
   annotations?: Record<string, string>;
 }
 
+/** A layer whose blob is already in the repository (e.g. the windows blob when republishing). */
+export interface ExistingArtifactBlob {
+  existing: { digest: Digest; size: number };
+  mediaType: string;
+  annotations?: Record<string, string>;
+}
+
 export interface ReferrerArtifact {
   artifactType: string;
   /** The first layer: the artifact's content. */
   blob: ArtifactBlob;
   /** More layers after it (e.g. the archive's windows blob), pushed first like it; found by media type. */
-  extraBlobs?: readonly ArtifactBlob[];
+  extraBlobs?: ReadonlyArray<ArtifactBlob | ExistingArtifactBlob>;
   /** The manifest this artifact refers to (must already be in the repository). */
   subject: Descriptor;
   annotations?: Record<string, string>;
@@ -201,6 +209,15 @@ export async function pushReferrer(
   );
   const extraBlobs: Descriptor[] = [];
   for (const extra of artifact.extraBlobs ?? []) {
+    if ('existing' in extra) {
+      // Never a dangling layer: the registry must hold it (it is not ours to upload again).
+      const missing = async (): Promise<Readable> => {
+        throw new LayerNotFoundError(extra.existing.digest, `${target.ref.registry}/${target.ref.repository}`);
+      };
+      await pushBlob(target, { digest: extra.existing.digest, size: extra.existing.size, content: missing });
+      extraBlobs.push({ mediaType: extra.mediaType, digest: extra.existing.digest, size: extra.existing.size });
+      continue;
+    }
     const descriptor: Descriptor = { mediaType: extra.mediaType, digest: sha256Digest(extra.bytes), size: extra.bytes.length };
     await pushBlob(
       target,

@@ -123,13 +123,17 @@ describe('clip publish --profile', () => {
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as { archive: { artifactDigest: string; profile: { digest: string; files: number } } };
     expect(summary.archive.profile.files).toBeGreaterThanOrEqual(3);
-    // The artifact manifest: archive first, then the profile layer.
+    // The artifact manifest: archive first, then the windows blob and the profile layer.
     const response = await fetch(`http://${registry.host}/v2/test/prof/manifests/${summary.archive.artifactDigest}`, {
       headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
     });
     const manifest = (await response.json()) as { layers: Array<{ mediaType: string; digest: string }> };
-    expect(manifest.layers.map((l) => l.mediaType)).toEqual(['application/vnd.clip.archive.v2', 'application/vnd.clip.profile.v1']);
-    expect(manifest.layers[1]!.digest).toBe(summary.archive.profile.digest);
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual([
+      'application/vnd.clip.archive.v2',
+      'application/vnd.clip.windows.v1',
+      'application/vnd.clip.profile.v1',
+    ]);
+    expect(manifest.layers[2]!.digest).toBe(summary.archive.profile.digest);
 
     const pulled = await pull(ref);
     expect(pulled.profile?.digest).toBe(summary.archive.profile.digest);
@@ -237,15 +241,17 @@ async function pushSwappedProfile(digest: string, subject: string): Promise<stri
   const base = `http://${registry.host}/v2/test/later`;
   const manifestType = 'application/vnd.oci.image.manifest.v1+json';
   const manifest = (await (await fetch(`${base}/manifests/${digest}`, { headers: { accept: manifestType } })).json()) as {
-    layers: Array<{ digest: string; size: number }>;
+    layers: Array<{ mediaType: string; digest: string; size: number }>;
   };
+  const at = manifest.layers.findIndex((layer) => layer.mediaType === 'application/vnd.clip.profile.v1');
+  expect(at).toBeGreaterThan(0);
   const evil = Buffer.from('/data/unread.bin\n');
   const evilDigest = `sha256:${createHash('sha256').update(evil).digest('hex')}`;
   const upload = await fetch(`${base}/blobs/uploads/`, { method: 'POST' });
   const location = new URL(upload.headers.get('location')!, `http://${registry.host}`);
   location.searchParams.set('digest', evilDigest);
   expect((await fetch(location, { method: 'PUT', body: evil, headers: { 'content-type': 'application/octet-stream' } })).status).toBe(201);
-  manifest.layers[1] = { ...manifest.layers[1]!, digest: evilDigest, size: evil.length };
+  manifest.layers[at] = { ...manifest.layers[at]!, digest: evilDigest, size: evil.length };
   const bytes = Buffer.from(JSON.stringify(manifest));
   const swapped = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   expect(
@@ -289,6 +295,17 @@ describe('clip profile <ref>', () => {
     const profiled = await cli(['profile', ref, '--json', '--sign-key', join(work, 'key.pem'), '--', 'cat', '/data/b.bin']);
     expect(profiled.code, profiled.stderr).toBe(0);
     const summary = JSON.parse(profiled.stdout) as { profile: { digest: string }; artifactDigest: string; manifestDigest: string };
+    // The new artifact keeps the windows blob already in the repository as a layer (kept from GC).
+    const republished = (await (
+      await fetch(`http://${registry.host}/v2/test/later/manifests/${summary.artifactDigest}`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).json()) as { layers: Array<{ mediaType: string }> };
+    expect(republished.layers.map((l) => l.mediaType)).toEqual([
+      'application/vnd.clip.archive.v2',
+      'application/vnd.clip.windows.v1',
+      'application/vnd.clip.profile.v1',
+    ]);
     // Bound by the new index at the tag, and signed: both trust paths accept it.
     const bound = await pull(ref);
     expect(bound.profile?.digest).toBe(summary.profile.digest);
