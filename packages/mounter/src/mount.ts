@@ -18,6 +18,8 @@ import { prefetchFiles, readPrefetchList, ReadRecorder } from './prefetch-list.j
 import { createReadHandler, imageStatfs } from './read-handler.js';
 import type { LayerFetcher } from './layer-fetcher.js';
 import { TieredSpanCache } from './tiered-cache.js';
+import { type FirstRunTechniques, parseFirstRun } from './first-run.js';
+import { startFirstRun } from './first-run-start.js';
 
 export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
 export const DEFAULT_DISK_CACHE = 4 * 2 ** 30;
@@ -55,6 +57,8 @@ export interface MountOptions {
   attach?: HeldConnection | (() => Promise<HeldConnection>);
   logger?: Logger;
   timeouts?: { readMs?: number };
+  /** First-run techniques (first-run.ts); default from `CLIP_FIRST_RUN`. */
+  firstRun?: FirstRunTechniques;
 }
 
 export interface MountHandle {
@@ -113,17 +117,31 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
   const { archive, fetcher } = options;
   const mountpoint = await prepareMountpoint(options, logger);
   const metrics = new MountMetrics();
+  const firstRun = options.firstRun ?? parseFirstRun(process.env['CLIP_FIRST_RUN']);
   const disk = await openDiskCache(options, logger, metrics);
-  const reader = createLayerReader(options, logger, metrics, disk);
+  const reader = createLayerReader(options, logger, metrics, disk, firstRun);
   const table = archiveTable(archive);
   const recorder = options.record ? new ReadRecorder(options.record, logger, (inode) => pathOf(archive, table, inode.ino)) : undefined;
+  const stopPrefetch = new AbortController();
+  const guesses = startFirstRun({
+    archive,
+    reader,
+    table,
+    logger,
+    techniques: firstRun,
+    hasPrefetchList: !!options.prefetch,
+    signal: stopPrefetch.signal,
+  });
   const read = createReadHandler({
     archive,
     reader,
     metrics,
     logger,
     readTimeoutMs: options.timeouts?.readMs ?? DEFAULT_READ_TIMEOUT_MS,
-    ...(recorder ? { onRead: (inode: Inode, position: number, length: number) => recorder.record(inode, position, length) } : {}),
+    onRead: (inode: Inode, position: number, length: number) => {
+      recorder?.record(inode, position, length);
+      guesses.onRead(inode);
+    },
   });
 
   // Before the metrics port is taken: a standby must not hold it while another process serves.
@@ -150,7 +168,7 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
     throw error;
   }
   metrics.attachExternal(() => fuse.counters());
-  const stopPrefetch = new AbortController();
+  guesses.mounted();
   const prefetchDone = startPrefetch(options, reader, logger, metrics, stopPrefetch.signal);
 
   return {
@@ -163,7 +181,9 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
     unmount() {
       unmounting ??= (async () => {
         stopPrefetch.abort();
+        guesses.stop();
         await fuse.unmount();
+        reader.close();
         // Cache writes run behind the reads: finish them, so the next mount finds the spans.
         await reader.flush();
         await disk?.flush();
@@ -204,9 +224,16 @@ async function openDiskCache(options: MountOptions, logger: Logger, metrics: Mou
 }
 
 /** The read engine over the fetcher (fetches counted) and the memory and disk span caches. */
-function createLayerReader(options: MountOptions, logger: Logger, metrics: MountMetrics, disk: DiskSpanCache | undefined): LayerReader {
+function createLayerReader(
+  options: MountOptions,
+  logger: Logger,
+  metrics: MountMetrics,
+  disk: DiskSpanCache | undefined,
+  firstRun: FirstRunTechniques,
+): LayerReader {
   const memory = options.memoryCache === 0 ? undefined : new MemorySpanCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
   return new LayerReader(options.archive, {
+    scheduler: { priorities: firstRun.priority, coalesce: firstRun.coalesce },
     fetchRange: countingFetchRange(options.fetcher, metrics),
     cache: new TieredSpanCache(memory, disk, metrics),
     onEvent: (event) => {
