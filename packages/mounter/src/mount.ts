@@ -146,6 +146,8 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
 
   // Before the metrics port is taken: a standby must not hold it while another process serves.
   const attach = typeof options.attach === 'function' ? await options.attach() : options.attach;
+  // Our turn to serve (a standby waits above): start guessing while the kernel side is set up.
+  guesses.mounted();
   let server: MetricsServer | undefined;
   if (options.metrics) server = await startMetricsServer(options.metrics, metrics, options.fetcher.prometheus?.bind(options.fetcher));
   let unmounting: Promise<void> | undefined;
@@ -164,11 +166,12 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
       },
     });
   } catch (error) {
+    stopPrefetch.abort();
+    reader.close();
     await server?.close();
     throw error;
   }
   metrics.attachExternal(() => fuse.counters());
-  guesses.mounted();
   const prefetchDone = startPrefetch(options, reader, logger, metrics, stopPrefetch.signal);
 
   return {

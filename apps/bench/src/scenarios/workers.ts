@@ -44,6 +44,8 @@ export interface ClipStartOptions {
   archive?: string;
   prefetch?: string;
   record?: string;
+  /** Extra environment of `clip mount` (first-run technique switches). */
+  env?: Record<string, string>;
 }
 
 /** `clip mount` + overlayfs + chroot workload. */
