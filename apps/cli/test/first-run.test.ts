@@ -16,6 +16,7 @@ import { entrypointProgram, prefetchEntrypoint, readElfDependencies } from '@cli
 import { LayerReader, type LayerReaderOptions, MemorySpanCache, resolveImagePath } from '@clip/read-engine';
 import { openImageSource } from '@clip/registry-fetch';
 import { type Digest, silentLogger } from '@clip/shared';
+import { startMount } from './mount-harness.js';
 import {
   buildDebianImage,
   type DebianImage,
@@ -171,6 +172,28 @@ describe('fetch scheduling through a real registry', () => {
     expect(Buffer.compare(data, await localReader().readFile(last, 0, last.size))).toBe(0);
   }, 120_000);
 
+  it('close() stops background work: queued requests are dropped and none is sent later', async () => {
+    const modules = filesUnder('/usr/lib/python3.11');
+    const reader = registryReader();
+    proxy!.log.length = 0;
+    const stop = new AbortController();
+    const prefetch = reader.prefetchRanges(
+      modules.map((inode) => ({ layer: inode.data!.layer, offset: inode.data!.offset, length: inode.size })),
+      { concurrency: 32, signal: stop.signal },
+    );
+    while (rangeRequests().length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    stop.abort();
+    reader.close();
+    const result = await prefetch;
+    const sent = rangeRequests().length;
+    expect(result.failed).toBeGreaterThan(0);
+    // The 6 background requests in flight (and any started before close) of 100 spans.
+    expect(sent).toBeLessThan(20);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(rangeRequests().length).toBe(sent);
+    await expect(reader.readFile(modules[0]!, 0, 1)).rejects.toThrow(/closed/);
+  }, 120_000);
+
   it('coalesces touching ranges of one layer into one request, bytes verified', async () => {
     const modules = filesUnder('/usr/lib/python3.11/json').concat(filesUnder('/usr/lib/python3.11/email'));
     const ranges = modules.map((inode) => ({ layer: inode.data!.layer, offset: inode.data!.offset, length: inode.size }));
@@ -263,6 +286,37 @@ describe('first run: the entrypoint and the files it loads', () => {
     const result = await prefetchEntrypoint({ archive: view, reader, logger: silentLogger });
     expect(result.paths.slice(0, 2)).toEqual(['/usr/bin/pydoc3.11', '/usr/bin/python3.11']);
     expect(result.paths).toContain('/usr/lib/x86_64-linux-gnu/libc.so.6');
+  }, 120_000);
+
+  it('clip mount fetches the files of the image command at mount (and not with CLIP_FIRST_RUN=-entrypoint), then python3 runs', async () => {
+    const archivePath = join(work, 'image.clip');
+    for (const setting of ['default', '-entrypoint']) {
+      const mountpoint = await mkdtemp(join(tmpdir(), 'clip-first-run-mnt-'));
+      const mount = await startMount(archivePath, mountpoint, ['--no-standby'], { env: { CLIP_FIRST_RUN: setting } });
+      try {
+        if (setting === 'default') {
+          // The test image's command is python3: the interpreter, ld.so and its libraries.
+          while (!/msg="entrypoint prefetch finished"/.test(mount.stderr())) await new Promise((resolve) => setTimeout(resolve, 20));
+          const line = mount
+            .stderr()
+            .split('\n')
+            .find((text) => text.includes('entrypoint prefetch finished'))!;
+          const paths = /paths="([^"]*)"/.exec(line)?.[1]?.split(',') ?? [];
+          expect(paths[0]).toBe('/usr/bin/python3.11');
+          expect(paths).toContain('/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2');
+          expect(paths).toContain('/usr/lib/x86_64-linux-gnu/libc.so.6');
+          expect(line).toMatch(/failed=0/);
+        }
+        const { stdout } = await exec('chroot', [mountpoint, '/usr/bin/python3', '-c', 'import json; print(json.dumps([1]))']);
+        expect(stdout).toBe('[1]\n');
+      } finally {
+        await mount.stop();
+        await rm(mountpoint, { recursive: true, force: true });
+      }
+      const log = mount.stderr();
+      expect(log).toMatch(/msg="fetch scheduling"/);
+      if (setting !== 'default') expect(log).not.toMatch(/entrypoint prefetch/);
+    }
   }, 120_000);
 
   it('an image without a command, or a command not in the image, prefetches nothing', async () => {
