@@ -288,9 +288,9 @@ describe('first run: the entrypoint and the files it loads', () => {
     expect(result.paths).toContain('/usr/lib/x86_64-linux-gnu/libc.so.6');
   }, 120_000);
 
-  it('clip mount fetches the files of the image command at mount (and not with CLIP_FIRST_RUN=-entrypoint), then python3 runs', async () => {
+  it('clip mount fetches the files of the image command at mount (not with -entrypoint; dlopened libraries with +libraries), python3 runs', async () => {
     const archivePath = join(work, 'image.clip');
-    for (const setting of ['default', '-entrypoint']) {
+    for (const setting of ['default', '-entrypoint', '+libraries']) {
       const mountpoint = await mkdtemp(join(tmpdir(), 'clip-first-run-mnt-'));
       const mount = await startMount(archivePath, mountpoint, ['--no-standby'], { env: { CLIP_FIRST_RUN: setting } });
       try {
@@ -307,7 +307,7 @@ describe('first run: the entrypoint and the files it loads', () => {
           expect(paths).toContain('/usr/lib/x86_64-linux-gnu/libc.so.6');
           expect(line).toMatch(/failed=0/);
         }
-        const { stdout } = await exec('chroot', [mountpoint, '/usr/bin/python3', '-c', 'import json; print(json.dumps([1]))']);
+        const { stdout } = await exec('chroot', [mountpoint, '/usr/bin/python3', '-c', 'import json, sqlite3; print(json.dumps([1]))']);
         expect(stdout).toBe('[1]\n');
       } finally {
         await mount.stop();
@@ -315,7 +315,10 @@ describe('first run: the entrypoint and the files it loads', () => {
       }
       const log = mount.stderr();
       expect(log).toMatch(/msg="fetch scheduling"/);
-      if (setting !== 'default') expect(log).not.toMatch(/entrypoint prefetch/);
+      if (setting === '-entrypoint') expect(log).not.toMatch(/entrypoint prefetch/);
+      // dlopen of _sqlite3's extension module: its first read starts a walk (libsqlite3 and more).
+      if (setting === '+libraries') expect(log).toMatch(/library_walks=[1-9]/);
+      else expect(log).not.toMatch(/library_walks/);
     }
   }, 120_000);
 

@@ -58,47 +58,82 @@ function resolveFile(archive: Pick<MountableArchive, 'lookup'>, path: string): {
 }
 
 /**
- * Finds and fetches the entrypoint's files. Never rejects (a guess that fails costs nothing
- * but its bytes); stops at `signal`.
+ * Walks what loading files will load (a `#!` interpreter, ELF interpreter and DT_NEEDED
+ * libraries, transitively, each level in parallel) and fetches each file found in the
+ * background, whole up to `maxFileBytes`. One walker per mount: a file is fetched once.
  */
-export async function prefetchEntrypoint(options: {
-  archive: MountableArchive;
-  reader: EntrypointReader;
-  logger: Logger;
-  signal?: AbortSignal;
-}): Promise<EntrypointPrefetchResult> {
-  const { archive, reader, logger, signal } = options;
-  const result: EntrypointPrefetchResult = { paths: [], bytes: 0, failed: 0 };
-  const program = entrypointProgram(archive);
-  if (!program) return result;
-  const env = archive.metadata.imageConfig.env;
-  const seen = new Set<number>();
-  const fetches: Promise<void>[] = [];
+export class DependencyPrefetcher {
+  readonly #archive: MountableArchive;
+  readonly #reader: EntrypointReader;
+  readonly #logger: Logger;
+  readonly #signal: AbortSignal | undefined;
+  readonly #maxFileBytes: number;
+  readonly #seen = new Set<number>();
+  readonly #fetches = new Set<Promise<void>>();
+  readonly result: EntrypointPrefetchResult = { paths: [], bytes: 0, failed: 0 };
 
-  /** Starts fetching a file whole; returns its inode unless seen, over a bound or not a file. */
-  const take = (path: string): { path: string; inode: Inode } | undefined => {
-    const file = resolveFile(archive, path);
-    if (!file || seen.has(file.inode.ino) || seen.size >= MAX_FILES || result.bytes + file.inode.size > MAX_BYTES) return undefined;
-    seen.add(file.inode.ino);
+  constructor(options: {
+    archive: MountableArchive;
+    reader: EntrypointReader;
+    logger: Logger;
+    signal?: AbortSignal;
+    maxFileBytes?: number;
+  }) {
+    this.#archive = options.archive;
+    this.#reader = options.reader;
+    this.#logger = options.logger;
+    this.#signal = options.signal;
+    this.#maxFileBytes = options.maxFileBytes ?? MAX_BYTES;
+  }
+
+  /** Whether a file (by inode) was already taken. */
+  has(ino: number): boolean {
+    return this.#seen.has(ino);
+  }
+
+  /** Fetches `paths` and what they load; settles when the walk and its fetches have. */
+  async walk(paths: readonly string[]): Promise<void> {
+    let level = paths.flatMap((path) => this.#take(path) ?? []);
+    while (level.length > 0 && !this.#signal?.aborted) {
+      const found = await Promise.all(
+        level.map((file) =>
+          this.#explore(file).catch((error: unknown) => {
+            this.#logger.debug('dependency prefetch: cannot read', { path: file.path, error: (error as Error).message });
+            return [];
+          }),
+        ),
+      );
+      level = found.flat().flatMap((path) => this.#take(path) ?? []);
+    }
+    while (this.#fetches.size > 0) await Promise.all([...this.#fetches]);
+  }
+
+  /** Starts fetching a file; returns it unless seen, over a bound or not a file. */
+  #take(path: string): { path: string; inode: Inode } | undefined {
+    const file = resolveFile(this.#archive, path);
+    const result = this.result;
+    if (!file || this.#seen.has(file.inode.ino) || this.#seen.size >= MAX_FILES) return undefined;
+    const length = Math.min(file.inode.size, this.#maxFileBytes);
+    if (result.bytes + length > MAX_BYTES) return undefined;
+    this.#seen.add(file.inode.ino);
     result.paths.push(file.path);
-    result.bytes += file.inode.size;
+    result.bytes += length;
     const { layer, offset } = file.inode.data!;
-    fetches.push(
-      reader
-        .prefetchRanges([{ layer, offset, length: file.inode.size }], {
-          concurrency: 4,
-          ...(signal ? { signal } : {}),
-        })
-        .then(({ failed }) => {
-          result.failed += failed;
-        }),
-    );
+    const signal = this.#signal;
+    const fetch = this.#reader
+      .prefetchRanges([{ layer, offset, length }], { concurrency: 4, ...(signal ? { signal } : {}) })
+      .then(({ failed }) => {
+        result.failed += failed;
+      });
+    this.#fetches.add(fetch);
+    void fetch.finally(() => this.#fetches.delete(fetch));
     return file;
-  };
+  }
 
   /** What loading `file` will load next (paths, not yet resolved). */
-  const explore = async (file: { path: string; inode: Inode }): Promise<string[]> => {
-    const readAt = (offset: number, length: number) => reader.readFile(file.inode, offset, length, signal, 'background');
+  async #explore(file: { path: string; inode: Inode }): Promise<string[]> {
+    const archive = this.#archive;
+    const readAt = (offset: number, length: number) => this.#reader.readFile(file.inode, offset, length, this.#signal, 'background');
     const head = await readAt(0, HEAD_BYTES);
     const shebang = parseShebang(head);
     if (shebang) {
@@ -106,7 +141,7 @@ export async function prefetchEntrypoint(options: {
       // `#!/usr/bin/env python3`: the program env runs, found in the image's PATH.
       if (posix.basename(shebang.interpreter) === 'env' && shebang.argument) {
         const name = shebang.argument.split(/\s+/).find((word) => !word.startsWith('-'));
-        const found = name ? findProgram(archive, name, env) : undefined;
+        const found = name ? findProgram(archive, name, archive.metadata.imageConfig.env) : undefined;
         if (found) next.push(found);
       }
       return next;
@@ -124,20 +159,23 @@ export async function prefetchEntrypoint(options: {
       }
     }
     return next;
-  };
-
-  let level = [take(program)].filter((file) => file !== undefined);
-  while (level.length > 0 && !signal?.aborted) {
-    const found = await Promise.all(
-      level.map((file) =>
-        explore(file).catch((error: unknown) => {
-          logger.debug('entrypoint prefetch: cannot read', { path: file.path, error: (error as Error).message });
-          return [];
-        }),
-      ),
-    );
-    level = found.flat().flatMap((path) => take(path) ?? []);
   }
-  await Promise.all(fetches);
-  return result;
+}
+
+/**
+ * Finds and fetches the entrypoint's files. Never rejects (a guess that fails costs nothing
+ * but its bytes); stops at `signal`.
+ */
+export async function prefetchEntrypoint(options: {
+  archive: MountableArchive;
+  reader: EntrypointReader;
+  logger: Logger;
+  signal?: AbortSignal;
+  /** Shared with other walks of the same mount (default: a new one). */
+  walker?: DependencyPrefetcher;
+}): Promise<EntrypointPrefetchResult> {
+  const walker = options.walker ?? new DependencyPrefetcher(options);
+  const program = entrypointProgram(options.archive);
+  if (program) await walker.walk([program]);
+  return walker.result;
 }

@@ -13,11 +13,19 @@ export interface FirstRunTechniques {
   entrypoint: boolean;
   /** A file's first read warms its small siblings (sibling-ahead.ts). */
   siblings: boolean;
+  /** The first read of a shared object (`*.so*`, e.g. a dlopen) fetches the libraries it needs. */
+  libraries: boolean;
 }
 
-export const FIRST_RUN_TECHNIQUES = ['priority', 'coalesce', 'entrypoint', 'siblings'] as const;
+export const FIRST_RUN_TECHNIQUES = ['priority', 'coalesce', 'entrypoint', 'siblings', 'libraries'] as const;
 
-export const DEFAULT_FIRST_RUN: Readonly<FirstRunTechniques> = { priority: true, coalesce: false, entrypoint: true, siblings: false };
+export const DEFAULT_FIRST_RUN: Readonly<FirstRunTechniques> = {
+  priority: true,
+  coalesce: false,
+  entrypoint: true,
+  siblings: false,
+  libraries: false,
+};
 
 export function parseFirstRun(text: string | undefined): FirstRunTechniques {
   const result = { ...DEFAULT_FIRST_RUN };

@@ -140,7 +140,7 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
     readTimeoutMs: options.timeouts?.readMs ?? DEFAULT_READ_TIMEOUT_MS,
     onRead: (inode: Inode, position: number, length: number) => {
       recorder?.record(inode, position, length);
-      guesses.onRead(inode);
+      guesses.onRead(inode, position);
     },
   });
 

@@ -55,10 +55,22 @@ afterAll(async () => {
 
 describe('CLIP_FIRST_RUN', () => {
   it('defaults, on/off words, none and all', () => {
-    expect(parseFirstRun(undefined)).toEqual({ priority: true, coalesce: false, entrypoint: true, siblings: false });
-    expect(parseFirstRun('none,entrypoint')).toEqual({ priority: false, coalesce: false, entrypoint: true, siblings: false });
-    expect(parseFirstRun('all,-coalesce')).toEqual({ priority: true, coalesce: false, entrypoint: true, siblings: true });
-    expect(parseFirstRun('-priority,+siblings')).toEqual({ priority: false, coalesce: false, entrypoint: true, siblings: true });
+    expect(parseFirstRun(undefined)).toEqual({ priority: true, coalesce: false, entrypoint: true, siblings: false, libraries: false });
+    expect(parseFirstRun('none,entrypoint')).toEqual({
+      priority: false,
+      coalesce: false,
+      entrypoint: true,
+      siblings: false,
+      libraries: false,
+    });
+    expect(parseFirstRun('all,-coalesce')).toEqual({ priority: true, coalesce: false, entrypoint: true, siblings: true, libraries: true });
+    expect(parseFirstRun('-priority,+siblings')).toEqual({
+      priority: false,
+      coalesce: false,
+      entrypoint: true,
+      siblings: true,
+      libraries: false,
+    });
     expect(() => parseFirstRun('turbo')).toThrow(UsageError);
     expect(() => parseFirstRun('turbo')).toThrow(/unknown technique "turbo"/);
   });
