@@ -22,3 +22,7 @@ export { isArchiveUrl } from './archive-url.js';
 export type { HttpSourceOptions } from './http-archive-source.js';
 export type { StorageOptions } from './storage-source.js';
 export { readPrefetchList, type PrefetchEntry } from './prefetch-list.js';
+export { DEFAULT_FIRST_RUN, FIRST_RUN_TECHNIQUES, parseFirstRun, type FirstRunTechniques } from './first-run.js';
+export { entrypointProgram, prefetchEntrypoint, type EntrypointPrefetchResult } from './entrypoint-prefetch.js';
+export { isElf, librarySearchPath, parseShebang, readElfDependencies, type ElfDependencies, type ReadAt } from './elf.js';
+export { SiblingAhead, type SiblingAheadOptions } from './sibling-ahead.js';

@@ -19,6 +19,8 @@ import { PrefetchUsage } from './prefetch-usage.js';
 import { createReadHandler, imageStatfs } from './read-handler.js';
 import type { LayerFetcher } from './layer-fetcher.js';
 import { TieredSpanCache } from './tiered-cache.js';
+import { type FirstRunTechniques, parseFirstRun } from './first-run.js';
+import { startFirstRun } from './first-run-start.js';
 
 export const DEFAULT_MEMORY_CACHE = 512 * 2 ** 20;
 export const DEFAULT_DISK_CACHE = 4 * 2 ** 30;
@@ -58,6 +60,8 @@ export interface MountOptions {
   attach?: HeldConnection | (() => Promise<HeldConnection>);
   logger?: Logger;
   timeouts?: { readMs?: number };
+  /** First-run techniques (first-run.ts); default from `CLIP_FIRST_RUN`. */
+  firstRun?: FirstRunTechniques;
 }
 
 export interface MountHandle {
@@ -116,30 +120,40 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
   const { archive, fetcher } = options;
   const mountpoint = await prepareMountpoint(options, logger);
   const metrics = new MountMetrics();
+  const firstRun = options.firstRun ?? parseFirstRun(process.env['CLIP_FIRST_RUN']);
   const disk = await openDiskCache(options, logger, metrics);
-  const reader = createLayerReader(options, logger, metrics, disk);
+  const reader = createLayerReader(options, logger, metrics, disk, firstRun);
   const table = archiveTable(archive);
   const recorder = options.record ? new ReadRecorder(options.record, logger, (inode) => pathOf(archive, table, inode.ino)) : undefined;
   const usage = options.prefetch || options.profile ? new PrefetchUsage() : undefined;
   if (usage) metrics.addComputed(() => usage.totals());
-  const onRead =
-    recorder || usage
-      ? (inode: Inode, position: number, length: number) => {
-          recorder?.record(inode, position, length);
-          usage?.read(inode, position, length);
-        }
-      : undefined;
+  const stopPrefetch = new AbortController();
+  const guesses = startFirstRun({
+    archive,
+    reader,
+    table,
+    logger,
+    techniques: firstRun,
+    hasPrefetchList: !!(options.prefetch || options.profile),
+    signal: stopPrefetch.signal,
+  });
   const read = createReadHandler({
     archive,
     reader,
     metrics,
     logger,
     readTimeoutMs: options.timeouts?.readMs ?? DEFAULT_READ_TIMEOUT_MS,
-    ...(onRead ? { onRead } : {}),
+    onRead: (inode: Inode, position: number, length: number) => {
+      recorder?.record(inode, position, length);
+      usage?.read(inode, position, length);
+      guesses.onRead(inode, position);
+    },
   });
 
   // Before the metrics port is taken: a standby must not hold it while another process serves.
   const attach = typeof options.attach === 'function' ? await options.attach() : options.attach;
+  // Our turn to serve (a standby waits above): start guessing while the kernel side is set up.
+  guesses.mounted();
   let server: MetricsServer | undefined;
   if (options.metrics) server = await startMetricsServer(options.metrics, metrics, options.fetcher.prometheus?.bind(options.fetcher));
   let unmounting: Promise<void> | undefined;
@@ -158,11 +172,12 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
       },
     });
   } catch (error) {
+    stopPrefetch.abort();
+    reader.close();
     await server?.close();
     throw error;
   }
   metrics.attachExternal(() => fuse.counters());
-  const stopPrefetch = new AbortController();
   const prefetchDone = startPrefetch(options, reader, logger, metrics, stopPrefetch.signal, usage);
 
   return {
@@ -175,7 +190,9 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
     unmount() {
       unmounting ??= (async () => {
         stopPrefetch.abort();
+        guesses.stop();
         await fuse.unmount();
+        reader.close();
         // Cache writes run behind the reads: finish them, so the next mount finds the spans.
         await reader.flush();
         await disk?.flush();
@@ -216,9 +233,16 @@ async function openDiskCache(options: MountOptions, logger: Logger, metrics: Mou
 }
 
 /** The read engine over the fetcher (fetches counted) and the memory and disk span caches. */
-function createLayerReader(options: MountOptions, logger: Logger, metrics: MountMetrics, disk: DiskSpanCache | undefined): LayerReader {
+function createLayerReader(
+  options: MountOptions,
+  logger: Logger,
+  metrics: MountMetrics,
+  disk: DiskSpanCache | undefined,
+  firstRun: FirstRunTechniques,
+): LayerReader {
   const memory = options.memoryCache === 0 ? undefined : new MemorySpanCache(options.memoryCache ?? DEFAULT_MEMORY_CACHE);
   return new LayerReader(options.archive, {
+    scheduler: { priorities: firstRun.priority, coalesce: firstRun.coalesce },
     fetchRange: countingFetchRange(options.fetcher, metrics),
     cache: new TieredSpanCache(memory, disk, metrics),
     onEvent: (event) => {

@@ -12,7 +12,15 @@ export {
   type LayerReaderOptions,
   type LayerSource,
   type ReaderEvent,
+  type ReadPriority,
 } from './layer-reader.js';
+export {
+  FetchScheduler,
+  Urgency,
+  DEFAULT_FETCH_SLOTS,
+  type FetchSchedulerOptions,
+  type FetchSchedulerStats,
+} from './fetch-scheduler.js';
 export { resolveImagePath, type PathLookup, type ResolvedPath } from './resolve-path.js';
 export { MemorySpanCache } from './cache/memory-cache.js';
 export { DiskSpanCache, type DiskCacheEvents, type DiskCacheOptions } from './cache/disk-cache.js';

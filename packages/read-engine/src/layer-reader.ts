@@ -18,6 +18,7 @@ import { LiveSpan, LiveSpans, StaleDecoderError } from './live-spans.js';
 import { WindowLoader, type WindowEvent } from './window-loader.js';
 import { deferredDecoder } from './zran/deferred-decoder.js';
 import type { SpanDecoder } from './zran/span-decoder.js';
+import { FetchScheduler, type FetchSchedulerOptions, type FetchSchedulerStats, Urgency } from './fetch-scheduler.js';
 
 /**
  * Decoded spans by key. `get` and `set` may be sync (memory) or async (disk); a cache that
@@ -54,10 +55,18 @@ export interface LayerReaderOptions {
   liveDecoders?: number;
   /** External windows (v2.3): bytes a window request may grow to with following windows (default 0: none). */
   windowCoalesceBytes?: number;
+  /**
+   * Request scheduling: reads before background work (fetch-scheduler.ts). Default on with
+   * 8 slots; `false` sends every request at once, in arrival order (for measurements).
+   */
+  scheduler?: FetchSchedulerOptions | false;
 }
 
 /** Following spans whose windows may ride along with a span's window request. */
 const WINDOW_NEIGHBOURS = 3;
+
+/** Whether a read blocks a workload (`demand`) or only warms the cache (`background`). */
+export type ReadPriority = 'demand' | 'background';
 
 export const DEFAULT_PIECE_CACHE_BYTES = 64 * 2 ** 20;
 export const DEFAULT_LIVE_DECODERS = 32;
@@ -109,6 +118,9 @@ export class LayerReader {
   /** Cache stores still running (reads do not wait for them). */
   readonly #stores = new Set<Promise<void>>();
   readonly #windows: WindowLoader;
+  readonly #scheduler: FetchScheduler | undefined;
+  /** Urgency of the decodes in flight per span key (shared by concurrent decodes of one span). */
+  readonly #urgencies = new Map<string, { urgency: Urgency; users: number }>();
 
   constructor(archive: LayerSource, options: LayerReaderOptions) {
     this.#archive = archive;
@@ -124,6 +136,12 @@ export class LayerReader {
       onEvent: this.#onEvent,
       ...(options.windowCoalesceBytes !== undefined ? { coalesceBytes: options.windowCoalesceBytes } : {}),
     });
+    this.#scheduler = options.scheduler === false ? undefined : new FetchScheduler(this.#fetchRange, options.scheduler ?? {});
+  }
+
+  /** Requests by class, promotions and merges (zeros without a scheduler). */
+  get schedulerStats(): Readonly<FetchSchedulerStats> {
+    return this.#scheduler?.stats ?? { demandRequests: 0, backgroundRequests: 0, promoted: 0, coalesced: 0 };
   }
 
   /** Settles when every cache store started so far has (e.g. before unmounting). */
@@ -132,13 +150,18 @@ export class LayerReader {
     await this.#windows.flush();
   }
 
+  /** Stops fetching: queued and later range requests fail (requests in flight finish). */
+  close(): void {
+    this.#scheduler?.close();
+  }
+
   /** Compressed bytes of partial spans held in memory. */
   get pieceCacheBytes(): number {
     return this.#pieces.bytes;
   }
 
   /** Reads `length` bytes at `offset` of a layer's uncompressed stream (short at the layer's end). */
-  async read(layerIndex: number, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+  async read(layerIndex: number, offset: number, length: number, signal?: AbortSignal, priority: ReadPriority = 'demand'): Promise<Buffer> {
     const layer = this.#layer(layerIndex);
     const end = Math.min(offset + length, layer.uncompressedSize);
     if (offset < 0 || length < 0) throw new RangeError(`bad read range offset=${offset} length=${length}`);
@@ -151,7 +174,7 @@ export class LayerReader {
       if (spanStart >= end) break;
       const from = Math.max(offset, spanStart) - spanStart;
       const to = Math.min(end, span.uncompressedEnd) - spanStart;
-      parts.push(this.#decodedSpan(layer, index, to, signal).then((decoded) => decoded.subarray(from, to)));
+      parts.push(this.#decodedSpan(layer, index, to, signal, priority).then((decoded) => decoded.subarray(from, to)));
     }
     const slices = await Promise.all(parts);
     const result = slices.length === 1 ? slices[0]! : Buffer.concat(slices);
@@ -162,12 +185,12 @@ export class LayerReader {
   }
 
   /** Reads `length` bytes at `offset` of a regular file (short or empty past its end). */
-  async readFile(inode: Inode, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+  async readFile(inode: Inode, offset: number, length: number, signal?: AbortSignal, priority: ReadPriority = 'demand'): Promise<Buffer> {
     if (inode.type !== 'file') throw new NotAFileError(`inode ${inode.ino} is a ${inode.type}, not a regular file`);
     const end = Math.min(offset + length, inode.size);
     if (end <= offset) return Buffer.alloc(0);
     if (!inode.data) throw new LayerFormatError(`inode ${inode.ino} has ${inode.size} bytes but no data location`);
-    return this.read(inode.data.layer, inode.data.offset + offset, end - offset, signal);
+    return this.read(inode.data.layer, inode.data.offset + offset, end - offset, signal, priority);
   }
 
   /**
@@ -188,11 +211,11 @@ export class LayerReader {
    * Fetches what many ranges need, merged per span first (one decode per span, to the furthest
    * byte any range needs in it), at most `concurrency` spans at a time, in the order the ranges
    * first touch them. Never rejects: failed spans are counted (and passed to `onError`);
-   * an abort stops starting new spans.
+   * an abort stops starting new spans. Background priority unless told otherwise.
    */
   async prefetchRanges(
     ranges: readonly LayerRange[],
-    options: { concurrency?: number; signal?: AbortSignal; onError?: (error: unknown) => void } = {},
+    options: { concurrency?: number; signal?: AbortSignal; onError?: (error: unknown) => void; priority?: ReadPriority } = {},
   ): Promise<{ spans: number; failed: number }> {
     const needs = new Map<string, { layer: ArchiveLayer; index: number; need: number }>();
     for (const range of ranges) {
@@ -217,7 +240,7 @@ export class LayerReader {
     const worker = async () => {
       for (let item = queue.shift(); item && !signal?.aborted; item = queue.shift()) {
         try {
-          await this.#decodedSpan(item.layer, item.index, item.need, signal);
+          await this.#decodedSpan(item.layer, item.index, item.need, signal, options.priority ?? 'background');
           spans++;
         } catch (error) {
           failed++;
@@ -246,8 +269,16 @@ export class LayerReader {
   }
 
   /** The decoded span `index`, or its first part, holding at least `need` bytes from the span's start. */
-  async #decodedSpan(layer: ArchiveLayer, index: number, need: number, signal?: AbortSignal): Promise<Buffer> {
+  async #decodedSpan(
+    layer: ArchiveLayer,
+    index: number,
+    need: number,
+    signal: AbortSignal | undefined,
+    priority: ReadPriority,
+  ): Promise<Buffer> {
     const key = spanKey(layer, index);
+    // A read blocked on a span whose fetches are queued as background work: they go first now.
+    if (priority === 'demand') this.#urgencies.get(key)?.urgency.promote();
     const pending = this.#inFlight.get(key);
     if (pending && pending.covers >= need) return raceAbort(pending.promise, signal);
 
@@ -269,18 +300,43 @@ export class LayerReader {
     const covers = this.#coverage(layer, index, need);
     // The decode is shared by everyone who joins, so it runs without any one caller's signal;
     // each caller stops waiting on its own abort. Fetch timeouts bound the decode itself.
-    const entry: InFlight = { covers, promise: this.#decodeAndStore(key, layer, index, covers, partial) };
+    const urgency = this.#acquireUrgency(key, priority === 'demand');
+    const entry: InFlight = { covers, promise: this.#decodeAndStore(key, layer, index, covers, partial, urgency) };
     this.#inFlight.set(key, entry);
     entry.promise
       .finally(() => {
         if (this.#inFlight.get(key) === entry) this.#inFlight.delete(key);
+        this.#releaseUrgency(key);
       })
       .catch(() => {});
     return raceAbort(entry.promise, signal);
   }
 
-  async #decodeAndStore(key: string, layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<Buffer> {
-    const { decoded, pieceCount } = await this.#decode(layer, index, covers, partial);
+  #acquireUrgency(key: string, demand: boolean): Urgency {
+    let held = this.#urgencies.get(key);
+    if (!held) {
+      held = { urgency: this.#scheduler?.urgency(demand) ?? new Urgency(demand), users: 0 };
+      this.#urgencies.set(key, held);
+    }
+    held.users++;
+    if (demand) held.urgency.promote();
+    return held.urgency;
+  }
+
+  #releaseUrgency(key: string): void {
+    const held = this.#urgencies.get(key);
+    if (held && --held.users <= 0) this.#urgencies.delete(key);
+  }
+
+  async #decodeAndStore(
+    key: string,
+    layer: ArchiveLayer,
+    index: number,
+    covers: number,
+    partial: boolean,
+    urgency: Urgency,
+  ): Promise<Buffer> {
+    const { decoded, pieceCount } = await this.#decode(layer, index, covers, partial, urgency);
     const span = layer.spans[index]!;
     const complete = decoded.length >= span.uncompressedEnd - span.checkpoint.uncompressedOffset;
     if (complete) this.#pieces.discard(key);
@@ -337,7 +393,13 @@ export class LayerReader {
    * new decoder fed every piece from the checkpoint. `partial`: the cache holds a shorter
    * decoded span, so it may hold the compressed prefix too.
    */
-  async #decode(layer: ArchiveLayer, index: number, covers: number, partial: boolean): Promise<{ decoded: Buffer; pieceCount: number }> {
+  async #decode(
+    layer: ArchiveLayer,
+    index: number,
+    covers: number,
+    partial: boolean,
+    urgency: Urgency,
+  ): Promise<{ decoded: Buffer; pieceCount: number }> {
     const span = layer.spans[index]!;
     const spanStart = span.checkpoint.uncompressedOffset;
     const spanLength = span.uncompressedEnd - spanStart;
@@ -348,7 +410,7 @@ export class LayerReader {
       what: `layer ${layer.digest} span ${index}`,
       fetch: (start: number, end: number) => {
         this.#onEvent({ kind: 'fetch', layer: layer.digest, start, end });
-        return this.#fetchRange(layer.digest, start, end);
+        return this.#scheduler ? this.#scheduler.fetch(layer.digest, start, end, urgency) : this.#fetchRange(layer.digest, start, end);
       },
       onMismatch: (attempt: number) => this.#onEvent({ kind: 'digest-mismatch', layer: layer.digest, span: index, attempt }),
     };

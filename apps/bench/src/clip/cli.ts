@@ -19,6 +19,8 @@ export interface MountOptions {
   memoryCache?: string;
   /** `--hosts-dir` (containerd hosts.toml mirrors); '' for none. */
   hostsDir?: string;
+  /** Extra environment of the clip process (e.g. `CLIP_FIRST_RUN`). */
+  env?: Record<string, string>;
 }
 
 export interface RunningMount {
@@ -148,7 +150,10 @@ export class ClipCli {
     if (options.record) args.push('--record', options.record);
     if (options.memoryCache) args.push('--memory-cache', options.memoryCache);
     if (options.hostsDir !== undefined) args.push('--hosts-dir', options.hostsDir);
-    const child: ChildProcess = startProcess(process.execPath, args, options.netns ? { netns: options.netns } : {});
+    const child: ChildProcess = startProcess(process.execPath, args, {
+      ...(options.netns ? { netns: options.netns } : {}),
+      ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+    });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-2_000_000);

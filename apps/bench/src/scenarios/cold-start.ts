@@ -92,6 +92,7 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
   const rows: ResultRow[] = [];
   const warmCaches: string[] = [];
   rows.push(await guarded('cold cache', () => coldRuns('cold', undefined, warmCaches)));
+  rows.push(...(await firstRunVariants(context, image, guarded)));
   rows.push(
     await guarded('warm cache', async () => {
       const runs: StartMeasurement[] = [];
@@ -130,4 +131,45 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     rows.push(await guarded(`prefetch (recorded list), ${DENSE_SPAN_SIZE} spans`, () => prefetchRuns(DENSE_SPAN_SIZE, dense), note));
   }
   return { rows, ...(unpackedRoot ? { unpackedRoot } : {}) };
+}
+
+/**
+ * `CLIP_BENCH_FIRST_RUN="none;priority;priority,entrypoint"`: extra cold-cache rows, one per
+ * `CLIP_FIRST_RUN` setting of `clip mount` (docs/benchmarks.md, "First run without a
+ * profile"), the settings' runs interleaved so machine load hits them alike.
+ */
+async function firstRunVariants(
+  context: BenchContext,
+  image: PublishedImage,
+  guarded: (variant: string, measure: () => Promise<StartMeasurement[]>) => Promise<ResultRow>,
+): Promise<ResultRow[]> {
+  const settings = (process.env['CLIP_BENCH_FIRST_RUN'] ?? '')
+    .split(';')
+    .map((setting) => setting.trim())
+    .filter(Boolean);
+  const runs = new Map<string, StartMeasurement[]>(settings.map((setting) => [setting, []]));
+  const failures = new Map<string, Error>();
+  for (let i = 0; i < context.repetitions; i++) {
+    for (const setting of settings) {
+      if (failures.has(setting)) continue;
+      context.log(`  clip cold, CLIP_FIRST_RUN=${setting} ${image.bench.name} (${i + 1}/${context.repetitions})`);
+      try {
+        const cacheDir = join(await scratch(context, 'cache'), 'cache');
+        runs.get(setting)!.push(await clipStart(context, image, { cacheDir, env: { CLIP_FIRST_RUN: setting } }));
+      } catch (error) {
+        failures.set(setting, error as Error);
+      }
+    }
+  }
+  const rows: ResultRow[] = [];
+  for (const setting of settings) {
+    rows.push(
+      await guarded(`cold cache, first run: ${setting}`, async () => {
+        const failure = failures.get(setting);
+        if (failure) throw failure;
+        return runs.get(setting)!;
+      }),
+    );
+  }
+  return rows;
 }

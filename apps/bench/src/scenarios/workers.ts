@@ -44,6 +44,8 @@ export interface ClipStartOptions {
   archive?: string;
   prefetch?: string;
   record?: string;
+  /** Extra environment of `clip mount` (first-run technique switches). */
+  env?: Record<string, string>;
 }
 
 /** `clip mount` + overlayfs + chroot workload. */
@@ -70,5 +72,8 @@ export async function clipStart(context: BenchContext, image: PublishedImage, op
   // Counters at workload end: bytes a background prefetch fetches later are not on the start path.
   const link = await context.link.resetCounters();
   const metrics = await mount.stop();
-  return { seconds, phases: { mount: mounted, workload: workloadSeconds }, link, ...(metrics ? { metrics } : {}) };
+  // Seconds FUSE reads spent waiting (the mount's read-latency sum): less CPU-bound than wall time.
+  const latency = ((metrics?.['metrics'] ?? metrics) as { readLatency?: { sum?: number } } | undefined)?.readLatency?.sum;
+  const phases = { mount: mounted, workload: workloadSeconds, ...(typeof latency === 'number' ? { readWait: latency } : {}) };
+  return { seconds, phases, link, ...(metrics ? { metrics } : {}) };
 }
