@@ -36,6 +36,7 @@ REQUIREMENTS=(
   "debian-archive-keyring:file:/usr/share/keyrings/debian-archive-keyring.gpg" # mmdebstrap verifies bookworm
   "g++:g++"                              # node-gyp toolchain for packages/native-fuse and native-zran (step 3)
   "make:make"
+  "binutils:readelf"                     # apps/cli first-run test compares clip's ELF parsing with readelf (also a g++ dependency)
   "python3:python3"
   "runc:runc"                            # clip run's default OCI runtime (packages/runtime); its tests run real containers
   "tini:file:/usr/bin/tini-static"       # static init for clip run containers: forwards signals to the command, reaps zombies

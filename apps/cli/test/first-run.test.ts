@@ -296,11 +296,11 @@ describe('first run: the entrypoint and the files it loads', () => {
       try {
         if (setting === 'default') {
           // The test image's command is python3: the interpreter, ld.so and its libraries.
-          while (!/msg="entrypoint prefetch finished"/.test(mount.stderr())) await new Promise((resolve) => setTimeout(resolve, 20));
+          while (!/msg="entrypoint files fetched"/.test(mount.stderr())) await new Promise((resolve) => setTimeout(resolve, 20));
           const line = mount
             .stderr()
             .split('\n')
-            .find((text) => text.includes('entrypoint prefetch finished'))!;
+            .find((text) => text.includes('entrypoint files fetched'))!;
           const paths = /paths="([^"]*)"/.exec(line)?.[1]?.split(',') ?? [];
           expect(paths[0]).toBe('/usr/bin/python3.11');
           expect(paths).toContain('/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2');
@@ -315,7 +315,7 @@ describe('first run: the entrypoint and the files it loads', () => {
       }
       const log = mount.stderr();
       expect(log).toMatch(/msg="fetch scheduling"/);
-      if (setting === '-entrypoint') expect(log).not.toMatch(/entrypoint prefetch/);
+      if (setting === '-entrypoint') expect(log).not.toMatch(/entrypoint files fetched/);
       // dlopen of _sqlite3's extension module: its first read starts a walk (libsqlite3 and more).
       if (setting === '+libraries') expect(log).toMatch(/library_walks=[1-9]/);
       else expect(log).not.toMatch(/library_walks/);

@@ -49,7 +49,7 @@ export function startFirstRun(options: {
       if (!guessing || !techniques.entrypoint) return;
       const started = performance.now();
       void prefetchEntrypoint({ archive, reader, logger, signal, walker }).then((result) =>
-        logger.info('entrypoint prefetch finished', {
+        logger.info('entrypoint files fetched', {
           files: result.paths.length,
           bytes: result.bytes,
           failed: result.failed,
