@@ -19,6 +19,8 @@ export interface MountOptions {
   memoryCache?: string;
   /** `--hosts-dir` (containerd hosts.toml mirrors); '' for none. */
   hostsDir?: string;
+  /** Environment of the mount (e.g. a fresh XDG_CACHE_HOME: a fresh worker's archive cache). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface RunningMount {
@@ -53,6 +55,7 @@ export function lastJsonObject(text: string): Record<string, unknown> | undefine
 
 export class ClipCli {
   private readonly probes = new Map<ClipCommand, Promise<string | undefined>>();
+  private readonly optionProbes = new Map<string, Promise<string | undefined>>();
 
   constructor(readonly path: string = defaultCliPath()) {}
 
@@ -72,6 +75,23 @@ export class ClipCli {
         return `\`clip ${command}\` not available yet`;
       })();
       this.probes.set(command, probe);
+    }
+    return probe;
+  }
+
+  /** undefined when `clip <command> --help` lists `option` (e.g. `--profile`), else why not. */
+  optionUnavailable(command: ClipCommand, option: string): Promise<string | undefined> {
+    const key = `${command} ${option}`;
+    let probe = this.optionProbes.get(key);
+    if (!probe) {
+      probe = (async () => {
+        const missing = await this.unavailable(command);
+        if (missing) return missing;
+        const help = await run(process.execPath, [this.path, command, '--help'], { allowFailure: true, timeoutMs: 30_000 });
+        const listed = new RegExp(`(^|[\\s,])${option.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`, 'm').test(help.stdout);
+        return listed ? undefined : `\`clip ${command} ${option}\` not available yet (not in \`clip ${command} --help\`)`;
+      })();
+      this.optionProbes.set(key, probe);
     }
     return probe;
   }
@@ -116,14 +136,15 @@ export class ClipCli {
     return { seconds: result.seconds, peakRssBytes: result.peakRssBytes };
   }
 
-  /** `clip publish <source> <target> --json`. */
+  /** `clip publish <source> <target> --json [extra…]` (extra: e.g. `--profile -- cmd…`, last). */
   async publish(
     source: string,
     target: string,
     output: string,
     netns?: string,
+    extra: string[] = [],
   ): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
-    const result = await this.exec(['publish', source, target, '-o', output, '--json', '--no-progress'], netns);
+    const result = await this.exec(['publish', source, target, '-o', output, '--json', '--no-progress', ...extra], netns);
     const summary = lastJsonObject(result.stdout);
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };
   }
@@ -148,7 +169,10 @@ export class ClipCli {
     if (options.record) args.push('--record', options.record);
     if (options.memoryCache) args.push('--memory-cache', options.memoryCache);
     if (options.hostsDir !== undefined) args.push('--hosts-dir', options.hostsDir);
-    const child: ChildProcess = startProcess(process.execPath, args, options.netns ? { netns: options.netns } : {});
+    const child: ChildProcess = startProcess(process.execPath, args, {
+      ...(options.netns ? { netns: options.netns } : {}),
+      ...(options.env ? { env: options.env } : {}),
+    });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-2_000_000);

@@ -12,14 +12,23 @@ export function coldStartChart(results: BenchResults, image: string): string {
   return barChartSvg({
     title: `Start + workload, ${image}, by link profile`,
     unit: 'seconds',
-    series: ['full pull + unpack', 'clip cold cache', 'clip prefetch', 'clip warm cache'],
+    series: [
+      'full pull + unpack',
+      'clip default (profile published)',
+      'clip no profile',
+      'clip cold cache',
+      'clip warm cache',
+      'lower bound',
+    ],
     groups: profiles.map((profile) => ({
       label: profile,
       values: [
         pick(profile, 'cold cache')?.baseline,
+        pick(profile, 'default (profile published)')?.clip,
+        pick(profile, 'no profile')?.clip,
         pick(profile, 'cold cache')?.clip,
-        pick(profile, 'prefetch (recorded list)')?.clip,
         pick(profile, 'warm cache')?.clip,
+        pick(profile, 'lower bound')?.clip,
       ],
     })),
   });

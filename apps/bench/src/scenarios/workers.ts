@@ -44,6 +44,8 @@ export interface ClipStartOptions {
   archive?: string;
   prefetch?: string;
   record?: string;
+  /** Environment of `clip mount` (a fresh worker's archive cache when mounting a reference). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** `clip mount` + overlayfs + chroot workload. */
