@@ -96,6 +96,13 @@ export class ClipCli {
     return probe;
   }
 
+  /** `clip index`'s default `--span-size` as its help prints it (e.g. `4MiB`), if found. */
+  async defaultSpanSize(): Promise<string | undefined> {
+    if (await this.unavailable('index')) return undefined;
+    const help = await run(process.execPath, [this.path, 'index', '--help'], { allowFailure: true, timeoutMs: 30_000 });
+    return /--span-size <size>[\s\S]*?\(default: "([^"]+)"\)/.exec(help.stdout)?.[1];
+  }
+
   private exec(args: string[], netns?: string, timeoutMs = 30 * 60_000): Promise<RunResult> {
     return run(process.execPath, [this.path, ...args], { timeoutMs, ...(netns ? { netns } : {}) });
   }
