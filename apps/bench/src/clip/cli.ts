@@ -19,8 +19,8 @@ export interface MountOptions {
   memoryCache?: string;
   /** `--hosts-dir` (containerd hosts.toml mirrors); '' for none. */
   hostsDir?: string;
-  /** Environment of the mount (e.g. a fresh XDG_CACHE_HOME: a fresh worker's archive cache). */
-  env?: NodeJS.ProcessEnv;
+  /** Extra environment of the clip process (e.g. `CLIP_FIRST_RUN`). */
+  env?: Record<string, string>;
 }
 
 export interface RunningMount {
@@ -178,7 +178,7 @@ export class ClipCli {
     if (options.hostsDir !== undefined) args.push('--hosts-dir', options.hostsDir);
     const child: ChildProcess = startProcess(process.execPath, args, {
       ...(options.netns ? { netns: options.netns } : {}),
-      ...(options.env ? { env: options.env } : {}),
+      ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
     });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {

@@ -123,9 +123,9 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
   rows.push(await published('profile', VARIANT.profiled));
   rows.push(await published('no-profile', VARIANT.noProfile));
   const warmCaches: string[] = [];
-  rows.push(await guarded(VARIANT.cold, () => coldRuns('cold', undefined, warmCaches), 'local archive file, fresh cache'));
+  rows.push(await guarded('cold cache', () => coldRuns('cold', undefined, warmCaches)));
   rows.push(
-    await guarded(VARIANT.warm, async () => {
+    await guarded('warm cache', async () => {
       const runs: StartMeasurement[] = [];
       for (let i = 0; i < context.repetitions; i++) {
         context.log(`  clip warm ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);

@@ -67,7 +67,7 @@ export async function referenceStarts(
     const worker = await scratch(context, 'worker');
     await mkdir(join(worker, 'xdg'), { recursive: true });
     // XDG_CACHE_HOME and CLIP_ARCHIVE_CACHE: nothing from an earlier start (archive, profile) is found.
-    const env = { ...process.env, XDG_CACHE_HOME: join(worker, 'xdg'), CLIP_ARCHIVE_CACHE: join(worker, 'archives') };
+    const env = { XDG_CACHE_HOME: join(worker, 'xdg'), CLIP_ARCHIVE_CACHE: join(worker, 'archives') };
     runs.push(await clipStart(context, image, { cacheDir: join(worker, 'cache'), archive: reference.ref, env }));
   }
   return runs;

@@ -44,8 +44,8 @@ export interface ClipStartOptions {
   archive?: string;
   prefetch?: string;
   record?: string;
-  /** Environment of `clip mount` (a fresh worker's archive cache when mounting a reference). */
-  env?: NodeJS.ProcessEnv;
+  /** Extra environment of `clip mount` (first-run technique switches). */
+  env?: Record<string, string>;
 }
 
 /** `clip mount` + overlayfs + chroot workload. */
