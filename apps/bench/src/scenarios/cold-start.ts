@@ -9,7 +9,7 @@ import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
 import { median } from '../util/stats.js';
 import { DENSE_SPAN_SIZE, scratch, type BenchContext, type PublishedImage } from './context.js';
 import { annotateWithLowerBound, lowerBoundRow } from './lower-bound-row.js';
-import { type PublishKind, publishReference, publishUnavailable, referenceStarts } from './published-start.js';
+import { describeReference, type PublishKind, publishReference, publishUnavailable, referenceStarts } from './published-start.js';
 import { baselineStart, clipStart, type StartMeasurement } from './workers.js';
 
 /** Variant names of the cold-start table (report/cold-start-table.ts reads them). */
@@ -114,8 +114,8 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     }
     try {
       const reference = await publishReference(context, image, kind);
-      const note = `mounts ${reference.ref.split('/').slice(1).join('/')}: archive ${(reference.archiveBytes / 1e6).toFixed(2)} MB fetched at mount`;
-      return row(variant, await referenceStarts(context, image, kind, reference), note);
+      const runs = await referenceStarts(context, image, kind, reference);
+      return row(variant, runs, describeReference(reference, runs));
     } catch (error) {
       return skippedRow({ ...base, variant, ...baselineFields }, `clip publish/mount failed: ${(error as Error).message.slice(0, 400)}`);
     }

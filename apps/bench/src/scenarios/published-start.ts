@@ -12,7 +12,32 @@ export interface PublishedReference {
   /** The tag's reference through the proxy (what workers mount). */
   ref: string;
   publishSeconds: number;
+  /** The archive blob pushed (what a worker downloads before mounting; the tables only when windows are external). */
   archiveBytes: number;
+  /** The external windows blob, fetched by range with the spans (absent: windows inline). */
+  windowsBytes?: number;
+  profileBytes?: number;
+  profileFiles?: number;
+}
+
+function numberAt(value: unknown, ...path: string[]): number | undefined {
+  let at = value;
+  for (const key of path) at = at && typeof at === 'object' ? (at as Record<string, unknown>)[key] : undefined;
+  return typeof at === 'number' ? at : undefined;
+}
+
+/** One line for the row: what the worker downloads first, and how much of the profile's prefetch was used. */
+export function describeReference(reference: PublishedReference, runs: readonly StartMeasurement[]): string {
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`;
+  const parts = [`${reference.ref.split('/').slice(1).join('/')}: archive ${mb(reference.archiveBytes)} fetched before mounting`];
+  if (reference.windowsBytes !== undefined) parts.push(`windows blob ${mb(reference.windowsBytes)} (by range)`);
+  if (reference.profileBytes !== undefined)
+    parts.push(`profile ${(reference.profileBytes / 1e3).toFixed(1)} kB, ${reference.profileFiles ?? '?'} files`);
+  const metrics = runs.at(-1)?.metrics;
+  const used = numberAt(metrics, 'metrics', 'prefetchUsedBytes');
+  const wasted = numberAt(metrics, 'metrics', 'prefetchWastedBytes');
+  if (used !== undefined && wasted !== undefined && used + wasted > 0) parts.push(`prefetch used ${mb(used)}, wasted ${mb(wasted)}`);
+  return parts.join('; ');
 }
 
 /** One publish per image and kind, shared by every link profile of the run. */
@@ -43,7 +68,18 @@ export function publishReference(context: BenchContext, image: PublishedImage, k
       context.log(`  clip publish${kind === 'profile' ? ' --profile' : ''} ${image.bench.name} → ${ref}`);
       const published = await context.clip.publish(image.bench.image.reference, ref, output, context.link.netns, extra);
       await context.link.resetCounters();
-      return { ref, publishSeconds: published.seconds, archiveBytes: (await stat(output)).size };
+      const summary = published.summary;
+      const windowsBytes = numberAt(summary, 'archive', 'windows', 'bytes');
+      const profileBytes = numberAt(summary, 'archive', 'profile', 'bytes');
+      const profileFiles = numberAt(summary, 'archive', 'profile', 'files');
+      return {
+        ref,
+        publishSeconds: published.seconds,
+        archiveBytes: numberAt(summary, 'archive', 'bytes') ?? (await stat(output)).size,
+        ...(windowsBytes === undefined ? {} : { windowsBytes }),
+        ...(profileBytes === undefined ? {} : { profileBytes }),
+        ...(profileFiles === undefined ? {} : { profileFiles }),
+      };
     })();
     publications.set(key, publication);
     // A failed publish is retried by the next profile rather than remembered.
