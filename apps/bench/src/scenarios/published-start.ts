@@ -40,6 +40,9 @@ export function describeReference(reference: PublishedReference, runs: readonly 
   return parts.join('; ');
 }
 
+/** `--profile-seconds` of the profile run (the bench workloads exit on their own). */
+const PROFILE_SECONDS = 180;
+
 /** One publish per image and kind, shared by every link profile of the run. */
 const publications = new Map<string, Promise<PublishedReference>>();
 
@@ -64,7 +67,12 @@ export function publishReference(context: BenchContext, image: PublishedImage, k
     publication = (async () => {
       const ref = image.clientRef.replace(/:[^:/]+$/, `:${kind === 'profile' ? 'profiled' : 'no-profile'}`);
       const output = join(context.workDir, `${image.bench.name}-${kind}.clip`);
-      const extra = kind === 'profile' ? ['--profile', '--', '/bin/sh', '-c', image.bench.workload.command!] : [];
+      // The workload exits by itself: a generous cap, since the default 10 s (meant for servers)
+      // cut python-sci's and node-app's profiles short on the loaded machine, reading over the link.
+      const extra =
+        kind === 'profile'
+          ? ['--profile', '--profile-seconds', String(PROFILE_SECONDS), '--', '/bin/sh', '-c', image.bench.workload.command!]
+          : [];
       context.log(`  clip publish${kind === 'profile' ? ' --profile' : ''} ${image.bench.name} → ${ref}`);
       const published = await context.clip.publish(image.bench.image.reference, ref, output, context.link.netns, extra);
       await context.link.resetCounters();
