@@ -120,7 +120,8 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
       return skippedRow({ ...base, variant, ...baselineFields }, `clip publish/mount failed: ${(error as Error).message.slice(0, 400)}`);
     }
   };
-  rows.push(await published('profile', VARIANT.profiled));
+  // Not applicable (no row) when the workload is not a command in the image (the synthetic images).
+  if (image.bench.workload.command) rows.push(await published('profile', VARIANT.profiled));
   rows.push(await published('no-profile', VARIANT.noProfile));
   const warmCaches: string[] = [];
   rows.push(await guarded('cold cache', () => coldRuns('cold', undefined, warmCaches)));
