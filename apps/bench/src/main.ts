@@ -183,7 +183,8 @@ async function main(): Promise<void> {
         if (plan.fleetOnly) continue;
         log(`start + workload: ${image.bench.name} @ ${profile.name}`);
         let unpackedRoot: string | undefined;
-        const want = (name: string) => !plan.only || plan.only.has(name);
+        // `cold-start` is another name of `start`.
+        const want = (name: string) => !plan.only || plan.only.has(name) || (name === 'start' && plan.only.has('cold-start'));
         if (want('start'))
           rows.push(
             ...(await guard('start scenario', { ...base, scenario: 'start + workload', variant: 'all' }, async () => {

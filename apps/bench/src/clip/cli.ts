@@ -55,6 +55,7 @@ export function lastJsonObject(text: string): Record<string, unknown> | undefine
 
 export class ClipCli {
   private readonly probes = new Map<ClipCommand, Promise<string | undefined>>();
+  private readonly optionProbes = new Map<string, Promise<string | undefined>>();
 
   constructor(readonly path: string = defaultCliPath()) {}
 
@@ -76,6 +77,30 @@ export class ClipCli {
       this.probes.set(command, probe);
     }
     return probe;
+  }
+
+  /** undefined when `clip <command> --help` lists `option` (e.g. `--profile`), else why not. */
+  optionUnavailable(command: ClipCommand, option: string): Promise<string | undefined> {
+    const key = `${command} ${option}`;
+    let probe = this.optionProbes.get(key);
+    if (!probe) {
+      probe = (async () => {
+        const missing = await this.unavailable(command);
+        if (missing) return missing;
+        const help = await run(process.execPath, [this.path, command, '--help'], { allowFailure: true, timeoutMs: 30_000 });
+        const listed = new RegExp(`(^|[\\s,])${option.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`, 'm').test(help.stdout);
+        return listed ? undefined : `\`clip ${command} ${option}\` not available yet (not in \`clip ${command} --help\`)`;
+      })();
+      this.optionProbes.set(key, probe);
+    }
+    return probe;
+  }
+
+  /** `clip index`'s default `--span-size` as its help prints it (e.g. `4MiB`), if found. */
+  async defaultSpanSize(): Promise<string | undefined> {
+    if (await this.unavailable('index')) return undefined;
+    const help = await run(process.execPath, [this.path, 'index', '--help'], { allowFailure: true, timeoutMs: 30_000 });
+    return /--span-size <size>[\s\S]*?\(default: "([^"]+)"\)/.exec(help.stdout)?.[1];
   }
 
   private exec(args: string[], netns?: string, timeoutMs = 30 * 60_000): Promise<RunResult> {
@@ -118,14 +143,15 @@ export class ClipCli {
     return { seconds: result.seconds, peakRssBytes: result.peakRssBytes };
   }
 
-  /** `clip publish <source> <target> --json`. */
+  /** `clip publish <source> <target> --json [extra…]` (extra: e.g. `--profile -- cmd…`, last). */
   async publish(
     source: string,
     target: string,
     output: string,
     netns?: string,
+    extra: string[] = [],
   ): Promise<{ seconds: number; summary?: Record<string, unknown> }> {
-    const result = await this.exec(['publish', source, target, '-o', output, '--json', '--no-progress'], netns);
+    const result = await this.exec(['publish', source, target, '-o', output, '--json', '--no-progress', ...extra], netns);
     const summary = lastJsonObject(result.stdout);
     return { seconds: result.seconds, ...(summary ? { summary } : {}) };
   }

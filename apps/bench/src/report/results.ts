@@ -1,5 +1,6 @@
 // The result document (bench/results/<date>.json) and its Markdown rendering.
 import type { LinkCheck } from '../net/verify.js';
+import { coldStartTable } from './cold-start-table.js';
 import type { MachineFacts } from './machine.js';
 import type { ResultRow } from './model.js';
 
@@ -95,6 +96,7 @@ export function markdownReport(results: BenchResults): string {
         `| ${image.name} | ${image.description} (workload: ${image.workload}) | ${image.layers} | ${bytes(image.compressedBytes)} | ${bytes(image.uncompressedBytes)} | ${image.archiveBytes === undefined ? `– ${image.indexSkipped ? `(${image.indexSkipped})` : ''}` : bytes(image.archiveBytes)} | ${image.archivePercentOfUncompressed === undefined ? '–' : `${image.archivePercentOfUncompressed.toFixed(2)}%`} |`,
     ),
     '',
+    ...(coldStartTable(results.rows) ? ['## Cold start vs the lower bound', '', coldStartTable(results.rows), ''] : []),
     '## Results',
     '',
     markdownTable(results.rows),

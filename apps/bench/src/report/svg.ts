@@ -11,7 +11,7 @@ export interface BarChart {
   groups: BarGroup[];
 }
 
-const COLORS = ['#8c8c8c', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd'];
+const COLORS = ['#8c8c8c', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#d62728'];
 
 function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');

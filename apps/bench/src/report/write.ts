@@ -12,32 +12,51 @@ export function coldStartChart(results: BenchResults, image: string): string {
   return barChartSvg({
     title: `Start + workload, ${image}, by link profile`,
     unit: 'seconds',
-    series: ['full pull + unpack', 'clip cold cache', 'clip prefetch', 'clip warm cache'],
+    series: [
+      'full pull + unpack',
+      'clip default (profile published)',
+      'clip no profile',
+      'clip cold cache',
+      'clip warm cache',
+      'lower bound',
+    ],
     groups: profiles.map((profile) => ({
       label: profile,
       values: [
         pick(profile, 'cold cache')?.baseline,
+        pick(profile, 'default (profile published)')?.clip,
+        pick(profile, 'no profile')?.clip,
         pick(profile, 'cold cache')?.clip,
-        pick(profile, 'prefetch (recorded list)')?.clip,
         pick(profile, 'warm cache')?.clip,
+        pick(profile, 'lower bound')?.clip,
       ],
     })),
   });
 }
 
 export function bytesChart(results: BenchResults): string {
-  const cold = (image: string): ResultRow | undefined =>
-    results.rows.find((row) => row.scenario === 'start + workload' && row.variant === 'cold cache' && row.image === image);
+  const pick = (image: string, variant = 'cold cache'): ResultRow | undefined =>
+    results.rows.find((row) => row.scenario === 'start + workload' && row.variant === variant && row.image === image);
+  const cold = (image: string) => pick(image);
   return barChartSvg({
     title: 'Bytes fetched at start vs image size',
     unit: 'MB',
-    series: ['image (compressed)', 'full pull', 'clip cold start', 'image (uncompressed)'],
+    series: [
+      'image (compressed)',
+      'full pull',
+      'clip cold start',
+      'clip default (profile published)',
+      'lower bound',
+      'image (uncompressed)',
+    ],
     groups: results.images.map((image) => ({
       label: image.name,
       values: [
         image.compressedBytes / 1e6,
         (cold(image.name)?.baselineBytes ?? Number.NaN) / 1e6,
         (cold(image.name)?.clipBytes ?? Number.NaN) / 1e6,
+        (pick(image.name, 'default (profile published)')?.clipBytes ?? Number.NaN) / 1e6,
+        (pick(image.name, 'lower bound')?.clipBytes ?? Number.NaN) / 1e6,
         image.uncompressedBytes / 1e6,
       ],
     })),

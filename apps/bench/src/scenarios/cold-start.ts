@@ -1,11 +1,26 @@
 // The headline: time from "start the container" to "workload done" on a worker that does not
-// have the image, clip vs full pull + unpack, with cold cache, warm cache and a recorded
-// prefetch list. Baseline and clip run back to back on the same link.
+// have the image, clip vs full pull + unpack: the image published with a build-time profile
+// (the default a user gets) and without one, both mounted by reference with no flags; the
+// local archive cold, warm and with a hand-recorded prefetch list; and the lower bound (the
+// link time of the compressed bytes the workload reads). Baseline and clip run back to back
+// on the same link.
 import { join } from 'node:path';
 import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
 import { median } from '../util/stats.js';
 import { DENSE_SPAN_SIZE, scratch, type BenchContext, type PublishedImage } from './context.js';
+import { annotateWithLowerBound, lowerBoundRow } from './lower-bound-row.js';
+import { describeReference, type PublishKind, publishReference, publishUnavailable, referenceStarts } from './published-start.js';
 import { baselineStart, clipStart, type StartMeasurement } from './workers.js';
+
+/** Variant names of the cold-start table (report/cold-start-table.ts reads them). */
+export const VARIANT = {
+  profiled: 'default (profile published)',
+  noProfile: 'no profile',
+  cold: 'cold cache',
+  warm: 'warm cache',
+  recorded: 'prefetch (recorded list)',
+  lowerBound: 'lower bound',
+} as const;
 
 export interface ColdStartOutcome {
   rows: ResultRow[];
@@ -47,7 +62,7 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     baselineRequests: baseline.requests,
     details: { baselinePhases: baseline.phases },
   };
-  const variants = ['cold cache', 'warm cache', 'prefetch (recorded list)'];
+  const variants = [VARIANT.profiled, VARIANT.noProfile, VARIANT.cold, VARIANT.warm, VARIANT.recorded, VARIANT.lowerBound];
   const skipReason = image.indexSkipped ?? (await context.clip.unavailable('mount'));
   if (skipReason || !image.archive) {
     return {
@@ -90,6 +105,24 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     return runs;
   };
   const rows: ResultRow[] = [];
+  /** The image as users get it: `clip publish [--profile]`, a fresh worker mounts the reference, no flags. */
+  const published = async (kind: PublishKind, variant: string): Promise<ResultRow> => {
+    const reason = await publishUnavailable(context, image, kind);
+    if (reason) {
+      context.log(`  ${variant} skipped: ${reason}`);
+      return skippedRow({ ...base, variant, ...baselineFields }, reason);
+    }
+    try {
+      const reference = await publishReference(context, image, kind);
+      const runs = await referenceStarts(context, image, kind, reference);
+      return row(variant, runs, describeReference(reference, runs));
+    } catch (error) {
+      return skippedRow({ ...base, variant, ...baselineFields }, `clip publish/mount failed: ${(error as Error).message.slice(0, 400)}`);
+    }
+  };
+  // Not applicable (no row) when the workload is not a command in the image (the synthetic images).
+  if (image.bench.workload.command) rows.push(await published('profile', VARIANT.profiled));
+  rows.push(await published('no-profile', VARIANT.noProfile));
   const warmCaches: string[] = [];
   rows.push(await guarded('cold cache', () => coldRuns('cold', undefined, warmCaches)));
   rows.push(...(await firstRunVariants(context, image, guarded)));
@@ -103,26 +136,34 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
       return runs;
     }),
   );
-  /** Worker A records the workload's reads once; fresh workers then prefetch them. */
+  // Worker A records the workload's reads once: the hand-made prefetch list and the lower bound's input.
+  const recordDir = await scratch(context, 'record');
+  const list = join(recordDir, 'prefetch.txt');
+  let recorded: string | undefined;
+  try {
+    context.log(`  clip record ${image.bench.name} @ ${profile}`);
+    await clipStart(context, image, { cacheDir: join(recordDir, 'cache'), record: list });
+    recorded = list;
+  } catch (error) {
+    context.log(`  clip record failed: ${(error as Error).message.slice(0, 300)}`);
+  }
+  /** Fresh workers prefetch the recorded list. */
   const prefetchRuns = async (label: string, archive?: string): Promise<StartMeasurement[]> => {
-    const recordDir = await scratch(context, 'record');
-    const list = join(recordDir, 'prefetch.txt');
-    context.log(`  clip record ${label} ${image.bench.name} @ ${profile}`);
-    await clipStart(context, image, { cacheDir: join(recordDir, 'cache'), record: list, ...(archive ? { archive } : {}) });
+    if (!recorded) throw new Error('recording the workload failed');
     const runs: StartMeasurement[] = [];
     for (let i = 0; i < context.repetitions; i++) {
       context.log(`  clip prefetch ${label} ${image.bench.name} @ ${profile} (${i + 1}/${context.repetitions})`);
       runs.push(
         await clipStart(context, image, {
           cacheDir: join(await scratch(context, 'cache'), 'cache'),
-          prefetch: list,
+          prefetch: recorded,
           ...(archive ? { archive } : {}),
         }),
       );
     }
     return runs;
   };
-  rows.push(await guarded('prefetch (recorded list)', () => prefetchRuns('')));
+  rows.push(await guarded(VARIANT.recorded, () => prefetchRuns('')));
   if (image.denseArchive) {
     const dense = image.denseArchive;
     const share = ((100 * (image.denseArchiveBytes ?? 0)) / image.bench.uncompressedBytes).toFixed(2);
@@ -130,7 +171,9 @@ export async function coldStart(context: BenchContext, image: PublishedImage): P
     rows.push(await guarded(`cold cache, ${DENSE_SPAN_SIZE} spans`, () => coldRuns(`cold ${DENSE_SPAN_SIZE}`, dense), note));
     rows.push(await guarded(`prefetch (recorded list), ${DENSE_SPAN_SIZE} spans`, () => prefetchRuns(DENSE_SPAN_SIZE, dense), note));
   }
-  return { rows, ...(unpackedRoot ? { unpackedRoot } : {}) };
+  const bound = await lowerBoundRow(context, image, recorded, { ...base, variant: VARIANT.lowerBound, ...baselineFields });
+  rows.push(bound);
+  return { rows: annotateWithLowerBound(rows, bound, [VARIANT.warm]), ...(unpackedRoot ? { unpackedRoot } : {}) };
 }
 
 /**

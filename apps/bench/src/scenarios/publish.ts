@@ -27,7 +27,8 @@ export async function publishImage(context: BenchContext, bench: BenchImage): Pr
   try {
     await context.clip.index(bench.image.reference, archive, clientRef);
     const indexed = { ...published, archive, archiveBytes: (await stat(archive)).size };
-    if (context.quick) return indexed;
+    // No dense variant in quick runs, nor when the default already is that span size.
+    if (context.quick || (await context.clip.defaultSpanSize()) === DENSE_SPAN_SIZE) return indexed;
     // Same local layout and storage reference, denser checkpoints: no second push needed.
     const denseArchive = join(context.workDir, `${bench.name}-dense.clip`);
     await context.clip.index(bench.image.reference, denseArchive, clientRef, undefined, DENSE_SPAN_SIZE);
