@@ -104,6 +104,10 @@ export function clipSnapshotterRunner(context: BenchContext, publisher: ClipPubl
     // Everything under the worker's directory: the mounts outlive the snapshotter process and
     // containerd.stop() ends and unmounts whatever names that directory.
     argv: (socket, root) => [
+      // A fresh worker: no archive or profile cached by an earlier start (the default cache is ~/.cache/clip).
+      'env',
+      `XDG_CACHE_HOME=${join(dirname(root), 'xdg')}`,
+      `CLIP_ARCHIVE_CACHE=${join(dirname(root), 'archives')}`,
       process.execPath,
       context.clip.path,
       'snapshotter',
@@ -168,7 +172,9 @@ export function clipRunRunner(context: BenchContext, publisher: ClipPublisher, v
       ];
       await ctx.link.resetCounters();
       const started = performance.now();
-      await run(process.execPath, [ctx.clip.path, ...args], { netns: ctx.link.netns, timeoutMs: 30 * 60_000 });
+      // A fresh worker: no archive or profile cached by an earlier start (the default cache is ~/.cache/clip).
+      const env = { ...process.env, XDG_CACHE_HOME: join(dir, 'xdg'), CLIP_ARCHIVE_CACHE: join(dir, 'archives') };
+      await run(process.execPath, [ctx.clip.path, ...args], { netns: ctx.link.netns, env, timeoutMs: 30 * 60_000 });
       const seconds = (performance.now() - started) / 1000;
       const link = await ctx.link.resetCounters();
       return { seconds, phases: { run: seconds }, link };
