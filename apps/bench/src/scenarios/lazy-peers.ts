@@ -217,9 +217,9 @@ function preparationRows(
       continue;
     }
     const note =
-      command === 'optimize'
+      (command === 'optimize'
         ? 'optimize runs the workload (up to --period 10 s); clip records it on any worker with --record'
-        : 'clip needs no conversion: the original layers are served';
+        : 'clip needs no conversion: the original layers are served') + (variant.note ? `; ${variant.note}` : '');
     rows.push(
       index?.clip === undefined
         ? skippedRow({ ...timeBase, baseline: variant.convertSeconds }, 'clip index was not measured in this run')
