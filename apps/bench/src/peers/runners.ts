@@ -62,14 +62,15 @@ export function estargzRunner(
   ref: string | undefined,
   stargzBinary: string | undefined,
   skip: string | undefined,
+  daemonArgs: string[] = [],
 ): StartRunner {
   return {
     label,
-    command: 'ctr-remote image rpull + ctr run (stargz snapshotter)',
+    command: `ctr-remote image rpull + ctr run (stargz snapshotter${daemonArgs.length ? ` ${daemonArgs.join(' ')}` : ''})`,
     unavailable: async () => skip ?? (ref && stargzBinary ? undefined : 'eStargz image or snapshotter not available'),
     start: (context, image) =>
       containerdStart(context, image, 'estargz', {
-        snapshotter: stargzSnapshotter(stargzBinary!),
+        snapshotter: stargzSnapshotter(stargzBinary!, daemonArgs),
         ref: ref!,
         pull: (containerd) => containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref!], { tool: 'ctr-remote' }),
         runArgs: ['--snapshotter', 'stargz'],
