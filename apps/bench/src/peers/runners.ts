@@ -2,11 +2,12 @@
 // each system is one function: prepare/pull + run the workload, timed from the first command
 // to the workload's end, with the bytes that crossed the link by then (what a background
 // fetch pulls later is not on the start path, the same rule as clip's columns).
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { BenchContext, PublishedImage } from '../scenarios/context.js';
 import { scratch } from '../scenarios/context.js';
 import { run } from '../util/exec.js';
 import type { StartMeasurement } from '../scenarios/workers.js';
+import type { ClipPublisher, ClipVariant } from './clip-publish.js';
 import { stargzSnapshotter, startContainerd, type Containerd, type ProxySnapshotter } from './containerd.js';
 
 export interface StartRunner {
@@ -61,14 +62,15 @@ export function estargzRunner(
   ref: string | undefined,
   stargzBinary: string | undefined,
   skip: string | undefined,
+  daemonArgs: string[] = [],
 ): StartRunner {
   return {
     label,
-    command: 'ctr-remote image rpull + ctr run (stargz snapshotter)',
+    command: `ctr-remote image rpull + ctr run (stargz snapshotter${daemonArgs.length ? ` ${daemonArgs.join(' ')}` : ''})`,
     unavailable: async () => skip ?? (ref && stargzBinary ? undefined : 'eStargz image or snapshotter not available'),
     start: (context, image) =>
       containerdStart(context, image, 'estargz', {
-        snapshotter: stargzSnapshotter(stargzBinary!),
+        snapshotter: stargzSnapshotter(stargzBinary!, daemonArgs),
         ref: ref!,
         pull: (containerd) => containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'stargz', ref!], { tool: 'ctr-remote' }),
         runArgs: ['--snapshotter', 'stargz'],
@@ -93,37 +95,43 @@ export function containerdPullRunner(): StartRunner {
 
 /**
  * clip's containerd snapshotter (#18): the image published with `clip publish` (archive as a
- * referrer, found from the reference alone) through the link, then a fresh containerd +
- * `clip snapshotter`, `ctr-remote image rpull` (it reads the same remote-snapshot labels as
- * stargz) and `ctr run`. Skips with one line while `clip snapshotter` is not in the CLI.
+ * referrer, bound at the tag; `variant` with or without the access profile) through the link,
+ * then a fresh containerd + `clip snapshotter` (private root, state directory and cache),
+ * `ctr-remote image rpull` (it reads the same remote-snapshot labels as stargz) and `ctr run`.
  */
-export function clipSnapshotterRunner(context: BenchContext): StartRunner {
-  const published = new Map<string, Promise<string>>();
-  const publish = (image: PublishedImage): Promise<string> => {
-    let ref = published.get(image.bench.name);
-    if (!ref) {
-      const target = `${context.link.clientHost}/bench/${image.bench.name}-clip:latest`;
-      ref = context.clip
-        .publish(image.bench.image.reference, target, `${context.workDir}/${image.bench.name}-snapshotter.clip`, context.link.netns)
-        .then(() => target);
-      published.set(image.bench.name, ref);
-    }
-    return ref;
-  };
+export function clipSnapshotterRunner(context: BenchContext, publisher: ClipPublisher, variant: ClipVariant): StartRunner {
   const snapshotter: ProxySnapshotter = {
     name: 'clip',
-    argv: (socket, root) => [process.execPath, context.clip.path, 'snapshotter', '--address', socket, '--root', root],
+    // Everything under the worker's directory: the mounts outlive the snapshotter process and
+    // containerd.stop() ends and unmounts whatever names that directory.
+    argv: (socket, root) => [
+      // A fresh worker: no archive or profile cached by an earlier start (the default cache is ~/.cache/clip).
+      'env',
+      `XDG_CACHE_HOME=${join(dirname(root), 'xdg')}`,
+      `CLIP_ARCHIVE_CACHE=${join(dirname(root), 'archives')}`,
+      process.execPath,
+      context.clip.path,
+      'snapshotter',
+      '--address',
+      socket,
+      '--root',
+      root,
+      '--state-dir',
+      join(dirname(root), 'state'),
+      '--cache-dir',
+      join(dirname(root), 'cache'),
+    ],
   };
   return {
-    label: 'clip containerd snapshotter',
+    label: `clip containerd snapshotter, ${variant}`,
     command: 'ctr-remote image rpull + ctr run (clip snapshotter)',
     unavailable: async () => {
-      const reason = (await context.clip.unavailable('snapshotter')) ?? (await context.clip.unavailable('publish'));
+      const reason = (await context.clip.unavailable('snapshotter')) ?? (await publisher.unavailable(variant));
       return reason ? `runner not available: ${reason}` : undefined;
     },
     start: async (ctx, image) => {
-      const ref = await publish(image);
-      return containerdStart(ctx, image, 'clip-snapshotter', {
+      const ref = await publisher.ref(image, variant);
+      return containerdStart(ctx, image, 'clip-snap', {
         snapshotter,
         ref,
         pull: (containerd) => containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', ref], { tool: 'ctr-remote' }),
@@ -133,18 +141,22 @@ export function clipSnapshotterRunner(context: BenchContext): StartRunner {
   };
 }
 
-/** `clip run` (#16) of the worker's archive: lazy mount + overlay + runc, fresh state and cache per start. */
-export function clipRunRunner(context: BenchContext): StartRunner {
+/**
+ * `clip run` (#16) of the published reference (the archive is found and fetched over the link,
+ * as the snapshotter does): lazy mount + overlay + runc, fresh state and cache per start.
+ */
+export function clipRunRunner(context: BenchContext, publisher: ClipPublisher, variant: ClipVariant): StartRunner {
   return {
-    label: 'clip run',
+    label: `clip run, ${variant}`,
     command: 'clip run',
     unavailable: async () => {
-      const reason = await context.clip.unavailable('run');
+      const reason = (await context.clip.unavailable('run')) ?? (await publisher.unavailable(variant));
       return reason ? `runner not available: ${reason}` : undefined;
     },
     start: async (ctx, image) => {
       const command = image.bench.workload.command;
-      if (!command || !image.archive) throw new Error(`${image.bench.name}: no workload command or no archive`);
+      if (!command) throw new Error(`${image.bench.name}: the workload is not a command in the image`);
+      const ref = await publisher.ref(image, variant);
       const dir = await scratch(ctx, `clip-run-${image.bench.name}`);
       const args = [
         'run',
@@ -153,7 +165,7 @@ export function clipRunRunner(context: BenchContext): StartRunner {
         '--cache-dir',
         join(dir, 'cache'),
         '--json',
-        image.archive,
+        ref,
         '--',
         '/bin/sh',
         '-c',
@@ -161,7 +173,9 @@ export function clipRunRunner(context: BenchContext): StartRunner {
       ];
       await ctx.link.resetCounters();
       const started = performance.now();
-      await run(process.execPath, [ctx.clip.path, ...args], { netns: ctx.link.netns, timeoutMs: 30 * 60_000 });
+      // A fresh worker: no archive or profile cached by an earlier start (the default cache is ~/.cache/clip).
+      const env = { ...process.env, XDG_CACHE_HOME: join(dir, 'xdg'), CLIP_ARCHIVE_CACHE: join(dir, 'archives') };
+      await run(process.execPath, [ctx.clip.path, ...args], { netns: ctx.link.netns, env, timeoutMs: 30 * 60_000 });
       const seconds = (performance.now() - started) / 1000;
       const link = await ctx.link.resetCounters();
       return { seconds, phases: { run: seconds }, link };

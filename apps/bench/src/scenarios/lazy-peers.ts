@@ -5,6 +5,7 @@
 // the baseline column and clip's matching column (cold cache without a profile, recorded
 // prefetch with one) in the clip column: ratio > 1 means clip started faster.
 import { convertToEstargz, type EstargzImages } from '../peers/estargz.js';
+import { clipPublisher, type ClipPublisher } from '../peers/clip-publish.js';
 import { clipRunRunner, clipSnapshotterRunner, containerdPullRunner, estargzRunner, type StartRunner } from '../peers/runners.js';
 import { ensureStargzDaemon, type PeerSetup } from '../peers/setup.js';
 import { finishRow, skippedRow, type ResultRow } from '../report/model.js';
@@ -61,12 +62,16 @@ async function measure(context: BenchContext, image: PublishedImage, runner: Sta
   }
 }
 
+/** `CLIP_BENCH_PEERS=clip` measures only clip's runners (checking them without minutes of conversion). */
+const onlyClip = () => process.env['CLIP_BENCH_PEERS'] === 'clip';
+
 export async function lazyPeers(context: BenchContext, image: PublishedImage, earlier: ResultRow[]): Promise<ResultRow[]> {
-  setup ??= ensureStargzDaemon(context.log).then((result) => {
-    if ('skip' in result) context.log(result.skip);
-    return result;
-  });
-  const ready = await setup;
+  if (!onlyClip())
+    setup ??= ensureStargzDaemon(context.log).then((result) => {
+      if ('skip' in result) context.log(result.skip);
+      return result;
+    });
+  const ready: PeerSetup = onlyClip() ? { skip: 'eStargz left out (CLIP_BENCH_PEERS=clip)' } : await setup!;
   const noCommand = image.bench.workload.command ? undefined : `${image.bench.name}: the workload is not a command in the image`;
   let skip = ('skip' in ready ? ready.skip : undefined) ?? noCommand;
   let converted: EstargzImages | undefined;
@@ -82,25 +87,45 @@ export async function lazyPeers(context: BenchContext, image: PublishedImage, ea
   const fullPull = containerdPullRunner();
   const plain = estargzRunner('eStargz, no profile', converted?.plain.clientRef, binary, skip);
   const optimized = estargzRunner('eStargz, optimize profile', converted?.optimized?.clientRef, binary, skip ?? converted?.optimizeSkipped);
+  // stargz fetches whole layers in the background while the workload runs (on a slow run, much
+  // of the image): this variant shows the bytes the workload itself needed.
+  const quiet = estargzRunner('eStargz, no profile, no background fetch', converted?.plain.clientRef, binary, skip, [
+    '-no-background-fetch',
+  ]);
   const peers = new Map<StartRunner, Outcome>();
-  for (const peer of [fullPull, plain, optimized]) peers.set(peer, noCommand ?? (await measure(context, image, peer)));
+  for (const peer of [fullPull, plain, quiet, optimized]) {
+    const left = onlyClip() && peer !== fullPull ? 'eStargz left out (CLIP_BENCH_PEERS=clip)' : undefined;
+    peers.set(peer, noCommand ?? left ?? (await measure(context, image, peer)));
+  }
 
-  // clip's columns: the headline scenario's `clip mount` runs, or a runner of their own.
+  // clip's columns: the headline scenario's `clip mount` runs, and runners of their own on the
+  // published reference, without a profile (against eStargz without one) and with the profile
+  // `clip publish --profile` records (against `optimize`), when this build has it.
+  const publisher = clipPublisher(context);
+  const noProfile = [clipSnapshotterRunner(context, publisher, 'no profile'), clipRunRunner(context, publisher, 'no profile')];
+  const profiled = [clipSnapshotterRunner(context, publisher, 'profile'), clipRunRunner(context, publisher, 'profile')];
+  const profileMissing = await publisher.unavailable('profile');
+  if (profileMissing) context.log(`  ${profileMissing}`);
   const sides: { label: string; outcome: () => Promise<Outcome>; against: StartRunner[] }[] = [
     {
       label: 'clip cold cache',
       outcome: async () => fromRow(find(earlier, 'start + workload', 'cold cache'), 'clip cold cache'),
-      against: [fullPull, plain],
+      against: [fullPull, plain, quiet],
     },
     {
       label: 'clip prefetch (recorded list)',
       outcome: async () => fromRow(find(earlier, 'start + workload', 'prefetch (recorded list)'), 'clip prefetch'),
       against: [optimized],
     },
-    ...[clipSnapshotterRunner(context), clipRunRunner(context)].map((runner) => ({
+    ...noProfile.map((runner, i) => ({
       label: runner.label,
       outcome: () => measure(context, image, runner),
-      against: [plain],
+      against: i === 0 ? [fullPull, plain] : [plain],
+    })),
+    ...profiled.map((runner) => ({
+      label: runner.label,
+      outcome: () => measure(context, image, runner),
+      against: [optimized],
     })),
   ];
   const baseline = find(earlier, 'start + workload', 'cold cache');
@@ -109,7 +134,7 @@ export async function lazyPeers(context: BenchContext, image: PublishedImage, ea
     const clip = await side.outcome();
     for (const peer of side.against) rows.push(startRow(context, image, side.label, peer, peers.get(peer)!, clip, baseline));
   }
-  return [...rows, ...preparationRows(image, converted, skip, find(earlier, 'indexing', 'local layout'))];
+  return [...rows, ...preparationRows(image, converted, skip, find(earlier, 'indexing', 'local layout'), publisher)];
 }
 
 function startRow(
@@ -130,7 +155,17 @@ function startRow(
     better: 'lower' as const,
     baselineLabel: peer.command,
   };
-  if (typeof value === 'string') return skippedRow(base, value);
+  const clipFields =
+    typeof clip === 'string'
+      ? {}
+      : {
+          clip: clip.seconds,
+          ...(clip.bytes === undefined ? {} : { clipBytes: clip.bytes }),
+          ...(clip.requests === undefined ? {} : { clipRequests: clip.requests }),
+        };
+  // A peer left out still shows clip's measurement (e.g. CLIP_BENCH_PEERS=clip).
+  if (typeof value === 'string')
+    return skippedRow({ ...base, ...clipFields, details: { clipPhases: typeof clip === 'string' ? clip : clip.phases } }, value);
   const note = fullPull?.baseline
     ? `peer ${value.seconds.toFixed(2)} s = ${(fullPull.baseline / value.seconds).toFixed(2)}× full pull + unpack (${fullPull.baseline.toFixed(2)} s)`
     : '';
@@ -144,11 +179,10 @@ function startRow(
   return finishRow({
     ...base,
     ...peerFields,
-    clip: clip.seconds,
-    ...(clip.bytes === undefined ? {} : { clipBytes: clip.bytes }),
-    ...(clip.requests === undefined ? {} : { clipRequests: clip.requests }),
+    ...clipFields,
     details: {
       peerPhases: value.phases,
+      clipPhases: clip.phases,
       ...(fullPull?.baseline ? { fullPullSeconds: fullPull.baseline, fullPullBytes: fullPull.baselineBytes } : {}),
     },
   });
@@ -162,6 +196,7 @@ function preparationRows(
   converted: EstargzImages | undefined,
   skip: string | undefined,
   index: ResultRow | undefined,
+  publisher: ClipPublisher,
 ): ResultRow[] {
   const prep = { scenario: 'peers: preparation', image: image.bench.name, profile: 'local', better: 'lower' as const };
   const rows: ResultRow[] = [];
@@ -187,9 +222,9 @@ function preparationRows(
       continue;
     }
     const note =
-      command === 'optimize'
+      (command === 'optimize'
         ? 'optimize runs the workload (up to --period 10 s); clip records it on any worker with --record'
-        : 'clip needs no conversion: the original layers are served';
+        : 'clip needs no conversion: the original layers are served') + (variant.note ? `; ${variant.note}` : '');
     rows.push(
       index?.clip === undefined
         ? skippedRow({ ...timeBase, baseline: variant.convertSeconds }, 'clip index was not measured in this run')
@@ -207,6 +242,21 @@ function preparationRows(
             note: `eStargz adds ${mb(variant.extraBytes)} (${share}); clip adds its archive`,
           }),
     );
+    // The whole build-side step of each system's lazy image, for reference: clip publish
+    // (index + push of every layer through the shaped link; with the profile, also one run of
+    // the workload) against the conversion alone (its push was unshaped and is not counted).
+    const clipVariant = command === 'optimize' ? 'profile' : 'no profile';
+    const published = publisher.seconds.get(`${image.bench.name} ${clipVariant}`);
+    if (published !== undefined)
+      rows.push(
+        finishRow({
+          ...timeBase,
+          variant: `eStargz ${command} vs clip publish, ${clipVariant} (index + push through the link)`,
+          baseline: variant.convertSeconds,
+          clip: published,
+          note: 'eStargz: conversion only (push not counted); clip: index + upload of every layer at the link rate',
+        }),
+      );
   }
   return rows;
 }
