@@ -2,8 +2,9 @@
 // stargz-snapshotter, on the same images, the same shaped link, in the same run. Worker A
 // converts each image to eStargz (plain and with `optimize`'s workload profile) and pushes
 // it; fresh workers then start the workload through each peer runner. Rows put the peer in
-// the baseline column and clip's matching column (cold cache without a profile, recorded
-// prefetch with one) in the clip column: ratio > 1 means clip started faster.
+// the baseline column and clip's matching column in the clip column (without a profile: clip
+// cold cache, the clip snapshotter, `clip run`; with one: the recorded prefetch list and both
+// runners on an image published with `clip publish --profile`): ratio > 1 means clip started faster.
 import { convertToEstargz, type EstargzImages } from '../peers/estargz.js';
 import { clipPublisher, type ClipPublisher } from '../peers/clip-publish.js';
 import { clipRunRunner, clipSnapshotterRunner, containerdPullRunner, estargzRunner, type StartRunner } from '../peers/runners.js';
