@@ -9,9 +9,8 @@
 // partial spans are kept (a bounded PieceStore in memory, and the SpanCache under
 // `compressedKey`), so that decode fetches only the pieces it lacks; a piece being fetched is
 // never fetched twice. Cache stores do not hold up reads (`flush` awaits them).
-import { type Digest, LayerFormatError, NotAFileError } from '@clip/shared';
+import { type Digest, LayerFormatError, NotAFileError, raceAbort } from '@clip/shared';
 import type { ArchiveLayer, FetchRange, Inode } from '@clip/archive-format';
-import { raceAbort } from './abort.js';
 import { defaultSpanCodec, spanDecoderFor, type SpanCodec } from './span-codec.js';
 import { PieceStore, type PieceRange } from './piece-store.js';
 import { LiveSpan, LiveSpans, StaleDecoderError } from './live-spans.js';

@@ -37,5 +37,6 @@ export {
 } from './reference.js';
 export { makeDirectories, writeFileAtomically } from './fs-atomic.js';
 export { redactUserinfo } from './redact.js';
+export { raceAbort } from './abort.js';
 export { escapeBytes, escapeName } from './printable.js';
 export type { Platform } from './platform.js';

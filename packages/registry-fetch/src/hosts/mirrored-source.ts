@@ -4,7 +4,15 @@
 // when it fails. Byte ranges go through mirrorRange(): a mirror is used only while it answers
 // ranges promptly; the last host is read with the usual client (retries, 200 handling).
 import type { Readable } from 'node:stream';
-import { type Digest, RegistryError, silentLogger, type Logger, formatImageReference, type RegistryReference } from '@clip/shared';
+import {
+  type Digest,
+  RegistryError,
+  silentLogger,
+  type Logger,
+  formatImageReference,
+  raceAbort,
+  type RegistryReference,
+} from '@clip/shared';
 import type { Descriptor, ImageSource, RangeOptions, RawManifest, ResolvedImage, ResolveOptions, SourceStats } from '../image-source.js';
 import { checkRange } from '../range.js';
 import type { RegistryClientOptions } from '../registry-client.js';
@@ -24,25 +32,6 @@ export interface MirrorOptions {
 }
 
 export const DEFAULT_MIRROR_STALL_MS = 2000;
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
 
 export class MirroredSource implements ImageSource {
   readonly kind = 'registry' as const;

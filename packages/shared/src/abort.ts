@@ -1,4 +1,4 @@
-// Lets one waiter stop waiting for shared work without cancelling the work for the others.
+// Lets one waiter stop waiting for shared work (a span decode, a mirror probe) without cancelling it for the others.
 
 export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return promise;
