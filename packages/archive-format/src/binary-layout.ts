@@ -61,6 +61,18 @@ export const SECTION = {
   windowDigests: 14,
 } as const;
 
+/** The table sections but WINDOWS, in writer order: compressed by v2.2 writers, copied as they are by splitWindows. */
+export const TABLES_BUT_WINDOWS = [
+  SECTION.metadata,
+  SECTION.layers,
+  SECTION.spans,
+  SECTION.pieces,
+  SECTION.inodes,
+  SECTION.entries,
+  SECTION.xattrs,
+  SECTION.strings,
+] as const;
+
 /** WINDOWS_BLOB section: exactly one record. */
 export const WINDOWS_BLOB_RECORD = {
   size: 40,

@@ -8,7 +8,14 @@ import { deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 const deflateRawAsync = promisify(deflateRaw);
 import { ArchiveFormatError } from '@clip/shared';
 import { ByteReader, ByteWriter } from './binary.js';
-import { COMPRESSED_RECORD as C, MAX_DEFLATE_RATIO, MAX_INFLATED_TABLES, SECTION, TABLE_ENCODING_DEFLATE_RAW } from './binary-layout.js';
+import {
+  COMPRESSED_RECORD as C,
+  MAX_DEFLATE_RATIO,
+  MAX_INFLATED_TABLES,
+  SECTION,
+  TABLE_ENCODING_DEFLATE_RAW,
+  TABLES_BUT_WINDOWS,
+} from './binary-layout.js';
 
 export interface EncodedSection {
   id: number;
@@ -27,16 +34,7 @@ export interface SectionEntry {
 const TABLE_DEFLATE_LEVEL = 6;
 
 /** Sections a writer compresses: every table but WINDOWS, whose windows are deflated already. */
-const WRITER_COMPRESSES: ReadonlySet<number> = new Set([
-  SECTION.metadata,
-  SECTION.layers,
-  SECTION.spans,
-  SECTION.pieces,
-  SECTION.inodes,
-  SECTION.entries,
-  SECTION.xattrs,
-  SECTION.strings,
-]);
+const WRITER_COMPRESSES: ReadonlySet<number> = new Set(TABLES_BUT_WINDOWS);
 
 /** Whether a reader accepts section `id` as compressed: the tables (1–9), never DATA or digests. */
 function isTableSection(id: number): boolean {

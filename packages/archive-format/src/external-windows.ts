@@ -15,6 +15,7 @@ import {
   FLAG_EXTERNAL_WINDOWS,
   SECTION,
   SPAN_RECORD as S,
+  TABLES_BUT_WINDOWS,
   WINDOW_DIGEST_RECORD_SIZE,
   WINDOWS_BLOB_RECORD as WB,
 } from './binary-layout.js';
@@ -30,18 +31,6 @@ export interface SplitArchive {
   windows: Uint8Array;
   windowsDigest: Digest;
 }
-
-/** Table sections copied as they are, in writer order (WINDOWS becomes the blob). */
-const COPIED = [
-  SECTION.metadata,
-  SECTION.layers,
-  SECTION.spans,
-  SECTION.pieces,
-  SECTION.inodes,
-  SECTION.entries,
-  SECTION.xattrs,
-  SECTION.strings,
-] as const;
 
 /**
  * An OCI-mode archive with inline windows → the same archive with external windows and its
@@ -83,7 +72,7 @@ export function splitWindows(bytes: Uint8Array): SplitArchive | undefined {
     const blob = new ByteWriter(WB.size);
     blob.set(WB.digest, blobDigest);
     blob.u64(WB.length, windows.length);
-    const out: EncodedSection[] = COPIED.map((id) => {
+    const out: EncodedSection[] = TABLES_BUT_WINDOWS.map((id) => {
       const v = view(id);
       return { id, recordSize: v.recordSize, bytes: r.slice(v.offset, v.length, `section ${id}`) };
     });
