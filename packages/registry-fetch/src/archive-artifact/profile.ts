@@ -4,14 +4,15 @@
 // with the archive and prefetch what it lists. It is bound like the archive: by the artifact
 // manifest (which the bound index or a pin names by digest) and, for signed artifacts, by a
 // second signature over (profile, archive, manifest, storage).
-import { sign, verify, type KeyObject } from 'node:crypto';
+import { sign, type KeyObject } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { ClipError, type Digest, isClipError, sha256Digest, writeFileAtomically } from '@clip/shared';
 import type { Descriptor } from '../image-source.js';
 import type { ArtifactManifest } from '../referrers.js';
 import type { RegistrySource } from '../registry-source.js';
 import { ArchiveUntrustedError } from '../archive-trust/errors.js';
-import { keyFingerprint } from '../archive-trust/signature.js';
+import { signerOf, storageName } from '../archive-trust/signature.js';
+import { readAtMost } from '../archive-trust/fetch-archive.js';
 import type { RepositoryName } from '../archive-trust/verify-archive-binding.js';
 
 export const PROFILE_LAYER_MEDIA_TYPE = 'application/vnd.clip.profile.v1';
@@ -61,23 +62,14 @@ export function profileLayer(manifest: ArtifactManifest, what: string): Descript
 /** Downloads a profile blob (at most its declared size) and checks its digest. */
 export async function downloadProfileBlob(source: RegistrySource, layer: Descriptor, what: string): Promise<Buffer> {
   const label = `profile blob ${layer.digest} of ${what} in ${source.reference}`;
-  const chunks: Buffer[] = [];
-  let total = 0;
-  const stream = await source.openBlob(layer.digest);
+  let bytes: Buffer;
   try {
-    for await (const chunk of stream) {
-      total += (chunk as Buffer).length;
-      if (total > layer.size) throw new ArchiveUntrustedError(`${label} is larger than its descriptor's ${layer.size} bytes; refused`);
-      chunks.push(chunk as Buffer);
-    }
+    bytes = await readAtMost(await source.openBlob(layer.digest), layer.size, label);
   } catch (error) {
     // The blob stream checks the digest itself: say which blob it was and what that means.
     if (isClipError(error) && error.code === 'CLIP_E_DIGEST_MISMATCH') throw refusedProfile(label, error.message);
     throw error;
-  } finally {
-    stream.destroy();
   }
-  const bytes = Buffer.concat(chunks, total);
   const actual = sha256Digest(bytes);
   if (actual !== layer.digest) throw refusedProfile(label, `expected ${layer.digest}, got ${actual}`);
   return bytes;
@@ -106,7 +98,7 @@ function profilePayload(binding: ProfileBinding): Buffer {
       profile: binding.profileDigest,
       archive: binding.archiveDigest,
       manifest: binding.manifestDigest,
-      storage: `${binding.storage.registry.toLowerCase()}/${binding.storage.repository}`,
+      storage: storageName(binding.storage),
     }),
   );
 }
@@ -124,10 +116,8 @@ export function checkProfileSignature(
 ): { ok: true; key: string } | { ok: false; reason: string } {
   const signature = annotations?.[PROFILE_SIGNATURE_ANNOTATION];
   if (typeof signature !== 'string') return { ok: false, reason: 'its profile layer is not signed' };
-  const bytes = Buffer.from(signature, 'base64');
-  for (const key of keys) {
-    if (verify(null, profilePayload(binding), key, bytes)) return { ok: true, key: keyFingerprint(key) };
-  }
+  const key = signerOf(profilePayload(binding), signature, keys);
+  if (key) return { ok: true, key };
   return { ok: false, reason: 'the profile signature does not verify with the --verify-key key(s)' };
 }
 

@@ -56,7 +56,8 @@ export async function readArchiveArtifact(
   return { artifact: { ...artifact, size: raw.bytes.length }, manifest, blob };
 }
 
-async function readAtMost(stream: Readable, limit: number, what: string): Promise<Buffer> {
+/** A blob stream read to its end, refused (ArchiveUntrustedError) past `limit` bytes. */
+export async function readAtMost(stream: Readable, limit: number, what: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   try {

@@ -25,9 +25,21 @@ export function bindingPayload(binding: SignedBinding): Buffer {
       type: PAYLOAD_TYPE,
       archive: binding.archiveDigest,
       manifest: binding.manifestDigest,
-      storage: `${binding.storage.registry.toLowerCase()}/${binding.storage.repository}`,
+      storage: storageName(binding.storage),
     }),
   );
+}
+
+/** The storage repository as signed payloads name it (registry host case-folded). */
+export function storageName(storage: RepositoryName): string {
+  return `${storage.registry.toLowerCase()}/${storage.repository}`;
+}
+
+/** The fingerprint of the first of `keys` whose signature (base64) of `payload` verifies. */
+export function signerOf(payload: Buffer, signature: string, keys: readonly KeyObject[]): string | undefined {
+  const bytes = Buffer.from(signature, 'base64');
+  const key = keys.find((candidate) => verify(null, payload, candidate, bytes));
+  return key ? keyFingerprint(key) : undefined;
 }
 
 /** `sha256:<hex>` of the public key's SPKI DER: names the key in annotations and logs. */
@@ -89,11 +101,8 @@ export function checkSignature(
 ): { ok: true; key: string } | { ok: false; reason: string } {
   const signature = annotations?.[SIGNATURE_ANNOTATION];
   if (typeof signature !== 'string') return { ok: false, reason: 'not signed' };
-  const bytes = Buffer.from(signature, 'base64');
-  const payload = bindingPayload(binding);
-  for (const key of keys) {
-    if (verify(null, payload, key, bytes)) return { ok: true, key: keyFingerprint(key) };
-  }
+  const key = signerOf(bindingPayload(binding), signature, keys);
+  if (key) return { ok: true, key };
   return {
     ok: false,
     reason: `signature does not verify with ${keys.length === 1 ? 'the --verify-key' : `any of the ${keys.length} --verify-key keys`} (signed by ${annotations?.[SIGNATURE_KEY_ANNOTATION] ?? 'an unnamed key'})`,
