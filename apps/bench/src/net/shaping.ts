@@ -47,47 +47,14 @@ export async function applyShaping(netns: string, profile: LinkProfile, port: nu
       'latency',
       `${p.latencyMs}ms`,
     ],
-    [
-      'filter',
-      'add',
-      'dev',
-      'lo',
-      'parent',
-      '1:',
-      'protocol',
-      'ip',
-      'prio',
-      '1',
-      'u32',
-      'match',
-      'ip',
-      'sport',
-      String(port),
-      '0xffff',
-      'flowid',
-      '1:10',
-    ],
-    [
-      'filter',
-      'add',
-      'dev',
-      'lo',
-      'parent',
-      '1:',
-      'protocol',
-      'ip',
-      'prio',
-      '1',
-      'u32',
-      'match',
-      'ip',
-      'dport',
-      String(port),
-      '0xffff',
-      'flowid',
-      '1:10',
-    ],
+    portFilter('sport', port),
+    portFilter('dport', port),
   ];
   for (const args of commands) await run('tc', args, { netns });
   return commands.map((args) => `tc ${args.join(' ')}`);
+}
+
+/** Sends traffic with this source or destination port through the shaped class 1:10. */
+function portFilter(direction: 'sport' | 'dport', port: number): string[] {
+  return `filter add dev lo parent 1: protocol ip prio 1 u32 match ip ${direction} ${port} 0xffff flowid 1:10`.split(' ');
 }
