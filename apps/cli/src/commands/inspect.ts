@@ -1,9 +1,10 @@
 // `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
 import type { Command } from 'commander';
 import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-format';
-import { createLogger, formatSize } from '@clip/shared';
-import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
-import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
+import { formatSize } from '@clip/shared';
+import { openArchiveTables } from '../archive-argument.js';
+import { addTrustOptions, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP } from '../hosts-option.js';
 import { describeProfile, type ProfileReport } from '../profile-report.js';
 
 export interface ArchiveReport {
@@ -155,21 +156,9 @@ export function register(program: Command): void {
     .option('--insecure', 'allow plain HTTP / unverified TLS to a non-loopback registry')
     .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   addTrustOptions(command).action(async (file: string, options: { json?: boolean; insecure?: boolean; hostsDir?: string } & TrustFlags) => {
-    const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
-      import('@clip/mounter'),
-      import('@clip/registry-fetch'),
-    ]);
-    const insecure = options.insecure ?? false;
-    const location = await resolveArchiveArgument(file, {
-      logger: createLogger(),
-      insecure,
-      ...(await trustOptionsFrom(options)),
-      ...hostsDirOption(options),
-    });
-    const opened = await openArchiveLocation(location, { insecure });
-    await opened.close();
-    const report = describeArchive(file, opened.archive, opened.archive.byteLength);
-    const profile = /^https?:\/\//i.test(location) ? undefined : await describeProfile(location, opened.archive);
+    const { location, archive } = await openArchiveTables(file, options);
+    const report = describeArchive(file, archive, archive.byteLength);
+    const profile = /^https?:\/\//i.test(location) ? undefined : await describeProfile(location, archive);
     if (profile) report.profile = profile;
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   });

@@ -1,9 +1,10 @@
 // `clip ls <file.clip> [path] [-l]`: list a directory of an archive, like ls(1).
 import type { Command } from 'commander';
 import type { ClipArchive, FileType, Inode } from '@clip/archive-format';
-import { createLogger, escapeName, PathNotFoundError } from '@clip/shared';
-import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
-import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
+import { escapeName, PathNotFoundError } from '@clip/shared';
+import { openArchiveTables } from '../archive-argument.js';
+import { addTrustOptions, type TrustFlags } from '../archive-trust/cli-options.js';
+import { HOSTS_DIR_HELP } from '../hosts-option.js';
 
 const TYPE_CHARS: Record<FileType, string> = {
   file: '-',
@@ -90,20 +91,8 @@ export function register(program: Command): void {
     .option('--hosts-dir <dir>', HOSTS_DIR_HELP);
   addTrustOptions(command).action(
     async (file: string, path: string, options: { long?: boolean; insecure?: boolean; hostsDir?: string } & TrustFlags) => {
-      const [{ openArchiveLocation }, { resolveArchiveArgument }] = await Promise.all([
-        import('@clip/mounter'),
-        import('@clip/registry-fetch'),
-      ]);
-      const insecure = options.insecure ?? false;
-      const location = await resolveArchiveArgument(file, {
-        logger: createLogger(),
-        insecure,
-        ...(await trustOptionsFrom(options)),
-        ...hostsDirOption(options),
-      });
-      const opened = await openArchiveLocation(location, { insecure });
-      await opened.close();
-      const rows = listPath(opened.archive, path);
+      const { archive } = await openArchiveTables(file, options);
+      const rows = listPath(archive, path);
       const lines = options.long ? longListing(rows) : rows.map((row) => escapeName(row.name));
       if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
     },
