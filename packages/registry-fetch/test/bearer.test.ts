@@ -45,9 +45,9 @@ describe('bearer token auth against the real registry', () => {
     } finally {
       await layout.close();
     }
-    const pushTokenRequests = tokens.log.filter((entry) => entry.user === USER).length;
-    // One token for the push scope, reused for every blob and manifest.
-    expect(pushTokenRequests).toBe(1);
+    const pushTokenLog = tokens.log.filter((entry) => entry.user === USER);
+    // One token for the push scope, reused for every blob and manifest (the log says which scopes if not).
+    expect(pushTokenLog.length, JSON.stringify(pushTokenLog)).toBe(1);
 
     const before = tokens.log.length;
     const source = await openImageSource(`${registry.host}/tok/img:v1`, isolated());
