@@ -83,11 +83,15 @@ afterAll(async () => {
 }, 120_000);
 
 describe('containerd with clip as remote snapshotter', () => {
-  it('rpull fetches no layer bytes, and ctr run starts the container lazily', async () => {
+  it('rpull copies no layer (only ranged reads), and ctr run starts the container lazily', async () => {
     proxy.served.length = 0;
     await containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', lazyRef], { tool: 'ctr-remote' });
+    // The mount may already be fetching the entrypoint's program and libraries (first-run prefetch,
+    // in the background): those are range reads of a few spans, never a whole layer.
+    const layerGets = proxy.served.filter((s) => s.method === 'GET' && layerDigests().some((d) => s.path.endsWith(`/blobs/${d}`)));
+    expect(layerGets.filter((s) => s.status !== 206)).toEqual([]);
     const pulled = proxy.blobBytes(layerDigests());
-    expect(pulled).toBeLessThan(layerBytes() * 0.01);
+    expect(pulled).toBeLessThan(layerBytes() * 0.1);
 
     const out = await containerd.ctr([
       'run',
