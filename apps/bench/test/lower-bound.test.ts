@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeOciLayout } from '../src/images/oci-layout.js';
 import { compressedExtent, linkSeconds, mergeRanges } from '../src/lower-bound/extent.js';
-import { computeLowerBound, parseRecordList } from '../src/lower-bound/lower-bound.js';
+import { computeLowerBound } from '../src/lower-bound/lower-bound.js';
 
 const work = mkdtempSync(join(tmpdir(), 'clipbench-lb-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -60,20 +60,6 @@ describe('extent math', () => {
   it('link time is transfer at the configured rate plus one round trip', () => {
     expect(linkSeconds(12_500_000, { rateMbit: 100, rttMs: 10 })).toBeCloseTo(1.01, 6);
     expect(linkSeconds(12_500_000, { rttMs: 50 })).toBeCloseTo(0.05, 6);
-  });
-
-  it('parses --record lists (whole files and ranges, tabs in names)', () => {
-    expect(parseRecordList('# comment\n/a\n/b c\t0-65536,131072-140000\n\n/d\te\t5-6\n')).toEqual([
-      { path: '/a' },
-      {
-        path: '/b c',
-        ranges: [
-          [0, 65536],
-          [131072, 140000],
-        ],
-      },
-      { path: '/d\te', ranges: [[5, 6]] },
-    ]);
   });
 });
 

@@ -60,6 +60,11 @@ export interface CreateArchiveOptions {
   insecure?: boolean;
   /** containerd hosts directory: a registry source reads through the mirrors it lists. */
   hostsDir?: string;
+  /**
+   * gzip layers, by digest: extra checkpoints at these deflate block boundaries (uncompressed
+   * offsets, ascending), e.g. where a profile's reads start (profile-checkpoints.ts).
+   */
+  extraCheckpoints?: ReadonlyMap<string, readonly number[]>;
   onProgress?: (progress: IndexProgress) => void;
   logger?: Logger;
 }
@@ -236,6 +241,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       indexer,
       concurrency,
       spanSize,
+      ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
       phases,
       logger,
       onBytesRead: progress.bytesRead,

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { createArchive, type IndexProgress, type IndexSummary } from './create-archive.js';
+import { createArchive, type CreateArchiveOptions, type IndexProgress, type IndexSummary } from './create-archive.js';
 import {
   type Digest,
   DigestMismatchError,
@@ -34,6 +34,7 @@ import {
   WINDOWS_LAYER_MEDIA_TYPE,
 } from '@clip/registry-fetch';
 import { openArchive, splitWindows } from '@clip/archive-format';
+import { placeProfileCheckpoints } from './publish-checkpoints.js';
 import { profileArtifactParts, type PublishedProfile, recordPublishProfile } from './publish-profile.js';
 
 export interface PublishOptions {
@@ -66,6 +67,11 @@ export interface PublishOptions {
    * registry by then; `@clip/runtime`'s recordProfile); the text becomes the artifact's profile layer.
    */
   profile?: (archivePath: string) => Promise<Uint8Array>;
+  /**
+   * With a profile: index again with extra checkpoints where the profile's reads start in gzip
+   * layers (publish-checkpoints.ts), so a cold start fetches less. Default true.
+   */
+  profileCheckpoints?: boolean;
   logger?: Logger;
   /** The image's layers, known before anything starts (for a per-layer display). */
   onPlan?: (layers: Array<{ digest: Digest; size: number }>) => void;
@@ -154,6 +160,16 @@ export async function publish(options: PublishOptions): Promise<PublishSummary> 
     }
     // The image is in the registry: a lazy mount of it can record the profile, then the archive goes up.
     const profile = options.profile ? await recordPublishProfile(options.profile, output, logger) : undefined;
+    if (profile && options.profileCheckpoints !== false) {
+      const extraCheckpoints = await placeProfileCheckpoints({ archivePath: output, profile, source, logger });
+      if (extraCheckpoints.size > 0) {
+        const again = await createArchive({ ...indexOptions(options, target, output, logger), extraCheckpoints });
+        logger.info('archive indexed again with the profile checkpoints', {
+          checkpoints: again.checkpoints,
+          archive_bytes: again.archiveBytes,
+        });
+      }
+    }
     options.onStage?.('archive-push');
     const archivePushStart = performance.now();
     const published = await pushArchive(options, source, image, targetRef, output, logger, profile);
@@ -195,14 +211,7 @@ async function indexAndPush(
 ): Promise<IndexedAndPushed> {
   const indexing = timed(
     createArchive({
-      source: options.source,
-      storageRef: target,
-      output,
-      logger,
-      ...(options.spanSize !== undefined ? { spanSize: options.spanSize } : {}),
-      ...(options.platform ? { platform: options.platform } : {}),
-      ...(options.indexConcurrency !== undefined ? { concurrency: options.indexConcurrency } : {}),
-      ...(options.workers !== undefined ? { workers: options.workers } : {}),
+      ...indexOptions(options, target, output, logger),
       ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
     }),
   ).then((result) => {
@@ -231,6 +240,20 @@ async function indexAndPush(
     throw indexed.reason;
   }
   return { indexed: indexed.value.value, indexEnd: indexed.value.end, pushed: pushed.value.value, pushEnd: pushed.value.end };
+}
+
+/** createArchive's options for this publish (the first index, and again with profile checkpoints). */
+function indexOptions(options: PublishOptions, target: string, output: string, logger: Logger): CreateArchiveOptions {
+  return {
+    source: options.source,
+    storageRef: target,
+    output,
+    logger,
+    ...(options.spanSize !== undefined ? { spanSize: options.spanSize } : {}),
+    ...(options.platform ? { platform: options.platform } : {}),
+    ...(options.indexConcurrency !== undefined ? { concurrency: options.indexConcurrency } : {}),
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+  };
 }
 
 interface PublishedArchive {

@@ -8,41 +8,16 @@
 // shared libraries: a loader maps a 7 MB library and touches a fraction of it.
 import { readFile } from 'node:fs/promises';
 import type { Inode } from '@clip/archive-format';
-import { type Logger, writeFileAtomically } from '@clip/shared';
+import { type Logger, parsePrefetchList, type PrefetchEntry, writeFileAtomically } from '@clip/shared';
 import type { MountableArchive } from './archive-view.js';
 
 /** Recorded ranges are widened to this grain, so a file's list stays short. */
 export const RANGE_GRAIN = 64 * 1024;
 
-export interface PrefetchEntry {
-  path: string;
-  /** Byte ranges of the file; absent = the whole file. */
-  ranges?: Array<[number, number]>;
-}
+export type { PrefetchEntry } from '@clip/shared';
 
 export async function readPrefetchList(file: string): Promise<PrefetchEntry[]> {
-  const text = await readFile(file, 'utf8');
-  const entries: PrefetchEntry[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.trimEnd();
-    if (line.trim() === '' || line.startsWith('#')) continue;
-    const tab = line.lastIndexOf('\t');
-    const ranges = tab < 0 ? undefined : parseRanges(line.slice(tab + 1));
-    entries.push(ranges ? { path: line.slice(0, tab), ranges } : { path: line.trim() });
-  }
-  return entries;
-}
-
-function parseRanges(text: string): Array<[number, number]> | undefined {
-  const ranges: Array<[number, number]> = [];
-  for (const part of text.split(',')) {
-    const match = /^(\d+)-(\d+)$/.exec(part);
-    if (!match) return undefined;
-    const start = Number(match[1]);
-    const end = Number(match[2]);
-    if (end > start) ranges.push([start, end]);
-  }
-  return ranges;
+  return parsePrefetchList(await readFile(file, 'utf8'));
 }
 
 export interface Prefetcher {

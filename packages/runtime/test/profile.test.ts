@@ -4,7 +4,7 @@
 // that; trust checks cover the profile.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ const noise = (size: number, seed: number) => {
   const bytes = new Uint8Array(size);
   let x = seed;
   for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     bytes[i] = x >>> 24;
   }
   return bytes;
@@ -209,6 +209,44 @@ describe('clip publish --profile', () => {
     expect(metrics['prefetchedFiles']).toBe(0);
     expect(metrics['prefetchBytes']).toBe(0);
   }, 60_000);
+
+  it('places a checkpoint where a profiled read starts: a fresh worker fetches less for it; --no-profile-checkpoints keeps the spans', async () => {
+    // 4 MiB spans: without the profile's checkpoint the read deep in unread.bin inflates from the layer's start.
+    const command = ['--', '/bin/busybox', 'dd', 'if=/data/unread.bin', 'of=/dev/null', 'bs=1000', 'skip=1900', 'count=1'];
+    const refs = { placed: `${registry.host}/test/prof-cp:v1`, plain: `${registry.host}/test/prof-cp-plain:v1` };
+    for (const [ref, extra] of [
+      [refs.placed, []],
+      [refs.plain, ['--no-profile-checkpoints']],
+    ] as const) {
+      const result = await cli(['publish', layoutRef, ref, '--profile', '--span-size', '4MiB', '--no-progress', ...extra, ...command]);
+      expect(result.code, result.stderr).toBe(0);
+      if (extra.length === 0) expect(result.stderr).toMatch(/msg="checkpoints placed at the profile reads" layers=1 added=[1-9]/);
+      else expect(result.stderr).not.toMatch(/checkpoints placed/);
+    }
+    const spans = async (ref: string) => {
+      const inspected = await cli(['inspect', ref, '--json']);
+      expect(inspected.code, inspected.stderr).toBe(0);
+      return (JSON.parse(inspected.stdout) as { layers: Array<{ spans: number }> }).layers[0]!.spans;
+    };
+    expect(await spans(refs.placed)).toBeGreaterThan(await spans(refs.plain));
+    const fetched: Record<string, number> = {};
+    for (const [name, ref] of Object.entries(refs)) {
+      // Only the demand read: no profile prefetch (which reads the same range ahead).
+      const { metrics } = await mountAndRead(ref, ['--no-prefetch'], async (mnt) => {
+        const file = await open(join(mnt, 'data/unread.bin'));
+        try {
+          const { buffer, bytesRead } = await file.read(new Uint8Array(1000), 0, 1000, 1_900_000);
+          expect(bytesRead).toBe(1000);
+          expect(buffer).toEqual(UNREAD.subarray(1_900_000, 1_901_000));
+        } finally {
+          await file.close();
+        }
+      });
+      fetched[name] = metrics['fetchBytes']!;
+    }
+    // Without the checkpoint the read inflates from the layer's start: busybox, b.bin and 1.9 MB of unread.bin.
+    expect(fetched['plain']! - fetched['placed']!, JSON.stringify(fetched)).toBeGreaterThan(1_500_000);
+  }, 180_000);
 
   it('stops a command that never exits at --profile-seconds', async () => {
     const started = Date.now();

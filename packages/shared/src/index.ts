@@ -40,3 +40,4 @@ export { redactUserinfo } from './redact.js';
 export { raceAbort } from './abort.js';
 export { escapeBytes, escapeName } from './printable.js';
 export type { Platform } from './platform.js';
+export { parsePrefetchList, type PrefetchEntry } from './prefetch-list.js';

@@ -6,6 +6,7 @@ import { mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readArchiveFile } from '@clip/archive-format';
+import { parsePrefetchList } from '@clip/shared';
 import { cacheRoot } from '../images/cache.js';
 import type { BuiltImage } from '../images/oci-layout.js';
 import { run } from '../util/exec.js';
@@ -33,28 +34,6 @@ export interface LowerBound {
   /** Recorded paths that are not regular files of the archive (skipped). */
   unresolved: number;
   layers: LayerLowerBound[];
-}
-
-/** A `--record` list: `<path>` (whole file) or `<path>\t<start>-<end>[,…]` per line. */
-export function parseRecordList(text: string): Array<{ path: string; ranges?: Array<[number, number]> }> {
-  const entries: Array<{ path: string; ranges?: Array<[number, number]> }> = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.trimEnd();
-    if (line.trim() === '' || line.startsWith('#')) continue;
-    const tab = line.lastIndexOf('\t');
-    if (tab < 0) {
-      entries.push({ path: line.trim() });
-      continue;
-    }
-    const ranges = line
-      .slice(tab + 1)
-      .split(',')
-      .map((part) => /^(\d+)-(\d+)$/.exec(part))
-      .filter((match): match is RegExpExecArray => match !== null)
-      .map((match): [number, number] => [Number(match[1]), Number(match[2])]);
-    entries.push({ path: line.slice(0, tab), ranges });
-  }
-  return entries;
 }
 
 /** Block boundaries of a gzip layer blob, from the cache or by running blocks.mjs once. */
@@ -85,7 +64,7 @@ export async function computeLowerBound(image: BuiltImage, archivePath: string, 
   const perLayer = archive.layers.map(() => [] as Array<[number, number]>);
   let files = 0;
   let unresolved = 0;
-  for (const entry of parseRecordList(await readFile(recordFile, 'utf8'))) {
+  for (const entry of parsePrefetchList(await readFile(recordFile, 'utf8'))) {
     const inode = archive.lookup(entry.path);
     if (inode?.type !== 'file' || !inode.data) {
       unresolved++;

@@ -21,6 +21,7 @@ interface PublishCommandOptions extends ProfileFlags {
   bind?: boolean;
   signKey?: string;
   inlineWindows?: boolean;
+  profileCheckpoints?: boolean;
 }
 
 function positiveInteger(text: string | undefined, flag: string): number | undefined {
@@ -80,6 +81,10 @@ export function register(program: Command): void {
     .option('--sign-key <file>', 'sign the archive binding with this ed25519 private key (PEM, PKCS#8) for workers with --verify-key')
     .option('--profile', PROFILE_HELP.profile)
     .option('--profile-seconds <n>', PROFILE_HELP.seconds, '10')
+    .option(
+      '--no-profile-checkpoints',
+      'with --profile: keep the checkpoints every --span-size only (by default gzip layers are indexed again with a checkpoint where each profiled read starts)',
+    )
     .option('--runtime <path>', PROFILE_HELP.runtime, 'runc')
     .option('--runtime-flag <flag>', PROFILE_HELP.runtimeFlag, collectFlag, [] as string[])
     .action(async (source: string, target: string, words: string[], options: PublishCommandOptions) => {
@@ -98,6 +103,7 @@ export function register(program: Command): void {
           spanSize: parseSize(options.spanSize),
           logger,
           ...(options.profile ? { profile: profileRecorder(options, words, logger) } : {}),
+          ...(options.profileCheckpoints === false ? { profileCheckpoints: false } : {}),
           ...(options.output ? { output: options.output } : {}),
           ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
           ...(pushConcurrency !== undefined ? { pushConcurrency } : {}),

@@ -22,6 +22,8 @@ export interface ImageLayersJob {
   indexer: LayerIndexer;
   concurrency: number;
   spanSize: number;
+  /** gzip layers by digest: extra checkpoints at these block boundaries (uncompressed offsets). */
+  extraCheckpoints?: ReadonlyMap<string, readonly number[]>;
   phases: PhaseTimer;
   logger: Logger;
   /** Compressed bytes read from the source (per chunk). */
@@ -57,12 +59,14 @@ export async function indexImageLayers(job: ImageLayersJob): Promise<{ layers: A
     // hashCompressed false: ImageSource.openBlob's stream, and a local blob read directly,
     // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
     // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
+    const extra = job.extraCheckpoints?.get(layer.digest);
     const options = {
       digest: layer.digest,
       compression: layer.compression,
       spanSize,
       hashCompressed: false,
       digestVerified: true,
+      ...(extra?.length ? { extraCheckpoints: extra } : {}),
     } as const;
     const indexed = await indexer.index(counted, options, layer.size).catch((error: unknown) => {
       throw nameLayer(error, layer.digest);

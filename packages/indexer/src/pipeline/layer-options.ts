@@ -14,12 +14,20 @@ export interface IndexLayerOptions {
    * redundant and skipped (about 50 ms of inflate time per 200 MB). Default false.
    */
   digestVerified?: boolean;
+  /** gzip: extra checkpoints at these block boundaries (uncompressed offsets, ascending). */
+  extraCheckpoints?: readonly number[];
 }
 
 /** scanCompressedLayer's options that follow from IndexLayerOptions (shared by the in-thread and worker scans). */
-export function scanOptionsFor(options: IndexLayerOptions): { spanSize: number; hashCompressed?: false; gzipValidate?: false } {
+export function scanOptionsFor(options: IndexLayerOptions): {
+  spanSize: number;
+  hashCompressed?: false;
+  gzipValidate?: false;
+  extraCheckpoints?: readonly number[];
+} {
   return {
     spanSize: options.spanSize,
+    ...(options.extraCheckpoints?.length ? { extraCheckpoints: options.extraCheckpoints } : {}),
     ...(options.hashCompressed === false ? { hashCompressed: false as const } : {}),
     ...(options.digestVerified === true ? { gzipValidate: false as const } : {}),
   };

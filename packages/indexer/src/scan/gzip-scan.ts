@@ -3,6 +3,8 @@
 // both inflaters (native addon, pako), so either gives byte-identical spans. A checkpoint is
 // recorded at a block boundary once spanSize bytes of output have passed since the last one
 // (bit offset, uncompressed offset, the 32 KiB window before it); every member start is one too.
+// `extraCheckpoints` (uncompressed offsets of block boundaries, ascending; see
+// profile-checkpoints.ts) adds one exactly at each of those boundaries as well.
 import { ERROR_STALL, EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
 import { LayerFormatError } from '@clip/shared';
 import type { SpanRecorder } from './span-recorder.js';
@@ -22,6 +24,7 @@ export async function scanGzip(
   sink: ScanSink,
   inflater: GzipBlockInflater,
   newOutputBuffer: () => Uint8Array = outputBuffer,
+  extraCheckpoints: readonly number[] = [],
 ): Promise<void> {
   // Output goes to `out`; its first WINDOW bytes keep the tail of the previous buffer so the
   // window before a checkpoint is always contiguous at out[at - WINDOW, at). A buffer is
@@ -38,6 +41,7 @@ export async function scanGzip(
   let memberStart = 0; // uncompressed offset where the current member's output starts
   let chunkStart = 0; // absolute offset of the current input chunk
   let previousLastByte = -1; // the last byte of the previous input chunk
+  let nextExtra = 0; // index of the next extra checkpoint not yet passed
 
   const emit = async (): Promise<void> => {
     if (outPos > emitFrom) await sink.output(out.subarray(emitFrom, outPos));
@@ -79,7 +83,10 @@ export async function scanGzip(
             const bit = position * 8 - events[e + 3]!;
             recorder.consume(chunk.subarray(consumedTo, inAt), { bit, uncompressed });
             consumedTo = inAt;
-            if (uncompressed - recorder.spanStart! >= spanSize) {
+            while (nextExtra < extraCheckpoints.length && extraCheckpoints[nextExtra]! < uncompressed) nextExtra++;
+            const extra = extraCheckpoints[nextExtra] === uncompressed && uncompressed > recorder.spanStart!;
+            if (extra) nextExtra++;
+            if (extra || uncompressed - recorder.spanStart! >= spanSize) {
               const windowLength = Math.min(WINDOW, uncompressed - memberStart);
               const window = out.slice(outAt - windowLength, outAt);
               const sharedByte = bit % 8 === 0 ? undefined : byteAt(position - 1, chunk, chunkStart, previousLastByte);

@@ -73,6 +73,11 @@ export async function scanCompressedLayer(
      * placeholders until the caller fills them in; see PieceCuts).
      */
     pieceCuts?: PieceCuts;
+    /**
+     * gzip: uncompressed offsets of deflate block boundaries (ascending) that get a checkpoint
+     * besides the spanSize rule, e.g. where a profiled read starts (profile-checkpoints.ts).
+     */
+    extraCheckpoints?: readonly number[];
   },
   onUncompressed: (chunk: Uint8Array) => void | Promise<void>,
 ): Promise<LayerScan> {
@@ -114,6 +119,7 @@ export async function scanCompressedLayer(
         sink,
         await createGzipInflater(options.gzipInflater, { validate: options.gzipValidate !== false }),
         options.outputBuffer,
+        options.extraCheckpoints,
       );
       break;
     case 'zstd': {

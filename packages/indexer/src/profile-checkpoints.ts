@@ -1,0 +1,121 @@
+// Checkpoints where a profile's reads start. With checkpoints only every spanSize bytes, a cold
+// read inflates from the checkpoint before it, fetching on average half a span of compressed
+// bytes it does not need (python-fat: 1.8× the lower bound's bytes). Publishing with a profile
+// knows which reads come first, so it lists the gzip layers' deflate block boundaries
+// (gzip-boundaries.ts) and asks the scan for one more checkpoint at the last boundary before
+// each profiled read that would otherwise drag a gap of unread bytes along. A checkpoint costs
+// its window (~11 KB fetched by range) and a table entry, so it is placed only when it saves more.
+import type { ClipArchive } from '@clip/archive-format';
+import type { Digest, PrefetchEntry } from '@clip/shared';
+import type { BlockBoundaries } from './scan/gzip-boundaries.js';
+
+/** A checkpoint is added when it saves more compressed bytes than this (its window is ~11 KB). */
+export const DEFAULT_CHECKPOINT_GAP = 32 * 1024;
+
+/** The profile's reads as uncompressed ranges of each layer (by archive layer index), merged and sorted. */
+export function profileLayerRanges(archive: ClipArchive, entries: readonly PrefetchEntry[]): Map<number, Array<[number, number]>> {
+  const byLayer = new Map<number, Array<[number, number]>>();
+  for (const entry of entries) {
+    const inode = archive.lookup(entry.path);
+    if (inode?.type !== 'file' || !inode.data) continue;
+    const { layer, offset } = inode.data;
+    const list = byLayer.get(layer) ?? [];
+    for (const [start, end] of entry.ranges ?? [[0, inode.size]]) {
+      const to = Math.min(end, inode.size);
+      if (to > start) list.push([offset + start, offset + to]);
+    }
+    byLayer.set(layer, list);
+  }
+  for (const [layer, list] of byLayer) byLayer.set(layer, merge(list));
+  return byLayer;
+}
+
+function merge(ranges: Array<[number, number]>): Array<[number, number]> {
+  ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const merged: Array<[number, number]> = [];
+  for (const [start, end] of ranges) {
+    const last = merged.at(-1);
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+    else merged.push([start, end]);
+  }
+  return merged;
+}
+
+/** Index of the last element ≤ value (−1 when none). */
+function lastAtOrBefore(sorted: readonly number[], value: number): number {
+  let low = 0;
+  let high = sorted.length - 1;
+  let found = -1;
+  while (low <= high) {
+    const mid = (low + high) >> 1;
+    if (sorted[mid]! <= value) {
+      found = mid;
+      low = mid + 1;
+    } else high = mid - 1;
+  }
+  return found;
+}
+
+/**
+ * Uncompressed offsets of the block boundaries that get an extra checkpoint, ascending.
+ * `existing`: the checkpoints the layer has without a profile (uncompressed and compressed byte
+ * offsets, ascending). Walking the reads in order, a read's bytes are fetched from the last
+ * checkpoint before it, or from where the previous read's fetch ended if that is later; when the
+ * boundary before the read lies more than `gap` compressed bytes beyond that, a checkpoint there
+ * saves those bytes. Fetches end at a piece boundary counted from their checkpoint.
+ */
+export function placeCheckpoints(
+  blocks: BlockBoundaries,
+  ranges: ReadonlyArray<readonly [number, number]>,
+  existing: { uncompressed: readonly number[]; compressed: readonly number[] },
+  options: { gap?: number; pieceSize: number },
+): number[] {
+  const gap = options.gap ?? DEFAULT_CHECKPOINT_GAP;
+  const checkpointsU = [...existing.uncompressed];
+  const checkpointsC = [...existing.compressed];
+  const placed: number[] = [];
+  let fetchedTo = 0; // compressed offset up to which earlier reads' fetches reach
+  for (const [start, end] of ranges) {
+    const b = lastAtOrBefore(blocks.uncompressed, start);
+    let k = lastAtOrBefore(checkpointsU, start);
+    if (b >= 0 && k >= 0 && blocks.uncompressed[b]! > checkpointsU[k]!) {
+      const from = Math.max(checkpointsC[k]!, fetchedTo);
+      if (blocks.compressed[b]! - from > gap) {
+        // Keep the checkpoint lists sorted: the new one goes right after checkpoint k.
+        checkpointsU.splice(k + 1, 0, blocks.uncompressed[b]!);
+        checkpointsC.splice(k + 1, 0, blocks.compressed[b]!);
+        placed.push(blocks.uncompressed[b]!);
+        k++;
+      }
+    }
+    if (k < 0) continue;
+    // Where the fetch of this read stops: the boundary after its end, rounded up to a piece.
+    const after = Math.min(lastAtOrBefore(blocks.uncompressed, end - 1) + 1, blocks.uncompressed.length);
+    const endC = after < blocks.compressed.length ? blocks.compressed[after]! : blocks.compressedSize;
+    const origin = checkpointsC[k]!;
+    const stop = origin + Math.ceil((endC - origin) / options.pieceSize) * options.pieceSize;
+    fetchedTo = Math.max(fetchedTo, Math.min(stop, blocks.compressedSize));
+  }
+  return placed.sort((a, b) => a - b);
+}
+
+/** The layers of `archive` a profile reads from, by digest, with the reads' uncompressed ranges. */
+export function profiledGzipLayers(
+  archive: ClipArchive,
+  entries: readonly PrefetchEntry[],
+): Array<{ digest: Digest; ranges: Array<[number, number]>; existing: { uncompressed: number[]; compressed: number[] } }> {
+  const result = [];
+  for (const [index, ranges] of profileLayerRanges(archive, entries)) {
+    const layer = archive.layers[index];
+    if (!layer || layer.compression !== 'gzip' || ranges.length === 0) continue;
+    result.push({
+      digest: layer.digest,
+      ranges,
+      existing: {
+        uncompressed: layer.spans.map((span) => span.checkpoint.uncompressedOffset),
+        compressed: layer.spans.map((span) => Math.floor(span.checkpoint.compressedBitOffset / 8)),
+      },
+    });
+  }
+  return result;
+}

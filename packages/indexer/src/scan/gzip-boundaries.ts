@@ -1,0 +1,61 @@
+// Every deflate block boundary of a gzip layer (the finest places decompression can resume),
+// found with the same inflater events gzip-scan.ts uses, so an offset listed here is exactly
+// where a scan with that offset in `extraCheckpoints` puts a checkpoint. Output is discarded.
+import { ERROR_STALL, EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
+import { LayerFormatError } from '@clip/shared';
+
+export interface BlockBoundaries {
+  /** Compressed byte offset of each boundary (the byte holding its first bit), ascending. */
+  compressed: number[];
+  /** Uncompressed offset of each boundary, ascending. */
+  uncompressed: number[];
+  compressedSize: number;
+  uncompressedSize: number;
+}
+
+const OUTPUT = 1 << 20;
+const MAX_EVENTS = 1024;
+
+export async function listGzipBoundaries(compressed: AsyncIterable<Uint8Array>, inflater: GzipBlockInflater): Promise<BlockBoundaries> {
+  const result: BlockBoundaries = { compressed: [], uncompressed: [], compressedSize: 0, uncompressedSize: 0 };
+  // zlib keeps its own 32 KiB window, so the output buffer is simply reused.
+  const out = new Uint8Array(OUTPUT);
+  const events = new Int32Array(MAX_EVENTS * EVENT_STRIDE);
+  const ends = new Int32Array(2);
+  let outBase = 0;
+  let outPos = 0;
+  let chunkStart = 0;
+  try {
+    for await (const chunk of compressed) {
+      let inPos = 0;
+      while (inPos < chunk.length) {
+        const count = inflater.run(chunk, inPos, out, outPos, events, ends);
+        if (count < 0) {
+          const at = chunkStart + ends[0]!;
+          if (count === ERROR_STALL) throw new LayerFormatError(`gzip stream stalls at byte ${at}`);
+          throw new LayerFormatError(`gzip stream is corrupt at byte ${at}: ${inflater.message() ?? `inflate error ${count}`}`);
+        }
+        for (let e = 0; e < count * EVENT_STRIDE; e += EVENT_STRIDE) {
+          const kind = events[e]!;
+          if (kind !== EVENT_BOUNDARY && kind !== EVENT_MEMBER_START) continue;
+          const bit = (chunkStart + events[e + 1]!) * 8 - (kind === EVENT_BOUNDARY ? events[e + 3]! : 0);
+          result.compressed.push(Math.floor(bit / 8));
+          result.uncompressed.push(outBase + events[e + 2]!);
+        }
+        inPos = ends[0]!;
+        outPos = ends[1]!;
+        if (outPos === out.length) {
+          outBase += out.length;
+          outPos = 0;
+        }
+      }
+      chunkStart += chunk.length;
+    }
+    if (!inflater.memberEnded()) throw new LayerFormatError(`gzip stream is truncated after ${chunkStart} bytes`);
+  } finally {
+    inflater.close();
+  }
+  result.compressedSize = chunkStart;
+  result.uncompressedSize = outBase + outPos;
+  return result;
+}
