@@ -3,7 +3,7 @@
 // cri.layer-digest, cri.manifest-digest and cri.image-layers on each layer's Prepare. A real
 // registry, `clip publish` of a two-layer image, `clip snapshotter` as a child process; no
 // containerd (its 1.6 CRI plugin needs a kubelet to drive it).
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -163,6 +163,37 @@ describe('CRI labels (Kubernetes pulls)', () => {
       expect((await client.call('Remove', { key })).code).toBe(0);
     } finally {
       client.close();
+    }
+  }, 60_000);
+  it('falls back visibly when the image mount cannot start (mount_failed)', async () => {
+    // A state directory that is a regular file: the image mount pool cannot create its mount.
+    const broken = join(dir, 'broken-state');
+    await writeFile(broken, 'not a directory\n');
+    const other = await startSnapshotter({
+      socket: join(dir, 'broken.sock'),
+      root: join(dir, 'broken-root'),
+      stateDir: broken,
+      cacheDir: join(dir, 'broken-cache'),
+      metricsPort: await freePort(),
+    });
+    const client = snapshotsClient(join(dir, 'broken.sock'));
+    try {
+      const prepared = await client.call('Prepare', { key: `k8s.io/5/extract-5 ${chain[0]}`, parent: '', labels: criLabels(0) });
+      expect(prepared.code, prepared.details).toBe(0);
+      expect(metricValue(await other.metrics(), 'clip_snapshotter_fallbacks_total{reason="mount_failed"}')).toBe(1);
+      expect(metricValue(await other.metrics(), 'clip_snapshotter_remote_layers_total')).toBe(0);
+      const logged = other
+        .logs()
+        .split('\n')
+        .filter((l) => l.includes('not lazy'));
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).toContain(`image=${ref}`);
+      expect(logged[0]).toContain('reason=mount_failed');
+      // Not committed as remote: containerd unpacks into the active snapshot.
+      expect((await client.call('Stat', { key: chain[0] })).code).toBe(grpc.status.NOT_FOUND);
+    } finally {
+      client.close();
+      await other.stop();
     }
   }, 60_000);
 });
