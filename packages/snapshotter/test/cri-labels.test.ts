@@ -108,6 +108,8 @@ describe('CRI labels (Kubernetes pulls)', () => {
         kind: 'COMMITTED',
         labels: { 'containerd.io/snapshot/clip.remote': manifestDigest, 'containerd.io/snapshot/cri.image-ref': ref },
       });
+      // Its data lives in the registry and the shared cache, not in the snapshot's directory.
+      expect((await client.call('Usage', { key: chain[1] })).response).toEqual({ size: 0, inodes: 0 });
       // Nothing was unpacked: the extract keys were never created.
       expect((await client.call('Stat', { key: `k8s.io/1/extract-1 ${chain[0]}` })).code).toBe(grpc.status.NOT_FOUND);
 
