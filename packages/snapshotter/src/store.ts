@@ -1,10 +1,10 @@
 // Durable snapshot metadata: containerd's snapshotter model (View/Active/Committed, parent
 // chain, labels, usage) kept in memory and written as one JSON document with
-// write-temp-fsync-rename after every change, so a crash leaves the previous or the next
+// write-temp-fsync-rename-fsync(dir) after every change, so a crash leaves the previous or the next
 // state, never a mix. Directories are created before a record names them and deleted after
 // it is gone; Cleanup removes directories no record names (left by a crash in between).
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { writeFileAtomically } from '@clip/shared';
 import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError } from './errors.js';
 
@@ -154,6 +154,14 @@ export class MetadataStore {
   private async persist(): Promise<void> {
     const doc: StoreDocument = { version: 1, nextId: this.nextId, snapshots: this.all() };
     await writeFileAtomically(this.file, Buffer.from(JSON.stringify(doc)));
+    // The rename itself must reach the disk before we answer containerd: after a power loss
+    // its own (fsynced) metadata would otherwise name snapshots we no longer know.
+    const directory = await open(dirname(this.file), 'r');
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
   }
 }
 

@@ -1,9 +1,9 @@
 // `clip snapshotter` argument handling: bad input is a usage error (exit 2) naming the
 // problem, and the server answers on its socket and stops cleanly on SIGTERM.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
@@ -56,8 +56,23 @@ describe('clip snapshotter', () => {
       )
         await sleep(100);
       const client = snapshotsClient(socket);
-      expect((await client.call('Prepare', { key: 'a', parent: '' })).code).toBe(0);
+      const prepared = await client.call('Prepare', { key: 'a', parent: '' });
+      expect(prepared.code).toBe(0);
+      // Usage counts what was written into the snapshot (containerd's unpack, a container's writes).
+      const [mount] = (prepared.response?.['mounts'] ?? []) as Array<{ source: string }>;
+      await writeFile(join(mount?.source ?? '', 'written.bin'), Buffer.alloc(100_000, 7));
+      const active = (await client.call('Usage', { key: 'a' })).response as { size: number; inodes: number };
+      expect(active.size).toBeGreaterThanOrEqual(100_000);
+      expect(active.inodes).toBe(2);
       expect((await client.call('Commit', { key: 'a', name: 'c' })).code).toBe(0);
+      expect((await client.call('Usage', { key: 'c' })).response).toEqual(active);
+      expect((await client.call('Usage', { key: 'a' })).code).toBe(grpc.status.NOT_FOUND);
+      // Cleanup deletes a directory no snapshot owns (a crash between mkdir and the metadata write).
+      const orphan = join(dir, 'root', 'snapshots', '999');
+      await mkdir(orphan, { recursive: true });
+      expect((await client.call('Cleanup', {})).code).toBe(0);
+      expect(await readdir(join(dir, 'root', 'snapshots'))).toHaveLength(1);
+      expect(await readFile(join(dirname(mount?.source ?? ''), 'fs', 'written.bin'))).toHaveLength(100_000);
       expect((await client.call('Stat', { key: 'c' })).response).toMatchObject({ info: { name: 'c', kind: 'COMMITTED' } });
       expect((await client.call('Stat', { key: 'a' })).code).toBe(grpc.status.NOT_FOUND);
       client.close();
