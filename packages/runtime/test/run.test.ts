@@ -1,7 +1,7 @@
 // `clip run` end to end: real registry, real FUSE mount (served by a detached `clip mount`),
 // real overlayfs, real runc; the image's config applied; exit codes, signals, cleanup.
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningRegistry } from '@clip/testkit';
@@ -43,7 +43,7 @@ describe('clip run', () => {
     expect(await runtimeContainers()).toBe('');
   });
 
-  it('applies the config: uid and groups, working directory, environment, default PATH and HOME', async () => {
+  it('applies the config and options: uid and groups, workdir, env, default PATH and HOME, --entrypoint, capabilities, --net', async () => {
     // Held for the whole test, so every run reuses one mount (and the test stays fast).
     const hold = await new ImageMountPool({ stateDir }).acquire(image, 'test:hold');
     try {
@@ -60,13 +60,26 @@ describe('clip run', () => {
           .stdout,
       ).toBe('override /tmp 0:0\n');
       expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
+      // --entrypoint replaces the Entrypoint and, as with Docker, drops the image's Cmd.
+      expect((await clipRun('--entrypoint', 'echo', image, '--', 'from', 'entrypoint')).stdout).toBe('from entrypoint\n');
+      expect((await clipRun('--entrypoint', 'echo', image)).stdout).toBe('\n');
+      // Docker's default capabilities (0xa80425fb): effective for root, only bounding for a user.
+      const caps = ['sh', '-c', 'while read k v; do case $k in CapEff:|CapBnd:) echo $k $v;; esac; done < /proc/self/status'];
+      expect((await clipRun('-u', 'root', image, '--', ...caps)).stdout).toBe('CapEff: 00000000a80425fb\nCapBnd: 00000000a80425fb\n');
+      expect((await clipRun(image, '--', ...caps)).stdout).toBe('CapEff: 0000000000000000\nCapBnd: 00000000a80425fb\n');
+      // --net none (the default): a network namespace with loopback only; --net host: the host's interfaces.
+      const interfaces = ['sh', '-c', 'while read name rest; do case $name in *:) echo $name;; esac; done < /proc/net/dev'];
+      expect((await clipRun(image, '--', ...interfaces)).stdout).toBe('lo:\n');
+      expect((await clipRun('--net', 'none', image, '--', ...interfaces)).stdout).toBe('lo:\n');
+      const hostInterfaces = (await readFile('/proc/net/dev', 'utf8')).split('\n').slice(2).filter(Boolean).length;
+      if (hostInterfaces > 1) expect((await clipRun('--net', 'host', image, '--', ...interfaces)).stdout).toMatch(/^(?!lo:)\S+:$/m);
     } finally {
       await hold.release();
     }
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
-  it('gives the container a writable root and bind mounts; --keep keeps the upper directory', async () => {
+  it('gives the container a writable root and bind mounts (rw, ro); --keep keeps the upper directory', async () => {
     const host = join(work, 'volume');
     await run('mkdir', ['-p', host]);
     await run('sh', ['-c', `echo from-host > ${host}/in.txt`]);
@@ -75,6 +88,8 @@ describe('clip run', () => {
       'root',
       '-v',
       `${host}:/data`,
+      '-v',
+      `${host}:/ro:ro`,
       '--keep',
       '--json',
       '--cache-dir',
@@ -83,9 +98,9 @@ describe('clip run', () => {
       '--',
       'sh',
       '-c',
-      'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt',
+      'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt && (touch /ro/x 2>/dev/null && echo writable || echo read-only)',
     );
-    expect(result.stdout).toBe('from-host\nimage data\n');
+    expect(result.stdout).toBe('from-host\nimage data\nread-only\n');
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as { keptUpper: string; exitCode: number; fetchedBytes: number };
     expect(summary.exitCode).toBe(0);
