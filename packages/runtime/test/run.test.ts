@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningRegistry } from '@clip/testkit';
 import { startRangeServer } from '../../../apps/cli/test/archive-http-server.js';
+import type { ContainerSummary } from '../src/container.js';
 import { ImageMountPool } from '../src/mount-pool.js';
 import { CLI, cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
@@ -102,9 +103,12 @@ describe('clip run', () => {
     );
     expect(result.stdout).toBe('from-host\nimage data\nread-only\n');
     expect(result.code).toBe(0);
-    const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as { keptUpper: string; exitCode: number; fetchedBytes: number };
+    const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as ContainerSummary & { keptUpper: string; fetchedBytes: number };
     expect(summary.exitCode).toBe(0);
     expect(summary.fetchedBytes).toBeGreaterThan(0);
+    expect(summary).toMatchObject({ mountReused: false, archiveDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+    for (const key of ['acquireAndPrepareMs', 'timeToExecMs', 'runMs', 'cleanupMs', 'totalMs'])
+      expect(summary.timings[key as keyof typeof summary.timings], key).toBeGreaterThanOrEqual(0);
     expect((await run('cat', [join(summary.keptUpper, 'work/new.txt')])).stdout).toBe('written\n');
     expect((await run('cat', [join(host, 'out.txt')])).stdout).toBe('out\n');
     await rm(summary.keptUpper, { recursive: true, force: true });
