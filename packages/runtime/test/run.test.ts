@@ -1,8 +1,8 @@
 // `clip run` end to end: real registry, real FUSE mount (served by a detached `clip mount`),
 // real overlayfs, real runc; the image's config applied; exit codes, signals, cleanup.
 import { spawn } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningRegistry } from '@clip/testkit';
 import { startRangeServer } from '../../../apps/cli/test/archive-http-server.js';
@@ -111,7 +111,8 @@ describe('clip run', () => {
       expect(summary.timings[key as keyof typeof summary.timings], key).toBeGreaterThanOrEqual(0);
     expect((await run('cat', [join(summary.keptUpper, 'work/new.txt')])).stdout).toBe('written\n');
     expect((await run('cat', [join(host, 'out.txt')])).stdout).toBe('out\n');
-    await rm(summary.keptUpper, { recursive: true, force: true });
+    // The kept upper is the bundle state's only remainder: removing its directory leaves nothing.
+    await rm(dirname(summary.keptUpper), { recursive: true, force: true });
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
@@ -150,6 +151,7 @@ describe('clip run', () => {
     expect(result.code).toBe(143);
     expect(await mountsUnder(stateDir)).toEqual([]);
     expect(await runtimeContainers()).toBe('');
+    for (const dir of ['containers', 'bundles', 'mounts']) expect(await readdir(join(stateDir, dir)), dir).toEqual([]);
   });
 
   it('in a terminal: stdin is passed through and Ctrl-C reaches the container once (exit 130)', async () => {
