@@ -3,7 +3,7 @@
 // cli runs against a node_modules where @clip/native-fuse has no build/ (symlinks preserved, so
 // the real addon next to the sources is never found).
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -72,4 +72,28 @@ it('clip run and clip bundle without the FUSE addon: the same one line before an
   }
   expect(existsSync(join(stateDir, 'mounts'))).toBe(false);
   expect(existsSync(join(work, 'bundle'))).toBe(false);
+});
+
+it('an addon that cannot be loaded (not a shared object): the same one line, exit 1', async () => {
+  const release = join(work, 'node_modules', '@clip', 'native-fuse', 'build', 'Release');
+  await mkdir(release, { recursive: true });
+  await writeFile(join(release, 'clip_fuse.node'), 'not an ELF file\n');
+  const cli = join(work, 'node_modules', '@clip', 'cli', 'dist', 'main.js');
+  const mountpoint = join(work, 'mnt-broken');
+  await mkdir(mountpoint);
+  const result = await run(process.execPath, [
+    '--preserve-symlinks',
+    '--preserve-symlinks-main',
+    cli,
+    'mount',
+    join(work, 'tiny.clip'),
+    mountpoint,
+  ]).then(
+    () => ({ code: 0, stderr: '' }),
+    (error: { code: number; stderr: string }) => error,
+  );
+  expect(result.code).toBe(1);
+  expect(result.stderr.split('\n').filter((line) => line.startsWith('clip:'))).toEqual([expect.stringMatching(NOT_BUILT)]);
+  expect(result.stderr).toMatch(/cannot be loaded \(\S+\/clip_fuse\.node: /);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
 });
