@@ -44,7 +44,7 @@ describe('clip run', () => {
     expect(await runtimeContainers()).toBe('');
   });
 
-  it('applies the config and options: uid and groups, workdir, env, default PATH and HOME, --entrypoint, capabilities, --net', async () => {
+  it('applies the config and options: uid and groups, workdir, env, default PATH and HOME, --entrypoint, capabilities, mounts, --net', async () => {
     // Held for the whole test, so every run reuses one mount (and the test stays fast).
     const hold = await new ImageMountPool({ stateDir }).acquire(image, 'test:hold');
     try {
@@ -68,6 +68,11 @@ describe('clip run', () => {
       const caps = ['sh', '-c', 'while read k v; do case $k in CapEff:|CapBnd:) echo $k $v;; esac; done < /proc/self/status'];
       expect((await clipRun('-u', 'root', image, '--', ...caps)).stdout).toBe('CapEff: 00000000a80425fb\nCapBnd: 00000000a80425fb\n');
       expect((await clipRun(image, '--', ...caps)).stdout).toBe('CapEff: 0000000000000000\nCapBnd: 00000000a80425fb\n');
+      // The usual kernel file systems, mounted by the runtime from the spec.
+      const mounts = (await clipRun(image, '--', 'sh', '-c', 'while read dev dir type rest; do echo $dir $type; done < /proc/mounts'))
+        .stdout;
+      for (const line of ['/ overlay', '/proc proc', '/dev tmpfs', '/dev/pts devpts', '/dev/shm tmpfs', '/dev/mqueue mqueue', '/sys sysfs'])
+        expect(mounts.split('\n'), line).toContain(line);
       // --net none (the default): a network namespace with loopback only; --net host: the host's interfaces.
       const interfaces = ['sh', '-c', 'while read name rest; do case $name in *:) echo $name;; esac; done < /proc/net/dev'];
       expect((await clipRun(image, '--', ...interfaces)).stdout).toBe('lo:\n');
