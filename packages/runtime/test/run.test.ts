@@ -130,6 +130,9 @@ describe('clip run', () => {
     expect(result.stdout).toBe('from stdin\n');
     expect(result.stderr).toMatch(/^to-stderr$/m);
     expect(result.code).toBe(7);
+    // A process killed by a signal (not one clip forwarded): 128 + its number.
+    expect((await clipRun(image, '--', 'sh', '-c', 'kill -KILL $$')).code).toBe(137);
+    expect((await clipRun(image, '--', 'sh', '-c', 'kill -USR1 $$')).code).toBe(138);
   });
 
   it('runs with another OCI runtime given by path; crun where the host allows it, else its error', async () => {
