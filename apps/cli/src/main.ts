@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // The `clip` command line. Each subcommand lives in commands/<name>.ts and exports
 // `register(program)`; this file only wires them together and turns errors into exit codes.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isClipError, redactUserinfo } from '@clip/shared';
 import { commands } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
+
+/** The version of this build (apps/cli/package.json, next to dist/), never a second copy to keep in step. */
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -14,7 +18,7 @@ export function buildProgram(): Command {
       'Start containers without pulling their images: index an OCI image into a small .clip archive, ' +
         'then mount it anywhere through FUSE, fetching only the bytes that are read.',
     )
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError('(run "clip --help" for usage)')
     .configureOutput({ outputError: (text, write) => write(redactUserinfo(text)) })
     .exitOverride();

@@ -7,6 +7,8 @@ export type { LayerFetcher } from './layer-fetcher.js';
 export type { MountableArchive } from './archive-view.js';
 export type { MetricsSnapshot } from './metrics.js';
 export { MountFailedError, MountpointError } from './errors.js';
+// Commands that start mount servers check the addon first: one clear error, nothing started.
+export { loadNativeFuse as checkFuseAddon } from '@clip/native-fuse';
 export {
   holdMount,
   SERVER_CONNECTION_FD,

@@ -22,7 +22,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { MountHolder } from '@clip/native-fuse';
-import { silentLogger, type Logger } from '@clip/shared';
+import { isClipError, silentLogger, type Logger } from '@clip/shared';
 import { MountFailedError } from './errors.js';
 
 /** The descriptor number a serving child finds the connection at. */
@@ -215,6 +215,8 @@ export function holdMount(mountpoint: string, mountOptions: readonly string[]): 
   try {
     return MountHolder.hold(mountpoint, mountOptions);
   } catch (error) {
+    // The addon missing is a set-up problem with its own code (and fix), not a mount failure.
+    if (isClipError(error) && error.code === 'CLIP_E_FUSE_NOT_BUILT') throw error;
     const reason = (error as Error).message;
     if (process.getuid?.() === 0) throw new MountFailedError(mountpoint, reason);
     throw new MountFailedError(mountpoint, `${reason}; without root clip mounts through fusermount3${rootlessHint()}`);

@@ -4,6 +4,7 @@
 // container is killed, and the container process's exit status as the result.
 import { execFile, spawn } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { silentLogger, type Logger } from '@clip/shared';
@@ -184,8 +185,7 @@ export class OciRuntime {
 }
 
 function signalNumber(signal: NodeJS.Signals | null): number {
-  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
-  return (signal && numbers[signal]) ?? 0;
+  return (signal && constants.signals[signal]) ?? 0;
 }
 
 /** The first error the runtime logged (runc/crun JSON log lines), if any. */

@@ -1,11 +1,12 @@
 // `clip run` end to end: real registry, real FUSE mount (served by a detached `clip mount`),
 // real overlayfs, real runc; the image's config applied; exit codes, signals, cleanup.
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningRegistry } from '@clip/testkit';
 import { startRangeServer } from '../../../apps/cli/test/archive-http-server.js';
+import type { ContainerSummary } from '../src/container.js';
 import { ImageMountPool } from '../src/mount-pool.js';
 import { CLI, cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
@@ -43,7 +44,7 @@ describe('clip run', () => {
     expect(await runtimeContainers()).toBe('');
   });
 
-  it('applies the config: uid and groups, working directory, environment, default PATH and HOME', async () => {
+  it('applies the config and options: uid and groups, workdir, env, default PATH and HOME, --entrypoint, capabilities, mounts, --net', async () => {
     // Held for the whole test, so every run reuses one mount (and the test stays fast).
     const hold = await new ImageMountPool({ stateDir }).acquire(image, 'test:hold');
     try {
@@ -60,13 +61,31 @@ describe('clip run', () => {
           .stdout,
       ).toBe('override /tmp 0:0\n');
       expect((await clipRun('--hostname', 'box', image, '--', 'hostname')).stdout).toBe('box\n');
+      // --entrypoint replaces the Entrypoint and, as with Docker, drops the image's Cmd.
+      expect((await clipRun('--entrypoint', 'echo', image, '--', 'from', 'entrypoint')).stdout).toBe('from entrypoint\n');
+      expect((await clipRun('--entrypoint', 'echo', image)).stdout).toBe('\n');
+      // Docker's default capabilities (0xa80425fb): effective for root, only bounding for a user.
+      const caps = ['sh', '-c', 'while read k v; do case $k in CapEff:|CapBnd:) echo $k $v;; esac; done < /proc/self/status'];
+      expect((await clipRun('-u', 'root', image, '--', ...caps)).stdout).toBe('CapEff: 00000000a80425fb\nCapBnd: 00000000a80425fb\n');
+      expect((await clipRun(image, '--', ...caps)).stdout).toBe('CapEff: 0000000000000000\nCapBnd: 00000000a80425fb\n');
+      // The usual kernel file systems, mounted by the runtime from the spec.
+      const mounts = (await clipRun(image, '--', 'sh', '-c', 'while read dev dir type rest; do echo $dir $type; done < /proc/mounts'))
+        .stdout;
+      for (const line of ['/ overlay', '/proc proc', '/dev tmpfs', '/dev/pts devpts', '/dev/shm tmpfs', '/dev/mqueue mqueue', '/sys sysfs'])
+        expect(mounts.split('\n'), line).toContain(line);
+      // --net none (the default): a network namespace with loopback only; --net host: the host's interfaces.
+      const interfaces = ['sh', '-c', 'while read name rest; do case $name in *:) echo $name;; esac; done < /proc/net/dev'];
+      expect((await clipRun(image, '--', ...interfaces)).stdout).toBe('lo:\n');
+      expect((await clipRun('--net', 'none', image, '--', ...interfaces)).stdout).toBe('lo:\n');
+      const hostInterfaces = (await readFile('/proc/net/dev', 'utf8')).split('\n').slice(2).filter(Boolean).length;
+      if (hostInterfaces > 1) expect((await clipRun('--net', 'host', image, '--', ...interfaces)).stdout).toMatch(/^(?!lo:)\S+:$/m);
     } finally {
       await hold.release();
     }
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
-  it('gives the container a writable root and bind mounts; --keep keeps the upper directory', async () => {
+  it('gives the container a writable root and bind mounts (rw, ro); --keep keeps the upper directory', async () => {
     const host = join(work, 'volume');
     await run('mkdir', ['-p', host]);
     await run('sh', ['-c', `echo from-host > ${host}/in.txt`]);
@@ -75,6 +94,8 @@ describe('clip run', () => {
       'root',
       '-v',
       `${host}:/data`,
+      '-v',
+      `${host}:/ro:ro`,
       '--keep',
       '--json',
       '--cache-dir',
@@ -83,16 +104,20 @@ describe('clip run', () => {
       '--',
       'sh',
       '-c',
-      'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt',
+      'cat /data/in.txt && echo written > /work/new.txt && echo out > /data/out.txt && cat /work/data.txt && (touch /ro/x 2>/dev/null && echo writable || echo read-only)',
     );
-    expect(result.stdout).toBe('from-host\nimage data\n');
+    expect(result.stdout).toBe('from-host\nimage data\nread-only\n');
     expect(result.code).toBe(0);
-    const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as { keptUpper: string; exitCode: number; fetchedBytes: number };
+    const summary = JSON.parse(result.stderr.trim().split('\n').pop()!) as ContainerSummary & { keptUpper: string; fetchedBytes: number };
     expect(summary.exitCode).toBe(0);
     expect(summary.fetchedBytes).toBeGreaterThan(0);
+    expect(summary).toMatchObject({ mountReused: false, archiveDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+    for (const key of ['acquireAndPrepareMs', 'timeToExecMs', 'runMs', 'cleanupMs', 'totalMs'])
+      expect(summary.timings[key as keyof typeof summary.timings], key).toBeGreaterThanOrEqual(0);
     expect((await run('cat', [join(summary.keptUpper, 'work/new.txt')])).stdout).toBe('written\n');
     expect((await run('cat', [join(host, 'out.txt')])).stdout).toBe('out\n');
-    await rm(summary.keptUpper, { recursive: true, force: true });
+    // The kept upper is the bundle state's only remainder: removing its directory leaves nothing.
+    await rm(dirname(summary.keptUpper), { recursive: true, force: true });
     expect(await mountsUnder(stateDir)).toEqual([]);
   });
 
@@ -105,6 +130,9 @@ describe('clip run', () => {
     expect(result.stdout).toBe('from stdin\n');
     expect(result.stderr).toMatch(/^to-stderr$/m);
     expect(result.code).toBe(7);
+    // A process killed by a signal (not one clip forwarded): 128 + its number.
+    expect((await clipRun(image, '--', 'sh', '-c', 'kill -KILL $$')).code).toBe(137);
+    expect((await clipRun(image, '--', 'sh', '-c', 'kill -USR1 $$')).code).toBe(138);
   });
 
   it('runs with another OCI runtime given by path; crun where the host allows it, else its error', async () => {
@@ -131,6 +159,7 @@ describe('clip run', () => {
     expect(result.code).toBe(143);
     expect(await mountsUnder(stateDir)).toEqual([]);
     expect(await runtimeContainers()).toBe('');
+    for (const dir of ['containers', 'bundles', 'mounts']) expect(await readdir(join(stateDir, dir)), dir).toEqual([]);
   });
 
   it('in a terminal: stdin is passed through and Ctrl-C reaches the container once (exit 130)', async () => {

@@ -6,7 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageMountPool } from '../src/mount-pool.js';
-import { cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
+import { buildBusyboxLayout, CLI, cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
 let work: string;
 let stateDir: string;
@@ -114,6 +114,39 @@ describe('shared image mounts', () => {
     const again = await cli(['bundle', '--remove', bundle, '--state-dir', stateDir]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/is not a bundle prepared by clip/);
+  });
+
+  it('different images share the disk cache: what one image fetched, another with the same layer reads from disk', async () => {
+    // Another image (its own manifest: other labels) with the same layer, in another repository.
+    const layout = await buildBusyboxLayout(join(work, 'other-layout'), 'v1', { 'org.example.variant': 'other' });
+    const other = image.replace('test/busybox:v1', 'test/other:v1');
+    await run(process.execPath, [CLI, 'publish', layout.ref, other], { env: { ...process.env, CLIP_LOG_LEVEL: 'warn' } });
+    const cacheDir = join(work, 'shared-span-cache');
+    const runJson = async (ref: string, cache: string) => {
+      const result = await cli([
+        'run',
+        '--state-dir',
+        stateDir,
+        '--cache-dir',
+        cache,
+        '--no-prefetch',
+        '--json',
+        ref,
+        '--',
+        'cat',
+        '/work/data.txt',
+      ]);
+      expect(result.stdout).toBe('image data\n');
+      return JSON.parse(result.stderr.trim().split('\n').pop()!) as { imageKey: string; fetchedBytes: number };
+    };
+    const first = await runJson(image, cacheDir);
+    const second = await runJson(other, cacheDir);
+    const alone = await runJson(other, join(work, 'private-span-cache'));
+    expect(second.imageKey).not.toBe(first.imageKey);
+    expect(first.fetchedBytes).toBeGreaterThan(0);
+    expect(alone.fetchedBytes).toBeGreaterThan(0);
+    expect(second.fetchedBytes).toBe(0);
+    await expectNothingLeft();
   });
 
   it('the pool replaces a dead mount server and unmounts when the last holder releases', async () => {

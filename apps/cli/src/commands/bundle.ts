@@ -8,6 +8,7 @@ import {
   parseContainerOptions,
   registerContainerOptions,
   registerPoolOptions,
+  requireFuseAddon,
   type ContainerCommandOptions,
 } from './runtime-options.js';
 
@@ -47,6 +48,7 @@ export function register(program: Command): void {
       }
       if (!first || !second) throw new UsageError('usage: clip bundle <image> <dir> [-- command args...]');
       const containerOptions = await parseContainerOptions(options, words);
+      await requireFuseAddon();
       const pool = new ImageMountPool(await containerPoolOptions(options, logger));
       const started = performance.now();
       const bundle = await prepareBundle(pool, first, second, containerOptions);

@@ -8,6 +8,7 @@ import {
   parseContainerOptions,
   registerContainerOptions,
   registerPoolOptions,
+  requireFuseAddon,
   type ContainerCommandOptions,
 } from './runtime-options.js';
 
@@ -50,6 +51,7 @@ export function register(program: Command): void {
       if (!(stopTimeout >= 0)) throw new UsageError(`invalid --stop-timeout ${JSON.stringify(options.stopTimeout)}: expected seconds`);
       const logger = createLogger();
       const containerOptions = await parseContainerOptions(options, words);
+      await requireFuseAddon();
       const { ImageMountPool, runContainer } = await import('@clip/runtime');
       const pool = new ImageMountPool(await containerPoolOptions(options, logger));
       const summary = await runContainer(pool, image, {

@@ -89,6 +89,12 @@ export async function parseContainerOptions(
   };
 }
 
+/** The mount servers are this CLI's `clip mount`: without the FUSE addon, one clear error before anything starts. */
+export async function requireFuseAddon(): Promise<void> {
+  const { checkFuseAddon } = await import('@clip/mounter');
+  checkFuseAddon();
+}
+
 export async function containerPoolOptions(options: ContainerCommandOptions, logger: Logger): Promise<ImageMountPoolOptions> {
   const readTimeout = Number(options.readTimeout);
   if (!(readTimeout > 0)) throw new UsageError(`invalid --read-timeout ${JSON.stringify(options.readTimeout)}: expected seconds > 0`);
