@@ -116,6 +116,13 @@ describe('archive trust', () => {
     const mount = await startMount(tag, mountpoint);
     mounts.push(mount);
     expect((await readFile(join(mountpoint, TOOL.slice(1)))).equals(genuineTool)).toBe(true);
+    // clip mount --archive-digest pins by the plain manifest digest (no binding needed).
+    const pinnedMount = await startMount(byManifest, await tempDir('mnt-pinned'), ['--archive-digest', summary.archive.blobDigest], {
+      env: { CLIP_ARCHIVE_CACHE: await fresh() },
+    });
+    mounts.push(pinnedMount);
+    expect(pinnedMount.stderr()).toMatch(new RegExp(`trust=pinned via=digest .*archive=${summary.archive.blobDigest}`));
+    expect((await readFile(join(pinnedMount.mountpoint, TOOL.slice(1)))).equals(genuineTool)).toBe(true);
 
     // By plain manifest digest: unbound, refused, naming what to do.
     const refused = await cli(await fresh(), ['cat', byManifest, TOOL]);
