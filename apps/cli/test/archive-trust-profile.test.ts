@@ -168,6 +168,15 @@ describe('archive trust: the access profile and mirrors', () => {
       // It was the mirror's copy that was checked.
       expect(mirror.logs()).toContain(`GET /v2/${repo}/blobs/${sha256(elsewhere)}`);
 
+      // pull-archive --list reads through the mirror too, and says why the forged one is not used.
+      const manifestGets = () => mirror.logs().split(`GET /v2/${repo}/manifests/${forged}`).length;
+      const before = manifestGets();
+      const list = await cli(await freshCache(work), ['pull-archive', byManifest, '--list', '--trust-referrers', '--hosts-dir', hostsDir]);
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.out).toMatch(new RegExp(`^use +${summary.archive.artifactDigest} via `, 'm'));
+      expect(list.out).toMatch(new RegExp(`^no +${forged} via .*stores its layers in ${registry.host}/trust/other`, 'm'));
+      expect(manifestGets()).toBeGreaterThan(before);
+
       // Pinned through the mirror: refused, nothing served.
       const pinned = await cli(await freshCache(work), [
         'cat',
