@@ -7,7 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type ArchiveContents, encodeDataArchive, openArchive } from '@clip/archive-format';
+import { ARCHIVE_MAGIC, type ArchiveContents, encodeDataArchive, openArchive } from '@clip/archive-format';
 import type { Digest } from '@clip/shared';
 import { openImageSource, pushImage } from '@clip/registry-fetch';
 import {
@@ -343,7 +343,9 @@ describe('archive trust', () => {
     const { summary } = await publish(registryA, repo);
     const junk = Buffer.alloc(5 * 1024, 0x5a);
     const zeros = Buffer.alloc(8 * 1024 * 1024);
+    // Starts like an archive: only its size gives it away.
     const huge = Buffer.alloc(48 * 1024 * 1024);
+    huge.set(ARCHIVE_MAGIC);
     const junkArtifact = await pushForged(registryA, repo, junk, summary.archive.artifactDigest);
     const zerosArtifact = await pushForged(registryA, repo, zeros, summary.archive.artifactDigest);
     const hugeArtifact = await pushForged(registryA, repo, huge, summary.archive.artifactDigest);
@@ -370,6 +372,13 @@ describe('archive trust', () => {
     );
     // Neither the 8 MiB nor the 48 MiB blob was downloaded.
     expect(result.networkBytes).toBeLessThan(1024 * 1024);
+
+    // Pinned, the huge blob has no descriptor size: the download stops at the image's limit.
+    const pinnedHuge = await cli(await fresh(), ['pull-archive', byManifest, '--archive-digest', sha256(huge)]);
+    expect(pinnedHuge.code).toBe(1);
+    expect(pinnedHuge.stderr).toMatch(
+      new RegExp(`archive blob ${sha256(huge)} in .* is larger than \\d+ bytes; stopped downloading it \\[CLIP_E_ARCHIVE_UNTRUSTED\\]`),
+    );
 
     // --list names every candidate and why it is not usable.
     const list = await cli(await fresh(), ['pull-archive', byManifest, '--list', '--trust-referrers']);
