@@ -3,14 +3,13 @@
 // codec and pushed as referrers of the published manifest, the way clip publish pushes its own.
 // The worker must serve the genuine bytes or refuse clearly, never the forged ones.
 import { spawn } from 'node:child_process';
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { encodeArchive, encodeDataArchive, openArchive, type ArchiveContents } from '@clip/archive-format';
-import type { PublishSummary } from '@clip/indexer';
+import { ARCHIVE_MAGIC, type ArchiveContents, encodeDataArchive, openArchive } from '@clip/archive-format';
 import type { Digest } from '@clip/shared';
-import { openImageSource, openRegistryTarget, pushImage, pushReferrer, type Descriptor } from '@clip/registry-fetch';
+import { openImageSource, pushImage } from '@clip/registry-fetch';
 import {
   archiveContents,
   buildFixture,
@@ -20,15 +19,18 @@ import {
   type BuiltLayout,
   type RunningRegistry,
 } from '@clip/testkit';
-import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
-
-const ARTIFACT_TYPE = 'application/vnd.clip.archive.v2';
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const sha256 = (bytes: Uint8Array): Digest => `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
-/** The OCI empty descriptor (config of every artifact). */
-const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(Buffer.from('{}')), size: 2 };
-const TOOL = '/usr/bin/tool';
-const README = '/usr/share/doc/pkg/README';
+import {
+  altered,
+  cliWithCache as cli,
+  freshCache,
+  GENUINE_TOOL,
+  publishLayout,
+  pushForged as pushForgedFor,
+  remapped,
+  sha256,
+  TOOL,
+} from './archive-trust-harness.js';
+import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 let work: string;
 let registryA: RunningRegistry;
@@ -39,105 +41,19 @@ let keys: { privatePem: string; publicPem: string; otherPublicPem: string };
 const mounts: RunningMount[] = [];
 
 /** A fresh worker's empty archive cache. */
-const fresh = () => mkdtemp(join(work, 'cache-'));
+const fresh = () => freshCache(work);
 
-/** Runs the cli as a worker with its own archive cache. */
-async function cli(cache: string, args: string[]) {
-  process.env['CLIP_ARCHIVE_CACHE'] = cache;
-  const result = await runCli(args, { timeoutMs: 90_000 });
-  return { ...result, out: result.stdout.toString() };
-}
+const publish = (registry: RunningRegistry, repo: string, extra: string[] = []) => publishLayout(work, layout, registry, repo, extra);
 
-async function publish(
-  registry: RunningRegistry,
-  repo: string,
-  extra: string[] = [],
-): Promise<{ summary: PublishSummary; genuine: Buffer }> {
-  const out = join(work, `${registry.port}-${repo.replace(/\//g, '_')}.clip`);
-  const result = await runCli(['publish', layout.ref, `${registry.host}/${repo}:v1`, '--json', '--no-progress', '-o', out, ...extra], {
-    timeoutMs: 120_000,
-  });
-  expect(result.stderr).not.toMatch(/clip: (internal )?error/);
-  expect(result.code).toBe(0);
-  return { summary: JSON.parse(result.stdout.toString()) as PublishSummary, genuine: await readFile(out) };
-}
-
-/** The subject every forged referrer points at: the published image manifest. */
-function subject(): Descriptor {
-  return { mediaType: OCI_MANIFEST, digest: layout.image.manifestDigest, size: layout.image.manifestSize };
-}
-
-/** The artifact manifest pushReferrer writes, byte for byte (checked against its answer below). */
-function artifactManifestDigest(blob: Uint8Array, annotations: Record<string, string>): Digest {
-  const s = subject();
-  return sha256(
-    new TextEncoder().encode(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        artifactType: ARTIFACT_TYPE,
-        config: EMPTY_CONFIG,
-        layers: [{ mediaType: ARTIFACT_TYPE, digest: sha256(blob), size: blob.length }],
-        subject: { mediaType: s.mediaType, digest: s.digest, size: s.size },
-        annotations,
-      }),
-    ),
-  );
-}
-
-/**
- * Pushes `blob` as an archive referrer of the image whose artifact digest sorts before
- * `before` (workers try referrers in digest order), so it is tried first.
- */
-async function pushForged(registry: RunningRegistry, repo: string, blob: Uint8Array, before: Digest): Promise<Digest> {
-  let annotations: Record<string, string> = {};
-  for (let nonce = 0; nonce < 5_000_000; nonce++) {
-    annotations = { 'org.example.nonce': String(nonce) };
-    if (artifactManifestDigest(blob, annotations) < before) break;
-  }
-  const target = openRegistryTarget(`${registry.host}/${repo}:v1`);
-  try {
-    const pushed = await pushReferrer(target, {
-      artifactType: ARTIFACT_TYPE,
-      subject: subject(),
-      blob: { bytes: blob, mediaType: ARTIFACT_TYPE },
-      annotations,
-    });
-    expect(pushed.manifest.digest).toBe(artifactManifestDigest(blob, annotations));
-    expect(pushed.manifest.digest < before).toBe(true);
-    return pushed.manifest.digest;
-  } finally {
-    await target.close();
-  }
-}
-
-function contentsOf(bytes: Uint8Array): ArchiveContents {
-  return archiveContents(openArchive(bytes));
-}
-
-/** The genuine archive with TOOL's entry pointing at README's bytes in the same layer. */
-function remapped(genuine: Uint8Array): Uint8Array {
-  const contents = contentsOf(genuine);
-  const ino = (path: string) => contents.entries.find((entry) => entry.path === path)!.ino;
-  const tool = contents.inodes[ino(TOOL) - 1]!;
-  const readme = contents.inodes[ino(README) - 1]!;
-  tool.data = { ...readme.data! };
-  tool.size = readme.size;
-  return encodeArchive(contents);
-}
-
-/** The genuine archive with its storage reference (or a layer field) changed. */
-function altered(genuine: Uint8Array, change: (contents: ArchiveContents) => void): Uint8Array {
-  const contents = contentsOf(genuine);
-  change(contents);
-  return encodeArchive(contents);
-}
+/** A forged archive referrer of the published image, tried before the artifact `before`. */
+const pushForged = (registry: RunningRegistry, repo: string, blob: Uint8Array, before: Digest) =>
+  pushForgedFor(registry, repo, layout, blob, before);
 
 beforeAll(async () => {
   work = await tempDir('archive-trust');
   [registryA, registryB] = await Promise.all([startRegistry(), startRegistry()]);
   layout = await buildFixture('basic', join(work, 'layout'));
-  genuineTool = Buffer.from('#!/bin/sh\necho tool\n');
+  genuineTool = GENUINE_TOOL;
   const pair = generateKeyPairSync('ed25519');
   keys = {
     privatePem: join(work, 'sign.pem'),
@@ -200,6 +116,13 @@ describe('archive trust', () => {
     const mount = await startMount(tag, mountpoint);
     mounts.push(mount);
     expect((await readFile(join(mountpoint, TOOL.slice(1)))).equals(genuineTool)).toBe(true);
+    // clip mount --archive-digest pins by the plain manifest digest (no binding needed).
+    const pinnedMount = await startMount(byManifest, await tempDir('mnt-pinned'), ['--archive-digest', summary.archive.blobDigest], {
+      env: { CLIP_ARCHIVE_CACHE: await fresh() },
+    });
+    mounts.push(pinnedMount);
+    expect(pinnedMount.stderr()).toMatch(new RegExp(`trust=pinned via=digest .*archive=${summary.archive.blobDigest}`));
+    expect((await readFile(join(pinnedMount.mountpoint, TOOL.slice(1)))).equals(genuineTool)).toBe(true);
 
     // By plain manifest digest: unbound, refused, naming what to do.
     const refused = await cli(await fresh(), ['cat', byManifest, TOOL]);
@@ -390,6 +313,29 @@ describe('archive trust', () => {
         `layer 0 diffID is sha256:[0-9a-f]{64}, manifest ${layout.image.manifestDigest} of .* says ${layout.image.layers[0]!.diffId}`,
       ),
     );
+    // The manifest digest, a layer's digest and its size: each refused naming both values.
+    const layer = layout.image.layers[0]!;
+    const otherDigest = sha256(Buffer.from('another blob'));
+    const cases: Array<[(c: ArchiveContents) => void, RegExp]> = [
+      [
+        (c) => (c.metadata.storage = { ...c.metadata.storage!, manifestDigest: otherDigest }),
+        new RegExp(`indexes manifest ${otherDigest}, not the image's ${layout.image.manifestDigest}`),
+      ],
+      [(c) => (c.layers[0]!.digest = otherDigest), new RegExp(`layer 0 digest is ${otherDigest}, manifest .* says ${layer.digest}`)],
+      [
+        (c) => (c.layers[0]!.compressedSize = layer.size + 1),
+        new RegExp(`layer 0 size is ${layer.size + 1}, manifest .* says ${layer.size}`),
+      ],
+    ];
+    for (const [change, message] of cases) {
+      const wrong = altered(genuine, change);
+      await pushForged(registryA, repo, wrong, summary.archive.artifactDigest);
+      const refused = await cli(await fresh(), ['cat', byManifest, TOOL, '--archive-digest', sha256(wrong)]);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout.length).toBe(0);
+      expect(refused.stderr).toMatch(message);
+      expect(refused.stderr).toMatch(/\[CLIP_E_ARCHIVE_UNTRUSTED\]/);
+    }
   }, 120_000);
 
   it('junk referrers (bad magic, oversized) are skipped by name without downloading them; the genuine archive is used', async () => {
@@ -397,7 +343,9 @@ describe('archive trust', () => {
     const { summary } = await publish(registryA, repo);
     const junk = Buffer.alloc(5 * 1024, 0x5a);
     const zeros = Buffer.alloc(8 * 1024 * 1024);
+    // Starts like an archive: only its size gives it away.
     const huge = Buffer.alloc(48 * 1024 * 1024);
+    huge.set(ARCHIVE_MAGIC);
     const junkArtifact = await pushForged(registryA, repo, junk, summary.archive.artifactDigest);
     const zerosArtifact = await pushForged(registryA, repo, zeros, summary.archive.artifactDigest);
     const hugeArtifact = await pushForged(registryA, repo, huge, summary.archive.artifactDigest);
@@ -416,8 +364,21 @@ describe('archive trust', () => {
     expect(pulled.stderr).toMatch(
       new RegExp(`artifact=${hugeArtifact}.*is 50331648 bytes, more than the \\d+ bytes an archive of this image can need`),
     );
+    // The choice is deterministic and the log says how it was made.
+    expect(pulled.stderr).toMatch(
+      new RegExp(
+        `msg="downloaded archive".*artifact=${summary.archive.artifactDigest}.*candidates=4 chosen="first valid by artifact digest"`,
+      ),
+    );
     // Neither the 8 MiB nor the 48 MiB blob was downloaded.
     expect(result.networkBytes).toBeLessThan(1024 * 1024);
+
+    // Pinned, the huge blob has no descriptor size: the download stops at the image's limit.
+    const pinnedHuge = await cli(await fresh(), ['pull-archive', byManifest, '--archive-digest', sha256(huge)]);
+    expect(pinnedHuge.code).toBe(1);
+    expect(pinnedHuge.stderr).toMatch(
+      new RegExp(`archive blob ${sha256(huge)} in .* is larger than \\d+ bytes; stopped downloading it \\[CLIP_E_ARCHIVE_UNTRUSTED\\]`),
+    );
 
     // --list names every candidate and why it is not usable.
     const list = await cli(await fresh(), ['pull-archive', byManifest, '--list', '--trust-referrers']);

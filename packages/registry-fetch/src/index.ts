@@ -58,6 +58,7 @@ export {
 } from './archive-artifact/artifact.js';
 export {
   findPublishedArchive,
+  listPullCandidates,
   pullArchive,
   verifyArchive,
   type PublishedArchive,

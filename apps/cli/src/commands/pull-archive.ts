@@ -51,8 +51,8 @@ export function register(program: Command): void {
       ...(options.insecure ? { insecure: true } : {}),
     };
     if (options.list) {
-      const { listArchiveCandidates } = await import('@clip/registry-fetch');
-      const listing = await listArchiveCandidates(image, common);
+      const { listPullCandidates } = await import('@clip/registry-fetch');
+      const listing = await listPullCandidates(image, { ...common, ...hostsDirOption(options) });
       if (options.json) {
         process.stdout.write(`${JSON.stringify(listing, null, 2)}\n`);
         return;

@@ -1,15 +1,15 @@
-// pull-archive through containerd hosts.toml mirrors: the whole lookup (referrers, archive
-// blob) is tried on each host in order, the next host taking over when one fails.
-import { parseRegistryReference } from '@clip/shared';
+// pull-archive (and pull-archive --list) through containerd hosts.toml mirrors: the whole
+// lookup (referrers, archive blob) is tried on each host in order, the next host taking over
+// when one fails.
+import { type Logger, parseRegistryReference } from '@clip/shared';
 import { openHostSources } from '../hosts/host-sources.js';
 import type { RegistrySource } from '../registry-source.js';
-import type { PullArchiveOptions, PullArchiveResult } from './pull.js';
 
-export async function pullArchiveViaHosts(
+export async function pullArchiveViaHosts<Options extends { logger?: Logger; insecure?: boolean }, Result>(
   reference: string,
-  options: PullArchiveOptions & { hostsDir: string },
-  pullFrom: (reference: string, options: PullArchiveOptions & { source: RegistrySource }) => Promise<PullArchiveResult>,
-): Promise<PullArchiveResult> {
+  options: Options & { hostsDir: string },
+  pullFrom: (reference: string, options: Omit<Options & { hostsDir: string }, 'hostsDir'> & { source: RegistrySource }) => Promise<Result>,
+): Promise<Result> {
   const { hostsDir, ...rest } = options;
   const sources = await openHostSources(parseRegistryReference(reference), {
     hostsDir,

@@ -4,7 +4,7 @@ import { copyFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { openArchive, type ClipArchive } from '@clip/archive-format';
 import { ArchiveFormatError, type Digest, type Logger, makeDirectories, silentLogger } from '@clip/shared';
-import { loadArchiveForReference, type LoadArchiveOptions, type LoadedArchive } from '../archive-trust/load.js';
+import { listArchiveCandidates, loadArchiveForReference, type LoadArchiveOptions, type LoadedArchive } from '../archive-trust/load.js';
 import type { Descriptor } from '../image-source.js';
 import { listReferrers, parseArtifactManifest } from '../referrers.js';
 import type { RegistrySource } from '../registry-source.js';
@@ -76,4 +76,13 @@ export async function pullArchive(reference: string, options: PullArchiveOptions
     if (loaded.profile) await copyFile(loaded.profile.path, profileSidecarPath(options.output));
   }
   return { ...loaded, ...(options.output ? { output: options.output } : {}) };
+}
+
+/** `pull-archive --list`: every candidate, each checked, read through hosts.toml mirrors like pullArchive. */
+export async function listPullCandidates(reference: string, options: LoadArchiveOptions & { hostsDir?: string } = {}) {
+  if (options.hostsDir) {
+    const { pullArchiveViaHosts } = await import('./pull-hosts.js');
+    return pullArchiveViaHosts(reference, { ...options, hostsDir: options.hostsDir }, listArchiveCandidates);
+  }
+  return listArchiveCandidates(reference, options);
 }
