@@ -1,7 +1,7 @@
 // `clip snapshotter` argument handling: bad input is a usage error (exit 2) naming the
 // problem, and the server answers on its socket and stops cleanly on SIGTERM.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,6 +37,22 @@ describe('clip snapshotter', () => {
     const retries = await clip(['snapshotter', '--root', dir, '--retries', 'many']);
     expect(retries.code).toBe(2);
     expect(retries.stderr).toMatch(/invalid --retries "many"/);
+  });
+
+  it('a corrupt or newer metadata.json in the root is a clear error (exit 1), not a crash (exit 70)', async () => {
+    for (const [name, text, message] of [
+      ['corrupt', '{"version":1,', /metadata\.json is not valid JSON/],
+      ['newer', JSON.stringify({ version: 2, nextId: 1, snapshots: [] }), /unsupported metadata version 2/],
+    ] as const) {
+      const root = join(dir, `root-${name}`);
+      await mkdir(root, { recursive: true });
+      await writeFile(join(root, 'metadata.json'), text);
+      const result = await clip(['snapshotter', '--root', root, '--address', join(dir, `${name}.sock`), '--state-dir', join(dir, 'state')]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toMatch(/CLIP_E_SNAPSHOTTER_ROOT/);
+      expect(result.stderr).not.toMatch(/internal error|\n\s+at /);
+    }
   });
 
   it('serves on its socket from a config file, answers, and removes the socket on SIGTERM', async () => {
