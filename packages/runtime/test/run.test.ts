@@ -4,8 +4,7 @@ import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningRegistry } from '@clip/testkit';
-import { startRangeServer } from '../../../apps/cli/test/archive-http-server.js';
+import { type RunningRegistry, startRangeServer } from '@clip/testkit';
 import { ImageMountPool } from '../src/mount-pool.js';
 import { CLI, cli, mountsUnder, run, startCli, startRuntimeWorld, type RuntimeTestWorld } from './helpers.js';
 
