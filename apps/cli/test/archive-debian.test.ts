@@ -7,8 +7,7 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage, diffTrees, readTree, type Tree, umociUnpack } from '@clip/testkit';
-import { startRangeServer, type RangeServer } from './archive-http-server.js';
+import { buildDebianImage, diffTrees, type RangeServer, readTree, startRangeServer, type Tree, umociUnpack } from '@clip/testkit';
 import { removeAll, run, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 /** `clip archive`'s default block size (uncompressed bytes per gzip member). */

@@ -4,8 +4,7 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, diffTrees, readTree, type Tree, umociUnpack } from '@clip/testkit';
-import { startRangeServer, type RangeServer } from './archive-http-server.js';
+import { buildFixture, diffTrees, type RangeServer, readTree, startRangeServer, type Tree, umociUnpack } from '@clip/testkit';
 import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 const BLOCK = 64 * 1024;

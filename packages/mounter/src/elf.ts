@@ -5,7 +5,10 @@
 // both byte orders. Anything malformed yields `undefined`, never an exception: this feeds a
 // best-effort prefetch.
 
-/** Reads `length` bytes at `offset` (short at the end of the file). */
+/**
+ * Reads `length` bytes at `offset` of one file in the image (short at the end of the file). Not a
+ * second FetchRange: it reads a file's decoded contents (LayerReader.readFile), not a layer blob.
+ */
 export type ReadAt = (offset: number, length: number) => Promise<Buffer>;
 
 export interface ElfDependencies {

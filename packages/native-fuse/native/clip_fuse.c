@@ -15,6 +15,9 @@
 //   children Uint32 × CHILD_STRIDE : nameOff nameLen ino, each directory's run sorted by name bytes
 //   xattrs   Uint32 × XATTR_STRIDE : nameOff nameLen valueOff valueLen
 //   blob     bytes the offsets point into; names and link targets are followed by a NUL byte
+//
+// Over 400 lines on purpose: the low-level ops over one table and their N-API glue share its
+// types and locks; holding a connection apart from its server is already in connection.c.
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
 #include <errno.h>

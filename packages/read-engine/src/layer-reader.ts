@@ -9,6 +9,7 @@
 // partial spans are kept (a bounded PieceStore in memory, and the SpanCache under
 // `compressedKey`), so that decode fetches only the pieces it lacks; a piece being fetched is
 // never fetched twice. Cache stores do not hold up reads (`flush` awaits them).
+// Over 400 lines on purpose: the read path's coordination (caches, in-flight spans, live decoders, priorities) in one class.
 import { type Digest, LayerFormatError, NotAFileError, raceAbort } from '@clip/shared';
 import type { ArchiveLayer, FetchRange, Inode } from '@clip/archive-format';
 import { defaultSpanCodec, spanDecoderFor, type SpanCodec } from './span-codec.js';

@@ -4,6 +4,7 @@
 //   then every manifest by digest (children before their index), then the tag.
 // Upload steps are not retried one by one (an upload session has state); a failed blob
 // upload is restarted from the HEAD, within the retry policy.
+// Over 400 lines on purpose: the distribution push protocol (blob upload states, then the image plan) in one place.
 import type { Readable } from 'node:stream';
 import {
   type Digest,

@@ -1,6 +1,7 @@
 // HTTP to one repository of one registry over undici: one Agent (a keep-alive Pool per
 // origin, bounded connections, no pipelining) per client; auth challenges answered; bounded
 // retries; redirects followed by hand so Authorization never leaves the registry's origin.
+// Over 400 lines on purpose: one request loop (auth, retry, redirect, error mapping) that reads best in one place.
 import type { IncomingHttpHeaders } from 'node:http';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';

@@ -6,7 +6,7 @@
 import { open, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeFileAtomically } from '@clip/shared';
-import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError } from './errors.js';
+import { SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotterSetupError } from './errors.js';
 
 export type SnapshotKind = 'VIEW' | 'ACTIVE' | 'COMMITTED';
 
@@ -46,6 +46,23 @@ interface StoreDocument {
 
 const MAX_KEY_LENGTH = 4096;
 
+/** The metadata file's document; a corrupt or newer one stops the snapshotter with a ClipError, not a crash. */
+function parseDocument(file: string, text: string): StoreDocument {
+  let doc: Partial<StoreDocument> | null;
+  try {
+    doc = JSON.parse(text) as Partial<StoreDocument> | null;
+  } catch (error) {
+    throw new SnapshotterSetupError('root', `${file} is not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+  if (doc?.version !== 1) {
+    throw new SnapshotterSetupError('root', `${file}: unsupported metadata version ${String(doc?.version)} (this clip reads version 1)`);
+  }
+  if (!Number.isInteger(doc.nextId) || !Array.isArray(doc.snapshots)) {
+    throw new SnapshotterSetupError('root', `${file}: malformed metadata (nextId or snapshots missing)`);
+  }
+  return doc as StoreDocument;
+}
+
 export function checkKey(key: string, what = 'key'): void {
   if (!key) throw new SnapshotArgumentError(`snapshot ${what} must not be empty`);
   if (key.length > MAX_KEY_LENGTH || key.includes('\0'))
@@ -63,11 +80,10 @@ export class MetadataStore {
     const store = new MetadataStore(join(root, 'metadata.json'));
     const text = await readFile(store.file, 'utf8').catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return undefined;
-      throw error;
+      throw new SnapshotterSetupError('root', `cannot read ${store.file}: ${error.message}`, { cause: error });
     });
     if (text !== undefined) {
-      const doc = JSON.parse(text) as StoreDocument;
-      if (doc.version !== 1) throw new Error(`${store.file}: unsupported metadata version ${String(doc.version)}`);
+      const doc = parseDocument(store.file, text);
       store.nextId = doc.nextId;
       for (const record of doc.snapshots) store.byName.set(record.name, record);
     }

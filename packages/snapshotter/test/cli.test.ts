@@ -39,6 +39,22 @@ describe('clip snapshotter', () => {
     expect(retries.stderr).toMatch(/invalid --retries "many"/);
   });
 
+  it('a corrupt or newer metadata.json in the root is a clear error (exit 1), not a crash (exit 70)', async () => {
+    for (const [name, text, message] of [
+      ['corrupt', '{"version":1,', /metadata\.json is not valid JSON/],
+      ['newer', JSON.stringify({ version: 2, nextId: 1, snapshots: [] }), /unsupported metadata version 2/],
+    ] as const) {
+      const root = join(dir, `root-${name}`);
+      await mkdir(root, { recursive: true });
+      await writeFile(join(root, 'metadata.json'), text);
+      const result = await clip(['snapshotter', '--root', root, '--address', join(dir, `${name}.sock`), '--state-dir', join(dir, 'state')]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toMatch(/CLIP_E_SNAPSHOTTER_ROOT/);
+      expect(result.stderr).not.toMatch(/internal error|\n\s+at /);
+    }
+  });
+
   it('serves on its socket from a config file, answers, and removes the socket on SIGTERM', async () => {
     const socket = join(dir, 's.sock');
     const config = join(dir, 'good.json');

@@ -1,30 +1,39 @@
 // End to end with real parts: Debian's containerd (private root, state and socket) names
-// `clip snapshotter` as its proxy snapshotter; images live in a real registry behind a
-// byte-counting proxy; `ctr-remote image rpull` and `ctr run` start containers with runc.
+// `clip snapshotter` as its proxy snapshotter; images live in a real registry behind the test
+// kit's proxy (its log counts the bytes served); `ctr-remote image rpull` and `ctr run` start
+// containers with runc.
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDebianImage, type DebianImage, freePort, type RunningRegistry, skopeoCopy, startRegistry } from '@clip/testkit';
 import {
+  buildDebianImage,
+  type DebianImage,
+  type FaultProxy,
+  freePort,
+  type RunningRegistry,
+  skopeoCopy,
+  startFaultProxy,
+  startRegistry,
+} from '@clip/testkit';
+import {
+  blobBytes,
   CLI,
   type Containerd,
-  type CountingProxy,
   metricValue,
   mountsUnder,
   run,
   type SnapshotterProcess,
   startContainerd,
-  startCountingProxy,
   startSnapshotter,
 } from './harness.js';
 import { snapshotsClient } from './grpc-client.js';
 
 let dir: string;
 let registry: RunningRegistry;
-let proxy: CountingProxy;
+let proxy: FaultProxy;
 let containerd: Containerd;
 let snapshotter: SnapshotterProcess;
 let image: DebianImage;
@@ -41,7 +50,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'clip-snap-'));
   image = await buildDebianImage();
   registry = await startRegistry();
-  proxy = await startCountingProxy({ hostname: '127.0.0.1', port: registry.port });
+  proxy = await startFaultProxy({ upstream: { hostname: '127.0.0.1', port: registry.port } });
   lazyRef = `${proxy.host}/lazy/debian:v1`;
   plainRef = `${proxy.host}/plain/debian:v1`;
   await run(process.execPath, [CLI, 'publish', image.ref, lazyRef], { timeout: 240_000 });
@@ -84,13 +93,13 @@ afterAll(async () => {
 
 describe('containerd with clip as remote snapshotter', () => {
   it('rpull copies no layer (only ranged reads), and ctr run starts the container lazily', async () => {
-    proxy.served.length = 0;
+    proxy.log.length = 0;
     await containerd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'clip', lazyRef], { tool: 'ctr-remote' });
     // The mount may already be fetching the entrypoint's program and libraries (first-run prefetch,
     // in the background): those are range reads of a few spans, never a whole layer.
-    const layerGets = proxy.served.filter((s) => s.method === 'GET' && layerDigests().some((d) => s.path.endsWith(`/blobs/${d}`)));
-    expect(layerGets.filter((s) => s.status !== 206)).toEqual([]);
-    const pulled = proxy.blobBytes(layerDigests());
+    const layerGets = proxy.log.filter((r) => r.method === 'GET' && layerDigests().some((d) => r.url.endsWith(`/blobs/${d}`)));
+    expect(layerGets.filter((r) => r.status !== undefined && r.status !== 206)).toEqual([]);
+    const pulled = blobBytes(proxy.log, layerDigests());
     expect(pulled).toBeLessThan(layerBytes() * 0.1);
 
     const out = await containerd.ctr([
@@ -105,7 +114,7 @@ describe('containerd with clip as remote snapshotter', () => {
       'import json; print(json.dumps({"answer": 6 * 7}))',
     ]);
     expect(out.trim()).toBe('{"answer": 42}');
-    const fetched = proxy.blobBytes(layerDigests());
+    const fetched = blobBytes(proxy.log, layerDigests());
     expect(fetched).toBeGreaterThan(0);
     expect(fetched).toBeLessThan(layerBytes() * 0.5);
     const metrics = await snapshotter.metrics();

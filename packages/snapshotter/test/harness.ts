@@ -1,64 +1,21 @@
-// Test harness: a byte-counting proxy in front of the registry, a private containerd that
-// names clip as its proxy snapshotter, and `clip snapshotter` as a child process.
+// Test harness: a private containerd that names clip as its proxy snapshotter, and `clip
+// snapshotter` as a child process. (Bytes served are counted by the test kit's proxy log.)
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { createServer, request as httpRequest, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import type { ProxiedRequest } from '@clip/testkit';
 
 export const run = promisify(execFile);
 export const CLI = new URL('../../../apps/cli/dist/main.js', import.meta.url).pathname;
 
-export interface Served {
-  method: string;
-  path: string;
-  status: number;
-  bytes: number;
-}
-
-export interface CountingProxy {
-  host: string;
-  served: Served[];
-  /** Body bytes served for blob GETs of these digests. */
-  blobBytes(digests: readonly string[]): number;
-  stop(): Promise<void>;
-}
-
-/** Forwards to the registry and records every response's body size. */
-export async function startCountingProxy(upstream: { hostname: string; port: number }): Promise<CountingProxy> {
-  const served: Served[] = [];
-  const server: Server = createServer((req, res) => {
-    const forward = httpRequest(
-      { hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        const entry: Served = { method: req.method ?? '', path: req.url ?? '', status: up.statusCode ?? 0, bytes: 0 };
-        served.push(entry);
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.on('data', (chunk: Buffer) => {
-          entry.bytes += chunk.length;
-        });
-        up.pipe(res);
-      },
-    );
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return {
-    host: `127.0.0.1:${port}`,
-    served,
-    blobBytes: (digests) =>
-      served.filter((s) => s.method === 'GET' && digests.some((d) => s.path.endsWith(`/blobs/${d}`))).reduce((sum, s) => sum + s.bytes, 0),
-    stop: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+/** Response body bytes of the blob GETs of `digests` in a fault proxy's log (what crossed the "link"). */
+export function blobBytes(log: readonly ProxiedRequest[], digests: readonly string[]): number {
+  return log
+    .filter((r) => r.method === 'GET' && digests.some((d) => r.url.endsWith(`/blobs/${d}`)))
+    .reduce((sum, r) => sum + r.responseBytes, 0);
 }
 
 /** Accepts connections (a stale socket file left by a killed process does not). */

@@ -180,6 +180,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       authorization: req.headers['authorization'] !== undefined,
       fault: 'none',
       bodyBytes: 0,
+      responseBytes: 0,
     };
     log.push(entry);
     const chosen = chooseFault(req, entry);

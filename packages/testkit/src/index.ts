@@ -30,6 +30,7 @@ export type { EntrySpec, LayerSpec } from './layer-spec.js';
 export { generateContent, type FileContent, type GeneratedContent } from './content.js';
 export { writeRawLayout, type RawLayout } from './raw-layout.js';
 export { chunked, tar, type RawMember } from './raw-tar.js';
+export { type RangeServer, startRangeServer } from './range-server.js';
 export { readTree } from './read-tree.js';
 export { freePort, htpasswdLine, startRegistry, type RegistryOptions, type RunningRegistry } from './registry.js';
 export { startTokenServer, type TokenServer } from './token-server.js';

@@ -18,6 +18,8 @@ export interface ProxiedRequest {
   fault: string;
   /** Request body bytes forwarded so far. */
   bodyBytes: number;
+  /** Response body bytes forwarded to the client so far (forwarded answers only; injected ones count 0). */
+  responseBytes: number;
   /** Status answered (forwarded or injected), once known. */
   status?: number;
 }
@@ -62,11 +64,18 @@ export function forward(
       res.writeHead(entry.status, answer.headers);
       answer.on('error', () => res.socket?.destroy());
       const cutAfter = options.cutAfter;
-      if (cutAfter === undefined) return void answer.pipe(res);
+      if (cutAfter === undefined) {
+        answer.on('data', (chunk: Buffer) => {
+          entry.responseBytes += chunk.length;
+        });
+        return void answer.pipe(res);
+      }
       let sent = 0;
       answer.on('data', (chunk: Buffer) => {
         if (sent + chunk.length >= cutAfter) {
-          res.write(chunk.subarray(0, Math.max(0, cutAfter - sent)));
+          const part = chunk.subarray(0, Math.max(0, cutAfter - sent));
+          entry.responseBytes += part.length;
+          res.write(part);
           answer.destroy();
           // Let the partial body go out, then cut the connection.
           setTimeout(() => res.socket?.destroy(), 20);
@@ -74,6 +83,7 @@ export function forward(
           return;
         }
         sent += chunk.length;
+        entry.responseBytes += chunk.length;
         res.write(chunk);
       });
       answer.on('end', () => res.end());

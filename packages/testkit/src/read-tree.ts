@@ -1,6 +1,8 @@
 // Reads a real directory (umoci rootfs, FUSE mount) into a Tree. Only async fs calls and
 // child processes: the FUSE server under test may run in this same process, so a
 // synchronous syscall on its mount would deadlock.
+// Decodes modes, dev_t and getfattr output itself, like the indexer's data-archive/directory-input.ts
+// (duplicates lists the pair): a test oracle must not share the code it checks.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';

@@ -5,6 +5,7 @@
 // Written by hand rather than on tar-stream because tar-stream decodes PAX values as UTF-8
 // text (binary xattrs such as security.capability would be corrupted), maps sparse members to
 // an untyped entry, and does not expose PAX mtime/uid/gid.
+// Over 400 lines on purpose: one push parser's state machine (header, PAX and pax.ts/tar-header.ts are already apart).
 import { LayerFormatError } from '@clip/shared';
 import { normaliseEntryPath } from './entry-path.js';
 import { parsePaxRecords, paxString, type PaxRecords } from './pax.js';

@@ -10,6 +10,7 @@
 //   otherwise: refused (ArchiveUnboundError), since anyone who can push a referrer could
 //   choose the file table.
 // Every archive, cached or downloaded, then passes verifyArchiveBinding.
+// Over 400 lines on purpose: the trust order above is one security decision, reviewed as a whole here.
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { openArchive, type ClipArchive } from '@clip/archive-format';

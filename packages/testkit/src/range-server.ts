@@ -1,4 +1,4 @@
-// A static file server for tests: GET with single-range support, counting requests and body
+// A static file server for tests (archives served by URL): GET with single-range support, counting requests and body
 // bytes, so tests can assert what a reader fetched. Files are loaded into memory up front:
 // the test process reads the FUSE mount with async fs calls that can fill libuv's thread
 // pool, so the server must not need that pool to answer (it would deadlock).
