@@ -19,6 +19,7 @@ import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-h
 const USER = 'rotator';
 const OLD_PASSWORD = 'old-Pw-2211';
 const NEW_PASSWORD = 'new-Pw-3344';
+const HELPER_PASSWORD = 'helper-Pw-5566';
 const CHUNK = 256 * 1024;
 const CHUNKS = 64;
 const TOKEN_SECONDS = 2;
@@ -131,6 +132,47 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     expect(granted.length).toBeGreaterThanOrEqual(6);
     expect(tokens!.log.at(-1)).toMatchObject({ user: USER, granted: true });
     expect(stderr).toMatch(/registry credentials changed/);
+  }, 120_000);
+
+  it('reads across a password rotated by a docker credential helper (bearer, 2 s tokens) with 0 failed reads', async () => {
+    // config.json names a helper (credHelpers); the helper answers with the password in a file,
+    // and the rotation rewrites that file: the mount must ask the helper again, not cache it.
+    const dir = join(work, 'docker-helper');
+    await mkdir(join(dir, 'bin'), { recursive: true });
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ credHelpers: { [registry!.host]: 'cliprot' } }));
+    const secret = join(dir, 'secret');
+    await writeFile(secret, NEW_PASSWORD);
+    await writeFile(
+      join(dir, 'bin', 'docker-credential-cliprot'),
+      `#!/bin/sh\nread host\nprintf '{"ServerURL":"%s","Username":"${USER}","Secret":"%s"}' "$host" "$(cat '${secret}')"\n`,
+      { mode: 0o755 },
+    );
+    tokens!.setPassword(NEW_PASSWORD);
+    const mountpoint = await tempDir('mnt');
+    mount = await startMount(archive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
+      env: { DOCKER_CONFIG: dir, PATH: `${join(dir, 'bin')}:${process.env['PATH']}` },
+    });
+    const rotate = async () => {
+      tokens!.setPassword(HELPER_PASSWORD);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await writeFile(secret, HELPER_PASSWORD);
+    };
+    const since = tokens!.log.length;
+    const out = await pacedReads(mountpoint, rotate);
+    const { lines, wrong } = check(out);
+    expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
+    expect(lines).toHaveLength(CHUNKS);
+    const metrics = await mount.stop();
+    const stderr = mount.stderr();
+    mount = undefined;
+    await removeAll(mountpoint);
+    const granted = tokens!.log.slice(since).filter((entry) => entry.granted && entry.user === USER);
+    console.info(`helper: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}`);
+    expect(metrics?.['readErrors']).toBe(0);
+    expect(granted.length).toBeGreaterThanOrEqual(6);
+    expect(tokens!.log.at(-1)).toMatchObject({ user: USER, granted: true });
+    expect(stderr).toMatch(/registry credentials changed.*docker credential helper cliprot/);
+    expect(stderr).not.toContain(HELPER_PASSWORD);
   }, 120_000);
 
   it('reads across an htpasswd password rotation (Basic auth) with 0 failed reads', async () => {
