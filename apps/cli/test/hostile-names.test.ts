@@ -2,6 +2,7 @@
 // U+FFFD file), names with control bytes printed raw by `clip ls`, gzip corruption errors that
 // did not name the layer, references with a password echoed in errors, and a username
 // without a password reported as "none were found". The BUILT cli in child processes.
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tar, type RawMember } from '@clip/testkit';
@@ -166,6 +167,16 @@ describe('names and messages from hostile images', () => {
       expect(result.stderr).not.toMatch(/none were found/);
       expect(result.stderr).toMatch(/CLIP_REGISTRY_PASSWORD is not set/);
       expect(result.code).toBe(1);
+      // The same half pair in a docker config.json entry (a username, no password, no auth).
+      const dockerConfig = join(work, 'half-docker-config');
+      await mkdir(dockerConfig, { recursive: true });
+      await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [registry.host]: { username: 'alice' } } }));
+      const fromConfig = await runCli(['pull-archive', `${registry.host}/repo:tag`, '-o', join(work, 'y.clip')], {
+        env: { CLIP_REGISTRY_USERNAME: undefined, CLIP_REGISTRY_PASSWORD: undefined, DOCKER_CONFIG: dockerConfig },
+      });
+      expect(fromConfig.stderr).not.toMatch(/none were found/);
+      expect(fromConfig.stderr).toMatch(/a username without a password/);
+      expect(fromConfig.code).toBe(1);
     } finally {
       await registry.stop();
     }
