@@ -2,7 +2,7 @@
 // U+FFFD file), names with control bytes printed raw by `clip ls`, gzip corruption errors that
 // did not name the layer, references with a password echoed in errors, and a username
 // without a password reported as "none were found". The BUILT cli in child processes.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tar, type RawMember } from '@clip/testkit';
@@ -68,6 +68,27 @@ describe('names and messages from hostile images', () => {
       ),
     );
     expect(result.code).toBe(1);
+  });
+
+  it('clip archive refuses a directory with non-UTF-8 names or link targets instead of merging them', async () => {
+    const raw = (dir: string, ...bytes: number[]) => Buffer.concat([Buffer.from(`${dir}/a`), Buffer.from(bytes)]);
+    const names = join(work, 'dir-names');
+    await mkdir(join(names, 'etc'), { recursive: true });
+    await writeFile(raw(join(names, 'etc'), 0xff), 'first\n');
+    await writeFile(raw(join(names, 'etc'), 0xfe), 'second\n');
+    const link = join(work, 'dir-link');
+    await mkdir(link);
+    await symlink(raw('t', 0xfe), join(link, 'l'));
+    for (const [dir, message] of [
+      [names, /entry "\/etc\/a\\xfe": name is not valid UTF-8/],
+      [link, /entry "\/l -> t\/a\\xfe": link target is not valid UTF-8/],
+    ] as const) {
+      const result = await runCli(['archive', dir, '-o', join(work, 'dir.clip')], { timeoutMs: 60_000 });
+      expect(result.stderr).not.toMatch(/internal error|\uFFFD/);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toMatch(/\[CLIP_E_LAYER_FORMAT\]/);
+      expect(result.code).toBe(1);
+    }
   });
 
   it('refuses non-UTF-8 in PAX paths, GNU long names and link targets too', async () => {
