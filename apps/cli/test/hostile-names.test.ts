@@ -2,13 +2,14 @@
 // U+FFFD file), names with control bytes printed raw by `clip ls`, gzip corruption errors that
 // did not name the layer, references with a password echoed in errors, and a username
 // without a password reported as "none were found". The BUILT cli in child processes.
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tar, type RawMember } from '@clip/testkit';
 import { writeRawLayout } from '@clip/testkit';
 import { freePort, startRegistry } from '@clip/testkit';
-import { removeAll, runCli, tempDir } from './mount-harness.js';
+import { removeAll, runCli, startMount, tempDir } from './mount-harness.js';
 
 const STORAGE = '127.0.0.1:9/never/contacted:v1';
 let work: string;
@@ -171,6 +172,39 @@ describe('names and messages from hostile images', () => {
         expect(result.stderr, args.join(' ')).toMatch(/bob:\*\*\*@|bob@|\*\*\*/);
       }
     } finally {
+      await removeAll(mountpoint);
+    }
+  });
+
+  it('never prints a password given in an archive URL, also when the command succeeds', async () => {
+    const secret = 'S3cretURL-19';
+    const src = join(work, 'url-src');
+    await mkdir(join(src, 'etc'), { recursive: true });
+    await writeFile(join(src, 'etc/hello'), 'hello\n');
+    const built = await runCli(['archive', src, '-o', join(work, 'url.clip')]);
+    expect(built.code, built.stderr).toBe(0);
+    const bytes = await readFile(join(work, 'url.clip'));
+    const server = createServer((_req, res) => res.end(bytes));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://bob:${secret}@127.0.0.1:${(server.address() as { port: number }).port}/url.clip`;
+    const mountpoint = await tempDir('mnt');
+    try {
+      for (const args of [
+        ['inspect', url],
+        ['inspect', url, '--json'],
+        ['ls', '-l', url, '/etc'],
+        ['cat', url, '/etc/hello'],
+      ]) {
+        const result = await runCli(args, { timeoutMs: 30_000 });
+        expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+        expect(result.stderr + result.stdout.toString(), args.join(' ')).not.toContain(secret);
+      }
+      const mount = await startMount(url, mountpoint, ['--metrics', '127.0.0.1:0']);
+      expect(await readFile(join(mountpoint, 'etc/hello'), 'utf8')).toBe('hello\n');
+      await mount.stop();
+      expect(mount.stderr()).not.toContain(secret);
+    } finally {
+      server.close();
       await removeAll(mountpoint);
     }
   });
