@@ -186,11 +186,12 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
   it('reads across tokens the registry refuses before their announced expiry (refresh on 401) with 0 failed reads', async () => {
     // The token server announces 300 s but the registry refuses the token after 3 s: the mount
     // keeps using a token the registry already refuses, and must get a new one on that 401.
+    // Announced: 300 s; refused by the registry (60 s leeway past exp) 3 s after issue.
     const early = await startTokenServer({
       username: USER,
       password: OLD_PASSWORD,
-      expiresIn: 2,
-      announcedExpiresIn: 300,
+      expiresIn: 300,
+      signedExpiresIn: 3 - 60,
       anonymous: false,
     });
     const auth = {
