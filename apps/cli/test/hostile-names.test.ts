@@ -2,12 +2,14 @@
 // U+FFFD file), names with control bytes printed raw by `clip ls`, gzip corruption errors that
 // did not name the layer, references with a password echoed in errors, and a username
 // without a password reported as "none were found". The BUILT cli in child processes.
+import { createServer } from 'node:http';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tar, type RawMember } from '@clip/testkit';
 import { writeRawLayout } from '@clip/testkit';
 import { freePort, startRegistry } from '@clip/testkit';
-import { removeAll, runCli, tempDir } from './mount-harness.js';
+import { removeAll, runCli, startMount, tempDir } from './mount-harness.js';
 
 const STORAGE = '127.0.0.1:9/never/contacted:v1';
 let work: string;
@@ -67,6 +69,27 @@ describe('names and messages from hostile images', () => {
       ),
     );
     expect(result.code).toBe(1);
+  });
+
+  it('clip archive refuses a directory with non-UTF-8 names or link targets instead of merging them', async () => {
+    const raw = (dir: string, ...bytes: number[]) => Buffer.concat([Buffer.from(`${dir}/a`), Buffer.from(bytes)]);
+    const names = join(work, 'dir-names');
+    await mkdir(join(names, 'etc'), { recursive: true });
+    await writeFile(raw(join(names, 'etc'), 0xff), 'first\n');
+    await writeFile(raw(join(names, 'etc'), 0xfe), 'second\n');
+    const link = join(work, 'dir-link');
+    await mkdir(link);
+    await symlink(raw('t', 0xfe), join(link, 'l'));
+    for (const [dir, message] of [
+      [names, /entry "\/etc\/a\\xfe": name is not valid UTF-8/],
+      [link, /entry "\/l -> t\/a\\xfe": link target is not valid UTF-8/],
+    ] as const) {
+      const result = await runCli(['archive', dir, '-o', join(work, 'dir.clip')], { timeoutMs: 60_000 });
+      expect(result.stderr).not.toMatch(/internal error|\uFFFD/);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toMatch(/\[CLIP_E_LAYER_FORMAT\]/);
+      expect(result.code).toBe(1);
+    }
   });
 
   it('refuses non-UTF-8 in PAX paths, GNU long names and link targets too', async () => {
@@ -153,6 +176,39 @@ describe('names and messages from hostile images', () => {
     }
   });
 
+  it('never prints a password given in an archive URL, also when the command succeeds', async () => {
+    const secret = 'S3cretURL-19';
+    const src = join(work, 'url-src');
+    await mkdir(join(src, 'etc'), { recursive: true });
+    await writeFile(join(src, 'etc/hello'), 'hello\n');
+    const built = await runCli(['archive', src, '-o', join(work, 'url.clip')]);
+    expect(built.code, built.stderr).toBe(0);
+    const bytes = await readFile(join(work, 'url.clip'));
+    const server = createServer((_req, res) => res.end(bytes));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://bob:${secret}@127.0.0.1:${(server.address() as { port: number }).port}/url.clip`;
+    const mountpoint = await tempDir('mnt');
+    try {
+      for (const args of [
+        ['inspect', url],
+        ['inspect', url, '--json'],
+        ['ls', '-l', url, '/etc'],
+        ['cat', url, '/etc/hello'],
+      ]) {
+        const result = await runCli(args, { timeoutMs: 30_000 });
+        expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+        expect(result.stderr + result.stdout.toString(), args.join(' ')).not.toContain(secret);
+      }
+      const mount = await startMount(url, mountpoint, ['--metrics', '127.0.0.1:0']);
+      expect(await readFile(join(mountpoint, 'etc/hello'), 'utf8')).toBe('hello\n');
+      await mount.stop();
+      expect(mount.stderr()).not.toContain(secret);
+    } finally {
+      server.close();
+      await removeAll(mountpoint);
+    }
+  });
+
   it('names a username without a password instead of "none were found"', async () => {
     const registry = await startRegistry({
       storageDir: join(work, 'auth-registry'),
@@ -166,6 +222,16 @@ describe('names and messages from hostile images', () => {
       expect(result.stderr).not.toMatch(/none were found/);
       expect(result.stderr).toMatch(/CLIP_REGISTRY_PASSWORD is not set/);
       expect(result.code).toBe(1);
+      // The same half pair in a docker config.json entry (a username, no password, no auth).
+      const dockerConfig = join(work, 'half-docker-config');
+      await mkdir(dockerConfig, { recursive: true });
+      await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [registry.host]: { username: 'alice' } } }));
+      const fromConfig = await runCli(['pull-archive', `${registry.host}/repo:tag`, '-o', join(work, 'y.clip')], {
+        env: { CLIP_REGISTRY_USERNAME: undefined, CLIP_REGISTRY_PASSWORD: undefined, DOCKER_CONFIG: dockerConfig },
+      });
+      expect(fromConfig.stderr).not.toMatch(/none were found/);
+      expect(fromConfig.stderr).toMatch(/a username without a password/);
+      expect(fromConfig.code).toBe(1);
     } finally {
       await registry.stop();
     }

@@ -19,6 +19,7 @@ import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-h
 const USER = 'rotator';
 const OLD_PASSWORD = 'old-Pw-2211';
 const NEW_PASSWORD = 'new-Pw-3344';
+const HELPER_PASSWORD = 'helper-Pw-5566';
 const CHUNK = 256 * 1024;
 const CHUNKS = 64;
 const TOKEN_SECONDS = 2;
@@ -39,7 +40,15 @@ async function writeDockerConfig(dir: string, host: string, password: string): P
 
 beforeAll(async () => {
   work = await tempDir('mount-credentials');
-  tokens = await startTokenServer({ username: USER, password: OLD_PASSWORD, expiresIn: TOKEN_SECONDS, anonymous: false });
+  // The registry accepts tokens until 60 s past their exp claim (clock-skew leeway): sign them
+  // so that it really refuses them once the announced 2 s are over.
+  tokens = await startTokenServer({
+    username: USER,
+    password: OLD_PASSWORD,
+    expiresIn: TOKEN_SECONDS,
+    signedExpiresIn: TOKEN_SECONDS - 60,
+    anonymous: false,
+  });
   registry = await startRegistry({
     auth: { kind: 'token', realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.rootCertBundle },
   });
@@ -131,6 +140,97 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     expect(granted.length).toBeGreaterThanOrEqual(6);
     expect(tokens!.log.at(-1)).toMatchObject({ user: USER, granted: true });
     expect(stderr).toMatch(/registry credentials changed/);
+  }, 120_000);
+
+  it('reads across a password rotated by a docker credential helper (bearer, 2 s tokens) with 0 failed reads', async () => {
+    // config.json names a helper (credHelpers); the helper answers with the password in a file,
+    // and the rotation rewrites that file: the mount must ask the helper again, not cache it.
+    const dir = join(work, 'docker-helper');
+    await mkdir(join(dir, 'bin'), { recursive: true });
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ credHelpers: { [registry!.host]: 'cliprot' } }));
+    const secret = join(dir, 'secret');
+    await writeFile(secret, NEW_PASSWORD);
+    await writeFile(
+      join(dir, 'bin', 'docker-credential-cliprot'),
+      `#!/bin/sh\nread host\nprintf '{"ServerURL":"%s","Username":"${USER}","Secret":"%s"}' "$host" "$(cat '${secret}')"\n`,
+      { mode: 0o755 },
+    );
+    tokens!.setPassword(NEW_PASSWORD);
+    const mountpoint = await tempDir('mnt');
+    mount = await startMount(archive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
+      env: { DOCKER_CONFIG: dir, PATH: `${join(dir, 'bin')}:${process.env['PATH']}` },
+    });
+    const rotate = async () => {
+      tokens!.setPassword(HELPER_PASSWORD);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await writeFile(secret, HELPER_PASSWORD);
+    };
+    const since = tokens!.log.length;
+    const out = await pacedReads(mountpoint, rotate);
+    const { lines, wrong } = check(out);
+    expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
+    expect(lines).toHaveLength(CHUNKS);
+    const metrics = await mount.stop();
+    const stderr = mount.stderr();
+    mount = undefined;
+    await removeAll(mountpoint);
+    const granted = tokens!.log.slice(since).filter((entry) => entry.granted && entry.user === USER);
+    console.info(`helper: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}`);
+    expect(metrics?.['readErrors']).toBe(0);
+    expect(granted.length).toBeGreaterThanOrEqual(6);
+    expect(tokens!.log.at(-1)).toMatchObject({ user: USER, granted: true });
+    expect(stderr).toMatch(/registry credentials changed.*docker credential helper cliprot/);
+    expect(stderr).not.toContain(HELPER_PASSWORD);
+  }, 120_000);
+
+  it('reads across tokens the registry refuses before their announced expiry (refresh on 401) with 0 failed reads', async () => {
+    // The token server announces 300 s but the registry refuses the token after 3 s: the mount
+    // keeps using a token the registry already refuses, and must get a new one on that 401.
+    // Announced: 300 s; refused by the registry (60 s leeway past exp) 3 s after issue.
+    const early = await startTokenServer({
+      username: USER,
+      password: OLD_PASSWORD,
+      expiresIn: 300,
+      signedExpiresIn: 3 - 60,
+      anonymous: false,
+    });
+    const auth = {
+      kind: 'token',
+      realm: early.realm,
+      service: early.service,
+      issuer: early.issuer,
+      rootCertBundle: early.rootCertBundle,
+    } as const;
+    const strict = await startRegistry({ auth });
+    try {
+      const storageRef = `${strict.host}/rotate/app:v1`;
+      const layout = join(work, 'layout');
+      await skopeoCopy(`oci:${layout}:v1`, `docker://${storageRef}`, { destCreds: { username: USER, password: OLD_PASSWORD } });
+      const strictArchive = join(work, 'worker', 'strict.clip');
+      await createArchive({ source: `oci:${layout}:v1`, storageRef, output: strictArchive, spanSize: 64 * 1024, workers: false });
+      const dockerConfig = join(work, 'docker-early');
+      await mkdir(dockerConfig);
+      await writeDockerConfig(dockerConfig, strict.host, OLD_PASSWORD);
+      const mountpoint = await tempDir('mnt');
+      mount = await startMount(strictArchive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
+        env: { DOCKER_CONFIG: dockerConfig },
+      });
+      const out = await pacedReads(mountpoint, async () => {});
+      const { lines, wrong } = check(out);
+      expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
+      expect(lines).toHaveLength(CHUNKS);
+      const metrics = await mount.stop();
+      mount = undefined;
+      await removeAll(mountpoint);
+      const granted = early.log.filter((entry) => entry.granted && entry.user === USER);
+      console.info(`refused early: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}`);
+      expect(metrics?.['readErrors']).toBe(0);
+      // Only a 401 can have made it ask again: the announced lifetime never ran out.
+      expect(granted.length).toBeGreaterThanOrEqual(4);
+    } finally {
+      await strict.stop();
+      await early.stop();
+    }
   }, 120_000);
 
   it('reads across an htpasswd password rotation (Basic auth) with 0 failed reads', async () => {

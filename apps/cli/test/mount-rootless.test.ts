@@ -8,6 +8,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { userAllowOther } from '@clip/mounter';
 import { CLI, processGone, removeAll, run, runCli, sh, tempDir } from './mount-harness.js';
 
 const USER = 65534; // nobody
@@ -90,6 +91,9 @@ it.skipIf(skip !== undefined)(
 
     const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mountpoint);
     expect(line).toMatch(/fuse\.clip .*user_id=65534/);
+    // allow_other only where /etc/fuse.conf allows it; without it FUSE lets nobody else in, root included.
+    expect(/[ ,]allow_other/.test(line!)).toBe(userAllowOther());
+    if (!userAllowOther()) await expect(readFile(join(mountpoint, 'etc/hello'))).rejects.toMatchObject({ code: 'EACCES' });
     expect((await asUser(`cat ${mountpoint}/etc/hello`)).stdout).toBe('hello from a rootless mount\n');
     expect((await asUser(`sha256sum < ${mountpoint}/etc/data.bin`)).stdout).toBe(`${sha256(content)}  -\n`);
 

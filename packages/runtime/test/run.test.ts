@@ -219,6 +219,12 @@ describe('clip run', () => {
       expect(fromUrl.stdout).toBe('plain\n');
       expect(fromUrl.code).toBe(0);
       expect(server.stats.ranges.length).toBeGreaterThan(0);
+      // Userinfo typed in the URL (clip takes no credentials that way) is never printed.
+      const withSecret = server.url('plain.clip').replace('://', '://bob:S3cretRUN@');
+      const redacted = await clipRun('--json', withSecret, '--', 'cat', '/etc/motd');
+      expect(redacted.code, redacted.stderr).toBe(0);
+      expect(redacted.stdout + redacted.stderr).not.toContain('S3cretRUN');
+      expect(redacted.stderr).toMatch(/"image":"http:\/\/bob:\*\*\*@/);
     } finally {
       await server.close();
     }

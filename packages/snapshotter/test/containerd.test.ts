@@ -2,7 +2,7 @@
 // `clip snapshotter` as its proxy snapshotter; images live in a real registry behind the test
 // kit's proxy (its log counts the bytes served); `ctr-remote image rpull` and `ctr run` start
 // containers with runc.
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -185,6 +185,62 @@ describe('fallback, restart and removal', () => {
     });
     expect(out3.trim()).toMatch(/^12\./);
     expect(metricValue(await snapshotter.metrics(), 'clip_snapshotter_fallbacks_total{reason="untrusted_archive"}')).toBe(1);
+  }, 300_000);
+
+  it("a container's reads survive SIGKILLs of its image mount's serving process", async () => {
+    // Hash thousands of files of the lazy image (mostly never read yet) in a container while the
+    // serving process of the snapshotter's image mount is SIGKILLed twice; the same walk on the
+    // unpacked image (fallback namespace) gives the expected hashes.
+    const walk = 'find /usr -type f | sort | head -n 3000 | xargs sha256sum';
+    const expected = await containerd.ctr(['run', '--rm', '--snapshotter', 'clip', plainRef, 'plainwalk', 'sh', '-c', walk], {
+      namespace: 'fallback',
+    });
+    const gate = join(dir, 'walk');
+    await mkdir(gate);
+    const logs = async () => {
+      const mountsDir = join(snapshotterOptions.stateDir, 'mounts');
+      const keys = await readdir(mountsDir);
+      return (await Promise.all(keys.map((k) => readFile(join(mountsDir, k, 'server.log'), 'utf8').catch(() => '')))).join('');
+    };
+    const servingPids = async () => [...(await logs()).matchAll(/msg="serving reads" pid=(\d+)/g)].map((m) => Number(m[1]));
+    const done = containerd.ctr([
+      'run',
+      '--rm',
+      '--snapshotter',
+      'clip',
+      '--mount',
+      `type=bind,src=${gate},dst=/walk,options=rbind:rw`,
+      lazyRef,
+      'lazywalk',
+      'sh',
+      '-c',
+      `${walk} >/walk/out 2>/walk/err; echo $? >/walk/code`,
+    ]);
+    const lines = async () => (await readFile(join(gate, 'out'), 'utf8').catch(() => '')).split('\n').length - 1;
+    const killedAt: number[] = [];
+    const killed: number[] = [];
+    for (const at of [500, 1500]) {
+      for (let i = 0; i < 3000 && (await lines()) < at; i++) await sleep(10);
+      let pid: number | undefined;
+      for (let i = 0; i < 500 && (pid === undefined || killed.includes(pid)); i++) {
+        pid = (await servingPids()).at(-1);
+        if (pid === undefined || killed.includes(pid)) await sleep(10);
+      }
+      expect(pid).toBeDefined();
+      killedAt.push(await lines());
+      process.kill(pid!, 'SIGKILL');
+      killed.push(pid!);
+    }
+    await done;
+    expect(await readFile(join(gate, 'err'), 'utf8')).toBe('');
+    expect((await readFile(join(gate, 'code'), 'utf8')).trim()).toBe('0');
+    const got = await readFile(join(gate, 'out'), 'utf8');
+    expect(got.split('\n').length).toBe(expected.split('\n').length);
+    expect(got.trim() === expected.trim()).toBe(true);
+    console.log(`snapshotter mount survive: ${got.trim().split('\n').length} files hashed, all right; killed at ${killedAt.join(', ')}`);
+    expect(killedAt.every((n) => n < got.trim().split('\n').length)).toBe(true);
+    expect((await logs()).match(/serving process died; starting another on the same connection/g)?.length).toBe(2);
+    expect(snapshotter.logs()).not.toMatch(/mount server of the image is gone/);
   }, 300_000);
 
   it('survives a crash of the snapshotter (and of its image mount) between two runs', async () => {

@@ -32,8 +32,14 @@ function base64url(data: Buffer | string): string {
 export async function startTokenServer(options: {
   username: string;
   password: string;
-  /** Token lifetime in seconds (default 300). */
+  /** Token lifetime in seconds (default 300), announced in `expires_in`. */
   expiresIn?: number;
+  /**
+   * Seconds from issue to the token's `exp` claim (default: expiresIn). distribution's registry
+   * accepts a token until 60 s past `exp` (clock-skew leeway): `expiresIn - 60` makes it refuse
+   * the token when the announced lifetime ends, less than that before (a revoked token).
+   */
+  signedExpiresIn?: number;
   /** false: anonymous callers are refused (401) instead of getting pull tokens. */
   anonymous?: boolean;
 }): Promise<TokenServer> {
@@ -68,7 +74,7 @@ export async function startTokenServer(options: {
       iss: issuer,
       sub: subject,
       aud: service,
-      exp: now + (options.expiresIn ?? 300),
+      exp: now + (options.signedExpiresIn ?? options.expiresIn ?? 300),
       nbf: now - 10,
       iat: now,
       jti: randomUUID(),

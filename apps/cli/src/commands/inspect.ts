@@ -1,7 +1,7 @@
 // `clip inspect <file.clip> [--json]`: what an archive holds and where its layers live.
 import type { Command } from 'commander';
 import type { ArchiveMetadata, ClipArchive, FileType } from '@clip/archive-format';
-import { formatSize } from '@clip/shared';
+import { formatSize, redactUserinfo } from '@clip/shared';
 import { openArchiveTables } from '../archive-argument.js';
 import { addTrustOptions, type TrustFlags } from '../archive-trust/cli-options.js';
 import { HOSTS_DIR_HELP } from '../hosts-option.js';
@@ -50,7 +50,8 @@ export function describeArchive(file: string, archive: ClipArchive, archiveBytes
   };
   for (const { inode } of archive.walk()) counts[inode.type]++;
   return {
-    file,
+    // An archive URL typed with userinfo (https://user:PASS@host/…) is printed without the secret.
+    file: redactUserinfo(file),
     formatVersion: archive.formatVersion,
     version: `${archive.formatVersion}.${archive.minorVersion ?? 0}`,
     mode: archive.dataSection ? 'data' : 'oci',

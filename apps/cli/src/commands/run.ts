@@ -2,7 +2,7 @@
 // the foreground and exit with its exit code. Argument parsing and printing only; the work is
 // @clip/runtime's runContainer.
 import type { Command } from 'commander';
-import { createLogger, UsageError } from '@clip/shared';
+import { createLogger, redactUserinfo, UsageError } from '@clip/shared';
 import {
   containerPoolOptions,
   parseContainerOptions,
@@ -65,7 +65,8 @@ export function register(program: Command): void {
         logger,
       });
       if (summary.keptUpper) logger.info('kept the container upper directory', { id: summary.id, path: summary.keptUpper });
-      if (options.json) process.stderr.write(`${JSON.stringify(summary)}\n`);
+      // The image may be an archive URL typed with userinfo: never print the secret.
+      if (options.json) process.stderr.write(`${redactUserinfo(JSON.stringify(summary))}\n`);
       process.exitCode = summary.exitCode;
     });
 }

@@ -6,7 +6,8 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileType, Inode } from '@clip/archive-format';
-import { ClipError, IoError, UsageError } from '@clip/shared';
+import { ClipError, escapeBytes, IoError, LayerFormatError, UsageError } from '@clip/shared';
+import { decodeUtf8Name, NonUtf8NameError } from '../tar/utf8-name.js';
 import type { ContentSink, InputTables } from './content-sink.js';
 
 function fileType(mode: number): FileType {
@@ -34,6 +35,24 @@ function splitRdev(rdev: bigint): { major: number; minor: number } {
     major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)),
     minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)),
   };
+}
+
+/**
+ * UTF-8 text of a file name (in directory `dir`) or of the link target of `dir` (a symlink),
+ * or a typed refusal: decoding with U+FFFD would turn `a\xff` and `a\xfe` into one name
+ * (as in tar layers, see tar/utf8-name.ts).
+ */
+function utf8Name(root: string, dir: string, bytes: Buffer, what: 'name' | 'link target' = 'name'): string {
+  try {
+    return decodeUtf8Name(bytes);
+  } catch (error) {
+    if (!(error instanceof NonUtf8NameError)) throw error;
+    const entry = what === 'name' ? `${dir === '/' ? '' : dir}/${escapeBytes(bytes)}` : `${dir} -> ${escapeBytes(bytes)}`;
+    throw new LayerFormatError(
+      `directory ${root}: entry "${entry}": ${what} is not valid UTF-8; ` +
+        'clip keeps names as UTF-8 text and refuses the input rather than merge such names',
+    );
+  }
 }
 
 function ioError(what: string, error: unknown): ClipError {
@@ -142,7 +161,7 @@ export async function readDirectoryInput(root: string, options: { xattrs?: boole
     };
     if (type === 'symlink') {
       const target = await readlink(abs, { encoding: 'buffer' });
-      inode.linkTarget = target.toString('utf8');
+      inode.linkTarget = utf8Name(root, path, target, 'link target');
       inode.size = target.length;
     }
     const attrs = xattrs.get(abs);
@@ -155,13 +174,14 @@ export async function readDirectoryInput(root: string, options: { xattrs?: boole
       return;
     }
     if (parent) parent.nlink++;
-    let names: string[];
+    let raw: Buffer[];
     try {
-      names = await readdir(abs);
+      raw = await readdir(abs, { encoding: 'buffer' });
     } catch (error) {
       throw ioError(`cannot list ${abs}`, error);
     }
-    names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    raw.sort(Buffer.compare);
+    const names = raw.map((name) => utf8Name(root, path, name));
     for (const name of names) await visit(path === '/' ? `/${name}` : `${path}/${name}`, join(abs, name), inode);
   };
   await visit('/', root, undefined);
