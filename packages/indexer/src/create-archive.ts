@@ -23,6 +23,7 @@ import {
 import { type ImageSource, LayoutSource, OciArchiveSource, type Platform, type ResolvedImage } from '@clip/registry-fetch';
 import { indexImageLayers, type PhaseTimer } from './pipeline/index-image-layers.js';
 import { createLayerIndexer, type LayerIndexer } from './pipeline/layer-indexer.js';
+import type { ExtraCuts } from './pipeline/layer-options.js';
 
 export const CREATED_BY = 'clip 0.1.0';
 /**
@@ -61,10 +62,10 @@ export interface CreateArchiveOptions {
   /** containerd hosts directory: a registry source reads through the mirrors it lists. */
   hostsDir?: string;
   /**
-   * gzip layers, by digest: extra checkpoints at these deflate block boundaries (uncompressed
-   * offsets, ascending), e.g. where a profile's reads start (profile-checkpoints.ts).
+   * Layers by digest: checkpoints (gzip block boundaries) and piece ends besides the regular
+   * ones, e.g. where a profile's reads start and end (profile-checkpoints.ts).
    */
-  extraCheckpoints?: ReadonlyMap<string, readonly number[]>;
+  extraCuts?: ReadonlyMap<string, ExtraCuts>;
   onProgress?: (progress: IndexProgress) => void;
   logger?: Logger;
 }
@@ -241,7 +242,7 @@ export async function createArchive(options: CreateArchiveOptions): Promise<Inde
       indexer,
       concurrency,
       spanSize,
-      ...(options.extraCheckpoints ? { extraCheckpoints: options.extraCheckpoints } : {}),
+      ...(options.extraCuts ? { extraCuts: options.extraCuts } : {}),
       phases,
       logger,
       onBytesRead: progress.bytesRead,

@@ -5,8 +5,11 @@
 // (gzip-boundaries.ts) and asks the scan for one more checkpoint at the last boundary before
 // each profiled read that would otherwise drag a gap of unread bytes along. A checkpoint costs
 // its window (~11 KB fetched by range) and a table entry, so it is placed only when it saves more.
+// Each read also ends a piece at the first boundary after it, so its fetch stops there instead of
+// at the next 128 KiB piece boundary.
 import type { ClipArchive } from '@clip/archive-format';
 import type { Digest, PrefetchEntry } from '@clip/shared';
+import type { ExtraCuts } from './pipeline/layer-options.js';
 import type { BlockBoundaries } from './scan/gzip-boundaries.js';
 
 /** A checkpoint is added when it saves more compressed bytes than this (its window is ~11 KB). */
@@ -62,18 +65,19 @@ function lastAtOrBefore(sorted: readonly number[], value: number): number {
  * offsets, ascending). Walking the reads in order, a read's bytes are fetched from the last
  * checkpoint before it, or from where the previous read's fetch ended if that is later; when the
  * boundary before the read lies more than `gap` compressed bytes beyond that, a checkpoint there
- * saves those bytes. Fetches end at a piece boundary counted from their checkpoint.
+ * saves those bytes.
  */
 export function placeCheckpoints(
   blocks: BlockBoundaries,
   ranges: ReadonlyArray<readonly [number, number]>,
   existing: { uncompressed: readonly number[]; compressed: readonly number[] },
-  options: { gap?: number; pieceSize: number },
-): number[] {
+  options: { gap?: number },
+): ExtraCuts {
   const gap = options.gap ?? DEFAULT_CHECKPOINT_GAP;
   const checkpointsU = [...existing.uncompressed];
   const checkpointsC = [...existing.compressed];
   const placed: number[] = [];
+  const pieceEnds: number[] = [];
   let fetchedTo = 0; // compressed offset up to which earlier reads' fetches reach
   for (const [start, end] of ranges) {
     const b = lastAtOrBefore(blocks.uncompressed, start);
@@ -89,14 +93,13 @@ export function placeCheckpoints(
       }
     }
     if (k < 0) continue;
-    // Where the fetch of this read stops: the boundary after its end, rounded up to a piece.
-    const after = Math.min(lastAtOrBefore(blocks.uncompressed, end - 1) + 1, blocks.uncompressed.length);
-    const endC = after < blocks.compressed.length ? blocks.compressed[after]! : blocks.compressedSize;
-    const origin = checkpointsC[k]!;
-    const stop = origin + Math.ceil((endC - origin) / options.pieceSize) * options.pieceSize;
-    fetchedTo = Math.max(fetchedTo, Math.min(stop, blocks.compressedSize));
+    // The fetch of this read stops at the first boundary at or after its end: a piece ends there.
+    const after = lastAtOrBefore(blocks.uncompressed, end - 1) + 1;
+    const stop = after < blocks.compressed.length ? blocks.compressed[after]! : blocks.compressedSize;
+    if (after < blocks.compressed.length) pieceEnds.push(stop);
+    fetchedTo = Math.max(fetchedTo, stop);
   }
-  return placed.sort((a, b) => a - b);
+  return { checkpoints: placed.sort((a, b) => a - b), pieceEnds: [...new Set(pieceEnds)].sort((a, b) => a - b) };
 }
 
 /** The layers of `archive` a profile reads from, by digest, with the reads' uncompressed ranges. */

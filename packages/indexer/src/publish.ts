@@ -161,9 +161,9 @@ export async function publish(options: PublishOptions): Promise<PublishSummary> 
     // The image is in the registry: a lazy mount of it can record the profile, then the archive goes up.
     const profile = options.profile ? await recordPublishProfile(options.profile, output, logger) : undefined;
     if (profile && options.profileCheckpoints !== false) {
-      const extraCheckpoints = await placeProfileCheckpoints({ archivePath: output, profile, source, logger });
-      if (extraCheckpoints.size > 0) {
-        const again = await createArchive({ ...indexOptions(options, target, output, logger), extraCheckpoints });
+      const extraCuts = await placeProfileCheckpoints({ archivePath: output, profile, source, logger });
+      if (extraCuts.size > 0) {
+        const again = await createArchive({ ...indexOptions(options, target, output, logger), extraCuts });
         logger.info('archive indexed again with the profile checkpoints', {
           checkpoints: again.checkpoints,
           archive_bytes: again.archiveBytes,

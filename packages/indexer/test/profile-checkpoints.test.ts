@@ -13,11 +13,16 @@ const data = layerData(11, 3_000_000);
 const SPAN = 1 << 20;
 const PIECE = 32 * 1024;
 
-async function scanWith(blob: Buffer, inflater: GzipInflaterKind, extraCheckpoints: number[]): Promise<ArchiveLayer> {
+async function scanWith(
+  blob: Buffer,
+  inflater: GzipInflaterKind,
+  extraCheckpoints: number[],
+  extraPieceEnds: number[] = [],
+): Promise<ArchiveLayer> {
   const scan = await scanCompressedLayer(
     chunked(blob, 40_000),
     'gzip',
-    { spanSize: SPAN, pieceSize: PIECE, gzipInflater: inflater, extraCheckpoints },
+    { spanSize: SPAN, pieceSize: PIECE, gzipInflater: inflater, extraCheckpoints, extraPieceEnds },
     () => {},
   );
   return {
@@ -55,6 +60,19 @@ for (const inflater of ['native', 'portable'] as const)
         for (const u of wanted) expect(starts.has(u)).toBe(true);
         expect(starts.has(wanted[0]! + 1)).toBe(false);
         const plain = await scanWith(bytes, inflater, []);
+        // Piece ends at listed boundaries: a piece ends exactly there and guarantees the boundary's output.
+        const ends = blocks.compressed.filter((_, i) => i % 4 === 2);
+        const cut = await scanWith(bytes, inflater, [], ends);
+        const pieces = cut.spans.flatMap((span) => span.pieces);
+        for (const [i, end] of ends.entries()) {
+          const piece = pieces.find((p) => p.compressedEnd === end);
+          expect(piece, `piece ending at ${end}`).toBeDefined();
+          expect(piece!.uncompressedEnd).toBe(blocks.uncompressed[blocks.compressed.indexOf(end)]);
+          if (i < 3) {
+            const u = piece!.uncompressedEnd;
+            expect((await readRange(cut, bytes, u - 500, 500)).equals(data.subarray(u - 500, u))).toBe(true);
+          }
+        }
         expect(layer.spans.length).toBeGreaterThan(plain.spans.length);
         for (const [offset, length] of [
           [0, 100],
@@ -79,8 +97,12 @@ describe('placeCheckpoints', () => {
   const existing = { uncompressed: [0], compressed: [0] };
 
   it('adds the boundary before a read far from the checkpoint, not one close to it', () => {
-    expect(placeCheckpoints(blocks, [[15_000, 16_000]], existing, { gap: 32_768, pieceSize: 8192 })).toEqual([]);
-    expect(placeCheckpoints(blocks, [[505_000, 506_000]], existing, { gap: 32_768, pieceSize: 8192 })).toEqual([500_000]);
+    expect(placeCheckpoints(blocks, [[15_000, 16_000]], existing, { gap: 32_768 }).checkpoints).toEqual([]);
+    expect(placeCheckpoints(blocks, [[505_000, 506_000]], existing, { gap: 32_768 })).toEqual({
+      checkpoints: [500_000],
+      // The read's fetch ends at the block boundary after it.
+      pieceEnds: [204_000],
+    });
   });
 
   it('counts bytes an earlier read fetches anyway, and never duplicates an existing checkpoint', () => {
@@ -93,16 +115,11 @@ describe('placeCheckpoints', () => {
           [701_000, 702_000],
         ],
         existing,
-        { gap: 32_768, pieceSize: 8192 },
-      ),
+        { gap: 32_768 },
+      ).checkpoints,
     ).toEqual([500_000]);
     expect(
-      placeCheckpoints(
-        blocks,
-        [[505_000, 506_000]],
-        { uncompressed: [0, 500_000], compressed: [0, 200_000] },
-        { gap: 32_768, pieceSize: 8192 },
-      ),
+      placeCheckpoints(blocks, [[505_000, 506_000]], { uncompressed: [0, 500_000], compressed: [0, 200_000] }, { gap: 32_768 }).checkpoints,
     ).toEqual([]);
   });
 });

@@ -8,6 +8,7 @@ import { OverlayTree } from '../overlay/overlay-tree.js';
 import { UNHASHED } from '../scan/scan-compressed-layer.js';
 import type { IndexedLayer } from './index-layer.js';
 import type { LayerIndexer } from './layer-indexer.js';
+import type { ExtraCuts } from './layer-options.js';
 import { openLocalBlob } from './local-blob.js';
 
 /** Debug-level timing of the indexing phases. */
@@ -22,8 +23,8 @@ export interface ImageLayersJob {
   indexer: LayerIndexer;
   concurrency: number;
   spanSize: number;
-  /** gzip layers by digest: extra checkpoints at these block boundaries (uncompressed offsets). */
-  extraCheckpoints?: ReadonlyMap<string, readonly number[]>;
+  /** Layers by digest: checkpoints and piece ends besides the regular ones. */
+  extraCuts?: ReadonlyMap<string, ExtraCuts>;
   phases: PhaseTimer;
   logger: Logger;
   /** Compressed bytes read from the source (per chunk). */
@@ -59,14 +60,14 @@ export async function indexImageLayers(job: ImageLayersJob): Promise<{ layers: A
     // hashCompressed false: ImageSource.openBlob's stream, and a local blob read directly,
     // already fail on a digest mismatch, so the blob is not hashed twice. digestVerified:
     // for the same reason (and the diffId check) gzip's CRC-32 is not checked.
-    const extra = job.extraCheckpoints?.get(layer.digest);
+    const extra = job.extraCuts?.get(layer.digest);
     const options = {
       digest: layer.digest,
       compression: layer.compression,
       spanSize,
       hashCompressed: false,
       digestVerified: true,
-      ...(extra?.length ? { extraCheckpoints: extra } : {}),
+      ...(extra ? { extraCheckpoints: extra.checkpoints, extraPieceEnds: extra.pieceEnds } : {}),
     } as const;
     const indexed = await indexer.index(counted, options, layer.size).catch((error: unknown) => {
       throw nameLayer(error, layer.digest);

@@ -2,6 +2,14 @@
 // it: one place for the in-thread scan and the worker (which does not load the tar walker).
 import type { LayerCompression } from '@clip/archive-format';
 
+/** Checkpoints and piece ends a layer gets besides the regular ones (profile-checkpoints.ts). */
+export interface ExtraCuts {
+  /** gzip: uncompressed offsets of block boundaries (ascending). */
+  checkpoints: readonly number[];
+  /** Compressed byte offsets (ascending). */
+  pieceEnds: readonly number[];
+}
+
 export interface IndexLayerOptions {
   digest: string;
   compression: LayerCompression;
@@ -16,6 +24,8 @@ export interface IndexLayerOptions {
   digestVerified?: boolean;
   /** gzip: extra checkpoints at these block boundaries (uncompressed offsets, ascending). */
   extraCheckpoints?: readonly number[];
+  /** Extra piece ends at these compressed byte offsets (ascending). */
+  extraPieceEnds?: readonly number[];
 }
 
 /** scanCompressedLayer's options that follow from IndexLayerOptions (shared by the in-thread and worker scans). */
@@ -24,10 +34,12 @@ export function scanOptionsFor(options: IndexLayerOptions): {
   hashCompressed?: false;
   gzipValidate?: false;
   extraCheckpoints?: readonly number[];
+  extraPieceEnds?: readonly number[];
 } {
   return {
     spanSize: options.spanSize,
     ...(options.extraCheckpoints?.length ? { extraCheckpoints: options.extraCheckpoints } : {}),
+    ...(options.extraPieceEnds?.length ? { extraPieceEnds: options.extraPieceEnds } : {}),
     ...(options.hashCompressed === false ? { hashCompressed: false as const } : {}),
     ...(options.digestVerified === true ? { gzipValidate: false as const } : {}),
   };

@@ -5,7 +5,10 @@ import { ERROR_STALL, EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type Gzi
 import { LayerFormatError } from '@clip/shared';
 
 export interface BlockBoundaries {
-  /** Compressed byte offset of each boundary (the byte holding its first bit), ascending. */
+  /**
+   * Compressed bytes that hold everything before each boundary (the byte position of the
+   * inflater's event: a piece ending here guarantees the boundary's output), ascending.
+   */
   compressed: number[];
   /** Uncompressed offset of each boundary, ascending. */
   uncompressed: number[];
@@ -38,8 +41,7 @@ export async function listGzipBoundaries(compressed: AsyncIterable<Uint8Array>, 
         for (let e = 0; e < count * EVENT_STRIDE; e += EVENT_STRIDE) {
           const kind = events[e]!;
           if (kind !== EVENT_BOUNDARY && kind !== EVENT_MEMBER_START) continue;
-          const bit = (chunkStart + events[e + 1]!) * 8 - (kind === EVENT_BOUNDARY ? events[e + 3]! : 0);
-          result.compressed.push(Math.floor(bit / 8));
+          result.compressed.push(chunkStart + events[e + 1]!);
           result.uncompressed.push(outBase + events[e + 2]!);
         }
         inPos = ends[0]!;

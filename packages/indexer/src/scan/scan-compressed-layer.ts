@@ -78,6 +78,8 @@ export async function scanCompressedLayer(
      * besides the spanSize rule, e.g. where a profiled read starts (profile-checkpoints.ts).
      */
     extraCheckpoints?: readonly number[];
+    /** Compressed byte offsets (ascending) where a piece also ends, e.g. where a profiled read's block ends. */
+    extraPieceEnds?: readonly number[];
   },
   onUncompressed: (chunk: Uint8Array) => void | Promise<void>,
 ): Promise<LayerScan> {
@@ -109,7 +111,7 @@ export async function scanCompressedLayer(
         storing.push(stored);
       }
     : undefined;
-  const recorder = new SpanRecorder(pieceSize, compression === 'none', onWindow, options.pieceCuts);
+  const recorder = new SpanRecorder(pieceSize, compression === 'none', onWindow, options.pieceCuts, options.extraPieceEnds);
   switch (compression) {
     case 'gzip':
       await scanGzip(

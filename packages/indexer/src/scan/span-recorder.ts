@@ -4,6 +4,8 @@
 // offset of the last block/frame boundary reported at or before the piece's end.
 // With PieceCuts the recorder only reports where pieces lie and another thread hashes them
 // (the worker scan: the main thread has the compressed bytes too, see piece-hasher.ts).
+// `extraPieceEnds` (compressed byte offsets, ascending) also end a piece there: a read that
+// ends at such a point (a profiled read, profile-checkpoints.ts) fetches no byte past it.
 import { createHash, type Hash } from 'node:crypto';
 import type { Checkpoint, Span, SpanPiece } from '@clip/archive-format';
 
@@ -37,6 +39,7 @@ export class SpanRecorder {
   private hash: Hash | undefined;
   private lastBoundary = 0;
   private closedPieces = 0;
+  private nextExtraEnd = 0;
 
   /**
    * @param identity uncompressed layers: the lower bound of a piece is simply its end.
@@ -49,6 +52,8 @@ export class SpanRecorder {
     private readonly onWindow?: (checkpoint: Checkpoint) => void,
     /** Record piece ranges here instead of hashing them. */
     private readonly cuts?: PieceCuts,
+    /** Compressed byte offsets (ascending) where a piece ends besides every pieceSize bytes. */
+    private readonly extraPieceEnds: readonly number[] = [],
   ) {
     this.hash = cuts ? undefined : createHash('sha256');
   }
@@ -84,7 +89,7 @@ export class SpanRecorder {
   consume(bytes: Uint8Array, boundary?: Boundary): void {
     let offset = 0;
     while (offset < bytes.length) {
-      const pieceEnd = this.pieceStart + this.pieceSize;
+      const pieceEnd = Math.min(this.pieceStart + this.pieceSize, this.nextExtraPieceEnd());
       const take = Math.min(bytes.length - offset, pieceEnd - this.position);
       this.hash?.update(bytes.subarray(offset, offset + take));
       this.position += take;
@@ -99,6 +104,13 @@ export class SpanRecorder {
       }
     }
     if (boundary) this.lastBoundary = boundary.uncompressed;
+  }
+
+  /** The first extra piece end past the bytes consumed so far (Infinity when none). */
+  private nextExtraPieceEnd(): number {
+    const ends = this.extraPieceEnds;
+    while (this.nextExtraEnd < ends.length && ends[this.nextExtraEnd]! <= this.position) this.nextExtraEnd++;
+    return ends[this.nextExtraEnd] ?? Number.POSITIVE_INFINITY;
   }
 
   private closePiece(uncompressedEnd: number, span = this.current!): void {
