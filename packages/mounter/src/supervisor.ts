@@ -5,9 +5,11 @@
 // connection because the supervisor still holds it: readers wait instead of getting ENOTCONN,
 // and the next child re-queues what the dead one had taken (FUSE_NOTIFY_RESEND) and answers.
 //
-// A warm standby keeps the wait short: once a child serves, another one is started that opens
-// the archive, caches and fetcher and then waits; when the active child dies, the standby is
+// A warm standby keeps the wait short: a while after a child serves, another one is started that
+// opens the archive, caches and fetcher and then waits; when the active child dies, the standby is
 // told to attach and only has to replay the INIT. Without a ready standby a fresh child starts.
+// The standby waits STANDBY_DELAY_MS first: preparing costs a node start and an archive parse,
+// CPU the cold start's workload needs on a small worker (bench: python-minimal's whole start is ~1 s).
 //
 // Child contract: fd 3 is the connection, an IPC channel is open. The child attaches when it
 // receives `{ kind: 'attach', generation }` and then sends `{ kind: 'serving' }`. A child that
@@ -35,6 +37,8 @@ export const SERVER_CONNECTION_FD = 3;
 const FAST_FAILURE_MS = 2000;
 const BACKOFF_FROM = 3;
 const MAX_FAST_FAILURES = 5;
+/** How long after a child serves its standby is started (see above). */
+export const STANDBY_DELAY_MS = 10_000;
 
 export interface SupervisorOptions {
   /** Checked beforehand (checkMountpoint). */
@@ -49,6 +53,8 @@ export interface SupervisorOptions {
   serverArgs(init: string, role: ServerRole): string[];
   /** Keep a prepared standby child (default true). */
   standby?: boolean;
+  /** Milliseconds after a child serves before its standby starts (default STANDBY_DELAY_MS). */
+  standbyDelayMs?: number;
   logger?: Logger;
 }
 
@@ -79,6 +85,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   let useStandby = options.standby ?? true;
   let active: Child | undefined;
   let standby: Child | undefined;
+  let standbyTimer: NodeJS.Timeout | undefined;
   let generation = 0;
   let fastFailures = 0;
   let stopping = false;
@@ -91,6 +98,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   const finish = (code: number) => {
     if (finished) return;
     finished = true;
+    clearTimeout(standbyTimer);
     standby?.process.kill('SIGTERM');
     // Detaches the mount if no child did (a crash loop, a failed start, a signal between children).
     holder.release();
@@ -130,7 +138,13 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
       if (kind !== 'serving') return;
       child.served = true;
       if (child === replacement) replacement = undefined;
-      if (useStandby && !standby && !stopping && !finished) standby = startChild('standby');
+      if (standbyTimer === undefined) {
+        standbyTimer = setTimeout(() => {
+          standbyTimer = undefined;
+          if (useStandby && !standby && active?.served && !stopping && !finished) standby = startChild('standby');
+        }, options.standbyDelayMs ?? STANDBY_DELAY_MS);
+        standbyTimer.unref();
+      }
     });
     child.process.once('exit', (code, signal) => onExit(child, code, signal));
     child.process.once('error', (error) => {
