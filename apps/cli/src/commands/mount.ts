@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { checkMountpoint, lockMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
@@ -110,6 +109,9 @@ export function register(program: Command): void {
       });
       return;
     }
+    // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
+    const [mounter, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
+    const { checkMountpoint, lockMountpoint, mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl } = mounter;
     // The supervisor decides which archive is trusted; serving processes open what it chose.
     const trust = await trustOptionsFrom(options);
     // Refuse a bad mountpoint before touching the network.
@@ -123,11 +125,6 @@ export function register(program: Command): void {
     if (options.allowNonEmpty && (await readdir(checked).catch(() => [])).length > 0) {
       logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint: checked });
     }
-    // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
-    const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
-      import('@clip/mounter'),
-      import('@clip/registry-fetch'),
-    ]);
     // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
     const location = isArchiveUrl(archivePath)
       ? archivePath
