@@ -2,8 +2,7 @@
 // directory (mirrors, pull-through caches). Default $CLIP_HOSTS_DIR, else
 // /etc/containerd/certs.d when it exists; `--hosts-dir ''` turns mirrors off.
 import { statSync } from 'node:fs';
-import { UsageError } from '@clip/shared';
-import { resolveHostsDir } from '@clip/registry-fetch';
+import { UsageError, resolveHostsDir } from '@clip/shared';
 
 function isDirectory(path: string): boolean {
   try {

@@ -14,6 +14,7 @@ export {
   SERVER_CONNECTION_FD,
   superviseMount,
   type AttachMessage,
+  type PrepareMessage,
   type ServerRole,
   type SupervisorOptions,
 } from './supervisor.js';

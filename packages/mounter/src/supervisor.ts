@@ -18,6 +18,12 @@
 // active child unmounts, a standby just exits). If the supervisor dies, children see their IPC
 // channel close: the active one unmounts, a standby exits.
 //
+// `deferred`: what a child needs but the supervisor learns only after mounting (clip mount's
+// archive lookup). The first child starts at once, so its process start and module loading
+// overlap the lookup; children started before the promise settles get its value as
+// `{ kind: 'prepare', ...value }`, later ones from serverArgs. A rejection ends the mount and
+// is thrown by superviseMount.
+//
 // SIGUSR2 replaces the serving process (e.g. to run an upgraded clip from disk): a fresh child
 // prepares, says `{ kind: 'ready' }`, and then the active one is SIGKILLed and replaced as if
 // it had died, with the fresh one ready to take over.
@@ -53,12 +59,20 @@ export interface SupervisorOptions {
   serverArgs(init: string, role: ServerRole): string[];
   /** Keep a prepared standby child (default true). */
   standby?: boolean;
+  /** Sent to children started before it settles (see above); serverArgs covers later ones. */
+  deferred?: Promise<Record<string, unknown>>;
   /** Milliseconds after a child serves before its standby starts (default STANDBY_DELAY_MS). */
   standbyDelayMs?: number;
   logger?: Logger;
 }
 
 export type ServerRole = 'active' | 'standby';
+
+/** The value of SupervisorOptions.deferred, for a child started before it was known. */
+export interface PrepareMessage {
+  kind: 'prepare';
+  [field: string]: unknown;
+}
 
 export interface AttachMessage {
   kind: 'attach';
@@ -75,6 +89,8 @@ interface Child {
   ready: boolean;
   /** Killed on purpose by SIGUSR2: not a crash. */
   replaced: boolean;
+  /** Started before `deferred` settled: waits for its `prepare` message. */
+  deferred: boolean;
 }
 
 /** Mounts, runs serving children until the mount ends; resolves to the exit code to use. */
@@ -94,12 +110,16 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   let replacement: Child | undefined;
   let resolveExit!: (code: number) => void;
   const exitCode = new Promise<number>((resolve) => (resolveExit = resolve));
+  /** undefined while options.deferred is pending; then its value, or the error that ends the mount. */
+  let deferred: { value: Record<string, unknown> } | { error: unknown } | undefined = options.deferred ? undefined : { value: {} };
 
   const finish = (code: number) => {
     if (finished) return;
     finished = true;
     clearTimeout(standbyTimer);
     standby?.process.kill('SIGTERM');
+    // Ended before any child served (the deferred lookup failed): the waiting child just leaves.
+    if (active && !active.served && !active.exited) active.process.kill('SIGTERM');
     // Detaches the mount if no child did (a crash loop, a failed start, a signal between children).
     holder.release();
     process.off('SIGINT', onSignal);
@@ -125,6 +145,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
       exited: false,
       ready: false,
       replaced: false,
+      deferred: deferred === undefined,
     };
     child.process.on('message', (message: unknown) => {
       const kind = (message as { kind?: unknown }).kind;
@@ -221,7 +242,20 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   process.on('SIGUSR2', onReplace);
 
   promote(startChild('active'));
-  return exitCode;
+  options.deferred?.then(
+    (value) => {
+      deferred = { value };
+      for (const child of [active, standby, replacement])
+        if (child?.deferred && !child.exited) child.process.send({ ...value, kind: 'prepare' } satisfies PrepareMessage, () => {});
+    },
+    (error: unknown) => {
+      deferred = { error };
+      finish(1);
+    },
+  );
+  const code = await exitCode;
+  if (deferred && 'error' in deferred) throw deferred.error;
+  return code;
 }
 
 /** MountHolder.hold with a typed error that says what to fix. */

@@ -67,6 +67,8 @@ export interface ResolvedImage {
 export interface ResolveOptions {
   /** Platform to pick from an image index; default `linux/<host arch>`. */
   platform?: Platform;
+  /** Called with the manifest or index the reference names as soon as it is in (e.g. to start related fetches). */
+  onTopManifest?: (top: RawManifest) => void;
 }
 
 export interface RangeOptions {

@@ -18,7 +18,9 @@ export type {
 } from './image-source.js';
 export { LayoutSource, OciArchiveSource, REF_NAME_ANNOTATION } from './layout-source.js';
 export { RegistrySource } from './registry-source.js';
-export { formatPlatform, hostPlatform, parsePlatform, selectPlatform } from './platform.js';
+export { hostPlatform, selectPlatform } from './platform.js';
+/** Re-exported from @clip/shared (where the CLI parses flags without loading HTTP clients). */
+export { DEFAULT_HOSTS_DIR, formatPlatform, parsePlatform, resolveHostsDir } from '@clip/shared';
 export { MEDIA_TYPE } from './media-types.js';
 export { ImageFormatError } from './errors.js';
 export { resolveCredentials, type CredentialOptions, type Credentials, type ResolvedCredentials } from './credentials.js';
@@ -104,7 +106,6 @@ export {
   type HostConfig,
   type LoadedHosts,
 } from './hosts/hosts-config.js';
-export { DEFAULT_HOSTS_DIR, resolveHostsDir } from './hosts/hosts-dir.js';
 export { DEFAULT_MIRROR_STALL_MS, MirroredSource, type MirrorOptions } from './hosts/mirrored-source.js';
 export type { HostStats } from './hosts/host-set.js';
 export { hostStatsPrometheus } from './hosts/host-metrics.js';

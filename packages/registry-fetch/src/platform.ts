@@ -1,5 +1,5 @@
 // Platforms (`os/arch[/variant]`) and choosing one manifest out of an image index.
-import { PlatformNotFoundError, UsageError } from '@clip/shared';
+import { formatPlatform, PlatformNotFoundError } from '@clip/shared';
 import type { Descriptor, Platform } from './image-source.js';
 
 const NODE_ARCH_TO_OCI: Record<string, string> = {
@@ -15,19 +15,6 @@ const NODE_ARCH_TO_OCI: Record<string, string> = {
 /** The platform of this machine, `linux/<arch>` in OCI spelling. */
 export function hostPlatform(): Platform {
   return { os: 'linux', architecture: NODE_ARCH_TO_OCI[process.arch] ?? process.arch };
-}
-
-export function formatPlatform(platform: Platform): string {
-  return `${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`;
-}
-
-export function parsePlatform(text: string): Platform {
-  const parts = text.split('/');
-  const [os, architecture, variant] = parts;
-  if (parts.length < 2 || parts.length > 3 || !os || !architecture || (parts.length === 3 && !variant)) {
-    throw new UsageError(`invalid platform ${JSON.stringify(text)}: expected os/arch[/variant], e.g. linux/amd64`);
-  }
-  return variant ? { os, architecture, variant } : { os, architecture };
 }
 
 // arm64 images usually say v8 or nothing; both mean the same thing.

@@ -94,6 +94,7 @@ export async function resolveImage(
   options: ResolveOptions = {},
 ): Promise<ResolvedImage> {
   const wanted = options.platform ?? hostPlatform();
+  options.onTopManifest?.(top);
   let current = top;
   let indexPart: Pick<ResolvedImage, 'indexDigest' | 'indexBytes' | 'indexMediaType'> = {};
   let platform: Platform | undefined;

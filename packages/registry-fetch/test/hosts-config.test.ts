@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostsConfigError, hostDirCandidates, loadHostsConfig, parseGoDuration, parseHostsToml } from '../src/hosts/hosts-config.js';
-import { resolveHostsDir } from '../src/hosts/hosts-dir.js';
+import { resolveHostsDir } from '@clip/shared';
 
 let root: string;
 

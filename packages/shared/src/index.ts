@@ -39,5 +39,6 @@ export { makeDirectories, writeFileAtomically } from './fs-atomic.js';
 export { redactUserinfo } from './redact.js';
 export { raceAbort } from './abort.js';
 export { escapeBytes, escapeName } from './printable.js';
-export type { Platform } from './platform.js';
+export { formatPlatform, parsePlatform, type Platform } from './platform.js';
+export { DEFAULT_HOSTS_DIR, resolveHostsDir } from './hosts-dir.js';
 export { parsePrefetchList, type PrefetchEntry } from './prefetch-list.js';

@@ -2,8 +2,7 @@
 // (The file is not called index.ts: that name is the command registry.)
 import type { Command } from 'commander';
 import type { IndexProgress, IndexSummary } from '@clip/indexer';
-import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
-import { parsePlatform } from '@clip/registry-fetch';
+import { createLogger, formatSize, parseSize, UsageError, parsePlatform } from '@clip/shared';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface IndexOptions {

@@ -5,7 +5,7 @@
 // until it is told to stop, the mount is detached from outside, or the supervisor is gone.
 // Several of these live one after the other on the same mount: each logs
 // `serving reads pid=…`; only the first logs `mounted`.
-import type { AttachMessage, ServerRole } from '@clip/mounter';
+import type { AttachMessage, PrepareMessage, ServerRole } from '@clip/mounter';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { DigestMismatchError, type Logger, UsageError } from '@clip/shared';
@@ -14,7 +14,12 @@ export interface ServeOptions {
   /** `<fd>:<active|standby>:<base64 FUSE_INIT>` from the supervisor. */
   connection: string;
   /** The archive location the supervisor resolved (file or URL): no second registry lookup. */
-  location: string;
+  location?: string;
+  /**
+   * Started while the supervisor was still looking the archive up: location, locationDigest,
+   * profile and profileDigest come in its `prepare` message.
+   */
+  deferred?: boolean;
   /** `sha256:<hex>` the file at `location` must still have (a resolved reference's archive). */
   locationDigest?: string;
   mountpoint: string;
@@ -71,7 +76,24 @@ class Turn {
   }
 }
 
+/** The supervisor's `prepare` message (listened for from the start: it may come at once). */
+function prepareMessage(): Promise<Partial<Pick<ServeOptions, 'location' | 'locationDigest' | 'profile' | 'profileDigest'>>> {
+  return new Promise((resolve) => {
+    const onMessage = (message: unknown) => {
+      if ((message as Partial<PrepareMessage>).kind !== 'prepare') return;
+      process.off('message', onMessage);
+      const text = (key: string) => {
+        const value = (message as Record<string, unknown>)[key];
+        return typeof value === 'string' ? { [key]: value } : {};
+      };
+      resolve({ ...text('location'), ...text('locationDigest'), ...text('profile'), ...text('profileDigest') });
+    };
+    process.on('message', onMessage);
+  });
+}
+
 export async function serveMount(options: ServeOptions): Promise<void> {
+  const prepared = options.deferred && process.send ? prepareMessage() : undefined;
   let connection: ReturnType<typeof parseConnection>;
   try {
     connection = parseConnection(options.connection);
@@ -101,7 +123,7 @@ export async function serveMount(options: ServeOptions): Promise<void> {
   const stopLeaving = () =>
     process.off('SIGINT', onSigint).off('SIGTERM', onSigterm).off('SIGHUP', onSighup).off('disconnect', onDisconnect);
   try {
-    await serve(options, connection, turn, () => {
+    await serve(options, prepared, connection, turn, () => {
       state.attached = true;
       stopLeaving();
     });
@@ -113,13 +135,22 @@ export async function serveMount(options: ServeOptions): Promise<void> {
   }
 }
 
-async function serve(options: ServeOptions, connection: { fd: number; init: Uint8Array }, turn: Turn, onAttach: () => void): Promise<void> {
-  const { logger, readMs, insecure, retries } = options;
+async function serve(
+  given: ServeOptions,
+  prepared: ReturnType<typeof prepareMessage> | undefined,
+  connection: { fd: number; init: Uint8Array },
+  turn: Turn,
+  onAttach: () => void,
+): Promise<void> {
+  const { logger, readMs, insecure, retries } = given;
   let generation = 1;
   // Listened for from the moment of attaching: a signal or an orphaning while mount() finishes
   // still unmounts right after.
   let stopRequested: Promise<string> = new Promise(() => {});
-  const { mount, openArchiveFetcher, openArchiveLocation } = await import('@clip/mounter');
+  // Loaded before waiting for a deferred location: that is what the wait overlaps.
+  const [{ mount, openArchiveFetcher, openArchiveLocation }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
+  const options: ServeOptions = prepared ? { ...given, ...(await prepared) } : given;
+  if (options.location === undefined) throw new UsageError('internal: a serving process was given no archive location');
   if (options.locationDigest) await checkDigest(options.location, options.locationDigest);
   const opened = await openArchiveLocation(options.location, { insecure, logger, timeoutMs: readMs, retries });
   const profile = options.profile && (await profileUnchanged(options.profile, options.profileDigest, logger)) ? options.profile : undefined;

@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { checkMountpoint, lockMountpoint } from '@clip/mounter';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
@@ -28,6 +27,7 @@ interface MountCommandOptions extends TrustFlags {
   standby: boolean;
   serveConnection?: string;
   serveLocation?: string;
+  serveDeferred?: boolean;
   serveLocationDigest?: string;
   serveProfile?: string;
   serveProfileDigest?: string;
@@ -71,6 +71,7 @@ export function register(program: Command): void {
     // Internal: how `clip mount` starts its serving processes (./mount-serve.ts).
     .addOption(new Option('--serve-connection <fd:role:init>').hideHelp())
     .addOption(new Option('--serve-location <location>').hideHelp())
+    .addOption(new Option('--serve-deferred').hideHelp())
     .addOption(new Option('--serve-location-digest <sha256:hex>').hideHelp())
     .addOption(new Option('--serve-profile <file>').hideHelp())
     .addOption(new Option('--serve-profile-digest <sha256:hex>').hideHelp());
@@ -103,13 +104,16 @@ export function register(program: Command): void {
       await serveMount({
         ...serving,
         connection: options.serveConnection,
-        location: options.serveLocation ?? archivePath,
+        ...(options.serveDeferred ? { deferred: true } : { location: options.serveLocation ?? archivePath }),
         ...(options.serveLocationDigest ? { locationDigest: options.serveLocationDigest } : {}),
         mountpoint,
         ...hostsDirOption(options),
       });
       return;
     }
+    // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
+    const [mounter, { resolveArchiveArgument }] = await Promise.all([import('@clip/mounter'), import('@clip/registry-fetch')]);
+    const { checkMountpoint, lockMountpoint, mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl } = mounter;
     // The supervisor decides which archive is trusted; serving processes open what it chose.
     const trust = await trustOptionsFrom(options);
     // Refuse a bad mountpoint before touching the network.
@@ -123,42 +127,76 @@ export function register(program: Command): void {
     if (options.allowNonEmpty && (await readdir(checked).catch(() => [])).length > 0) {
       logger.warn('mounting over a non-empty directory: its entries are hidden while mounted', { mountpoint: checked });
     }
-    // FUSE, HTTP and registry clients load here, not at startup: other commands skip them.
-    const [{ mountOptions, superviseMount, SERVER_CONNECTION_FD, isArchiveUrl }, { resolveArchiveArgument }] = await Promise.all([
-      import('@clip/mounter'),
-      import('@clip/registry-fetch'),
-    ]);
-    // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
-    const location = isArchiveUrl(archivePath)
-      ? archivePath
-      : await resolveArchiveArgument(archivePath, { logger, insecure: serving.insecure, ...trust, ...hostsDirOption(options) });
-    // Serving processes (also replacements, much later) reopen a resolved archive by path:
-    // they check it still has the bytes the trust checks passed.
-    const digest = location !== archivePath && !isArchiveUrl(location) ? await fileDigest(location) : undefined;
-    // The access profile published with the archive (kept next to it), unless a list was given or --no-prefetch.
-    const profilePath = options.prefetch === undefined && !isArchiveUrl(location) ? await profileNextTo(location) : undefined;
-    const profile = profilePath ? { path: profilePath, digest: await fileDigest(profilePath) } : undefined;
+    // The archive is looked up while the first serving process starts (its node start and module
+    // loading overlap the registry round trips); it gets the result as a `prepare` message.
+    let resolved: ResolvedLocation | undefined;
+    const resolving = resolveLocation(archivePath, options, {
+      isArchiveUrl,
+      resolve: (reference) =>
+        resolveArchiveArgument(reference, { logger, insecure: serving.insecure, ...trust, ...hostsDirOption(options) }),
+    }).then((value) => {
+      resolved = value;
+      return { ...value };
+    });
+    resolving.catch(() => {}); // superviseMount throws it (or fails to mount first)
     // This process holds the mount and never serves a read; serving children come and go
     // (see superviseMount in @clip/mounter and ./mount-serve.ts).
-    process.exitCode = await superviseMount({
-      mountpoint: checked,
-      options: mountOptions(),
-      standby: options.standby,
-      logger,
-      serverArgs: (init, role) => [
-        process.argv[1]!,
-        ...process.argv.slice(2),
-        '--serve-connection',
-        `${SERVER_CONNECTION_FD}:${role}:${init}`,
-        '--serve-location',
-        location,
-        ...(digest ? ['--serve-location-digest', digest] : []),
-        ...(profile ? ['--serve-profile', profile.path, '--serve-profile-digest', profile.digest] : []),
-      ],
-    });
-    await lock.release();
+    try {
+      process.exitCode = await superviseMount({
+        mountpoint: checked,
+        options: mountOptions(),
+        standby: options.standby,
+        logger,
+        deferred: resolving,
+        serverArgs: (init, role) => [
+          process.argv[1]!,
+          ...process.argv.slice(2),
+          '--serve-connection',
+          `${SERVER_CONNECTION_FD}:${role}:${init}`,
+          ...(resolved ? locationArgs(resolved) : ['--serve-deferred']),
+        ],
+      });
+    } finally {
+      await lock.release();
+    }
     setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
   });
+}
+
+/** What a serving process opens: the archive location, and the digests it must still have. */
+interface ResolvedLocation {
+  location: string;
+  locationDigest?: string;
+  profile?: string;
+  profileDigest?: string;
+}
+
+async function resolveLocation(
+  archivePath: string,
+  options: { prefetch?: string | false },
+  how: { isArchiveUrl(location: string): boolean; resolve(reference: string): Promise<string> },
+): Promise<ResolvedLocation> {
+  // A URL is read by range (data-carrying archives stay remote); a reference is downloaded.
+  const location = how.isArchiveUrl(archivePath) ? archivePath : await how.resolve(archivePath);
+  // Serving processes (also replacements, much later) reopen a resolved archive by path:
+  // they check it still has the bytes the trust checks passed.
+  const locationDigest = location !== archivePath && !how.isArchiveUrl(location) ? await fileDigest(location) : undefined;
+  // The access profile published with the archive (kept next to it), unless a list was given or --no-prefetch.
+  const profile = options.prefetch === undefined && !how.isArchiveUrl(location) ? await profileNextTo(location) : undefined;
+  return {
+    location,
+    ...(locationDigest ? { locationDigest } : {}),
+    ...(profile ? { profile, profileDigest: await fileDigest(profile) } : {}),
+  };
+}
+
+function locationArgs(resolved: ResolvedLocation): string[] {
+  return [
+    '--serve-location',
+    resolved.location,
+    ...(resolved.locationDigest ? ['--serve-location-digest', resolved.locationDigest] : []),
+    ...(resolved.profile ? ['--serve-profile', resolved.profile, '--serve-profile-digest', resolved.profileDigest!] : []),
+  ];
 }
 
 async function profileNextTo(archive: string): Promise<string | undefined> {

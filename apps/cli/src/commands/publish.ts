@@ -2,8 +2,7 @@
 // local layout and push the image concurrently, then publish the archive into the same
 // registry as an OCI artifact referring to the image (see docs/publish.md).
 import type { Command } from 'commander';
-import { createLogger, formatSize, parseSize, UsageError } from '@clip/shared';
-import { parsePlatform } from '@clip/registry-fetch';
+import { createLogger, formatSize, parseSize, UsageError, parsePlatform } from '@clip/shared';
 import type { PublishSummary } from '@clip/indexer';
 import { createPublishDisplay } from '../publish-progress.js';
 import { checkProfileRuntimeFlags, collectFlag, PROFILE_HELP, type ProfileFlags, profileRecorder } from '../profile-options.js';

@@ -3,8 +3,7 @@
 // signed, or a trusted referrer), download and verify it, cache it. `--list` shows every
 // candidate and whether it would be served.
 import type { Command } from 'commander';
-import { createLogger, formatSize } from '@clip/shared';
-import { parsePlatform } from '@clip/registry-fetch';
+import { createLogger, formatSize, parsePlatform } from '@clip/shared';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 

@@ -4,7 +4,6 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { openArchive } from '@clip/archive-format';
 import { createLogger, parseSize, UsageError } from '@clip/shared';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 import { addTrustOptions, trustOptionsFrom, type TrustFlags } from '../archive-trust/cli-options.js';
@@ -112,6 +111,7 @@ export function register(program: Command): void {
             logger,
             ...(insecure ? { insecure: true } : {}),
           });
+          const { openArchive } = await import('@clip/archive-format');
           const archive = openArchive(await readFile(pulled.path));
           return {
             imageRef: pulled.reference,

@@ -3,8 +3,7 @@
 // the fleet's first workers find the blobs there instead of at the origin.
 import { readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { type Digest, UsageError, createLogger, formatSize } from '@clip/shared';
-import { parsePlatform } from '@clip/registry-fetch';
+import { type Digest, UsageError, createLogger, formatSize, parsePlatform } from '@clip/shared';
 import { HOSTS_DIR_HELP, hostsDirOption } from '../hosts-option.js';
 
 interface WarmCommandOptions {

@@ -23,13 +23,14 @@ import {
   sha256Digest,
   silentLogger,
 } from '@clip/shared';
-import type { Descriptor, Platform, ResolvedImage } from '../image-source.js';
+import type { Descriptor, Platform, RawManifest, ResolvedImage } from '../image-source.js';
 import { listReferrers } from '../referrers.js';
 import { RegistrySource } from '../registry-source.js';
 import { parseIndexEntries } from '../resolve.js';
+import { isIndexMediaType } from '../media-types.js';
 import { ARCHIVE_ARTIFACT_TYPE, ArchiveNotPublishedError } from '../archive-artifact/artifact.js';
 import { cachedArchivePath, defaultArchiveCacheDir, writeFileAtomically } from '../archive-artifact/archive-cache.js';
-import { boundArtifacts } from './bound-index.js';
+import { BOUND_MANIFEST_ANNOTATION, boundArtifacts } from './bound-index.js';
 import { ArchiveUnboundError } from './errors.js';
 import { archiveSizeLimit, downloadArchiveBlob, readArchiveArtifact } from './fetch-archive.js';
 import { checkSignature } from './signature.js';
@@ -106,8 +107,13 @@ export interface CandidateReport {
   profileDigest?: Digest;
 }
 
+/** Bound artifact manifests fetched ahead (an index binds one per platform; more is unusual). */
+const MAX_PREFETCHED_ARTIFACTS = 4;
+
 interface Context {
   source: RegistrySource;
+  /** Manifests by digest, fetched at most once (bound artifacts start while the image resolves). */
+  manifest(digest: Digest): Promise<RawManifest>;
   image: ResolvedImage;
   expectation: BindingExpectation;
   limit: number;
@@ -136,10 +142,33 @@ function openContext(reference: string, options: LoadArchiveOptions) {
 
 async function resolveContext(reference: string, options: LoadArchiveOptions): Promise<Context> {
   const { ref, logger, source } = openContext(reference, options);
+  const manifests = new Map<Digest, Promise<RawManifest>>();
+  const manifest = (digest: Digest) => {
+    let fetching = manifests.get(digest);
+    if (!fetching) {
+      fetching = source.fetchManifest(digest);
+      fetching.catch(() => {}); // awaited by whoever needs it
+      manifests.set(digest, fetching);
+    }
+    return fetching;
+  };
+  // The index at the tag names the bound artifacts: their manifests come while the platform
+  // manifest and config are fetched (one round trip less before the archive download).
+  const onTopManifest = (top: RawManifest) => {
+    if (!isIndexMediaType(top.mediaType) || options.archiveDigest) return;
+    try {
+      const entries = parseIndexEntries(top.bytes, `image index ${top.digest}`);
+      const bound = entries.filter((entry) => entry.annotations?.[BOUND_MANIFEST_ANNOTATION] !== undefined);
+      for (const entry of bound.slice(0, MAX_PREFETCHED_ARTIFACTS)) void manifest(entry.digest);
+    } catch {
+      // A malformed index fails in resolve, with its own message.
+    }
+  };
   try {
-    const image = await source.resolve(options.platform ? { platform: options.platform } : {});
+    const image = await source.resolve({ ...(options.platform ? { platform: options.platform } : {}), onTopManifest });
     return {
       source,
+      manifest,
       image,
       expectation: {
         image,
@@ -217,7 +246,7 @@ async function accept(context: Context, candidate: Candidate): Promise<Accepted>
   if (!candidate.artifact) {
     blobDigest = options.archiveDigest!;
   } else {
-    const artifact = await readArchiveArtifact(source, candidate.artifact, image.manifestDigest, limit);
+    const artifact = await readArchiveArtifact(source, candidate.artifact, image.manifestDigest, limit, context.manifest);
     blobDigest = artifact.blob.digest;
     size = artifact.blob.size;
     if (options.verifyKeys?.length) {
@@ -253,10 +282,12 @@ async function accept(context: Context, candidate: Candidate): Promise<Accepted>
       `archive artifact ${candidate.artifact.digest} in ${source.reference}`,
     );
   }
+  const path = cachedArchivePath(context.cacheDir, archiveLocation(context), blobDigest);
+  // The profile comes while the archive downloads (it is checked against the artifact, not the archive).
+  const fetchingProfile = profile ? fetchProfile(source, profile, path, `archive artifact ${candidate.artifact?.digest}`) : undefined;
+  fetchingProfile?.catch(() => {}); // awaited below, unless the archive fails first
   const withProfile = async (accepted: Accepted): Promise<Accepted> =>
-    profile
-      ? { ...accepted, profile: await fetchProfile(source, profile, accepted.path, `archive artifact ${candidate.artifact?.digest}`) }
-      : accepted;
+    fetchingProfile ? { ...accepted, profile: await fetchingProfile } : accepted;
   const cached = await fromCache(context, blobDigest);
   if (cached) return withProfile({ ...cached, ...(signedBy ? { signedBy } : {}) });
   const bytes = await downloadArchiveBlob(source, blobDigest, size, limit);
@@ -265,7 +296,6 @@ async function accept(context: Context, candidate: Candidate): Promise<Accepted>
     bytes,
     `archive ${blobDigest}${candidate.artifact ? ` (artifact ${candidate.artifact.digest})` : ''} in ${source.reference}`,
   );
-  const path = cachedArchivePath(context.cacheDir, archiveLocation(context), blobDigest);
   return withProfile({ bytes, archive, blobDigest, fromCache: false, path, ...(signedBy ? { signedBy } : {}) });
 }
 

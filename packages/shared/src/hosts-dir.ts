@@ -1,5 +1,6 @@
 // Which containerd hosts directory applies: `--hosts-dir`, else $CLIP_HOSTS_DIR, else
 // containerd's default /etc/containerd/certs.d when it exists. An empty value turns mirrors off.
+// Here, not in @clip/registry-fetch, so the CLI resolves its flags without loading HTTP clients.
 import { statSync } from 'node:fs';
 
 export const DEFAULT_HOSTS_DIR = '/etc/containerd/certs.d';
