@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeOciLayout } from '../src/images/oci-layout.js';
-import { compressedExtent, linkSeconds, mergeRanges } from '../src/lower-bound/extent.js';
+import { mergeRanges } from '@clip/shared';
+import { compressedExtent, linkSeconds } from '../src/lower-bound/extent.js';
 import { computeLowerBound } from '../src/lower-bound/lower-bound.js';
 
 const work = mkdtempSync(join(tmpdir(), 'clipbench-lb-'));

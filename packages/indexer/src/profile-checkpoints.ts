@@ -8,7 +8,7 @@
 // Each read also ends a piece at the first boundary after it, so its fetch stops there instead of
 // at the next 128 KiB piece boundary.
 import type { ClipArchive } from '@clip/archive-format';
-import type { Digest, PrefetchEntry } from '@clip/shared';
+import { type Digest, lastAtOrBefore, mergeRanges, type PrefetchEntry } from '@clip/shared';
 import type { ExtraCuts } from './pipeline/layer-options.js';
 import type { BlockBoundaries } from './scan/gzip-boundaries.js';
 
@@ -29,34 +29,8 @@ export function profileLayerRanges(archive: ClipArchive, entries: readonly Prefe
     }
     byLayer.set(layer, list);
   }
-  for (const [layer, list] of byLayer) byLayer.set(layer, merge(list));
+  for (const [layer, list] of byLayer) byLayer.set(layer, mergeRanges(list));
   return byLayer;
-}
-
-function merge(ranges: Array<[number, number]>): Array<[number, number]> {
-  ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  const merged: Array<[number, number]> = [];
-  for (const [start, end] of ranges) {
-    const last = merged.at(-1);
-    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
-    else merged.push([start, end]);
-  }
-  return merged;
-}
-
-/** Index of the last element ≤ value (−1 when none). */
-function lastAtOrBefore(sorted: readonly number[], value: number): number {
-  let low = 0;
-  let high = sorted.length - 1;
-  let found = -1;
-  while (low <= high) {
-    const mid = (low + high) >> 1;
-    if (sorted[mid]! <= value) {
-      found = mid;
-      low = mid + 1;
-    } else high = mid - 1;
-  }
-  return found;
 }
 
 /**

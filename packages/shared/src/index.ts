@@ -42,3 +42,4 @@ export { escapeBytes, escapeName } from './printable.js';
 export { formatPlatform, parsePlatform, type Platform } from './platform.js';
 export { DEFAULT_HOSTS_DIR, resolveHostsDir } from './hosts-dir.js';
 export { parsePrefetchList, type PrefetchEntry } from './prefetch-list.js';
+export { lastAtOrBefore, mergeRanges } from './ranges.js';

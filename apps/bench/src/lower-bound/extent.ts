@@ -1,6 +1,7 @@
 // The lower bound of a cold start's download: the compressed bytes that hold what the workload
 // reads. Pure math over a layer's deflate block boundaries (the finest places decompression
 // can resume) and the workload's read ranges; `lower-bound.ts` feeds it real layers.
+import { lastAtOrBefore, mergeRanges } from '@clip/shared';
 
 /** Deflate block boundaries of one layer, ascending: compressed byte offset and uncompressed offset. */
 export interface BlockBoundaries {
@@ -9,33 +10,6 @@ export interface BlockBoundaries {
   /** Sizes of the whole layer (the last boundary's region ends there). */
   compressedSize: number;
   uncompressedSize: number;
-}
-
-/** Sorts and merges [start, end) ranges (end exclusive); touching ranges merge. */
-export function mergeRanges(ranges: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
-  const sorted = ranges.filter(([start, end]) => end > start).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  const merged: Array<[number, number]> = [];
-  for (const [start, end] of sorted) {
-    const last = merged.at(-1);
-    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
-    else merged.push([start, end]);
-  }
-  return merged;
-}
-
-/** Index of the last element ≤ value (−1 when none). */
-function lastAtOrBefore(sorted: readonly number[], value: number): number {
-  let low = 0;
-  let high = sorted.length - 1;
-  let found = -1;
-  while (low <= high) {
-    const mid = (low + high) >> 1;
-    if (sorted[mid]! <= value) {
-      found = mid;
-      low = mid + 1;
-    } else high = mid - 1;
-  }
-  return found;
 }
 
 /**

@@ -6,11 +6,11 @@ import { mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readArchiveFile } from '@clip/archive-format';
-import { parsePrefetchList } from '@clip/shared';
+import { mergeRanges, parsePrefetchList } from '@clip/shared';
 import { cacheRoot } from '../images/cache.js';
 import type { BuiltImage } from '../images/oci-layout.js';
 import { run } from '../util/exec.js';
-import { type BlockBoundaries, compressedExtent, mergeRanges } from './extent.js';
+import { type BlockBoundaries, compressedExtent } from './extent.js';
 
 const BLOCKS_TOOL = fileURLToPath(new URL('../../tools/checkpoint-sim/blocks.mjs', import.meta.url));
 

@@ -41,6 +41,8 @@ export interface ServeOptions {
   logger: Logger;
 }
 
+/** How long unmounting (cache flush, connections closed) may take before the process leaves anyway. */
+const UNMOUNT_BUDGET_MS = 10_000;
 /** After unmounting, give the event loop this long to drain before exiting anyway. */
 const EXIT_GRACE_MS = 3000;
 
@@ -227,7 +229,13 @@ async function serve(
   const forceExit = () => process.exit(1);
   process.once('SIGINT', forceExit);
   process.once('SIGTERM', forceExit);
-  await handle.unmount();
+  // Bounded: flushing caches or closing connections to a host that stopped answering must not
+  // keep an orphaned serving process alive (seen after a test stopped its mirror first).
+  const finished = await Promise.race([
+    handle.unmount().then(() => true),
+    new Promise<false>((resolve) => setTimeout(() => resolve(false), UNMOUNT_BUDGET_MS).unref()),
+  ]);
+  if (!finished) logger.warn('unmount cleanup did not finish in time; exiting anyway', { mountpoint: handle.mountpoint, ms: UNMOUNT_BUDGET_MS });
   const hostStats = fetcher.hostStats?.();
   process.stderr.write(`${JSON.stringify({ metrics: handle.metrics(), ...(hostStats ? { hosts: hostStats } : {}) })}\n`);
   logger.info('unmounted', { mountpoint: handle.mountpoint });

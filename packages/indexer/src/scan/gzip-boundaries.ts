@@ -1,8 +1,9 @@
 // Every deflate block boundary of a gzip layer (the finest places decompression can resume),
 // found with the same inflater events gzip-scan.ts uses, so an offset listed here is exactly
 // where a scan with that offset in `extraCheckpoints` puts a checkpoint. Output is discarded.
-import { ERROR_STALL, EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
+import { EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
 import { LayerFormatError } from '@clip/shared';
+import { inflateError } from './gzip-inflater.js';
 
 export interface BlockBoundaries {
   /**
@@ -33,11 +34,7 @@ export async function listGzipBoundaries(compressed: AsyncIterable<Uint8Array>, 
       let inPos = 0;
       while (inPos < chunk.length) {
         const count = inflater.run(chunk, inPos, out, outPos, events, ends);
-        if (count < 0) {
-          const at = chunkStart + ends[0]!;
-          if (count === ERROR_STALL) throw new LayerFormatError(`gzip stream stalls at byte ${at}`);
-          throw new LayerFormatError(`gzip stream is corrupt at byte ${at}: ${inflater.message() ?? `inflate error ${count}`}`);
-        }
+        if (count < 0) throw inflateError(count, chunkStart + ends[0]!, inflater);
         for (let e = 0; e < count * EVENT_STRIDE; e += EVENT_STRIDE) {
           const kind = events[e]!;
           if (kind !== EVENT_BOUNDARY && kind !== EVENT_MEMBER_START) continue;

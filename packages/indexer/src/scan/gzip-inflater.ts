@@ -2,8 +2,8 @@
 // portable pako one, with one warning per process. CLIP_GZIP_SCANNER=portable forces pako.
 // pako is loaded only when it is used (it is not needed to start a scan worker).
 import { isMainThread } from 'node:worker_threads';
-import { loadNativeZran, type GzipBlockInflater } from '@clip/native-zran';
-import { createLogger } from '@clip/shared';
+import { ERROR_STALL, loadNativeZran, type GzipBlockInflater } from '@clip/native-zran';
+import { createLogger, LayerFormatError } from '@clip/shared';
 
 export type GzipInflaterKind = 'native' | 'portable';
 
@@ -48,4 +48,10 @@ export async function createGzipInflater(
   const load = loadNativeZran();
   if (!load.ok) throw new Error(`native gzip scanner unavailable: ${load.reason}`);
   return new load.binding.GzipBlockInflater(options.validate === false ? { validate: false } : undefined);
+}
+
+/** The error for a negative GzipBlockInflater.run() result, at compressed byte `at`. */
+export function inflateError(count: number, at: number, inflater: GzipBlockInflater): LayerFormatError {
+  if (count === ERROR_STALL) return new LayerFormatError(`gzip stream stalls at byte ${at}`);
+  return new LayerFormatError(`gzip stream is corrupt at byte ${at}: ${inflater.message() ?? `inflate error ${count}`}`);
 }

@@ -5,8 +5,9 @@
 // (bit offset, uncompressed offset, the 32 KiB window before it); every member start is one too.
 // `extraCheckpoints` (uncompressed offsets of block boundaries, ascending; see
 // profile-checkpoints.ts) adds one exactly at each of those boundaries as well.
-import { ERROR_STALL, EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
+import { EVENT_BOUNDARY, EVENT_MEMBER_START, EVENT_STRIDE, type GzipBlockInflater } from '@clip/native-zran';
 import { LayerFormatError } from '@clip/shared';
+import { inflateError } from './gzip-inflater.js';
 import type { SpanRecorder } from './span-recorder.js';
 import type { ScanSink } from './scan-sink.js';
 
@@ -56,11 +57,7 @@ export async function scanGzip(
       let inPos = 0;
       while (inPos < chunk.length) {
         const count = inflater.run(chunk, inPos, out, outPos, events, ends);
-        if (count < 0) {
-          const at = chunkStart + ends[0]!;
-          if (count === ERROR_STALL) throw new LayerFormatError(`gzip stream stalls at byte ${at}`);
-          throw new LayerFormatError(`gzip stream is corrupt at byte ${at}: ${inflater.message() ?? `inflate error ${count}`}`);
-        }
+        if (count < 0) throw inflateError(count, chunkStart + ends[0]!, inflater);
         let consumedTo = inPos;
         for (let e = 0; e < count * EVENT_STRIDE; e += EVENT_STRIDE) {
           const kind = events[e]!;
