@@ -235,7 +235,8 @@ async function serve(
     handle.unmount().then(() => true),
     new Promise<false>((resolve) => setTimeout(() => resolve(false), UNMOUNT_BUDGET_MS).unref()),
   ]);
-  if (!finished) logger.warn('unmount cleanup did not finish in time; exiting anyway', { mountpoint: handle.mountpoint, ms: UNMOUNT_BUDGET_MS });
+  if (!finished)
+    logger.warn('unmount cleanup did not finish in time; exiting anyway', { mountpoint: handle.mountpoint, ms: UNMOUNT_BUDGET_MS });
   const hostStats = fetcher.hostStats?.();
   process.stderr.write(`${JSON.stringify({ metrics: handle.metrics(), ...(hostStats ? { hosts: hostStats } : {}) })}\n`);
   logger.info('unmounted', { mountpoint: handle.mountpoint });
