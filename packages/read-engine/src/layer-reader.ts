@@ -275,12 +275,17 @@ export class LayerReader {
     need: number,
     signal: AbortSignal | undefined,
     priority: ReadPriority,
+    mayRejoin = true,
   ): Promise<Buffer> {
     const key = spanKey(layer, index);
     // A read blocked on a span whose fetches are queued as background work: they go first now.
     if (priority === 'demand') this.#urgencies.get(key)?.urgency.promote();
+    // A decode this read joins may have started long before (e.g. while the registry was down,
+    // and stalled): if it fails, this read tries once more itself instead of failing with it.
+    const join = (promise: Promise<Buffer>) =>
+      raceAbort(mayRejoin ? promise.catch(() => this.#decodedSpan(layer, index, need, signal, priority, false)) : promise, signal);
     const pending = this.#inFlight.get(key);
-    if (pending && pending.covers >= need) return raceAbort(pending.promise, signal);
+    if (pending && pending.covers >= need) return join(pending.promise);
 
     let cachedLength = 0;
     if (this.#cache) {
@@ -293,7 +298,7 @@ export class LayerReader {
       this.#onEvent({ kind: 'cache-miss', key });
       // Another reader may have started the decode while we looked at an async cache.
       const raced = this.#inFlight.get(key);
-      if (raced && raced.covers >= need) return raceAbort(raced.promise, signal);
+      if (raced && raced.covers >= need) return join(raced.promise);
     }
 
     const partial = cachedLength > 0;

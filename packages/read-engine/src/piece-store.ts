@@ -99,6 +99,9 @@ export class PieceStore {
   async prefix(key: string, pieces: readonly PieceRange[], source: PieceFetch, from = 0): Promise<Buffer> {
     const state = this.#state(key);
     const waits: Array<Buffer | Promise<Buffer>> = [];
+    // Pieces another read is already fetching: if that fetch fails (it may have started while
+    // the registry was down, and stalled), this read tries once on its own instead of failing too.
+    const joined = new Set<number>();
     let runStart = -1;
     const flush = (runEnd: number) => {
       if (runStart < 0) return;
@@ -107,16 +110,29 @@ export class PieceStore {
     };
     for (let i = from; i < pieces.length; i++) {
       if (state.parts[i] || state.pending[i]) {
+        if (!state.parts[i]) joined.add(i);
         flush(i);
         continue;
       }
       if (runStart < 0) runStart = i;
     }
     flush(pieces.length);
-    for (let i = from; i < pieces.length; i++) waits.push(state.parts[i] ?? state.pending[i]!);
+    for (let i = from; i < pieces.length; i++) {
+      const held = state.parts[i];
+      const pending = state.pending[i]!;
+      waits.push(held ?? (joined.has(i) ? pending.catch(() => this.#ownAttempt(state, pieces, i, source)) : pending));
+    }
     const parts = await Promise.all(waits);
     this.#evict();
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Piece `index` after a joined fetch of it failed: held by now, being fetched again, or fetched here. */
+  #ownAttempt(state: SpanPieces, pieces: readonly PieceRange[], index: number, source: PieceFetch): Buffer | Promise<Buffer> {
+    const held = state.parts[index];
+    if (held) return held;
+    if (!state.pending[index]) this.#fetchRun(state, pieces, index, index + 1, source);
+    return state.pending[index]!;
   }
 
   /** Forgets a span's pieces (the span is complete, decoded, elsewhere). */

@@ -57,6 +57,32 @@ function setup(size = 1000, spanSize = 100, pieceSize = 25) {
 }
 
 describe('LayerReader', () => {
+  it('a read that joined a fetch which then fails tries once on its own (no EIO after the registry is back)', async () => {
+    const data = Buffer.alloc(400);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13 + 1) & 0xff;
+    const layer = plainLayer(data, 100, 25);
+    let down = true;
+    const requests: string[] = [];
+    const fetchRange = async (_digest: Digest, start: number, end: number) => {
+      requests.push(`${start}-${end}${down ? ' (down)' : ''}`);
+      if (down) {
+        // Stalls while the registry is down, then fails (the read timeout).
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        throw new Error('registry unavailable');
+      }
+      return Buffer.from(data.subarray(start, end));
+    };
+    const reader = new LayerReader({ layers: [layer] }, { fetchRange, codec: plainCodec });
+    const first = reader.read(0, 110, 10);
+    first.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    down = false; // the registry is back while the first fetch still hangs
+    const second = reader.read(0, 110, 10);
+    await expect(first).rejects.toThrow(/registry unavailable/);
+    expect(await second).toEqual(data.subarray(110, 120));
+    expect(requests.filter((r) => !r.endsWith('(down)')).length).toBe(1);
+  });
+
   it('reads ranges across spans and clamps at the layer end', async () => {
     const { data, reader } = setup();
     expect(await reader.read(0, 90, 30)).toEqual(data.subarray(90, 120));
