@@ -29,3 +29,4 @@ export { dataSectionFetchRange, FIRST_READ_BYTES, openArchiveFromSource, type Ar
 export { openFileByteSource } from './data-archive-file.js';
 /** The first 8 bytes of every archive: lets a reader refuse other blobs before downloading them. */
 export { MAGIC as ARCHIVE_MAGIC } from './binary-layout.js';
+export { layerRangesOf, type LayerRanges } from './layer-ranges.js';

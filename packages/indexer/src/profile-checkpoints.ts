@@ -7,31 +7,13 @@
 // its window (~11 KB fetched by range) and a table entry, so it is placed only when it saves more.
 // Each read also ends a piece at the first boundary after it, so its fetch stops there instead of
 // at the next 128 KiB piece boundary.
-import type { ClipArchive } from '@clip/archive-format';
-import { type Digest, lastAtOrBefore, mergeRanges, type PrefetchEntry } from '@clip/shared';
+import { type ClipArchive, layerRangesOf } from '@clip/archive-format';
+import { type Digest, lastAtOrBefore, type PrefetchEntry } from '@clip/shared';
 import type { ExtraCuts } from './pipeline/layer-options.js';
 import type { BlockBoundaries } from './scan/gzip-boundaries.js';
 
 /** A checkpoint is added when it saves more compressed bytes than this (its window is ~11 KB). */
 export const DEFAULT_CHECKPOINT_GAP = 32 * 1024;
-
-/** The profile's reads as uncompressed ranges of each layer (by archive layer index), merged and sorted. */
-export function profileLayerRanges(archive: ClipArchive, entries: readonly PrefetchEntry[]): Map<number, Array<[number, number]>> {
-  const byLayer = new Map<number, Array<[number, number]>>();
-  for (const entry of entries) {
-    const inode = archive.lookup(entry.path);
-    if (inode?.type !== 'file' || !inode.data) continue;
-    const { layer, offset } = inode.data;
-    const list = byLayer.get(layer) ?? [];
-    for (const [start, end] of entry.ranges ?? [[0, inode.size]]) {
-      const to = Math.min(end, inode.size);
-      if (to > start) list.push([offset + start, offset + to]);
-    }
-    byLayer.set(layer, list);
-  }
-  for (const [layer, list] of byLayer) byLayer.set(layer, mergeRanges(list));
-  return byLayer;
-}
 
 /**
  * Uncompressed offsets of the block boundaries that get an extra checkpoint, ascending.
@@ -82,9 +64,9 @@ export function profiledGzipLayers(
   entries: readonly PrefetchEntry[],
 ): Array<{ digest: Digest; ranges: Array<[number, number]>; existing: { uncompressed: number[]; compressed: number[] } }> {
   const result = [];
-  for (const [index, ranges] of profileLayerRanges(archive, entries)) {
-    const layer = archive.layers[index];
-    if (!layer || layer.compression !== 'gzip' || ranges.length === 0) continue;
+  for (const [index, ranges] of layerRangesOf(archive, entries).byLayer.entries()) {
+    const layer = archive.layers[index]!;
+    if (layer.compression !== 'gzip' || ranges.length === 0) continue;
     result.push({
       digest: layer.digest,
       ranges,

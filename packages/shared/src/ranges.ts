@@ -1,5 +1,6 @@
 // Half-open [start, end) ranges of byte offsets: merging them and searching sorted offsets.
-// Shared by the indexer's profile checkpoints and the bench's lower bound, which must agree.
+// Used by the archive's file-to-layer range mapping, the indexer's profile checkpoints and the
+// bench's lower bound, which must agree on what a workload reads.
 
 /** Sorts and merges [start, end) ranges (end exclusive); touching ranges merge; empty ones drop. */
 export function mergeRanges(ranges: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {

@@ -5,8 +5,8 @@
 import { mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readArchiveFile } from '@clip/archive-format';
-import { mergeRanges, parsePrefetchList } from '@clip/shared';
+import { layerRangesOf, readArchiveFile } from '@clip/archive-format';
+import { parsePrefetchList } from '@clip/shared';
 import { cacheRoot } from '../images/cache.js';
 import type { BuiltImage } from '../images/oci-layout.js';
 import { run } from '../util/exec.js';
@@ -61,23 +61,10 @@ async function deflateBlocks(blob: string, digest: string, compressedSize: numbe
 /** The lower bound for the reads in `recordFile`, through `archivePath` (any span size) into `image`'s layers. */
 export async function computeLowerBound(image: BuiltImage, archivePath: string, recordFile: string): Promise<LowerBound> {
   const archive = await readArchiveFile(archivePath);
-  const perLayer = archive.layers.map(() => [] as Array<[number, number]>);
-  let files = 0;
-  let unresolved = 0;
-  for (const entry of parsePrefetchList(await readFile(recordFile, 'utf8'))) {
-    const inode = archive.lookup(entry.path);
-    if (inode?.type !== 'file' || !inode.data) {
-      unresolved++;
-      continue;
-    }
-    files++;
-    const { layer, offset } = inode.data;
-    for (const [start, end] of entry.ranges ?? [[0, inode.size]])
-      perLayer[layer]!.push([offset + start, offset + Math.min(end, inode.size)]);
-  }
+  const { byLayer, files, unresolved } = layerRangesOf(archive, parsePrefetchList(await readFile(recordFile, 'utf8')));
   const layers: LayerLowerBound[] = [];
   for (const [index, layer] of archive.layers.entries()) {
-    const merged = mergeRanges(perLayer[index]!);
+    const merged = byLayer[index]!;
     const readBytes = merged.reduce((sum, [start, end]) => sum + (end - start), 0);
     let bytes: number;
     if (merged.length === 0) bytes = 0;

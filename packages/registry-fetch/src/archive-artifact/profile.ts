@@ -6,7 +6,7 @@
 // second signature over (profile, archive, manifest, storage).
 import { sign, type KeyObject } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { ClipError, type Digest, isClipError, sha256Digest, writeFileAtomically } from '@clip/shared';
+import { ClipError, type Digest, isClipError, parsePrefetchList, sha256Digest, writeFileAtomically } from '@clip/shared';
 import type { Descriptor } from '../image-source.js';
 import type { ArtifactManifest } from '../referrers.js';
 import type { RegistrySource } from '../registry-source.js';
@@ -38,10 +38,7 @@ export function profileSidecarPath(archivePath: string): string {
 
 /** Lines of a prefetch-list text that name a file. */
 export function countProfileFiles(bytes: Uint8Array): number {
-  return Buffer.from(bytes)
-    .toString('utf8')
-    .split('\n')
-    .filter((line) => line.trim() !== '' && !line.startsWith('#')).length;
+  return parsePrefetchList(Buffer.from(bytes).toString('utf8')).length;
 }
 
 /** Refuses a profile over MAX_PROFILE_BYTES (at publish: a runaway workload; at pull: a hostile registry). */
