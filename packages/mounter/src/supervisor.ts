@@ -110,8 +110,10 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   let replacement: Child | undefined;
   let resolveExit!: (code: number) => void;
   const exitCode = new Promise<number>((resolve) => (resolveExit = resolve));
-  /** undefined while options.deferred is pending; then its value, or the error that ends the mount. */
-  let deferred: { value: Record<string, unknown> } | { error: unknown } | undefined = options.deferred ? undefined : { value: {} };
+  /** options.deferred has not settled yet: children started now wait for its `prepare` message. */
+  let deferredPending = options.deferred !== undefined;
+  /** The rejection of options.deferred, which ends the mount. */
+  let deferredFailure: { error: unknown } | undefined;
 
   const finish = (code: number) => {
     if (finished) return;
@@ -145,7 +147,7 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
       exited: false,
       ready: false,
       replaced: false,
-      deferred: deferred === undefined,
+      deferred: deferredPending,
     };
     child.process.on('message', (message: unknown) => {
       const kind = (message as { kind?: unknown }).kind;
@@ -244,17 +246,18 @@ export async function superviseMount(options: SupervisorOptions): Promise<number
   promote(startChild('active'));
   options.deferred?.then(
     (value) => {
-      deferred = { value };
+      deferredPending = false;
       for (const child of [active, standby, replacement])
         if (child?.deferred && !child.exited) child.process.send({ ...value, kind: 'prepare' } satisfies PrepareMessage, () => {});
     },
     (error: unknown) => {
-      deferred = { error };
+      deferredPending = false;
+      deferredFailure = { error };
       finish(1);
     },
   );
   const code = await exitCode;
-  if (deferred && 'error' in deferred) throw deferred.error;
+  if (deferredFailure) throw deferredFailure.error;
   return code;
 }
 
