@@ -274,6 +274,16 @@ describe('clip publish --profile', () => {
   }, 120_000);
 });
 
+/** `pull-archive --list --json` of `ref` under the test's verify key: every candidate and its verdict. */
+async function listSigned(ref: string) {
+  const listed = await cli(['pull-archive', ref, '--list', '--json', '--verify-key', join(work, 'key.pub')]);
+  return (
+    JSON.parse(listed.stdout) as {
+      candidates: Array<{ artifactDigest: string; usable: boolean; profileDigest?: string; reason?: string }>;
+    }
+  ).candidates;
+}
+
 /** Pushes a copy of artifact `digest` in test/later whose profile layer is another blob; adds it to the referrers tag. */
 async function pushSwappedProfile(digest: string, subject: string): Promise<string> {
   const base = `http://${registry.host}/v2/test/later`;
@@ -349,17 +359,7 @@ describe('clip profile <ref>', () => {
     expect(bound.profile?.digest).toBe(summary.profile.digest);
     expect(parseProfile(await readFile(bound.profile!.path, 'utf8')).get('/data/b.bin')).toBe(`0-${B.length}`);
     // By manifest digest with --verify-key: the new artifact (archive + profile) is signed and usable.
-    const listed = await cli([
-      'pull-archive',
-      `${registry.host}/test/later@${summary.manifestDigest}`,
-      '--list',
-      '--json',
-      '--verify-key',
-      join(work, 'key.pub'),
-    ]);
-    const candidates = (
-      JSON.parse(listed.stdout) as { candidates: Array<{ artifactDigest: string; usable: boolean; profileDigest?: string }> }
-    ).candidates;
+    const candidates = await listSigned(`${registry.host}/test/later@${summary.manifestDigest}`);
     expect(candidates.find((c) => c.artifactDigest === summary.artifactDigest)).toMatchObject({
       usable: true,
       profileDigest: summary.profile.digest,
@@ -367,17 +367,7 @@ describe('clip profile <ref>', () => {
 
     // A referrer that keeps the signed annotations but swaps the profile layer: its profile signature fails.
     const swapped = await pushSwappedProfile(summary.artifactDigest, summary.manifestDigest);
-    const relisted = await cli([
-      'pull-archive',
-      `${registry.host}/test/later@${summary.manifestDigest}`,
-      '--list',
-      '--json',
-      '--verify-key',
-      join(work, 'key.pub'),
-    ]);
-    const report = (
-      JSON.parse(relisted.stdout) as { candidates: Array<{ artifactDigest: string; usable: boolean; reason?: string }> }
-    ).candidates.find((c) => c.artifactDigest === swapped);
+    const report = (await listSigned(`${registry.host}/test/later@${summary.manifestDigest}`)).find((c) => c.artifactDigest === swapped);
     expect(report?.usable).toBe(false);
     expect(report?.reason).toMatch(/the profile signature does not verify/);
 
