@@ -108,6 +108,23 @@ function check(out: string): { lines: string[]; wrong: string[] } {
   return { lines, wrong: lines.filter((line) => line.split(' ')[1] !== expected[Number(line.split(' ')[0])]) };
 }
 
+/**
+ * pacedReads on the running mount, every chunk right and present (asserted), then the mount
+ * stopped and its directory removed: the reads' lines, its exit metrics and its stderr.
+ */
+async function readAllThenUnmount(mountpoint: string, rotate: () => Promise<void>) {
+  const running = mount!;
+  const out = await pacedReads(mountpoint, rotate);
+  const { lines, wrong } = check(out);
+  expect(wrong, `${out}\n${running.stderr()}`).toEqual([]);
+  expect(lines).toHaveLength(CHUNKS);
+  const metrics = await running.stop();
+  const stderr = running.stderr();
+  mount = undefined;
+  await removeAll(mountpoint);
+  return { lines, wrong, metrics, stderr };
+}
+
 describe('a long-lived mount with expiring tokens and rotated credentials', () => {
   it('reads for ~20 s across 2 s tokens and a password rotation with 0 failed reads', async () => {
     const dockerConfig = join(work, 'docker');
@@ -123,14 +140,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
       await new Promise((resolve) => setTimeout(resolve, 300));
       await writeDockerConfig(dockerConfig, registry!.host, NEW_PASSWORD);
     };
-    const out = await pacedReads(mountpoint, rotate);
-    const { lines, wrong } = check(out);
-    expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
-    expect(lines).toHaveLength(CHUNKS);
-    const metrics = await mount.stop();
-    const stderr = mount.stderr();
-    mount = undefined;
-    await removeAll(mountpoint);
+    const { lines, wrong, metrics, stderr } = await readAllThenUnmount(mountpoint, rotate);
     expect(metrics?.['readErrors']).toBe(0);
     // Tokens really expired and were renewed many times, with the new password at the end.
     const granted = tokens!.log.filter((entry) => entry.granted && entry.user === USER);
@@ -166,14 +176,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
       await writeFile(secret, HELPER_PASSWORD);
     };
     const since = tokens!.log.length;
-    const out = await pacedReads(mountpoint, rotate);
-    const { lines, wrong } = check(out);
-    expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
-    expect(lines).toHaveLength(CHUNKS);
-    const metrics = await mount.stop();
-    const stderr = mount.stderr();
-    mount = undefined;
-    await removeAll(mountpoint);
+    const { lines, wrong, metrics, stderr } = await readAllThenUnmount(mountpoint, rotate);
     const granted = tokens!.log.slice(since).filter((entry) => entry.granted && entry.user === USER);
     console.info(`helper: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}`);
     expect(metrics?.['readErrors']).toBe(0);
@@ -215,13 +218,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
       mount = await startMount(strictArchive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
         env: { DOCKER_CONFIG: dockerConfig },
       });
-      const out = await pacedReads(mountpoint, async () => {});
-      const { lines, wrong } = check(out);
-      expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
-      expect(lines).toHaveLength(CHUNKS);
-      const metrics = await mount.stop();
-      mount = undefined;
-      await removeAll(mountpoint);
+      const { lines, wrong, metrics } = await readAllThenUnmount(mountpoint, async () => {});
       const granted = early.log.filter((entry) => entry.granted && entry.user === USER);
       console.info(`refused early: ${lines.length} reads, ${wrong.length} failed; tokens granted ${granted.length}`);
       expect(metrics?.['readErrors']).toBe(0);
@@ -246,14 +243,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
       await new Promise((resolve) => setTimeout(resolve, 300));
       await writeDockerConfig(dockerConfig, basicRegistry!.host, NEW_PASSWORD);
     };
-    const out = await pacedReads(mountpoint, rotate);
-    const { lines, wrong } = check(out);
-    expect(wrong, `${out}\n${mount.stderr()}`).toEqual([]);
-    expect(lines).toHaveLength(CHUNKS);
-    const metrics = await mount.stop();
-    const stderr = mount.stderr();
-    mount = undefined;
-    await removeAll(mountpoint);
+    const { lines, wrong, metrics, stderr } = await readAllThenUnmount(mountpoint, rotate);
     console.info(`basic: ${lines.length} reads, ${wrong.length} failed`);
     expect(metrics?.['readErrors']).toBe(0);
     expect(stderr).toMatch(/registry credentials changed/);
