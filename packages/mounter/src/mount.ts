@@ -191,15 +191,22 @@ async function mountLocked(options: MountOptions, logger: Logger, lock: MountLoc
       unmounting ??= (async () => {
         stopPrefetch.abort();
         guesses.stop();
-        await fuse.unmount();
-        reader.close();
-        // Cache writes run behind the reads: finish them, so the next mount finds the spans.
-        await reader.flush();
-        await disk?.flush();
-        await server?.close();
-        await recorder?.flush();
-        await fetcher.close?.();
+        let flushFailure: { error: unknown } | undefined;
+        try {
+          await fuse.unmount();
+          reader.close();
+          // Cache writes run behind the reads: finish them, so the next mount finds the spans.
+          await reader.flush();
+          await disk?.flush();
+        } catch (error) {
+          flushFailure = { error };
+        }
+        // Closed even when a flush failed (e.g. the cache directory was removed): a metrics port
+        // or a connection left open would keep the process alive after the mount is gone.
+        const closed = await Promise.allSettled([server?.close(), recorder?.flush(), fetcher.close?.()]);
         await lock.release();
+        if (flushFailure) throw flushFailure.error;
+        for (const result of closed) if (result.status === 'rejected') throw result.reason;
       })();
       return unmounting;
     },
