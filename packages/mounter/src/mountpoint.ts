@@ -63,13 +63,16 @@ export async function checkMountpoint(
     await forceUnmount(path);
     return checkMountpoint(path, { ...options, forceUnmountStale: false });
   }
-  if (await isMounted(path)) {
-    throw new MountpointError(path, `mountpoint ${path} is busy: something is already mounted there (unmount it first)`);
-  }
+  const busy = () =>
+    new MountpointError(path, `mountpoint ${path} is busy: something is already mounted there (unmount it first)`);
+  if (await isMounted(path)) throw busy();
   // Mounting over entries hides them until unmount: usually a wrong path, so say so.
   // (mount() logs a warning when it is allowed.)
   const entries = options.allowNonEmpty ? [] : await readdir(path).catch(() => [] as string[]);
   if (entries.length > 0) {
+    // Another mount may have landed between the check above and readdir (two mounts started
+    // together): the entries are its files, so the directory is busy, not non-empty.
+    if (await isMounted(path)) throw busy();
     throw new MountpointError(
       path,
       `mountpoint ${path} is not empty (${entries.length} entries, e.g. ${JSON.stringify(entries[0])}): ` +
