@@ -3,12 +3,11 @@
 // together, a non-empty mountpoint, and a listener-leak warning on reads with --cache-dir.
 // Real registry, the built cli in child processes, real FUSE mounts.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
+import { childExit, freePort, startRegistry, type RunningRegistry } from '@clip/testkit';
 import {
   CLI,
   prepareFixture,
@@ -42,10 +41,7 @@ async function mountCount(path: string): Promise<number> {
 
 async function exitOf(child: ChildProcess, ms: number): Promise<{ code: number | null; signal: string | null; ms: number }> {
   const started = Date.now();
-  if (child.exitCode !== null || child.signalCode !== null) return { code: child.exitCode, signal: child.signalCode, ms: 0 };
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
-  clearTimeout(timer);
+  const { code, signal } = await childExit(child, { killAfterMs: ms });
   return { code, signal, ms: Date.now() - started };
 }
 

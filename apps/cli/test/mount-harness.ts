@@ -7,7 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createArchive } from '@clip/indexer';
-import { buildFixture, type FixtureName, readTree, type RunningRegistry, skopeoCopy, type Tree, umociUnpack } from '@clip/testkit';
+import {
+  buildFixture,
+  childExit,
+  type FixtureName,
+  readTree,
+  type RunningRegistry,
+  skopeoCopy,
+  type Tree,
+  umociUnpack,
+} from '@clip/testkit';
 
 export const run = promisify(execFile);
 export const CLI = new URL('../dist/main.js', import.meta.url).pathname;
@@ -79,19 +88,14 @@ export async function startMount(
   });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const handle: RunningMount = {
     child,
     mountpoint,
     stderr: () => stderr,
     alive: () => child.exitCode === null && child.signalCode === null,
     async stop() {
-      if (handle.alive()) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      if (handle.alive()) child.kill('SIGTERM');
+      await childExit(child, { killAfterMs: 15_000 });
       await run('fusermount3', ['-uz', mountpoint]).catch(() => {});
       const line = stderr.split('\n').find((l) => l.startsWith('{"metrics"'));
       return line ? (JSON.parse(line) as { metrics: Record<string, number> }).metrics : undefined;
@@ -99,7 +103,7 @@ export async function startMount(
   };
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`mount did not come up in time:\n${stderr}`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`mount did not come up in time:\n${stderr}`)), 60_000);
       child.stderr!.on('data', () => {
         // The first serving process logs `serving reads` (its pid) right after `mounted`.
         if (/msg="mounted"/.test(stderr) && /msg="serving reads"/.test(stderr)) {

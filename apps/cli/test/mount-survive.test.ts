@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { buildLayout, type EntrySpec, startRegistry, type RunningRegistry } from '@clip/testkit';
+import { buildLayout, childExit, type EntrySpec, startRegistry, type RunningRegistry } from '@clip/testkit';
 import {
   prepareLayout,
   processGone,
@@ -233,7 +233,7 @@ it('a replacement refuses an archive that changed in the cache since clip mount 
     await copyFile(image.archive, `${cached}.planted`);
     await rename(`${cached}.planted`, cached);
     process.kill(servingPid(mount), 'SIGKILL');
-    const code = await new Promise<number | null>((resolve) => mount!.child.once('exit', resolve));
+    const { code } = await childExit(mount.child);
     expect(code).toBe(1);
     expect(mount.stderr()).toMatch(/digest mismatch for archive .*changed since clip mount checked it.*\[CLIP_E_DIGEST_MISMATCH\]/);
     expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mount.mountpoint} `);

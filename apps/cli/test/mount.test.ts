@@ -3,7 +3,16 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { diffTrees, FIXTURE_NAMES, type FixtureName, freePort, readTree, type RunningRegistry, startRegistry } from '@clip/testkit';
+import {
+  childExit,
+  diffTrees,
+  FIXTURE_NAMES,
+  type FixtureName,
+  freePort,
+  readTree,
+  type RunningRegistry,
+  startRegistry,
+} from '@clip/testkit';
 import {
   prepareFixture,
   processGone,
@@ -127,10 +136,7 @@ describe('clip mount', () => {
     const image = images.get('basic')!;
     const mount = await newMount(image);
     expect((await sh(`umount '${mount.mountpoint}'`)).code).toBe(0);
-    const code = await new Promise<number | null>((resolve) => {
-      if (!mount.alive()) resolve(mount.child.exitCode);
-      mount.child.once('exit', (exitCode) => resolve(exitCode));
-    });
+    const { code } = await childExit(mount.child);
     expect(code).toBe(0);
     expect(mount.stderr()).toMatch(/msg="unmounting" .*reason="detached from outside"/);
     expect(mount.stderr()).toMatch(/^\{"metrics":/m);
@@ -158,7 +164,7 @@ describe('clip mount', () => {
 
     const prefetched = await newMount(image, ['--prefetch', record]);
     // Wait (bounded) for the background prefetch to finish, then reading fetches nothing new.
-    for (let i = 0; i < 100 && !/prefetch finished/.test(prefetched.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 600 && !/prefetch finished/.test(prefetched.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
     expect(prefetched.stderr()).toMatch(/prefetch finished" files=3 failed=0/);
     const before = prefetched.stderr();
     for (const file of files) await sh(`cat '${prefetched.mountpoint}${file}' > /dev/null`);
@@ -167,7 +173,7 @@ describe('clip mount', () => {
     expect(metrics?.['prefetchedFiles']).toBe(3);
     expect(metrics?.['readErrors']).toBe(0);
     await removeAll(dir);
-  });
+  }, 180_000);
 });
 
 describe('clip mount refuses bad mountpoints', () => {

@@ -63,8 +63,7 @@ export async function checkMountpoint(
     await forceUnmount(path);
     return checkMountpoint(path, { ...options, forceUnmountStale: false });
   }
-  const busy = () =>
-    new MountpointError(path, `mountpoint ${path} is busy: something is already mounted there (unmount it first)`);
+  const busy = () => new MountpointError(path, `mountpoint ${path} is busy: something is already mounted there (unmount it first)`);
   if (await isMounted(path)) throw busy();
   // Mounting over entries hides them until unmount: usually a wrong path, so say so.
   // (mount() logs a warning when it is allowed.)

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type ArchiveContents, type DirEntry, encodeArchive, type Inode } from '@clip/archive-format';
 import type { Digest } from '@clip/shared';
-import { plainLayer } from '@clip/testkit';
+import { childExit, plainLayer } from '@clip/testkit';
 
 export const run = promisify(execFile);
 
@@ -123,9 +123,8 @@ export async function startChildMount(args: string[]): Promise<ChildMount> {
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`mount did not come up:\n${out}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`mount did not come up:\n${out}`)), 60_000);
     const check = () => {
       if (out.includes('mounted\n')) {
         clearTimeout(timer);
@@ -142,12 +141,8 @@ export async function startChildMount(args: string[]): Promise<ChildMount> {
     child,
     output: () => out,
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await childExit(child, { killAfterMs: 10_000 });
       const last = out.trim().split('\n').at(-1) ?? '';
       try {
         return JSON.parse(last) as Record<string, unknown>;

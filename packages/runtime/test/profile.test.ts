@@ -81,11 +81,16 @@ async function mountAndRead(ref: string, extra: string[], read: (mnt: string) =>
   const env = { CLIP_ARCHIVE_CACHE: join(dir, 'archives') };
   const mount = startCli(['mount', ref, mnt, ...extra], env);
   try {
-    for (let i = 0; i < 400 && !/msg="prefetch finished"|msg="serving reads"/.test(mount.output().stderr); i++)
-      await new Promise((r) => setTimeout(r, 25));
+    const waitFor = async (pattern: RegExp) => {
+      const deadline = Date.now() + 120_000;
+      while (!pattern.test(mount.output().stderr)) {
+        if (mount.child.exitCode !== null || Date.now() > deadline)
+          throw new Error(`mount never logged ${pattern}: ${mount.output().stderr}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
     // With a profile, wait for its prefetch to finish before the workload reads.
-    if (!extra.includes('--no-prefetch'))
-      for (let i = 0; i < 400 && !/msg="prefetch finished"/.test(mount.output().stderr); i++) await new Promise((r) => setTimeout(r, 25));
+    await waitFor(extra.includes('--no-prefetch') ? /msg="prefetch finished"|msg="serving reads"/ : /msg="prefetch finished"/);
     await read(mnt);
   } finally {
     mount.child.kill('SIGTERM');
@@ -158,7 +163,7 @@ describe('clip publish --profile', () => {
     // Every prefetched byte of a.txt and b.bin was used; busybox and the passwd files were only partly read here.
     expect(metrics['prefetchUsedBytes']).toBeGreaterThanOrEqual(A.length + B.length);
     expect(metrics['prefetchUsedBytes']! + metrics['prefetchWastedBytes']!).toBe(metrics['prefetchBytes']);
-  }, 60_000);
+  }, 180_000);
 
   it("clip run's image mount applies the profile; clip inspect shows it", async () => {
     const pool = new ImageMountPool({ stateDir: join(work, 'state') });
@@ -184,7 +189,7 @@ describe('clip publish --profile', () => {
     expect(text.stdout).toMatch(
       new RegExp(`^profile +${report.profile.digest} \\(.*, ${profile.size} files, .* of file data to prefetch\\)$`, 'm'),
     );
-  }, 60_000);
+  }, 180_000);
 
   it('pull-archive -o keeps the profile next to the file; clip profile <file> writes it there', async () => {
     const file = join(work, 'app.clip');
@@ -198,7 +203,7 @@ describe('clip publish --profile', () => {
     expect(listed.has('/data/b.bin')).toBe(false);
     const inspected = JSON.parse((await cli(['inspect', file, '--json'])).stdout) as { profile: { files: number } };
     expect(inspected.profile.files).toBe(listed.size);
-  }, 60_000);
+  }, 180_000);
 
   it('--no-prefetch fetches nothing ahead', async () => {
     const { stderr, metrics } = await mountAndRead(ref, ['--no-prefetch'], async (mnt) => {
@@ -208,7 +213,7 @@ describe('clip publish --profile', () => {
     expect(metrics['profileFiles']).toBe(0);
     expect(metrics['prefetchedFiles']).toBe(0);
     expect(metrics['prefetchBytes']).toBe(0);
-  }, 60_000);
+  }, 180_000);
 
   it('places a checkpoint where a profiled read starts: a fresh worker fetches less for it; --no-profile-checkpoints keeps the spans', async () => {
     // 4 MiB spans: without the profile's checkpoint the read deep in unread.bin inflates from the layer's start.

@@ -132,7 +132,7 @@ describe('CRI labels (Kubernetes pulls)', () => {
       // Remove (containerd's garbage collector) frees the directories and stops the mount.
       for (const key of ['k8s.io/3/pod-container', chain[1], chain[0]])
         expect((await client.call('Remove', { key })).code, `Remove ${key}`).toBe(0);
-      for (let i = 0; i < 50 && (await mountsUnder(options.stateDir)).length > 0; i++) await sleep(100);
+      for (let i = 0; i < 300 && (await mountsUnder(options.stateDir)).length > 0; i++) await sleep(100);
       expect(await mountsUnder(options.stateDir)).toEqual([]);
       expect(await readdir(join(options.root, 'snapshots'))).toEqual([]);
       expect(metricValue((await snapshotter?.metrics()) ?? '', 'clip_snapshotter_lazy_mounts')).toBe(0);

@@ -31,6 +31,7 @@ export { generateContent, type FileContent, type GeneratedContent } from './cont
 export { writeRawLayout, type RawLayout } from './raw-layout.js';
 export { chunked, tar, type RawMember } from './raw-tar.js';
 export { type RangeServer, startRangeServer } from './range-server.js';
+export { childExit, type ChildExit } from './child-exit.js';
 export { readTree } from './read-tree.js';
 export { freePort, htpasswdLine, startRegistry, type RegistryOptions, type RunningRegistry } from './registry.js';
 export { startTokenServer, type TokenServer } from './token-server.js';
