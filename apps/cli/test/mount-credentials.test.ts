@@ -5,7 +5,7 @@
 // password rotated: first at the token server, then in the mount's docker config.json.
 // Every read must succeed with the right bytes.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createArchive } from '@clip/indexer';
@@ -35,7 +35,13 @@ let mount: RunningMount | undefined;
 
 async function writeDockerConfig(dir: string, host: string, password: string): Promise<void> {
   const auth = Buffer.from(`${USER}:${password}`).toString('base64');
-  await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [host]: { auth } } }));
+  await writeAtomically(join(dir, 'config.json'), JSON.stringify({ auths: { [host]: { auth } } }));
+}
+
+/** As a credential rotation tool would: a reader never sees a half-written file. */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  await writeFile(`${path}.new`, text);
+  await rename(`${path}.new`, path);
 }
 
 beforeAll(async () => {
@@ -173,7 +179,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     const rotate = async () => {
       tokens!.setPassword(HELPER_PASSWORD);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      await writeFile(secret, HELPER_PASSWORD);
+      await writeAtomically(secret, HELPER_PASSWORD);
     };
     const since = tokens!.log.length;
     const { lines, wrong, metrics, stderr } = await readAllThenUnmount(mountpoint, rotate);

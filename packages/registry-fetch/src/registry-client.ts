@@ -302,11 +302,17 @@ export class RegistryClient {
     for (let attempt = 0; ; ) {
       let response: RegistryResponse;
       try {
-        const header = await auth.header(request.scopes);
         generation = auth.generation;
+        const header = await auth.header(request.scopes);
         response = await this.sendOnce(request, header);
       } catch (error) {
         if (request.signal?.aborted) throw error;
+        if (error instanceof AuthError && !rotationWaited) {
+          // The token server refused the credentials just read: as with a registry 401 below,
+          // a rotation may be half done (password changed, config not yet rewritten). Once.
+          rotationWaited = true;
+          if (await auth.awaitRotation(generation)) continue;
+        }
         if (this.options.insecure && !this.triedPlainHttp && this.base.protocol === 'https:' && this.isTlsMismatch(error)) {
           this.triedPlainHttp = true;
           this.base = new URL(`http://${this.base.host}`);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,48 @@ describe('bearer token auth against the real registry', () => {
       expect((wrong as Error).message).not.toContain('nope-wrong-9');
     } finally {
       await layout.close();
+    }
+  });
+
+  it('a token refused mid-rotation waits once for the rewritten credentials file, then reads', async () => {
+    // A private token server (no anonymous pulls) whose password changes a moment before the
+    // docker config is rewritten, as a rotation does.
+    const strict = await startTokenServer({ username: USER, password: PASSWORD, anonymous: false });
+    const reg = await startRegistry({
+      auth: { kind: 'token', realm: strict.realm, service: strict.service, issuer: strict.issuer, rootCertBundle: strict.rootCertBundle },
+    });
+    const dockerConfigDir = join(work, 'rotating');
+    const writeConfig = async (password: string) => {
+      const auth = Buffer.from(`${USER}:${password}`).toString('base64');
+      await writeFile(join(dockerConfigDir, 'config.json.new'), JSON.stringify({ auths: { [reg.host]: { auth } } }));
+      await rename(join(dockerConfigDir, 'config.json.new'), join(dockerConfigDir, 'config.json'));
+    };
+    try {
+      await mkdir(dockerConfigDir);
+      await writeConfig(PASSWORD);
+      const layout = await openImageSource(`oci:${join(work, 'layout')}:v1`);
+      try {
+        await pushImage(layout, `${reg.host}/tok/private:v1`, { env: {}, dockerConfigDir });
+      } finally {
+        await layout.close();
+      }
+      strict.setPassword('tok-Pw-rotated-2');
+      const rewritten = new Promise((resolve) => setTimeout(resolve, 300)).then(() => writeConfig('tok-Pw-rotated-2'));
+      // A fresh worker: its first token request uses the old password and is refused.
+      const source = await openImageSource(`${reg.host}/tok/private:v1`, { env: {}, dockerConfigDir });
+      try {
+        const image = await source.resolve();
+        expect(image.manifestDigest).toBe(built[0]!.topDigest);
+      } finally {
+        await source.close();
+        await rewritten;
+      }
+      const log = strict.log.filter((entry) => entry.user === USER);
+      expect(log.some((entry) => !entry.granted)).toBe(true);
+      expect(log.at(-1)).toMatchObject({ granted: true });
+    } finally {
+      await reg.stop();
+      await strict.stop();
     }
   });
 });

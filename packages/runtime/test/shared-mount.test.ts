@@ -161,7 +161,8 @@ describe('shared image mounts', () => {
     expect(listed).toMatchObject({ imageKey: first.imageKey, holders: ['snapshot:a', 'snapshot:b'], alive: true });
 
     process.kill(listed!.pid, 'SIGKILL');
-    for (let i = 0; i < 100 && (await pool.list())[0]?.alive; i++) await new Promise((r) => setTimeout(r, 20));
+    for (const deadline = Date.now() + 30_000; (await pool.list())[0]?.alive && Date.now() < deadline; )
+      await new Promise((r) => setTimeout(r, 20));
     expect((await pool.list())[0]?.alive).toBe(false);
     const third = await pool.acquire(image, 'snapshot:c');
     expect(third.reused).toBe(false);

@@ -130,14 +130,26 @@ function configYaml(
   return `${lines.join('\n')}\n`;
 }
 
-async function waitUntilServing(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+/** Thrown when the chosen port was taken between freePort() and the registry's bind. */
+class PortTakenError extends Error {}
+
+async function waitUntilServing(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`registry exited with code ${child.exitCode}`);
+    if (child.exitCode !== null) {
+      if (/address already in use/.test(output())) throw new PortTakenError(`${url}: address already in use`);
+      throw new Error(`registry exited with code ${child.exitCode}`);
+    }
     try {
-      const response = await fetch(`${url}/v2/`);
-      // 200 (anonymous) or 401 (auth configured) both mean the registry is serving.
-      if (response.status === 200 || response.status === 401) return;
+      // Bounded: a non-HTTP process holding the port can leave fetch waiting forever.
+      const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
+      // 200 (anonymous) or 401 (auth configured) both mean a registry is serving. It is ours
+      // if ours is still running a moment later (a lost bind makes it exit at once).
+      if (response.status === 200 || response.status === 401) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        if (child.exitCode === null) return;
+        continue;
+      }
     } catch {
       // not listening yet
     }
@@ -147,6 +159,18 @@ async function waitUntilServing(url: string, child: ChildProcess, timeoutMs: num
 }
 
 export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
+  // A port from freePort() can be taken by another process before the registry binds it
+  // (test files run in parallel): then try another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRegistryOnce(options);
+    } catch (error) {
+      if (!(error instanceof PortTakenError) || options.port !== undefined || attempt === 3) throw error;
+    }
+  }
+}
+
+async function startRegistryOnce(options: RegistryOptions): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'clip-registry-'));
   const storageDir = options.storageDir ?? join(dir, 'storage');
   const host = options.host ?? '127.0.0.1';
@@ -174,9 +198,12 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
 
   const url = `http://${host}:${port}`;
   try {
-    await waitUntilServing(url, child, 15_000);
+    await waitUntilServing(url, child, () => output, 30_000);
   } catch (error) {
     child.kill('SIGKILL');
+    await exited;
+    await rm(dir, { recursive: true, force: true });
+    if (error instanceof PortTakenError) throw error;
     throw new Error(`${(error as Error).message}\n${output}`);
   }
   return {
