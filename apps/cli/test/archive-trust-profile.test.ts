@@ -19,7 +19,7 @@ import {
   sha256,
   TOOL,
 } from './archive-trust-harness.js';
-import { removeAll, startMount, tempDir, type RunningMount } from './mount-harness.js';
+import { removeAll, startMount, tempDir, type RunningMount, stopMounts } from './mount-harness.js';
 
 const PROFILE_MEDIA_TYPE = 'application/vnd.clip.profile.v1';
 const WINDOWS_MEDIA_TYPE = 'application/vnd.clip.windows.v1';
@@ -54,12 +54,7 @@ beforeAll(async () => {
   await writeFile(keys.publicPem, pair.publicKey.export({ type: 'spki', format: 'pem' }));
 }, 120_000);
 
-afterEach(async () => {
-  for (const mount of mounts.splice(0)) {
-    await mount.stop();
-    await removeAll(mount.mountpoint);
-  }
-});
+afterEach(() => stopMounts(mounts));
 
 afterAll(async () => {
   await registry?.stop();

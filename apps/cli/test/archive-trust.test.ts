@@ -30,7 +30,7 @@ import {
   sha256,
   TOOL,
 } from './archive-trust-harness.js';
-import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
+import { removeAll, sh, startMount, tempDir, type RunningMount, stopMounts } from './mount-harness.js';
 
 let work: string;
 let registryA: RunningRegistry;
@@ -65,12 +65,7 @@ beforeAll(async () => {
   await writeFile(keys.otherPublicPem, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
 }, 120_000);
 
-afterEach(async () => {
-  for (const mount of mounts.splice(0)) {
-    await mount.stop();
-    await removeAll(mount.mountpoint);
-  }
-});
+afterEach(() => stopMounts(mounts));
 
 afterAll(async () => {
   await Promise.all([registryA?.stop(), registryB?.stop()]);

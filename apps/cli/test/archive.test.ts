@@ -5,7 +5,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildFixture, diffTrees, type RangeServer, readTree, startRangeServer, type Tree, umociUnpack } from '@clip/testkit';
-import { removeAll, runCli, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
+import { removeAll, runCli, sh, startMount, tempDir, type RunningMount, stopMounts } from './mount-harness.js';
 
 const BLOCK = 64 * 1024;
 let work: string;
@@ -60,12 +60,7 @@ beforeAll(async () => {
   server = await startRangeServer(new Map([['dir.clip', dirArchive]]));
 }, 120_000);
 
-afterEach(async () => {
-  for (const mount of mounts.splice(0)) {
-    await mount.stop();
-    await removeAll(mount.mountpoint);
-  }
-});
+afterEach(() => stopMounts(mounts));
 
 afterAll(async () => {
   await server?.close();

@@ -178,3 +178,11 @@ export async function sh(script: string, timeoutMs = 60_000): Promise<{ code: nu
 export async function removeAll(dir: string | undefined): Promise<void> {
   if (dir) await rm(dir, { recursive: true, force: true }).catch(() => {});
 }
+
+/** Stops the mounts a test started and removes their mountpoints (an afterEach). */
+export async function stopMounts(mounts: RunningMount[]): Promise<void> {
+  for (const mount of mounts.splice(0)) {
+    await mount.stop();
+    await removeAll(mount.mountpoint);
+  }
+}

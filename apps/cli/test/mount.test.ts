@@ -24,6 +24,7 @@ import {
   tempDir,
   type PreparedImage,
   type RunningMount,
+  stopMounts,
 } from './mount-harness.js';
 
 const FIXTURES = FIXTURE_NAMES.filter((name): name is Exclude<FixtureName, 'multiarch'> => name !== 'multiarch');
@@ -50,12 +51,7 @@ beforeAll(async () => {
   for (const name of FIXTURES) images.set(name, await prepareFixture(registry, work, name));
 });
 
-afterEach(async () => {
-  for (const mount of mounts.splice(0)) {
-    await mount.stop();
-    await removeAll(mount.mountpoint);
-  }
-});
+afterEach(() => stopMounts(mounts));
 
 afterAll(async () => {
   await registry?.stop();

@@ -21,7 +21,7 @@ import {
   type Tree,
   umociUnpack,
 } from '@clip/testkit';
-import { removeAll, runCli, startMount, tempDir, type RunningMount } from './mount-harness.js';
+import { removeAll, runCli, startMount, tempDir, type RunningMount, stopMounts } from './mount-harness.js';
 
 const WINDOWS_MEDIA_TYPE = 'application/vnd.clip.windows.v1';
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -97,12 +97,7 @@ beforeAll(async () => {
   expected = tree;
 }, 120_000);
 
-afterEach(async () => {
-  for (const mount of mounts.splice(0)) {
-    await mount.stop();
-    await removeAll(mount.mountpoint);
-  }
-});
+afterEach(() => stopMounts(mounts));
 
 afterAll(async () => {
   await proxy?.stop();

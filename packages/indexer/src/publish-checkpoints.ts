@@ -4,7 +4,7 @@
 // not read, and zstd or plain layers, keep their checkpoints.
 import { readArchiveFile } from '@clip/archive-format';
 import type { ImageSource } from '@clip/registry-fetch';
-import { type Digest, type Logger, parsePrefetchList } from '@clip/shared';
+import { type Digest, forEachConcurrent, type Logger, parsePrefetchList } from '@clip/shared';
 import type { ExtraCuts } from './pipeline/layer-options.js';
 import { placeCheckpoints, profiledGzipLayers } from './profile-checkpoints.js';
 import { listGzipBoundaries } from './scan/gzip-boundaries.js';
@@ -23,24 +23,20 @@ export async function placeProfileCheckpoints(options: {
   const layers = profiledGzipLayers(archive, entries);
   const placed = new Map<Digest, ExtraCuts>();
   // Two layers at a time: listing boundaries is one inflate pass, CPU-bound.
-  const queue = [...layers];
-  const worker = async () => {
-    for (let layer = queue.shift(); layer; layer = queue.shift()) {
-      const blob = await options.source.openBlob(layer.digest);
-      const blocks = await listGzipBoundaries(blob, await createGzipInflater(undefined, { validate: false }));
-      const cuts = placeCheckpoints(blocks, layer.ranges, layer.existing, options.gap !== undefined ? { gap: options.gap } : {});
-      options.logger.debug('profile checkpoints placed', {
-        layer: layer.digest,
-        reads: layer.ranges.length,
-        blocks: blocks.uncompressed.length,
-        checkpoints: layer.existing.uncompressed.length,
-        added: cuts.checkpoints.length,
-        piece_ends: cuts.pieceEnds.length,
-      });
-      if (cuts.checkpoints.length + cuts.pieceEnds.length > 0) placed.set(layer.digest, cuts);
-    }
-  };
-  await Promise.all([worker(), worker()]);
+  await forEachConcurrent(layers, 2, async (layer) => {
+    const blob = await options.source.openBlob(layer.digest);
+    const blocks = await listGzipBoundaries(blob, await createGzipInflater(undefined, { validate: false }));
+    const cuts = placeCheckpoints(blocks, layer.ranges, layer.existing, options.gap !== undefined ? { gap: options.gap } : {});
+    options.logger.debug('profile checkpoints placed', {
+      layer: layer.digest,
+      reads: layer.ranges.length,
+      blocks: blocks.uncompressed.length,
+      checkpoints: layer.existing.uncompressed.length,
+      added: cuts.checkpoints.length,
+      piece_ends: cuts.pieceEnds.length,
+    });
+    if (cuts.checkpoints.length + cuts.pieceEnds.length > 0) placed.set(layer.digest, cuts);
+  });
   const added = [...placed.values()].reduce((sum, cuts) => sum + cuts.checkpoints.length, 0);
   const pieceEnds = [...placed.values()].reduce((sum, cuts) => sum + cuts.pieceEnds.length, 0);
   options.logger.info('checkpoints placed at the profile reads', {

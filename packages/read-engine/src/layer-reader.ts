@@ -10,7 +10,7 @@
 // `compressedKey`), so that decode fetches only the pieces it lacks; a piece being fetched is
 // never fetched twice. Cache stores do not hold up reads (`flush` awaits them).
 // Over 400 lines on purpose: the read path's coordination (caches, in-flight spans, live decoders, priorities) in one class.
-import { type Digest, LayerFormatError, NotAFileError, raceAbort } from '@clip/shared';
+import { type Digest, forEachConcurrent, LayerFormatError, NotAFileError, raceAbort } from '@clip/shared';
 import type { ArchiveLayer, FetchRange, Inode } from '@clip/archive-format';
 import { defaultSpanCodec, spanDecoderFor, type SpanCodec } from './span-codec.js';
 import { PieceStore, type PieceRange } from './piece-store.js';
@@ -233,23 +233,19 @@ export class LayerReader {
         else known.need = Math.max(known.need, need);
       }
     }
-    const queue = [...needs.values()];
     const { signal } = options;
     let spans = 0;
     let failed = 0;
-    const worker = async () => {
-      for (let item = queue.shift(); item && !signal?.aborted; item = queue.shift()) {
-        try {
-          await this.#decodedSpan(item.layer, item.index, item.need, signal, options.priority ?? 'background');
-          spans++;
-        } catch (error) {
-          failed++;
-          options.onError?.(error);
-        }
+    const fetchSpan = async (item: { layer: ArchiveLayer; index: number; need: number }) => {
+      try {
+        await this.#decodedSpan(item.layer, item.index, item.need, signal, options.priority ?? 'background');
+        spans++;
+      } catch (error) {
+        failed++;
+        options.onError?.(error);
       }
     };
-    const workers = Math.max(1, Math.min(options.concurrency ?? 1, queue.length));
-    await Promise.all(Array.from({ length: workers }, worker));
+    await forEachConcurrent(needs.values(), options.concurrency ?? 1, fetchSpan, signal ? { signal } : {});
     return { spans, failed };
   }
 

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import {
   type Digest,
   DigestMismatchError,
+  forEachConcurrent,
   formatImageReference,
   parseRegistryReference,
   RegistryError,
@@ -335,17 +336,6 @@ async function plan(source: ImageSource, manifest: RawManifest, into: PushPlan, 
   into.manifests.push(manifest);
 }
 
-async function inParallel<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await work(item);
-    }
-  });
-  await Promise.all(workers);
-}
-
 /**
  * Copies the image `source` names (all platforms of an index) into `target`
  * (`host/repo:tag`). Blobs already present are not uploaded again.
@@ -372,7 +362,7 @@ export async function pushImage(source: ImageSource, target: string | RegistryRe
 
     const mountFrom = source instanceof RegistrySource && source.ref.registry === ref.registry ? source.ref.repository : undefined;
     const counts = { uploaded: 0, skipped: 0, mounted: 0 };
-    await inParallel([...work.blobs.entries()], concurrency ?? 3, async ([digest, size]) => {
+    await forEachConcurrent([...work.blobs.entries()], concurrency ?? 3, async ([digest, size]) => {
       let sent = 0;
       const result = await pushBlob(
         destination,

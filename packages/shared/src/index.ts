@@ -1,5 +1,6 @@
 // @clip/shared: the vocabulary every package speaks — typed errors, logfmt logging, digests,
-// sizes, image references, atomic file writes. Nothing here knows about archives or layers.
+// sizes, image references, atomic file writes, byte ranges, bounded concurrency. Nothing here
+// knows about archives or layers.
 export {
   ArchiveFormatError,
   AuthError,
@@ -43,3 +44,4 @@ export { formatPlatform, parsePlatform, type Platform } from './platform.js';
 export { DEFAULT_HOSTS_DIR, resolveHostsDir } from './hosts-dir.js';
 export { parsePrefetchList, type PrefetchEntry } from './prefetch-list.js';
 export { lastAtOrBefore, mergeRanges } from './ranges.js';
+export { forEachConcurrent } from './concurrency.js';

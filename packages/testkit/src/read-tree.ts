@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileType } from '@clip/archive-format';
+import { forEachConcurrent } from '@clip/shared';
 import type { Tree, TreeNode } from './tree.js';
 
 export interface ReadTreeOptions {
@@ -162,14 +163,10 @@ export async function readTree(root: string, options: ReadTreeOptions = {}): Pro
   await visit('/', root);
 
   if (options.hash ?? true) {
-    const queue = [...files];
-    const worker = async () => {
-      for (let item = queue.shift(); item; item = queue.shift()) {
-        const node = nodes.get(item.path);
-        if (node) node.sha256 = await sha256File(item.abs);
-      }
-    };
-    await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker));
+    await forEachConcurrent(files, options.concurrency ?? 8, async (item) => {
+      const node = nodes.get(item.path);
+      if (node) node.sha256 = await sha256File(item.abs);
+    });
   }
 
   if (options.xattrs ?? true) {

@@ -9,6 +9,7 @@
 // resumes by Range) and verified.
 import {
   type Digest,
+  forEachConcurrent,
   LayerNotFoundError,
   TimeoutError,
   UsageError,
@@ -118,14 +119,6 @@ async function triggerFill(host: RegistryHost, digest: Digest, timeoutMs: number
   );
 }
 
-async function bounded<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await task(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
 export async function warmMirrors(reference: string | RegistryReference, options: WarmOptions): Promise<WarmResult> {
   const logger: Logger = options.logger ?? silentLogger;
   const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
@@ -180,7 +173,7 @@ export async function warmMirrors(reference: string | RegistryReference, options
         logger.warn('mirror could not serve the manifest', { mirror: warmed.mirror, error: (error as Error).message });
         continue;
       }
-      await bounded(blobs, concurrency ?? 4, async (digest) => {
+      await forEachConcurrent(blobs, concurrency ?? 4, async (digest) => {
         try {
           if (!options.readThrough && (await triggerFill(host, digest, options.fillTimeoutMs ?? 600_000))) warmed.alreadyCached++;
           const bytes = await readWhole(host, digest, logger);
