@@ -68,14 +68,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   await pool.checkStateDir();
   await runtime.check();
   await pruneContainers(pool, runtime, logger);
-  const dir = join(pool.stateDir, 'containers', id);
-  // mkdir without `recursive` is the atomic claim of the name: two runs with one --name cannot both get it.
-  await mkdir(join(pool.stateDir, 'containers'), { recursive: true });
-  await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'EEXIST')
-      throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
-    throw new StateDirError(`cannot create ${dir}: ${error.message}`, { cause: error });
-  });
+  const dir = await claimContainerDir(pool, id);
 
   // A signal before the container runs cancels the start, with the same cleanup.
   let cancelled: NodeJS.Signals | undefined;
@@ -92,7 +85,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
   let preparedMs = 0;
   let keptUpper: string | undefined;
   let cleanupStart = 0;
-  let cleanupError: Error | undefined;
+  let cleanupError: string | undefined;
   try {
     // Who runs this container: a later clip run cleans up after a clip run that was killed.
     await writeFileAtomically(join(dir, OWNER_FILE), Buffer.from(`${JSON.stringify({ pid: process.pid, image })}\n`));
@@ -131,22 +124,7 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
     for (const signal of SIGNALS) process.off(signal, cancel);
     cleanupStart = performance.now();
     if (!bundle) await rm(dir, { recursive: true, force: true });
-    if (bundle) {
-      // Cleanup must finish even when the user presses Ctrl-C again.
-      const hold = () => logger.warn('cleaning up the container; please wait', { id });
-      for (const signal of SIGNALS) process.on(signal, hold);
-      try {
-        await runtime.delete(id);
-        keptUpper = (await removeBundle(pool, dir, { keepUpper: options.keep ?? false, lazyUnmount: true })).keptUpper;
-        await rm(dir, { recursive: true, force: true });
-      } catch (error) {
-        // Reported, but the container's exit code stays the result: scripts depend on it.
-        cleanupError = error as Error;
-        logger.error('cleaning up the container failed', { id, error: cleanupError.message });
-      } finally {
-        for (const signal of SIGNALS) process.off(signal, hold);
-      }
-    }
+    else ({ keptUpper, cleanupError } = await removeContainer(pool, runtime, id, dir, options.keep ?? false, logger));
   }
   const lease = bundle!.lease;
   const end = performance.now();
@@ -168,11 +146,53 @@ export async function runContainer(pool: ImageMountPool, image: string, options:
     },
     ...(fetchedBefore !== undefined && fetchedAfter !== undefined ? { fetchedBytes: fetchedAfter - fetchedBefore } : {}),
     ...(keptUpper ? { keptUpper } : {}),
-    ...(cleanupError ? { cleanupError: cleanupError.message } : {}),
+    ...(cleanupError ? { cleanupError } : {}),
   };
 }
 
 const OWNER_FILE = 'clip-run.json';
+
+/** Creates the container's state directory; mkdir without `recursive` is the atomic claim of the name (two runs with one --name cannot both get it). */
+async function claimContainerDir(pool: ImageMountPool, id: string): Promise<string> {
+  const dir = join(pool.stateDir, 'containers', id);
+  await mkdir(join(pool.stateDir, 'containers'), { recursive: true });
+  await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EEXIST')
+      throw new StateDirError(`a container named ${id} exists in ${pool.stateDir} (${dir}); pick another --name or remove it`);
+    throw new StateDirError(`cannot create ${dir}: ${error.message}`, { cause: error });
+  });
+  return dir;
+}
+
+/**
+ * Deletes the runtime's container, removes its bundle (overlay, state; the upper directory kept
+ * with `keep`) and releases its hold on the mount. A failure is reported, not thrown: the
+ * container's exit code stays the result, scripts depend on it.
+ */
+async function removeContainer(
+  pool: ImageMountPool,
+  runtime: OciRuntime,
+  id: string,
+  dir: string,
+  keep: boolean,
+  logger: Logger,
+): Promise<{ keptUpper?: string; cleanupError?: string }> {
+  // Cleanup must finish even when the user presses Ctrl-C again.
+  const hold = () => logger.warn('cleaning up the container; please wait', { id });
+  for (const signal of SIGNALS) process.on(signal, hold);
+  try {
+    await runtime.delete(id);
+    const { keptUpper } = await removeBundle(pool, dir, { keepUpper: keep, lazyUnmount: true });
+    await rm(dir, { recursive: true, force: true });
+    return keptUpper ? { keptUpper } : {};
+  } catch (error) {
+    const message = (error as Error).message;
+    logger.error('cleaning up the container failed', { id, error: message });
+    return { cleanupError: message };
+  } finally {
+    for (const signal of SIGNALS) process.off(signal, hold);
+  }
+}
 
 /**
  * Removes containers whose `clip run` died without cleaning up (SIGKILL, crash): the runtime's
