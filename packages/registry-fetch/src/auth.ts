@@ -67,11 +67,6 @@ export class Authenticator {
     private readonly logger: Logger = silentLogger,
   ) {}
 
-  /** What the registry last asked for; undefined until the first 401. */
-  get scheme(): Challenge['scheme'] | undefined {
-    return this.challenge?.scheme;
-  }
-
   /** Where the credentials came from, for error messages (`anonymous` when none). */
   describeCredentials(): string {
     return this.credentials ? `credentials from ${this.credentials.source}` : 'anonymous';

@@ -299,12 +299,13 @@ export class RegistryClient {
     let authRetried = false;
     let rotationWaited = false;
     let generation = auth.generation;
+    let sentAuthorization: string | undefined;
     for (let attempt = 0; ; ) {
       let response: RegistryResponse;
       try {
         generation = auth.generation;
-        const header = await auth.header(request.scopes);
-        response = await this.sendOnce(request, header);
+        sentAuthorization = await auth.header(request.scopes);
+        response = await this.sendOnce(request, sentAuthorization);
       } catch (error) {
         if (request.signal?.aborted) throw error;
         if (error instanceof AuthError && !rotationWaited) {
@@ -330,10 +331,12 @@ export class RegistryClient {
 
       if (response.status === 401 && !authRetried) {
         authRetried = true;
-        const hadChallenge = auth.scheme !== undefined;
         await this.discard(response);
         if (auth.accept(response.headers['www-authenticate'])) {
-          if (hadChallenge) await auth.invalidate();
+          // Refused with a token or password: drop tokens, re-read credentials. A request sent
+          // before any challenge was known (several start at once) only learned the challenge:
+          // invalidating then would throw away the token another request just fetched.
+          if (sentAuthorization !== undefined) await auth.invalidate();
           continue;
         }
         throw new AuthError(`${this.describe()}: ${request.what}: HTTP 401 without a usable WWW-Authenticate challenge`);

@@ -81,6 +81,28 @@ describe('bearer token auth against the real registry', () => {
     }
   });
 
+  it('requests started together before the challenge is known share one token', async () => {
+    // Eight blob checks go out at once and all meet the 401 challenge; each learns it, and
+    // only a request refused *with* a token may throw the fetched token away.
+    const layers = Array.from({ length: 8 }, (_, i) => filesLayer({ [`f${i}`]: `${i}\n` }));
+    await buildLayout(join(work, 'wide'), { tag: 'v1', layers });
+    for (let round = 0; round < 3; round++) {
+      const layout = await openImageSource(`oci:${join(work, 'wide')}:v1`);
+      const before = tokens.log.length;
+      try {
+        await pushImage(layout, `${registry.host}/tok/wide${round}:v1`, {
+          ...isolated(),
+          credentials: { username: USER, password: PASSWORD },
+          concurrency: 8,
+        });
+      } finally {
+        await layout.close();
+      }
+      const issued = tokens.log.slice(before);
+      expect(issued.length, JSON.stringify(issued)).toBe(1);
+    }
+  });
+
   it('a token refused mid-rotation waits once for the rewritten credentials file, then reads', async () => {
     // A private token server (no anonymous pulls) whose password changes a moment before the
     // docker config is rewritten, as a rotation does.
