@@ -4,7 +4,7 @@
 // never evict). Every byte read through both mounts is compared.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +34,24 @@ async function entryBytes(dir: string): Promise<number> {
     for (const name of await readdir(join(dir, shard)).catch(() => [] as string[])) total += (await stat(join(dir, shard, name))).size;
   }
   return total;
+}
+
+/**
+ * entryBytes taken while holding the cache's own lock (`.lock`, cache-ledger.ts), so no write
+ * or eviction runs during the walk: a walk without it can count an entry an eviction then
+ * deletes and also the entry written after it, more than was ever there at once. 0 when the
+ * lock is busy or the directory is not there yet.
+ */
+async function lockedEntryBytes(dir: string): Promise<number> {
+  const lock = join(dir, '.lock');
+  const handle = await open(lock, 'wx').catch(() => undefined);
+  if (!handle) return 0;
+  try {
+    await handle.close();
+    return await entryBytes(dir).catch(() => 0);
+  } finally {
+    await unlink(lock).catch(() => {});
+  }
 }
 
 beforeAll(async () => {
@@ -77,8 +95,8 @@ async function readBothTwice(cache: string, args: string[]): Promise<number> {
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      peak = Math.max(peak, await entryBytes(cache).catch(() => 0));
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      peak = Math.max(peak, await lockedEntryBytes(cache));
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   })();
   const stopped: Array<{ mount: RunningMount; metrics: Record<string, number> | undefined }> = [];
