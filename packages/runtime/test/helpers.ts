@@ -105,13 +105,20 @@ export async function mountsUnder(dir: string): Promise<Array<{ path: string; ty
 /** Detaches every mount below `dir` (deepest first) and kills mount servers recorded there. */
 export async function cleanupStateDir(dir: string): Promise<void> {
   const servers = await run('sh', ['-c', `cat ${dir}/mounts/*/server.json 2>/dev/null || true`]).then((r) => r.stdout);
-  for (const match of servers.matchAll(/"pid": (\d+)/g)) {
+  const pids = [...servers.matchAll(/"pid": (\d+)/g)].map((match) => Number(match[1]));
+  const alive = (pid: number) => {
     try {
-      process.kill(Number(match[1]), 'SIGKILL');
+      process.kill(pid, 0);
+      return true;
     } catch {
-      // gone
+      return false;
     }
-  }
+  };
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  // kill() returns before the process is gone: wait, so nothing still writes (a cache block)
+  // into the directories the caller removes next.
+  for (const deadline = Date.now() + 10_000; pids.some(alive) && Date.now() < deadline; )
+    await new Promise((resolve) => setTimeout(resolve, 50));
   const mounts = (await mountsUnder(dir)).sort((a, b) => b.path.length - a.path.length);
   for (const mount of mounts) await run('umount', ['-l', mount.path]).catch(() => undefined);
   await run('sh', [
@@ -154,7 +161,8 @@ export async function startRuntimeWorld(name: string): Promise<RuntimeTestWorld>
       for (const mount of (await mountsUnder(work)).sort((a, b) => b.path.length - a.path.length))
         await run('umount', ['-l', mount.path]).catch(() => undefined);
       await registry.stop();
-      await rm(work, { recursive: true, force: true });
+      // Retried: a serving process that ended just before may have left a last write landing.
+      await rm(work, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     },
   };
 }

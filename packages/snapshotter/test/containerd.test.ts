@@ -88,7 +88,7 @@ afterAll(async () => {
   for (const point of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
   await proxy?.stop();
   await registry?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 }, 120_000);
 
 describe('containerd with clip as remote snapshotter', () => {

@@ -60,7 +60,7 @@ afterAll(async () => {
   for (const s of started) await s.stop();
   for (const point of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
   await registry?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 }, 60_000);
 
 async function snapshotter(name: string, env: NodeJS.ProcessEnv): Promise<SnapshotterProcess> {

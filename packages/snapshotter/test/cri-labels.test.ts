@@ -68,7 +68,7 @@ afterAll(async () => {
   await snapshotter?.stop();
   for (const point of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
   await registry?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 }, 60_000);
 
 /** The labels CRI's unpacker puts on the Prepare of layer `i` (image-layers: this layer and the ones above). */
