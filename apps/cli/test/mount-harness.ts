@@ -6,6 +6,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll } from 'vitest';
 import { createArchive } from '@clip/indexer';
 import {
   buildFixture,
@@ -21,9 +22,26 @@ import {
 export const run = promisify(execFile);
 export const CLI = new URL('../dist/main.js', import.meta.url).pathname;
 
+const created: string[] = [];
+
+/** A fresh directory under the system temp dir, removed after the test file (see below). */
 export async function tempDir(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `clip-${prefix}-`));
+  const dir = await mkdtemp(join(tmpdir(), `clip-${prefix}-`));
+  created.push(dir);
+  return dir;
 }
+
+// Registered when a test file imports this module, so it runs after that file's own afterAll
+// hooks (stack order): whatever temp directory a test did not remove itself (caches, mountpoints
+// of failed tests) goes, unless something is still mounted in it (never delete through a mount).
+afterAll(async () => {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const mounted = mountinfo.split('\n').map((line) => line.split(' ')[4] ?? '');
+  for (const dir of created.splice(0)) {
+    if (mounted.some((point) => point === dir || point.startsWith(`${dir}/`))) continue;
+    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 200 }).catch(() => {});
+  }
+});
 
 export interface PreparedImage {
   /** The .clip, alone in its own directory. */
