@@ -5,15 +5,16 @@
 // password rotated: first at the token server, then in the mount's docker config.json.
 // Every read must succeed with the right bytes.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createArchive } from '@clip/indexer';
+import { writeFileAtomically } from '@clip/shared';
 import { writeRawLayout } from '@clip/testkit';
 import { tar } from '@clip/testkit';
 import { htpasswdLine, startRegistry, type RunningRegistry } from '@clip/testkit';
 import { skopeoCopy } from '@clip/testkit';
-import { startTokenServer, type TokenServer } from '@clip/testkit';
+import { startTokenServer, type TokenServer, writeDockerConfig } from '@clip/testkit';
 import { removeAll, sh, startMount, tempDir, type RunningMount } from './mount-harness.js';
 
 const USER = 'rotator';
@@ -32,17 +33,6 @@ let archive: string;
 let basicArchive: string;
 let data: Buffer;
 let mount: RunningMount | undefined;
-
-async function writeDockerConfig(dir: string, host: string, password: string): Promise<void> {
-  const auth = Buffer.from(`${USER}:${password}`).toString('base64');
-  await writeAtomically(join(dir, 'config.json'), JSON.stringify({ auths: { [host]: { auth } } }));
-}
-
-/** As a credential rotation tool would: a reader never sees a half-written file. */
-async function writeAtomically(path: string, text: string): Promise<void> {
-  await writeFile(`${path}.new`, text);
-  await rename(`${path}.new`, path);
-}
 
 beforeAll(async () => {
   work = await tempDir('mount-credentials');
@@ -135,7 +125,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
   it('reads for ~20 s across 2 s tokens and a password rotation with 0 failed reads', async () => {
     const dockerConfig = join(work, 'docker');
     await mkdir(dockerConfig);
-    await writeDockerConfig(dockerConfig, registry!.host, OLD_PASSWORD);
+    await writeDockerConfig(dockerConfig, registry!.host, USER, OLD_PASSWORD);
     const mountpoint = await tempDir('mnt');
     mount = await startMount(archive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
       env: { DOCKER_CONFIG: dockerConfig },
@@ -144,7 +134,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     const rotate = async () => {
       tokens!.setPassword(NEW_PASSWORD);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      await writeDockerConfig(dockerConfig, registry!.host, NEW_PASSWORD);
+      await writeDockerConfig(dockerConfig, registry!.host, USER, NEW_PASSWORD);
     };
     const { lines, wrong, metrics, stderr } = await readAllThenUnmount(mountpoint, rotate);
     expect(metrics?.['readErrors']).toBe(0);
@@ -179,7 +169,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     const rotate = async () => {
       tokens!.setPassword(HELPER_PASSWORD);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      await writeAtomically(secret, HELPER_PASSWORD);
+      await writeFileAtomically(secret, Buffer.from(HELPER_PASSWORD));
     };
     const since = tokens!.log.length;
     const { lines, wrong, metrics, stderr } = await readAllThenUnmount(mountpoint, rotate);
@@ -219,7 +209,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
       await createArchive({ source: `oci:${layout}:v1`, storageRef, output: strictArchive, spanSize: 64 * 1024, workers: false });
       const dockerConfig = join(work, 'docker-early');
       await mkdir(dockerConfig);
-      await writeDockerConfig(dockerConfig, strict.host, OLD_PASSWORD);
+      await writeDockerConfig(dockerConfig, strict.host, USER, OLD_PASSWORD);
       const mountpoint = await tempDir('mnt');
       mount = await startMount(strictArchive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
         env: { DOCKER_CONFIG: dockerConfig },
@@ -239,7 +229,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
   it('reads across an htpasswd password rotation (Basic auth) with 0 failed reads', async () => {
     const dockerConfig = join(work, 'docker-basic');
     await mkdir(dockerConfig);
-    await writeDockerConfig(dockerConfig, basicRegistry!.host, OLD_PASSWORD);
+    await writeDockerConfig(dockerConfig, basicRegistry!.host, USER, OLD_PASSWORD);
     const mountpoint = await tempDir('mnt');
     mount = await startMount(basicArchive, mountpoint, ['--memory-cache', '0', '--read-timeout', '10'], {
       env: { DOCKER_CONFIG: dockerConfig },
@@ -247,7 +237,7 @@ describe('a long-lived mount with expiring tokens and rotated credentials', () =
     const rotate = async () => {
       await writeFile(basicRegistry!.htpasswdPath!, `${await htpasswdLine({ username: USER, password: NEW_PASSWORD })}\n`);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      await writeDockerConfig(dockerConfig, basicRegistry!.host, NEW_PASSWORD);
+      await writeDockerConfig(dockerConfig, basicRegistry!.host, USER, NEW_PASSWORD);
     };
     const { lines, wrong, metrics, stderr } = await readAllThenUnmount(mountpoint, rotate);
     console.info(`basic: ${lines.length} reads, ${wrong.length} failed`);

@@ -12,6 +12,7 @@ import {
   buildFixture,
   childExit,
   type FixtureName,
+  mountsUnder,
   readTree,
   type RunningRegistry,
   skopeoCopy,
@@ -35,10 +36,8 @@ export async function tempDir(prefix: string): Promise<string> {
 // hooks (stack order): whatever temp directory a test did not remove itself (caches, mountpoints
 // of failed tests) goes, unless something is still mounted in it (never delete through a mount).
 afterAll(async () => {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const mounted = mountinfo.split('\n').map((line) => line.split(' ')[4] ?? '');
   for (const dir of created.splice(0)) {
-    if (mounted.some((point) => point === dir || point.startsWith(`${dir}/`))) continue;
+    if ((await mountsUnder(dir).catch(() => [])).length > 0) continue;
     await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 200 }).catch(() => {});
   }
 });

@@ -3,10 +3,10 @@
 // config file. Everything the commands print (stdout, stderr, logs, errors, the JSON metrics
 // summary, the Prometheus endpoint) and the archive they write are searched for the password,
 // its base64 and the base64 of user:password.
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixture, type BuiltLayout, freePort, type RunningRegistry, startRegistry } from '@clip/testkit';
+import { buildFixture, type BuiltLayout, freePort, type RunningRegistry, startRegistry, writeDockerConfig } from '@clip/testkit';
 import { removeAll, runCli, sh, startMount, tempDir } from './mount-harness.js';
 
 const USER = 'clip-secret-user';
@@ -87,16 +87,10 @@ describe('credentials never appear in output, errors, metrics or archives', () =
     useCredentials(undefined);
     const dockerConfig = join(work, 'docker');
     await mkdir(dockerConfig, { recursive: true });
-    await writeFile(
-      join(dockerConfig, 'config.json'),
-      JSON.stringify({ auths: { [registry!.host]: { auth: Buffer.from(`${USER}:${WRONG}`).toString('base64') } } }),
-    );
+    await writeDockerConfig(dockerConfig, registry!.host, USER, WRONG);
     process.env.DOCKER_CONFIG = dockerConfig;
     expect((await cli('cat docker-config wrong', ['cat', archive, filePath])).code).toBe(1);
-    await writeFile(
-      join(dockerConfig, 'config.json'),
-      JSON.stringify({ auths: { [registry!.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }),
-    );
+    await writeDockerConfig(dockerConfig, registry!.host, USER, PASSWORD);
     expect((await cli('cat docker-config', ['cat', archive, filePath])).code).toBe(0);
     process.env.DOCKER_CONFIG = join(work, 'no-docker-config');
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { startRegistry, type RunningRegistry, writeDockerConfig } from '@clip/testkit';
 import { AuthError, createLogger } from '@clip/shared';
 import { parseChallenge } from '../src/auth.js';
 import { resolveCredentials } from '../src/credentials.js';
@@ -62,11 +62,7 @@ describe('htpasswd (Basic) registry', () => {
       dockerConfigDir: join(work, 'none'),
     });
     const configDir = join(work, 'docker');
-    await mkdir(configDir, { recursive: true });
-    await writeFile(
-      join(configDir, 'config.json'),
-      JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }),
-    );
+    await writeDockerConfig(configDir, registry.host, USER, PASSWORD);
     const viaConfig = await openImageSource(`${registry.host}/private/img:v1`, { env: { DOCKER_CONFIG: configDir } });
     try {
       expect((await viaEnv.resolve()).manifestDigest).toBe(built[0]!.topDigest);

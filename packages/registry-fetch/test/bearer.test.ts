@@ -1,8 +1,8 @@
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RunningRegistry } from '@clip/testkit';
+import { startRegistry, type RunningRegistry, writeDockerConfig } from '@clip/testkit';
 import { AuthError } from '@clip/shared';
 import { openImageSource } from '../src/open.js';
 import { pushImage } from '../src/push.js';
@@ -111,14 +111,8 @@ describe('bearer token auth against the real registry', () => {
       auth: { kind: 'token', realm: strict.realm, service: strict.service, issuer: strict.issuer, rootCertBundle: strict.rootCertBundle },
     });
     const dockerConfigDir = join(work, 'rotating');
-    const writeConfig = async (password: string) => {
-      const auth = Buffer.from(`${USER}:${password}`).toString('base64');
-      await writeFile(join(dockerConfigDir, 'config.json.new'), JSON.stringify({ auths: { [reg.host]: { auth } } }));
-      await rename(join(dockerConfigDir, 'config.json.new'), join(dockerConfigDir, 'config.json'));
-    };
     try {
-      await mkdir(dockerConfigDir);
-      await writeConfig(PASSWORD);
+      await writeDockerConfig(dockerConfigDir, reg.host, USER, PASSWORD);
       const layout = await openImageSource(`oci:${join(work, 'layout')}:v1`);
       try {
         await pushImage(layout, `${reg.host}/tok/private:v1`, { env: {}, dockerConfigDir });
@@ -126,7 +120,9 @@ describe('bearer token auth against the real registry', () => {
         await layout.close();
       }
       strict.setPassword('tok-Pw-rotated-2');
-      const rewritten = new Promise((resolve) => setTimeout(resolve, 300)).then(() => writeConfig('tok-Pw-rotated-2'));
+      const rewritten = new Promise((resolve) => setTimeout(resolve, 300)).then(() =>
+        writeDockerConfig(dockerConfigDir, reg.host, USER, 'tok-Pw-rotated-2'),
+      );
       // A fresh worker: its first token request uses the old password and is refused.
       const source = await openImageSource(`${reg.host}/tok/private:v1`, { env: {}, dockerConfigDir });
       try {

@@ -6,7 +6,10 @@ import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildLayout, startRegistry, type EntrySpec, type RunningRegistry } from '@clip/testkit';
+import { buildLayout, mountsUnder, startRegistry, type EntrySpec, type RunningRegistry } from '@clip/testkit';
+import { pidAlive } from '../src/mount-server.js';
+
+export { mountsUnder };
 
 export const run = promisify(execFile);
 export const CLI = new URL('../../../apps/cli/dist/main.js', import.meta.url).pathname;
@@ -89,35 +92,14 @@ export async function cli(args: string[], env: Record<string, string> = {}): Pro
   return startCli(args, env).done;
 }
 
-/** Mounts (FUSE or overlay) at or below `dir`, from /proc/self/mountinfo. */
-export async function mountsUnder(dir: string): Promise<Array<{ path: string; type: string }>> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const mounts: Array<{ path: string; type: string }> = [];
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    const path = fields[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    const dash = fields.indexOf('-');
-    if (path && (path === dir || path.startsWith(`${dir}/`))) mounts.push({ path, type: fields[dash + 1] ?? '' });
-  }
-  return mounts;
-}
-
 /** Detaches every mount below `dir` (deepest first) and kills mount servers recorded there. */
 export async function cleanupStateDir(dir: string): Promise<void> {
   const servers = await run('sh', ['-c', `cat ${dir}/mounts/*/server.json 2>/dev/null || true`]).then((r) => r.stdout);
   const pids = [...servers.matchAll(/"pid": (\d+)/g)].map((match) => Number(match[1]));
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (const pid of pids) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
   // kill() returns before the process is gone: wait, so nothing still writes (a cache block)
   // into the directories the caller removes next.
-  for (const deadline = Date.now() + 10_000; pids.some(alive) && Date.now() < deadline; )
+  for (const deadline = Date.now() + 10_000; pids.some(pidAlive) && Date.now() < deadline; )
     await new Promise((resolve) => setTimeout(resolve, 50));
   const mounts = (await mountsUnder(dir)).sort((a, b) => b.path.length - a.path.length);
   for (const mount of mounts) await run('umount', ['-l', mount.path]).catch(() => undefined);

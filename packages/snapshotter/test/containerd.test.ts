@@ -85,7 +85,7 @@ afterAll(async () => {
   await containerd?.ctr(['task', 'ls']).catch(() => '');
   await containerd?.stop();
   await snapshotter?.stop();
-  for (const point of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
+  for (const { path } of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', path]).catch(() => undefined);
   await proxy?.stop();
   await registry?.stop();
   if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });

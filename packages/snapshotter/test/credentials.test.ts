@@ -1,12 +1,20 @@
 // Registry credentials reach the snapshotter the way they reach `clip mount <ref>`: a docker
 // config ($DOCKER_CONFIG) serves the archive lookup and the image mount's range reads of a
 // registry that requires a login; without them the pull falls back visibly instead of failing.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildLayout, freePort, type GeneratedContent, generateContent, type RunningRegistry, startRegistry } from '@clip/testkit';
+import {
+  buildLayout,
+  freePort,
+  type GeneratedContent,
+  generateContent,
+  type RunningRegistry,
+  startRegistry,
+  writeDockerConfig,
+} from '@clip/testkit';
 import { chainIds } from '../src/decision.js';
 import { snapshotsClient } from './grpc-client.js';
 import { CLI, metricValue, mountsUnder, run, type SnapshotterProcess, startSnapshotter } from './harness.js';
@@ -50,15 +58,13 @@ beforeAll(async () => {
     timeout: 120_000,
   });
   const dockerConfig = join(dir, 'docker-config');
-  await mkdir(dockerConfig);
   await mkdir(join(dir, 'no-docker-config'));
-  const auth = Buffer.from(`${USER.username}:${USER.password}`).toString('base64');
-  await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [registry.host]: { auth } } }));
+  await writeDockerConfig(dockerConfig, registry.host, USER.username, USER.password);
 }, 120_000);
 
 afterAll(async () => {
   for (const s of started) await s.stop();
-  for (const point of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
+  for (const { path } of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', path]).catch(() => undefined);
   await registry?.stop();
   if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 }, 60_000);

@@ -66,7 +66,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await snapshotter?.stop();
-  for (const point of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
+  for (const { path } of (await mountsUnder(dir).catch(() => [])).reverse()) await run('umount', ['-l', path]).catch(() => undefined);
   await registry?.stop();
   if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 }, 60_000);

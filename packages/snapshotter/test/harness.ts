@@ -1,12 +1,14 @@
 // Test harness: a private containerd that names clip as its proxy snapshotter, and `clip
 // snapshotter` as a child process. (Bytes served are counted by the test kit's proxy log.)
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import type { ProxiedRequest } from '@clip/testkit';
+import { mountsUnder, type ProxiedRequest } from '@clip/testkit';
+
+export { mountsUnder };
 
 export const run = promisify(execFile);
 export const CLI = new URL('../../../apps/cli/dist/main.js', import.meta.url).pathname;
@@ -174,13 +176,4 @@ export async function startSnapshotter(options: {
 export function metricValue(text: string, sample: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
   return line ? Number(line.slice(sample.length + 1)) : NaN;
-}
-
-/** Mount points (from /proc/self/mountinfo) under `dir`. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
 }

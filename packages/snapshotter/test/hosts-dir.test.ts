@@ -155,7 +155,7 @@ describe('--hosts-dir through the image mounts', () => {
       }
     } finally {
       await snapshotter?.stop();
-      for (const point of (await mountsUnder(dir)).reverse()) await run('umount', ['-l', point]).catch(() => undefined);
+      for (const { path } of (await mountsUnder(dir)).reverse()) await run('umount', ['-l', path]).catch(() => undefined);
     }
   }, 90_000);
 });

@@ -32,6 +32,8 @@ export { writeRawLayout, type RawLayout } from './raw-layout.js';
 export { chunked, tar, type RawMember } from './raw-tar.js';
 export { type RangeServer, startRangeServer } from './range-server.js';
 export { childExit, type ChildExit } from './child-exit.js';
+export { writeDockerConfig } from './docker-config.js';
+export { type MountedPoint, mountsUnder } from './mounts.js';
 export { readTree } from './read-tree.js';
 export { freePort, htpasswdLine, startRegistry, type RegistryOptions, type RunningRegistry } from './registry.js';
 export { startTokenServer, type TokenServer } from './token-server.js';
